@@ -1,0 +1,12 @@
+module github.com/ovpn3go/ovpn3go
+
+go 1.26.0
+
+require (
+	github.com/godbus/dbus/v5 v5.2.4
+	github.com/vishvananda/netlink v1.3.1
+	golang.org/x/crypto v0.59.0
+	golang.org/x/sys v0.50.0
+)
+
+require github.com/vishvananda/netns v0.0.5 // indirect

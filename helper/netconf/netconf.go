@@ -1,0 +1,64 @@
+// Package netconf holds the network settings of one tunnel: what the server
+// pushed (addresses, routes, DNS, MTU) after the client's own filters. The
+// engine produces it, the backend carries it to netcfg over D-Bus, and netcfg
+// applies it to the TUN device. It has no behaviour beyond validation so that
+// all three can import it without importing each other.
+package netconf
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Route is one network reached through the tunnel (or, with Exclude, kept
+// out of it).
+type Route struct {
+	Prefix  netip.Prefix
+	Gateway netip.Addr // zero: on-link through the TUN device
+	Metric  int        // <= 0: kernel default
+	Exclude bool
+}
+
+// Config is the complete layer-3 configuration of a TUN device.
+type Config struct {
+	// Addresses are the local tunnel addresses with their on-link prefix
+	// length, e.g. 198.19.0.2/24 for topology subnet.
+	Addresses []netip.Prefix
+	// Peer is the remote end for point-to-point addressing (topology net30
+	// and p2p); zero for topology subnet.
+	Peer4 netip.Addr
+	// Gateway4 and Gateway6 are the pushed route-gateway values used for
+	// routes that name no gateway.
+	Gateway4, Gateway6 netip.Addr
+	Routes             []Route
+	// RedirectIPv4/6 send the default route through the tunnel (def1 style:
+	// two half routes, so the original default route stays).
+	RedirectIPv4, RedirectIPv6 bool
+	MTU                        int
+	DNSServers                 []netip.Addr
+	SearchDomains              []string
+	// Remote is the VPN server's transport address; with a redirected
+	// default route it keeps a host route outside the tunnel.
+	Remote netip.Addr
+}
+
+// Validate reports the first setting that cannot be applied as given.
+func (c *Config) Validate() error {
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
+		return fmt.Errorf("mtu %d out of range 576..65535", c.MTU)
+	}
+	for _, a := range c.Addresses {
+		if !a.IsValid() {
+			return fmt.Errorf("invalid tunnel address %v", a)
+		}
+	}
+	for _, r := range c.Routes {
+		if !r.Prefix.IsValid() {
+			return fmt.Errorf("invalid route %v", r.Prefix)
+		}
+		if r.Gateway.IsValid() && r.Gateway.Is4() != r.Prefix.Addr().Is4() {
+			return fmt.Errorf("route %v: gateway %v is of the other address family", r.Prefix, r.Gateway)
+		}
+	}
+	return nil
+}
