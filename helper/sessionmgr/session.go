@@ -1,0 +1,87 @@
+package sessionmgr
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// Status is a StatusChange event: (StatusMajor, StatusMinor, message).
+type Status struct {
+	Major, Minor uint32
+	Message      string
+}
+
+// LogEvent is a saved Log signal (the last_log property).
+type LogEvent struct {
+	Group, Category uint32
+	Message         string
+}
+
+// session is one VPN session object and the backend process behind it.
+// Fields set at creation never change; the rest are guarded by mu.
+type session struct {
+	path       dbus.ObjectPath
+	token      string
+	configPath dbus.ObjectPath
+	configName string
+	created    time.Time
+	proc       Process
+	backend    string // unique bus name of the backend's connection
+	busName    string // net.openvpn.v3.backends.be<PID>
+	backendPID uint32
+
+	// gone is closed once the object was removed (backend exited).
+	gone chan struct{}
+
+	mu                sync.Mutex
+	owner             uint32
+	acl               []uint32
+	publicAccess      bool
+	restrictLogAccess bool
+	logVerbosity      uint32
+	status            Status
+	lastLog           LogEvent
+	dco               bool
+	dcoSet            bool // dco changed locally, to be applied on Connect
+	dcoLocked         bool
+	connectCalled     bool
+	deviceName        string // cached from the backend for interface lookups
+	logForwards       []dbus.ObjectPath
+}
+
+// access is the ACL view of a session used by the checks of spec §5.3.
+type access struct {
+	owner  uint32
+	acl    []uint32
+	public bool
+}
+
+func (s *session) access() access {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return access{owner: s.owner, acl: slices.Clone(s.acl), public: s.publicAccess}
+}
+
+// granted is CheckACL: owner or ACL member, or anyone when public and
+// the public flag counts for this operation.
+func (a access) granted(uid uint32, honourPublic bool) bool {
+	if honourPublic && a.public {
+		return true
+	}
+	return uid == a.owner || slices.Contains(a.acl, uid)
+}
+
+// mayCall: all session methods except AccessGrant/Revoke and LogForward.
+func (a access) mayCall(uid uint32) bool { return a.granted(uid, true) }
+
+// mayRead: property reads ignore public_access but admit root (and the
+// openvpn service user, which is root here too).
+func (a access) mayRead(uid uint32) bool { return uid == 0 || a.granted(uid, false) }
+
+func (a access) isOwner(uid uint32) bool { return uid == a.owner }
+
+// visible: listed by the manager's Fetch/Lookup methods.
+func (a access) visible(uid uint32) bool { return a.granted(uid, true) }
