@@ -227,4 +227,3 @@ func TestInteropTLSCrypt(t *testing.T) {
 		t.Fatalf("unexpected reset payload %x", got.Payload)
 	}
 }
-
