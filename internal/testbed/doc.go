@@ -1,0 +1,18 @@
+// Package testbed is the test harness that runs ovpn3go against real
+// third-party software: two network namespaces joined by a veth pair
+// (NetPair), a throwaway PKI written with crypto/x509 (PKI), the Debian
+// OpenVPN 2.6 server in one of the nine test-bed variants a–i (Server,
+// Profile), a private system-like dbus-daemon (Bus) and, for end-to-end
+// tests and the demo, the whole ovpn3go stack on top of them (Stack).
+//
+// Every resource comes in two forms: a constructor that returns the
+// resource plus a Close/Stop method (for programs such as the demo), and a
+// thin wrapper taking a testing.TB that registers the cleanup with
+// t.Cleanup and fails the test on error. Names of namespaces and links are
+// unique per call, so tests using the harness may run in parallel, and
+// every process it starts is a child it stops by PID.
+//
+// Almost everything needs root (testenv.RequireRoot) and iproute2; the
+// server and tls-crypt-v2 keys need the openvpn binary, the bus needs
+// dbus-daemon.
+package testbed

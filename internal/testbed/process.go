@@ -1,0 +1,126 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Process is a child process the harness started and owns: its output goes
+// to a log file, and it is stopped by its own PID, never by name.
+type Process struct {
+	Name    string    // for messages, e.g. "openvpn server (a)"
+	Cmd     *exec.Cmd // already started
+	LogPath string    // stdout and stderr of the process
+
+	done    chan struct{} // closed once Wait returned
+	waitErr error         // valid after done is closed
+}
+
+// StartProcess starts cmd with stdout and stderr appended to logPath and
+// returns the owned process. A goroutine waits for the process so its exit
+// is noticed; it ends when the process ends (Stop guarantees that).
+func StartProcess(name, logPath string, cmd *exec.Cmd) (*Process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: open log: %w", name, err)
+	}
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", name, strings.Join(cmd.Args, " "), err)
+	}
+	p := &Process{Name: name, Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID is the process id of the child.
+func (p *Process) PID() int { return p.Cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitErr is the result of Wait; only meaningful after Done is closed.
+func (p *Process) ExitErr() error { return p.waitErr }
+
+// Log returns the whole log written so far.
+func (p *Process) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// LogTail returns the last n lines of the log, for error messages.
+func (p *Process) LogTail(n int) string { return tail(p.Log(), n) }
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// WaitForLog polls the log until it contains want. It fails early when the
+// process exits, when ctx ends, or when timeout passes; the error carries the
+// log tail so a failing test shows why.
+func (p *Process) WaitForLog(ctx context.Context, want string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(p.LogPath); err == nil && bytes.Contains(b, []byte(want)) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			// One last look: the line may have been written just before exit.
+			if strings.Contains(p.Log(), want) {
+				return nil
+			}
+			return fmt.Errorf("%s exited (%v) before logging %q; log tail:\n%s", p.Name, p.waitErr, want, p.LogTail(25))
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not log %q within %v: %w; log tail:\n%s", p.Name, want, timeout, ctx.Err(), p.LogTail(25))
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop sends SIGTERM to the process (by PID), waits up to grace, then sends
+// SIGKILL. It returns nil when the process is gone, whatever its exit status.
+func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s (pid %d): %w", p.Name, p.PID(), err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	if err := p.Cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s (pid %d): %w", p.Name, p.PID(), err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.PID())
+	}
+}
