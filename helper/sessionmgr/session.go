@@ -6,13 +6,9 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
-)
 
-// Status is a StatusChange event: (StatusMajor, StatusMinor, message).
-type Status struct {
-	Major, Minor uint32
-	Message      string
-}
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
 
 // LogEvent is a saved Log signal (the last_log property).
 type LogEvent struct {
@@ -42,12 +38,13 @@ type session struct {
 	publicAccess      bool
 	restrictLogAccess bool
 	logVerbosity      uint32
-	status            Status
+	status            api.Status
 	lastLog           LogEvent
 	dco               bool
 	dcoSet            bool // dco changed locally, to be applied on Connect
 	dcoLocked         bool
 	connectCalled     bool
+	stopping          bool // Disconnect requested: exit is expected
 	deviceName        string // cached from the backend for interface lookups
 	logForwards       []dbus.ObjectPath
 }

@@ -1,0 +1,48 @@
+package sessionmgr
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// Error texts of spec §4.3 that this service sends.
+const (
+	textAccessDenied   = "Access denied"
+	textStopped        = "VPN session is stopped"
+	textCouldNotStart  = "Could not start the VPN client"
+	textAlreadyRunning = "A session with this configuration profile is already running"
+)
+
+func errGeneric(text string) *dbus.Error { return api.Error(api.DomainGDBusPP, text) }
+func errRequest(text string) *dbus.Error { return api.Error(api.DomainRequest, text) }
+
+// backendError passes an error from the backend on to the front-end: "not
+// ready" keeps its domain (front-ends test for it), anything else becomes a
+// request error carrying the backend's own domain and text, as gdbuspp does.
+func backendError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if api.IsDomain(err, api.DomainReady) {
+		var de dbus.Error
+		if errors.As(err, &de) {
+			return &de
+		}
+		var dep *dbus.Error
+		if errors.As(err, &dep) {
+			return dep
+		}
+	}
+	d, t, ok := api.ParseError(err)
+	if !ok {
+		return errRequest(err.Error())
+	}
+	if strings.HasPrefix(d, "net.openvpn.") {
+		return errRequest(" " + d + ": " + t)
+	}
+	return errRequest(" " + t)
+}

@@ -1,0 +1,174 @@
+package sessionmgr
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// The test binary doubles as a fake backend: TestMain runs fakeBackend
+// instead of the tests when fakeBackendEnv is set. The fake speaks the
+// backend protocol (registration, Ready/Connect/Disconnect, properties)
+// without an engine, so the manager can be tested on its own.
+const fakeBackendEnv = "SESSIONMGR_FAKE_BACKEND"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(fakeBackendEnv); mode != "" {
+		os.Exit(fakeBackend(mode, os.Args[len(os.Args)-1]))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeLauncher starts the test binary as a fake backend in mode.
+func fakeLauncher(mode, busAddr string) *ExecLauncher {
+	exe, _ := os.Executable()
+	return &ExecLauncher{
+		Path: exe,
+		Args: []string{"-test.run=^$", "--"},
+		Env:  []string{fakeBackendEnv + "=" + mode, "DBUS_SYSTEM_BUS_ADDRESS=" + busAddr},
+	}
+}
+
+type fakeBE struct {
+	conn    *dbus.Conn
+	manager string
+	token   string
+	mode    string
+	mu      sync.Mutex
+	status  [3]any
+	exit    chan int
+}
+
+func fakeBackend(mode, token string) int {
+	conn, err := dbus.Connect(os.Getenv("DBUS_SYSTEM_BUS_ADDRESS"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake backend: connect:", err)
+		return 2
+	}
+	switch mode {
+	case "exit":
+		fmt.Println("fake backend exiting at once")
+		return 1
+	case "silent":
+		select {} // never registers; the manager kills it
+	}
+	be := &fakeBE{conn: conn, token: token, mode: mode, exit: make(chan int, 1),
+		status: [3]any{uint32(0), uint32(0), ""}}
+	if err := conn.Export(be, api.PathBackendSession, api.InterfaceBackends); err != nil {
+		return 2
+	}
+	if err := conn.Export(fakeProps{be}, api.PathBackendSession, api.InterfaceProperties); err != nil {
+		return 2
+	}
+	name := api.BackendBusName(uint32(os.Getpid()))
+	if r, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		fmt.Fprintln(os.Stderr, "fake backend: request name:", r, err)
+		return 2
+	}
+	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, api.ServiceSessions).Store(&be.manager); err != nil {
+		fmt.Fprintln(os.Stderr, "fake backend: no session manager:", err)
+		return 2
+	}
+	if mode == "badpid" {
+		be.signal("RegistrationRequest", name, token, int32(1))
+	} else {
+		be.signal("RegistrationRequest", name, token, int32(os.Getpid()))
+	}
+	return <-be.exit
+}
+
+func (b *fakeBE) signal(member string, args ...any) {
+	msg := &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath:        dbus.MakeVariant(api.PathBackendSession),
+		dbus.FieldInterface:   dbus.MakeVariant(api.InterfaceBackends),
+		dbus.FieldMember:      dbus.MakeVariant(member),
+		dbus.FieldDestination: dbus.MakeVariant(b.manager),
+		dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(args...)),
+	}, Body: args}
+	b.conn.Send(msg, nil)
+}
+
+func (b *fakeBE) status3(minor api.StatusMinor, msg string) {
+	b.mu.Lock()
+	b.status = [3]any{uint32(api.StatusMajorConnection), uint32(minor), msg}
+	b.mu.Unlock()
+	b.signal("StatusChange", uint32(api.StatusMajorConnection), uint32(minor), msg)
+}
+
+func (b *fakeBE) RegistrationConfirmation(token string, session, config dbus.ObjectPath) (string, *dbus.Error) {
+	if token != b.token {
+		return "", api.Error(api.DomainBERegistration, "Invalid registration token")
+	}
+	if b.mode == "refuse" {
+		return "", api.Error(api.DomainBERegistration, "refused by the fake")
+	}
+	b.status3(api.StatusMinorCfgOK, "config_path="+string(config))
+	b.signal("Log", uint32(api.LogGroupBackendProc), uint32(api.LogCategoryInfo), b.token, "fake registered")
+	return "fake-profile", nil
+}
+
+func (b *fakeBE) Ready() *dbus.Error {
+	if b.mode == "notready" {
+		return api.Error(api.DomainReady, "Missing user credentials")
+	}
+	return nil
+}
+
+func (b *fakeBE) Ping() (bool, *dbus.Error) { return true, nil }
+
+func (b *fakeBE) Connect() *dbus.Error {
+	go func() {
+		b.status3(api.StatusMinorConnConnecting, "")
+		b.status3(api.StatusMinorConnConnected, "")
+	}()
+	return nil
+}
+
+func (b *fakeBE) Disconnect() *dbus.Error {
+	b.status3(api.StatusMinorConnDone, "")
+	if b.mode != "stubborn" {
+		// Exit after the reply went out.
+		time.AfterFunc(50*time.Millisecond, func() { b.exit <- 0 })
+	}
+	return nil
+}
+
+func (b *fakeBE) ForceShutdown() *dbus.Error {
+	time.AfterFunc(50*time.Millisecond, func() { b.exit <- 0 })
+	return nil
+}
+
+type fakeProps struct{ b *fakeBE }
+
+func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	switch name {
+	case "device_name":
+		return dbus.MakeVariant("tunfake0"), nil
+	case "statistics":
+		return dbus.MakeVariant(map[string]int64{"BYTES_IN": 10, "BYTES_OUT": 20}), nil
+	case "connection":
+		return dbus.MakeVariant(struct {
+			A, B, C string
+			D       uint32
+		}{"udpv4", "server", "198.18.0.1", 1194}), nil
+	case "log_level":
+		return dbus.MakeVariant(uint32(3)), nil
+	case "session_name":
+		return dbus.MakeVariant("fake-session"), nil
+	case "device_path":
+		return dbus.MakeVariant(dbus.ObjectPath("/net/openvpn/v3/netcfg/1_fake")), nil
+	case "dco":
+		return dbus.MakeVariant(false), nil
+	}
+	return dbus.Variant{}, dbus.NewError("org.freedesktop.DBus.Error.InvalidArgs", []any{"No such property"})
+}
+
+func (p fakeProps) Set(iface, name string, v dbus.Variant) *dbus.Error { return nil }

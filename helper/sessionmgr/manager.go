@@ -1,0 +1,546 @@
+// Package sessionmgr implements net.openvpn.v3.sessions: the manager object
+// /net/openvpn/v3/sessions and one session object per VPN tunnel. For every
+// session it starts a backend process (helper/backend, re-executed from the
+// helper binary), waits for the backend to register over D-Bus, forwards
+// front-end calls to it, re-emits its signals from the session path, and
+// removes the session as soon as the process is gone, however it died.
+package sessionmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// Profiles is the configuration manager as seen in-process by the session
+// manager.
+type Profiles interface {
+	// UseProfile checks that uid may start a session with the profile at
+	// path and returns the profile's name. The error is returned to the
+	// D-Bus caller as it is.
+	UseProfile(path dbus.ObjectPath, uid uint32) (name string, err error)
+}
+
+// Emitter sends signals from exported objects.
+type Emitter interface {
+	Emit(path dbus.ObjectPath, iface, member string, args ...any) error
+}
+
+// Options configure a Manager. Conn, Profiles and Launcher are required.
+type Options struct {
+	Conn     *dbus.Conn
+	Logger   *slog.Logger
+	Profiles Profiles
+	Launcher Launcher
+	// CleanupPID is called with the PID of every backend process that has
+	// exited, so netcfg can remove what that process left behind.
+	CleanupPID func(pid uint32)
+	// StartTimeout bounds the wait for a new backend to register.
+	StartTimeout time.Duration
+	// CallTimeout bounds each call to a backend.
+	CallTimeout time.Duration
+	// StopTimeout bounds the wait for a backend to exit after Disconnect
+	// before it is killed.
+	StopTimeout time.Duration
+}
+
+// Manager is the session manager service.
+type Manager struct {
+	conn     *dbus.Conn
+	log      *slog.Logger
+	profiles Profiles
+	launcher Launcher
+	cleanup  func(pid uint32)
+	startTO  time.Duration
+	callTO   time.Duration
+	stopTO   time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	sigs   chan *dbus.Signal
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	emit      Emitter
+	objects   objectTable // nil until Export
+	sessions  map[dbus.ObjectPath]*session
+	byToken   map[string]*session
+	byBackend map[string]*session // unique bus name of the backend
+	pending   map[string]chan registration
+	procs     map[string]Process // every running backend, by token
+	closed    bool
+}
+
+// objectTable exports and removes session objects.
+type objectTable interface {
+	exportSession(s *session) error
+	unexportSession(s *session)
+}
+
+type registration struct {
+	sender  string
+	busName string
+	pid     int32
+}
+
+// New creates the session manager and starts the goroutine that receives
+// backend signals; Close stops it.
+func New(opts Options) (*Manager, error) {
+	if opts.Conn == nil || opts.Profiles == nil || opts.Launcher == nil {
+		return nil, errors.New("sessionmgr: Conn, Profiles and Launcher are required")
+	}
+	m := &Manager{
+		conn:      opts.Conn,
+		log:       opts.Logger,
+		profiles:  opts.Profiles,
+		launcher:  opts.Launcher,
+		cleanup:   opts.CleanupPID,
+		startTO:   opts.StartTimeout,
+		callTO:    opts.CallTimeout,
+		stopTO:    opts.StopTimeout,
+		sigs:      make(chan *dbus.Signal, 64),
+		emit:      connEmitter{opts.Conn},
+		sessions:  map[dbus.ObjectPath]*session{},
+		byToken:   map[string]*session{},
+		byBackend: map[string]*session{},
+		pending:   map[string]chan registration{},
+		procs:     map[string]Process{},
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.cleanup == nil {
+		m.cleanup = func(uint32) {}
+	}
+	if m.startTO <= 0 {
+		m.startTO = 15 * time.Second
+	}
+	if m.callTO <= 0 {
+		m.callTO = 5 * time.Second
+	}
+	if m.stopTO <= 0 {
+		m.stopTO = 5 * time.Second
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	// Backends send their signals unicast to us, so no match rule is needed.
+	m.conn.Signal(m.sigs)
+	m.wg.Add(1)
+	go m.signalLoop()
+	return m, nil
+}
+
+// Close disconnects every session (each backend is asked to disconnect and
+// killed if it does not exit in time), waits for the backends to be reaped
+// and stops the signal goroutine.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	var all []*session
+	for _, s := range m.sessions {
+		all = append(all, s)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.stopSession(ctx, s)
+		}()
+	}
+	wg.Wait()
+	// Backends still starting (not yet sessions) are killed outright.
+	m.mu.Lock()
+	for _, p := range m.procs {
+		p.Kill()
+	}
+	m.mu.Unlock()
+	m.cancel()
+	m.conn.RemoveSignal(m.sigs)
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sessionmgr close: %w", ctx.Err())
+	}
+}
+
+func (m *Manager) emitter() Emitter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.emit
+}
+
+func (m *Manager) logf(level slog.Level, msg string, args ...any) {
+	m.log.Log(context.Background(), level, msg, args...)
+	cat := api.LogCategoryInfo
+	switch {
+	case level >= slog.LevelError:
+		cat = api.LogCategoryError
+	case level >= slog.LevelWarn:
+		cat = api.LogCategoryWarn
+	case level < slog.LevelInfo:
+		cat = api.LogCategoryDebug
+	}
+	text := msg
+	for i := 0; i+1 < len(args); i += 2 {
+		text += fmt.Sprintf(" %v=%v", args[i], args[i+1])
+	}
+	_ = m.emitter().Emit(api.PathSessions, api.InterfaceSessions, "Log",
+		uint32(api.LogGroupSessionMgr), uint32(cat), text)
+}
+
+// ---- starting a session ----
+
+// NewTunnel starts a backend for the profile at configPath on behalf of
+// uid and returns the new session's path once the session object exists.
+func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
+	if !configPath.IsValid() || !api.IsChildPath(api.PathConfiguration, configPath) {
+		return "", errRequest(fmt.Sprintf("Invalid configuration path %q", configPath))
+	}
+	if _, err := m.profiles.UseProfile(configPath, uid); err != nil {
+		return "", err
+	}
+	token := api.NewSessionToken()
+	path := api.NewSessionPath()
+	reg := make(chan registration, 1)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return "", errRequest(textCouldNotStart)
+	}
+	for _, s := range m.sessions {
+		if s.configPath == configPath && s.access().visible(uid) {
+			m.mu.Unlock()
+			return "", errGeneric(textAlreadyRunning)
+		}
+	}
+	m.pending[token] = reg
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.pending, token)
+		m.mu.Unlock()
+	}()
+
+	proc, err := m.launcher.Launch(token)
+	if err != nil {
+		m.log.Error("start backend", "config", configPath, "err", err)
+		return "", errRequest(textCouldNotStart)
+	}
+	m.mu.Lock()
+	m.procs[token] = proc
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go m.watch(token, proc)
+
+	fail := func(why string, args ...any) (dbus.ObjectPath, error) {
+		m.log.Error("backend did not start: "+why, append([]any{"pid", proc.Pid(), "config", configPath}, args...)...)
+		proc.Kill()
+		return "", errRequest(textCouldNotStart)
+	}
+	timer := time.NewTimer(m.startTO)
+	defer timer.Stop()
+	var r registration
+	select {
+	case r = <-reg:
+	case <-proc.Done():
+		return fail("process exited before registering", "exit", proc.ExitReason())
+	case <-timer.C:
+		return fail("no registration request in time", "timeout", m.startTO)
+	case <-m.ctx.Done():
+		return fail("shutting down")
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.callTO)
+	defer cancel()
+	if err := m.verifyRegistration(ctx, r, proc); err != nil {
+		return fail("registration refused", "err", err)
+	}
+
+	s := &session{
+		path:              path,
+		token:             token,
+		configPath:        configPath,
+		created:           time.Now(),
+		proc:              proc,
+		backend:           r.sender,
+		busName:           r.busName,
+		backendPID:        uint32(r.pid),
+		gone:              make(chan struct{}),
+		owner:             uid,
+		restrictLogAccess: true,
+		logVerbosity:      api.MaxLogLevel,
+	}
+	// Indexed before the confirmation so the status the backend reports
+	// while reading the profile is not lost.
+	m.mu.Lock()
+	m.byToken[token] = s
+	m.byBackend[r.sender] = s
+	m.mu.Unlock()
+
+	var name string
+	err = m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+".RegistrationConfirmation", 0,
+		token, path, configPath).Store(&name)
+	if err != nil {
+		m.backendObj(s).Call(api.InterfaceBackends+".ForceShutdown", dbus.FlagNoReplyExpected)
+		return fail("registration confirmation failed", "err", err)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-proc.Done():
+		return fail("process exited during registration", "exit", proc.ExitReason())
+	default:
+	}
+	if m.closed {
+		return fail("shutting down")
+	}
+	s.configName = name
+	if m.objects != nil {
+		if err := m.objects.exportSession(s); err != nil {
+			return fail("export session object", "err", err)
+		}
+	}
+	m.sessions[path] = s
+	_ = m.emit.Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
+		path, uint16(api.SessionEventCreated), uid)
+	m.log.Info("session created", "session", path, "config", configPath, "name", name, "owner", uid, "backend_pid", r.pid)
+	return path, nil
+}
+
+// verifyRegistration checks that the RegistrationRequest came from the
+// process we started and that it owns the bus name it claims.
+func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc Process) error {
+	if int(r.pid) != proc.Pid() {
+		return fmt.Errorf("registration names pid %d, started %d", r.pid, proc.Pid())
+	}
+	if r.busName != api.BackendBusName(uint32(r.pid)) {
+		return fmt.Errorf("registration names bus name %q for pid %d", r.busName, r.pid)
+	}
+	bus := m.conn.BusObject()
+	var owner string
+	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, r.busName).Store(&owner); err != nil {
+		return fmt.Errorf("owner of %s: %w", r.busName, err)
+	}
+	if owner != r.sender {
+		return fmt.Errorf("%s is owned by %s, not by the sender %s", r.busName, owner, r.sender)
+	}
+	var pid uint32
+	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, r.sender).Store(&pid); err != nil {
+		return fmt.Errorf("pid of %s: %w", r.sender, err)
+	}
+	if int(pid) != proc.Pid() {
+		return fmt.Errorf("sender %s is pid %d, started %d", r.sender, pid, proc.Pid())
+	}
+	return nil
+}
+
+// watch waits for a backend to exit and removes everything that belonged
+// to it.
+func (m *Manager) watch(token string, proc Process) {
+	defer m.wg.Done()
+	<-proc.Done()
+	pid := uint32(proc.Pid())
+	m.cleanup(pid)
+
+	m.mu.Lock()
+	delete(m.procs, token)
+	s := m.byToken[token]
+	if s == nil {
+		m.mu.Unlock()
+		m.log.Info("backend exited before it had a session", "pid", pid, "exit", proc.ExitReason())
+		return
+	}
+	delete(m.byToken, token)
+	delete(m.byBackend, s.backend)
+	exported := m.sessions[s.path] == s
+	if exported {
+		delete(m.sessions, s.path)
+		if m.objects != nil {
+			m.objects.unexportSession(s)
+		}
+		st := api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"}
+		s.mu.Lock()
+		if !s.stopping {
+			st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
+				Message: "Session closed, backend client " + proc.ExitReason()}
+		}
+		s.status = st
+		owner := s.owner
+		s.mu.Unlock()
+		_ = m.emit.Emit(s.path, api.InterfaceSessions, "StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
+		_ = m.emit.Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
+			s.path, uint16(api.SessionEventDestroyed), owner)
+	}
+	m.mu.Unlock()
+	close(s.gone)
+	if exported {
+		m.log.Info("session destroyed", "session", s.path, "backend_pid", pid, "exit", proc.ExitReason())
+	}
+}
+
+// stopSession asks the backend to disconnect, waits for it to exit and
+// kills it if it does not.
+func (m *Manager) stopSession(ctx context.Context, s *session) {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, m.callTO)
+	err := m.backendObj(s).CallWithContext(cctx, api.InterfaceBackends+".Disconnect", 0).Err
+	cancel()
+	if err != nil {
+		m.log.Warn("backend Disconnect", "session", s.path, "err", err)
+	}
+	t := time.NewTimer(m.stopTO)
+	defer t.Stop()
+	select {
+	case <-s.gone:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	m.log.Warn("backend did not exit after Disconnect; killing it", "session", s.path, "pid", s.backendPID)
+	s.proc.Kill()
+	select {
+	case <-s.gone:
+	case <-time.After(m.stopTO):
+		m.log.Error("killed backend was not reaped", "pid", s.backendPID)
+	}
+}
+
+// ---- backend signals ----
+
+func (m *Manager) signalLoop() {
+	defer m.wg.Done()
+	for {
+		select {
+		case sig, ok := <-m.sigs:
+			if !ok {
+				return
+			}
+			m.handleSignal(sig)
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+func (m *Manager) handleSignal(sig *dbus.Signal) {
+	member, ok := strings.CutPrefix(sig.Name, api.InterfaceBackends+".")
+	if !ok || sig.Path != api.PathBackendSession {
+		return
+	}
+	if member == "RegistrationRequest" {
+		var r registration
+		var token string
+		if err := dbus.Store(sig.Body, &r.busName, &token, &r.pid); err != nil {
+			m.log.Warn("malformed RegistrationRequest", "sender", sig.Sender, "err", err)
+			return
+		}
+		r.sender = sig.Sender
+		m.mu.Lock()
+		ch := m.pending[token]
+		m.mu.Unlock()
+		if ch == nil {
+			m.log.Warn("RegistrationRequest with an unknown token", "sender", sig.Sender, "pid", r.pid)
+			return
+		}
+		select {
+		case ch <- r:
+		default: // a second request for the same token: ignored
+		}
+		return
+	}
+	m.mu.Lock()
+	s := m.byBackend[sig.Sender]
+	m.mu.Unlock()
+	if s == nil {
+		return
+	}
+	em := m.emitter()
+	switch member {
+	case "StatusChange":
+		var major, minor uint32
+		var msg string
+		if err := dbus.Store(sig.Body, &major, &minor, &msg); err != nil {
+			m.log.Warn("malformed StatusChange", "session", s.path, "err", err)
+			return
+		}
+		st := api.Status{Major: api.StatusMajor(major), Minor: api.StatusMinor(minor), Message: msg}
+		s.mu.Lock()
+		s.status = st
+		s.mu.Unlock()
+		m.log.Info("session status", "session", s.path, "status", st.String())
+		// Broadcast for now: front-ends match on the session path.
+		// TODO(issue 4): deliver only to the log service and LogForward
+		// subscribers, as upstream does.
+		_ = em.Emit(s.path, api.InterfaceSessions, "StatusChange", major, minor, msg)
+	case "Log":
+		var group, category uint32
+		var token, msg string
+		var err error
+		if len(sig.Body) == 4 {
+			err = dbus.Store(sig.Body, &group, &category, &token, &msg)
+		} else {
+			err = dbus.Store(sig.Body, &group, &category, &msg)
+		}
+		if err != nil {
+			m.log.Warn("malformed Log", "session", s.path, "err", err)
+			return
+		}
+		s.mu.Lock()
+		s.lastLog = LogEvent{Group: group, Category: category, Message: msg}
+		s.mu.Unlock()
+		_ = em.Emit(s.path, api.InterfaceSessions, "Log", group, category, msg)
+	case "AttentionRequired":
+		var typ, group uint32
+		var msg string
+		if err := dbus.Store(sig.Body, &typ, &group, &msg); err != nil {
+			m.log.Warn("malformed AttentionRequired", "session", s.path, "err", err)
+			return
+		}
+		_ = em.Emit(s.path, api.InterfaceSessions, "AttentionRequired", typ, group, msg)
+	}
+}
+
+// ---- helpers ----
+
+func (m *Manager) backendObj(s *session) dbus.BusObject {
+	return m.conn.Object(s.backend, api.PathBackendSession)
+}
+
+// session returns a live session by path.
+func (m *Manager) session(path dbus.ObjectPath) *session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sessions[path]
+}
+
+func (m *Manager) list() []*session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *session) int { return a.created.Compare(b.created) })
+	return out
+}
+
+type connEmitter struct{ conn *dbus.Conn }
+
+func (e connEmitter) Emit(path dbus.ObjectPath, iface, member string, args ...any) error {
+	return e.conn.Emit(path, iface+"."+member, args...)
+}

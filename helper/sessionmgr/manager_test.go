@@ -1,0 +1,284 @@
+package sessionmgr
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
+
+type allowProfiles struct{}
+
+func (allowProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+	if uid == 4242 {
+		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+	}
+	return "profile", nil
+}
+
+// cleanups records CleanupPID calls.
+type cleanups struct {
+	mu   sync.Mutex
+	pids []uint32
+}
+
+func (c *cleanups) add(pid uint32) { c.mu.Lock(); c.pids = append(c.pids, pid); c.mu.Unlock() }
+func (c *cleanups) has(pid uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.pids, pid)
+}
+
+type testRig struct {
+	m       *Manager
+	addr    string
+	events  chan *dbus.Signal
+	cleaned *cleanups
+}
+
+func newRig(t *testing.T, mode string, opts Options) *testRig {
+	t.Helper()
+	addr := startBus(t)
+	conn := dial(t, addr)
+	requestName(t, conn, api.ServiceSessions)
+	watcher := dial(t, addr)
+	if err := watcher.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan *dbus.Signal, 100)
+	watcher.Signal(events)
+	rig := &testRig{addr: addr, events: events, cleaned: &cleanups{}}
+	opts.Conn = conn
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts.Profiles = allowProfiles{}
+	opts.Launcher = fakeLauncher(mode, addr)
+	opts.CleanupPID = rig.cleaned.add
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	rig.m = m
+	return rig
+}
+
+// waitSignal waits for a signal for which match returns true.
+func (r *testRig) waitSignal(t *testing.T, what string, match func(*dbus.Signal) bool) *dbus.Signal {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case s := <-r.events:
+			if match(s) {
+				return s
+			}
+		case <-deadline:
+			t.Fatalf("no %s signal", what)
+			return nil
+		}
+	}
+}
+
+func isSessionEvent(path dbus.ObjectPath, typ api.SessionEventType) func(*dbus.Signal) bool {
+	return func(s *dbus.Signal) bool {
+		return s.Name == api.InterfaceSessions+".SessionManagerEvent" && len(s.Body) == 3 &&
+			s.Body[0] == path && s.Body[1] == uint16(typ)
+	}
+}
+
+func isStatus(path dbus.ObjectPath, minor api.StatusMinor) func(*dbus.Signal) bool {
+	return func(s *dbus.Signal) bool {
+		return s.Path == path && s.Name == api.InterfaceSessions+".StatusChange" && len(s.Body) == 3 &&
+			s.Body[1] == uint32(minor)
+	}
+}
+
+func errText(err error) string {
+	_, t, _ := api.ParseError(err)
+	return t
+}
+
+func TestSessionLifecycle(t *testing.T) {
+	r := newRig(t, "ok", Options{})
+	path, err := r.m.NewTunnel(1000, testConfig)
+	if err != nil {
+		t.Fatalf("NewTunnel: %v", err)
+	}
+	ev := r.waitSignal(t, "SESS_CREATED", isSessionEvent(path, api.SessionEventCreated))
+	if ev.Body[2] != uint32(1000) {
+		t.Errorf("SESS_CREATED owner %v", ev.Body[2])
+	}
+	s := r.m.session(path)
+	if s == nil {
+		t.Fatal("no session object after NewTunnel returned")
+	}
+	if s.configName != "fake-profile" {
+		t.Errorf("config name %q", s.configName)
+	}
+	s.mu.Lock()
+	st := s.status
+	s.mu.Unlock()
+	if st.Minor != api.StatusMinorCfgOK || st.Message != "config_path="+string(testConfig) {
+		t.Errorf("status after registration: %v", st)
+	}
+	if got := r.m.FetchAvailableSessions(1000); !slices.Equal(got, []dbus.ObjectPath{path}) {
+		t.Errorf("FetchAvailableSessions(owner) = %v", got)
+	}
+	if got := r.m.FetchAvailableSessions(1001); len(got) != 0 {
+		t.Errorf("FetchAvailableSessions(stranger) = %v", got)
+	}
+	if got := r.m.LookupConfigName(1000, "fake-profile"); !slices.Equal(got, []dbus.ObjectPath{path}) {
+		t.Errorf("LookupConfigName = %v", got)
+	}
+	if got, err := r.m.LookupInterface(1000, "tunfake0"); err != nil || got != path {
+		t.Errorf("LookupInterface = %v, %v", got, err)
+	}
+	if _, err := r.m.LookupInterface(1001, "tunfake0"); errText(err) != "Interface not found" {
+		t.Errorf("LookupInterface(stranger) err = %v", err)
+	}
+	if _, err := r.m.NewTunnel(1000, testConfig); errText(err) != textAlreadyRunning {
+		t.Errorf("second NewTunnel err = %v", err)
+	}
+	if err := r.m.Ready(s); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	if err := r.m.Connect(s); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	r.waitSignal(t, "CONN_CONNECTED", isStatus(path, api.StatusMinorConnConnected))
+	ct, err := r.m.connectedTo(s)
+	if err != nil || ct != (connectedTo{"udpv4", "198.18.0.1", 1194}) {
+		t.Errorf("connected_to = %+v, %v", ct, err)
+	}
+	stats, err := r.m.statistics(s)
+	if err != nil || stats["BYTES_OUT"] != 20 {
+		t.Errorf("statistics = %v, %v", stats, err)
+	}
+	if err := r.m.Disconnect(s); err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+	if r.m.session(path) != nil {
+		t.Error("session object still there after Disconnect returned")
+	}
+	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+	if !r.cleaned.has(s.backendPID) {
+		t.Errorf("CleanupPID(%d) not called", s.backendPID)
+	}
+	if s.status.Minor != api.StatusMinorProcStopped {
+		t.Errorf("final status %v", s.status)
+	}
+}
+
+func TestBackendKilled(t *testing.T) {
+	r := newRig(t, "ok", Options{})
+	path, err := r.m.NewTunnel(1000, testConfig)
+	if err != nil {
+		t.Fatalf("NewTunnel: %v", err)
+	}
+	s := r.m.session(path)
+	if err := syscall.Kill(int(s.backendPID), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+	if r.m.session(path) != nil {
+		t.Error("session still listed")
+	}
+	if !r.cleaned.has(s.backendPID) {
+		t.Errorf("CleanupPID(%d) not called", s.backendPID)
+	}
+	if s.status.Minor != api.StatusMinorProcKilled || !strings.Contains(s.status.Message, "killed") {
+		t.Errorf("final status %v", s.status)
+	}
+	if err := r.m.Ready(s); errText(err) != textStopped {
+		t.Errorf("Ready on a dead session: %v", err)
+	}
+}
+
+func TestBackendFailsToStart(t *testing.T) {
+	for _, mode := range []string{"exit", "silent", "badpid", "refuse"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, mode, Options{StartTimeout: 3 * time.Second})
+			_, err := r.m.NewTunnel(1000, testConfig)
+			if !api.IsDomain(err, api.DomainRequest) || errText(err) != textCouldNotStart {
+				t.Fatalf("NewTunnel err = %v, want %q", err, textCouldNotStart)
+			}
+			if got := r.m.FetchAvailableSessions(1000); len(got) != 0 {
+				t.Errorf("sessions after failure: %v", got)
+			}
+			// The backend process must be gone (and cleaned up) too.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				r.m.mu.Lock()
+				n := len(r.m.procs)
+				r.m.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("backend process still running after a failed start")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			r.cleaned.mu.Lock()
+			n := len(r.cleaned.pids)
+			r.cleaned.mu.Unlock()
+			if n != 1 {
+				t.Errorf("CleanupPID called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+func TestNewTunnelRefusesProfile(t *testing.T) {
+	r := newRig(t, "ok", Options{})
+	if _, err := r.m.NewTunnel(4242, testConfig); errText(err) != "Access to the configuration profile is denied." {
+		t.Errorf("NewTunnel err = %v", err)
+	}
+	if _, err := r.m.NewTunnel(1000, "/not/a/config"); err == nil {
+		t.Error("NewTunnel accepted a path outside the configuration tree")
+	}
+}
+
+func TestNotReadyKeepsDomain(t *testing.T) {
+	r := newRig(t, "notready", Options{})
+	path, err := r.m.NewTunnel(1000, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.m.Ready(r.m.session(path))
+	if !api.IsDomain(err, api.DomainReady) || errText(err) != "Missing user credentials" {
+		t.Errorf("Ready err = %v", err)
+	}
+}
+
+func TestStubbornBackendIsKilled(t *testing.T) {
+	r := newRig(t, "stubborn", Options{StopTimeout: time.Second})
+	path, err := r.m.NewTunnel(1000, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Disconnect(r.m.session(path)); err != nil {
+		t.Fatal(err)
+	}
+	if r.m.session(path) != nil {
+		t.Error("session survived Disconnect of a backend that would not exit")
+	}
+}
