@@ -44,7 +44,7 @@ type session struct {
 	dcoSet            bool // dco changed locally, to be applied on Connect
 	dcoLocked         bool
 	connectCalled     bool
-	stopping          bool // Disconnect requested: exit is expected
+	stopping          bool   // Disconnect requested: exit is expected
 	deviceName        string // cached from the backend for interface lookups
 	logForwards       []dbus.ObjectPath
 }
