@@ -1,0 +1,107 @@
+package push
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+)
+
+// NetConfig builds the layer-3 configuration of the tunnel from the
+// reply. The server address (Config.Remote) is not part of a push reply;
+// the engine fills it in.
+func (r *Reply) NetConfig() (netconf.Config, error) {
+	var c netconf.Config
+	if !r.IfconfigLocal.IsValid() && !r.IfconfigIPv6.IsValid() {
+		return c, errors.New("push reply has no ifconfig or ifconfig-ipv6: no tunnel address")
+	}
+	if r.IfconfigLocal.IsValid() {
+		switch r.Topology {
+		case "subnet":
+			bits, err := maskBits(r.IfconfigMask)
+			if err != nil {
+				return c, fmt.Errorf("ifconfig: %w", err)
+			}
+			c.Addresses = append(c.Addresses, netip.PrefixFrom(r.IfconfigLocal, bits))
+			c.Gateway4 = r.RouteGateway
+		default: // net30, p2p: local address with a point-to-point peer
+			c.Addresses = append(c.Addresses, netip.PrefixFrom(r.IfconfigLocal, 32))
+			c.Peer4 = r.IfconfigRemote
+			// Without a pushed route-gateway OpenVPN routes via the peer.
+			c.Gateway4 = r.RouteGateway
+			if !c.Gateway4.IsValid() {
+				c.Gateway4 = r.IfconfigRemote
+			}
+		}
+	}
+	if r.IfconfigIPv6.IsValid() {
+		c.Addresses = append(c.Addresses, r.IfconfigIPv6)
+		c.Gateway6 = r.RouteGatewayIPv6
+		if !c.Gateway6.IsValid() {
+			c.Gateway6 = r.IfconfigIPv6Remote
+		}
+	}
+	for _, rt := range append(slices.Clone(r.Routes), r.RoutesIPv6...) {
+		metric := rt.Metric
+		if metric == 0 {
+			metric = r.RouteMetric
+		}
+		c.Routes = append(c.Routes, netconf.Route{
+			Prefix:  rt.Prefix,
+			Gateway: rt.Gateway,
+			Metric:  metric,
+			Exclude: rt.NetGateway,
+		})
+	}
+	if r.RedirectGateway {
+		c.RedirectIPv4 = !slices.Contains(r.RedirectFlags, "!ipv4")
+		c.RedirectIPv6 = slices.Contains(r.RedirectFlags, "ipv6")
+	}
+	c.MTU = r.TunMTU
+	c.DNSServers, c.SearchDomains = r.dnsSettings()
+	if err := c.Validate(); err != nil {
+		return netconf.Config{}, fmt.Errorf("pushed network settings: %w", err)
+	}
+	return c, nil
+}
+
+// dnsSettings prefers the 2.6 "dns" option over "dhcp-option", as
+// OpenVPN does when both are pushed. Servers using DoH/DoT are left out:
+// the resolver configuration we write can only express plain DNS.
+func (r *Reply) dnsSettings() ([]netip.Addr, []string) {
+	var servers []netip.Addr
+	var domains []string
+	if len(r.DNSServers) > 0 {
+		byPrio := slices.Clone(r.DNSServers)
+		slices.SortStableFunc(byPrio, func(a, b DNSServer) int { return cmp.Compare(a.Priority, b.Priority) })
+		for _, s := range byPrio {
+			if s.Transport == "DoH" || s.Transport == "DoT" {
+				continue
+			}
+			for _, ap := range s.Addresses {
+				if !slices.Contains(servers, ap.Addr()) {
+					servers = append(servers, ap.Addr())
+				}
+			}
+		}
+	} else {
+		for _, a := range r.DHCPDNS {
+			if !slices.Contains(servers, a) {
+				servers = append(servers, a)
+			}
+		}
+	}
+	if len(r.DNSSearchDomains) > 0 {
+		domains = slices.Clone(r.DNSSearchDomains)
+	} else {
+		for _, d := range append(slices.Clone(r.DHCPDomain), r.DHCPSearch...) {
+			if !slices.Contains(domains, d) {
+				domains = append(domains, d)
+			}
+		}
+	}
+	return servers, domains
+}

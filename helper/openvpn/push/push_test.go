@@ -1,0 +1,338 @@
+package push
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+)
+
+// typical26 is the reply of a default OpenVPN 2.6 server (spec §1.0).
+const typical26 = "PUSH_REPLY,route-gateway 10.8.0.1,topology subnet,ping 10,ping-restart 120," +
+	"ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM," +
+	"protocol-flags cc-exit tls-ekm dyn-tls-crypt,tun-mtu 1500"
+
+// testbed is what the test-bed server (testbed/server.sh) pushes.
+const testbed = "PUSH_REPLY,route 198.19.1.0 255.255.255.0,dhcp-option DNS 198.19.0.1," +
+	"dhcp-option DOMAIN testbed.example,dns server 1 address 198.19.0.1," +
+	"dns search-domains testbed.example,route-gateway 198.19.0.1,topology subnet,ping 10," +
+	"ping-restart 60,ifconfig 198.19.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM," +
+	"protocol-flags cc-exit tls-ekm dyn-tls-crypt\x00"
+
+func mustAddr(s string) netip.Addr  { return netip.MustParseAddr(s) }
+func mustPfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ap(s string) netip.AddrPort    { return netip.AddrPortFrom(mustAddr(s), 0) }
+
+func TestTypical26(t *testing.T) {
+	r, err := Parse(typical26, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Topology != "subnet" || r.Ping != 10 || r.PingRestart != 120 || r.PeerID != 0 ||
+		r.Cipher != "AES-256-GCM" || !r.CCExit || !r.TLSEKM || !r.DynTLSCrypt || r.TunMTU != 1500 {
+		t.Fatalf("reply %+v", r)
+	}
+	if r.IfconfigLocal != mustAddr("10.8.0.2") || r.IfconfigMask != mustAddr("255.255.255.0") || r.IfconfigRemote.IsValid() {
+		t.Fatalf("ifconfig %v %v %v", r.IfconfigLocal, r.IfconfigMask, r.IfconfigRemote)
+	}
+	if len(r.Options) != 9 || len(r.Unhandled) != 0 {
+		t.Fatalf("options %q unhandled %q", r.Options, r.Unhandled)
+	}
+	c, err := r.NetConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netconf.Config{
+		Addresses: []netip.Prefix{mustPfx("10.8.0.2/24")},
+		Gateway4:  mustAddr("10.8.0.1"),
+		MTU:       1500,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("netconf\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestTestbed(t *testing.T) {
+	r, err := Parse(testbed, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PingRestart != 60 || r.RouteGateway != mustAddr("198.19.0.1") {
+		t.Fatalf("reply %+v", r)
+	}
+	if !reflect.DeepEqual(r.DNSServers, []DNSServer{{Priority: 1, Addresses: []netip.AddrPort{ap("198.19.0.1")}}}) {
+		t.Fatalf("dns servers %+v", r.DNSServers)
+	}
+	c, err := r.NetConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netconf.Config{
+		Addresses:     []netip.Prefix{mustPfx("198.19.0.2/24")},
+		Gateway4:      mustAddr("198.19.0.1"),
+		Routes:        []netconf.Route{{Prefix: mustPfx("198.19.1.0/24")}},
+		DNSServers:    []netip.Addr{mustAddr("198.19.0.1")},
+		SearchDomains: []string{"testbed.example"},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("netconf\n got %+v\nwant %+v", c, want)
+	}
+
+	// Variant i adds IPv6.
+	r, err = Parse(strings.TrimRight(testbed, "\x00")+",ifconfig-ipv6 2001:2:0:8::1000/64 2001:2:0:8::1,"+
+		"route-ipv6 2001:2:0:9::/64,dhcp-option DNS6 2001:2:0:8::1,dns server 2 address 2001:2:0:8::1", Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = r.NetConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Addresses, []netip.Prefix{mustPfx("198.19.0.2/24"), mustPfx("2001:2:0:8::1000/64")}) ||
+		c.Gateway6 != mustAddr("2001:2:0:8::1") ||
+		!reflect.DeepEqual(c.DNSServers, []netip.Addr{mustAddr("198.19.0.1"), mustAddr("2001:2:0:8::1")}) ||
+		len(c.Routes) != 2 || c.Routes[1].Prefix != mustPfx("2001:2:0:9::/64") {
+		t.Fatalf("netconf %+v", c)
+	}
+}
+
+func TestNet30AndRoutes(t *testing.T) {
+	r, err := Parse("PUSH_REPLY,route 10.8.0.1,topology net30,ping 10,ping-restart 120,"+
+		"ifconfig 10.8.0.6 10.8.0.5,route 192.168.10.0 255.255.255.0 vpn_gateway,"+
+		"route 172.16.0.0 255.240.0.0 10.8.0.5 50,route 203.0.113.7 255.255.255.255 net_gateway,"+
+		"route-metric 7,redirect-gateway def1 bypass-dhcp,comp-lzo no", Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.IfconfigRemote != mustAddr("10.8.0.5") || r.Compression != CompressionLZOStub || !r.CompressionPushed || r.PeerID != -1 {
+		t.Fatalf("reply %+v", r)
+	}
+	c, err := r.NetConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netconf.Config{
+		Addresses: []netip.Prefix{mustPfx("10.8.0.6/32")},
+		Peer4:     mustAddr("10.8.0.5"),
+		Gateway4:  mustAddr("10.8.0.5"),
+		Routes: []netconf.Route{
+			{Prefix: mustPfx("10.8.0.1/32"), Metric: 7},
+			{Prefix: mustPfx("192.168.10.0/24"), Metric: 7},
+			{Prefix: mustPfx("172.16.0.0/12"), Gateway: mustAddr("10.8.0.5"), Metric: 50},
+			{Prefix: mustPfx("203.0.113.7/32"), Metric: 7, Exclude: true},
+		},
+		RedirectIPv4: true,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("netconf\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestDefaultTopologyIsNet30(t *testing.T) {
+	r, err := Parse("PUSH_REPLY,ifconfig 10.8.0.6 10.8.0.5", Filter{})
+	if err != nil || r.Topology != "net30" || r.IfconfigRemote != mustAddr("10.8.0.5") {
+		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+func TestContinuation(t *testing.T) {
+	var a Assembler
+	parts := []string{
+		"PUSH_REPLY,route 10.1.0.0 255.255.0.0,route 10.2.0.0 255.255.0.0,push-continuation 2\x00",
+		"PUSH_REPLY,route 10.3.0.0 255.255.0.0,push-continuation 2",
+		"PUSH_REPLY,topology subnet,ifconfig 10.8.0.2 255.255.255.0,push-continuation 1",
+	}
+	for i, p := range parts {
+		done, err := a.Add(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done != (i == len(parts)-1) {
+			t.Fatalf("part %d: done=%v", i, done)
+		}
+		if i == 0 {
+			if _, err := a.Reply(); err == nil {
+				t.Fatal("Reply before last part succeeded")
+			}
+		}
+	}
+	r, err := a.Reply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Routes) != 3 || r.Topology != "subnet" || len(r.Options) != 5 {
+		t.Fatalf("routes %v options %q", r.Routes, r.Options)
+	}
+	if _, err := a.Add("PUSH_REPLY,ping 1"); err == nil {
+		t.Fatal("part after the last accepted")
+	}
+	a.Reset()
+	if done, err := a.Add("PUSH_REPLY,ping 5"); !done || err != nil {
+		t.Fatalf("after reset: %v %v", done, err)
+	}
+	if _, err := Parse("PUSH_REPLY,ping 1,push-continuation 2", Filter{}); err == nil {
+		t.Fatal("Parse accepted a partial reply")
+	}
+	var b Assembler
+	for i := 0; i < MaxParts; i++ {
+		if _, err := b.Add("PUSH_REPLY,push-continuation 2"); err != nil {
+			t.Fatalf("part %d: %v", i, err)
+		}
+	}
+	if _, err := b.Add("PUSH_REPLY,push-continuation 2"); err == nil {
+		t.Fatal("unbounded continuation accepted")
+	}
+}
+
+func TestFilters(t *testing.T) {
+	f := Filter{RouteNoPull: true}
+	r, err := Parse(testbed+",redirect-gateway def1", f)
+	if err == nil {
+		t.Fatal("expected error: NUL inside message")
+	}
+	r, err = Parse(strings.TrimRight(testbed, "\x00")+",redirect-gateway def1", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Routes) != 0 || len(r.DHCPDNS) != 0 || len(r.DNSServers) != 0 || r.RedirectGateway || len(r.Warnings) == 0 {
+		t.Fatalf("route-nopull kept %+v", r)
+	}
+	if r.IfconfigLocal != mustAddr("198.19.0.2") || r.RouteGateway != mustAddr("198.19.0.1") || r.Ping != 10 {
+		t.Fatalf("route-nopull dropped too much: %+v", r)
+	}
+
+	f = Filter{PullFilters: []PullFilter{
+		{Action: "accept", Text: "route 198.19.1."},
+		{Action: "ignore", Text: "route "},
+		{Action: "ignore", Text: "dhcp-option DNS"},
+	}}
+	r, err = Parse("PUSH_REPLY,route 198.19.1.0 255.255.255.0,route 10.0.0.0 255.0.0.0,dhcp-option DNS 1.1.1.1,dhcp-option DOMAIN x.example,route-gateway 1.2.3.4", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Routes) != 1 || r.Routes[0].Prefix != mustPfx("198.19.1.0/24") || len(r.DHCPDNS) != 0 || len(r.DHCPDomain) != 1 {
+		t.Fatalf("pull-filter result %+v", r)
+	}
+	_, err = Parse("PUSH_REPLY,route 10.0.0.0 255.0.0.0", Filter{PullFilters: []PullFilter{{Action: "reject", Text: "route"}}})
+	if !errors.Is(err, ErrRejected) {
+		t.Fatalf("reject: %v", err)
+	}
+}
+
+func TestOptionValues(t *testing.T) {
+	r, err := Parse("PUSH_REPLY,auth-token SESS_ID_abc,auth-token-user dGVzdHVzZXI=,explicit-exit-notify 3,"+
+		"key-derivation tls-ekm,compress stub-v2,block-ipv6,echo hello world,inactive 600,"+
+		`dns server 0 address 10.0.0.53:5353 [fd00::53]:53,dns server 0 resolve-domains corp.example,dns server -1 address 10.0.0.1,`+
+		"dns server 5 address 9.9.9.9,dns server 5 transport DoT,dhcp-option WINS 10.0.0.2,redirect-gateway ipv6 !ipv4 weird,"+
+		`setenv-safe FOO "a b",ping-exit 30`, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.AuthToken != "SESS_ID_abc" || r.AuthTokenUser != "testuser" || r.ExplicitExitNotify != 3 || !r.TLSEKM ||
+		r.Compression != CompressionStubV2 || !r.BlockIPv6 || r.InactiveSeconds != 600 || r.PingExit != 30 {
+		t.Fatalf("reply %+v", r)
+	}
+	if !reflect.DeepEqual(r.Unhandled, []string{"echo hello world", "dhcp-option WINS 10.0.0.2", "setenv-safe FOO a b"}) {
+		t.Fatalf("unhandled %q", r.Unhandled)
+	}
+	servers, _ := r.dnsSettings()
+	if !reflect.DeepEqual(servers, []netip.Addr{mustAddr("10.0.0.1"), mustAddr("10.0.0.53"), mustAddr("fd00::53")}) {
+		t.Fatalf("dns order %v", servers)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "weird") {
+		t.Fatalf("warnings %q", r.Warnings)
+	}
+	if _, err := r.NetConfig(); err == nil {
+		t.Fatal("NetConfig without an address succeeded")
+	}
+	r, _ = Parse("PUSH_REPLY,compress,ifconfig-ipv6 fd00::2/64,redirect-gateway ipv6 !ipv4", Filter{})
+	if r.Compression != CompressionStub {
+		t.Fatalf("bare compress = %q", r.Compression)
+	}
+	c, err := r.NetConfig()
+	if err != nil || c.RedirectIPv4 || !c.RedirectIPv6 {
+		t.Fatalf("v6-only %+v %v", c, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"comp-lzo", "VORACLE"},
+		{"comp-lzo yes", "LZO compression"},
+		{"compress lz4-v2", `compression "lz4-v2"`},
+		{"compress lzo", "refused"},
+		{"topology star", "unknown topology"},
+		{"ifconfig 10.0.0.1", "want 2"},
+		{"ifconfig 10.0.0.x 255.0.0.0", "not an IPv4"},
+		{"topology subnet,ifconfig 10.0.0.2 255.0.255.0", "not contiguous"},
+		{"route 10.0.0.0 255.0.0.0 gw.example", "gateway"},
+		{"route host.example", "not an IPv4"},
+		{"route 10.0.0.0 255.0.0.1", "not contiguous"},
+		{"route-ipv6 10.0.0.0/8", "not an IPv6"},
+		{"peer-id 16777215", "not a number"},
+		{"peer-id -1", "not a number"},
+		{"ping x", "not a number"},
+		{"tun-mtu 100", "576"},
+		{"auth-token a b", "exactly one"},
+		{"auth-token-user !!", "base64"},
+		{"dhcp-option DNS nope", "not an IP"},
+		{"dhcp-option DOMAIN bad;name", "bad domain"},
+		{"dns server x address 1.1.1.1", "priority"},
+		{"dns server 1 address 1.1.1.1:99999", "address[:port]"},
+		{"dns server 1 frob 1", "unknown dns server keyword"},
+		{"dns foo bar", "unknown dns sub-option"},
+		{"dns server 1 transport QUIC", "plain|DoH|DoT"},
+		{"key-derivation prf", "unknown key derivation"},
+		{`echo "unterminated`, "unterminated quote"},
+		{"push-continuation 3", "bad"},
+		{"route 1.2.3.4\t\x01", "control character"},
+	}
+	for _, c := range cases {
+		_, err := Parse("PUSH_REPLY,"+c.in, Filter{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want containing %q", c.in, err, c.want)
+		}
+	}
+	// All problems are reported at once.
+	_, err := Parse("PUSH_REPLY,ping x,peer-id y", Filter{})
+	if err == nil || !strings.Contains(err.Error(), "ping x") || !strings.Contains(err.Error(), "peer-id y") {
+		t.Errorf("joined errors: %v", err)
+	}
+	// Secrets stay out of errors.
+	_, err = Parse("PUSH_REPLY,auth-token secret1 secret2", Filter{})
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("auth-token error leaks: %v", err)
+	}
+	if _, err := Parse("NOT_A_REPLY,ping 1", Filter{}); err != nil {
+		// A bare option list is allowed, so this parses as an unknown option.
+		t.Errorf("bare list: %v", err)
+	}
+	if _, err := Parse("PUSH_REPLYX", Filter{}); err == nil {
+		t.Error("PUSH_REPLYX accepted")
+	}
+	if _, err := Parse("PUSH_REPLY,\xff", Filter{}); err == nil {
+		t.Error("invalid UTF-8 accepted")
+	}
+}
+
+func TestTokenize(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+	}{
+		{`a b  c`, []string{"a", "b", "c"}},
+		{`echo "hello world" x`, []string{"echo", "hello world", "x"}},
+		{`x 'a "b' c\ d`, []string{"x", `a "b`, "c d"}},
+		{`x "a\"b"`, []string{"x", `a"b`}},
+		{`x ""`, []string{"x", ""}},
+	}
+	for _, c := range cases {
+		got, err := tokenize(c.in)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("tokenize(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
