@@ -1,0 +1,287 @@
+// Package datachan is the OpenVPN data channel crypto: it splits the
+// 256-byte key block into per-direction keys and seals and opens AEAD
+// DATA_V1/DATA_V2 packets (AES-GCM, ChaCha20-Poly1305) with a replay window
+// per key. It also holds the keepalive ping payload and the legacy TLS 1.0
+// PRF key derivation for servers without TLS-EKM.
+//
+// Seal and Open do not allocate when the caller's buffer has room, so the
+// data plane can run them per packet.
+package datachan
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/replay"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
+)
+
+// KeyBlockLen is the size of the key material both sides derive per key:
+// cipher_c2s[64] ‖ hmac_c2s[64] ‖ cipher_s2c[64] ‖ hmac_s2c[64].
+const KeyBlockLen = 256
+
+// EKMLabel is the TLS exporter label OpenVPN uses to derive the key block
+// (RFC 5705, no context, KeyBlockLen bytes).
+const EKMLabel = "EXPORTER-OpenVPN-datakeys"
+
+const (
+	slotLen = 64
+	// TagLen is the AEAD tag size of every supported cipher.
+	TagLen = 16
+	// PacketIDLen is the size of the data-channel packet id.
+	PacketIDLen   = 4
+	implicitIVLen = 8
+	nonceLen      = PacketIDLen + implicitIVLen
+)
+
+// PingPayload is the decrypted payload of an OpenVPN keepalive ping. It is
+// never written to the TUN device.
+var PingPayload = [16]byte{
+	0x2a, 0x18, 0x7b, 0xf3, 0x64, 0x1e, 0xb4, 0xcb,
+	0x07, 0xed, 0x2d, 0x0a, 0x98, 0x1f, 0xc7, 0x48,
+}
+
+// IsPing reports whether a decrypted payload is a keepalive ping.
+func IsPing(payload []byte) bool { return bytes.Equal(payload, PingPayload[:]) }
+
+// Cipher names as OpenVPN spells them in data-ciphers and pushed "cipher".
+var ciphers = map[string]struct {
+	keyLen int
+	new    func(key []byte) (cipher.AEAD, error)
+}{
+	"AES-128-GCM":       {16, newGCM},
+	"AES-192-GCM":       {24, newGCM},
+	"AES-256-GCM":       {32, newGCM},
+	"CHACHA20-POLY1305": {chacha20poly1305.KeySize, chacha20poly1305.New},
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// SupportedCiphers lists the data ciphers NewKey accepts, most preferred
+// first.
+func SupportedCiphers() []string {
+	return []string{"AES-256-GCM", "AES-128-GCM", "AES-192-GCM", "CHACHA20-POLY1305"}
+}
+
+// Errors Seal and Open return, wrapped with detail; test with errors.Is.
+var (
+	ErrShort     = errors.New("data packet too short")
+	ErrOpcode    = errors.New("not a data packet")
+	ErrKeyID     = errors.New("packet for another key_id")
+	ErrAuth      = errors.New("data packet authentication failed")
+	ErrReplay    = errors.New("replayed or too old data packet id")
+	ErrExhausted = errors.New("packet ids of this key exhausted; renegotiate")
+)
+
+// RenegotiateAt is the send packet id from which a key should be replaced
+// (OpenVPN's PACKET_ID_WRAP_TRIGGER); at 2^32-1 Seal refuses outright.
+const RenegotiateAt = 0xFF000000
+
+type direction struct {
+	aead  cipher.AEAD
+	nonce [nonceLen]byte // packet id slot ‖ implicit IV; scratch reused per packet
+}
+
+func newDirection(name string, keyLen int, newAEAD func([]byte) (cipher.AEAD, error), cipherSlot, hmacSlot []byte) (direction, error) {
+	a, err := newAEAD(cipherSlot[:keyLen])
+	if err != nil {
+		return direction{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if a.NonceSize() != nonceLen || a.Overhead() != TagLen {
+		return direction{}, fmt.Errorf("%s: unexpected nonce/tag size %d/%d", name, a.NonceSize(), a.Overhead())
+	}
+	d := direction{aead: a}
+	copy(d.nonce[PacketIDLen:], hmacSlot[:implicitIVLen])
+	return d, nil
+}
+
+// Key is one key_id's data-channel state, both directions, for a client:
+// it encrypts with the c2s half of the key block and decrypts with s2c.
+type Key struct {
+	cipher string
+	keyID  uint8
+	peerID int // -1: send DATA_V1
+
+	sendMu sync.Mutex // guards send.nonce; Seal normally has one caller
+	send   direction
+	sentID atomic.Uint64 // last packet id used
+
+	recvMu sync.Mutex // guards recv scratch and the window
+	recv   direction
+	window *replay.Window
+	aad    [wire.DataV2HeaderLen + PacketIDLen]byte
+	tag    [TagLen]byte
+}
+
+// NewKey builds the client data-channel key for keyID from a 256-byte key
+// block (from TLS-EKM or KeyBlockPRF). peerID is the pushed peer-id, which
+// selects DATA_V2; -1 sends DATA_V1. Received packets may be either.
+func NewKey(cipherName string, keyID uint8, block []byte, peerID int) (*Key, error) {
+	c, ok := ciphers[cipherName]
+	if !ok {
+		return nil, fmt.Errorf("data cipher %q not supported (have %v)", cipherName, SupportedCiphers())
+	}
+	if len(block) != KeyBlockLen {
+		return nil, fmt.Errorf("data channel key block: %d bytes, want %d", len(block), KeyBlockLen)
+	}
+	if keyID > wire.KeyIDMask {
+		return nil, fmt.Errorf("key_id %d out of range 0..7", keyID)
+	}
+	if peerID < -1 || peerID > wire.MaxPeerID {
+		return nil, fmt.Errorf("peer-id %d out of range 0..%d", peerID, wire.MaxPeerID)
+	}
+	k := &Key{cipher: cipherName, keyID: keyID, peerID: peerID, window: replay.NewWindow(replay.DefaultSize)}
+	var err error
+	if k.send, err = newDirection(cipherName, c.keyLen, c.new, block[0:slotLen], block[slotLen:2*slotLen]); err != nil {
+		return nil, err
+	}
+	if k.recv, err = newDirection(cipherName, c.keyLen, c.new, block[2*slotLen:3*slotLen], block[3*slotLen:4*slotLen]); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Cipher is the data cipher name.
+func (k *Key) Cipher() string { return k.cipher }
+
+// KeyID is the key_id this key is used with.
+func (k *Key) KeyID() uint8 { return k.keyID }
+
+// PeerID is the peer-id sent in DATA_V2 packets, -1 for DATA_V1.
+func (k *Key) PeerID() int { return k.peerID }
+
+// headerLen is the size of op|key_id plus the peer-id if sending DATA_V2.
+func (k *Key) headerLen() int {
+	if k.peerID >= 0 {
+		return wire.DataV2HeaderLen
+	}
+	return 1
+}
+
+// Overhead is the number of bytes Seal adds to a payload on the wire.
+func (k *Key) Overhead() int { return k.headerLen() + PacketIDLen + TagLen }
+
+// SealBufferLen is the capacity Seal needs beyond len(dst) to work without
+// allocating for an n-byte payload: the packet plus room for the tag the
+// AEAD first writes behind the ciphertext.
+func (k *Key) SealBufferLen(n int) int { return k.Overhead() + n + TagLen }
+
+// PacketsSent is the number of packets sealed so far.
+func (k *Key) PacketsSent() uint64 { return k.sentID.Load() }
+
+// NeedsRenegotiation reports that the send packet ids are running out.
+func (k *Key) NeedsRenegotiation() bool { return k.sentID.Load() >= RenegotiateAt }
+
+// Seal appends one whole data packet carrying plaintext to dst:
+//
+//	[op|key_id][peer-id, DATA_V2 only][packet id][tag][ciphertext]
+//
+// It does not allocate when cap(dst)-len(dst) >= SealBufferLen(len(plaintext)).
+// For in-place encryption plaintext may sit in dst's spare capacity exactly
+// where the ciphertext goes, at offset len(dst)+Overhead(); otherwise it
+// must not overlap dst's spare capacity.
+func (k *Key) Seal(dst, plaintext []byte) ([]byte, error) {
+	id := k.sentID.Add(1)
+	if id > 0xFFFFFFFF {
+		k.sentID.Store(0xFFFFFFFF)
+		return dst, fmt.Errorf("seal: %w", ErrExhausted)
+	}
+	start := len(dst)
+	hl := k.headerLen()
+	ctAt := start + hl + PacketIDLen + TagLen
+	end := ctAt + len(plaintext)
+	if cap(dst) < end+TagLen {
+		dst = slices.Grow(dst, end+TagLen-len(dst))
+	}
+	out := dst[:end+TagLen]
+	if k.peerID >= 0 {
+		wire.AppendDataV2Header(out[start:start], k.keyID, uint32(k.peerID))
+	} else {
+		out[start] = wire.JoinHeader(wire.OpDataV1, k.keyID)
+	}
+	binary.BigEndian.PutUint32(out[start+hl:], uint32(id))
+	// AAD: the header and packet id for DATA_V2, the packet id alone for V1.
+	aad := out[start : start+hl+PacketIDLen]
+	if k.peerID < 0 {
+		aad = out[start+1 : start+1+PacketIDLen]
+	}
+
+	k.sendMu.Lock()
+	binary.BigEndian.PutUint32(k.send.nonce[:], uint32(id))
+	k.send.aead.Seal(out[ctAt:ctAt], k.send.nonce[:], plaintext, aad)
+	k.sendMu.Unlock()
+	// Go's AEAD writes ciphertext‖tag; OpenVPN puts the tag first.
+	copy(out[ctAt-TagLen:ctAt], out[end:end+TagLen])
+	return out[:end], nil
+}
+
+// Open verifies and decrypts one DATA_V1 or DATA_V2 packet for this key,
+// checks its packet id against the replay window and appends the
+// plaintext to dst. It does not allocate when cap(dst)-len(dst) >=
+// len(packet); dst may share packet's memory (dst = packet[:0]).
+func (k *Key) Open(dst, packet []byte) ([]byte, error) {
+	if len(packet) < 1 {
+		return dst, fmt.Errorf("open: %w: empty", ErrShort)
+	}
+	op, keyID := wire.SplitHeader(packet[0])
+	var hl, aadFrom int
+	switch op {
+	case wire.OpDataV2:
+		hl, aadFrom = wire.DataV2HeaderLen, 0
+	case wire.OpDataV1:
+		hl, aadFrom = 1, 1
+	default:
+		return dst, fmt.Errorf("open: %w: %v", ErrOpcode, op)
+	}
+	if keyID != k.keyID {
+		return dst, fmt.Errorf("open: %w: got %d, key is %d", ErrKeyID, keyID, k.keyID)
+	}
+	if len(packet) < hl+PacketIDLen+TagLen {
+		return dst, fmt.Errorf("open %v: %w: %d bytes", op, ErrShort, len(packet))
+	}
+	id := binary.BigEndian.Uint32(packet[hl:])
+	ct := packet[hl+PacketIDLen+TagLen:]
+
+	k.recvMu.Lock()
+	defer k.recvMu.Unlock()
+	if !k.window.Check(uint64(id)) {
+		return dst, fmt.Errorf("open %v: %w: id %d (highest %d)", op, ErrReplay, id, k.window.Highest())
+	}
+	// Save AAD and tag first: dst may overwrite packet below.
+	aadLen := hl + PacketIDLen - aadFrom
+	copy(k.aad[:], packet[aadFrom:hl+PacketIDLen])
+	copy(k.tag[:], packet[hl+PacketIDLen:])
+	binary.BigEndian.PutUint32(k.recv.nonce[:], id)
+
+	start := len(dst)
+	n := len(ct)
+	if cap(dst) < start+n+TagLen {
+		dst = slices.Grow(dst, n+TagLen)
+	}
+	buf := dst[start : start+n+TagLen]
+	copy(buf, ct) // memmove: fine if buf and ct overlap
+	copy(buf[n:], k.tag[:])
+	pt, err := k.recv.aead.Open(buf[:0], k.recv.nonce[:], buf, k.aad[:aadLen])
+	if err != nil {
+		return dst[:start], fmt.Errorf("open %v id %d: %w", op, id, ErrAuth)
+	}
+	if !k.window.Accept(uint64(id)) {
+		return dst[:start], fmt.Errorf("open %v: %w: id %d", op, ErrReplay, id)
+	}
+	return dst[:start+len(pt)], nil
+}
