@@ -1,0 +1,58 @@
+// Package busobj exports D-Bus objects that behave like GDBus/gdbuspp
+// objects, on top of github.com/godbus/dbus/v5. The openvpn3 front-ends
+// depend on GDBus details (spec/dbus-api.md §2.0, §4), so the server answers
+// every method call itself:
+//
+//   - each object has one application Interface plus
+//     org.freedesktop.DBus.Properties (Get, GetAll, Set, PropertiesChanged),
+//     org.freedesktop.DBus.Introspectable and org.freedesktop.DBus.Peer
+//     (Peer is answered by godbus for any path, as GDBus does);
+//   - Introspect works on every exported path and on every intermediate
+//     path ("/", "/net", …), listing children as self-closing
+//     `<node name="x"/>`;
+//   - unknown paths, interfaces, methods, properties and wrong signatures
+//     get GDBus's error names and texts (api.ErrUnknownObject, …);
+//   - handler errors made with api.Error travel in gdbuspp's wire format;
+//   - every Call carries the caller's unique name, UID and PID (cached per
+//     unique name, dropped on NameOwnerChanged) and the
+//     ALLOW_INTERACTIVE_AUTHORIZATION flag;
+//   - an Authorize hook per object sees every method call, property Get and
+//     Set; GetAll silently omits properties whose getter fails or is denied;
+//   - Set checks the variant type against the declared one and broadcasts
+//     PropertiesChanged on success.
+//
+// # Starting a server
+//
+// The server must be installed when the connection is opened:
+//
+//	srv, err := busobj.Connect(ctx, "", logger) // "" = system bus (DBUS_SYSTEM_BUS_ADDRESS)
+//	defer srv.Close()
+//	err = srv.Export(api.PathLog, iface)
+//	err = srv.RequestName(api.ServiceLog)
+//
+// or, when dialling yourself: s := busobj.NewServer(logger);
+// conn, _ := dbus.Connect(addr, s.ConnOption()); s.Start(ctx, conn).
+// srv.Conn() is an ordinary *dbus.Conn for calling other services and for
+// receiving signals (conn.Signal); the server does not consume signals.
+//
+// # Concurrency and locking contract
+//
+// godbus runs every incoming call on its own goroutine, so handlers, property
+// getters/setters and Authorize hooks of one object run concurrently with each
+// other and in no guaranteed order, even for calls from the same sender. The
+// server holds no lock while it calls them: they may call Export, Unexport,
+// Emit, EmitTo, Credentials and NameOwner freely, and must protect their own
+// state themselves (one mutex per object is the usual answer; do not hold it
+// across a blocking D-Bus call to another service). Handlers must return
+// promptly or watch Call.Ctx, which is cancelled when the server closes.
+// WatchNames callbacks run on the server's signal goroutine and must not
+// block (hand work to your own goroutine).
+//
+// # File descriptors
+//
+// Received fds arrive in Call.Args as dbus.UnixFD and belong to the handler,
+// which must close them (the server closes them if the call is rejected before
+// the handler runs). To return an fd, declare an Out arg of type "h", return
+// dbus.UnixFD(f.Fd()) and call c.CloseAfterReply(f): the server closes f once
+// the reply has been written.
+package busobj

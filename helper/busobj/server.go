@@ -1,0 +1,346 @@
+package busobj
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// Server exports objects on one bus connection. Create it with Connect (or
+// NewServer + ConnOption + Start when you dial the bus yourself).
+type Server struct {
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.RWMutex
+	conn    *dbus.Conn
+	objects map[dbus.ObjectPath]*Interface
+
+	credMu sync.Mutex
+	creds  map[string]creds
+
+	watchMu  sync.Mutex
+	watchers map[int]func(name, oldOwner, newOwner string)
+	nextID   int
+	sigCh    chan *dbus.Signal
+}
+
+type creds struct{ uid, pid uint32 }
+
+// maxCachedCreds bounds the credential cache: an entry filled just after its
+// NameOwnerChanged would otherwise stay forever.
+const maxCachedCreds = 4096
+
+// NewServer returns a server that is not attached to a connection yet.
+// Open the connection with s.ConnOption(), then call s.Start(conn).
+func NewServer(logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		logger:   logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		objects:  map[dbus.ObjectPath]*Interface{},
+		creds:    map[string]creds{},
+		watchers: map[int]func(string, string, string){},
+	}
+}
+
+// ConnOption installs the server as the connection's method-call handler.
+// Every incoming method call then reaches the server (only
+// org.freedesktop.DBus.Peer is answered by godbus itself, on any path).
+func (s *Server) ConnOption() dbus.ConnOption { return dbus.WithHandler(handler{s}) }
+
+// Connect dials address (the system bus, honouring DBUS_SYSTEM_BUS_ADDRESS,
+// when address is ""), and starts a server on it.
+func Connect(ctx context.Context, address string, logger *slog.Logger) (*Server, error) {
+	s := NewServer(logger)
+	opts := []dbus.ConnOption{s.ConnOption(), dbus.WithContext(s.ctx)}
+	var conn *dbus.Conn
+	var err error
+	if address == "" {
+		conn, err = dbus.ConnectSystemBus(opts...)
+	} else {
+		conn, err = dbus.Connect(address, opts...)
+	}
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("connect to bus: %w", err)
+	}
+	if err := s.Start(ctx, conn); err != nil {
+		_ = conn.Close()
+		s.cancel()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start attaches the server to a connection opened with s.ConnOption() and
+// subscribes to NameOwnerChanged (credential cache, WatchNames).
+func (s *Server) Start(ctx context.Context, conn *dbus.Conn) error {
+	s.mu.Lock()
+	if s.conn != nil {
+		s.mu.Unlock()
+		return errors.New("busobj: server already started")
+	}
+	s.conn = conn
+	s.mu.Unlock()
+	if err := conn.AddMatchSignalContext(ctx,
+		dbus.WithMatchSender("org.freedesktop.DBus"),
+		dbus.WithMatchInterface("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged")); err != nil {
+		return fmt.Errorf("subscribe to NameOwnerChanged: %w", err)
+	}
+	// godbus blocks its reader until every signal channel took the signal:
+	// keep a buffer and never block in the loop.
+	s.sigCh = make(chan *dbus.Signal, 64)
+	conn.Signal(s.sigCh)
+	s.wg.Add(1)
+	go s.signalLoop()
+	return nil
+}
+
+// Conn is the underlying connection (for calls to other services and for
+// RequestName).
+func (s *Server) Conn() *dbus.Conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.conn
+}
+
+// Context is cancelled when the server closes.
+func (s *Server) Context() context.Context { return s.ctx }
+
+// Close cancels running calls' contexts, stops the signal goroutine and
+// closes the connection.
+func (s *Server) Close() error {
+	s.cancel()
+	conn := s.Conn()
+	var err error
+	if conn != nil {
+		conn.RemoveSignal(s.sigCh)
+		err = conn.Close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+// RequestName asks for a well-known name and fails unless we became its
+// primary owner.
+func (s *Server) RequestName(name string) error {
+	r, err := s.Conn().RequestName(name, dbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("request bus name %s: %w", name, err)
+	}
+	if r != dbus.RequestNameReplyPrimaryOwner && r != dbus.RequestNameReplyAlreadyOwner {
+		return fmt.Errorf("request bus name %s: name is taken (reply %d)", name, r)
+	}
+	return nil
+}
+
+// Export publishes iface at path. The path must be valid and free.
+// Export is safe to call from handlers.
+func (s *Server) Export(path dbus.ObjectPath, iface *Interface) error {
+	if !path.IsValid() {
+		return fmt.Errorf("export %q: invalid object path", path)
+	}
+	if iface == nil || iface.Name == "" {
+		return fmt.Errorf("export %s: interface without a name", path)
+	}
+	for _, p := range iface.Properties {
+		if p.Get == nil {
+			return fmt.Errorf("export %s: property %s has no getter", path, p.Name)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.objects[path]; ok {
+		return fmt.Errorf("export %s: path already exported", path)
+	}
+	s.objects[path] = iface
+	return nil
+}
+
+// Unexport removes the object at path; it reports whether there was one.
+func (s *Server) Unexport(path dbus.ObjectPath) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.objects[path]
+	delete(s.objects, path)
+	return ok
+}
+
+// Exported reports whether an object is exported at path.
+func (s *Server) Exported(path dbus.ObjectPath) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.objects[path]
+	return ok
+}
+
+func (s *Server) lookup(path dbus.ObjectPath) (*Interface, []string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	iface := s.objects[path]
+	prefix := string(path) + "/"
+	if path == "/" {
+		prefix = "/"
+	}
+	seen := map[string]bool{}
+	var children []string
+	for p := range s.objects {
+		rest, ok := strings.CutPrefix(string(p), prefix)
+		if !ok || rest == "" {
+			continue
+		}
+		child, _, _ := strings.Cut(rest, "/")
+		if !seen[child] {
+			seen[child] = true
+			children = append(children, child)
+		}
+	}
+	sort.Strings(children)
+	return iface, children
+}
+
+// Credentials returns the UID and PID of a unique bus name, from the cache
+// or from the bus.
+func (s *Server) Credentials(ctx context.Context, sender string) (uid, pid uint32, err error) {
+	s.credMu.Lock()
+	c, ok := s.creds[sender]
+	s.credMu.Unlock()
+	if ok {
+		return c.uid, c.pid, nil
+	}
+	var m map[string]dbus.Variant
+	err = s.Conn().BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&m)
+	if err != nil {
+		return 0, 0, fmt.Errorf("credentials of %s: %w", sender, err)
+	}
+	u, uok := m["UnixUserID"].Value().(uint32)
+	p, pok := m["ProcessID"].Value().(uint32)
+	if !uok || !pok {
+		return 0, 0, fmt.Errorf("credentials of %s: bus gave no UnixUserID/ProcessID", sender)
+	}
+	if strings.HasPrefix(sender, ":") { // only unique names are immutable
+		s.credMu.Lock()
+		if len(s.creds) >= maxCachedCreds {
+			clear(s.creds)
+		}
+		s.creds[sender] = creds{u, p}
+		s.credMu.Unlock()
+	}
+	return u, p, nil
+}
+
+// NameOwner returns the unique name owning a bus name.
+func (s *Server) NameOwner(ctx context.Context, name string) (string, error) {
+	var owner string
+	err := s.Conn().BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner)
+	if err != nil {
+		return "", fmt.Errorf("owner of %s: %w", name, err)
+	}
+	return owner, nil
+}
+
+// WatchNames calls fn for every NameOwnerChanged on the bus (newOwner "" when
+// a name is released or a connection vanished; for a vanished connection
+// name == oldOwner == its unique name). fn runs on the server's signal
+// goroutine and must not block; the returned func stops the watch.
+func (s *Server) WatchNames(fn func(name, oldOwner, newOwner string)) (stop func()) {
+	s.watchMu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.watchers[id] = fn
+	s.watchMu.Unlock()
+	return func() {
+		s.watchMu.Lock()
+		delete(s.watchers, id)
+		s.watchMu.Unlock()
+	}
+}
+
+func (s *Server) signalLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case sig, ok := <-s.sigCh:
+			if !ok {
+				return
+			}
+			if sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) != 3 {
+				continue
+			}
+			name, _ := sig.Body[0].(string)
+			oldOwner, _ := sig.Body[1].(string)
+			newOwner, _ := sig.Body[2].(string)
+			if newOwner == "" && strings.HasPrefix(name, ":") {
+				s.credMu.Lock()
+				delete(s.creds, name)
+				s.credMu.Unlock()
+			}
+			s.watchMu.Lock()
+			fns := make([]func(string, string, string), 0, len(s.watchers))
+			for _, fn := range s.watchers {
+				fns = append(fns, fn)
+			}
+			s.watchMu.Unlock()
+			for _, fn := range fns {
+				fn(name, oldOwner, newOwner)
+			}
+		}
+	}
+}
+
+// Emit broadcasts a signal from path.
+func (s *Server) Emit(path dbus.ObjectPath, iface, name string, args ...any) error {
+	if err := s.Conn().Emit(path, iface+"."+name, args...); err != nil {
+		return fmt.Errorf("emit %s.%s from %s: %w", iface, name, path, err)
+	}
+	return nil
+}
+
+// EmitTo sends a signal from path to one destination only (unicast).
+func (s *Server) EmitTo(destination string, path dbus.ObjectPath, iface, name string, args ...any) error {
+	msg := &dbus.Message{
+		Type: dbus.TypeSignal,
+		Headers: map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldPath:        dbus.MakeVariant(path),
+			dbus.FieldInterface:   dbus.MakeVariant(iface),
+			dbus.FieldMember:      dbus.MakeVariant(name),
+			dbus.FieldDestination: dbus.MakeVariant(destination),
+		},
+		Body: args,
+	}
+	if len(args) > 0 {
+		msg.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(args...))
+	}
+	if err := s.Conn().Send(msg, nil).Err; err != nil {
+		return fmt.Errorf("emit %s.%s from %s to %s: %w", iface, name, path, destination, err)
+	}
+	return nil
+}
+
+// EmitPropertiesChanged broadcasts org.freedesktop.DBus.Properties.PropertiesChanged
+// for properties a service changed by itself.
+func (s *Server) EmitPropertiesChanged(path dbus.ObjectPath, iface string, changed map[string]dbus.Variant, invalidated []string) error {
+	if changed == nil {
+		changed = map[string]dbus.Variant{}
+	}
+	if invalidated == nil {
+		invalidated = []string{}
+	}
+	return s.Emit(path, ifaceProperties, "PropertiesChanged", iface, changed, invalidated)
+}
