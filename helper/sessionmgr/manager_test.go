@@ -14,6 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
 )
 
 const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
@@ -45,13 +46,19 @@ type testRig struct {
 	addr    string
 	events  chan *dbus.Signal
 	cleaned *cleanups
+	client  *dbus.Conn
 }
 
 func newRig(t *testing.T, mode string, opts Options) *testRig {
 	t.Helper()
 	addr := startBus(t)
-	conn := dial(t, addr)
-	requestName(t, conn, api.ServiceSessions)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := busobj.Connect(context.Background(), addr, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	conn := srv.Conn()
 	watcher := dial(t, addr)
 	if err := watcher.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
 		t.Fatal(err)
@@ -60,12 +67,18 @@ func newRig(t *testing.T, mode string, opts Options) *testRig {
 	watcher.Signal(events)
 	rig := &testRig{addr: addr, events: events, cleaned: &cleanups{}}
 	opts.Conn = conn
-	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts.Logger = logger
 	opts.Profiles = allowProfiles{}
 	opts.Launcher = fakeLauncher(mode, addr)
 	opts.CleanupPID = rig.cleaned.add
 	m, err := New(opts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RequestName(api.ServiceSessions); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -76,6 +89,7 @@ func newRig(t *testing.T, mode string, opts Options) *testRig {
 		}
 	})
 	rig.m = m
+	rig.client = watcher
 	return rig
 }
 
