@@ -333,4 +333,3 @@ type statusTuple struct {
 }
 
 type uintPair struct{ A, B uint32 }
-
