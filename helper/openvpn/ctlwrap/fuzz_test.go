@@ -13,7 +13,11 @@ func fuzzWrappers(t testing.TB) map[string]Wrapper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]Wrapper{"plain": NewPlain(), "tls-crypt": tc}
+	ta, err := NewTLSAuth(k, DirectionInverse, "SHA256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]Wrapper{"plain": NewPlain(), "tls-crypt": tc, "tls-auth": ta}
 }
 
 // FuzzUnwrap feeds arbitrary bytes to every Wrapper's Unwrap: it must
@@ -30,6 +34,7 @@ func FuzzUnwrap(f *testing.F) {
 		f.Add(p.AppendPlain(nil))
 	}
 	f.Add(unhex(f, tlsCryptServerVector))
+	f.Add(unhex(f, tlsAuthServerSHA256))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for name, w := range fuzzWrappers(t) {
 			in := bytes.Clone(b)

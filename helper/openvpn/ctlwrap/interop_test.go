@@ -227,3 +227,28 @@ func TestInteropTLSCrypt(t *testing.T) {
 		t.Fatalf("unexpected reset payload %x", got.Payload)
 	}
 }
+
+func TestInteropTLSAuth(t *testing.T) {
+	cases := []struct {
+		name, server, digest string
+		dir                  int
+	}{
+		{"direction 1 SHA256", "tls-auth ta.key 0\nauth SHA256", "SHA256", DirectionInverse},
+		{"no direction SHA1", "tls-auth ta.key", "", DirectionNone},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var key *StaticKey
+			srv := startServer(t, c.server, func(dir string) {
+				key = genStaticKey(t, filepath.Join(dir, "ta.key"))
+			})
+			w, err := NewTLSAuth(key, c.dir, c.digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sid, _ := wire.NewSessionID()
+			got := srv.exchange(t, w, &wire.ControlPacket{Opcode: wire.OpControlHardResetClientV2, SessionID: sid})
+			checkServerReset(t, got, sid)
+		})
+	}
+}
