@@ -17,7 +17,11 @@ func fuzzWrappers(t testing.TB) map[string]Wrapper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]Wrapper{"plain": NewPlain(), "tls-crypt": tc, "tls-auth": ta}
+	v2, err := NewTLSCryptV2(v2KeyPEM(t, k.Bytes(), fakeWKc(minWKcLen), tlsCryptV2ClientPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]Wrapper{"plain": NewPlain(), "tls-crypt": tc, "tls-auth": ta, "tls-crypt-v2": v2}
 }
 
 // FuzzUnwrap feeds arbitrary bytes to every Wrapper's Unwrap: it must

@@ -252,3 +252,35 @@ func TestInteropTLSAuth(t *testing.T) {
 		})
 	}
 }
+
+func TestInteropTLSCryptV2(t *testing.T) {
+	var clientKey []byte
+	srv := startServer(t, "tls-crypt-v2 v2srv.key", func(dir string) {
+		srvKey, cliKey := filepath.Join(dir, "v2srv.key"), filepath.Join(dir, "v2cli.key")
+		run(t, "openvpn", "--genkey", "tls-crypt-v2-server", srvKey)
+		run(t, "openvpn", "--tls-crypt-v2", srvKey, "--genkey", "tls-crypt-v2-client", cliKey)
+		var err error
+		if clientKey, err = os.ReadFile(cliKey); err != nil {
+			t.Fatal(err)
+		}
+	})
+	w, err := NewTLSCryptV2(clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _ := wire.NewSessionID()
+	got := srv.exchange(t, w, &wire.ControlPacket{Opcode: wire.OpControlHardResetClientV3, SessionID: sid})
+	checkServerReset(t, got, sid)
+	resend, err := ResendWKcRequested(got.Payload)
+	if err != nil || !resend {
+		t.Fatalf("server reset payload %x: resend %v, %v; want a WKc resend request", got.Payload, resend, err)
+	}
+	// Third packet: CONTROL_WKC_V1 acking the server's reset. The server
+	// can only read it if WKc is appended right; it answers with an ACK.
+	third := wire.ControlPacket{Opcode: wire.OpControlWKCV1, SessionID: sid, Acks: []uint32{0},
+		RemoteSessionID: got.SessionID, PacketID: 1}
+	ack := srv.exchange(t, w, &third)
+	if ack.Opcode != wire.OpAckV1 || !reflect.DeepEqual(ack.Acks, []uint32{1}) || ack.RemoteSessionID != sid {
+		t.Fatalf("answer to WKC_V1: %+v, want ACK_V1 of packet 1", ack)
+	}
+}
