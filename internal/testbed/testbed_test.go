@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
@@ -211,5 +213,42 @@ func TestBus(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "org.freedesktop.DBus") {
 		t.Errorf("busctl list does not show the bus itself:\n%s", out)
+	}
+
+	// The watcher sees broadcast and unicast signals alike.
+	w, err := WatchSignals(b.Address, "type='signal',interface='net.openvpn.v3.sessions'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	sender, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	receiver, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer receiver.Close()
+	if err := sender.Emit("/net/openvpn/v3/sessions", "net.openvpn.v3.sessions.SessionManagerEvent", dbus.ObjectPath("/x"), uint16(1), uint32(0)); err != nil {
+		t.Fatal(err)
+	}
+	unicast := &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath:        dbus.MakeVariant(dbus.ObjectPath("/net/openvpn/v3/sessions/x")),
+		dbus.FieldInterface:   dbus.MakeVariant("net.openvpn.v3.sessions"),
+		dbus.FieldMember:      dbus.MakeVariant("StatusChange"),
+		dbus.FieldDestination: dbus.MakeVariant(receiver.Names()[0]),
+		dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(uint32(0), uint32(0), "")),
+	}, Body: []any{uint32(2), uint32(7), ""}}
+	if err := sender.Send(unicast, nil).Err; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, member := range []string{"SessionManagerEvent", "StatusChange"} {
+		if _, err := w.Wait(ctx, func(s *dbus.Signal) bool { return s.Name == "net.openvpn.v3.sessions."+member }); err != nil {
+			t.Errorf("%s not seen: %v (seen %d signals)", member, err, len(w.Signals()))
+		}
 	}
 }

@@ -1,0 +1,324 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+// Binaries are the paths of the built ovpn3go programs.
+type Binaries struct {
+	Helper string // ovpn3-helper
+	CLI    string // ovpn3
+}
+
+// ModuleRoot returns the directory holding the project's go.mod, searched
+// upwards from the working directory (tests run in their package dir).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/ovpn3go/ovpn3go\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod of github.com/ovpn3go/ovpn3go not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BuildBinaries builds ovpn3-helper and ovpn3 into outDir with the go
+// command on PATH.
+func BuildBinaries(ctx context.Context, outDir string) (Binaries, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	bin := Binaries{Helper: filepath.Join(outDir, "ovpn3-helper"), CLI: filepath.Join(outDir, "ovpn3")}
+	for _, b := range []struct{ out, pkg string }{{bin.Helper, "./helper/cmd/ovpn3-helper"}, {bin.CLI, "./app/cli"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return Binaries{}, fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+		}
+	}
+	return bin, nil
+}
+
+// StackOptions say what StartStack brings up.
+type StackOptions struct {
+	Bin        Binaries
+	Dir        string        // scratch directory (state dir, logs, profiles)
+	Variant    Variant       // server variant; "" starts no server (a profile still works: nobody answers)
+	Server     ServerOptions // PKI, extra lines
+	HelperArgs []string      // extra ovpn3-helper arguments, e.g. --log-level 6
+}
+
+// Stack is the whole ovpn3go system under test: a namespace pair, the
+// openvpn server in the server namespace, a private bus, and ovpn3-helper
+// running in the client namespace (so its backends and TUN devices live
+// there too).
+type Stack struct {
+	Dir    string
+	Bin    Binaries
+	Pair   *Pair
+	PKI    *PKIFiles
+	Server *OpenVPNServer // nil when no variant was asked for
+	Bus    *BusDaemon
+	Helper *Process
+	Conn   *dbus.Conn // a client connection to the private bus (root)
+}
+
+// StartStack brings the stack up and waits until the helper owns the
+// configuration and session manager names. On error everything already
+// started is torn down again.
+func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
+	s = &Stack{Dir: opts.Dir, Bin: opts.Bin}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close())
+			s = nil
+		}
+	}()
+	if s.Pair, err = NewNetPair(ctx); err != nil {
+		return s, err
+	}
+	s.PKI = opts.Server.PKI
+	if s.PKI == nil {
+		if s.PKI, err = WritePKI(ctx, filepath.Join(s.Dir, "pki")); err != nil {
+			return s, err
+		}
+	}
+	if opts.Variant != "" {
+		srvOpts := opts.Server
+		srvOpts.PKI = s.PKI
+		if err := os.MkdirAll(filepath.Join(s.Dir, "server"), 0o700); err != nil {
+			return s, err
+		}
+		if s.Server, err = StartServer(ctx, s.Pair, opts.Variant, filepath.Join(s.Dir, "server"), srvOpts); err != nil {
+			return s, err
+		}
+	}
+	busDir := filepath.Join(s.Dir, "bus")
+	if err := os.MkdirAll(busDir, 0o755); err != nil {
+		return s, err
+	}
+	if s.Bus, err = StartBus(ctx, busDir); err != nil {
+		return s, err
+	}
+	stateDir := filepath.Join(s.Dir, "state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return s, err
+	}
+	args := append([]string{"--state-dir", stateDir}, opts.HelperArgs...)
+	cmd := Command(context.Background(), s.Pair.ClientNS, s.Bin.Helper, args...)
+	cmd.Env = s.Env()
+	if s.Helper, err = StartProcess("ovpn3-helper", filepath.Join(s.Dir, "helper.log"), cmd); err != nil {
+		return s, err
+	}
+	if s.Conn, err = dbus.Connect(s.Bus.Address); err != nil {
+		return s, fmt.Errorf("connect to the private bus: %w", err)
+	}
+	if err := s.waitForNames(ctx, 30*time.Second, api.ServiceConfiguration, api.ServiceSessions); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func (s *Stack) waitForNames(ctx context.Context, timeout time.Duration, names ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, name := range names {
+		for {
+			var has bool
+			if err := s.Conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("NameHasOwner %s: %w", name, err)
+			}
+			if has {
+				break
+			}
+			select {
+			case <-s.Helper.Done():
+				return fmt.Errorf("ovpn3-helper exited (%v) before owning %s; log tail:\n%s", s.Helper.ExitErr(), name, s.Helper.LogTail(30))
+			case <-ctx.Done():
+				return fmt.Errorf("ovpn3-helper did not own %s within %v; log tail:\n%s", name, timeout, s.Helper.LogTail(30))
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Env is the environment for programs that talk to the stack's bus.
+func (s *Stack) Env() []string {
+	return append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+s.Bus.Address)
+}
+
+// CLI runs the ovpn3 command against the stack's bus and returns its
+// combined output; the error includes that output.
+func (s *Stack) CLI(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, s.Bin.CLI, args...)
+	cmd.Env = s.Env()
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ovpn3 %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// WriteProfile writes the client profile of variant v into the stack's
+// directory and returns its path.
+func (s *Stack) WriteProfile(v Variant) (string, error) {
+	text, err := s.PKI.Profile(v)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.Dir, string(v)+"-"+v.Name()+".ovpn")
+	return path, os.WriteFile(path, []byte(text), 0o600)
+}
+
+// SessionByConfig returns the one session started from the profile named
+// name (net.openvpn.v3.sessions.LookupConfigName).
+func (s *Stack) SessionByConfig(ctx context.Context, name string) (dbus.ObjectPath, error) {
+	var paths []dbus.ObjectPath
+	err := s.Conn.Object(api.ServiceSessions, api.PathSessions).
+		CallWithContext(ctx, api.InterfaceSessions+".LookupConfigName", 0, name).Store(&paths)
+	if err != nil {
+		return "", fmt.Errorf("LookupConfigName %q: %w", name, err)
+	}
+	if len(paths) != 1 {
+		return "", fmt.Errorf("LookupConfigName %q: %d sessions %v, want 1", name, len(paths), paths)
+	}
+	return paths[0], nil
+}
+
+// SessionProperty reads one property of a session object.
+func (s *Stack) SessionProperty(ctx context.Context, path dbus.ObjectPath, name string) (dbus.Variant, error) {
+	var v dbus.Variant
+	err := s.Conn.Object(api.ServiceSessions, path).
+		CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceSessions, name).Store(&v)
+	if err != nil {
+		return v, fmt.Errorf("%s property %s: %w", path, name, err)
+	}
+	return v, nil
+}
+
+// Statistics reads a session's statistics property (a{sx}).
+func (s *Stack) Statistics(ctx context.Context, path dbus.ObjectPath) (map[string]int64, error) {
+	v, err := s.SessionProperty(ctx, path, "statistics")
+	if err != nil {
+		return nil, err
+	}
+	stats, ok := v.Value().(map[string]int64)
+	if !ok {
+		return nil, fmt.Errorf("%s statistics has type %s, want a{sx}", path, v.Signature())
+	}
+	return stats, nil
+}
+
+// Close stops the helper (SIGTERM, so it can tear its sessions down), the
+// server and the bus, then deletes the namespaces. Processes the helper
+// left inside the client namespace (orphaned backends) are killed and
+// reported as an error: the namespace is ours, so everything in it is.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.Conn != nil {
+		s.Conn.Close()
+	}
+	if s.Helper != nil {
+		if err := s.Helper.Stop(10 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Pair != nil {
+		if pids := nsPIDs(s.Pair.ClientNS); len(pids) > 0 {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			errs = append(errs, fmt.Errorf("processes left in %s after the helper stopped (killed): %v", s.Pair.ClientNS, pids))
+		}
+	}
+	if s.Server != nil {
+		if err := s.Server.Stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Bus != nil {
+		if err := s.Bus.Stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Pair != nil {
+		if err := s.Pair.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nsPIDs lists the processes in network namespace ns.
+func nsPIDs(ns string) []int {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// NewStack is StartStack for tests: it builds nothing (pass the binaries),
+// uses a fresh temp dir, and tears the stack down in t.Cleanup. The helper
+// log is attached to the test output when the test fails.
+func NewStack(t testing.TB, bin Binaries, v Variant, opts ...func(*StackOptions)) *Stack {
+	t.Helper()
+	testenv.RequireRoot(t)
+	for _, c := range []string{"ip", "openvpn", "dbus-daemon"} {
+		testenv.RequireCommand(t, c)
+	}
+	o := StackOptions{Bin: bin, Dir: t.TempDir(), Variant: v}
+	for _, f := range opts {
+		f(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := StartStack(ctx, o)
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ovpn3-helper log tail:\n%s", s.Helper.LogTail(60))
+			if s.Server != nil {
+				t.Logf("openvpn server log tail:\n%s", s.Server.LogTail(20))
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("stack cleanup: %v", err)
+		}
+	})
+	return s
+}
