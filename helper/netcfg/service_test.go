@@ -408,11 +408,20 @@ func TestManagerCleanupAndList(t *testing.T) {
 	f := newFixture(t, "nccln")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tun, path, _, err := f.client.Establish(ctx, "tok3", netconf.Config{Addresses: []netip.Prefix{mp("10.8.0.6/30")}, Peer4: ma("10.8.0.5")})
+	tun, path, name, err := f.client.Establish(ctx, "tok3", netconf.Config{Addresses: []netip.Prefix{mp("10.8.0.6/30")}, Peer4: ma("10.8.0.5")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tun.Close()
+	// net30 arrives as a point-to-point address.
+	link, err := f.ns.Netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := f.ns.Netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil || len(addrs) != 1 || addrs[0].Peer == nil || addrs[0].Peer.String() != "10.8.0.5/30" || !addrs[0].IP.Equal(ma("10.8.0.6").AsSlice()) {
+		t.Errorf("addresses %v (%v), want 10.8.0.6 peer 10.8.0.5/30", addrs, err)
+	}
 	var paths []dbus.ObjectPath
 	if err := f.conn.Object(api.ServiceNetCfg, api.PathNetCfg).CallWithContext(ctx, api.InterfaceNetCfg+".FetchInterfaceList", 0).Store(&paths); err != nil {
 		t.Fatal(err)
@@ -514,4 +523,36 @@ func TestOnlyCreatorConfigures(t *testing.T) {
 	if !still {
 		t.Error("device removed by another user")
 	}
+}
+
+// Tun is what the backend hands the engine: Close removes the device and
+// the object.
+func TestOpenAndClose(t *testing.T) {
+	f := newFixture(t, "ncopn")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tun, err := f.client.Open(ctx, "tok6", testCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tun.Name() == "" || !strings.HasSuffix(string(tun.Path()), "_tok6") {
+		t.Errorf("name %q path %s", tun.Name(), tun.Path())
+	}
+	pingThroughTun(t, tun.File())
+	// A second Establish under the same label replaces the first device.
+	tun2, err := f.client.Open(ctx, "tok6", testCfg)
+	if err != nil {
+		t.Fatalf("re-Establish with the same label: %v", err)
+	}
+	if got := f.tunLinks(t); len(got) != 1 || got[0] != tun2.Name() {
+		t.Errorf("devices after replacement: %v, want [%s]", got, tun2.Name())
+	}
+	tun.File().Close()
+	if err := tun2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tun2.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	f.waitClean(t)
 }
