@@ -1,0 +1,334 @@
+package configmgr
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+)
+
+// writeMethods are refused on sealed profiles and allowed to the owner only.
+var writeMethods = map[string]bool{
+	"AccessGrant": true, "AccessRevoke": true, "SetOption": true, "SetOverride": true,
+	"UnsetOverride": true, "AddTag": true, "RemoveTag": true,
+}
+
+// overrideTypes lists the override keys of spec §2.2.1 and their types.
+var overrideTypes = map[string]string{
+	"server-override": "s", "port-override": "s", "proto-override": "s", "ipv6": "s", "persist-tun": "b",
+	"log-level": "s", "dns-fallback-google": "b", "dns-setup-disabled": "b", "dns-scope": "s",
+	"dns-sync-lookup": "b", "auth-fail-retry": "b", "allow-compression": "s", "enable-legacy-algorithms": "b",
+	"tls-version-min": "s", "tls-cert-profile": "s", "proxy-host": "s", "proxy-port": "s",
+	"proxy-username": "s", "proxy-password": "s", "proxy-auth-cleartext": "b", "enterprise-profile": "s",
+	"automatic-restart": "s",
+}
+
+// isBackend reports whether the caller is a backend process: it owns
+// net.openvpn.v3.backends.be<its PID>, which the bus policy lets only the
+// helper's processes own. Backends play the role of upstream's $OVPN user.
+func isBackend(c *busobj.Call) bool { return c.OwnsName(api.BackendBusName(c.PID)) }
+
+func (s *Service) authorize(p *profile) func(c *busobj.Call) error {
+	return func(c *busobj.Call) error {
+		s.mu.Lock()
+		owner, acl, public := c.UID == p.Owner, p.inACL(c.UID), p.PublicAccess
+		sealed, locked := p.Readonly, p.LockedDown
+		s.mu.Unlock()
+		switch c.Op {
+		case busobj.OpMethod:
+			switch {
+			case writeMethods[c.Member]:
+				if sealed {
+					return busobj.Deny(textSealed)
+				}
+				if owner {
+					return nil
+				}
+			case c.Member == "Fetch" || c.Member == "FetchJSON":
+				// public_access does not grant Fetch (spec §5.2)
+				if owner || !locked && acl || isBackend(c) {
+					return nil
+				}
+			case c.Member == "Seal" || c.Member == "Remove":
+				if owner {
+					return nil
+				}
+			default:
+				if owner || acl || public {
+					return nil
+				}
+			}
+			return busobj.Deny(textDenied)
+		case busobj.OpGet:
+			if c.Member == "owner" || owner || acl || public {
+				return nil
+			}
+			switch c.Member {
+			case "public_access", "acl", "single_use":
+			default:
+				if isBackend(c) {
+					return nil
+				}
+			}
+			return busobj.Deny(textDenied)
+		case busobj.OpSet:
+			if sealed {
+				return busobj.Deny(textSealed)
+			}
+			switch c.Member {
+			case "name", "locked_down", "public_access":
+				if owner {
+					return nil
+				}
+			default:
+				if owner || acl {
+					return nil
+				}
+			}
+			return busobj.Deny(textOwnerOnly)
+		}
+		return busobj.Deny(textDenied)
+	}
+}
+
+func (s *Service) profileInterface(p *profile) *busobj.Interface {
+	// get/set wrap a field accessor in the service lock; set also persists.
+	get := func(f func() any) func(*busobj.Call) (any, error) {
+		return func(*busobj.Call) (any, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return f(), nil
+		}
+	}
+	setBool := func(f func(bool)) func(*busobj.Call, any) error {
+		return func(_ *busobj.Call, v any) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			f(v.(bool))
+			s.persistLocked(p)
+			return nil
+		}
+	}
+	// method wraps a handler that mutates p under the lock and persists it.
+	method := func(name string, in []busobj.Arg, f func(c *busobj.Call) error) busobj.Method {
+		return busobj.Method{Name: name, In: in, Handler: func(c *busobj.Call) ([]any, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			err := f(c)
+			s.persistLocked(p) // Validate changes `valid` even when it fails
+			return nil, err
+		}}
+	}
+	gerr := func(text string) error { return api.Error(api.DomainGDBusPP, text) }
+	uidArg := []busobj.Arg{{Name: "uid", Type: "u"}}
+	tagArg := []busobj.Arg{{Name: "tag", Type: "s"}}
+
+	return &busobj.Interface{
+		Name:      api.InterfaceConfiguration,
+		Authorize: s.authorize(p),
+		Methods: []busobj.Method{
+			method("Validate", nil, func(*busobj.Call) error {
+				missing, locked := checkRequired(p.Config)
+				p.Valid = len(missing) == 0 && !locked
+				if locked {
+					return gerr("Server locked profiles are unsupported")
+				}
+				if len(missing) > 0 {
+					return gerr("Configuration profile is missing required options: " + strings.Join(missing, ", "))
+				}
+				return nil
+			}),
+			{Name: "Fetch", Out: []busobj.Arg{{Name: "config", Type: "s"}}, Handler: func(c *busobj.Call) ([]any, error) {
+				return []any{s.fetch(c, p)}, nil
+			}},
+			method("SetOption", []busobj.Arg{{Name: "option", Type: "s"}, {Name: "value", Type: "s"}},
+				func(*busobj.Call) error { return nil }), // upstream: accepted, does nothing
+			method("SetOverride", []busobj.Arg{{Name: "name", Type: "s"}, {Name: "value", Type: "v"}}, func(c *busobj.Call) error {
+				k, v := c.Args[0].(string), c.Args[1].(dbus.Variant)
+				want, ok := overrideTypes[k]
+				if !ok {
+					return gerr("Invalid override key '" + k + "'")
+				}
+				if got := v.Signature().String(); got != want {
+					if got != "s" && got != "b" {
+						return gerr("Unsupported override data type: " + got)
+					}
+					return gerr("(SetOverride) Invalid override data type for '" + k + "': " + got)
+				}
+				val := v.Value()
+				if str, ok := val.(string); ok {
+					val = cleanText(str)
+				}
+				p.Overrides[k] = val
+				return nil
+			}),
+			method("UnsetOverride", []busobj.Arg{{Name: "name", Type: "s"}}, func(c *busobj.Call) error {
+				k := c.Args[0].(string)
+				if _, ok := p.Overrides[k]; !ok {
+					return gerr("Override '" + k + "' has not been set")
+				}
+				delete(p.Overrides, k)
+				return nil
+			}),
+			method("AddTag", tagArg, func(c *busobj.Call) error {
+				tag := cleanText(c.Args[0].(string))
+				switch {
+				case tag == "":
+					return gerr("Tag value cannot be empty")
+				case len(tag) > maxTagLength:
+					return gerr("Tag value too long")
+				case slices.Contains(p.Tags, tag):
+					return gerr("Tag already exists")
+				}
+				p.Tags = append(p.Tags, tag)
+				return nil
+			}),
+			method("RemoveTag", tagArg, func(c *busobj.Call) error {
+				tag := cleanText(c.Args[0].(string))
+				switch {
+				case tag == "":
+					return gerr("Tag value cannot be empty")
+				case len(tag) > maxTagLength:
+					return gerr("Tag value too long")
+				}
+				i := slices.Index(p.Tags, tag)
+				if i < 0 {
+					return gerr("Non-existing tag")
+				}
+				p.Tags = slices.Delete(p.Tags, i, i+1)
+				return nil
+			}),
+			method("AccessGrant", uidArg, func(c *busobj.Call) error {
+				uid := c.Args[0].(uint32)
+				if p.inACL(uid) {
+					return gerr("UID already granted access")
+				}
+				p.ACL = append(p.ACL, uid)
+				return nil
+			}),
+			method("AccessRevoke", uidArg, func(c *busobj.Call) error {
+				i := slices.Index(p.ACL, c.Args[0].(uint32))
+				if i < 0 {
+					return gerr("UID not granted access")
+				}
+				p.ACL = slices.Delete(p.ACL, i, i+1)
+				return nil
+			}),
+			method("Seal", nil, func(*busobj.Call) error {
+				if !p.Valid {
+					return gerr(textNotValid)
+				}
+				p.Readonly = true
+				return nil
+			}),
+			{Name: "Remove", Handler: func(*busobj.Call) ([]any, error) {
+				s.remove(p.Path)
+				return nil, nil
+			}},
+		},
+		Properties: []busobj.Property{
+			{Name: "owner", Type: "u", Get: get(func() any { return p.Owner })},
+			{Name: "acl", Type: "au", Get: get(func() any { return slices.Clone(p.ACL) })},
+			{Name: "name", Type: "s", Get: get(func() any { return p.Name }),
+				Set: func(_ *busobj.Call, v any) error {
+					name := cleanText(v.(string))
+					if len(name) > maxNameLength {
+						return api.ErrFailed("Configuration name is too long")
+					}
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					p.Name = name
+					s.persistLocked(p)
+					return nil
+				}},
+			{Name: "public_access", Type: "b", Get: get(func() any { return p.PublicAccess }),
+				Set: setBool(func(b bool) { p.PublicAccess = b })},
+			{Name: "persistent", Type: "b", Get: get(func() any { return p.Persistent })},
+			{Name: "import_timestamp", Type: "t", Get: get(func() any { return p.ImportTimestamp })},
+			{Name: "last_used_timestamp", Type: "t", Get: get(func() any { return p.LastUsedTimestamp })},
+			{Name: "locked_down", Type: "b", Get: get(func() any { return p.LockedDown }),
+				Set: setBool(func(b bool) { p.LockedDown = b })},
+			{Name: "overrides", Type: "a{sv}", Get: get(func() any {
+				m := make(map[string]dbus.Variant, len(p.Overrides))
+				for k, v := range p.Overrides {
+					m[k] = dbus.MakeVariant(v)
+				}
+				return m
+			})},
+			{Name: "readonly", Type: "b", Get: get(func() any { return p.Readonly })},
+			{Name: "single_use", Type: "b", Get: get(func() any { return p.SingleUse })},
+			{Name: "tags", Type: "as", Get: get(func() any { return slices.Clone(p.Tags) })},
+			{Name: "transfer_owner_session", Type: "b", Get: get(func() any { return p.TransferOwnerSession }),
+				Set: setBool(func(b bool) { p.TransferOwnerSession = b })},
+			{Name: "used_count", Type: "u", Get: get(func() any { return p.UsedCount })},
+			{Name: "dco", Type: "b", Get: get(func() any { return p.DCO }),
+				Set: setBool(func(b bool) { p.DCO = b })},
+			{Name: "valid", Type: "b", Get: get(func() any { return p.Valid })},
+		},
+	}
+}
+
+// fetch returns the profile text. A backend's Fetch counts as a use, and
+// removes a single-use profile (the reply still carries the text).
+func (s *Service) fetch(c *busobj.Call, p *profile) string {
+	s.mu.Lock()
+	text := p.Config
+	s.mu.Unlock()
+	if !isBackend(c) {
+		return text
+	}
+	s.mu.Lock()
+	p.UsedCount++
+	p.LastUsedTimestamp = uint64(s.now().Unix())
+	single := p.SingleUse
+	s.persistLocked(p)
+	s.mu.Unlock()
+	if single {
+		s.remove(p.Path)
+	}
+	return text
+}
+
+// checkRequired lists the required options a profile lacks (Validate's
+// rule) and whether it is a server-locked profile.
+func checkRequired(text string) (missing []string, serverLocked bool) {
+	have := map[string]bool{}
+	inline := ""
+	for _, line := range strings.Split(text, "\n") {
+		l := strings.TrimSpace(line)
+		if inline != "" {
+			if l == "</"+inline+">" {
+				inline = ""
+			}
+			continue
+		}
+		if l == "" || l[0] == '#' || l[0] == ';' {
+			continue
+		}
+		if strings.HasPrefix(l, "<") && strings.HasSuffix(l, ">") {
+			inline = l[1 : len(l)-1]
+			have[inline] = true
+			continue
+		}
+		f := strings.Fields(l)
+		have[strings.TrimPrefix(f[0], "--")] = true
+		if f[0] == "setenv" && len(f) > 1 && f[1] == "GENERIC_CONFIG" {
+			serverLocked = true
+		}
+	}
+	if !have["ca"] {
+		missing = append(missing, "--ca")
+	}
+	if !have["client"] && !have["tls-client"] {
+		missing = append(missing, "--client or --tls-client")
+	}
+	if !have["dev"] {
+		missing = append(missing, "--dev")
+	}
+	if !have["remote"] && !have["connection"] {
+		missing = append(missing, "--remote")
+	}
+	return missing, serverLocked
+}

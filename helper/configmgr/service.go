@@ -1,0 +1,282 @@
+// Package configmgr implements net.openvpn.v3.configuration: the manager
+// object /net/openvpn/v3/configuration (Import, listings, lookups) and one
+// object per imported profile, with the owner/ACL rules of spec §5.2.
+// Persistent profiles live as JSON files in the state directory and are
+// reloaded at start. The session manager uses the in-process Profile lookup.
+package configmgr
+
+import (
+	"fmt"
+	"log/slog"
+	"os/user"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+)
+
+// DefaultStateDir is where persistent profiles are kept unless --state-dir
+// says otherwise.
+const DefaultStateDir = "/var/lib/ovpn3go"
+
+// Texts of spec §4.3.
+const (
+	textDenied     = "Access to the configuration profile is denied."
+	textSealed     = "Configuration profile is sealed and read-only"
+	textOwnerOnly  = "Configuration can only be modified by the profile owner"
+	textNotValid   = "Configuration is not currently valid"
+	maxTagLength   = 128
+	maxNameLength  = 1024
+	maxProfilesUID = 1000 // per owner, so one user cannot exhaust the helper
+)
+
+// Service is the configuration manager.
+type Service struct {
+	logger *slog.Logger
+	store  store
+	parse  func(string) (string, error)
+	now    func() time.Time
+
+	srv *busobj.Server // set by Export
+
+	mu       sync.Mutex
+	profiles map[dbus.ObjectPath]*profile
+}
+
+// New returns a configuration manager keeping persistent profiles in
+// stateDir (DefaultStateDir when empty).
+func New(stateDir string, logger *slog.Logger) *Service {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Service{
+		logger:   logger.With("service", "configmgr"),
+		store:    store{dir: stateDir},
+		parse:    checkProfile,
+		now:      time.Now,
+		profiles: map[dbus.ObjectPath]*profile{},
+	}
+}
+
+// Export loads the persistent profiles and exports the manager and every
+// profile object on srv. It does not request the bus name.
+func (s *Service) Export(srv *busobj.Server) error {
+	s.mu.Lock()
+	s.srv = srv
+	loaded := s.store.loadAll(s.parse, func(file string, err error) {
+		s.logger.Warn("skipping unreadable profile file", "file", file, "err", err)
+	})
+	for _, p := range loaded {
+		s.profiles[p.Path] = p
+	}
+	s.mu.Unlock()
+	if err := srv.Export(api.PathConfiguration, s.managerInterface()); err != nil {
+		return fmt.Errorf("configmgr: %w", err)
+	}
+	for _, p := range loaded {
+		if err := srv.Export(p.Path, s.profileInterface(p)); err != nil {
+			return fmt.Errorf("configmgr: %w", err)
+		}
+		s.logger.Info("loaded persistent profile", "path", p.Path, "name", p.Name, "owner", p.Owner)
+	}
+	return nil
+}
+
+// Profile returns a snapshot of the profile at path, for the session manager.
+func (s *Service) Profile(path dbus.ObjectPath) (Info, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.profiles[path]
+	if !ok {
+		return Info{}, false
+	}
+	return p.info(), true
+}
+
+// Lookup is Profile under the name the layout agreed on.
+func (s *Service) Lookup(path dbus.ObjectPath) (Info, bool) { return s.Profile(path) }
+
+func (s *Service) managerInterface() *busobj.Interface {
+	paths := []busobj.Arg{{Name: "paths", Type: "ao"}}
+	return &busobj.Interface{
+		Name: api.InterfaceConfiguration,
+		Methods: []busobj.Method{
+			{Name: "Import", In: []busobj.Arg{{Name: "name", Type: "s"}, {Name: "config_str", Type: "s"},
+				{Name: "single_use", Type: "b"}, {Name: "persistent", Type: "b"}},
+				Out: []busobj.Arg{{Name: "config_path", Type: "o"}}, Handler: s.importProfile},
+			{Name: "FetchAvailableConfigs", Out: paths, Handler: func(c *busobj.Call) ([]any, error) {
+				return []any{s.visible(c.UID, func(*profile) bool { return true })}, nil
+			}},
+			{Name: "LookupConfigName", In: []busobj.Arg{{Name: "config_name", Type: "s"}},
+				Out: []busobj.Arg{{Name: "config_paths", Type: "ao"}}, Handler: func(c *busobj.Call) ([]any, error) {
+					name := c.Args[0].(string)
+					return []any{s.visible(c.UID, func(p *profile) bool { return p.Name == name })}, nil
+				}},
+			{Name: "SearchByTag", In: []busobj.Arg{{Name: "tag", Type: "s"}}, Out: paths,
+				Handler: func(c *busobj.Call) ([]any, error) {
+					tag := c.Args[0].(string)
+					return []any{s.visible(c.UID, func(p *profile) bool { return slices.Contains(p.Tags, tag) })}, nil
+				}},
+			{Name: "SearchByOwner", In: []busobj.Arg{{Name: "owner", Type: "s"}}, Out: paths,
+				Handler: func(c *busobj.Call) ([]any, error) {
+					uid, err := lookupUID(c.Args[0].(string))
+					if err != nil {
+						return nil, api.Error(api.DomainGDBusPP, err.Error())
+					}
+					return []any{s.visible(c.UID, func(p *profile) bool { return p.Owner == uid })}, nil
+				}},
+			{Name: "TransferOwnership", In: []busobj.Arg{{Name: "path", Type: "o"}, {Name: "new_owner_uid", Type: "u"}},
+				Handler: s.transferOwnership},
+		},
+		Signals: []busobj.Signal{
+			{Name: "Log", Args: []busobj.Arg{{Name: "group", Type: "u"}, {Name: "level", Type: "u"}, {Name: "message", Type: "s"}}},
+			{Name: "ConfigurationManagerEvent", Args: []busobj.Arg{{Name: "path", Type: "o"}, {Name: "type", Type: "q"}, {Name: "owner", Type: "u"}}},
+		},
+		Properties: []busobj.Property{
+			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return api.Version, nil }},
+		},
+	}
+}
+
+func lookupUID(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	u, err := user.Lookup(s)
+	if err != nil {
+		return 0, fmt.Errorf("Unknown user: %s", s)
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("Unknown user: %s", s)
+	}
+	return uint32(n), nil
+}
+
+// visible lists the profiles uid may see (owner, ACL, public; root is not
+// special) that match, sorted for stable output.
+func (s *Service) visible(uid uint32, match func(*profile) bool) []dbus.ObjectPath {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []dbus.ObjectPath{}
+	for _, p := range s.profiles {
+		if p.canUse(uid) && match(p) {
+			out = append(out, p.Path)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (s *Service) importProfile(c *busobj.Call) ([]any, error) {
+	name := cleanText(c.Args[0].(string))
+	text := c.Args[1].(string)
+	singleUse, persistent := c.Args[2].(bool), c.Args[3].(bool)
+	if len(name) > maxNameLength {
+		return nil, api.Error(api.DomainRequest, "Invalid configuration profile: name is too long")
+	}
+	rendered, err := s.parse(text)
+	if err != nil {
+		return nil, api.Error(api.DomainRequest, "Invalid configuration profile: "+err.Error())
+	}
+	now := uint64(s.now().Unix())
+	missing, serverLocked := checkRequired(rendered)
+	p := &profile{
+		Path: api.NewConfigPath(), Name: name, Owner: c.UID, ACL: []uint32{}, SingleUse: singleUse,
+		Persistent: persistent, Valid: len(missing) == 0 && !serverLocked, ImportTimestamp: now, Tags: []string{},
+		Overrides: map[string]any{}, Config: rendered,
+	}
+	s.mu.Lock()
+	n := 0
+	for _, q := range s.profiles {
+		if q.Owner == c.UID {
+			n++
+		}
+	}
+	if n >= maxProfilesUID {
+		s.mu.Unlock()
+		return nil, api.Error(api.DomainRequest, "Invalid configuration profile: too many profiles for this user")
+	}
+	if persistent {
+		if err := s.store.save(p); err != nil {
+			s.mu.Unlock()
+			s.logger.Error("cannot store persistent profile", "path", p.Path, "err", err)
+			return nil, api.Error(api.DomainRequest, "Could not store the persistent configuration profile")
+		}
+	}
+	s.profiles[p.Path] = p
+	s.mu.Unlock()
+	if err := s.srv.Export(p.Path, s.profileInterface(p)); err != nil {
+		s.mu.Lock()
+		delete(s.profiles, p.Path)
+		s.mu.Unlock()
+		_ = s.store.remove(p)
+		return nil, err
+	}
+	s.logger.Info("profile imported", "path", p.Path, "name", name, "owner", c.UID, "persistent", persistent, "single_use", singleUse)
+	s.emitEvent(p.Path, api.ConfigEventCreated, p.Owner)
+	return []any{p.Path}, nil
+}
+
+func (s *Service) emitEvent(path dbus.ObjectPath, t api.ConfigEventType, owner uint32) {
+	if err := s.srv.Emit(api.PathConfiguration, api.InterfaceConfiguration, "ConfigurationManagerEvent", path, t, owner); err != nil {
+		s.logger.Warn("ConfigurationManagerEvent not sent", "err", err)
+	}
+}
+
+func (s *Service) transferOwnership(c *busobj.Call) ([]any, error) {
+	// The bus policy restricts this to root upstream; we check it here too,
+	// since a missing policy file must not open it to everyone.
+	if c.UID != 0 {
+		return nil, api.Error(api.DomainGDBusPP, textDenied)
+	}
+	path, newOwner := c.Args[0].(dbus.ObjectPath), c.Args[1].(uint32)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.profiles[path]
+	if !ok { // upstream: silently nothing
+		return nil, nil
+	}
+	p.Owner = newOwner
+	s.persistLocked(p)
+	return nil, nil
+}
+
+// persistLocked rewrites a persistent profile's file; s.mu is held.
+func (s *Service) persistLocked(p *profile) {
+	if !p.Persistent {
+		return
+	}
+	if err := s.store.save(p); err != nil {
+		s.logger.Error("cannot update persistent profile", "path", p.Path, "err", err)
+	}
+}
+
+// remove drops a profile: object, file, event.
+func (s *Service) remove(path dbus.ObjectPath) {
+	s.mu.Lock()
+	p, ok := s.profiles[path]
+	if ok {
+		delete(s.profiles, path)
+		if p.Persistent {
+			if err := s.store.remove(p); err != nil {
+				s.logger.Error("cannot remove profile file", "path", path, "err", err)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.srv.Unexport(path)
+	s.logger.Info("profile removed", "path", path)
+	s.emitEvent(path, api.ConfigEventDestroyed, p.Owner)
+}
