@@ -134,7 +134,13 @@ func closeFDs(body []any) {
 	}
 }
 
+// bodySig is the signature the caller sent. The header field is the truth:
+// godbus decodes arrays of structs into nested []any, whose re-computed
+// signature (aav) would no longer match the declared a(suibb).
 func bodySig(msg *dbus.Message) string {
+	if s, ok := msg.Headers[dbus.FieldSignature].Value().(dbus.Signature); ok {
+		return s.String()
+	}
 	if len(msg.Body) == 0 {
 		return ""
 	}
