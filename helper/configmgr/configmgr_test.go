@@ -77,7 +77,9 @@ func setup(t *testing.T) *env {
 	return e
 }
 
-func (e *env) obj(p dbus.ObjectPath) dbus.BusObject { return e.client.Object(api.ServiceConfiguration, p) }
+func (e *env) obj(p dbus.ObjectPath) dbus.BusObject {
+	return e.client.Object(api.ServiceConfiguration, p)
+}
 
 func (e *env) importProfile(t *testing.T, name, text string, single, persistent bool) dbus.ObjectPath {
 	t.Helper()
