@@ -73,6 +73,19 @@ func (f *fixture) iface() *busobj.Interface {
 					b, err := io.ReadAll(f)
 					return []any{string(b)}, err
 				}},
+			{Name: "Networks", In: []busobj.Arg{{"networks", "a(suibb)"}}, Out: []busobj.Arg{{"count", "u"}},
+				Handler: func(c *busobj.Call) ([]any, error) {
+					var nets []struct {
+						Addr           string
+						Prefix         uint32
+						Metric         int32
+						IPv6, Excluded bool
+					}
+					if err := dbus.Store(c.Args[0:1], &nets); err != nil {
+						return nil, err
+					}
+					return []any{uint32(len(nets))}, nil
+				}},
 			{Name: "Unicast", In: []busobj.Arg{{"text", "s"}},
 				Handler: func(c *busobj.Call) ([]any, error) {
 					return nil, c.Server.EmitTo(c.Sender, c.Path, testIface, "Note", c.Args[0].(string))
@@ -207,6 +220,16 @@ func TestStandardErrors(t *testing.T) {
 	wantErr(t, f.call(testPath, testIface+".Echo").Err, api.ErrNameInvalidArgs, "Type of message, “()”, does not match expected type “(s)”")
 	wantErr(t, f.call(testPath, testIface+".Plain", "x").Err, api.ErrNameInvalidArgs, "Type of message, “(s)”, does not match expected type “()”")
 	wantErr(t, f.call(testPath, "org.freedesktop.DBus.Properties.Get", testIface).Err, api.ErrNameInvalidArgs, "Type of message, “(s)”, does not match expected type “(ss)”")
+	type network struct {
+		Addr           string
+		Prefix         uint32
+		Metric         int32
+		IPv6, Excluded bool
+	}
+	var n uint32
+	if err := f.call(testPath, testIface+".Networks", []network{{"10.0.0.0", 8, -1, false, false}, {"fd00::", 64, 0, true, true}}).Store(&n); err != nil || n != 2 {
+		t.Errorf("array of structs: %d %v", n, err)
+	}
 	if err := f.call("/", "org.freedesktop.DBus.Peer.Ping").Err; err != nil {
 		t.Errorf("Ping on /: %v", err)
 	}

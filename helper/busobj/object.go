@@ -21,7 +21,10 @@ type Method struct {
 	In   []Arg
 	Out  []Arg
 	// Handler runs the call. c.Args holds the decoded arguments, already
-	// checked against In. The returned values must match Out (a mismatch is
+	// checked against In. Basic types arrive as their Go types (string,
+	// uint32, dbus.ObjectPath, dbus.Variant, []string, map[string]dbus.Variant
+	// …); structs and arrays of structs arrive as []any / [][]any — use
+	// dbus.Store(c.Args[i:i+1], &typed) to convert them. The returned values must match Out (a mismatch is
 	// a programming error and is answered with org.freedesktop.DBus.Error.Failed).
 	// Errors: a *dbus.Error (see api.Error) is sent unchanged; any other
 	// error is sent as domain net.openvpn.gdbuspp.request with err.Error().

@@ -58,7 +58,7 @@ func New(stateDir string, logger *slog.Logger) *Service {
 		logger = slog.Default()
 	}
 	return &Service{
-		logger:   logger.With("service", "configmgr"),
+		logger:   logger,
 		store:    store{dir: stateDir},
 		parse:    checkProfile,
 		now:      time.Now,

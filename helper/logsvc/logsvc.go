@@ -55,7 +55,7 @@ func New(logger *slog.Logger) *Service {
 		logger = slog.Default()
 	}
 	return &Service{
-		logger:   logger.With("service", "logsvc"),
+		logger:   logger,
 		attached: map[attachKey]*attachment{},
 		proxies:  map[dbus.ObjectPath]*proxy{},
 		logLevel: DefaultLogLevel,
