@@ -1,0 +1,1476 @@
+// Package profile parses OpenVPN client profiles (.ovpn files) as users
+// import them: self-contained text with inline certificates and keys. It
+// tokenises exactly like OpenVPN 2.x, classifies every 2.x option
+// (supported, accepted, ignored with a warning, push-only, server-only,
+// not implemented), reports every problem at once with its line number,
+// and fills the typed fields the engine needs.
+//
+// "Supported" means the parser understands the option and fills a field;
+// an engine that cannot honour a filled field (a proxy, a CRL, PKCS#12)
+// must refuse the profile itself rather than ignore the field.
+package profile
+
+import (
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
+)
+
+// Option is one option as written. An inline block has Inline set and its
+// content as the only argument; a <connection> block has Name
+// "connection" and its canonical text as the argument (its parsed form is
+// in Profile.Connections).
+type Option struct {
+	Name   string
+	Args   []string
+	Line   int
+	Inline bool
+}
+
+// Remote is one server to try.
+type Remote struct {
+	Host  string
+	Port  string // as written or inherited; "1194" by default
+	Proto string // as written or inherited: "udp", "tcp", "udp6", "tcp-client", …
+}
+
+// Connection is one <connection> block.
+type Connection struct {
+	Line    int
+	Remote  Remote
+	Options []Option
+}
+
+// PullFilter is one "pull-filter accept|ignore|reject text".
+type PullFilter struct {
+	Action string
+	Text   string
+}
+
+// StaticChallenge is "static-challenge text echo [format]".
+type StaticChallenge struct {
+	Text   string
+	Echo   bool
+	Format string // "scrv1" (default) or "concat"
+}
+
+// HTTPProxy is "http-proxy host port [auth] [method]" plus its options.
+type HTTPProxy struct {
+	Host, Port string
+	// AuthFile is "", "auto", "auto-nct" or "[inline]" (credentials in
+	// UserPass); Method is "", "none" or "basic".
+	AuthFile, Method string
+	UserPass         string
+	Options          [][]string // http-proxy-option lines
+}
+
+// Warning is a non-fatal remark about the profile. It never contains
+// secrets.
+type Warning struct {
+	Line   int
+	Option string
+	Msg    string
+}
+
+func (w Warning) String() string {
+	var b strings.Builder
+	if w.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", w.Line)
+	}
+	if w.Option != "" {
+		fmt.Fprintf(&b, "option '%s' ", w.Option)
+	}
+	b.WriteString(w.Msg)
+	return b.String()
+}
+
+// Problem is one reason the profile is refused.
+type Problem struct {
+	Line   int // 0: the profile as a whole
+	Option string
+	Msg    string
+}
+
+func (p Problem) Error() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	} else {
+		b.WriteString("profile: ")
+	}
+	if p.Option != "" {
+		fmt.Fprintf(&b, "option '%s' ", p.Option)
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// ParseError lists every problem found, in line order.
+type ParseError struct {
+	Problems []Problem
+}
+
+func (e *ParseError) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap exposes the problems to errors.Is/As.
+func (e *ParseError) Unwrap() []error {
+	out := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		out[i] = p
+	}
+	return out
+}
+
+// Profile is a parsed client profile.
+type Profile struct {
+	Options     []Option
+	Remotes     []Remote
+	Connections []Connection
+
+	Dev     string // "tun", "tun0", …
+	DevType string // "tun" or ""
+	Proto   string // global default, "udp" when unset
+	Port    string // global default, "1194" when unset
+	Nobind  bool
+
+	CA, Cert, Key, ExtraCerts string // PEM text
+	PKCS12                    string // base64 text
+	CRLVerify                 string // PEM text
+	PeerFingerprints          []string
+
+	TLSCrypt, TLSAuth, TLSCryptV2 string
+	KeyDirection                  int // -1 unset
+
+	Cipher              string
+	DataCiphers         []string
+	DataCiphersFallback string
+	Auth                string
+
+	AuthUserPass bool
+	// AuthUsername/AuthPassword come from an inline <auth-user-pass>.
+	AuthUsername, AuthPassword string
+	AuthNoCache                bool
+	AuthRetry                  string // "none", "nointeract", "interact"; "" unset
+	StaticChallenge            *StaticChallenge
+
+	RemoteCertTLS  string
+	RemoteCertKU   []string
+	RemoteCertEKU  string
+	VerifyX509Name string
+	VerifyX509Type string // "subject" (default), "name", "name-prefix"
+	TLSVersionMin  string
+	// TLSVersionMinOrHighest: "tls-version-min V or-highest".
+	TLSVersionMinOrHighest bool
+	TLSVersionMax          string
+	TLSCipher              string
+	TLSCipherSuites        string
+	TLSGroups              string
+	TLSCertProfile         string
+
+	Verb        int
+	RouteNoPull bool
+	PullFilters []PullFilter
+	// NetOptions are client-side network options (route, redirect-gateway,
+	// dhcp-option, dns, …) as option lines in push syntax; the engine
+	// applies them before the pushed ones.
+	NetOptions []string
+
+	CompLZO          string // "", "yes", "no", "adaptive" (bare comp-lzo)
+	Compress         string // "", "stub", "stub-v2", "lz4", …; bare compress = "stub"
+	AllowCompression string
+
+	ExplicitExitNotify int
+	TunMTU, TunMTUMax  int
+	Mssfix             int
+	Ping               int // 0: no keepalive until pushed
+	PingRestart        int // 120 unless set
+	PingExit           int
+
+	RemoteRandom         bool
+	RemoteRandomHostname bool
+	ConnectRetry         int // seconds, 1 unless set
+	ConnectRetryMaxDelay int // seconds, 300 unless set
+	ConnectRetryMax      int // attempts over the remote list, 0 = unlimited
+	ServerPollTimeout    int // seconds, 120 unless set
+
+	RenegSec               int // 0: server decides
+	RenegBytes, RenegPkts  int64
+	HandWindow, TLSTimeout int
+	TranWindow             int
+	PushPeerInfo           bool
+	HTTPProxy              *HTTPProxy
+	Setenv                 map[string]string
+	ASMeta                 map[string]string // "# OVPN_ACCESS_SERVER_<KEY>=<VALUE>"
+	Warnings               []Warning
+}
+
+// Defaults of OpenVPN 2.6 clients.
+const (
+	DefaultPort              = "1194"
+	DefaultProto             = "udp"
+	DefaultPingRestart       = 120
+	DefaultConnectRetry      = 1
+	DefaultConnectRetryMax   = 300
+	DefaultServerPollTimeout = 120
+)
+
+// rawOpt is an option on its way from text to Profile.
+type rawOpt struct {
+	Option
+	sub      []rawOpt // <connection> content
+	optional bool     // from "setenv opt"
+	inner    Option   // the option named by "setenv opt"
+}
+
+type parser struct {
+	p          *Profile
+	problems   []Problem
+	nOptions   int
+	nConn      int
+	ignore     map[string]bool
+	fwdCompat  bool
+	inlineWant map[string]int // "[inline]" markers: name -> line
+	inlineHave map[string]bool
+	tlsKeyOpt  map[string]int // tls-auth/tls-crypt/tls-crypt-v2 -> line
+	conn       *Connection
+	connProto  string
+	connPort   string
+	global     struct{ proto, port string }
+	// origin[i] is the <connection> index of p.Remotes[i], -1 for top level.
+	origin                  []int
+	connDef                 [][2]string // per connection: port, proto
+	client, pull, tlsClient bool
+}
+
+func (ps *parser) fail(line int, opt, format string, a ...any) {
+	ps.problems = append(ps.problems, Problem{Line: line, Option: opt, Msg: fmt.Sprintf(format, a...)})
+}
+
+func (ps *parser) warn(line int, opt, format string, a ...any) {
+	ps.p.Warnings = append(ps.p.Warnings, Warning{Line: line, Option: opt, Msg: fmt.Sprintf(format, a...)})
+}
+
+// Parse parses profile text. On failure the error is a *ParseError that
+// lists every problem with its line number.
+func Parse(text string) (*Profile, error) {
+	if len(text) > MaxProfileSize {
+		return nil, &ParseError{Problems: []Problem{{Msg: fmt.Sprintf("is %d bytes, limit %d", len(text), MaxProfileSize)}}}
+	}
+	text = strings.TrimPrefix(text, "\uFEFF")
+	if i := strings.IndexByte(text, 0); i >= 0 {
+		line := strings.Count(text[:i], "\n") + 1
+		return nil, &ParseError{Problems: []Problem{{Line: line, Msg: "contains a NUL byte: not a text profile"}}}
+	}
+	ps := &parser{
+		p: &Profile{
+			KeyDirection:         -1,
+			PingRestart:          DefaultPingRestart,
+			ConnectRetry:         DefaultConnectRetry,
+			ConnectRetryMaxDelay: DefaultConnectRetryMax,
+			ServerPollTimeout:    DefaultServerPollTimeout,
+			Setenv:               map[string]string{},
+			ASMeta:               map[string]string{},
+		},
+		ignore:     map[string]bool{},
+		inlineWant: map[string]int{},
+		inlineHave: map[string]bool{},
+		tlsKeyOpt:  map[string]int{},
+	}
+	lines := strings.Split(text, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(lines[i], "\r")
+	}
+	opts := ps.lex(lines, 1, true)
+	if len(ps.problems) == 0 {
+		ps.process(opts)
+	}
+	if len(ps.problems) > 0 {
+		slices.SortStableFunc(ps.problems, func(a, b Problem) int {
+			// Whole-profile problems last.
+			la, lb := a.Line, b.Line
+			if la == 0 {
+				la = 1 << 30
+			}
+			if lb == 0 {
+				lb = 1 << 30
+			}
+			return la - lb
+		})
+		return nil, &ParseError{Problems: ps.problems}
+	}
+	return ps.p, nil
+}
+
+// lex turns lines into raw options, collecting inline blocks and, at the
+// top level, Access Server metadata comments. first is the line number
+// of lines[0].
+func (ps *parser) lex(lines []string, first int, top bool) []rawOpt {
+	var out []rawOpt
+	for i := 0; i < len(lines); i++ {
+		ln := first + i
+		line := lines[i]
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" {
+			continue
+		}
+		if trimmed[0] == '#' || trimmed[0] == ';' {
+			if top {
+				i += ps.asMeta(lines[i:])
+			}
+			continue
+		}
+		if name, closing, ok := inlineTag(trimmed); ok {
+			if closing {
+				ps.fail(ln, "", "closing tag </%s> without opening <%s>", name, name)
+				continue
+			}
+			end := -1
+			size := 0
+			for j := i + 1; j < len(lines); j++ {
+				if strings.TrimSpace(lines[j]) == "</"+name+">" {
+					end = j
+					break
+				}
+				size += len(lines[j]) + 1
+			}
+			if end < 0 {
+				ps.fail(ln, "", "inline block <%s> has no closing </%s>", name, name)
+				return out
+			}
+			body := lines[i+1 : end]
+			i = end
+			if size > MaxInlineSize {
+				ps.fail(ln, "", "inline block <%s> is %d bytes, limit %d", name, size, MaxInlineSize)
+				continue
+			}
+			if !ps.count(ln) {
+				return out
+			}
+			if name == "connection" {
+				if !top {
+					ps.fail(ln, "", "<connection> blocks cannot be nested")
+					continue
+				}
+				ps.nConn++
+				if ps.nConn > MaxConnections {
+					ps.fail(ln, "", "more than %d <connection> blocks", MaxConnections)
+					return out
+				}
+				sub := ps.lex(body, ln+1, false)
+				out = append(out, rawOpt{Option: Option{Name: name, Line: ln, Inline: true}, sub: sub})
+				continue
+			}
+			content := ""
+			if len(body) > 0 {
+				content = strings.Join(body, "\n") + "\n"
+			}
+			out = append(out, rawOpt{Option: Option{Name: name, Args: []string{content}, Line: ln, Inline: true}})
+			continue
+		}
+		if len(line) > MaxLineLen {
+			ps.fail(ln, "", "line is %d bytes, limit %d", len(line), MaxLineLen)
+			continue
+		}
+		words, err := tokenize(line)
+		if err != nil {
+			ps.fail(ln, "", "%v", err)
+			continue
+		}
+		if len(words) == 0 {
+			continue
+		}
+		if len(words) > MaxArgs+1 {
+			ps.fail(ln, strings.TrimPrefix(words[0], "--"), "has %d parameters, limit %d", len(words)-1, MaxArgs)
+			continue
+		}
+		if !ps.count(ln) {
+			return out
+		}
+		o := rawOpt{Option: Option{Name: strings.TrimPrefix(words[0], "--"), Args: words[1:], Line: ln}}
+		if o.Name == "setenv" && len(o.Args) >= 2 && o.Args[0] == "opt" {
+			o.optional = true
+			o.inner = Option{Name: strings.TrimPrefix(o.Args[1], "--"), Args: o.Args[2:], Line: ln}
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func (ps *parser) count(ln int) bool {
+	ps.nOptions++
+	if ps.nOptions > MaxOptions {
+		ps.fail(ln, "", "more than %d options", MaxOptions)
+		return false
+	}
+	return true
+}
+
+const asPrefix = "OVPN_ACCESS_SERVER_"
+
+// asMeta records "# OVPN_ACCESS_SERVER_KEY=VALUE" and the multi-line
+// "# OVPN_ACCESS_SERVER_KEY_START" … "# OVPN_ACCESS_SERVER_KEY_STOP"
+// form. It returns how many further lines it consumed.
+func (ps *parser) asMeta(lines []string) int {
+	body, ok := strings.CutPrefix(strings.TrimLeft(strings.TrimSpace(lines[0]), "#; \t"), asPrefix)
+	if !ok {
+		return 0
+	}
+	if k, v, ok := strings.Cut(body, "="); ok {
+		ps.p.ASMeta[k] = v
+		return 0
+	}
+	key, ok := strings.CutSuffix(body, "_START")
+	if !ok {
+		ps.p.ASMeta[body] = ""
+		return 0
+	}
+	var val []string
+	for j := 1; j < len(lines); j++ {
+		l := strings.TrimSpace(lines[j])
+		if !strings.HasPrefix(l, "#") {
+			break // not a comment any more: an unterminated block
+		}
+		l = strings.TrimPrefix(strings.TrimPrefix(l, "#"), " ")
+		if l == asPrefix+key+"_STOP" {
+			ps.p.ASMeta[key] = strings.Join(val, "\n")
+			return j
+		}
+		val = append(val, l)
+	}
+	ps.p.ASMeta[body] = ""
+	return 0
+}
+
+func (ps *parser) process(opts []rawOpt) {
+	// ignore-unknown-option and FORWARD_COMPATIBLE apply to the whole file.
+	for _, o := range opts {
+		switch {
+		case o.Name == "ignore-unknown-option":
+			for _, a := range o.Args {
+				ps.ignore[strings.TrimPrefix(a, "--")] = true
+			}
+		case o.Name == "setenv" && len(o.Args) >= 1 && o.Args[0] == "FORWARD_COMPATIBLE":
+			ps.fwdCompat = len(o.Args) < 2 || o.Args[1] != "0"
+		}
+	}
+	for _, o := range opts {
+		ps.p.Options = append(ps.p.Options, o.Option)
+		if o.Name == "connection" && o.Inline {
+			ps.connection(o)
+			continue
+		}
+		ps.apply(o)
+	}
+	ps.finish()
+}
+
+func (ps *parser) connection(o rawOpt) {
+	c := Connection{Line: o.Line}
+	ps.conn, ps.connProto, ps.connPort = &c, "", ""
+	for _, so := range o.sub {
+		c.Options = append(c.Options, so.Option)
+		ps.apply(so)
+	}
+	ps.conn = nil
+	ps.connDef = append(ps.connDef, [2]string{ps.connPort, ps.connProto})
+	if c.Remote.Host == "" {
+		ps.fail(o.Line, "", "<connection> block has no 'remote'")
+	}
+	ps.p.Connections = append(ps.p.Connections, c)
+	ps.p.Options[len(ps.p.Options)-1].Args = []string{renderOptions(c.Options, nil)}
+}
+
+// apply classifies one option and acts on it.
+func (ps *parser) apply(o rawOpt) {
+	opt := o.Option
+	optional := ps.ignore[opt.Name]
+	if o.optional {
+		opt, optional = o.inner, true
+		if opt.Name == "" {
+			ps.fail(o.Line, "setenv", "opt needs an option name")
+			return
+		}
+	}
+	info, known := Lookup(opt.Name)
+	if !known {
+		if optional || ps.fwdCompat {
+			ps.warn(opt.Line, opt.Name, "is unknown and ignored")
+			return
+		}
+		ps.fail(opt.Line, opt.Name, "is not a known OpenVPN option")
+		return
+	}
+	if opt.Inline && !info.Inline {
+		ps.fail(opt.Line, opt.Name, "cannot be given as an inline block")
+		return
+	}
+	if ps.conn != nil && !info.InConnection {
+		ps.fail(opt.Line, opt.Name, "is not allowed inside <connection>")
+		return
+	}
+	switch info.Class {
+	case Accepted:
+		return
+	case Ignored, PushOnly:
+		ps.warn(opt.Line, opt.Name, "ignored: %s", info.Why)
+		return
+	case ServerOnly, NotImplemented:
+		if optional {
+			ps.warn(opt.Line, opt.Name, "ignored (listed by setenv opt/ignore-unknown-option): %s", info.Why)
+			return
+		}
+		ps.fail(opt.Line, opt.Name, "is not supported: %s", info.Why)
+		return
+	}
+	ps.supported(opt)
+}
+
+// nargs checks the argument count; it reports and returns false when wrong.
+func (ps *parser) nargs(o Option, min, max int) bool {
+	n := len(o.Args)
+	if n >= min && n <= max {
+		return true
+	}
+	switch {
+	case min == max && min == 0:
+		ps.fail(o.Line, o.Name, "takes no arguments, got %d", n)
+	case min == max:
+		ps.fail(o.Line, o.Name, "takes %d argument(s), got %d", min, n)
+	default:
+		ps.fail(o.Line, o.Name, "takes %d to %d arguments, got %d", min, max, n)
+	}
+	return false
+}
+
+func (ps *parser) intArg(o Option, s string, lo, hi int) (int, bool) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		ps.fail(o.Line, o.Name, "value %q is not a number in %d..%d", s, lo, hi)
+		return 0, false
+	}
+	return n, true
+}
+
+func (ps *parser) oneOf(o Option, s string, allowed ...string) bool {
+	if slices.Contains(allowed, s) {
+		return true
+	}
+	ps.fail(o.Line, o.Name, "value %q is not one of %s", s, strings.Join(allowed, ", "))
+	return false
+}
+
+var protos = []string{"udp", "udp4", "udp6", "tcp", "tcp4", "tcp6", "tcp-client", "tcp4-client", "tcp6-client"}
+
+func (ps *parser) proto(o Option, s string) bool {
+	if slices.Contains(protos, s) {
+		return true
+	}
+	if strings.HasPrefix(s, "tcp") && strings.HasSuffix(s, "-server") {
+		ps.fail(o.Line, o.Name, "is not supported: %q is the server side of TCP", s)
+		return false
+	}
+	ps.fail(o.Line, o.Name, "value %q is not a transport (%s)", s, strings.Join(protos, ", "))
+	return false
+}
+
+func (ps *parser) port(o Option, s string) bool {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		ps.fail(o.Line, o.Name, "port %q is not a number in 1..65535", s)
+		return false
+	}
+	return true
+}
+
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	for _, c := range []byte(h) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// material handles options whose value is a file or an inline block.
+// It returns the inline content and true when there is content to store.
+func (ps *parser) material(o Option) (string, bool) {
+	if o.Inline {
+		ps.inlineHave[o.Name] = true
+		return o.Args[0], true
+	}
+	if len(o.Args) == 0 {
+		ps.fail(o.Line, o.Name, "needs an inline <%s> block", o.Name)
+		return "", false
+	}
+	if o.Args[0] == "[inline]" {
+		if _, ok := ps.inlineWant[o.Name]; !ok {
+			ps.inlineWant[o.Name] = o.Line
+		}
+		return "", false
+	}
+	ps.fail(o.Line, o.Name, "refers to file %q: an imported profile must be self-contained; paste the file's content between <%s> and </%s>", o.Args[0], o.Name, o.Name)
+	return "", false
+}
+
+func (ps *parser) pemBlock(o Option, content string, want ...string) bool {
+	rest := []byte(content)
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		for _, w := range want {
+			if b.Type == w || strings.HasPrefix(w, "*") && strings.HasSuffix(b.Type, strings.TrimPrefix(w, "*")) {
+				return true
+			}
+		}
+	}
+	ps.fail(o.Line, o.Name, "inline block holds no PEM %s", strings.Join(want, " or "))
+	return false
+}
+
+func (ps *parser) staticKey(o Option, content, kind string) bool {
+	begin, end := "-----BEGIN "+kind+"-----", "-----END "+kind+"-----"
+	i := strings.Index(content, begin)
+	if i < 0 || !strings.Contains(content[i:], end) {
+		ps.fail(o.Line, o.Name, "inline block holds no %q", kind)
+		return false
+	}
+	return true
+}
+
+// tlsKey records tls-auth/tls-crypt/tls-crypt-v2; only one kind may be used.
+func (ps *parser) tlsKey(o Option, dst *string, content string) {
+	for name, line := range ps.tlsKeyOpt {
+		if name != o.Name {
+			ps.fail(o.Line, o.Name, "cannot be combined with '%s' (line %d)", name, line)
+			return
+		}
+	}
+	if _, ok := ps.tlsKeyOpt[o.Name]; !ok {
+		ps.tlsKeyOpt[o.Name] = o.Line
+	}
+	if *dst != "" && *dst != content {
+		ps.fail(o.Line, o.Name, "is given twice with different keys; per-connection keys are not supported")
+		return
+	}
+	*dst = content
+}
+
+func (ps *parser) keyDirection(o Option, s string) {
+	switch s {
+	case "0":
+		ps.p.KeyDirection = 0
+	case "1":
+		ps.p.KeyDirection = 1
+	default:
+		ps.fail(o.Line, o.Name, "direction %q is not 0 or 1", s)
+	}
+}
+
+// supported acts on an option of class Supported.
+func (ps *parser) supported(o Option) {
+	p := ps.p
+	a := o.Args
+	switch o.Name {
+	case "client", "pull", "tls-client", "nobind", "remote-random", "remote-random-hostname",
+		"auth-nocache", "route-nopull", "push-peer-info":
+		if !ps.nargs(o, 0, 0) {
+			return
+		}
+		switch o.Name {
+		case "client":
+			ps.client = true
+		case "pull":
+			ps.pull = true
+		case "tls-client":
+			ps.tlsClient = true
+		case "nobind":
+			p.Nobind = true
+		case "remote-random":
+			p.RemoteRandom = true
+		case "remote-random-hostname":
+			p.RemoteRandomHostname = true
+		case "auth-nocache":
+			p.AuthNoCache = true
+		case "route-nopull":
+			p.RouteNoPull = true
+		case "push-peer-info":
+			p.PushPeerInfo = true
+		}
+	case "mode":
+		if ps.nargs(o, 1, 1) && a[0] != "p2p" {
+			if a[0] == "server" {
+				ps.fail(o.Line, o.Name, "is not supported: %s", whyServer)
+			} else {
+				ps.fail(o.Line, o.Name, "value %q is not p2p", a[0])
+			}
+		}
+	case "key-method":
+		if ps.nargs(o, 1, 1) && a[0] != "2" {
+			ps.fail(o.Line, o.Name, "is not supported: only key-method 2 exists since OpenVPN 2.5")
+		}
+	case "dev":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		switch {
+		case strings.HasPrefix(a[0], "tap"):
+			ps.fail(o.Line, o.Name, "is not supported: %s", whyTAP)
+		case a[0] == "null":
+			ps.fail(o.Line, o.Name, "is not supported: 'dev null' has no tunnel")
+		default:
+			// A name not starting with "tun" needs dev-type (checked in finish).
+			p.Dev = a[0]
+		}
+	case "dev-type":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		switch a[0] {
+		case "tun":
+			p.DevType = "tun"
+		case "tap":
+			ps.fail(o.Line, o.Name, "is not supported: %s", whyTAP)
+		default:
+			ps.fail(o.Line, o.Name, "value %q is not tun", a[0])
+		}
+	case "proto":
+		if ps.nargs(o, 1, 1) && ps.proto(o, a[0]) {
+			if ps.conn != nil {
+				ps.connProto = a[0]
+			} else {
+				ps.global.proto = a[0]
+			}
+		}
+	case "port", "rport":
+		if ps.nargs(o, 1, 1) && ps.port(o, a[0]) {
+			if ps.conn != nil {
+				ps.connPort = a[0]
+			} else {
+				ps.global.port = a[0]
+			}
+		}
+	case "remote":
+		ps.remote(o)
+	case "ca", "cert", "key", "extra-certs", "crl-verify", "pkcs12":
+		max := 1
+		if o.Name == "crl-verify" {
+			max = 2
+		}
+		if !o.Inline && !ps.nargs(o, 1, max) {
+			return
+		}
+		if o.Name == "crl-verify" && !o.Inline && len(a) == 2 {
+			ps.fail(o.Line, o.Name, "is not supported: CRL directories cannot be part of an imported profile")
+			return
+		}
+		content, ok := ps.material(o)
+		if !ok {
+			return
+		}
+		switch o.Name {
+		case "ca":
+			if ps.pemBlock(o, content, "CERTIFICATE") {
+				p.CA = content
+			}
+		case "cert":
+			if ps.pemBlock(o, content, "CERTIFICATE") {
+				p.Cert = content
+			}
+		case "key":
+			if ps.pemBlock(o, content, "*PRIVATE KEY") {
+				p.Key = content
+			}
+		case "extra-certs":
+			if ps.pemBlock(o, content, "CERTIFICATE") {
+				p.ExtraCerts += content
+			}
+		case "crl-verify":
+			if ps.pemBlock(o, content, "X509 CRL") {
+				p.CRLVerify = content
+			}
+		case "pkcs12":
+			clean := strings.Join(strings.Fields(content), "")
+			if _, err := base64.StdEncoding.DecodeString(clean); err != nil || clean == "" {
+				ps.fail(o.Line, o.Name, "inline block is not base64-encoded PKCS#12 data")
+				return
+			}
+			p.PKCS12 = content
+		}
+	case "peer-fingerprint":
+		var fps []string
+		if o.Inline {
+			ps.inlineHave[o.Name] = true
+			for l := range strings.SplitSeq(a[0], "\n") {
+				l = strings.TrimSpace(l)
+				if l != "" && l[0] != '#' && l[0] != ';' {
+					fps = append(fps, l)
+				}
+			}
+		} else {
+			if !ps.nargs(o, 1, 1) {
+				return
+			}
+			if a[0] == "[inline]" {
+				ps.material(o)
+				return
+			}
+			fps = []string{a[0]}
+		}
+		for _, f := range fps {
+			if !validFingerprint(f) {
+				ps.fail(o.Line, o.Name, "%q is not a SHA-256 fingerprint (32 hex bytes separated by ':')", f)
+				return
+			}
+			p.PeerFingerprints = append(p.PeerFingerprints, strings.ToUpper(f))
+		}
+	case "tls-auth", "tls-crypt", "tls-crypt-v2":
+		if o.Inline {
+			content, _ := ps.material(o)
+			switch o.Name {
+			case "tls-auth":
+				if ps.staticKey(o, content, "OpenVPN Static key V1") {
+					ps.tlsKey(o, &p.TLSAuth, content)
+				}
+			case "tls-crypt":
+				if ps.staticKey(o, content, "OpenVPN Static key V1") {
+					ps.tlsKey(o, &p.TLSCrypt, content)
+				}
+			default:
+				if strings.Contains(content, "tls-crypt-v2 server key") {
+					ps.fail(o.Line, o.Name, "holds a tls-crypt-v2 server key; a client needs its own client key")
+					return
+				}
+				if ps.staticKey(o, content, "OpenVPN tls-crypt-v2 client key") {
+					ps.tlsKey(o, &p.TLSCryptV2, content)
+				}
+			}
+			return
+		}
+		max := 1
+		if o.Name == "tls-auth" {
+			max = 2
+		}
+		if o.Name == "tls-crypt-v2" {
+			max = 2 // "force-cookie"/"allow-noncookie" are server flags; tolerate
+		}
+		if !ps.nargs(o, 1, max) {
+			return
+		}
+		ps.material(o)
+		if o.Name == "tls-auth" && len(a) == 2 && a[0] == "[inline]" {
+			ps.keyDirection(o, a[1])
+		}
+	case "key-direction":
+		if ps.nargs(o, 1, 1) {
+			ps.keyDirection(o, a[0])
+		}
+	case "cipher", "data-ciphers-fallback", "auth":
+		if !ps.nargs(o, 1, 1) || !cipherName(o, a[0], ps) {
+			return
+		}
+		v := strings.ToUpper(a[0])
+		switch o.Name {
+		case "cipher":
+			p.Cipher = v
+		case "auth":
+			p.Auth = v
+		default:
+			p.DataCiphersFallback = v
+		}
+	case "data-ciphers", "ncp-ciphers":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		var list []string
+		for c := range strings.SplitSeq(a[0], ":") {
+			c = strings.TrimPrefix(c, "?") // optional cipher (2.6)
+			if !cipherName(o, c, ps) {
+				return
+			}
+			list = append(list, strings.ToUpper(c))
+		}
+		p.DataCiphers = list
+	case "auth-user-pass":
+		p.AuthUserPass = true
+		if o.Inline {
+			ps.inlineHave[o.Name] = true
+			ls := strings.Split(strings.TrimRight(a[0], "\n"), "\n")
+			if len(ls) > 2 || ls[0] == "" {
+				ps.fail(o.Line, o.Name, "inline block must hold a username line and optionally a password line")
+				return
+			}
+			p.AuthUsername = ls[0]
+			if len(ls) == 2 {
+				p.AuthPassword = ls[1]
+			}
+			return
+		}
+		if !ps.nargs(o, 0, 1) {
+			return
+		}
+		if len(a) == 1 {
+			switch a[0] {
+			case "[inline]":
+				ps.material(o)
+			case "stdin":
+			default:
+				ps.warn(o.Line, o.Name, "file %q is not read; the username and password will be asked for", a[0])
+			}
+		}
+	case "auth-retry":
+		if ps.nargs(o, 1, 1) && ps.oneOf(o, a[0], "none", "nointeract", "interact") {
+			p.AuthRetry = a[0]
+		}
+	case "static-challenge":
+		if !ps.nargs(o, 2, 3) || !ps.oneOf(o, a[1], "0", "1") {
+			return
+		}
+		sc := &StaticChallenge{Text: a[0], Echo: a[1] == "1", Format: "scrv1"}
+		if len(a) == 3 {
+			if !ps.oneOf(o, a[2], "scrv1", "concat") {
+				return
+			}
+			sc.Format = a[2]
+		}
+		p.StaticChallenge = sc
+	case "remote-cert-tls":
+		if ps.nargs(o, 1, 1) {
+			if a[0] == "client" {
+				ps.fail(o.Line, o.Name, "value 'client' makes a client profile refuse every server; use 'server'")
+				return
+			}
+			if ps.oneOf(o, a[0], "server") {
+				p.RemoteCertTLS = a[0]
+			}
+		}
+	case "remote-cert-ku":
+		if !ps.nargs(o, 0, 8) {
+			return
+		}
+		for _, ku := range a {
+			if _, err := strconv.ParseUint(ku, 16, 16); err != nil {
+				ps.fail(o.Line, o.Name, "%q is not a hex key usage", ku)
+				return
+			}
+		}
+		p.RemoteCertKU = slices.Clone(a)
+	case "remote-cert-eku":
+		if ps.nargs(o, 1, 1) {
+			p.RemoteCertEKU = a[0]
+		}
+	case "verify-x509-name":
+		if !ps.nargs(o, 1, 2) {
+			return
+		}
+		typ := "subject"
+		if len(a) == 2 {
+			if !ps.oneOf(o, a[1], "subject", "name", "name-prefix") {
+				return
+			}
+			typ = a[1]
+		}
+		p.VerifyX509Name, p.VerifyX509Type = a[0], typ
+	case "tls-version-min":
+		if !ps.nargs(o, 1, 2) || !ps.oneOf(o, a[0], "1.0", "1.1", "1.2", "1.3") {
+			return
+		}
+		p.TLSVersionMin = a[0]
+		if len(a) == 2 {
+			if !ps.oneOf(o, a[1], "or-highest") {
+				return
+			}
+			p.TLSVersionMinOrHighest = true
+		}
+	case "tls-version-max":
+		if ps.nargs(o, 1, 1) && ps.oneOf(o, a[0], "1.0", "1.1", "1.2", "1.3") {
+			p.TLSVersionMax = a[0]
+		}
+	case "tls-cipher", "tls-ciphersuites", "tls-groups":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		switch o.Name {
+		case "tls-cipher":
+			p.TLSCipher = a[0]
+		case "tls-ciphersuites":
+			p.TLSCipherSuites = a[0]
+		default:
+			p.TLSGroups = a[0]
+		}
+	case "tls-cert-profile":
+		if ps.nargs(o, 1, 1) && ps.oneOf(o, a[0], "insecure", "legacy", "preferred", "suiteb") {
+			p.TLSCertProfile = a[0]
+		}
+	case "verb":
+		if ps.nargs(o, 1, 1) {
+			if n, ok := ps.intArg(o, a[0], 0, 11); ok {
+				p.Verb = n
+			}
+		}
+	case "pull-filter":
+		if !ps.nargs(o, 2, 2) || !ps.oneOf(o, a[0], "accept", "ignore", "reject") {
+			return
+		}
+		p.PullFilters = append(p.PullFilters, PullFilter{Action: a[0], Text: a[1]})
+	case "comp-lzo":
+		if !ps.nargs(o, 0, 1) {
+			return
+		}
+		v := "adaptive"
+		if len(a) == 1 {
+			if !ps.oneOf(o, a[0], "yes", "no", "adaptive") {
+				return
+			}
+			v = a[0]
+		}
+		if v != "no" {
+			ps.warn(o.Line, o.Name, "%q: this client never compresses; only the framing is used, and a server sending compressed packets is refused", v)
+		}
+		p.CompLZO = v
+	case "compress":
+		if !ps.nargs(o, 0, 1) {
+			return
+		}
+		v := "stub"
+		if len(a) == 1 {
+			if a[0] == "migrate" {
+				ps.fail(o.Line, o.Name, "is not supported: 'compress migrate' is a server option")
+				return
+			}
+			if !ps.oneOf(o, a[0], "stub", "stub-v2", "lz4", "lz4-v2", "lzo") {
+				return
+			}
+			v = a[0]
+		}
+		if v != "stub" && v != "stub-v2" {
+			ps.warn(o.Line, o.Name, "%q: this client never compresses; only the framing is used, and a server sending compressed packets is refused", v)
+		}
+		p.Compress = v
+	case "allow-compression":
+		if ps.nargs(o, 1, 1) && ps.oneOf(o, a[0], "yes", "no", "asym") {
+			p.AllowCompression = a[0]
+		}
+	case "explicit-exit-notify":
+		if !ps.nargs(o, 0, 1) {
+			return
+		}
+		n := 1
+		if len(a) == 1 {
+			var ok bool
+			if n, ok = ps.intArg(o, a[0], 0, 100); !ok {
+				return
+			}
+		}
+		p.ExplicitExitNotify = n
+	case "tun-mtu", "tun-mtu-max":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		if n, ok := ps.intArg(o, a[0], 576, 65535); ok {
+			if o.Name == "tun-mtu" {
+				p.TunMTU = n
+			} else {
+				p.TunMTUMax = n
+			}
+		}
+	case "mssfix":
+		if !ps.nargs(o, 0, 2) {
+			return
+		}
+		if len(a) >= 1 {
+			if n, ok := ps.intArg(o, a[0], 0, 65535); ok {
+				p.Mssfix = n
+			}
+		}
+		if len(a) == 2 {
+			ps.oneOf(o, a[1], "mtu", "fixed")
+		}
+	case "ping", "ping-restart", "ping-exit", "server-poll-timeout", "connect-timeout",
+		"hand-window", "tls-timeout", "tran-window", "connect-retry-max":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		n, ok := ps.intArg(o, a[0], 0, 1<<24)
+		if !ok {
+			return
+		}
+		switch o.Name {
+		case "ping":
+			p.Ping = n
+		case "ping-restart":
+			p.PingRestart = n
+		case "ping-exit":
+			p.PingExit = n
+		case "server-poll-timeout", "connect-timeout":
+			p.ServerPollTimeout = n
+		case "hand-window":
+			p.HandWindow = n
+		case "tls-timeout":
+			p.TLSTimeout = n
+		case "tran-window":
+			p.TranWindow = n
+		case "connect-retry-max":
+			p.ConnectRetryMax = n
+		}
+	case "keepalive":
+		if !ps.nargs(o, 2, 2) {
+			return
+		}
+		n, ok1 := ps.intArg(o, a[0], 1, 1<<24)
+		m, ok2 := ps.intArg(o, a[1], 1, 1<<24)
+		if ok1 && ok2 {
+			if m < 2*n {
+				ps.fail(o.Line, o.Name, "restart interval %d must be at least twice the ping interval %d", m, n)
+				return
+			}
+			p.Ping, p.PingRestart = n, m
+		}
+	case "connect-retry":
+		if !ps.nargs(o, 1, 2) {
+			return
+		}
+		if n, ok := ps.intArg(o, a[0], 0, 1<<24); ok {
+			p.ConnectRetry = n
+		}
+		if len(a) == 2 {
+			if n, ok := ps.intArg(o, a[1], 0, 1<<24); ok {
+				p.ConnectRetryMaxDelay = n
+			}
+		}
+	case "reneg-sec":
+		if !ps.nargs(o, 1, 2) {
+			return
+		}
+		if n, ok := ps.intArg(o, a[0], 0, 1<<30); ok {
+			p.RenegSec = n
+		}
+		if len(a) == 2 {
+			ps.intArg(o, a[1], 0, 1<<30)
+		}
+	case "reneg-bytes", "reneg-pkts":
+		if !ps.nargs(o, 1, 1) {
+			return
+		}
+		n, err := strconv.ParseInt(a[0], 10, 64)
+		if err != nil || n < 0 {
+			ps.fail(o.Line, o.Name, "value %q is not a non-negative number", a[0])
+			return
+		}
+		if o.Name == "reneg-bytes" {
+			p.RenegBytes = n
+		} else {
+			p.RenegPkts = n
+		}
+	case "http-proxy":
+		if !ps.nargs(o, 2, 4) || !ps.port(o, a[1]) {
+			return
+		}
+		if !validHost(a[0]) {
+			ps.fail(o.Line, o.Name, "%q is not a host name or address", a[0])
+			return
+		}
+		hp := &HTTPProxy{Host: a[0], Port: a[1]}
+		if p.HTTPProxy != nil {
+			hp.UserPass, hp.Options = p.HTTPProxy.UserPass, p.HTTPProxy.Options
+		}
+		if len(a) >= 3 {
+			switch a[2] {
+			case "auto", "auto-nct", "[inline]", "stdin":
+				hp.AuthFile = a[2]
+				if a[2] == "[inline]" {
+					ps.material(Option{Name: "http-proxy-user-pass", Args: []string{"[inline]"}, Line: o.Line})
+				}
+			default:
+				ps.fail(o.Line, o.Name, "refers to credentials file %q: an imported profile must be self-contained; use an inline <http-proxy-user-pass> block", a[2])
+				return
+			}
+		}
+		if len(a) == 4 {
+			if !ps.oneOf(o, a[3], "none", "basic", "ntlm") {
+				return
+			}
+			if a[3] == "ntlm" {
+				ps.fail(o.Line, o.Name, "is not supported: NTLM proxy authentication was removed from OpenVPN")
+				return
+			}
+			hp.Method = a[3]
+		}
+		p.HTTPProxy = hp
+	case "http-proxy-option":
+		if !ps.nargs(o, 1, 2) || !ps.oneOf(o, a[0], "VERSION", "AGENT", "CUSTOM-HEADER") {
+			return
+		}
+		if p.HTTPProxy == nil {
+			p.HTTPProxy = &HTTPProxy{}
+		}
+		p.HTTPProxy.Options = append(p.HTTPProxy.Options, slices.Clone(a))
+	case "http-proxy-user-pass":
+		if !o.Inline {
+			ps.fail(o.Line, o.Name, "must be an inline <http-proxy-user-pass> block")
+			return
+		}
+		ps.inlineHave[o.Name] = true
+		ls := strings.Split(strings.TrimRight(a[0], "\n"), "\n")
+		if len(ls) != 2 {
+			ps.fail(o.Line, o.Name, "inline block must hold a username line and a password line")
+			return
+		}
+		if p.HTTPProxy == nil {
+			p.HTTPProxy = &HTTPProxy{}
+		}
+		p.HTTPProxy.UserPass = a[0]
+	case "setenv":
+		ps.setenv(o)
+	case "setenv-safe":
+		if ps.nargs(o, 1, 2) {
+			ps.warn(o.Line, o.Name, "ignored: environment variables are only used by scripts")
+		}
+	case "ignore-unknown-option":
+		if !ps.nargs(o, 1, MaxArgs) {
+			return
+		}
+	case "route", "route-ipv6", "redirect-gateway", "redirect-private", "dhcp-option", "dns",
+		"block-ipv6", "route-metric", "route-gateway", "route-ipv6-gateway", "topology":
+		ps.netOption(o)
+	default:
+		ps.fail(o.Line, o.Name, "is classified as supported but has no handler (bug)")
+	}
+}
+
+func cipherName(o Option, s string, ps *parser) bool {
+	if s == "" || len(s) > 64 {
+		ps.fail(o.Line, o.Name, "empty or overlong algorithm name")
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '[' || c == ']') {
+			ps.fail(o.Line, o.Name, "%q is not an algorithm name", s)
+			return false
+		}
+	}
+	return true
+}
+
+func validFingerprint(f string) bool {
+	parts := strings.Split(f, ":")
+	if len(parts) != 32 {
+		return false
+	}
+	for _, h := range parts {
+		if len(h) != 2 {
+			return false
+		}
+		if _, err := strconv.ParseUint(h, 16, 8); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (ps *parser) remote(o Option) {
+	if !ps.nargs(o, 1, 3) {
+		return
+	}
+	a := o.Args
+	if !validHost(a[0]) {
+		ps.fail(o.Line, o.Name, "%q is not a host name or address", a[0])
+		return
+	}
+	r := Remote{Host: a[0]}
+	if len(a) >= 2 {
+		if !ps.port(o, a[1]) {
+			return
+		}
+		r.Port = a[1]
+	}
+	if len(a) == 3 {
+		if !ps.proto(o, a[2]) {
+			return
+		}
+		r.Proto = a[2]
+	}
+	if ps.conn != nil {
+		if ps.conn.Remote.Host != "" {
+			ps.fail(o.Line, o.Name, "appears twice in one <connection> block")
+			return
+		}
+		ps.conn.Remote = r
+		ps.p.Remotes = append(ps.p.Remotes, r)
+		ps.origin = append(ps.origin, len(ps.p.Connections))
+		return
+	}
+	ps.p.Remotes = append(ps.p.Remotes, r)
+	ps.origin = append(ps.origin, -1)
+}
+
+func (ps *parser) setenv(o Option) {
+	if !ps.nargs(o, 1, 2) {
+		return
+	}
+	name, val := o.Args[0], ""
+	if len(o.Args) == 2 {
+		val = o.Args[1]
+	}
+	ps.p.Setenv[name] = val
+	switch {
+	case name == "FORWARD_COMPATIBLE", name == "PUSH_PEER_INFO", name == "CLIENT_CERT",
+		strings.HasPrefix(name, "UV_"), strings.HasPrefix(name, "IV_"):
+		// Access Server profiles: peer-info hints, no warning.
+	default:
+		ps.warn(o.Line, o.Name, "%s ignored: environment variables are only used by scripts", name)
+	}
+}
+
+func (ps *parser) netOption(o Option) {
+	words := make([]string, 0, len(o.Args)+1)
+	words = append(words, o.Name)
+	for _, a := range o.Args {
+		if strings.ContainsRune(a, ',') {
+			ps.fail(o.Line, o.Name, "argument %q contains a comma", a)
+			return
+		}
+		words = append(words, quote(a))
+	}
+	line := strings.Join(words, " ")
+	if _, err := push.Parse("PUSH_REPLY,"+line, push.Filter{}); err != nil {
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		ps.fail(o.Line, o.Name, "%s", msg)
+		return
+	}
+	ps.p.NetOptions = append(ps.p.NetOptions, line)
+}
+
+// finish resolves defaults and checks the profile as a whole.
+func (ps *parser) finish() {
+	p := ps.p
+	if ps.global.proto != "" {
+		p.Proto = ps.global.proto
+	} else {
+		p.Proto = DefaultProto
+	}
+	if ps.global.port != "" {
+		p.Port = ps.global.port
+	} else {
+		p.Port = DefaultPort
+	}
+	// Remotes inherit port and proto from their <connection> block, then
+	// from the global options (OpenVPN applies global values to blocks
+	// regardless of position; close enough for real profiles).
+	for i := range p.Remotes {
+		r := &p.Remotes[i]
+		if k := ps.origin[i]; k >= 0 {
+			if r.Port == "" {
+				r.Port = ps.connDef[k][0]
+			}
+			if r.Proto == "" {
+				r.Proto = ps.connDef[k][1]
+			}
+		}
+		if r.Port == "" {
+			r.Port = p.Port
+		}
+		if r.Proto == "" {
+			r.Proto = p.Proto
+		}
+		if k := ps.origin[i]; k >= 0 {
+			p.Connections[k].Remote = *r
+		}
+	}
+
+	for name, line := range ps.inlineWant {
+		if !ps.inlineHave[name] {
+			ps.fail(line, name, "says [inline] but there is no <%s> block", name)
+		}
+	}
+	if !ps.client && !(ps.pull && ps.tlsClient) {
+		ps.fail(0, "", "not a client profile: it needs 'client' (or 'pull' and 'tls-client')")
+	}
+	if len(p.Remotes) == 0 {
+		ps.fail(0, "", "no server: add a 'remote host [port] [proto]' line")
+	}
+	if p.Dev == "" {
+		ps.fail(0, "", "no 'dev' option: add 'dev tun'")
+	} else if !strings.HasPrefix(p.Dev, "tun") && p.DevType != "tun" {
+		ps.fail(0, "dev", "%q: the device type cannot be guessed from the name; add 'dev-type tun'", p.Dev)
+	}
+	if p.CA == "" && len(p.PeerFingerprints) == 0 && p.PKCS12 == "" {
+		ps.fail(0, "", "no CA certificate: add an inline <ca> block (or peer-fingerprint)")
+	}
+	if (p.Cert == "") != (p.Key == "") {
+		ps.fail(0, "", "a client certificate needs both <cert> and <key>")
+	}
+	if p.Cert == "" && p.PKCS12 == "" && !p.AuthUserPass {
+		ps.fail(0, "", "no way to authenticate: add <cert> and <key> (or <pkcs12>), or auth-user-pass")
+	}
+	if p.StaticChallenge != nil && !p.AuthUserPass {
+		ps.fail(0, "static-challenge", "needs auth-user-pass")
+	}
+	if p.TLSAuth == "" && p.KeyDirection >= 0 && p.TLSCrypt == "" && p.TLSCryptV2 == "" {
+		// key-direction without tls-auth is harmless; OpenVPN accepts it.
+		ps.warn(0, "key-direction", "has no effect without tls-auth")
+	}
+}
+
+// Clone returns a deep copy (profiles are shared between goroutines by
+// the configuration manager).
+func (p *Profile) Clone() *Profile {
+	c := *p
+	c.Options = cloneOptions(p.Options)
+	c.Remotes = slices.Clone(p.Remotes)
+	c.Connections = make([]Connection, len(p.Connections))
+	for i, cn := range p.Connections {
+		c.Connections[i] = Connection{Line: cn.Line, Remote: cn.Remote, Options: cloneOptions(cn.Options)}
+	}
+	c.PeerFingerprints = slices.Clone(p.PeerFingerprints)
+	c.DataCiphers = slices.Clone(p.DataCiphers)
+	c.RemoteCertKU = slices.Clone(p.RemoteCertKU)
+	c.PullFilters = slices.Clone(p.PullFilters)
+	c.NetOptions = slices.Clone(p.NetOptions)
+	if p.StaticChallenge != nil {
+		sc := *p.StaticChallenge
+		c.StaticChallenge = &sc
+	}
+	if p.HTTPProxy != nil {
+		hp := *p.HTTPProxy
+		hp.Options = slices.Clone(p.HTTPProxy.Options)
+		c.HTTPProxy = &hp
+	}
+	c.Setenv = maps.Clone(p.Setenv)
+	c.ASMeta = maps.Clone(p.ASMeta)
+	c.Warnings = slices.Clone(p.Warnings)
+	return &c
+}
+
+func cloneOptions(in []Option) []Option {
+	out := make([]Option, len(in))
+	for i, o := range in {
+		o.Args = slices.Clone(o.Args)
+		out[i] = o
+	}
+	return out
+}
