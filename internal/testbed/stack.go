@@ -275,7 +275,8 @@ func (s *Stack) Close() error {
 	return errors.Join(errs...)
 }
 
-// nsPIDs lists the processes in network namespace ns.
+// nsPIDs lists the processes in network namespace ns, never this one: a
+// goroutine inside InNamespace may have moved the main thread there.
 func nsPIDs(ns string) []int {
 	out, err := exec.Command("ip", "netns", "pids", ns).Output()
 	if err != nil {
@@ -283,7 +284,7 @@ func nsPIDs(ns string) []int {
 	}
 	var pids []int
 	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 			pids = append(pids, pid)
 		}
 	}
