@@ -103,14 +103,9 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("configs-list --json: %v\n%s", err, out)
 	}
 	// the CA file was embedded
-	conn, err := dbus.Connect(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var text string
-	if err := conn.Object(api.ServiceConfiguration, path).Call(api.InterfaceConfiguration+".Fetch", 0).Store(&text); err != nil || !strings.Contains(text, "<ca>\n-----BEGIN CERTIFICATE-----") {
-		t.Errorf("Fetch: %q %v", text, err)
+	text, err := runCmd(t, "config-dump", "--path", string(path))
+	if err != nil || !strings.Contains(text, "<ca>\n-----BEGIN CERTIFICATE-----") {
+		t.Errorf("config-dump: %q %v", text, err)
 	}
 
 	os.WriteFile(prof, []byte("client\n<ca>\nunterminated\n"), 0o600)
@@ -137,7 +132,7 @@ func TestExitCodes(t *testing.T) {
 	if code := run([]string{"no-such-command"}); code != 2 {
 		t.Errorf("unknown command: exit %d", code)
 	}
-	if code := run([]string{"config-remove"}); code != 1 {
+	if code := run([]string{"config-remove"}); code != 2 {
 		t.Errorf("bad arguments: exit %d", code)
 	}
 	if code := run([]string{"version"}); code != 0 {

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +22,7 @@ func init() {
 	register("config-import", "Import a configuration profile", runConfigImport)
 	register("configs-list", "List the configuration profiles you may use", runConfigsList)
 	register("config-remove", "Remove a configuration profile", runConfigRemove)
+	register("config-dump", "Show the content of a configuration profile", runConfigDump)
 }
 
 // maxFileSize bounds the profile and every file it references.
@@ -38,10 +39,10 @@ func runConfigImport(ctx context.Context, args []string) error {
 	fs.BoolVar(&persistent, "persistent", false, "keep the profile across restarts of the service")
 	fs.BoolVar(&persistent, "p", false, "short for --persistent")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(err)
 	}
 	if file == "" || fs.NArg() != 0 {
-		return errors.New("--config FILE is required (and takes no other arguments)")
+		return fmt.Errorf("--config FILE is required (and takes no other arguments): %w", errUsage)
 	}
 	text, err := readProfile(file)
 	if err != nil {
@@ -173,7 +174,7 @@ func runConfigsList(ctx context.Context, args []string) error {
 	fs := newFlags("configs-list")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(err)
 	}
 	conn, err := connectBus(ctx)
 	if err != nil {
@@ -249,18 +250,14 @@ func lookupConfig(ctx context.Context, conn *dbus.Conn, name string, path dbus.O
 }
 
 func runConfigRemove(ctx context.Context, args []string) error {
-	fs := newFlags("config-remove")
-	var name, path string
-	fs.StringVar(&name, "config", "", "profile `NAME`")
-	fs.StringVar(&name, "c", "", "short for --config")
-	fs.StringVar(&path, "path", "", "profile object `PATH`")
-	fs.StringVar(&path, "o", "", "short for --path")
+	fs, byName, byPath := profileFlags("config-remove")
 	fs.Bool("force", false, "accepted for compatibility; ovpn3 never asks")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(err)
 	}
+	name, path := *byName, *byPath
 	if (name == "") == (path == "") || fs.NArg() != 0 {
-		return errors.New("give exactly one of --config NAME or --path PATH")
+		return fmt.Errorf("give exactly one of --config NAME or --path PATH: %w", errUsage)
 	}
 	conn, err := connectBus(ctx)
 	if err != nil {
@@ -275,5 +272,42 @@ func runConfigRemove(ctx context.Context, args []string) error {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
 	fmt.Fprintln(stdout, "Configuration removed.")
+	return nil
+}
+
+// profileFlags adds the --config NAME / --path PATH pair that selects one
+// profile.
+func profileFlags(name string) (fs *flag.FlagSet, byName, byPath *string) {
+	fs = newFlags(name)
+	byName, byPath = new(string), new(string)
+	fs.StringVar(byName, "config", "", "profile `NAME`")
+	fs.StringVar(byName, "c", "", "short for --config")
+	fs.StringVar(byPath, "path", "", "profile object `PATH`")
+	fs.StringVar(byPath, "o", "", "short for --path")
+	return fs, byName, byPath
+}
+
+func runConfigDump(ctx context.Context, args []string) error {
+	fs, name, path := profileFlags("config-dump")
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	if (*name == "") == (*path == "") || fs.NArg() != 0 {
+		return fmt.Errorf("give exactly one of --config NAME or --path PATH: %w", errUsage)
+	}
+	conn, err := connectBus(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	p, err := lookupConfig(ctx, conn, *name, dbus.ObjectPath(*path))
+	if err != nil {
+		return err
+	}
+	var text string
+	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, "Fetch", nil, &text); err != nil {
+		return fmt.Errorf("fetch %s: %w", p, err)
+	}
+	fmt.Fprint(stdout, text)
 	return nil
 }

@@ -14,7 +14,7 @@
 // newFlags(name). Write normal output to stdout (a variable, so tests can
 // capture it). Return an error to fail: main prints "ovpn3 <command>: <reason>"
 // on one line, with D-Bus errors decoded to their text (describeError), and
-// exits 1. Shared helpers: connectBus, callMethod, getProperty, lookupConfig.
+// exits 1 (2 for errors wrapping errUsage: bad arguments). Shared helpers: connectBus, callMethod, getProperty, lookupConfig.
 // config.go holds the configuration commands, session.go the session ones.
 package main
 
@@ -53,6 +53,10 @@ func register(name, summary string, run func(ctx context.Context, args []string)
 	}
 	commands[name] = command{name, summary, run}
 }
+
+// errUsage marks wrong command-line arguments (wrap it: fmt.Errorf("give
+// --x: %w", errUsage)); main then points at the command's -h and exits 2.
+var errUsage = errors.New("usage")
 
 func init() {
 	register("version", "Show the program version", func(context.Context, []string) error {
@@ -98,7 +102,16 @@ func run(args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "ovpn3 %s: %s\n", cmd.name, describeError(err))
+		msg := describeError(err)
+		if errors.Is(err, errUsage) {
+			msg = strings.TrimSuffix(msg, ": "+errUsage.Error())
+			if msg == errUsage.Error() {
+				msg = "wrong arguments"
+			}
+			fmt.Fprintf(os.Stderr, "ovpn3 %s: %s (see 'ovpn3 %s -h')\n", cmd.name, msg, cmd.name)
+			return 2
+		}
+		fmt.Fprintf(os.Stderr, "ovpn3 %s: %s\n", cmd.name, msg)
 		return 1
 	}
 	return 0
@@ -110,6 +123,14 @@ func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("ovpn3 "+name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	return fs
+}
+
+// flagError marks a flag-parsing failure as a usage error (-h stays help).
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, errUsage)
 }
 
 // describeError renders err on one line; a D-Bus error inside it is
