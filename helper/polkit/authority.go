@@ -1,0 +1,226 @@
+// Package polkit asks polkitd whether a D-Bus caller of the helper may
+// perform one of the helper's actions (polkit/net.ovpn3go.policy).
+//
+// The subject is always the caller's unique bus name ("system-bus-name"):
+// polkitd resolves the process and user behind it itself, which avoids the
+// PID-reuse race of process subjects. User interaction (an authentication
+// dialog shown by the session's polkit agent) is requested only when the
+// caller's D-Bus message carried the ALLOW_INTERACTIVE_AUTHORIZATION flag,
+// i.e. when the caller said it is prepared to wait for a prompt.
+//
+// Nothing is cached here: polkitd itself keeps *_keep authorizations.
+package polkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// The polkit authority on the system bus.
+const (
+	ServiceName        = "org.freedesktop.PolicyKit1"
+	AuthorityPath      = dbus.ObjectPath("/org/freedesktop/PolicyKit1/Authority")
+	AuthorityInterface = "org.freedesktop.PolicyKit1.Authority"
+)
+
+// CheckAuthorization flags (polkit's PolkitCheckAuthorizationFlags).
+const flagAllowUserInteraction uint32 = 1
+
+// Default bounds for a check whose context has no deadline. A prompt can
+// stay open for a long time, a plain lookup should answer at once.
+const (
+	defaultTimeout            = 30 * time.Second
+	defaultInteractiveTimeout = 5 * time.Minute
+	cancelTimeout             = 5 * time.Second
+)
+
+// Result is polkitd's answer.
+type Result struct {
+	// Authorized: the subject may perform the action now.
+	Authorized bool
+	// Challenge: not authorized, but would be after authenticating (the
+	// action is auth_self*/auth_admin* for this subject). With interaction
+	// allowed, a challenge result means no agent could ask the user, or
+	// the user dismissed the dialog.
+	Challenge bool
+	// Details from polkitd, e.g. polkit.temporary_authorization_id,
+	// polkit.retains_authorization_after_challenge, polkit.dismissed.
+	Details map[string]string
+}
+
+// Errors Check and Require report; test with errors.Is.
+var (
+	// ErrNoAuthority: polkitd is not on the bus (not installed, not
+	// running, not activatable). Callers should fail closed.
+	ErrNoAuthority = errors.New("polkit authority " + ServiceName + " is not available on the bus")
+	// ErrNotAuthorized: polkitd said no (Require).
+	ErrNotAuthorized = errors.New("not authorized")
+	// ErrInteractionRequired: the caller could be authorized after
+	// authenticating, but did not allow interactive authorization (Require).
+	ErrInteractionRequired = errors.New("interactive authorization required")
+)
+
+// Authority checks authorizations with polkitd over one bus connection.
+// It is safe for concurrent use.
+type Authority struct {
+	conn   *dbus.Conn
+	nextID atomic.Uint64 // for unique cancellation ids
+}
+
+// New returns an Authority using conn (the helper's system bus connection).
+func New(conn *dbus.Conn) *Authority {
+	return &Authority{conn: conn}
+}
+
+// subject is polkit's (sa{sv}) subject structure.
+type subject struct {
+	Kind    string
+	Details map[string]dbus.Variant
+}
+
+// checkResult is polkit's (bba{ss}) reply structure.
+type checkResult struct {
+	IsAuthorized bool
+	IsChallenge  bool
+	Details      map[string]string
+}
+
+// Check asks polkitd whether the connection busName (a unique name such as
+// ":1.42", normally the sender of the method call being authorized) may
+// perform actionID. interactive must be true only when the caller's message
+// carried the ALLOW_INTERACTIVE_AUTHORIZATION flag; the call may then block
+// while an agent prompts the user. Cancelling ctx cancels the prompt.
+//
+// A refusal is a Result with Authorized false, not an error; errors mean no
+// answer was obtained (bad arguments, polkitd absent or failing).
+func (a *Authority) Check(ctx context.Context, busName, actionID string, interactive bool) (Result, error) {
+	if err := validate(busName, actionID); err != nil {
+		return Result{}, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		d := defaultTimeout
+		if interactive {
+			d = defaultInteractiveTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+
+	subj := subject{
+		Kind:    "system-bus-name",
+		Details: map[string]dbus.Variant{"name": dbus.MakeVariant(busName)},
+	}
+	var flags uint32
+	cancellationID := ""
+	if interactive {
+		flags |= flagAllowUserInteraction
+		// Only a check that can block on a prompt needs to be cancellable;
+		// the id must be unique per connection of ours.
+		cancellationID = "ovpn3go-" + strconv.FormatUint(a.nextID.Add(1), 10)
+	}
+
+	obj := a.conn.Object(ServiceName, AuthorityPath)
+	call := obj.CallWithContext(ctx, AuthorityInterface+".CheckAuthorization", 0,
+		subj, actionID, map[string]string{}, flags, cancellationID)
+	if call.Err != nil {
+		if ctx.Err() != nil && cancellationID != "" {
+			a.cancel(obj, cancellationID)
+		}
+		return Result{}, checkError(busName, actionID, call.Err)
+	}
+	var r checkResult
+	if err := call.Store(&r); err != nil {
+		return Result{}, fmt.Errorf("polkit check %s for %s: unexpected reply: %w", actionID, busName, err)
+	}
+	if r.Details == nil {
+		r.Details = map[string]string{}
+	}
+	return Result{Authorized: r.IsAuthorized, Challenge: r.IsChallenge, Details: r.Details}, nil
+}
+
+// Require is Check reduced to an error: nil when authorized, otherwise an
+// error wrapping ErrInteractionRequired (a challenge without the interactive
+// flag; the client may retry with it), ErrNotAuthorized, or Check's error.
+func (a *Authority) Require(ctx context.Context, busName, actionID string, interactive bool) error {
+	r, err := a.Check(ctx, busName, actionID, interactive)
+	switch {
+	case err != nil:
+		return err
+	case r.Authorized:
+		return nil
+	case r.Challenge && !interactive:
+		return fmt.Errorf("%s: %w", actionID, ErrInteractionRequired)
+	case r.Challenge:
+		// Interaction was allowed and still no yes: the user dismissed the
+		// dialog, failed to authenticate, or no agent is running.
+		return fmt.Errorf("%s: %w (authentication failed, was dismissed, or no polkit authentication agent is running)", actionID, ErrNotAuthorized)
+	default:
+		return fmt.Errorf("%s: %w", actionID, ErrNotAuthorized)
+	}
+}
+
+// D-Bus error names a service replies with after a refusal.
+const (
+	ErrNameAccessDenied                     = "org.freedesktop.DBus.Error.AccessDenied"
+	ErrNameInteractiveAuthorizationRequired = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+)
+
+// ReplyError turns a non-nil error from Require into the D-Bus error the
+// helper replies with: InteractiveAuthorizationRequired when the client may
+// retry with the interactive flag, AccessDenied otherwise (failing closed
+// also when polkitd is unavailable).
+func ReplyError(err error) *dbus.Error {
+	name := ErrNameAccessDenied
+	if errors.Is(err, ErrInteractionRequired) {
+		name = ErrNameInteractiveAuthorizationRequired
+	}
+	return dbus.NewError(name, []any{err.Error()})
+}
+
+func (a *Authority) cancel(obj dbus.BusObject, id string) {
+	// The caller's context is gone; a fresh short one bounds this call.
+	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel()
+	_ = obj.CallWithContext(ctx, AuthorityInterface+".CancelCheckAuthorization", 0, id).Err
+}
+
+func validate(busName, actionID string) error {
+	// A well-known name could change owner between the check and the
+	// action, so only unique names are accepted.
+	if !strings.HasPrefix(busName, ":") || len(busName) < 2 || len(busName) > 255 {
+		return fmt.Errorf("polkit check: subject %q is not a unique bus name", busName)
+	}
+	if actionID == "" || len(actionID) > 255 {
+		return fmt.Errorf("polkit check: invalid action id %q", actionID)
+	}
+	for _, c := range actionID {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("polkit check: invalid action id %q: only letters, digits, '.', '-' and '_' are allowed", actionID)
+		}
+	}
+	return nil
+}
+
+func checkError(busName, actionID string, err error) error {
+	var derr dbus.Error
+	var pderr *dbus.Error
+	name := ""
+	if errors.As(err, &derr) {
+		name = derr.Name
+	} else if errors.As(err, &pderr) {
+		name = pderr.Name
+	}
+	switch name {
+	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
+		return fmt.Errorf("polkit check %s for %s: %w: %w", actionID, busName, ErrNoAuthority, err)
+	}
+	return fmt.Errorf("polkit check %s for %s: %w", actionID, busName, err)
+}
