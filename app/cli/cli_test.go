@@ -81,7 +81,7 @@ func TestConfigCommands(t *testing.T) {
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "office.ovpn")
 	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), 0o600)
-	os.WriteFile(prof, []byte("client\ndev tun\nremote 192.0.2.1 1194\nca ca.pem\n"), 0o600)
+	os.WriteFile(prof, []byte("client\ndev tun\nremote 192.0.2.1 1194\nauth-user-pass\nca ca.pem\n"), 0o600)
 
 	out, err := runCmd(t, "config-import", "--config", prof)
 	if err != nil {

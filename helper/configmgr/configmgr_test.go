@@ -25,6 +25,7 @@ var quiet = slog.New(slog.DiscardHandler)
 const goodProfile = `client
 dev tun
 remote 192.0.2.1 1194 udp
+auth-user-pass
 <ca>
 -----BEGIN CERTIFICATE-----
 MIIB
@@ -174,6 +175,10 @@ func TestImportRefusesBadProfile(t *testing.T) {
 	d, text, _ := api.ParseError(err)
 	if d != api.DomainRequest || !strings.HasPrefix(text, "Invalid configuration profile: line 2") {
 		t.Errorf("error %q %q", d, text)
+	}
+	err = e.obj(api.PathConfiguration).Call(api.InterfaceConfiguration+".Import", 0, "file", "client\ndev tun\nca /etc/ca.pem\n", false, false).Err
+	if _, text, _ := api.ParseError(err); !strings.HasPrefix(text, "Invalid configuration profile: line 3: option 'ca' refers to file") {
+		t.Errorf("file reference: %q", text)
 	}
 	// incomplete but parseable: imported with valid=false; Validate names what is missing
 	p := e.importProfile(t, "incomplete", "client\nremote 192.0.2.1\n", false, false)
@@ -352,6 +357,20 @@ func TestTagsOverridesProperties(t *testing.T) {
 	var paths []dbus.ObjectPath
 	if err := e.obj(api.PathConfiguration).Call(ifc+".SearchByTag", 0, "work").Store(&paths); err != nil || len(paths) != 1 {
 		t.Errorf("SearchByTag %v %v", paths, err)
+	}
+	var js string
+	if err := o.Call(ifc+".FetchJSON", 0).Store(&js); err != nil {
+		t.Fatal(err)
+	}
+	var parsed map[string]any
+	if err := json.Unmarshal([]byte(js), &parsed); err != nil {
+		t.Fatalf("FetchJSON: %v: %s", err, js)
+	}
+	if r, _ := parsed["remote"].([]any); len(r) != 3 || r[0] != "192.0.2.1" {
+		t.Errorf("FetchJSON remote: %v", parsed["remote"])
+	}
+	if ca, _ := parsed["ca"].([]any); len(ca) != 1 || !strings.Contains(ca[0].(string), "BEGIN CERTIFICATE") {
+		t.Errorf("FetchJSON ca: %v", parsed["ca"])
 	}
 	if err := e.obj(api.PathConfiguration).Call(ifc+".SearchByOwner", 0, "root").Store(&paths); err != nil || len(paths) != 1 {
 		t.Errorf("SearchByOwner %v %v", paths, err)

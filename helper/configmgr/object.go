@@ -131,15 +131,30 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 		Methods: []busobj.Method{
 			method("Validate", nil, func(*busobj.Call) error {
 				missing, locked := checkRequired(p.Config)
-				p.Valid = len(missing) == 0 && !locked
-				if locked {
+				pr, err := parseProfile(p.Config)
+				p.Valid = err == nil && pr.valid && !locked
+				switch {
+				case locked:
 					return gerr("Server locked profiles are unsupported")
-				}
-				if len(missing) > 0 {
+				case len(missing) > 0:
 					return gerr("Configuration profile is missing required options: " + strings.Join(missing, ", "))
+				case err != nil:
+					return gerr("Configuration profile is invalid: " + err.Error())
+				case !pr.valid:
+					return gerr("Configuration profile is invalid: " + pr.problems)
 				}
 				return nil
 			}),
+			{Name: "FetchJSON", Out: []busobj.Arg{{Name: "config_json", Type: "s"}}, Handler: func(c *busobj.Call) ([]any, error) {
+				s.mu.Lock()
+				text := p.Config
+				s.mu.Unlock()
+				js, err := fetchJSON(text)
+				if err != nil {
+					return nil, gerr("Configuration profile is invalid: " + err.Error())
+				}
+				return []any{js}, nil
+			}},
 			{Name: "Fetch", Out: []busobj.Arg{{Name: "config", Type: "s"}}, Handler: func(c *busobj.Call) ([]any, error) {
 				return []any{s.fetch(c, p)}, nil
 			}},

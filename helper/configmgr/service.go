@@ -39,7 +39,6 @@ const (
 type Service struct {
 	logger *slog.Logger
 	store  store
-	parse  func(string) (string, error)
 	now    func() time.Time
 
 	srv *busobj.Server // set by Export
@@ -60,7 +59,6 @@ func New(stateDir string, logger *slog.Logger) *Service {
 	return &Service{
 		logger:   logger,
 		store:    store{dir: stateDir},
-		parse:    checkProfile,
 		now:      time.Now,
 		profiles: map[dbus.ObjectPath]*profile{},
 	}
@@ -71,7 +69,7 @@ func New(stateDir string, logger *slog.Logger) *Service {
 func (s *Service) Export(srv *busobj.Server) error {
 	s.mu.Lock()
 	s.srv = srv
-	loaded := s.store.loadAll(s.parse, func(file string, err error) {
+	loaded := s.store.loadAll(func(file string, err error) {
 		s.logger.Warn("skipping unreadable profile file", "file", file, "err", err)
 	})
 	for _, p := range loaded {
@@ -183,16 +181,15 @@ func (s *Service) importProfile(c *busobj.Call) ([]any, error) {
 	if len(name) > maxNameLength {
 		return nil, api.Error(api.DomainRequest, "Invalid configuration profile: name is too long")
 	}
-	rendered, err := s.parse(text)
+	pr, err := parseProfile(text)
 	if err != nil {
 		return nil, api.Error(api.DomainRequest, "Invalid configuration profile: "+err.Error())
 	}
 	now := uint64(s.now().Unix())
-	missing, serverLocked := checkRequired(rendered)
 	p := &profile{
 		Path: api.NewConfigPath(), Name: name, Owner: c.UID, ACL: []uint32{}, SingleUse: singleUse,
-		Persistent: persistent, Valid: len(missing) == 0 && !serverLocked, ImportTimestamp: now, Tags: []string{},
-		Overrides: map[string]any{}, Config: rendered,
+		Persistent: persistent, Valid: pr.valid, ImportTimestamp: now, Tags: []string{},
+		Overrides: map[string]any{}, Config: pr.text,
 	}
 	s.mu.Lock()
 	n := 0

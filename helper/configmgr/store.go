@@ -68,7 +68,7 @@ func (st store) remove(p *profile) error {
 
 // loadAll reads every profile file. Files that cannot be read or make no
 // sense are reported through bad and skipped.
-func (st store) loadAll(parse func(string) (string, error), bad func(file string, err error)) []*profile {
+func (st store) loadAll(bad func(file string, err error)) []*profile {
 	entries, err := os.ReadDir(st.dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -82,7 +82,7 @@ func (st store) loadAll(parse func(string) (string, error), bad func(file string
 		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		p, err := st.load(filepath.Join(st.dir, name), parse)
+		p, err := st.load(filepath.Join(st.dir, name))
 		if err != nil {
 			bad(name, err)
 			continue
@@ -92,7 +92,7 @@ func (st store) loadAll(parse func(string) (string, error), bad func(file string
 	return out
 }
 
-func (st store) load(file string, parse func(string) (string, error)) (*profile, error) {
+func (st store) load(file string) (*profile, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -107,11 +107,11 @@ func (st store) load(file string, parse func(string) (string, error)) (*profile,
 	if api.PathID(p.Path)+".json" != filepath.Base(file) {
 		return nil, fmt.Errorf("object_path %q does not match the file name", p.Path)
 	}
-	rendered, err := parse(p.Config)
+	pr, err := parseProfile(p.Config)
 	if err != nil {
 		return nil, fmt.Errorf("stored profile: %w", err)
 	}
-	p.Config = rendered
+	p.Config, p.Valid = pr.text, pr.valid
 	p.Persistent = true
 	p.Name = cleanText(p.Name)
 	p.Overrides = normaliseOverrides(p.Overrides)
