@@ -139,3 +139,17 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("version: exit %d", code)
 	}
 }
+
+// FuzzEmbedFiles: any profile text either embeds or fails cleanly, and only
+// lines naming a file option ask for a file.
+func FuzzEmbedFiles(f *testing.F) {
+	f.Add("client\nca ca.crt\ntls-auth ta.key 1\n<cert>\nx\n</cert>\n")
+	f.Add("<ca>\nunterminated\n")
+	f.Add("secret \"s p.key\" 0\r\ncrl-verify dir dir\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		out, err := embedFiles(text, "/d", func(p string) (string, error) { return "DATA", nil })
+		if err == nil && !strings.HasSuffix(out, "\n") {
+			t.Errorf("output without final newline: %q", out)
+		}
+	})
+}
