@@ -123,6 +123,15 @@ func (b *fakeBE) Ready() *dbus.Error {
 func (b *fakeBE) Ping() (bool, *dbus.Error) { return true, nil }
 
 func (b *fakeBE) Connect() *dbus.Error {
+	if b.mode == "failexit" {
+		// The last words of a dying backend must still reach front-ends.
+		go func() {
+			b.status3(api.StatusMinorConnConnecting, "")
+			b.status3(api.StatusMinorConnFailed, "fake failure")
+			b.exit <- 1
+		}()
+		return nil
+	}
 	go func() {
 		b.status3(api.StatusMinorConnConnecting, "")
 		b.status3(api.StatusMinorConnConnected, "")

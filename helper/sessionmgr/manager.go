@@ -53,6 +53,10 @@ type Options struct {
 	StopTimeout time.Duration
 }
 
+// busGoneTimeout bounds the wait for the bus to report a dead backend's
+// connection closed.
+const busGoneTimeout = 2 * time.Second
+
 // Manager is the session manager service.
 type Manager struct {
 	conn     *dbus.Conn
@@ -99,15 +103,17 @@ func New(opts Options) (*Manager, error) {
 		return nil, errors.New("sessionmgr: Conn, Profiles and Launcher are required")
 	}
 	m := &Manager{
-		conn:      opts.Conn,
-		log:       opts.Logger,
-		profiles:  opts.Profiles,
-		launcher:  opts.Launcher,
-		cleanup:   opts.CleanupPID,
-		startTO:   opts.StartTimeout,
-		callTO:    opts.CallTimeout,
-		stopTO:    opts.StopTimeout,
-		sigs:      make(chan *dbus.Signal, 64),
+		conn:     opts.Conn,
+		log:      opts.Logger,
+		profiles: opts.Profiles,
+		launcher: opts.Launcher,
+		cleanup:  opts.CleanupPID,
+		startTO:  opts.StartTimeout,
+		callTO:   opts.CallTimeout,
+		stopTO:   opts.StopTimeout,
+		// godbus delivers out of order once a channel is full: keep
+		// plenty of room so the backend's signals stay in sequence.
+		sigs:      make(chan *dbus.Signal, 1024),
 		emit:      connEmitter{opts.Conn},
 		sessions:  map[dbus.ObjectPath]*session{},
 		byToken:   map[string]*session{},
@@ -131,7 +137,13 @@ func New(opts Options) (*Manager, error) {
 		m.stopTO = 5 * time.Second
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	// Backends send their signals unicast to us, so no match rule is needed.
+	// Backends send their signals unicast to us, so no match rule is needed
+	// for them; NameOwnerChanged tells when a backend's last signal has
+	// been delivered.
+	if err := m.conn.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"),
+		dbus.WithMatchInterface("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged")); err != nil {
+		return nil, fmt.Errorf("sessionmgr: subscribe to NameOwnerChanged: %w", err)
+	}
 	m.conn.Signal(m.sigs)
 	m.wg.Add(1)
 	go m.signalLoop()
@@ -278,6 +290,7 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 		busName:           r.busName,
 		backendPID:        uint32(r.pid),
 		gone:              make(chan struct{}),
+		busGone:           make(chan struct{}),
 		owner:             uid,
 		restrictLogAccess: true,
 		logVerbosity:      api.MaxLogLevel,
@@ -355,9 +368,26 @@ func (m *Manager) watch(token string, proc Process) {
 	pid := uint32(proc.Pid())
 	m.cleanup(pid)
 
+	// The process is gone, but its last signals (CONN_FAILED, CONN_DONE)
+	// may still be on their way: the bus announces the end of its
+	// connection after them, so wait for that before removing the session.
+	m.mu.Lock()
+	s := m.byToken[token]
+	m.mu.Unlock()
+	if s != nil {
+		t := time.NewTimer(busGoneTimeout)
+		select {
+		case <-s.busGone:
+		case <-t.C:
+			m.log.Warn("backend exited but its bus connection did not end", "pid", pid)
+		case <-m.ctx.Done():
+		}
+		t.Stop()
+	}
+
 	m.mu.Lock()
 	delete(m.procs, token)
-	s := m.byToken[token]
+	s = m.byToken[token]
 	if s == nil {
 		m.mu.Unlock()
 		m.log.Info("backend exited before it had a session", "pid", pid, "exit", proc.ExitReason())
@@ -438,6 +468,20 @@ func (m *Manager) signalLoop() {
 }
 
 func (m *Manager) handleSignal(sig *dbus.Signal) {
+	if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(sig.Body) == 3 {
+		name, _ := sig.Body[0].(string)
+		newOwner, _ := sig.Body[2].(string)
+		if newOwner != "" {
+			return
+		}
+		m.mu.Lock()
+		s := m.byBackend[name]
+		m.mu.Unlock()
+		if s != nil {
+			s.busGoneOnce.Do(func() { close(s.busGone) })
+		}
+		return
+	}
 	member, ok := strings.CutPrefix(sig.Name, api.InterfaceBackends+".")
 	if !ok || sig.Path != api.PathBackendSession {
 		return

@@ -296,3 +296,24 @@ func TestStubbornBackendIsKilled(t *testing.T) {
 		t.Error("session survived Disconnect of a backend that would not exit")
 	}
 }
+
+func TestLastSignalsOfADyingBackend(t *testing.T) {
+	r := newRig(t, "failexit", Options{})
+	path, err := r.m.NewTunnel(1000, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Connect(r.m.session(path)); err != nil {
+		t.Fatal(err)
+	}
+	failed := false
+	r.waitSignal(t, "SESS_DESTROYED", func(s *dbus.Signal) bool {
+		if isStatus(path, api.StatusMinorConnFailed)(s) {
+			failed = s.Body[2] == "fake failure"
+		}
+		return isSessionEvent(path, api.SessionEventDestroyed)(s)
+	})
+	if !failed {
+		t.Error("CONN_FAILED sent just before the backend exited was not re-emitted before SESS_DESTROYED")
+	}
+}

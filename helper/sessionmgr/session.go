@@ -31,6 +31,10 @@ type session struct {
 
 	// gone is closed once the object was removed (backend exited).
 	gone chan struct{}
+	// busGone is closed once the bus reported the backend's connection
+	// closed: every signal it sent has been handled by then.
+	busGone     chan struct{}
+	busGoneOnce sync.Once
 
 	mu                sync.Mutex
 	owner             uint32
