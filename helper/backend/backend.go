@@ -1,0 +1,250 @@
+// Package backend is the per-session process ("ovpn3-helper backend
+// <token>"): it owns net.openvpn.v3.backends.be<PID>, registers with the
+// session manager, reads its profile from the configuration manager, and on
+// Connect runs the OpenVPN engine with a TUN device obtained from netcfg. It
+// reports the engine's progress as StatusChange and Log signals sent to the
+// session manager only, and exits after Disconnect, after a fatal engine
+// error, or when the session manager disappears.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+)
+
+// Options configure Run.
+type Options struct {
+	// Address of the bus; "" is the system bus (DBUS_SYSTEM_BUS_ADDRESS).
+	Address string
+	// Logger receives the backend's own log (the helper copies the
+	// process's stderr into its log); records are also sent as Log
+	// signals to the session manager.
+	Logger *slog.Logger
+	// Version is announced to the server (IV_VER / IV_GUI_VER).
+	Version string
+	// CallTimeout bounds calls to other services (default 10 s).
+	CallTimeout time.Duration
+	// StopTimeout bounds the wait for the engine to stop (default 5 s).
+	StopTimeout time.Duration
+}
+
+// Run is the whole life of a backend process. It returns when the session
+// is over: nil after Disconnect or ForceShutdown, an error when the backend
+// could not start or the engine failed.
+func Run(ctx context.Context, token string, opts Options) error {
+	if token == "" {
+		return errors.New("backend: empty session token")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 5 * time.Second
+	}
+	// busobj logs to the plain logger: its records must not turn into
+	// signals sent through busobj again.
+	srv, err := busobj.Connect(ctx, opts.Address, opts.Logger)
+	if err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	defer srv.Close()
+
+	b := &Backend{
+		srv:      srv,
+		token:    token,
+		pid:      uint32(os.Getpid()),
+		opts:     opts,
+		exit:     make(chan error, 1),
+		logLevel: 3,
+		status:   api.Status{},
+	}
+	b.log = slog.New(newSignalHandler(opts.Logger.Handler(), b, api.LogGroupBackendProc))
+	b.engineLog = slog.New(newSignalHandler(opts.Logger.Handler(), b, api.LogGroupClient))
+	b.busName = api.BackendBusName(b.pid)
+
+	if err := srv.Export(api.PathBackendSession, b.iface()); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	if err := srv.RequestName(b.busName); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
+	manager, err := srv.NameOwner(cctx, api.ServiceSessions)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("backend: no session manager: %w", err)
+	}
+	b.mu.Lock()
+	b.manager = manager
+	b.mu.Unlock()
+	// Without its session manager nobody can reach or stop this process:
+	// end with it.
+	stopWatch := srv.WatchNames(func(name, oldOwner, newOwner string) {
+		if name == manager && newOwner == "" {
+			b.requestExit(errors.New("session manager disappeared"))
+		}
+	})
+	defer stopWatch()
+	if err := srv.EmitTo(manager, api.PathBackendSession, api.InterfaceBackends, "RegistrationRequest",
+		b.busName, token, int32(b.pid)); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	opts.Logger.Info("backend waiting for registration", "pid", b.pid, "bus_name", b.busName)
+
+	var result error
+	select {
+	case result = <-b.exit:
+	case <-ctx.Done():
+		result = nil
+	case <-srv.Conn().Context().Done():
+		result = errors.New("bus connection closed")
+	}
+	b.teardown(context.Background())
+	if result != nil {
+		opts.Logger.Error("backend exiting", "err", result)
+	} else {
+		opts.Logger.Info("backend exiting")
+	}
+	return result
+}
+
+// Backend is the state of one backend process.
+type Backend struct {
+	srv       *busobj.Server
+	token     string
+	pid       uint32
+	busName   string
+	opts      Options
+	log       *slog.Logger // backend messages (group BACKENDPROC)
+	engineLog *slog.Logger // engine messages (group CLIENT)
+	exit      chan error
+
+	mu          sync.Mutex
+	manager     string // unique name of the session manager
+	registered  bool
+	sessionPath dbus.ObjectPath
+	configPath  dbus.ObjectPath
+	configName  string
+	prof        *profile.Profile
+	creds       engine.Credentials
+	inputs      *inputQueue
+	logLevel    uint32
+	dco         bool
+	status      api.Status
+	lastLog     logLine
+	state       engine.State
+	hasState    bool
+	client      *engine.Client
+	runCancel   context.CancelFunc
+	runDone     chan struct{}
+	tun         *netcfg.Tun
+	devicePath  dbus.ObjectPath
+	deviceName  string
+	stopping    bool
+	restarting  bool
+}
+
+type logLine struct {
+	group, category uint32
+	message         string
+}
+
+func (b *Backend) requestExit(err error) {
+	select {
+	case b.exit <- err:
+	default:
+	}
+}
+
+func (b *Backend) managerName() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.manager
+}
+
+// setStatus records a status and sends StatusChange to the session manager.
+func (b *Backend) setStatus(major api.StatusMajor, minor api.StatusMinor, msg string) {
+	b.mu.Lock()
+	b.status = api.Status{Major: major, Minor: minor, Message: msg}
+	dest := b.manager
+	b.mu.Unlock()
+	b.opts.Logger.Info("status", "status", api.Status{Major: major, Minor: minor, Message: msg}.String())
+	if dest == "" {
+		return
+	}
+	// TODO(issue 4): also to the log service.
+	if err := b.srv.EmitTo(dest, api.PathBackendSession, api.InterfaceBackends, "StatusChange",
+		uint32(major), uint32(minor), msg); err != nil {
+		b.opts.Logger.Warn("send StatusChange", "err", err)
+	}
+}
+
+// emitLog sends one Log signal to the session manager if the level allows.
+func (b *Backend) emitLog(group api.LogGroup, cat api.LogCategory, msg string) {
+	b.mu.Lock()
+	level, dest := b.logLevel, b.manager
+	if cat.MinLogLevel() <= level {
+		b.lastLog = logLine{uint32(group), uint32(cat), msg}
+	}
+	b.mu.Unlock()
+	if dest == "" || cat.MinLogLevel() > level {
+		return
+	}
+	_ = b.srv.EmitTo(dest, api.PathBackendSession, api.InterfaceBackends, "Log",
+		uint32(group), uint32(cat), b.token, msg)
+}
+
+// teardown stops the engine, removes the TUN device and reports CONN_DONE.
+func (b *Backend) teardown(ctx context.Context) {
+	b.stopEngine(ctx)
+	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnDone, "")
+}
+
+// stopEngine cancels a running engine, waits for it and closes the TUN
+// device (which destroys the netcfg device object).
+func (b *Backend) stopEngine(ctx context.Context) {
+	b.mu.Lock()
+	b.stopping = true
+	cancel, done := b.runCancel, b.runDone
+	b.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		t := time.NewTimer(b.opts.StopTimeout)
+		select {
+		case <-done:
+		case <-t.C:
+			b.opts.Logger.Warn("engine did not stop in time")
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	b.closeTun()
+}
+
+func (b *Backend) closeTun() {
+	b.mu.Lock()
+	tun := b.tun
+	b.tun = nil
+	b.mu.Unlock()
+	if tun != nil {
+		if err := tun.Close(); err != nil {
+			b.opts.Logger.Warn("close TUN device", "err", err)
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/helper/configmgr"
+	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+// The test binary doubles as the backend process: with backendEnv set,
+// TestMain runs Run with the token from the command line.
+const backendEnv = "BACKEND_TEST_RUN_BACKEND"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(backendEnv) != "" {
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if err := Run(context.Background(), os.Args[len(os.Args)-1], Options{Logger: logger, Version: "test"}); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type profiles struct{ cm *configmgr.Service }
+
+func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+	info, ok := p.cm.Lookup(path)
+	if !ok || !info.CanUse(uid) {
+		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+	}
+	return info.Name, nil
+}
+
+// rig is a session manager and a configuration manager on a private bus,
+// starting the test binary as the real backend.
+type rig struct {
+	addr    string
+	client  *dbus.Conn
+	events  chan *dbus.Signal
+	manager *sessionmgr.Manager
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	testenv.RequireRoot(t)
+	addr := busobjtest.StartBus(t)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := busobj.Connect(context.Background(), addr, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	cm := configmgr.New(t.TempDir(), logger)
+	if err := cm.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	m, err := sessionmgr.New(sessionmgr.Options{
+		Conn:     srv.Conn(),
+		Logger:   logger,
+		Profiles: profiles{cm},
+		Launcher: &sessionmgr.ExecLauncher{
+			Path: exe, Args: []string{"-test.run=^$", "--"},
+			Env:    []string{backendEnv + "=1", "DBUS_SYSTEM_BUS_ADDRESS=" + addr},
+			Logger: logger,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	if err := m.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{api.ServiceConfiguration, api.ServiceSessions} {
+		if err := srv.RequestName(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	if err := client.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan *dbus.Signal, 256)
+	client.Signal(events)
+	return &rig{addr: addr, client: client, events: events, manager: m}
+}
+
+// importProfile imports variant a's profile with its remote replaced.
+func (r *rig) importProfile(t *testing.T, remote string) dbus.ObjectPath {
+	t.Helper()
+	pki := testbed.PKI(t)
+	text, err := pki.Profile(testbed.VariantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = regexp.MustCompile(`(?m)^remote .*$`).ReplaceAllString(text, "remote "+remote)
+	var path dbus.ObjectPath
+	err = r.client.Object(api.ServiceConfiguration, api.PathConfiguration).Call(
+		api.InterfaceConfiguration+".Import", 0, "never-answers", text, false, false).Store(&path)
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	return path
+}
+
+func (r *rig) newTunnel(t *testing.T, config dbus.ObjectPath) dbus.ObjectPath {
+	t.Helper()
+	var path dbus.ObjectPath
+	if err := r.client.Object(api.ServiceSessions, api.PathSessions).Call(
+		api.InterfaceSessions+".NewTunnel", 0, config).Store(&path); err != nil {
+		t.Fatalf("NewTunnel: %v", err)
+	}
+	return path
+}
+
+func (r *rig) wait(t *testing.T, what string, match func(*dbus.Signal) bool) *dbus.Signal {
+	t.Helper()
+	deadline := time.After(60 * time.Second) // a hung backend, not a speed check
+	for {
+		select {
+		case s := <-r.events:
+			if match(s) {
+				return s
+			}
+		case <-deadline:
+			t.Fatalf("no %s", what)
+			return nil
+		}
+	}
+}
+
+func status(path dbus.ObjectPath, minor api.StatusMinor) func(*dbus.Signal) bool {
+	return func(s *dbus.Signal) bool {
+		return s.Path == path && s.Name == api.InterfaceSessions+".StatusChange" && len(s.Body) == 3 && s.Body[1] == uint32(minor)
+	}
+}
+
+func destroyed(path dbus.ObjectPath) func(*dbus.Signal) bool {
+	return func(s *dbus.Signal) bool {
+		return s.Name == api.InterfaceSessions+".SessionManagerEvent" && len(s.Body) == 3 &&
+			s.Body[0] == path && s.Body[1] == uint16(api.SessionEventDestroyed)
+	}
+}
+
+// A server that never answers: the engine gives up, the backend reports
+// CONN_FAILED with the reason and exits, and the session disappears.
+func TestServerNeverAnswers(t *testing.T) {
+	r := newRig(t)
+	// A UDP socket nobody reads from: packets vanish without an ICMP error.
+	sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	port := sink.LocalAddr().(*net.UDPAddr).Port
+	cfg := r.importProfile(t, fmt.Sprintf("127.0.0.1 %d", port))
+	path := r.newTunnel(t, cfg)
+
+	sess := r.client.Object(api.ServiceSessions, path)
+	var st struct {
+		Major, Minor uint32
+		Msg          string
+	}
+	if err := sess.Call(api.InterfaceProperties+".Get", 0, api.InterfaceSessions, "status").Store(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Minor != uint32(api.StatusMinorCfgOK) || !strings.Contains(st.Msg, string(cfg)) {
+		t.Errorf("status after NewTunnel: %+v", st)
+	}
+	var name string
+	if err := sess.Call(api.InterfaceProperties+".Get", 0, api.InterfaceSessions, "config_name").Store(&name); err != nil || name != "never-answers" {
+		t.Errorf("config_name = %q, %v", name, err)
+	}
+	if err := sess.Call(api.InterfaceSessions+".Ready", 0).Err; err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if err := sess.Call(api.InterfaceSessions+".Connect", 0).Err; err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	r.wait(t, "CONN_CONNECTING", status(path, api.StatusMinorConnConnecting))
+	failed := r.wait(t, "CONN_FAILED", status(path, api.StatusMinorConnFailed))
+	if reason, _ := failed.Body[2].(string); reason == "" {
+		t.Error("CONN_FAILED without a reason")
+	} else {
+		t.Logf("CONN_FAILED reason: %s", reason)
+	}
+	r.wait(t, "SESS_DESTROYED", destroyed(path))
+}
+
+// Disconnect before Connect: the backend reports CONN_DONE and exits, the
+// session object disappears before Disconnect returns.
+func TestDisconnectBeforeConnect(t *testing.T) {
+	r := newRig(t)
+	cfg := r.importProfile(t, "127.0.0.1 9")
+	path := r.newTunnel(t, cfg)
+	sess := r.client.Object(api.ServiceSessions, path)
+	var pid uint32
+	if err := sess.Call(api.InterfaceProperties+".Get", 0, api.InterfaceSessions, "backend_pid").Store(&pid); err != nil {
+		t.Fatal(err)
+	}
+	// Only the session manager may talk to the backend.
+	be := r.client.Object(api.BackendBusName(pid), api.PathBackendSession)
+	if err := be.Call(api.InterfaceBackends+".Connect", 0).Err; err == nil ||
+		!strings.Contains(api.ErrorText(err), "Authorization failed") {
+		t.Errorf("backend Connect by a stranger: %v", err)
+	}
+	if err := sess.Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+	r.wait(t, "CONN_DONE", status(path, api.StatusMinorConnDone))
+	r.wait(t, "SESS_DESTROYED", destroyed(path))
+	if err := sess.Call(api.InterfaceSessions+".Ready", 0).Err; !api.IsErrorName(err, api.ErrNameUnknownMethod) {
+		t.Errorf("Ready after Disconnect: %v", err)
+	}
+}

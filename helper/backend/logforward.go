@@ -1,0 +1,96 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// signalHandler is a slog.Handler that passes records on to an inner
+// handler (the process's stderr, copied into the helper's log) and also
+// sends them as Log signals to the session manager. Records carry no
+// secrets: the engine and the backend never log credentials or keys.
+type signalHandler struct {
+	inner  slog.Handler
+	b      *Backend
+	group  api.LogGroup
+	prefix string // from WithGroup
+	attrs  string // pre-rendered WithAttrs
+}
+
+func newSignalHandler(inner slog.Handler, b *Backend, group api.LogGroup) *signalHandler {
+	return &signalHandler{inner: inner, b: b, group: group}
+}
+
+// Enabled is true for everything the session may want: the log level of
+// the session decides in emitLog, the inner handler decides for itself.
+func (h *signalHandler) Enabled(ctx context.Context, l slog.Level) bool { return true }
+
+func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	if h.inner.Enabled(ctx, r.Level) {
+		err = h.inner.Handle(ctx, r)
+	}
+	var sb strings.Builder
+	sb.WriteString(r.Message)
+	sb.WriteString(h.attrs)
+	r.Attrs(func(a slog.Attr) bool {
+		writeAttr(&sb, h.prefix, a)
+		return true
+	})
+	h.b.emitLog(h.group, category(r.Level), sanitize(sb.String()))
+	return err
+}
+
+func writeAttr(sb *strings.Builder, prefix string, a slog.Attr) {
+	a.Value = a.Value.Resolve()
+	if a.Value.Kind() == slog.KindGroup {
+		p := prefix + a.Key + "."
+		if a.Key == "" {
+			p = prefix
+		}
+		for _, g := range a.Value.Group() {
+			writeAttr(sb, p, g)
+		}
+		return
+	}
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	fmt.Fprintf(sb, " %s%s=%v", prefix, a.Key, a.Value.Any())
+}
+
+func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	var sb strings.Builder
+	sb.WriteString(h.attrs)
+	for _, a := range as {
+		writeAttr(&sb, h.prefix, a)
+	}
+	return &signalHandler{inner: h.inner.WithAttrs(as), b: h.b, group: h.group, prefix: h.prefix, attrs: sb.String()}
+}
+
+func (h *signalHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return &signalHandler{inner: h.inner.WithGroup(name), b: h.b, group: h.group, prefix: h.prefix + name + ".", attrs: h.attrs}
+}
+
+// category maps slog levels to LogCategory (spec §3.6).
+func category(l slog.Level) api.LogCategory {
+	switch {
+	case l >= slog.LevelError:
+		return api.LogCategoryError
+	case l >= slog.LevelWarn:
+		return api.LogCategoryWarn
+	case l >= slog.LevelInfo:
+		return api.LogCategoryInfo
+	case l >= slog.LevelDebug:
+		return api.LogCategoryVerb2
+	default:
+		return api.LogCategoryDebug
+	}
+}

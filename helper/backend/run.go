@@ -1,0 +1,193 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
+)
+
+// connect starts the engine in a goroutine owned by the backend; the
+// goroutine ends when the engine returns (Disconnect cancels it).
+func (b *Backend) connect() error {
+	b.mu.Lock()
+	prof := b.prof
+	running := b.runCancel != nil
+	stopping := b.stopping
+	b.mu.Unlock()
+	switch {
+	case prof == nil:
+		return errClient(textNotInitialized)
+	case stopping:
+		return errClient("Backend service is shutting down")
+	case running:
+		return nil // already connecting or connected
+	}
+	q := b.queue()
+	if q.pending() {
+		return errClient(textInputMissing)
+	}
+	client, err := engine.New(engine.Config{
+		Profile:     prof,
+		Credentials: q.credentials(),
+		Tun:         tunProvider{b},
+		Events:      events{b},
+		Logger:      b.engineLog,
+		Version:     b.opts.Version,
+	})
+	if err != nil {
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, sanitize(err.Error()))
+		return errClient("Configuration parsing failed: " + err.Error())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.mu.Lock()
+	b.client, b.runCancel, b.runDone = client, cancel, done
+	b.hasState = false
+	b.mu.Unlock()
+	b.log.Info("connecting", "config", b.configPath)
+	go b.run(ctx, client, done)
+	return nil
+}
+
+// run drives one engine until it returns and decides what its end means
+// for the process: a fatal failure ends the backend.
+func (b *Backend) run(ctx context.Context, client *engine.Client, done chan struct{}) {
+	defer close(done)
+	err := client.Run(ctx)
+	b.closeTun()
+
+	b.mu.Lock()
+	stopping, restarting := b.stopping, b.restarting
+	state, hasState := b.state, b.hasState
+	if !stopping && !restarting {
+		b.runCancel, b.runDone = nil, nil
+	}
+	b.mu.Unlock()
+	if stopping || restarting {
+		return
+	}
+	if hasState && state == engine.StateAuthFailed {
+		// The session stays (as upstream): the front-end reads the status
+		// and disconnects, or provides new credentials and connects again.
+		b.queue().reset()
+		return
+	}
+	reason := "Client disconnected by server"
+	if err != nil {
+		reason = err.Error()
+	}
+	if !hasState || state != engine.StateFailed {
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorConnFailed, sanitize(reason))
+	}
+	b.requestExit(fmt.Errorf("connection failed: %s", reason))
+}
+
+// restart stops a running engine and starts a new one.
+func (b *Backend) restart() error {
+	b.mu.Lock()
+	if b.prof == nil {
+		b.mu.Unlock()
+		return errClient(textNotInitialized)
+	}
+	cancel, done := b.runCancel, b.runDone
+	b.restarting = true
+	b.mu.Unlock()
+	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnReconnecting, "")
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	b.closeTun()
+	b.mu.Lock()
+	b.restarting = false
+	b.runCancel, b.runDone, b.client = nil, nil, nil
+	b.mu.Unlock()
+	return b.connect()
+}
+
+func (b *Backend) connectedLocked() bool {
+	return b.client != nil && b.hasState && b.state == engine.StateConnected
+}
+
+// events maps engine states to StatusChange signals.
+type events struct{ b *Backend }
+
+func (e events) State(s engine.State, detail string) {
+	b := e.b
+	b.mu.Lock()
+	b.state, b.hasState = s, true
+	b.mu.Unlock()
+	detail = sanitize(detail)
+	conn := api.StatusMajorConnection
+	switch s {
+	case engine.StateConnecting:
+		b.setStatus(conn, api.StatusMinorConnConnecting, detail)
+	case engine.StateWaitingForServer:
+		b.log.Info("waiting for the server", "detail", detail)
+	case engine.StateConnected:
+		b.setStatus(conn, api.StatusMinorConnConnected, "")
+	case engine.StateReconnecting:
+		b.setStatus(conn, api.StatusMinorConnReconnecting, detail)
+	case engine.StateDisconnected:
+		b.setStatus(conn, api.StatusMinorConnDisconnected, detail)
+	case engine.StateAuthFailed:
+		if detail == "" {
+			detail = "Authentication failed"
+		}
+		b.setStatus(conn, api.StatusMinorConnAuthFailed, detail)
+	case engine.StateFailed:
+		b.setStatus(conn, api.StatusMinorConnFailed, detail)
+	}
+}
+
+// tunProvider gets the TUN device from netcfg, labelled with the session
+// token (as upstream), and remembers it for the device properties.
+type tunProvider struct{ b *Backend }
+
+func (p tunProvider) OpenTun(ctx context.Context, cfg netconf.Config) (engine.TunDevice, error) {
+	b := p.b
+	tun, err := netcfg.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open TUN device: %w", err)
+	}
+	b.mu.Lock()
+	old := b.tun
+	b.tun, b.devicePath, b.deviceName = tun, tun.Path(), tun.Name()
+	stopping := b.stopping
+	b.mu.Unlock()
+	if old != nil {
+		_ = old.Close() // a reconnect that did not close the old device
+	}
+	if stopping {
+		b.closeTun()
+		return nil, errors.New("backend is shutting down")
+	}
+	b.log.Info("TUN device ready", "device", tun.Name(), "path", tun.Path())
+	return tun, nil
+}
+
+// statistics maps the engine counters to the openvpn3 key names (spec
+// §6.1); only non-zero counters are included, as upstream.
+func statistics(s engine.Stats) map[string]int64 {
+	all := []struct {
+		key string
+		v   int64
+	}{
+		{"BYTES_IN", s.BytesIn}, {"BYTES_OUT", s.BytesOut},
+		{"PACKETS_IN", s.PacketsIn}, {"PACKETS_OUT", s.PacketsOut},
+		{"TUN_BYTES_IN", s.TunBytesIn}, {"TUN_BYTES_OUT", s.TunBytesOut},
+		{"TUN_PACKETS_IN", s.TunPacketsIn}, {"TUN_PACKETS_OUT", s.TunPacketsOut},
+	}
+	out := make(map[string]int64, len(all))
+	for _, c := range all {
+		if c.v != 0 {
+			out[c.key] = c.v
+		}
+	}
+	return out
+}

@@ -1,0 +1,187 @@
+// Command ovpn3-helper is the privileged side of ovpn3go. Without arguments
+// it is the daemon: it connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS
+// is honoured) and serves net.openvpn.v3.configuration, .sessions, .netcfg
+// and .log. "ovpn3-helper backend <token>" is the per-session backend
+// process the daemon starts by re-executing itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/backend"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/configmgr"
+	"github.com/ovpn3go/ovpn3go/helper/logsvc"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "backend" {
+		os.Exit(runBackend(os.Args[2:], os.Stderr))
+	}
+	os.Exit(runDaemon(os.Args[1:], os.Stderr))
+}
+
+// slogLevel maps the openvpn3 log levels (0..6) to slog levels.
+func slogLevel(n int) slog.Level {
+	switch {
+	case n >= 5:
+		return slog.LevelDebug
+	case n >= 3:
+		return slog.LevelInfo
+	case n == 2:
+		return slog.LevelWarn
+	default:
+		return slog.LevelError
+	}
+}
+
+func parseLogLevel(fs *flag.FlagSet) *int {
+	return fs.Int("log-level", 3, "log verbosity 0..6 (openvpn3 levels)")
+}
+
+func runDaemon(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ovpn3-helper", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", configmgr.DefaultStateDir, "directory for persistent profiles")
+	logLevel := parseLogLevel(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 || *logLevel < 0 || *logLevel > api.MaxLogLevel {
+		fs.Usage()
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, *stateDir, *logLevel, logger); err != nil {
+		logger.Error("ovpn3-helper", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the daemon until ctx ends, then disconnects every session.
+func serve(ctx context.Context, stateDir string, logLevel int, logger *slog.Logger) error {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	srv, err := busobj.Connect(ctx, "", logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	configs := configmgr.New(stateDir, logger.With("service", "configmgr"))
+	if err := configs.Export(srv); err != nil {
+		return fmt.Errorf("configuration manager: %w", err)
+	}
+	logs := logsvc.New(logger.With("service", "log"))
+	if err := logs.Export(srv); err != nil {
+		return fmt.Errorf("log service: %w", err)
+	}
+	nc := netcfg.NewService(logger.With("service", "netcfg"))
+	if err := nc.Export(srv); err != nil {
+		return fmt.Errorf("netcfg: %w", err)
+	}
+	defer nc.Close()
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	sessions, err := sessionmgr.New(sessionmgr.Options{
+		Conn:     srv.Conn(),
+		Logger:   logger.With("service", "sessionmgr"),
+		Profiles: profiles{configs},
+		Launcher: &sessionmgr.ExecLauncher{
+			Path:   self,
+			Args:   []string{"backend", "--log-level", strconv.Itoa(logLevel)},
+			Logger: logger.With("service", "backend"),
+		},
+		CleanupPID: nc.CleanupPID,
+	})
+	if err != nil {
+		return err
+	}
+	if err := sessions.Export(srv); err != nil {
+		return err
+	}
+	for _, name := range []string{api.ServiceLog, api.ServiceNetCfg, api.ServiceConfiguration, api.ServiceSessions} {
+		if err := srv.RequestName(name); err != nil {
+			closeSessions(sessions, logger)
+			return err
+		}
+	}
+	logger.Info("ovpn3-helper ready", "pid", os.Getpid(), "state_dir", stateDir)
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: disconnecting all sessions")
+	case <-srv.Conn().Context().Done():
+		logger.Error("bus connection lost; disconnecting all sessions")
+	}
+	closeSessions(sessions, logger)
+	return nil
+}
+
+func closeSessions(sessions *sessionmgr.Manager, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sessions.Close(ctx); err != nil {
+		logger.Error("close sessions", "err", err)
+	}
+}
+
+// profiles lets the session manager ask the configuration manager whether
+// a caller may start a session from a profile.
+type profiles struct{ cm *configmgr.Service }
+
+func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+	info, ok := p.cm.Lookup(path)
+	if !ok || !info.CanUse(uid) {
+		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+	}
+	return info.Name, nil
+}
+
+// runBackend is "ovpn3-helper backend [--log-level N] <token>".
+func runBackend(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ovpn3-helper backend", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	logLevel := parseLogLevel(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: ovpn3-helper backend [--log-level N] <token>")
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
+	// The backend is in its own session (setsid); SIGTERM from the daemon
+	// or an administrator ends it cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := backend.Run(ctx, fs.Arg(0), backend.Options{Logger: logger, Version: "ovpn3go " + api.Version})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+// The daemon re-executes itself as "backend <token>"; in tests the
+// executable is the test binary, so TestMain plays that role too.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "backend" {
+		os.Exit(runBackend(os.Args[2:], os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{"--log-level", "9"}, {"extra"}, {"--no-such-flag"}} {
+		if rc := runDaemon(args, io.Discard); rc != 2 {
+			t.Errorf("runDaemon(%q) = %d, want 2", args, rc)
+		}
+	}
+	if rc := runBackend(nil, io.Discard); rc != 2 {
+		t.Errorf("runBackend() = %d, want 2", rc)
+	}
+}
+
+func TestNameTaken(t *testing.T) {
+	testenv.RequireRoot(t)
+	addr := busobjtest.StartBus(t)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
+	squatter, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	if r, err := squatter.RequestName(api.ServiceSessions, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("squat: %v %v", r, err)
+	}
+	var logs bytes.Buffer
+	err = serve(context.Background(), t.TempDir(), 3, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err == nil || !strings.Contains(err.Error(), api.ServiceSessions) || !strings.Contains(err.Error(), "taken") {
+		t.Fatalf("serve with a taken name: %v", err)
+	}
+}
+
+// SIGTERM (here: the context) disconnects every session before the daemon
+// exits: the backend process ends and SESS_DESTROYED is broadcast.
+func TestShutdownDisconnectsSessions(t *testing.T) {
+	testenv.RequireRoot(t)
+	addr := busobjtest.StartBus(t)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() { served <- serve(ctx, t.TempDir(), 3, logger) }()
+
+	client, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	waitName(t, client, api.ServiceSessions, served)
+	if err := client.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan *dbus.Signal, 64)
+	client.Signal(events)
+
+	text, err := testbed.PKI(t).Profile(testbed.VariantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg, path dbus.ObjectPath
+	if err := client.Object(api.ServiceConfiguration, api.PathConfiguration).Call(
+		api.InterfaceConfiguration+".Import", 0, "shutdown-test", text, false, false).Store(&cfg); err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	if err := client.Object(api.ServiceSessions, api.PathSessions).Call(
+		api.InterfaceSessions+".NewTunnel", 0, cfg).Store(&path); err != nil {
+		t.Fatalf("NewTunnel: %v", err)
+	}
+	var pid uint32
+	if err := client.Object(api.ServiceSessions, path).Call(api.InterfaceProperties+".Get", 0,
+		api.InterfaceSessions, "backend_pid").Store(&pid); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not return after shutdown")
+	}
+	if err := syscall.Kill(int(pid), 0); err == nil {
+		t.Errorf("backend %d still running after shutdown", pid)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-events:
+			if s.Name == api.InterfaceSessions+".SessionManagerEvent" && s.Body[0] == path &&
+				s.Body[1] == uint16(api.SessionEventDestroyed) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no SESS_DESTROYED at shutdown")
+		}
+	}
+}
+
+func waitName(t *testing.T, c *dbus.Conn, name string, served <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var has bool
+		if err := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has); err == nil && has {
+			return
+		}
+		select {
+		case err := <-served:
+			t.Fatalf("daemon ended: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s never owned", name)
+}
