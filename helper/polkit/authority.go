@@ -60,6 +60,9 @@ var (
 	// ErrNoAuthority: polkitd is not on the bus (not installed, not
 	// running, not activatable). Callers should fail closed.
 	ErrNoAuthority = errors.New("polkit authority " + ServiceName + " is not available on the bus")
+	// ErrCallerGone: the subject's bus name has no owner (the caller
+	// disconnected before or during the check).
+	ErrCallerGone = errors.New("the caller is no longer on the bus")
 	// ErrNotAuthorized: polkitd said no (Require).
 	ErrNotAuthorized = errors.New("not authorized")
 	// ErrInteractionRequired: the caller could be authorized after
@@ -134,7 +137,7 @@ func (a *Authority) Check(ctx context.Context, busName, actionID string, interac
 		if ctx.Err() != nil && cancellationID != "" {
 			a.cancel(obj, cancellationID)
 		}
-		return Result{}, checkError(busName, actionID, call.Err)
+		return Result{}, a.checkError(busName, actionID, call.Err)
 	}
 	var r checkResult
 	if err := call.Store(&r); err != nil {
@@ -209,7 +212,7 @@ func validate(busName, actionID string) error {
 	return nil
 }
 
-func checkError(busName, actionID string, err error) error {
+func (a *Authority) checkError(busName, actionID string, err error) error {
 	var derr dbus.Error
 	var pderr *dbus.Error
 	name := ""
@@ -218,9 +221,30 @@ func checkError(busName, actionID string, err error) error {
 	} else if errors.As(err, &pderr) {
 		name = pderr.Name
 	}
+	var cause error
 	switch name {
-	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
-		return fmt.Errorf("polkit check %s for %s: %w: %w", actionID, busName, ErrNoAuthority, err)
+	case "org.freedesktop.DBus.Error.ServiceUnknown":
+		// From the bus: nobody owns the authority and it cannot be activated.
+		cause = ErrNoAuthority
+	case "org.freedesktop.DBus.Error.NameHasNoOwner":
+		// polkitd relays this when it cannot resolve the subject; the bus
+		// sends it for the destination only with NO_AUTO_START, which we do
+		// not set. Ask the bus which name is missing rather than parse text.
+		cause = ErrCallerGone
+		if !a.hasOwner(ServiceName) {
+			cause = ErrNoAuthority
+		}
+	}
+	if cause != nil {
+		return fmt.Errorf("polkit check %s for %s: %w: %w", actionID, busName, cause, err)
 	}
 	return fmt.Errorf("polkit check %s for %s: %w", actionID, busName, err)
+}
+
+func (a *Authority) hasOwner(name string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+	defer cancel()
+	var has bool
+	err := a.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has)
+	return err == nil && has
 }

@@ -3,7 +3,9 @@ package polkit
 import (
 	"encoding/xml"
 	"fmt"
+	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -128,6 +130,56 @@ func TestReplyError(t *testing.T) {
 		e := ReplyError(tc.err)
 		if e.Name != tc.name || len(e.Body) != 1 || e.Body[0] != tc.err.Error() {
 			t.Errorf("ReplyError(%v) = %s %v, want %s", tc.err, e.Name, e.Body, tc.name)
+		}
+	}
+}
+
+// contentModels are the element rules of polkit's policyconfig-1.dtd
+// (/usr/share/polkit-1/policyconfig-1.dtd), as regular expressions over
+// the space-terminated names of an element's children.
+var contentModels = map[string]*regexp.Regexp{
+	"policyconfig": regexp.MustCompile(`^(vendor )?(vendor_url )?(icon_name )?(action )+$`),
+	"action":       regexp.MustCompile(`^(vendor )?(vendor_url )?(description )+(message )+(icon_name )?defaults (annotate )*$`),
+	"defaults":     regexp.MustCompile(`^((allow_any|allow_inactive|allow_active) )*$`),
+}
+
+// TestPolicyFileFollowsDTD checks element nesting and order against the
+// DTD (no validating XML parser is at hand).
+func TestPolicyFileFollowsDTD(t *testing.T) {
+	text, _ := readPolicy(t)
+	dec := xml.NewDecoder(strings.NewReader(text))
+	type open struct {
+		name     string
+		children strings.Builder
+	}
+	var stack []*open
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if len(stack) > 0 {
+				stack[len(stack)-1].children.WriteString(tok.Name.Local + " ")
+			} else if tok.Name.Local != "policyconfig" {
+				t.Fatalf("root element %q, want policyconfig", tok.Name.Local)
+			}
+			stack = append(stack, &open{name: tok.Name.Local})
+		case xml.EndElement:
+			top := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			children := top.children.String()
+			if re, ok := contentModels[top.name]; ok {
+				if !re.MatchString(children) {
+					t.Errorf("<%s> children %q do not match the DTD", top.name, children)
+				}
+			} else if children != "" {
+				t.Errorf("<%s> must hold text only, has %q", top.name, children)
+			}
 		}
 	}
 }
