@@ -179,8 +179,11 @@ const (
 // ReplyError turns a non-nil error from Require into the D-Bus error the
 // helper replies with: InteractiveAuthorizationRequired when the client may
 // retry with the interactive flag, AccessDenied otherwise (failing closed
-// also when polkitd is unavailable).
+// also when polkitd is unavailable). ReplyError(nil) is nil.
 func ReplyError(err error) *dbus.Error {
+	if err == nil {
+		return nil
+	}
 	name := ErrNameAccessDenied
 	if errors.Is(err, ErrInteractionRequired) {
 		name = ErrNameInteractiveAuthorizationRequired

@@ -118,6 +118,9 @@ func TestCheckRejectsBadArguments(t *testing.T) {
 }
 
 func TestReplyError(t *testing.T) {
+	if ReplyError(nil) != nil {
+		t.Error("ReplyError(nil) is not nil")
+	}
 	for _, tc := range []struct {
 		err  error
 		name string
