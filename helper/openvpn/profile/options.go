@@ -145,6 +145,7 @@ func buildTable() map[string]OptionInfo {
 		"rcvbuf", "sndbuf", "txqueuelen", "socket-flags", "tcp-nodelay", "passtos", "mtu-disc",
 		"mark", "bind-dev", "link-mtu", "udp-mtu", "max-packet-size", "replay-window",
 		"replay-persist", "shaper", "comp-noadapt", "ecdh-curve", "proto-force", "dev-node",
+		"disable-occ",
 		"gremlin",
 	)
 	add(Ignored, "the client always binds an ephemeral local port", "local", "lport", "bind")

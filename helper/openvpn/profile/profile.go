@@ -220,6 +220,7 @@ type Profile struct {
 // Defaults of OpenVPN 2.6 clients.
 const (
 	DefaultPort              = "1194"
+	DefaultVerb              = 1
 	DefaultProto             = "udp"
 	DefaultPingRestart       = 120
 	DefaultConnectRetry      = 1
@@ -253,6 +254,8 @@ type parser struct {
 	origin                  []int
 	connDef                 [][2]string // per connection: port, proto
 	client, pull, tlsClient bool
+	lexFailed               bool
+	seen                    map[string]bool // option names present, even if refused
 }
 
 func (ps *parser) fail(line int, opt, format string, a ...any) {
@@ -277,6 +280,7 @@ func Parse(text string) (*Profile, error) {
 	ps := &parser{
 		p: &Profile{
 			KeyDirection:         -1,
+			Verb:                 DefaultVerb,
 			PingRestart:          DefaultPingRestart,
 			ConnectRetry:         DefaultConnectRetry,
 			ConnectRetryMaxDelay: DefaultConnectRetryMax,
@@ -288,15 +292,18 @@ func Parse(text string) (*Profile, error) {
 		inlineWant: map[string]int{},
 		inlineHave: map[string]bool{},
 		tlsKeyOpt:  map[string]int{},
+		seen:       map[string]bool{},
 	}
 	lines := strings.Split(text, "\n")
 	for i := range lines {
 		lines[i] = strings.TrimSuffix(lines[i], "\r")
 	}
 	opts := ps.lex(lines, 1, true)
-	if len(ps.problems) == 0 {
-		ps.process(opts)
-	}
+	// Lexing problems do not stop the option checks, so every problem is
+	// reported at once; but the whole-profile checks would only repeat
+	// them in vaguer words.
+	ps.lexFailed = len(ps.problems) > 0
+	ps.process(opts)
 	if len(ps.problems) > 0 {
 		slices.SortStableFunc(ps.problems, func(a, b Problem) int {
 			// Whole-profile problems last.
@@ -337,6 +344,10 @@ func (ps *parser) lex(lines []string, first int, top bool) []rawOpt {
 				ps.fail(ln, "", "closing tag </%s> without opening <%s>", name, name)
 				continue
 			}
+			if name == "connection" && !top {
+				ps.fail(ln, "", "<connection> blocks cannot be nested")
+				continue
+			}
 			end := -1
 			size := 0
 			for j := i + 1; j < len(lines); j++ {
@@ -360,10 +371,6 @@ func (ps *parser) lex(lines []string, first int, top bool) []rawOpt {
 				return out
 			}
 			if name == "connection" {
-				if !top {
-					ps.fail(ln, "", "<connection> blocks cannot be nested")
-					continue
-				}
 				ps.nConn++
 				if ps.nConn > MaxConnections {
 					ps.fail(ln, "", "more than %d <connection> blocks", MaxConnections)
@@ -504,6 +511,7 @@ func (ps *parser) apply(o rawOpt) {
 			return
 		}
 	}
+	ps.seen[opt.Name] = true
 	info, known := Lookup(opt.Name)
 	if !known {
 		if optional || ps.fwdCompat {
@@ -773,6 +781,8 @@ func (ps *parser) supported(o Option) {
 		}
 	case "remote":
 		ps.remote(o)
+	case "connection":
+		ps.fail(o.Line, o.Name, "must be a <connection> … </connection> block")
 	case "ca", "cert", "key", "extra-certs", "crl-verify", "pkcs12":
 		max := 1
 		if o.Name == "crl-verify" {
@@ -1333,6 +1343,10 @@ func (ps *parser) setenv(o Option) {
 	if len(o.Args) == 2 {
 		val = o.Args[1]
 	}
+	if name == "opt" {
+		ps.fail(o.Line, o.Name, "opt needs an option name")
+		return
+	}
 	ps.p.Setenv[name] = val
 	switch {
 	case name == "FORWARD_COMPATIBLE", name == "PUSH_PEER_INFO", name == "CLIENT_CERT",
@@ -1407,24 +1421,30 @@ func (ps *parser) finish() {
 			ps.fail(line, name, "says [inline] but there is no <%s> block", name)
 		}
 	}
+	if ps.lexFailed {
+		return
+	}
 	if !ps.client && !(ps.pull && ps.tlsClient) {
 		ps.fail(0, "", "not a client profile: it needs 'client' (or 'pull' and 'tls-client')")
 	}
 	if len(p.Remotes) == 0 {
 		ps.fail(0, "", "no server: add a 'remote host [port] [proto]' line")
 	}
-	if p.Dev == "" {
+	if p.Dev == "" && !ps.seen["dev"] {
 		ps.fail(0, "", "no 'dev' option: add 'dev tun'")
-	} else if !strings.HasPrefix(p.Dev, "tun") && p.DevType != "tun" {
+	} else if p.Dev != "" && !strings.HasPrefix(p.Dev, "tun") && p.DevType != "tun" {
 		ps.fail(0, "dev", "%q: the device type cannot be guessed from the name; add 'dev-type tun'", p.Dev)
 	}
-	if p.CA == "" && len(p.PeerFingerprints) == 0 && p.PKCS12 == "" {
+	if p.CA == "" && len(p.PeerFingerprints) == 0 && p.PKCS12 == "" && !ps.seen["ca"] && !ps.seen["peer-fingerprint"] {
 		ps.fail(0, "", "no CA certificate: add an inline <ca> block (or peer-fingerprint)")
 	}
-	if (p.Cert == "") != (p.Key == "") {
-		ps.fail(0, "", "a client certificate needs both <cert> and <key>")
+	if p.Cert != "" && p.Key == "" && !ps.seen["key"] {
+		ps.fail(0, "", "<cert> without <key>: the client certificate needs its private key")
 	}
-	if p.Cert == "" && p.PKCS12 == "" && !p.AuthUserPass {
+	if p.Key != "" && p.Cert == "" && !ps.seen["cert"] {
+		ps.fail(0, "", "<key> without <cert>: the private key needs its client certificate")
+	}
+	if p.Cert == "" && p.PKCS12 == "" && !p.AuthUserPass && !ps.seen["cert"] && !ps.seen["pkcs12"] {
 		ps.fail(0, "", "no way to authenticate: add <cert> and <key> (or <pkcs12>), or auth-user-pass")
 	}
 	if p.StaticChallenge != nil && !p.AuthUserPass {

@@ -63,6 +63,10 @@ func renderOptions(opts []Option, conns []Connection) string {
 			if strings.HasPrefix(name, "<") {
 				name = `"` + name + `"`
 			}
+			if strings.HasPrefix(name, "--") {
+				// Parse strips one leading "--"; keep the rest.
+				name = "--" + name
+			}
 			b.WriteString(name)
 			for _, a := range o.Args {
 				b.WriteByte(' ')

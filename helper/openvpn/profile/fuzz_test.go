@@ -1,0 +1,49 @@
+package profile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// FuzzParse seeds with the whole corpus. Invariants: no panic; a refusal
+// is a *ParseError with at least one problem; an accepted profile renders
+// to text that parses to the same profile and renders identically again.
+func FuzzParse(f *testing.F) {
+	for _, dir := range []string{"testdata/good", "testdata/bad"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.ovpn"))
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(string(b))
+		}
+	}
+	f.Add(minimal)
+	f.Add("setenv FORWARD_COMPATIBLE 1\n" + minimal + "----odd x\n\"<ca>\" y\n\"\" z\n<future>\nstuff\n</future>\n")
+	f.Add("# OVPN_ACCESS_SERVER_A_START\n# ## x\n#   y \n# OVPN_ACCESS_SERVER_A_STOP\n;OVPN_ACCESS_SERVER_B=1\n" + minimal)
+	f.Fuzz(func(t *testing.T, text string) {
+		p, err := Parse(text)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+				t.Fatalf("error %T %v is not a non-empty *ParseError", err, err)
+			}
+			return
+		}
+		out := p.Render()
+		q, err := Parse(out)
+		if err != nil {
+			t.Fatalf("rendered text does not parse: %v\n--- input\n%q\n--- rendered\n%q", err, text, out)
+		}
+		if a, b := stripLines(p), stripLines(q); !reflect.DeepEqual(a, b) {
+			t.Fatalf("round trip differs\n%+v\n%+v\n--- input %q\n--- rendered %q", a, b, text, out)
+		}
+		if again := q.Render(); again != out {
+			t.Fatalf("Render not stable:\n%q\n%q", out, again)
+		}
+	})
+}
