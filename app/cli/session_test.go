@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/helper/configmgr"
+	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+func TestSessionArgumentErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"session-start"},
+		{"session-start", "--config", "a", "--config-path", "/x"},
+		{"session-manage", "--config", "a"},
+		{"session-manage", "--config", "a", "--disconnect", "--restart"},
+		{"session-stats", "extra"},
+		{"sessions-list", "extra"},
+		{"session-start", "--no-such-flag"},
+	} {
+		if _, err := runCmd(t, args...); !errors.Is(err, errUsage) {
+			t.Errorf("%q: err = %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestStatsOrderAndServerFormat(t *testing.T) {
+	got := sortedStatKeys(map[string]int64{"TUN_BYTES_IN": 1, "ZETA": 1, "BYTES_OUT": 1, "BYTES_IN": 1, "ALPHA": 1})
+	if want := []string{"BYTES_IN", "BYTES_OUT", "TUN_BYTES_IN", "ALPHA", "ZETA"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("sortedStatKeys = %v, want %v", got, want)
+	}
+	if s := formatServer("udp", "2001:2::1", 1194); s != "udp:[2001:2::1]:1194" {
+		t.Errorf("formatServer = %q", s)
+	}
+	if s := formatServer("tcp", "198.18.0.1", 0); s != "tcp:198.18.0.1" {
+		t.Errorf("formatServer without port = %q", s)
+	}
+}
+
+type cliProfiles struct{ cm *configmgr.Service }
+
+func (p cliProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+	info, ok := p.cm.Lookup(path)
+	if !ok || !info.CanUse(uid) {
+		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+	}
+	return info.Name, nil
+}
+
+// startSessionStack runs the configuration and session managers on a
+// private bus, with a freshly built ovpn3-helper as the backend binary.
+func startSessionStack(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "go")
+	bin := filepath.Join(t.TempDir(), "ovpn3-helper")
+	root, err := testbed.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", bin, "./helper/cmd/ovpn3-helper")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build ovpn3-helper: %v\n%s", err, out)
+	}
+	addr := busobjtest.StartBus(t)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := busobj.Connect(context.Background(), addr, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	cm := configmgr.New(t.TempDir(), logger)
+	if err := cm.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sessionmgr.New(sessionmgr.Options{
+		Conn: srv.Conn(), Logger: logger, Profiles: cliProfiles{cm},
+		Launcher: &sessionmgr.ExecLauncher{Path: bin, Args: []string{"backend"}, Logger: logger},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	if err := m.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{api.ServiceConfiguration, api.ServiceSessions} {
+		if err := srv.RequestName(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// importVariantA imports the test bed's variant a profile pointing at
+// remote.
+func importVariantA(t *testing.T, name, remote string) {
+	t.Helper()
+	text, err := testbed.PKI(t).Profile(testbed.VariantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = regexp.MustCompile(`(?m)^remote .*$`).ReplaceAllString(text, "remote "+remote)
+	file := filepath.Join(t.TempDir(), name+".ovpn")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCmd(t, "config-import", "--config", file, "--name", name); err != nil {
+		t.Fatalf("config-import: %v\n%s", err, out)
+	}
+}
+
+func TestSessionCommands(t *testing.T) {
+	startSessionStack(t)
+	if out, err := runCmd(t, "sessions-list"); err != nil || !strings.Contains(out, "No sessions available") {
+		t.Errorf("sessions-list with no session: %q, %v", out, err)
+	}
+	// A UDP socket nobody answers on: the connection attempt fails.
+	sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	importVariantA(t, "cli-test", fmt.Sprintf("127.0.0.1 %d", sink.LocalAddr().(*net.UDPAddr).Port))
+
+	// Start in the background: the session exists while the engine tries.
+	out, err := runCmd(t, "session-start", "--config", "cli-test", "--background")
+	if err != nil {
+		t.Fatalf("session-start --background: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Session path: /net/openvpn/v3/sessions/") {
+		t.Errorf("session-start output:\n%s", out)
+	}
+	out, err = runCmd(t, "sessions-list")
+	if err != nil || !strings.Contains(out, "Config name: cli-test") || !strings.Contains(out, "Status: Connection, ") {
+		t.Errorf("sessions-list: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "session-stats", "--config", "cli-test"); err != nil || !strings.Contains(out, "Connection statistics:") {
+		t.Errorf("session-stats: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "session-stats", "--config", "nope"); err == nil {
+		t.Errorf("session-stats of an unknown profile succeeded:\n%s", out)
+	}
+	if out, err := runCmd(t, "session-manage", "--config", "cli-test", "--disconnect"); err != nil || !strings.Contains(out, "Session closed") {
+		t.Errorf("session-manage --disconnect: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "sessions-list"); err != nil || !strings.Contains(out, "No sessions available") {
+		t.Errorf("sessions-list after disconnect: %q, %v", out, err)
+	}
+
+	// In the foreground session-start waits and reports the failure.
+	out, err = runCmd(t, "session-start", "--config", "cli-test", "--timeout", "2m")
+	if err == nil || !strings.Contains(err.Error(), "connection failed: ") {
+		t.Errorf("session-start against a silent server: err = %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Connection, Client connecting") {
+		t.Errorf("session-start printed no progress:\n%s", out)
+	}
+	if out, err := runCmd(t, "sessions-list"); err != nil || !strings.Contains(out, "No sessions available") {
+		t.Errorf("sessions-list after the failure: %q, %v", out, err)
+	}
+}
