@@ -37,6 +37,27 @@ const (
 	CompressionStubV2  Compression = "stub-v2"     // v2 escape only
 )
 
+// ProfileCompression maps a profile's comp-lzo and compress values to
+// the framing to use until the server pushes something else. This client
+// never compresses, so every algorithm maps to its no-compression
+// framing: "comp-lzo" and "compress lzo" use the v1 header byte,
+// "compress" / "stub" / "lz4" the v1 swap form, "stub-v2" / "lz4-v2" the
+// v2 form. compress wins over comp-lzo, as in OpenVPN.
+func ProfileCompression(compLZO, compress string) Compression {
+	switch compress {
+	case "stub", "lz4":
+		return CompressionStub
+	case "stub-v2", "lz4-v2":
+		return CompressionStubV2
+	case "lzo":
+		return CompressionLZOStub
+	}
+	if compLZO != "" {
+		return CompressionLZOStub
+	}
+	return CompressionNone
+}
+
 // Route is one pushed route.
 type Route struct {
 	Prefix netip.Prefix
@@ -136,6 +157,10 @@ var ErrRejected = errors.New("pushed option rejected by pull-filter")
 type Assembler struct {
 	// Filter is applied when the reply is built.
 	Filter Filter
+	// Local are the client's own network option lines from the profile
+	// (route, redirect-gateway, dhcp-option, …, in push syntax). They are
+	// applied before the pushed options and are not filtered.
+	Local []string
 
 	lines []string
 	parts int
@@ -204,7 +229,7 @@ func (a *Assembler) Reply() (*Reply, error) {
 	if !a.done {
 		return nil, errors.New("push reply: incomplete, waiting for push-continuation parts")
 	}
-	return parse(a.lines, a.Filter)
+	return parse(a.Local, a.lines, a.Filter)
 }
 
 // Parse interprets a single, complete PUSH_REPLY message with the given
@@ -252,16 +277,23 @@ func filterLine(line, name string, f Filter) (keep bool, why string, err error) 
 	return true, "", nil
 }
 
-func parse(lines []string, f Filter) (*Reply, error) {
+func parse(local, lines []string, f Filter) (*Reply, error) {
 	r := &Reply{PeerID: -1}
 	var errs []error
-	for _, line := range lines {
+	for i, line := range slices.Concat(local, lines) {
+		isLocal := i < len(local)
 		args, err := tokenize(line)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pushed option %.60q: %w", line, err))
 			continue
 		}
 		if len(args) == 0 {
+			continue
+		}
+		if isLocal {
+			if err := r.apply(args); err != nil {
+				errs = append(errs, fmt.Errorf("profile option %.80q: %w", line, err))
+			}
 			continue
 		}
 		keep, why, err := filterLine(line, args[0], f)

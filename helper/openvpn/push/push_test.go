@@ -336,3 +336,54 @@ func TestTokenize(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalOptions(t *testing.T) {
+	a := Assembler{
+		Filter: Filter{RouteNoPull: true},
+		Local:  []string{"route 10.10.0.0 255.255.0.0", "dhcp-option DNS 10.10.0.53", "topology net30"},
+	}
+	if done, err := a.Add(strings.TrimRight(testbed, "\x00")); !done || err != nil {
+		t.Fatal(done, err)
+	}
+	r, err := a.Reply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Local options survive route-nopull; pushed routes and DNS do not;
+	// the pushed topology overrides the local one.
+	if len(r.Routes) != 1 || r.Routes[0].Prefix != mustPfx("10.10.0.0/16") || len(r.DHCPDNS) != 1 || r.Topology != "subnet" {
+		t.Fatalf("reply %+v", r)
+	}
+	for _, o := range r.Options {
+		if strings.HasPrefix(o, "route 10.10.") {
+			t.Errorf("local option listed as pushed: %q", o)
+		}
+	}
+	a = Assembler{Local: []string{"route bogus"}}
+	a.Add("PUSH_REPLY,ping 1")
+	if _, err := a.Reply(); err == nil || !strings.Contains(err.Error(), "profile option") {
+		t.Errorf("bad local option: %v", err)
+	}
+}
+
+func TestProfileCompression(t *testing.T) {
+	cases := []struct {
+		lzo, comp string
+		want      Compression
+	}{
+		{"", "", CompressionNone},
+		{"no", "", CompressionLZOStub},
+		{"adaptive", "", CompressionLZOStub},
+		{"", "stub", CompressionStub},
+		{"", "lz4", CompressionStub},
+		{"", "stub-v2", CompressionStubV2},
+		{"", "lz4-v2", CompressionStubV2},
+		{"", "lzo", CompressionLZOStub},
+		{"no", "stub-v2", CompressionStubV2},
+	}
+	for _, c := range cases {
+		if got := ProfileCompression(c.lzo, c.comp); got != c.want {
+			t.Errorf("ProfileCompression(%q, %q) = %q, want %q", c.lzo, c.comp, got, c.want)
+		}
+	}
+}
