@@ -196,3 +196,28 @@ func TestForwardCompatible(t *testing.T) {
 		t.Error("fragment accepted under FORWARD_COMPATIBLE")
 	}
 }
+
+func TestPushAssembler(t *testing.T) {
+	p := parseFile(t, "inline-creds-proxy")
+	a := p.PushAssembler()
+	if done, err := a.Add("PUSH_REPLY,route 192.168.0.0 255.255.0.0,topology subnet,ifconfig 10.8.0.2 255.255.255.0,route-gateway 10.8.0.1"); !done || err != nil {
+		t.Fatal(done, err)
+	}
+	r, err := a.Reply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// route-nopull drops the pushed route; the profile's own stay.
+	if len(r.Routes) != 1 || r.Routes[0].Prefix.String() != "10.10.0.0/16" || len(r.RoutesIPv6) != 1 || !r.RedirectGateway {
+		t.Fatalf("reply %+v", r)
+	}
+	if p.Compression() != "comp-lzo no" {
+		t.Errorf("compression %q", p.Compression())
+	}
+	p = parseFile(t, "provider-connections")
+	a = p.PushAssembler()
+	a.Add("PUSH_REPLY,redirect-gateway ipv6 def1")
+	if _, err := a.Reply(); err == nil || !strings.Contains(err.Error(), "rejected") {
+		t.Errorf("pull-filter reject: %v", err)
+	}
+}

@@ -267,3 +267,13 @@ func TestRenderOddNames(t *testing.T) {
 	}
 	checkRoundTrip(t, p)
 }
+
+func TestMaxPacketSize(t *testing.T) {
+	p := mustParse(t, minimal+"max-packet-size 1000\n")
+	if p.MaxPacketSize != 1000 || len(p.Warnings) != 0 {
+		t.Errorf("max-packet-size %d warnings %v", p.MaxPacketSize, p.Warnings)
+	}
+	if _, err := Parse(minimal + "max-packet-size 100\n"); err == nil {
+		t.Error("max-packet-size 100 accepted")
+	}
+}

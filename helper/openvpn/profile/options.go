@@ -103,7 +103,7 @@ func buildTable() map[string]OptionInfo {
 		"setenv", "setenv-safe", "ignore-unknown-option", "push-peer-info",
 		"route", "route-ipv6", "redirect-gateway", "redirect-private", "dhcp-option", "dns",
 		"block-ipv6", "route-metric", "route-gateway", "route-ipv6-gateway", "topology",
-		"key-method", "mode",
+		"key-method", "mode", "max-packet-size",
 	)
 
 	// What this client always does, or logging verbosity.
@@ -143,7 +143,7 @@ func buildTable() map[string]OptionInfo {
 	)
 	add(Ignored, whyTuning,
 		"rcvbuf", "sndbuf", "txqueuelen", "socket-flags", "tcp-nodelay", "passtos", "mtu-disc",
-		"mark", "bind-dev", "link-mtu", "udp-mtu", "max-packet-size", "replay-window",
+		"mark", "bind-dev", "link-mtu", "udp-mtu", "replay-window",
 		"replay-persist", "shaper", "comp-noadapt", "ecdh-curve", "proto-force", "dev-node",
 		"disable-occ",
 		"gremlin",

@@ -195,6 +195,7 @@ type Profile struct {
 	ExplicitExitNotify int
 	TunMTU, TunMTUMax  int
 	Mssfix             int
+	MaxPacketSize      int // control packet size limit; 0 = default 1250
 	Ping               int // 0: no keepalive until pushed
 	PingRestart        int // 120 unless set
 	PingExit           int
@@ -1103,6 +1104,12 @@ func (ps *parser) supported(o Option) {
 				p.TunMTU = n
 			} else {
 				p.TunMTUMax = n
+			}
+		}
+	case "max-packet-size":
+		if ps.nargs(o, 1, 1) {
+			if n, ok := ps.intArg(o, a[0], 154, 2048); ok {
+				p.MaxPacketSize = n
 			}
 		}
 	case "mssfix":

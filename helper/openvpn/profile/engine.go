@@ -1,0 +1,24 @@
+package profile
+
+import (
+	"slices"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
+)
+
+// PushAssembler returns an assembler for the server's push reply that
+// applies this profile's route-nopull and pull-filter rules and its own
+// network options (route, redirect-gateway, dhcp-option, dns, …).
+func (p *Profile) PushAssembler() *push.Assembler {
+	f := push.Filter{RouteNoPull: p.RouteNoPull}
+	for _, pf := range p.PullFilters {
+		f.PullFilters = append(f.PullFilters, push.PullFilter{Action: pf.Action, Text: pf.Text})
+	}
+	return &push.Assembler{Filter: f, Local: slices.Clone(p.NetOptions)}
+}
+
+// Compression is the data-channel framing the profile asks for until the
+// server pushes one (this client never compresses).
+func (p *Profile) Compression() push.Compression {
+	return push.ProfileCompression(p.CompLZO, p.Compress)
+}
