@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,7 +187,8 @@ func TestImportRefusesBadProfile(t *testing.T) {
 		t.Error("valid")
 	}
 	err = e.obj(p).Call(api.InterfaceConfiguration+".Validate", 0).Err
-	if _, text, _ := api.ParseError(err); text != "Configuration profile is missing required options: --ca, --dev" {
+	if _, text, _ := api.ParseError(err); text != "Configuration profile is missing required options: --ca, --dev; "+
+		"Configuration profile is invalid: profile: no way to authenticate: add <cert> and <key> (or <pkcs12>), or auth-user-pass" {
 		t.Errorf("Validate: %v", err)
 	}
 	if err := e.obj(p).Call(api.InterfaceConfiguration+".Seal", 0).Err; api.ErrorText(err) != "Configuration is not currently valid" {
@@ -366,7 +368,7 @@ func TestTagsOverridesProperties(t *testing.T) {
 	if err := json.Unmarshal([]byte(js), &parsed); err != nil {
 		t.Fatalf("FetchJSON: %v: %s", err, js)
 	}
-	if r, _ := parsed["remote"].([]any); len(r) != 3 || r[0] != "192.0.2.1" {
+	if r, _ := parsed["remote"].([]any); len(r) != 1 || len(r[0].([]any)) != 3 || r[0].([]any)[0] != "192.0.2.1" {
 		t.Errorf("FetchJSON remote: %v", parsed["remote"])
 	}
 	if ca, _ := parsed["ca"].([]any); len(ca) != 1 || !strings.Contains(ca[0].(string), "BEGIN CERTIFICATE") {
@@ -435,4 +437,90 @@ func TestPersistence(t *testing.T) {
 	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state file after Remove: %v", err)
 	}
+}
+
+// writeRecord writes a profile file as the service would, by hand.
+func writeRecord(t *testing.T, dir string, rec map[string]any, mode os.FileMode) string {
+	t.Helper()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, api.PathID(dbus.ObjectPath(rec["object_path"].(string)))+".json")
+	if err := os.WriteFile(file, b, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, mode); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestLoadSkipsBadFilesKeepsOthers(t *testing.T) {
+	testenv.RequireRoot(t)
+	addr := busobjtest.StartBus(t)
+	dir := t.TempDir()
+	rec := func(text string) map[string]any {
+		return map[string]any{"object_path": string(api.NewConfigPath()), "name": "n", "owner": 1000, "acl": []uint32{1001, 1001},
+			"tags": []string{"a", "a", ""}, "overrides": map[string]any{"persist-tun": true, "ipv6": true, "bogus": "x"}, "config": text}
+	}
+	good := rec(goodProfile)
+	writeRecord(t, dir, good, 0o600)
+	// the parser refuses this text now: kept, not valid, reported
+	stale := rec("client\nno-such-option-xyz 1\n")
+	writeRecord(t, dir, stale, 0o600)
+	// world-writable and foreign-owned files are not trusted
+	writable := writeRecord(t, dir, rec(goodProfile), 0o666)
+	foreign := writeRecord(t, dir, rec(goodProfile), 0o600)
+	if err := os.Chown(foreign, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	srv, err := busobj.Connect(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	svc := configmgr.New(dir, logger)
+	if err := svc.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	info, ok := svc.Profile(dbus.ObjectPath(good["object_path"].(string)))
+	if !ok || !info.Valid || info.Owner != 1000 || len(info.ACL) != 1 || len(info.Tags) != 1 ||
+		len(info.Overrides) != 1 || info.Overrides["persist-tun"] != true {
+		t.Errorf("good profile: %+v %v", info, ok)
+	}
+	if info, ok := svc.Profile(dbus.ObjectPath(stale["object_path"].(string))); !ok || info.Valid {
+		t.Errorf("stale profile: %+v %v", info, ok)
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	for _, want := range []string{"file=broken.json", "file=" + filepath.Base(writable), "writable by others",
+		"file=" + filepath.Base(foreign), "owned by uid 1000", "stored profile is not valid"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{writable, foreign, filepath.Join(dir, "broken.json")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("skipped file was touched: %v", err)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -130,18 +130,10 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 		Authorize: s.authorize(p),
 		Methods: []busobj.Method{
 			method("Validate", nil, func(*busobj.Call) error {
-				missing, locked := checkRequired(p.Config)
-				pr, err := parseProfile(p.Config)
-				p.Valid = err == nil && pr.valid && !locked
-				switch {
-				case locked:
-					return gerr("Server locked profiles are unsupported")
-				case len(missing) > 0:
-					return gerr("Configuration profile is missing required options: " + strings.Join(missing, ", "))
-				case err != nil:
-					return gerr("Configuration profile is invalid: " + err.Error())
-				case !pr.valid:
-					return gerr("Configuration profile is invalid: " + pr.problems)
+				problems := assess(p.Config)
+				p.Valid = len(problems) == 0
+				if !p.Valid {
+					return gerr(strings.Join(problems, "; "))
 				}
 				return nil
 			}),
@@ -333,7 +325,9 @@ func checkRequired(text string) (missing []string, serverLocked bool) {
 			serverLocked = true
 		}
 	}
-	if !have["ca"] {
+	// peer-fingerprint and pkcs12 stand in for a CA, as the parser and
+	// the engine accept.
+	if !have["ca"] && !have["peer-fingerprint"] && !have["pkcs12"] {
 		missing = append(missing, "--ca")
 	}
 	if !have["client"] && !have["tls-client"] {

@@ -12,13 +12,13 @@ import (
 type parsed struct {
 	text     string               // canonical text to store and Fetch
 	valid    bool                 // complete enough to connect
-	problems string               // why it is not valid
+	problems []string             // why it is not valid: whole-profile problems of the parser
 	profile  *ovpnprofile.Profile // nil when not valid
 }
 
 // parseProfile checks a profile. Profiles with errors on a line are refused
-// (err names the line); profiles that only lack something as a whole (no
-// remote, no CA, …) are accepted as not valid, as upstream imports them
+// (err names every such line); profiles that only lack something as a whole
+// (no remote, no CA, …) are accepted as not valid, as upstream imports them
 // with valid=false.
 func parseProfile(text string) (parsed, error) {
 	p, err := ovpnprofile.Parse(text)
@@ -35,20 +35,79 @@ func parseProfile(text string) (parsed, error) {
 		msgs[i] = pr.Error()
 		whole = whole && pr.Line == 0
 	}
-	joined := strings.Join(msgs, "; ")
 	if !whole || strings.Contains(text, "\x00") {
-		return parsed{}, errors.New(joined)
+		return parsed{}, errors.New(strings.Join(msgs, "; "))
 	}
 	text = strings.ReplaceAll(strings.TrimPrefix(text, "\uFEFF"), "\r\n", "\n")
 	if !strings.HasSuffix(text, "\n") {
 		text += "\n"
 	}
-	return parsed{text: text, problems: joined}, nil
+	return parsed{text: text, problems: msgs}, nil
+}
+
+// Texts of Validate (spec §2.2, §4.3).
+const (
+	textMissingPrefix = "Configuration profile is missing required options: "
+	textServerLocked  = "Server locked profiles are unsupported"
+	textInvalidPrefix = "Configuration profile is invalid: "
+)
+
+// coveredByMissing maps a required option Validate names to the start of
+// the parser's whole-profile message saying the same thing, so Validate
+// does not report one gap twice.
+var coveredByMissing = map[string]string{
+	"--ca":                     "profile: no CA certificate",
+	"--client or --tls-client": "profile: not a client profile",
+	"--dev":                    "profile: no 'dev' option",
+	"--remote":                 "profile: no server",
+}
+
+// assess returns every reason a stored profile text cannot be used, in
+// Validate's words, all at once: the required options it lacks (one
+// message listing them together), a server-locked profile, and any other
+// whole-profile problem the parser found. No reasons: the profile is valid.
+func assess(text string) []string {
+	var out []string
+	missing, locked := checkRequired(text)
+	if locked {
+		out = append(out, textServerLocked)
+	}
+	if len(missing) > 0 {
+		out = append(out, textMissingPrefix+strings.Join(missing, ", "))
+	}
+	pr, err := parseProfile(text)
+	var extra []string
+	if err != nil {
+		extra = append(extra, err.Error())
+	}
+next:
+	for _, msg := range pr.problems {
+		for _, m := range missing {
+			if strings.HasPrefix(msg, coveredByMissing[m]) {
+				continue next
+			}
+		}
+		extra = append(extra, msg)
+	}
+	if len(extra) > 0 {
+		out = append(out, textInvalidPrefix+strings.Join(extra, "; "))
+	}
+	return out
+}
+
+// repeatable options are always exported by FetchJSON as an array of
+// argument arrays, however often they occur, so that a client knows the
+// shape of each key in advance.
+var repeatable = map[string]bool{
+	"remote": true, "route": true, "route-ipv6": true, "pull-filter": true, "setenv": true,
+	"dhcp-option": true, "ignore-unknown-option": true, "http-proxy-option": true, "connection": true,
+	"peer-fingerprint": true, "dns": true, "x509-track": true,
 }
 
 // fetchJSON renders a profile as upstream's FetchJSON does: option name →
-// array of arguments; an option given several times → array of such
-// arrays; inline blocks → array with the block's content.
+// array of arguments; an option that may repeat (or does) → array of such
+// arrays; inline blocks → array with the block's content. Access Server
+// metadata (comments) is not an option and never appears.
 func fetchJSON(text string) (string, error) {
 	pr, err := parseProfile(text)
 	if err != nil {
@@ -67,7 +126,7 @@ func fetchJSON(text string) (string, error) {
 		if args == nil {
 			args = []string{}
 		}
-		if count[o.Name] == 1 {
+		if count[o.Name] == 1 && !repeatable[o.Name] {
 			out[o.Name] = args
 			continue
 		}

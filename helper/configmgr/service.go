@@ -70,7 +70,9 @@ func (s *Service) Export(srv *busobj.Server) error {
 	s.mu.Lock()
 	s.srv = srv
 	loaded := s.store.loadAll(func(file string, err error) {
-		s.logger.Warn("skipping unreadable profile file", "file", file, "err", err)
+		s.logger.Error("skipping unusable profile file", "dir", s.store.dir, "file", file, "err", err)
+	}, func(file string, err error) {
+		s.logger.Warn("stored profile is not valid", "dir", s.store.dir, "file", file, "err", err)
 	})
 	for _, p := range loaded {
 		s.profiles[p.Path] = p
@@ -188,7 +190,7 @@ func (s *Service) importProfile(c *busobj.Call) ([]any, error) {
 	now := uint64(s.now().Unix())
 	p := &profile{
 		Path: api.NewConfigPath(), Name: name, Owner: c.UID, ACL: []uint32{}, SingleUse: singleUse,
-		Persistent: persistent, Valid: pr.valid, ImportTimestamp: now, Tags: []string{},
+		Persistent: persistent, Valid: len(assess(pr.text)) == 0, ImportTimestamp: now, Tags: []string{},
 		Overrides: map[string]any{}, Config: pr.text,
 	}
 	s.mu.Lock()

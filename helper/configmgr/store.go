@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
@@ -23,7 +26,16 @@ func (st store) save(p *profile) error {
 	if err := os.MkdirAll(st.dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	b, err := json.MarshalIndent(p, "", "  ")
+	// "profile" carries the options in FetchJSON form, as upstream's files
+	// do; "config" (the text Fetch returns) is what is read back.
+	rec := struct {
+		*profile
+		Options json.RawMessage `json:"profile,omitempty"`
+	}{profile: p}
+	if js, err := fetchJSON(p.Config); err == nil {
+		rec.Options = json.RawMessage(js)
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode profile %s: %w", p.Path, err)
 	}
@@ -66,9 +78,15 @@ func (st store) remove(p *profile) error {
 	return nil
 }
 
+// maxFileSize bounds a profile file (the profile text is limited to
+// profile.MaxProfileSize; the JSON around it and its escaping add some).
+const maxFileSize = 16 << 20
+
 // loadAll reads every profile file. Files that cannot be read or make no
-// sense are reported through bad and skipped.
-func (st store) loadAll(bad func(file string, err error)) []*profile {
+// sense are reported through bad and skipped; the others are returned.
+// A profile whose text the parser no longer accepts is kept (valid=false)
+// rather than lost, and reported through warn.
+func (st store) loadAll(bad, warn func(file string, err error)) []*profile {
 	entries, err := os.ReadDir(st.dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -79,7 +97,7 @@ func (st store) loadAll(bad func(file string, err error)) []*profile {
 	var out []*profile
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
 		p, err := st.load(filepath.Join(st.dir, name))
@@ -87,15 +105,47 @@ func (st store) loadAll(bad func(file string, err error)) []*profile {
 			bad(name, err)
 			continue
 		}
+		if problems := assess(p.Config); len(problems) > 0 {
+			p.Valid = false
+			if _, perr := parseProfile(p.Config); perr != nil {
+				warn(name, fmt.Errorf("kept as not valid: %w", perr))
+			}
+		} else {
+			p.Valid = true
+		}
 		out = append(out, p)
 	}
 	return out
 }
 
+// load reads one file. Only regular files owned by the service's own user
+// and writable by nobody else are trusted: the file says who owns the
+// profile and who may use it.
 func (st store) load(file string) (*profile, error) {
-	b, err := os.ReadFile(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("mode %v: writable by others", fi.Mode().Perm())
+	}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Uid != uint32(os.Geteuid()) {
+		return nil, fmt.Errorf("owned by uid %d, not by the service (uid %d)", sys.Uid, os.Geteuid())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxFileSize)
 	}
 	var p profile
 	if err := json.Unmarshal(b, &p); err != nil {
@@ -107,25 +157,56 @@ func (st store) load(file string) (*profile, error) {
 	if api.PathID(p.Path)+".json" != filepath.Base(file) {
 		return nil, fmt.Errorf("object_path %q does not match the file name", p.Path)
 	}
-	pr, err := parseProfile(p.Config)
-	if err != nil {
-		return nil, fmt.Errorf("stored profile: %w", err)
+	if p.Config == "" {
+		return nil, errors.New("no profile text (\"config\")")
 	}
-	p.Config, p.Valid = pr.text, pr.valid
+	// The stored text is served as it is: Fetch after a restart returns
+	// exactly what it returned before.
 	p.Persistent = true
 	p.Name = cleanText(p.Name)
+	p.Tags = cleanTags(p.Tags)
+	p.ACL = cleanACL(p.ACL)
 	p.Overrides = normaliseOverrides(p.Overrides)
 	return &p, nil
 }
 
-// normaliseOverrides keeps only string and bool values (JSON numbers or
-// objects cannot be overrides).
+// normaliseOverrides keeps only known keys with values of their type (JSON
+// numbers or objects cannot be overrides).
 func normaliseOverrides(in map[string]any) map[string]any {
 	out := map[string]any{}
 	for k, v := range in {
 		switch v.(type) {
-		case string, bool:
-			out[k] = v
+		case string:
+			if overrideTypes[k] == "s" {
+				out[k] = v
+			}
+		case bool:
+			if overrideTypes[k] == "b" {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+// cleanTags drops empty, over-long and duplicate tags.
+func cleanTags(in []string) []string {
+	out := []string{}
+	for _, t := range in {
+		t = cleanText(t)
+		if t != "" && len(t) <= maxTagLength && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// cleanACL drops duplicate UIDs.
+func cleanACL(in []uint32) []uint32 {
+	out := []uint32{}
+	for _, u := range in {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
 		}
 	}
 	return out
