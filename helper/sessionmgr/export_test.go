@@ -8,6 +8,8 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 // The seed's session properties with their exact types.
@@ -146,5 +148,45 @@ func TestSessionAuthorization(t *testing.T) {
 	close(s.gone)
 	if err := auth(&busobj.Call{Op: busobj.OpMethod, Member: "Connect", UID: 1000}); err == nil {
 		t.Error("call on a stopped session allowed")
+	}
+}
+
+// Another user sees nothing and may not touch the session; after
+// AccessGrant it may.
+func TestOtherUserAccess(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "busctl")
+	r := newRig(t, "ok", Options{})
+	path, err := r.m.NewTunnel(0, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	busctl := func(args ...string) (string, error) {
+		all := append([]string{"--system", "--no-pager", "call", api.ServiceSessions}, args...)
+		out, err := busobjtest.AsUser(t, nobody, r.addr, "busctl", all...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := busctl(string(api.PathSessions), api.InterfaceSessions, "FetchAvailableSessions"); err != nil || out != "ao 0" {
+		t.Errorf("FetchAvailableSessions as nobody: %q, %v", out, err)
+	}
+	if out, err := busctl(string(path), api.InterfaceSessions, "Ready"); err == nil || !strings.Contains(out, "Access denied") {
+		t.Errorf("Ready as nobody: %q, %v", out, err)
+	}
+	if out, err := busctl(string(path), api.InterfaceProperties, "Get", "ss", api.InterfaceSessions, "status"); err == nil ||
+		!strings.Contains(out, "Access denied") {
+		t.Errorf("Get status as nobody: %q, %v", out, err)
+	}
+	if err := r.m.AccessGrant(r.m.session(path), nobody); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := busctl(string(api.PathSessions), api.InterfaceSessions, "FetchAvailableSessions"); err != nil || !strings.Contains(out, string(path)) {
+		t.Errorf("FetchAvailableSessions as granted nobody: %q, %v", out, err)
+	}
+	if out, err := busctl(string(path), api.InterfaceSessions, "Ready"); err != nil {
+		t.Errorf("Ready as granted nobody: %q, %v", out, err)
+	}
+	if out, err := busctl(string(path), api.InterfaceSessions, "AccessRevoke", "u", "65534"); err == nil || !strings.Contains(out, "Access denied") {
+		t.Errorf("AccessRevoke by a non-owner: %q, %v", out, err)
 	}
 }
