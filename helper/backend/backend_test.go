@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
 // rig is a session manager and a configuration manager on a private bus,
 // starting the test binary as the real backend.
 type rig struct {
+	srv     *busobj.Server
 	addr    string
 	client  *dbus.Conn
 	events  chan *dbus.Signal
@@ -107,7 +109,7 @@ func newRig(t *testing.T) *rig {
 	}
 	events := make(chan *dbus.Signal, 256)
 	client.Signal(events)
-	return &rig{addr: addr, client: client, events: events, manager: m}
+	return &rig{srv: srv, addr: addr, client: client, events: events, manager: m}
 }
 
 // importProfile imports variant a's profile with its remote replaced.
@@ -236,5 +238,26 @@ func TestDisconnectBeforeConnect(t *testing.T) {
 	r.wait(t, "SESS_DESTROYED", destroyed(path))
 	if err := sess.Call(api.InterfaceSessions+".Ready", 0).Err; !api.IsErrorName(err, api.ErrNameUnknownMethod) {
 		t.Errorf("Ready after Disconnect: %v", err)
+	}
+}
+
+// Without its session manager nobody could stop a backend: it ends itself
+// when the manager's connection goes away.
+func TestBackendEndsWithItsManager(t *testing.T) {
+	r := newRig(t)
+	cfg := r.importProfile(t, "127.0.0.1 9")
+	path := r.newTunnel(t, cfg)
+	var pid uint32
+	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceProperties+".Get", 0,
+		api.InterfaceSessions, "backend_pid").Store(&pid); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.srv.Close()
+	deadline := time.Now().Add(30 * time.Second) // a hung backend, not a speed check
+	for syscall.Kill(int(pid), 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still running after its session manager left the bus", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
