@@ -135,6 +135,8 @@ type Backend struct {
 	engineLog *slog.Logger // engine messages (group CLIENT)
 	exit      chan error
 
+	teardownOnce sync.Once
+
 	mu          sync.Mutex
 	manager     string // unique name of the session manager
 	registered  bool
@@ -210,10 +212,13 @@ func (b *Backend) emitLog(group api.LogGroup, cat api.LogCategory, msg string) {
 		uint32(group), uint32(cat), b.token, msg)
 }
 
-// teardown stops the engine, removes the TUN device and reports CONN_DONE.
+// teardown stops the engine, removes the TUN device and reports CONN_DONE,
+// once (Disconnect does it before replying, Run again on the way out).
 func (b *Backend) teardown(ctx context.Context) {
-	b.stopEngine(ctx)
-	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnDone, "")
+	b.teardownOnce.Do(func() {
+		b.stopEngine(ctx)
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorConnDone, "")
+	})
 }
 
 // stopEngine cancels a running engine, waits for it and closes the TUN
