@@ -15,6 +15,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/ovpn3go/ovpn3go/helper/polkit/polkittest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -38,61 +39,19 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	// polkitd reads actions only from this directory.
-	actionsDir      = "/usr/share/polkit-1/actions"
-	installedPolicy = actionsDir + "/net.ovpn3go.policy"
-	polkitdPath     = "/usr/lib/polkit-1/polkitd"
-	nobodyUID       = 65534 // the subject: uid and gid nobody/nogroup
+	polkitdPath = "/usr/lib/polkit-1/polkitd"
+	nobodyUID   = 65534 // the subject: uid and gid nobody/nogroup
 )
 
-// installMu serializes the tests that own installedPolicy (a fixed,
-// machine-wide path only this package writes).
-var installMu sync.Mutex
-
-// installPolicy writes text to installedPolicy and restores what was there
-// before (normally nothing) in t.Cleanup.
-func installPolicy(t *testing.T, text string) {
-	t.Helper()
-	installMu.Lock()
-	t.Cleanup(installMu.Unlock)
-	old, err := os.ReadFile(installedPolicy)
-	hadOld := err == nil
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(installedPolicy, []byte(text), 0o644); err != nil {
-		t.Fatalf("install action file: %v", err)
-	}
-	t.Cleanup(func() {
-		if hadOld {
-			err = os.WriteFile(installedPolicy, old, 0o644)
-		} else {
-			err = os.Remove(installedPolicy)
-		}
-		if err != nil {
-			t.Errorf("restore %s: %v", installedPolicy, err)
-		}
-	})
-}
-
-// testPolicy is the shipped file with one change: there is no logind here,
-// so polkitd sees every subject as outside any local session and only
-// allow_any ever applies. To exercise an allowed action, the test copy gives
-// session.control-own the allow_active value ("yes") for allow_any too, i.e.
-// it treats the test subject as if it sat at an active local console.
+// testPolicy is the shipped file with session.control-own allowed for any
+// subject (see polkittest.AllowAny: without logind only allow_any applies).
 func testPolicy(t *testing.T, shipped string) string {
 	t.Helper()
-	start := strings.Index(shipped, `<action id="`+ActionSessionControlOwn+`">`)
-	end := strings.Index(shipped[max(start, 0):], "</action>")
-	if start < 0 || end < 0 {
-		t.Fatalf("%s not found in the policy file", ActionSessionControlOwn)
+	text, err := polkittest.AllowAny(shipped, ActionSessionControlOwn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	block := shipped[start : start+end]
-	const from, to = "<allow_any>auth_admin</allow_any>", "<allow_any>yes</allow_any>"
-	if strings.Count(block, from) != 1 {
-		t.Fatalf("%s: expected allow_any auth_admin in the shipped file", ActionSessionControlOwn)
-	}
-	return shipped[:start] + strings.Replace(block, from, to, 1) + shipped[start+end:]
+	return text
 }
 
 // polkitBusConfig is a system-like bus policy with what polkit's own bus
@@ -324,7 +283,7 @@ func TestPolkitd(t *testing.T) {
 		t.Fatal(err)
 	}
 	policyText := testPolicy(t, string(b))
-	installPolicy(t, policyText)
+	polkittest.InstallPolicy(t, policyText)
 	policy, err := parsePolicy(policyText)
 	if err != nil {
 		t.Fatal(err)
