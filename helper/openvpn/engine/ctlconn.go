@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// ctlConn is the net.Conn that crypto/tls runs over: Read returns the
+// in-order payload bytes the reliability layer delivered, Write queues
+// bytes for the control loop to cut into CONTROL_V1 packets. Write never
+// blocks on the network, so the control loop itself may write through TLS
+// without deadlocking.
+type ctlConn struct {
+	mu     sync.Mutex
+	in     []byte // delivered, not yet read
+	out    [][]byte
+	closed bool
+	rwake  chan struct{}   // cap 1: data or close for Read
+	wwake  chan<- struct{} // cap 1: tells the control loop there is output
+	local  net.Addr
+	remote net.Addr
+}
+
+var errConnClosed = errors.New("control channel closed")
+
+func newCtlConn(wake chan<- struct{}, local, remote net.Addr) *ctlConn {
+	return &ctlConn{rwake: make(chan struct{}, 1), wwake: wake, local: local, remote: remote}
+}
+
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// deliver appends in-order bytes from the reliability layer.
+func (c *ctlConn) deliver(b []byte) {
+	c.mu.Lock()
+	c.in = append(c.in, b...)
+	c.mu.Unlock()
+	signal(c.rwake)
+}
+
+// takeOutput returns the bytes TLS wrote since the last call, each Write
+// as one element.
+func (c *ctlConn) takeOutput() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.out
+	c.out = nil
+	return out
+}
+
+func (c *ctlConn) Read(b []byte) (int, error) {
+	for {
+		c.mu.Lock()
+		if len(c.in) > 0 {
+			n := copy(b, c.in)
+			c.in = c.in[n:]
+			if len(c.in) == 0 {
+				c.in = nil
+			}
+			c.mu.Unlock()
+			return n, nil
+		}
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return 0, io.EOF
+		}
+		<-c.rwake
+	}
+}
+
+func (c *ctlConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, errConnClosed
+	}
+	c.out = append(c.out, append([]byte(nil), b...))
+	c.mu.Unlock()
+	signal(c.wwake)
+	return len(b), nil
+}
+
+func (c *ctlConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	signal(c.rwake)
+	return nil
+}
+
+func (c *ctlConn) LocalAddr() net.Addr  { return c.local }
+func (c *ctlConn) RemoteAddr() net.Addr { return c.remote }
+
+// Deadlines are not supported: the handshake is bounded by its context
+// (crypto/tls closes the conn when it expires) and by the hand-window.
+func (c *ctlConn) SetDeadline(time.Time) error      { return nil }
+func (c *ctlConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *ctlConn) SetWriteDeadline(time.Time) error { return nil }
+
+var _ net.Conn = (*ctlConn)(nil)

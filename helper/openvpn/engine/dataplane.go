@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
+)
+
+// Buffer sizes of the data path: a TUN packet of up to the largest tun-mtu
+// we accept plus room for the data-channel header and tag.
+const (
+	maxTunPacket = 65535
+	sealHeadroom = 64
+)
+
+// dataPlane owns the TUN device and its reader goroutine for the whole Run;
+// connection attempts plug their transport and send key in through tx.
+type dataPlane struct {
+	c *Client
+
+	tun    TunDevice
+	tunCfg netconf.Config
+	tunWG  sync.WaitGroup
+
+	tx       atomic.Pointer[txPath] // nil while not connected: TUN packets are dropped
+	lastSent atomic.Int64           // unix nanos of the last data-channel packet sent
+}
+
+// txPath is the send side of one connection: the socket and the key
+// packets are sealed with. Its mutex serialises Seal (one sender at a time
+// per key) between the TUN reader and pings.
+type txPath struct {
+	mu  sync.Mutex
+	tr  transport
+	key *datachan.Key
+	buf []byte
+}
+
+func newTxPath(tr transport, key *datachan.Key) *txPath {
+	return &txPath{tr: tr, key: key, buf: make([]byte, 0, maxTunPacket+sealHeadroom)}
+}
+
+func (d *dataPlane) send(plain []byte) error {
+	tx := d.tx.Load()
+	if tx == nil {
+		return nil
+	}
+	tx.mu.Lock()
+	pkt, err := tx.key.Seal(tx.buf[:0], plain)
+	if err == nil {
+		err = tx.tr.WritePacket(pkt)
+	}
+	n := len(pkt)
+	tx.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d.lastSent.Store(time.Now().UnixNano())
+	d.c.ctr.bytesOut.Add(int64(n))
+	d.c.ctr.pktsOut.Add(1)
+	return nil
+}
+
+func (d *dataPlane) sendPing() error {
+	return d.send(datachan.PingPayload[:])
+}
+
+// occExit is an OCC "EXIT" message: the OCC magic followed by opcode 6. It
+// tells a server without cc-exit support that the client is leaving.
+var occExit = []byte{0x28, 0x7f, 0x34, 0x6b, 0xd4, 0xef, 0x7a, 0x81, 0x2d, 0x56, 0xb8, 0xd3, 0xaf, 0xc5, 0x45, 0x9c, 6}
+
+// startTun starts the goroutine that reads the TUN device and sends each
+// packet through the current tx path. It stops when the device is closed.
+func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
+	d.tun, d.tunCfg = tun, cfg
+	d.tunWG.Add(1)
+	go func() {
+		defer d.tunWG.Done()
+		buf := make([]byte, maxTunPacket)
+		for {
+			n, err := tun.Read(buf)
+			if err != nil {
+				if !errors.Is(err, os.ErrClosed) {
+					d.c.log.Debug("tun read ended", "err", err)
+				}
+				return
+			}
+			if n == 0 {
+				continue
+			}
+			d.c.ctr.tunBytesIn.Add(int64(n))
+			d.c.ctr.tunPktsIn.Add(1)
+			if err := d.send(buf[:n]); err != nil {
+				d.c.log.Debug("data send failed", "err", err)
+			}
+		}
+	}()
+}
+
+// closeTun closes the device and waits for its reader.
+func (d *dataPlane) closeTun() {
+	if d.tun == nil {
+		return
+	}
+	d.tx.Store(nil)
+	if err := d.tun.Close(); err != nil {
+		d.c.log.Debug("tun close", "err", err)
+	}
+	d.tunWG.Wait()
+	d.tun = nil
+}
+
+// rxKeys are the data-channel keys a connection accepts, by key_id: the
+// current one and, after a renegotiation, the lame duck.
+type rxKeys [8]*datachan.Key
+
+// socketReader reads every packet of one connection: data packets are
+// opened and written to the TUN device here, control packets are handed to
+// the control loop. It returns when the transport is closed.
+func (a *attempt) socketReader() {
+	defer a.wg.Done()
+	buf := make([]byte, maxPacket)
+	plain := make([]byte, 0, maxPacket)
+	for {
+		n, err := a.tr.ReadPacket(buf)
+		if err != nil {
+			select {
+			case a.readErr <- err:
+			case <-a.done:
+			}
+			return
+		}
+		a.c.ctr.bytesIn.Add(int64(n))
+		a.c.ctr.pktsIn.Add(1)
+		op, keyID := wire.SplitHeader(buf[0])
+		if !op.IsData() {
+			pkt := append([]byte(nil), buf[:n]...)
+			select {
+			case a.ctlIn <- pkt:
+			default: // control loop busy: the reliability layer recovers
+			}
+			continue
+		}
+		keys := a.rx.Load()
+		if keys == nil || keys[keyID] == nil {
+			continue
+		}
+		p, err := keys[keyID].Open(plain[:0], buf[:n])
+		if err != nil {
+			a.dropped.Add(1)
+			continue
+		}
+		a.lastRecv.Store(time.Now().UnixNano())
+		if bytes.Equal(p, datachan.PingPayload[:]) {
+			continue
+		}
+		tun := a.dp.tun
+		if tun == nil || len(p) == 0 {
+			continue
+		}
+		if _, err := tun.Write(p); err != nil {
+			a.c.log.Debug("tun write failed", "err", err)
+			continue
+		}
+		a.c.ctr.tunBytesOut.Add(int64(len(p)))
+		a.c.ctr.tunPktsOut.Add(1)
+	}
+}
+
+func fmtDuration(d time.Duration) string {
+	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+}

@@ -1,0 +1,203 @@
+// Package engine is the OpenVPN client: it resolves and connects to the
+// profile's remote, runs the reset handshake, TLS over the reliable control
+// channel, the key-method 2 exchange and PUSH_REQUEST/PUSH_REPLY, installs
+// the data-channel keys, opens the TUN device through its TunProvider and
+// then moves packets between TUN and socket, with pings and reconnects.
+//
+// The control plane (one goroutine per connection attempt, owning the
+// reliability layers and the TLS sessions) and the data plane (a socket
+// reader and a TUN reader with preallocated buffers) are separate; keys move
+// from one to the other through an atomic pointer.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+)
+
+// State is the client's connection state as reported through Events.
+type State int
+
+const (
+	StateConnecting State = iota
+	// StateWaitingForServer: the transport is up, the server has not
+	// completed the handshake yet (also while AUTH_PENDING).
+	StateWaitingForServer
+	StateConnected
+	StateReconnecting
+	StateDisconnected
+	StateAuthFailed
+	StateFailed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateWaitingForServer:
+		return "waiting-for-server"
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateDisconnected:
+		return "disconnected"
+	case StateAuthFailed:
+		return "auth-failed"
+	case StateFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// Events receives state changes; detail is a human-readable reason (the
+// AUTH_FAILED text, the error that made the connection fail, …). Calls come
+// from the engine's goroutines, one at a time, and must not block for long.
+type Events interface {
+	State(s State, detail string)
+}
+
+// TunDevice is an open layer-3 TUN device: each Read returns one IP packet,
+// each Write takes one. Close must unblock a pending Read.
+type TunDevice interface {
+	io.ReadWriteCloser
+	Name() string
+}
+
+// TunProvider creates and configures the TUN device for a tunnel (in the
+// helper: by asking netcfg over D-Bus).
+type TunProvider interface {
+	OpenTun(ctx context.Context, cfg netconf.Config) (TunDevice, error)
+}
+
+// Credentials for auth-user-pass. They are sent to the server and never logged.
+type Credentials struct {
+	Username, Password string
+}
+
+// Config configures a Client.
+type Config struct {
+	Profile     *profile.Profile
+	Credentials Credentials
+	Tun         TunProvider
+	Events      Events       // optional
+	Logger      *slog.Logger // optional
+	Version     string       // announced as IV_VER / IV_GUI_VER
+	// Dial, if set, opens the connection to the server instead of
+	// net.Dialer (e.g. to create the socket in another network namespace
+	// or with a firewall mark). It must return a connected socket.
+	Dial DialFunc
+}
+
+// Stats are the client's traffic counters. BytesIn/Out and PacketsIn/Out
+// count what crossed the transport socket (all packets, control included);
+// TunBytesIn/TunPacketsIn what was read from the TUN device (to be sent to
+// the server), TunBytesOut/TunPacketsOut what was written to it — the same
+// directions openvpn3 uses.
+type Stats struct {
+	BytesIn, BytesOut, PacketsIn, PacketsOut             int64
+	TunBytesIn, TunBytesOut, TunPacketsIn, TunPacketsOut int64
+}
+
+// ConnInfo describes the current (or last) server connection.
+type ConnInfo struct {
+	Proto      string // "udp" or "tcp" (with "6" appended for IPv6)
+	ServerHost string // as written in the profile
+	ServerIP   string
+	Port       uint32
+}
+
+type counters struct {
+	bytesIn, bytesOut, pktsIn, pktsOut             atomic.Int64
+	tunBytesIn, tunBytesOut, tunPktsIn, tunPktsOut atomic.Int64
+}
+
+// Client is one VPN session. Run it once.
+type Client struct {
+	cfg    Config
+	opts   options
+	log    *slog.Logger
+	events Events
+
+	ctr counters
+
+	mu       sync.Mutex
+	conn     ConnInfo
+	ran      bool
+	state    State
+	hasState bool
+}
+
+// New checks the configuration and the profile's options the engine needs,
+// without touching the network.
+func New(cfg Config) (*Client, error) {
+	if cfg.Profile == nil {
+		return nil, errors.New("engine: no profile")
+	}
+	if cfg.Tun == nil {
+		return nil, errors.New("engine: no TUN provider")
+	}
+	opts, err := optionsFromProfile(cfg.Profile, cfg.Credentials)
+	if err != nil {
+		return nil, fmt.Errorf("engine: profile: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ev := cfg.Events
+	if ev == nil {
+		ev = nopEvents{}
+	}
+	if cfg.Version == "" {
+		cfg.Version = "ovpn3go"
+	}
+	return &Client{cfg: cfg, opts: opts, log: log, events: ev}, nil
+}
+
+type nopEvents struct{}
+
+func (nopEvents) State(State, string) {}
+
+func (c *Client) setState(s State, detail string) {
+	c.mu.Lock()
+	same := c.hasState && c.state == s && s != StateReconnecting
+	c.state, c.hasState = s, true
+	c.mu.Unlock()
+	if same {
+		return
+	}
+	c.log.Info("state", "state", s.String(), "detail", detail)
+	c.events.State(s, detail)
+}
+
+// Stats returns a snapshot of the traffic counters; safe at any time.
+func (c *Client) Stats() Stats {
+	return Stats{
+		BytesIn: c.ctr.bytesIn.Load(), BytesOut: c.ctr.bytesOut.Load(),
+		PacketsIn: c.ctr.pktsIn.Load(), PacketsOut: c.ctr.pktsOut.Load(),
+		TunBytesIn: c.ctr.tunBytesIn.Load(), TunBytesOut: c.ctr.tunBytesOut.Load(),
+		TunPacketsIn: c.ctr.tunPktsIn.Load(), TunPacketsOut: c.ctr.tunPktsOut.Load(),
+	}
+}
+
+// Connection returns the server the client is (or was last) connected to.
+func (c *Client) Connection() ConnInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+func (c *Client) setConnection(ci ConnInfo) {
+	c.mu.Lock()
+	c.conn = ci
+	c.mu.Unlock()
+}

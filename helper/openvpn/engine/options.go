@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlwrap"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
+)
+
+// options is what the engine takes from the profile, checked once in New.
+type options struct {
+	remotes []profile.Remote
+	tls     tlsParams
+
+	wrapMode string // "", "tls-crypt", "tls-auth", "tls-crypt-v2"
+	wrapKey  string
+	keyDir   int
+	auth     string
+
+	cipher      string   // profile "cipher" (legacy, for the OCC string)
+	dataCiphers []string // what we offer, in preference order
+
+	authUserPass bool
+	creds        Credentials
+
+	handWindow   time.Duration
+	tlsTimeout   time.Duration
+	ping         time.Duration // profile defaults until pushed; 0 = off
+	pingRestart  time.Duration
+	explicitExit int
+	tunMTU       int
+	maxCtlPacket int
+}
+
+// noResponseTimeout bounds how long one attempt waits for the first
+// authenticated packet from the server before giving up on that address.
+const noResponseTimeout = 10 * time.Second
+
+func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) {
+	o := options{
+		remotes:      p.Remotes,
+		cipher:       p.Cipher,
+		auth:         p.Auth,
+		keyDir:       p.KeyDirection,
+		authUserPass: p.AuthUserPass,
+		creds:        creds,
+		handWindow:   60 * time.Second,
+		tlsTimeout:   2 * time.Second,
+		pingRestart:  120 * time.Second,
+		tunMTU:       1500,
+		maxCtlPacket: 1250,
+	}
+	if len(o.remotes) == 0 {
+		return o, errors.New("no remote")
+	}
+	for _, r := range o.remotes {
+		if _, err := normalizeProto(r.Proto); err != nil {
+			return o, fmt.Errorf("remote %s: %w", r.Host, err)
+		}
+	}
+	o.tls = tlsParams{CA: p.CA, Cert: p.Cert, Key: p.Key, RemoteCertTLS: p.RemoteCertTLS}
+	switch {
+	case p.TLSCryptV2 != "":
+		o.wrapMode, o.wrapKey = "tls-crypt-v2", p.TLSCryptV2
+	case p.TLSCrypt != "":
+		o.wrapMode, o.wrapKey = "tls-crypt", p.TLSCrypt
+	case p.TLSAuth != "":
+		o.wrapMode, o.wrapKey = "tls-auth", p.TLSAuth
+	}
+	if _, err := o.newWrapper(); err != nil {
+		return o, err
+	}
+
+	supported := datachan.SupportedCiphers()
+	offer := p.DataCiphers
+	if len(offer) == 0 {
+		offer = []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}
+	}
+	for _, c := range offer {
+		c = strings.ToUpper(c)
+		if slices.Contains(supported, c) && !slices.Contains(o.dataCiphers, c) {
+			o.dataCiphers = append(o.dataCiphers, c)
+		}
+	}
+	if len(o.dataCiphers) == 0 {
+		return o, fmt.Errorf("data-ciphers %s: none is supported (supported: %s)",
+			strings.Join(offer, ":"), strings.Join(supported, ":"))
+	}
+
+	if p.HandWindow > 0 {
+		o.handWindow = time.Duration(p.HandWindow) * time.Second
+	}
+	if p.TLSTimeout > 0 {
+		o.tlsTimeout = time.Duration(p.TLSTimeout) * time.Second
+	}
+	o.ping = time.Duration(p.Ping) * time.Second
+	if p.PingRestart > 0 {
+		o.pingRestart = time.Duration(p.PingRestart) * time.Second
+	}
+	o.explicitExit = p.ExplicitExitNotify
+	if p.TunMTU > 0 {
+		o.tunMTU = p.TunMTU
+	}
+	if p.MaxPacketSize > 0 {
+		o.maxCtlPacket = p.MaxPacketSize
+	}
+	if p.TLSVersionMin != "" {
+		if _, err := parseTLSVersion(p.TLSVersionMin); err != nil {
+			return o, err
+		}
+		o.tls.MinVersion = p.TLSVersionMin
+	}
+	if c := p.Compression(); c != push.CompressionNone {
+		return o, fmt.Errorf("compression framing %q is not supported yet", c)
+	}
+	if p.PKCS12 != "" && p.Cert == "" {
+		return o, errors.New("pkcs12 is not supported yet")
+	}
+	if p.ExtraCerts != "" && p.Cert != "" {
+		o.tls.Cert = p.Cert + "\n" + p.ExtraCerts
+	}
+	if o.creds == (Credentials{}) && p.AuthUsername != "" {
+		o.creds = Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
+	}
+	if o.handWindow <= 0 {
+		o.handWindow = 60 * time.Second
+	}
+	if o.tlsTimeout <= 0 {
+		o.tlsTimeout = 2 * time.Second
+	}
+	if _, err := buildTLSConfig(o.tls); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// newWrapper returns a fresh control-channel wrapper (its replay state is
+// per connection).
+func (o *options) newWrapper() (ctlwrap.Wrapper, error) {
+	switch o.wrapMode {
+	case "":
+		return ctlwrap.NewPlain(), nil
+	case "tls-crypt-v2":
+		w, err := ctlwrap.NewTLSCryptV2([]byte(o.wrapKey))
+		if err != nil {
+			return nil, fmt.Errorf("tls-crypt-v2: %w", err)
+		}
+		return w, nil
+	}
+	k, err := ctlwrap.ParseStaticKey([]byte(o.wrapKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.wrapMode, err)
+	}
+	if o.wrapMode == "tls-crypt" {
+		w, err := ctlwrap.NewTLSCrypt(k)
+		if err != nil {
+			return nil, fmt.Errorf("tls-crypt: %w", err)
+		}
+		return w, nil
+	}
+	digest := strings.ToUpper(o.auth)
+	if digest == "" {
+		digest = "SHA1"
+	}
+	w, err := ctlwrap.NewTLSAuth(k, o.keyDir, digest)
+	if err != nil {
+		return nil, fmt.Errorf("tls-auth: %w", err)
+	}
+	return w, nil
+}

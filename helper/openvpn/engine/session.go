@@ -1,0 +1,783 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlwrap"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/reliable"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
+)
+
+// protoBits are the IV_PROTO capabilities this engine implements.
+const protoBits = ctlmsg.ProtoDataV2 | ctlmsg.ProtoRequestPush | ctlmsg.ProtoTLSKeyExport | ctlmsg.ProtoCCExitNotify
+
+// fatalError ends Run: retrying would not help (bad credentials, the
+// server's HALT, a certificate that does not verify).
+type fatalError struct {
+	state State
+	err   error
+}
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func fatal(s State, format string, args ...any) error {
+	return &fatalError{state: s, err: fmt.Errorf(format, args...)}
+}
+
+// errNoResponse marks an attempt that never heard from the server.
+var errNoResponse = errors.New("no response from server")
+
+// keyState is one key_id's control session: its reliability layer, the
+// TLS session running over it and the key-method 2 exchange.
+type keyState struct {
+	id       uint8
+	rel      *reliable.Layer
+	conn     *ctlConn
+	tls      *tls.Conn
+	gateOpen bool        // TLS output may go on the wire
+	firstOp  wire.Opcode // opcode of the first TLS packet (CONTROL_WKC_V1 when asked)
+	km2      ctlmsg.KeyMethod2
+	server   *ctlmsg.ServerKeyMethod2
+	tlsDone  bool
+	retired  bool // replaced by a renegotiated key; its TLS session was closed on purpose
+	started  time.Time
+	dataKey  *datachan.Key
+}
+
+type tlsEvent struct {
+	k         *keyState
+	handshake bool // the handshake finished (err says how)
+	msg       []byte
+	err       error
+}
+
+// attempt is one connection to one server address, from the socket to
+// ping-restart or disconnect. Its goroutines (socket reader, TLS readers)
+// stop when done is closed and the transport and control conns are closed.
+type attempt struct {
+	c   *Client
+	o   *options
+	dp  *dataPlane
+	ep  endpoint
+	tr  transport
+	log *slog.Logger
+
+	wrap      ctlwrap.Wrapper
+	localSID  wire.SessionID
+	remoteSID wire.SessionID
+	gotReset  bool
+
+	ctlIn   chan []byte
+	readErr chan error
+	wake    chan struct{}
+	events  chan tlsEvent
+	done    chan struct{}
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	keys    [8]*keyState
+	cur     *keyState // newest key (being negotiated or active)
+	primary *keyState // key the data channel sends with
+	rx      atomic.Pointer[rxKeys]
+
+	started   time.Time
+	lastRecv  atomic.Int64
+	heard     bool
+	connected bool
+	dropped   atomic.Int64
+
+	asm        *push.Assembler
+	reply      *push.Reply
+	pushNext   time.Time
+	pushTries  int
+	handWindow time.Duration
+	ping       time.Duration
+	pingRst    time.Duration
+	ccExit     bool
+	authToken  string
+
+	wbuf []byte
+	out  []wire.ControlPacket
+}
+
+func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
+	return &attempt{
+		c: c, o: &c.opts, dp: dp, ep: ep,
+		log:        c.log.With("server", ep.String()),
+		ctlIn:      make(chan []byte, 256),
+		readErr:    make(chan error, 1),
+		wake:       make(chan struct{}, 1),
+		events:     make(chan tlsEvent, 16),
+		done:       make(chan struct{}),
+		asm:        c.cfg.Profile.PushAssembler(),
+		handWindow: c.opts.handWindow,
+		ping:       c.opts.ping,
+		pingRst:    c.opts.pingRestart,
+	}
+}
+
+// run connects and serves until the connection ends. It returns nil only
+// when ctx was cancelled.
+func (a *attempt) run(ctx context.Context) (err error) {
+	a.ctx, a.cancel = context.WithCancel(ctx)
+	defer a.cancel()
+	a.started = time.Now()
+	dctx, dcancel := context.WithTimeout(a.ctx, noResponseTimeout)
+	a.tr, err = dialTransport(dctx, a.c.cfg.Dial, a.ep)
+	dcancel()
+	if err != nil {
+		return err
+	}
+	a.setConnInfo()
+	if a.wrap, err = a.o.newWrapper(); err != nil {
+		a.tr.Close()
+		return &fatalError{state: StateFailed, err: err}
+	}
+	if a.localSID, err = wire.NewSessionID(); err != nil {
+		a.tr.Close()
+		return err
+	}
+	defer a.shutdown()
+
+	a.wg.Add(1)
+	go a.socketReader()
+
+	k0, err := a.newKey(0)
+	if err != nil {
+		return &fatalError{state: StateFailed, err: err}
+	}
+	resetOp := wire.OpControlHardResetClientV2
+	if a.o.wrapMode == "tls-crypt-v2" {
+		resetOp = wire.OpControlHardResetClientV3
+	}
+	k0.rel.Send(resetOp, nil)
+	a.log.Debug("connecting", "session", a.localSID.String())
+	a.c.setState(StateWaitingForServer, "")
+	return a.loop()
+}
+
+func (a *attempt) setConnInfo() {
+	ci := ConnInfo{Proto: a.ep.proto(), ServerHost: a.ep.host}
+	if ap, err := netip.ParseAddrPort(a.ep.addr); err == nil {
+		ci.ServerIP = ap.Addr().String()
+		ci.Port = uint32(ap.Port())
+		if ap.Addr().Is6() {
+			ci.Proto += "6"
+		}
+	}
+	a.c.setConnection(ci)
+}
+
+// shutdown stops every goroutine of the attempt and waits for them.
+func (a *attempt) shutdown() {
+	a.dp.tx.Store(nil)
+	close(a.done)
+	a.cancel()
+	a.tr.Close()
+	for _, k := range a.keys {
+		if k != nil {
+			k.conn.Close()
+		}
+	}
+	a.wg.Wait()
+}
+
+// newKey starts the control session of one key_id: a reliability layer
+// and a TLS client whose handshake begins at once (its first flight is held
+// back until the reset exchange allows it).
+func (a *attempt) newKey(id uint8) (*keyState, error) {
+	cfg, err := buildTLSConfig(a.o.tls)
+	if err != nil {
+		return nil, err
+	}
+	k := &keyState{
+		id:      id,
+		rel:     reliable.New(reliable.Config{Timeout: a.o.tlsTimeout}),
+		firstOp: wire.OpControlV1,
+		started: time.Now(),
+	}
+	k.conn = newCtlConn(a.wake, a.tr.RemoteAddr(), a.tr.RemoteAddr())
+	k.tls = tls.Client(k.conn, cfg)
+	if old := a.keys[id]; old != nil {
+		old.conn.Close()
+	}
+	a.keys[id] = k
+	a.cur = k
+	a.wg.Add(1)
+	go a.tlsReader(k)
+	return k, nil
+}
+
+func (a *attempt) tlsReader(k *keyState) {
+	defer a.wg.Done()
+	post := func(ev tlsEvent) bool {
+		select {
+		case a.events <- ev:
+			return true
+		case <-a.done:
+			return false
+		}
+	}
+	err := k.tls.HandshakeContext(a.ctx)
+	if !post(tlsEvent{k: k, handshake: true, err: err}) || err != nil {
+		return
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := k.tls.Read(buf)
+		if err != nil {
+			post(tlsEvent{k: k, err: err})
+			return
+		}
+		if !post(tlsEvent{k: k, msg: append([]byte(nil), buf[:n]...)}) {
+			return
+		}
+	}
+}
+
+func (a *attempt) loop() error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if err := a.flush(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if err := a.checkTimers(now); err != nil {
+			return err
+		}
+		if err := a.flush(); err != nil {
+			return err
+		}
+		timer.Reset(max(time.Until(a.nextWake(now)), time.Millisecond))
+		select {
+		case <-a.ctx.Done():
+			a.sayGoodbye()
+			return nil
+		case pkt := <-a.ctlIn:
+			if err := a.handlePacket(pkt); err != nil {
+				return err
+			}
+			// Take whatever else arrived so acks go out together.
+			for more := true; more; {
+				select {
+				case pkt := <-a.ctlIn:
+					if err := a.handlePacket(pkt); err != nil {
+						return err
+					}
+				default:
+					more = false
+				}
+			}
+		case err := <-a.readErr:
+			return fmt.Errorf("connection to %s lost: %w", a.ep, err)
+		case ev := <-a.events:
+			if err := a.handleTLS(ev); err != nil {
+				return err
+			}
+		case <-a.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// flush moves TLS output into the reliability layers and puts due packets
+// on the wire.
+func (a *attempt) flush() error {
+	now := time.Now()
+	for _, k := range a.keys {
+		if k == nil {
+			continue
+		}
+		if k.gateOpen {
+			for _, b := range k.conn.takeOutput() {
+				a.queueTLS(k, b)
+			}
+		}
+		a.out = k.rel.Output(now, a.out[:0])
+		for i := range a.out {
+			p := &a.out[i]
+			p.KeyID = k.id
+			p.SessionID = a.localSID
+			p.RemoteSessionID = a.remoteSID
+			var err error
+			a.wbuf, err = a.wrap.Wrap(a.wbuf[:0], p)
+			if err != nil {
+				return fmt.Errorf("wrap %v: %w", p.Opcode, err)
+			}
+			if err := a.tr.WritePacket(a.wbuf); err != nil {
+				return fmt.Errorf("send to %s: %w", a.ep, err)
+			}
+			a.c.ctr.bytesOut.Add(int64(len(a.wbuf)))
+			a.c.ctr.pktsOut.Add(1)
+		}
+	}
+	return nil
+}
+
+// queueTLS cuts one TLS write into CONTROL_V1 payloads that keep the
+// wrapped packet within max-packet-size even with a full ack array.
+func (a *attempt) queueTLS(k *keyState, b []byte) {
+	for len(b) > 0 {
+		op := wire.OpControlV1
+		if k.firstOp != wire.OpControlV1 {
+			op, k.firstOp = k.firstOp, wire.OpControlV1
+		}
+		fixed := 1 + 8 + 1 + 4*wire.MaxAcksPerControl + 8 + 4
+		room := max(a.o.maxCtlPacket-ctlwrap.PacketOverhead(a.wrap, op)-fixed, 64)
+		n := min(room, len(b))
+		k.rel.Send(op, b[:n])
+		b = b[n:]
+	}
+}
+
+func (a *attempt) handlePacket(b []byte) error {
+	p, err := a.wrap.Unwrap(b)
+	if err != nil {
+		a.log.Debug("dropped control packet", "err", err)
+		return nil
+	}
+	if p.Opcode == wire.OpControlHardResetServerV2 {
+		if p.KeyID != 0 {
+			return nil
+		}
+		if !a.gotReset {
+			a.remoteSID = p.SessionID
+		}
+	}
+	if !a.remoteSIDKnown() || p.SessionID != a.remoteSID {
+		a.log.Debug("dropped control packet from another session", "op", p.Opcode)
+		return nil
+	}
+	if len(p.Acks) > 0 && p.RemoteSessionID != a.localSID {
+		a.log.Debug("dropped control packet acking another session", "op", p.Opcode)
+		return nil
+	}
+	now := time.Now()
+	a.lastRecv.Store(now.UnixNano())
+	a.heard = true
+
+	k := a.keys[p.KeyID]
+	// A SOFT_RESET on a key_id that is not the one being negotiated starts
+	// a renegotiation; on the current one it is a retransmission.
+	if p.Opcode == wire.OpControlSoftResetV1 && (k == nil || k != a.cur) {
+		if a.primary == nil {
+			return nil // no renegotiation before the first key is up
+		}
+		if k, err = a.startRenegotiation(p.KeyID); err != nil {
+			return err
+		}
+	}
+	if k == nil {
+		return nil
+	}
+	if _, err := k.rel.Receive(&p, now); err != nil {
+		return nil
+	}
+	for m, ok := k.rel.Next(); ok; m, ok = k.rel.Next() {
+		switch m.Opcode {
+		case wire.OpControlHardResetServerV2:
+			if k.id == 0 && !a.gotReset {
+				a.gotReset = true
+				k.gateOpen = true
+				if a.o.wrapMode == "tls-crypt-v2" {
+					resend, err := ctlwrap.ResendWKcRequested(m.Payload)
+					if err != nil {
+						return fmt.Errorf("server reset: %w", err)
+					}
+					if resend {
+						k.firstOp = wire.OpControlWKCV1
+					}
+				}
+				a.log.Debug("server reset", "server_session", a.remoteSID.String())
+			}
+		case wire.OpControlSoftResetV1:
+			// Our side of the soft reset was queued in startRenegotiation.
+		case wire.OpControlV1:
+			k.conn.deliver(m.Payload)
+		default:
+			a.log.Debug("ignored control message", "op", m.Opcode)
+		}
+	}
+	return nil
+}
+
+func (a *attempt) remoteSIDKnown() bool { return a.gotReset || !a.remoteSID.IsZero() }
+
+// startRenegotiation answers the server's SOFT_RESET on a new key_id: a
+// fresh TLS session and key-method 2 exchange while data keeps flowing on
+// the current key.
+func (a *attempt) startRenegotiation(id uint8) (*keyState, error) {
+	a.log.Info("server started renegotiation", "key_id", id)
+	k, err := a.newKey(id)
+	if err != nil {
+		return nil, err
+	}
+	k.gateOpen = true
+	k.rel.Send(wire.OpControlSoftResetV1, nil)
+	return k, nil
+}
+
+func (a *attempt) handleTLS(ev tlsEvent) error {
+	k := ev.k
+	if a.keys[k.id] != k || k.retired {
+		return nil // superseded
+	}
+	if ev.handshake {
+		if ev.err != nil {
+			if k.id == 0 {
+				return fatal(StateFailed, "TLS handshake with %s: %w", a.ep, ev.err)
+			}
+			return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, ev.err)
+		}
+		k.tlsDone = true
+		cs := k.tls.ConnectionState()
+		a.log.Info("TLS handshake done", "key_id", k.id, "version", tls.VersionName(cs.Version),
+			"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", time.Since(k.started).Round(time.Millisecond))
+		return a.sendKeyMethod2(k)
+	}
+	if ev.err != nil {
+		return fmt.Errorf("control channel (key %d) closed: %w", k.id, ev.err)
+	}
+	if k.server == nil {
+		srv, err := ctlmsg.ParseServerKeyMethod2(ev.msg)
+		if err != nil {
+			return fmt.Errorf("server key exchange: %w", err)
+		}
+		k.server = &srv
+		if k.id == 0 {
+			a.sendPushRequest(time.Now())
+			return nil
+		}
+		return a.activateRenegotiated(k)
+	}
+	msg, err := ctlmsg.ParseMessage(ev.msg)
+	if err != nil {
+		a.log.Debug("bad control message", "err", err)
+		return nil
+	}
+	return a.handleMessage(k, msg)
+}
+
+func (a *attempt) sendKeyMethod2(k *keyState) error {
+	m := &k.km2
+	for _, b := range [][]byte{m.PreMaster[:], m.Random1[:], m.Random2[:]} {
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("key-method 2 randoms: %w", err)
+		}
+	}
+	tcp := a.ep.proto() == "tcp"
+	m.Options = ctlmsg.OptionsString(ctlmsg.OptionsParams{
+		TunMTU:          a.o.tunMTU,
+		TCP:             tcp,
+		Cipher:          a.o.cipher,
+		CipherAnnounced: slices.Contains(a.o.dataCiphers, a.o.cipher),
+		Auth:            a.o.auth,
+		KeyDirection:    map[bool]int{true: a.o.keyDir, false: -1}[a.o.wrapMode == "tls-auth"],
+		TLSAuth:         a.o.wrapMode == "tls-auth",
+	})
+	if a.o.authUserPass {
+		m.Username = a.o.creds.Username
+		m.Password = a.o.creds.Password
+		if a.authToken != "" {
+			m.Password = a.authToken
+		}
+	}
+	m.PeerInfo = ctlmsg.PeerInfo(ctlmsg.PeerInfoParams{
+		Version:    a.c.cfg.Version,
+		GUIVersion: a.c.cfg.Version,
+		Ciphers:    a.o.dataCiphers,
+		TCP:        tcp,
+		MTU:        1600,
+		ProtoBits:  protoBits,
+	})
+	if err := m.Validate(); err != nil {
+		return fatal(StateFailed, "key-method 2: %w", err)
+	}
+	// One Write = one TLS record = one message for the server.
+	if _, err := k.tls.Write(m.MarshalClient()); err != nil {
+		return fmt.Errorf("send key-method 2: %w", err)
+	}
+	return nil
+}
+
+func (a *attempt) sendControl(k *keyState, kind ctlmsg.Kind, body string) error {
+	if _, err := k.tls.Write(ctlmsg.Marshal(kind, body)); err != nil {
+		return fmt.Errorf("send %v: %w", kind, err)
+	}
+	return nil
+}
+
+func (a *attempt) sendPushRequest(now time.Time) {
+	if err := a.sendControl(a.keys[0], ctlmsg.PushRequest, ""); err != nil {
+		a.log.Debug("push request", "err", err)
+	}
+	a.pushTries++
+	a.pushNext = now.Add(time.Duration(min(a.pushTries, 2)) * time.Second)
+}
+
+func (a *attempt) handleMessage(k *keyState, msg ctlmsg.Message) error {
+	switch msg.Kind {
+	case ctlmsg.PushReply:
+		if a.reply != nil {
+			return nil // a late answer to a repeated PUSH_REQUEST
+		}
+		done, err := a.asm.Add(msg.Body)
+		if err != nil {
+			return fatal(StateFailed, "PUSH_REPLY: %w", err)
+		}
+		if !done {
+			return nil
+		}
+		reply, err := a.asm.Reply()
+		if err != nil {
+			return fatal(StateFailed, "PUSH_REPLY: %w", err)
+		}
+		return a.establish(reply)
+	case ctlmsg.AuthFailed:
+		text := msg.Body
+		if text == "" {
+			text = "authentication failed"
+		}
+		return fatal(StateAuthFailed, "%s", text)
+	case ctlmsg.AuthPending:
+		timeout, _ := ctlmsg.ParseAuthPending(msg.Body)
+		if timeout > 0 {
+			a.handWindow = time.Since(a.started) + time.Duration(timeout)*time.Second
+		}
+		a.c.setState(StateWaitingForServer, "authentication pending")
+		return nil
+	case ctlmsg.Restart:
+		r := ctlmsg.ParseRestart(msg.Body)
+		return fmt.Errorf("server requested restart: %s", r.Text)
+	case ctlmsg.Halt:
+		return fatal(StateFailed, "server halted the connection: %s", msg.Body)
+	case ctlmsg.Exit:
+		return fmt.Errorf("server is exiting")
+	case ctlmsg.Info, ctlmsg.InfoPre:
+		a.log.Info("server info", "text", msg.Body)
+		return nil
+	}
+	a.log.Debug("ignored control message", "kind", msg.Kind)
+	return nil
+}
+
+// deriveKey computes the data-channel key of k from the TLS session.
+func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
+	r := a.reply
+	var block []byte
+	if r.TLSEKM {
+		cs := k.tls.ConnectionState()
+		b, err := cs.ExportKeyingMaterial(datachan.EKMLabel, nil, datachan.KeyBlockLen)
+		if err != nil {
+			return nil, fmt.Errorf("TLS keying material export: %w", err)
+		}
+		block = b
+	} else {
+		b, err := legacyKeyBlock(k, a.localSID, a.remoteSID)
+		if err != nil {
+			return nil, fmt.Errorf("legacy key derivation: %w", err)
+		}
+		block = b
+	}
+	cipher := r.Cipher
+	if cipher == "" {
+		cipher = a.o.cipher
+	}
+	if cipher == "" {
+		return nil, errors.New("the server pushed no cipher and the profile has none")
+	}
+	key, err := datachan.NewKey(cipher, k.id, block, r.PeerID)
+	clear(block)
+	if err != nil {
+		return nil, fmt.Errorf("data channel key (%s): %w", cipher, err)
+	}
+	return key, nil
+}
+
+func (a *attempt) establish(r *push.Reply) error {
+	a.reply = r
+	if r.Compression != push.CompressionNone {
+		return fatal(StateFailed, "the server pushed compression framing %q, which is not supported yet", r.Compression)
+	}
+	if r.Ping > 0 {
+		a.ping = time.Duration(r.Ping) * time.Second
+	}
+	if r.PingRestart > 0 {
+		a.pingRst = time.Duration(r.PingRestart) * time.Second
+	}
+	a.ccExit = r.CCExit
+	if r.AuthToken != "" {
+		a.authToken = r.AuthToken
+	}
+	k := a.keys[0]
+	key, err := a.deriveKey(k)
+	if err != nil {
+		return fatal(StateFailed, "%w", err)
+	}
+	k.dataKey = key
+
+	cfg, err := r.NetConfig()
+	if err != nil {
+		return fatal(StateFailed, "pushed network settings: %w", err)
+	}
+	if ap, err := netip.ParseAddrPort(a.ep.addr); err == nil {
+		cfg.Remote = ap.Addr()
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = a.o.tunMTU
+	}
+	if a.dp.tun != nil && !sameNetConfig(a.dp.tunCfg, cfg) {
+		a.dp.closeTun()
+	}
+	if a.dp.tun == nil {
+		tun, err := a.c.cfg.Tun.OpenTun(a.ctx, cfg)
+		if err != nil {
+			if a.ctx.Err() != nil {
+				return nil
+			}
+			return fatal(StateFailed, "open TUN device: %w", err)
+		}
+		a.dp.startTun(tun, cfg)
+	}
+	var rx rxKeys
+	rx[k.id] = key
+	a.rx.Store(&rx)
+	a.primary = k
+	a.dp.tx.Store(newTxPath(a.tr, key))
+	a.dp.lastSent.Store(time.Now().UnixNano())
+	a.connected = true
+	a.log.Info("connected", "tun", a.dp.tun.Name(), "cipher", key.Cipher(), "peer_id", r.PeerID,
+		"ekm", r.TLSEKM, "took", time.Since(a.started).Round(time.Millisecond))
+	a.c.setState(StateConnected, "")
+	return nil
+}
+
+// activateRenegotiated switches sending to a renegotiated key once its
+// key-method 2 exchange completed; the previous key stays valid for
+// receiving as the lame duck.
+func (a *attempt) activateRenegotiated(k *keyState) error {
+	key, err := a.deriveKey(k)
+	if err != nil {
+		return err
+	}
+	k.dataKey = key
+	var rx rxKeys
+	if old := a.rx.Load(); old != nil {
+		rx = *old
+	}
+	// Keep only the previous primary as lame duck.
+	for i := range rx {
+		if a.primary == nil || uint8(i) != a.primary.id {
+			rx[i] = nil
+		}
+	}
+	rx[k.id] = key
+	a.rx.Store(&rx)
+	a.dp.tx.Store(newTxPath(a.tr, key))
+	if old := a.primary; old != nil && old != k {
+		// The old TLS session is no longer needed; its reliability
+		// layer stays so late retransmissions are still acknowledged.
+		old.retired = true
+		old.conn.Close()
+	}
+	a.primary = k
+	a.log.Info("renegotiated", "key_id", k.id, "took", time.Since(k.started).Round(time.Millisecond))
+	return nil
+}
+
+func (a *attempt) checkTimers(now time.Time) error {
+	if !a.heard && now.Sub(a.started) >= noResponseTimeout {
+		return fmt.Errorf("%w %s (nothing received for %s)", errNoResponse, a.ep, fmtDuration(noResponseTimeout))
+	}
+	if !a.connected {
+		if now.Sub(a.started) >= a.handWindow {
+			return fmt.Errorf("handshake with %s did not complete within %s (hand-window)", a.ep, fmtDuration(a.handWindow))
+		}
+		if a.keys[0] != nil && a.keys[0].server != nil && !a.pushNext.IsZero() && !now.Before(a.pushNext) {
+			a.sendPushRequest(now)
+		}
+		return nil
+	}
+	if a.pingRst > 0 && now.Sub(time.Unix(0, a.lastRecv.Load())) >= a.pingRst {
+		return fmt.Errorf("ping-restart: nothing received from %s for %s", a.ep, fmtDuration(a.pingRst))
+	}
+	if a.ping > 0 && now.Sub(time.Unix(0, a.dp.lastSent.Load())) >= a.ping {
+		if err := a.dp.sendPing(); err != nil {
+			a.log.Debug("ping", "err", err)
+		}
+	}
+	if k := a.cur; k != nil && k != a.primary && k.server == nil && now.Sub(k.started) >= a.o.handWindow {
+		return fmt.Errorf("renegotiation of key %d did not complete within %s", k.id, fmtDuration(a.o.handWindow))
+	}
+	return nil
+}
+
+func (a *attempt) nextWake(now time.Time) time.Time {
+	next := now.Add(time.Second)
+	for _, k := range a.keys {
+		if k == nil {
+			continue
+		}
+		if d, ok := k.rel.Deadline(); ok && d.Before(next) {
+			next = d
+		}
+	}
+	if !a.connected && !a.pushNext.IsZero() && a.pushNext.Before(next) {
+		next = a.pushNext
+	}
+	return next
+}
+
+// sayGoodbye tells the server we are leaving: EXIT on the control channel
+// when cc-exit was negotiated, else OCC EXIT data packets (UDP only, with
+// explicit-exit-notify). It waits briefly for the EXIT to be acknowledged.
+func (a *attempt) sayGoodbye() {
+	if !a.connected {
+		return
+	}
+	if a.ccExit && a.primary != nil {
+		if err := a.sendControl(a.primary, ctlmsg.Exit, ""); err != nil {
+			return
+		}
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if err := a.flush(); err != nil {
+				return
+			}
+			if a.primary.rel.Idle() {
+				return
+			}
+			select {
+			case pkt := <-a.ctlIn:
+				_ = a.handlePacket(pkt)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return
+	}
+	if a.ep.proto() == "udp" && a.o.explicitExit > 0 {
+		for i := 0; i < a.o.explicitExit; i++ {
+			_ = a.dp.send(occExit)
+		}
+	}
+}
+
+func sameNetConfig(a, b netconf.Config) bool { return reflect.DeepEqual(a, b) }

@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// maxPacket bounds one OpenVPN packet on either transport; TCP's u16 length
+// prefix caps it at 65535 anyway.
+const maxPacket = 65535
+
+// transport moves whole OpenVPN packets to and from the server. UDP keeps
+// datagram boundaries; TCP adds the u16 length prefix. WritePacket is safe
+// for concurrent use (control and data plane both send); ReadPacket is called
+// by one reader goroutine only.
+type transport interface {
+	ReadPacket(buf []byte) (int, error)
+	WritePacket(p []byte) error
+	Close() error
+	Proto() string // "udp" or "tcp"
+	RemoteAddr() net.Addr
+}
+
+// endpoint is one resolved server address to try.
+type endpoint struct {
+	host, port string
+	network    string // "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6"
+	addr       string // ip:port
+}
+
+func (e endpoint) proto() string {
+	if strings.HasPrefix(e.network, "tcp") {
+		return "tcp"
+	}
+	return "udp"
+}
+
+func (e endpoint) String() string { return e.addr + "/" + e.proto() }
+
+// normalizeProto maps the profile's proto spellings (udp, udp4, udp6,
+// tcp, tcp-client, tcp4-client, tcp6, …) to a Go network name.
+func normalizeProto(p string) (string, error) {
+	p = strings.ToLower(strings.TrimSpace(p))
+	if p == "" {
+		return "udp", nil
+	}
+	p = strings.TrimSuffix(p, "-client")
+	switch p {
+	case "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6":
+		return p, nil
+	case "tcp-server":
+		return "", fmt.Errorf("proto %q is server-only", p)
+	}
+	return "", fmt.Errorf("unsupported proto %q", p)
+}
+
+// resolveEndpoints turns one remote into the addresses to try, in resolver
+// order, restricted to the address family the proto names.
+func resolveEndpoints(ctx context.Context, r *net.Resolver, host, port, proto string) ([]endpoint, error) {
+	network, err := normalizeProto(proto)
+	if err != nil {
+		return nil, err
+	}
+	if port == "" {
+		port = "1194"
+	}
+	ipNet := "ip"
+	switch network[len(network)-1] {
+	case '4':
+		ipNet = "ip4"
+	case '6':
+		ipNet = "ip6"
+	}
+	ips, err := r.LookupNetIP(ctx, ipNet, host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	var eps []endpoint
+	for _, ip := range ips {
+		eps = append(eps, endpoint{host: host, port: port, network: network, addr: net.JoinHostPort(ip.Unmap().String(), port)})
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("resolve %s: no %s address", host, ipNet)
+	}
+	return eps, nil
+}
+
+// DialFunc opens the transport socket; Config.Dial overrides net.Dialer
+// (tests use it to dial inside a network namespace).
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+func dialTransport(ctx context.Context, dial DialFunc, ep endpoint) (transport, error) {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, ep.network, ep.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", ep, err)
+	}
+	if ep.proto() == "tcp" {
+		return &tcpTransport{c: c}, nil
+	}
+	return &udpTransport{c: c}, nil
+}
+
+// udpTransport is a connected UDP socket: one packet per datagram.
+type udpTransport struct{ c net.Conn }
+
+func (u *udpTransport) ReadPacket(buf []byte) (int, error) {
+	for {
+		n, err := u.c.Read(buf)
+		if err != nil {
+			// A connected UDP socket reports ICMP port-unreachable as
+			// ECONNREFUSED on the next read; the server may just be starting.
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				continue
+			}
+			return 0, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (u *udpTransport) WritePacket(p []byte) error {
+	_, err := u.c.Write(p)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil // see ReadPacket; the reliability layer resends
+	}
+	return err
+}
+func (u *udpTransport) Close() error         { return u.c.Close() }
+func (u *udpTransport) Proto() string        { return "udp" }
+func (u *udpTransport) RemoteAddr() net.Addr { return u.c.RemoteAddr() }
+
+// tcpTransport frames packets with a big-endian u16 length.
+type tcpTransport struct {
+	c    net.Conn
+	wmu  sync.Mutex
+	wbuf []byte
+	hdr  [2]byte
+}
+
+func (t *tcpTransport) ReadPacket(buf []byte) (int, error) {
+	if _, err := io.ReadFull(t.c, t.hdr[:]); err != nil {
+		return 0, fmt.Errorf("read length: %w", err)
+	}
+	n := int(binary.BigEndian.Uint16(t.hdr[:]))
+	if n == 0 {
+		return 0, errors.New("tcp: zero-length packet")
+	}
+	if n > len(buf) {
+		return 0, fmt.Errorf("tcp: packet of %d bytes exceeds buffer of %d", n, len(buf))
+	}
+	if _, err := io.ReadFull(t.c, buf[:n]); err != nil {
+		return 0, fmt.Errorf("read packet: %w", err)
+	}
+	return n, nil
+}
+
+func (t *tcpTransport) WritePacket(p []byte) error {
+	if len(p) > maxPacket {
+		return fmt.Errorf("tcp: packet of %d bytes too long", len(p))
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	// One Write per packet so the prefix and the packet are never split by
+	// a concurrent writer, and one syscall instead of two.
+	t.wbuf = binary.BigEndian.AppendUint16(t.wbuf[:0], uint16(len(p)))
+	t.wbuf = append(t.wbuf, p...)
+	_, err := t.c.Write(t.wbuf)
+	return err
+}
+func (t *tcpTransport) Close() error         { return t.c.Close() }
+func (t *tcpTransport) Proto() string        { return "tcp" }
+func (t *tcpTransport) RemoteAddr() net.Addr { return t.c.RemoteAddr() }
