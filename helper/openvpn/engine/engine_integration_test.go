@@ -129,12 +129,14 @@ func TestIntegrationConnect(t *testing.T) {
 	testenv.RequireCommand(t, "openvpn")
 	testenv.RequireCommand(t, "ping")
 	for _, v := range []testbed.Variant{testbed.VariantA, testbed.VariantB, testbed.VariantC,
-		testbed.VariantD, testbed.VariantE, testbed.VariantF, testbed.VariantI} {
-		t.Run(string(v)+"-"+v.Name(), func(t *testing.T) { connectVariant(t, v) })
+		testbed.VariantD, testbed.VariantE, testbed.VariantF, testbed.VariantG, testbed.VariantI} {
+		t.Run(string(v)+"-"+v.Name(), func(t *testing.T) { connectVariant(t, v, false) })
 	}
+	// Without TLS_KEY_EXPORT in IV_PROTO the server uses the legacy PRF.
+	t.Run("a-legacy-prf", func(t *testing.T) { connectVariant(t, testbed.VariantA, true) })
 }
 
-func connectVariant(t *testing.T, v testbed.Variant) {
+func connectVariant(t *testing.T, v testbed.Variant, noEKM bool) {
 	pair := testbed.NetPair(t)
 	srv := testbed.Server(t, pair, v)
 	prof, err := profile.Parse(srv.Profile())
@@ -144,13 +146,17 @@ func connectVariant(t *testing.T, v testbed.Variant) {
 	tun := &nsTun{ns: clientNS(t, pair)}
 	states := newStateLog()
 	cfg := Config{Profile: prof, Tun: tun, Events: states, Logger: testLogger(t), Version: "ovpn3go-test", Dial: nsDial(pair.ClientNS)}
-	if v == testbed.VariantF {
+	switch v {
+	case testbed.VariantF:
 		cfg.Credentials = Credentials{Username: testbed.TestUser, Password: testbed.TestPass}
+	case testbed.VariantG:
+		cfg.Credentials = Credentials{Username: testbed.TestUser, Password: testbed.TestPass, ChallengeResponse: testbed.TestOTP}
 	}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.opts.noEKM = noEKM
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
@@ -273,6 +279,72 @@ func TestIntegrationRenegotiation(t *testing.T) {
 		if s == StateReconnecting {
 			t.Errorf("reconnected instead of renegotiating: %v", states.all())
 		}
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestIntegrationAuthFailed(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "openvpn")
+	pair := testbed.NetPair(t)
+	srv := testbed.Server(t, pair, testbed.VariantF)
+	prof, err := profile.Parse(srv.Profile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := newStateLog()
+	c, err := New(Config{Profile: prof, Tun: &nsTun{ns: clientNS(t, pair)}, Events: states, Logger: testLogger(t),
+		Dial: nsDial(pair.ClientNS), Credentials: Credentials{Username: testbed.TestUser, Password: "wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = c.Run(ctx)
+	var fe *fatalError
+	if !errors.As(err, &fe) || fe.state != StateAuthFailed {
+		t.Fatalf("Run = %v, want an authentication failure", err)
+	}
+	s := states.all()
+	if s[len(s)-1] != StateAuthFailed {
+		t.Errorf("states %v", s)
+	}
+	t.Logf("AUTH_FAILED detail: %q", states.last())
+}
+
+// TestIntegrationReconnect stops the server under a connected client and
+// starts it again: the client reports Reconnecting and comes back.
+func TestIntegrationReconnect(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "openvpn")
+	pair := testbed.NetPair(t)
+	srv := testbed.Server(t, pair, testbed.VariantA, "keepalive 1 3")
+	prof, err := profile.Parse(srv.Profile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := newStateLog()
+	c, err := New(Config{Profile: prof, Tun: &nsTun{ns: clientNS(t, pair)}, Events: states, Logger: testLogger(t), Dial: nsDial(pair.ClientNS)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	states.waitFor(t, StateConnected, 30*time.Second)
+	if err := srv.Stop(5 * time.Second); err != nil {
+		t.Logf("server stop: %v", err)
+	}
+	states.waitFor(t, StateReconnecting, 20*time.Second)
+	t.Logf("reconnecting: %s", states.last())
+	testbed.ServerWith(t, pair, testbed.VariantA, testbed.ServerOptions{PKI: srv.PKI, Extra: []string{"keepalive 1 3"}})
+	states.waitFor(t, StateConnected, 60*time.Second)
+	if err := testbed.Ping(ctx, pair.ClientNS, testbed.TunnelServer4, 3); err != nil {
+		t.Errorf("ping after reconnect: %v", err)
 	}
 	cancel()
 	if err := <-runErr; err != nil {

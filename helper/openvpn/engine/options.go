@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,6 +29,7 @@ type options struct {
 
 	authUserPass bool
 	creds        Credentials
+	challenge    string // static-challenge format: "", "scrv1", "concat"
 
 	handWindow   time.Duration
 	tlsTimeout   time.Duration
@@ -36,6 +38,8 @@ type options struct {
 	explicitExit int
 	tunMTU       int
 	maxCtlPacket int
+
+	noEKM bool // tests only: do not announce TLS-EKM support
 }
 
 // noResponseTimeout bounds how long one attempt waits for the first
@@ -125,6 +129,15 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 	if p.ExtraCerts != "" && p.Cert != "" {
 		o.tls.Cert = p.Cert + "\n" + p.ExtraCerts
 	}
+	if p.StaticChallenge != nil {
+		o.challenge = strings.ToLower(p.StaticChallenge.Format)
+		if o.challenge == "" {
+			o.challenge = "scrv1"
+		}
+		if o.challenge != "scrv1" && o.challenge != "concat" {
+			return o, fmt.Errorf("static-challenge format %q: want scrv1 or concat", p.StaticChallenge.Format)
+		}
+	}
 	if o.creds == (Credentials{}) && p.AuthUsername != "" {
 		o.creds = Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
 	}
@@ -138,6 +151,19 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 		return o, err
 	}
 	return o, nil
+}
+
+// password is the password field of the key-method 2 message: with a
+// static challenge, the password and the response combined.
+func (o *options) password() string {
+	switch o.challenge {
+	case "scrv1":
+		return "SCRV1:" + base64.StdEncoding.EncodeToString([]byte(o.creds.Password)) + ":" +
+			base64.StdEncoding.EncodeToString([]byte(o.creds.ChallengeResponse))
+	case "concat":
+		return o.creds.Password + o.creds.ChallengeResponse
+	}
+	return o.creds.Password
 }
 
 // newWrapper returns a fresh control-channel wrapper (its replay state is

@@ -495,7 +495,7 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 	})
 	if a.o.authUserPass {
 		m.Username = a.o.creds.Username
-		m.Password = a.o.creds.Password
+		m.Password = a.o.password()
 		if a.authToken != "" {
 			m.Password = a.authToken
 		}
@@ -506,7 +506,7 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 		Ciphers:    a.o.dataCiphers,
 		TCP:        tcp,
 		MTU:        1600,
-		ProtoBits:  protoBits,
+		ProtoBits:  a.protoBits(),
 	})
 	if err := m.Validate(); err != nil {
 		return fatal(StateFailed, "key-method 2: %w", err)
@@ -516,6 +516,15 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 		return fmt.Errorf("send key-method 2: %w", err)
 	}
 	return nil
+}
+
+// protoBits is IV_PROTO; tests may withhold TLS_KEY_EXPORT to exercise
+// the legacy PRF.
+func (a *attempt) protoBits() uint32 {
+	if a.o.noEKM {
+		return protoBits &^ ctlmsg.ProtoTLSKeyExport
+	}
+	return protoBits
 }
 
 func (a *attempt) sendControl(k *keyState, kind ctlmsg.Kind, body string) error {
@@ -606,6 +615,7 @@ func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
 	}
 	key, err := datachan.NewKey(cipher, k.id, block, r.PeerID)
 	clear(block)
+	clear(k.km2.PreMaster[:])
 	if err != nil {
 		return nil, fmt.Errorf("data channel key (%s): %w", cipher, err)
 	}
