@@ -112,8 +112,10 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+func nsHandle(name string) (netns.NsHandle, error) { return netns.GetFromName(name) }
+
 func clientNS(t *testing.T, pair *testbed.Pair) netns.NsHandle {
-	h, err := netns.GetFromName(pair.ClientNS)
+	h, err := nsHandle(pair.ClientNS)
 	if err != nil {
 		t.Fatalf("client namespace: %v", err)
 	}
