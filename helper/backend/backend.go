@@ -93,6 +93,7 @@ func Run(ctx context.Context, token string, opts Options) error {
 	b.mu.Lock()
 	b.manager = manager
 	b.mu.Unlock()
+	b.attachLog(ctx)
 	// Without its session manager nobody can reach or stop this process:
 	// end with it.
 	stopWatch := srv.WatchNames(func(name, oldOwner, newOwner string) {
@@ -139,6 +140,9 @@ type Backend struct {
 
 	mu          sync.Mutex
 	manager     string // unique name of the session manager
+	logService  string // unique name of net.openvpn.v3.log if it is another connection
+	paused      bool
+	pausing     bool
 	registered  bool
 	sessionPath dbus.ObjectPath
 	configPath  dbus.ObjectPath
@@ -190,26 +194,82 @@ func (b *Backend) setStatus(major api.StatusMajor, minor api.StatusMinor, msg st
 	if dest == "" {
 		return
 	}
-	// TODO(issue 4): also to the log service.
-	if err := b.srv.EmitTo(dest, api.PathBackendSession, api.InterfaceBackends, "StatusChange",
-		uint32(major), uint32(minor), msg); err != nil {
+	if err := b.emit("StatusChange", uint32(major), uint32(minor), msg); err != nil {
 		b.opts.Logger.Warn("send StatusChange", "err", err)
+	}
+}
+
+// emit sends a signal unicast to the session manager and, when it is a
+// different connection, to the log service (spec §1.5): nobody else may
+// see a backend's signals.
+func (b *Backend) emit(member string, args ...any) error {
+	b.mu.Lock()
+	dests := []string{b.manager}
+	if b.logService != "" && b.logService != b.manager {
+		dests = append(dests, b.logService)
+	}
+	b.mu.Unlock()
+	var errs []error
+	for _, d := range dests {
+		if d == "" {
+			continue
+		}
+		errs = append(errs, b.srv.EmitTo(d, api.PathBackendSession, api.InterfaceBackends, member, args...))
+	}
+	return errors.Join(errs...)
+}
+
+// attachLog attaches to net.openvpn.v3.log for the backends interface, as
+// upstream's client does; without a log service the backend still works
+// (front-ends then get no forwarded events).
+func (b *Backend) attachLog(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
+	defer cancel()
+	owner, err := b.srv.NameOwner(ctx, api.ServiceLog)
+	if err != nil {
+		b.opts.Logger.Warn("no log service", "err", err)
+		return
+	}
+	err = b.srv.Conn().Object(api.ServiceLog, api.PathLog).CallWithContext(ctx, api.InterfaceLog+".Attach", 0, api.InterfaceBackends).Err
+	if err != nil {
+		b.opts.Logger.Warn("attach to the log service", "err", err)
+		return
+	}
+	b.mu.Lock()
+	b.logService = owner
+	b.mu.Unlock()
+}
+
+// assignLogSession tells the log service which session this backend's
+// events belong to, so LogForward proxies can find them.
+func (b *Backend) assignLogSession(ctx context.Context, session dbus.ObjectPath) {
+	b.mu.Lock()
+	attached := b.logService != ""
+	b.mu.Unlock()
+	if !attached {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
+	defer cancel()
+	err := b.srv.Conn().Object(api.ServiceLog, api.PathLog).CallWithContext(ctx, api.InterfaceLog+".AssignSession", 0,
+		session, api.InterfaceBackends).Err
+	if err != nil {
+		b.opts.Logger.Warn("assign the session to the log service", "err", err)
 	}
 }
 
 // emitLog sends one Log signal to the session manager if the level allows.
 func (b *Backend) emitLog(group api.LogGroup, cat api.LogCategory, msg string) {
 	b.mu.Lock()
-	level, dest := b.logLevel, b.manager
+	level := b.logLevel
 	if cat.MinLogLevel() <= level {
 		b.lastLog = logLine{uint32(group), uint32(cat), msg}
 	}
 	b.mu.Unlock()
-	if dest == "" || cat.MinLogLevel() > level {
+	if cat.MinLogLevel() > level || b.srv == nil {
 		return
 	}
-	_ = b.srv.EmitTo(dest, api.PathBackendSession, api.InterfaceBackends, "Log",
-		uint32(group), uint32(cat), b.token, msg)
+	_ = b.emit("Log", uint32(group), uint32(cat), b.token, msg)
 }
 
 // teardown stops the engine, removes the TUN device and reports CONN_DONE,

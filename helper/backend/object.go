@@ -73,12 +73,10 @@ func (b *Backend) iface() *busobj.Interface {
 				Handler: func(*busobj.Call) ([]any, error) { return []any{true}, nil }},
 			{Name: "Ready", Handler: func(*busobj.Call) ([]any, error) { return nil, b.ready() }},
 			{Name: "Connect", Handler: func(*busobj.Call) ([]any, error) { return nil, b.connect() }},
-			{Name: "Pause", In: []busobj.Arg{s("reason")}, Handler: func(*busobj.Call) ([]any, error) {
-				return nil, errClient("Pausing a connection is not supported yet")
+			{Name: "Pause", In: []busobj.Arg{s("reason")}, Handler: func(c *busobj.Call) ([]any, error) {
+				return nil, b.pause(c.Ctx, c.Args[0].(string))
 			}},
-			{Name: "Resume", Handler: func(*busobj.Call) ([]any, error) {
-				return nil, errClient("Connection is not paused")
-			}},
+			{Name: "Resume", Handler: func(*busobj.Call) ([]any, error) { return nil, b.resume() }},
 			{Name: "Restart", Handler: func(*busobj.Call) ([]any, error) { return nil, b.restart() }},
 			{Name: "Disconnect", Handler: func(c *busobj.Call) ([]any, error) {
 				b.mu.Lock()
@@ -254,21 +252,25 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.logLevel = min(uint32(prof.Verb), api.MaxLogLevel)
 	}
 	b.inputs = newInputQueue(prof)
-	needCreds := b.inputs.pending()
 	b.mu.Unlock()
+	b.assignLogSession(ctx, sessionPath)
 	b.log.Info("profile loaded", "config", configPath, "name", name)
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgOK, "config_path="+string(configPath))
-	if needCreds {
-		b.attention(api.AttentionTypeCredentials, api.AttentionGroupUserPassword, "Username/password credentials needed")
-		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgRequireUser, "Username/password credentials needed")
-	}
+	b.announceInput()
 	return name, nil
 }
 
-func (b *Backend) attention(t api.AttentionType, g api.AttentionGroup, msg string) {
-	if dest := b.managerName(); dest != "" {
-		_ = b.srv.EmitTo(dest, api.PathBackendSession, api.InterfaceBackends, "AttentionRequired", uint32(t), uint32(g), msg)
+// announceInput tells the session manager (and through it the front-ends)
+// about every group of user input still missing.
+func (b *Backend) announceInput() {
+	for _, r := range b.queue().requests() {
+		b.attention(api.AttentionTypeCredentials, r.group, r.attention)
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgRequireUser, r.state)
 	}
+}
+
+func (b *Backend) attention(t api.AttentionType, g api.AttentionGroup, msg string) {
+	_ = b.emit("AttentionRequired", uint32(t), uint32(g), msg)
 }
 
 // sanitize drops control characters from text sent in status messages.

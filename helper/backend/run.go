@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 )
 
@@ -31,9 +34,24 @@ func (b *Backend) connect() error {
 	if q.pending() {
 		return errClient(textInputMissing)
 	}
+	if keyEncrypted(prof.Key) {
+		key, err := decryptKey(prof.Key, q.passphrase())
+		if err != nil {
+			if errors.Is(err, errBadPassphrase) {
+				q.resetPassphrase()
+				b.announceInput()
+			}
+			return errClient("Private key could not be opened: " + err.Error())
+		}
+		pc := *prof
+		pc.Key = key
+		prof = &pc
+	}
+	creds := q.credentials()
+	q.challengeUsed()
 	client, err := engine.New(engine.Config{
 		Profile:     prof,
-		Credentials: q.credentials(),
+		Credentials: creds,
 		Tun:         tunProvider{b},
 		Events:      events{b},
 		Logger:      b.engineLog,
@@ -48,6 +66,7 @@ func (b *Backend) connect() error {
 	b.mu.Lock()
 	b.client, b.runCancel, b.runDone = client, cancel, done
 	b.hasState = false
+	b.paused = false
 	b.mu.Unlock()
 	b.log.Info("connecting", "config", b.configPath)
 	go b.run(ctx, client, done)
@@ -62,19 +81,19 @@ func (b *Backend) run(ctx context.Context, client *engine.Client, done chan stru
 	b.closeTun()
 
 	b.mu.Lock()
-	stopping, restarting := b.stopping, b.restarting
+	stopping, restarting, pausing := b.stopping, b.restarting, b.pausing
 	state, hasState := b.state, b.hasState
-	if !stopping && !restarting {
+	if !stopping && !restarting && !pausing {
 		b.runCancel, b.runDone = nil, nil
 	}
 	b.mu.Unlock()
-	if stopping || restarting {
+	if stopping || restarting || pausing {
 		return
 	}
 	if hasState && state == engine.StateAuthFailed {
 		// The session stays (as upstream): the front-end reads the status
-		// and disconnects, or provides new credentials and connects again.
-		b.queue().reset()
+		// and disconnects, or provides new credentials (or the answer to
+		// a dynamic challenge, queued by events.State) and connects again.
 		return
 	}
 	reason := "Client disconnected by server"
@@ -110,6 +129,60 @@ func (b *Backend) restart() error {
 	return b.connect()
 }
 
+// pause stops the engine (the TUN device goes with it, so no traffic
+// flows and nothing leaks past a half-configured device) and keeps the
+// session, its credentials and its status CONN_PAUSED until Resume.
+func (b *Backend) pause(ctx context.Context, reason string) error {
+	b.mu.Lock()
+	switch {
+	case b.prof == nil:
+		b.mu.Unlock()
+		return errClient(textNotInitialized)
+	case b.paused || b.pausing:
+		b.mu.Unlock()
+		return errClient("Connection is already paused")
+	case b.runCancel == nil:
+		b.mu.Unlock()
+		return errClient("Connection is not active")
+	}
+	b.pausing = true
+	cancel, done := b.runCancel, b.runDone
+	b.mu.Unlock()
+	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnPausing, "Reason: "+sanitize(reason))
+	cancel()
+	t := time.NewTimer(b.opts.StopTimeout)
+	select {
+	case <-done:
+	case <-t.C:
+		b.opts.Logger.Warn("engine did not stop in time for pause")
+	case <-ctx.Done():
+	}
+	t.Stop()
+	b.closeTun()
+	b.mu.Lock()
+	b.pausing, b.paused = false, true
+	b.runCancel, b.runDone, b.client = nil, nil, nil
+	b.devicePath, b.deviceName = "", ""
+	b.mu.Unlock()
+	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnPaused, "")
+	return nil
+}
+
+// resume reconnects a paused session with the credentials it had.
+func (b *Backend) resume() error {
+	b.mu.Lock()
+	paused := b.paused
+	b.mu.Unlock()
+	if !paused {
+		return errClient("Connection is not paused")
+	}
+	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnResuming, "")
+	if err := b.connect(); err != nil {
+		return err
+	}
+	return nil
+}
+
 func (b *Backend) connectedLocked() bool {
 	return b.client != nil && b.hasState && b.state == engine.StateConnected
 }
@@ -121,9 +194,13 @@ func (e events) State(s engine.State, detail string) {
 	b := e.b
 	b.mu.Lock()
 	b.state, b.hasState = s, true
+	quiet := b.pausing || b.restarting
 	b.mu.Unlock()
 	detail = sanitize(detail)
 	conn := api.StatusMajorConnection
+	if quiet && s == engine.StateDisconnected {
+		return // pausing/restarting report their own states
+	}
 	switch s {
 	case engine.StateConnecting:
 		b.setStatus(conn, api.StatusMinorConnConnecting, detail)
@@ -136,13 +213,33 @@ func (e events) State(s engine.State, detail string) {
 	case engine.StateDisconnected:
 		b.setStatus(conn, api.StatusMinorConnDisconnected, detail)
 	case engine.StateAuthFailed:
-		if detail == "" {
-			detail = "Authentication failed"
-		}
-		b.setStatus(conn, api.StatusMinorConnAuthFailed, detail)
+		b.authFailed(detail)
 	case engine.StateFailed:
 		b.setStatus(conn, api.StatusMinorConnFailed, detail)
 	}
+}
+
+// authFailed handles AUTH_FAILED: a CRV1 dynamic challenge queues a slot
+// for the answer (the session waits in CFG_REQUIRE_USER, as upstream);
+// anything else is CONN_AUTH_FAILED with the server's reason, and the
+// credentials are asked for again.
+func (b *Backend) authFailed(detail string) {
+	q := b.queue()
+	if f, err := ctlmsg.ParseAuthFailed(detail); err == nil && f.Challenge != nil {
+		q.setChallenge(f.Challenge)
+		b.log.Info("server sent a dynamic challenge")
+		b.announceInput()
+		return
+	}
+	reason := detail
+	if f, err := ctlmsg.ParseAuthFailed(detail); err == nil && strings.TrimSpace(f.Reason) != "" {
+		reason = f.Reason
+	}
+	if strings.TrimSpace(reason) == "" || strings.EqualFold(reason, "authentication failed") {
+		reason = "Authentication failed"
+	}
+	q.reset()
+	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnAuthFailed, reason)
 }
 
 // tunProvider gets the TUN device from netcfg, labelled with the session

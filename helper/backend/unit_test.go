@@ -1,13 +1,21 @@
 package backend
 
 import (
+	"encoding/base64"
+	"errors"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 func TestStatisticsKeys(t *testing.T) {
@@ -87,5 +95,143 @@ func TestLogForwardingRespectsLevel(t *testing.T) {
 	log.WithGroup("tls").Warn("odd\nline", "alert", 40)
 	if b.lastLog.message != "odd line remote=198.18.0.1 tls.alert=40" || b.lastLog.category != uint32(api.LogCategoryWarn) {
 		t.Errorf("last log = %+v", b.lastLog)
+	}
+}
+
+func TestInputQueueSlotsFromProfile(t *testing.T) {
+	p := &profile.Profile{AuthUserPass: true, StaticChallenge: &profile.StaticChallenge{Text: "Enter PIN", Echo: true, Format: "scrv1"},
+		Key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+		HTTPProxy: &profile.HTTPProxy{Host: "proxy", Port: "3128", AuthFile: "auto"}}
+	q := newInputQueue(p)
+	want := []typeGroup{{1, 1}, {1, 4}, {1, 3}, {1, 2}}
+	if got := q.typeGroups(); !slices.Equal(got, want) {
+		t.Fatalf("typeGroups = %v, want %v", got, want)
+	}
+	reqs := q.requests()
+	if len(reqs) != 3 || reqs[0].state != credentialsNeeded || reqs[1].state != "Private key passphrase needed to connect" ||
+		reqs[2].state != "HTTP proxy credentials" {
+		t.Fatalf("requests = %+v", reqs)
+	}
+	s, err := q.fetch(1, 4, 0)
+	if err != nil || s.name != slotStatic || s.description != "Enter PIN" || s.hidden {
+		t.Fatalf("static challenge slot = %+v, %v", s, err)
+	}
+	if s, _ := q.fetch(1, 2, 1); s.name != slotProxyPass || !s.hidden {
+		t.Fatalf("proxy password slot = %+v", s)
+	}
+	for _, v := range []struct {
+		g, id uint32
+		val   string
+	}{{1, 0, "user"}, {1, 1, "pass"}, {4, 0, "123456"}, {3, 0, "pk"}, {2, 0, "pu"}, {2, 1, "pp"}} {
+		if err := q.provide(1, v.g, v.id, v.val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q.pending() || len(q.requests()) != 0 {
+		t.Fatal("still pending")
+	}
+	c := q.credentials()
+	if c.Username != "user" || c.Password != "SCRV1:"+b64("pass")+":"+b64("123456") {
+		t.Errorf("SCRV1 credentials = %+v", c)
+	}
+	if q.passphrase() != "pk" {
+		t.Error("passphrase not kept")
+	}
+	q.staticFormat = "concat"
+	if c := q.credentials(); c.Password != "pass123456" {
+		t.Errorf("concat password = %q", c.Password)
+	}
+}
+
+func TestInputQueueInlineCredentials(t *testing.T) {
+	q := newInputQueue(&profile.Profile{AuthUserPass: true, AuthUsername: "inline"})
+	if ids := q.check(1, 1); len(ids) != 1 {
+		t.Fatalf("check = %v, want only the password", ids)
+	}
+	if s, _ := q.fetch(1, 1, 0); s.name != slotPassword {
+		t.Fatalf("slot 0 = %+v", s)
+	}
+	_ = q.provide(1, 1, 0, "pw")
+	if c := q.credentials(); c.Username != "inline" || c.Password != "pw" {
+		t.Errorf("credentials = %+v", c)
+	}
+}
+
+func TestInputQueueDynamicChallenge(t *testing.T) {
+	q := newInputQueue(&profile.Profile{AuthUserPass: true})
+	_ = q.provide(1, 1, 0, "user")
+	_ = q.provide(1, 1, 1, "pass")
+	f, err := ctlmsg.ParseAuthFailed("CRV1:R,E:c3RhdGU=:" + b64("alice") + ":Enter the code")
+	if err != nil || f.Challenge == nil {
+		t.Fatalf("ParseAuthFailed: %+v, %v", f, err)
+	}
+	q.setChallenge(f.Challenge)
+	if got := q.typeGroups(); !slices.Equal(got, []typeGroup{{1, 5}}) {
+		t.Fatalf("typeGroups = %v", got)
+	}
+	if r := q.requests(); len(r) != 1 || r[0].attention != "Enter the code" || r[0].state != dynamicChallengeMsg {
+		t.Fatalf("requests = %+v", r)
+	}
+	s, err := q.fetch(1, 5, 0)
+	if err != nil || s.name != slotDynamic || s.hidden {
+		t.Fatalf("dynamic slot = %+v, %v", s, err)
+	}
+	if _, err := q.fetch(1, 5, 1); err == nil {
+		t.Error("the cookie slot is fetchable")
+	}
+	_ = q.provide(1, 5, 0, "4242")
+	c := q.credentials()
+	if c.Username != "alice" || c.Password != "CRV1::c3RhdGU=::4242" {
+		t.Errorf("credentials = %+v", c)
+	}
+	q.challengeUsed()
+	if c := q.credentials(); c.Password != "pass" || len(q.typeGroups()) != 0 {
+		t.Errorf("after the challenge: %+v, %v", c, q.typeGroups())
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestDecryptKey(t *testing.T) {
+	openssl := testenv.RequireCommand(t, "openssl")
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "key.pem")
+	run := func(t *testing.T, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v\n%s", args, err, out)
+		}
+	}
+	run(t, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", plain)
+	cases := map[string][]string{
+		"pkcs8-aes256": {"pkcs8", "-topk8", "-in", plain, "-v2", "aes-256-cbc", "-passout", "pass:s3cret"},
+		"pkcs8-3des":   {"pkcs8", "-topk8", "-in", plain, "-v2", "des3", "-v2prf", "hmacWithSHA1", "-passout", "pass:s3cret"},
+		"legacy-aes":   {"ec", "-in", plain, "-aes128", "-passout", "pass:s3cret"},
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(dir, name+".pem")
+			run(t, append(args, "-out", out)...)
+			enc, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !keyEncrypted(string(enc)) {
+				t.Fatalf("not recognised as encrypted:\n%s", enc)
+			}
+			key, err := decryptKey(string(enc), "s3cret")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keyEncrypted(key) || !strings.Contains(key, "PRIVATE KEY") {
+				t.Errorf("decrypted key:\n%s", key)
+			}
+			if _, err := decryptKey(string(enc), "wrong"); !errors.Is(err, errBadPassphrase) {
+				t.Errorf("wrong passphrase: %v", err)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(plain); keyEncrypted(string(b)) {
+		t.Error("plain key taken for encrypted")
 	}
 }

@@ -1,13 +1,32 @@
 package backend
 
 import (
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+)
+
+// Slot names (the "name" field front-ends such as openvpn3-autoload answer
+// by) of spec §6.5.
+const (
+	slotUsername        = "username"
+	slotPassword        = "password"
+	slotStatic          = "static_challenge"
+	slotPKPassphrase    = "pk_passphrase"
+	slotProxyUser       = "http_proxy_user"
+	slotProxyPass       = "http_proxy_pass"
+	slotDynamic         = "dynamic_challenge"
+	slotDynamicCookie   = "dynamic_challenge_cookie"
+	credentialsNeeded   = "Username/password credentials needed"
+	dynamicChallengeMsg = "Dynamic Challenge"
 )
 
 // slot is one piece of user input the backend waits for (spec §6.5).
@@ -18,34 +37,144 @@ type slot struct {
 	value             string
 }
 
-// inputQueue is the RequiresQueue of one backend. For now it only knows
-// username/password (auth-user-pass); challenges come later.
+// inputQueue is the RequiresQueue of one backend: typed slots for what the
+// profile or the server asks of the user, filled through UserInputProvide.
+// Values are secrets: they are never logged.
 type inputQueue struct {
 	mu    sync.Mutex
 	slots []*slot
+	// inline credentials from the profile stand in for missing slots.
+	inline engine.Credentials
+	// staticFormat is the profile's static-challenge format ("scrv1" or
+	// "concat"), "" without a static challenge.
+	staticFormat string
+	// challenge is the server's pending CRV1 dynamic challenge.
+	challenge *ctlmsg.Challenge
 }
 
+// request is one (type, group) the queue asks for, with the texts of
+// AttentionRequired and StatusChange(CFG_REQUIRE_USER) that announce it.
+type request struct {
+	group            api.AttentionGroup
+	attention, state string
+}
+
+// newInputQueue creates the slots a profile needs before Connect.
 func newInputQueue(p *profile.Profile) *inputQueue {
 	q := &inputQueue{}
-	if p != nil && p.AuthUserPass {
-		q.addUserPass()
+	if p == nil {
+		return q
+	}
+	cred, pk, proxy := uint32(api.AttentionTypeCredentials), uint32(api.AttentionGroupPKPassphrase), uint32(api.AttentionGroupHTTPProxyCreds)
+	up := uint32(api.AttentionGroupUserPassword)
+	if p.AuthUserPass {
+		q.inline = engine.Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
+		if p.AuthUsername == "" {
+			q.add(cred, up, slotUsername, "Auth User name", false)
+		}
+		if p.AuthPassword == "" {
+			q.add(cred, up, slotPassword, "Auth Password", true)
+		}
+		if sc := p.StaticChallenge; sc != nil {
+			q.staticFormat = sc.Format
+			q.add(cred, uint32(api.AttentionGroupChallengeStatic), slotStatic, sc.Text, !sc.Echo)
+		}
+	}
+	if keyEncrypted(p.Key) {
+		q.add(cred, pk, slotPKPassphrase, "Private key passphrase", true)
+	}
+	if hp := p.HTTPProxy; hp != nil && (hp.AuthFile == "auto" || hp.AuthFile == "auto-nct") && hp.UserPass == "" {
+		q.add(cred, proxy, slotProxyUser, "HTTP proxy username", false)
+		q.add(cred, proxy, slotProxyPass, "HTTP proxy password", true)
 	}
 	return q
 }
 
-func (q *inputQueue) addUserPass() {
-	t, g := uint32(api.AttentionTypeCredentials), uint32(api.AttentionGroupUserPassword)
-	q.slots = append(q.slots,
-		&slot{typ: t, group: g, id: 0, name: "username", description: "Auth User name"},
-		&slot{typ: t, group: g, id: 1, name: "password", description: "Auth Password", hidden: true})
+// keyEncrypted reports whether a PEM private key needs a passphrase:
+// PKCS#8 "ENCRYPTED PRIVATE KEY" or a legacy PEM key with DEK-Info.
+func keyEncrypted(keyPEM string) bool {
+	b, _ := pem.Decode([]byte(keyPEM))
+	if b == nil {
+		return false
+	}
+	return b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
 }
 
-// reset asks for everything again (after an authentication failure).
+// add appends a slot; ids count from 0 within each (type, group).
+func (q *inputQueue) add(typ, group uint32, name, description string, hidden bool) *slot {
+	id := uint32(0)
+	for _, s := range q.slots {
+		if s.typ == typ && s.group == group {
+			id++
+		}
+	}
+	s := &slot{typ: typ, group: group, id: id, name: name, description: description, hidden: hidden}
+	q.slots = append(q.slots, s)
+	return s
+}
+
+// requests lists the groups with unprovided slots, in the order upstream
+// announces them. The static challenge travels with username/password.
+func (q *inputQueue) requests() []request {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []request
+	seen := map[api.AttentionGroup]bool{}
+	for _, s := range q.slots {
+		g := api.AttentionGroup(s.group)
+		if g == api.AttentionGroupChallengeStatic {
+			g = api.AttentionGroupUserPassword
+		}
+		if s.provided || seen[g] {
+			continue
+		}
+		seen[g] = true
+		switch g {
+		case api.AttentionGroupUserPassword:
+			out = append(out, request{g, credentialsNeeded, credentialsNeeded})
+		case api.AttentionGroupPKPassphrase:
+			out = append(out, request{g, "Private key passphrase needed", "Private key passphrase needed to connect"})
+		case api.AttentionGroupHTTPProxyCreds:
+			out = append(out, request{g, "", "HTTP proxy credentials"})
+		case api.AttentionGroupChallengeDynamic:
+			out = append(out, request{g, s.description, dynamicChallengeMsg})
+		}
+	}
+	return out
+}
+
+// setChallenge queues the server's CRV1 challenge: a slot for the answer
+// and an already provided hidden slot holding the state cookie, as
+// upstream. Username and password stay as they are.
+func (q *inputQueue) setChallenge(c *ctlmsg.Challenge) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.dropDynamic()
+	q.challenge = c
+	t, g := uint32(api.AttentionTypeCredentials), uint32(api.AttentionGroupChallengeDynamic)
+	q.add(t, g, slotDynamic, c.Text, !c.Echo)
+	cookie := q.add(t, g, slotDynamicCookie, "Dynamic challenge cookie", true)
+	cookie.provided, cookie.value = true, "CRV1::"+c.StateID+"::"
+}
+
+func (q *inputQueue) dropDynamic() {
+	q.challenge = nil
+	q.slots = slices.DeleteFunc(q.slots, func(s *slot) bool {
+		return s.group == uint32(api.AttentionGroupChallengeDynamic)
+	})
+}
+
+// reset asks for the credentials again (after an authentication failure);
+// a pending dynamic challenge is dropped.
 func (q *inputQueue) reset() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.dropDynamic()
 	for _, s := range q.slots {
-		s.provided, s.value = false, ""
+		switch s.name {
+		case slotUsername, slotPassword, slotStatic:
+			s.provided, s.value = false, ""
+		}
 	}
 }
 
@@ -60,6 +189,13 @@ func (q *inputQueue) pending() bool {
 	return false
 }
 
+// empty: the profile needs no user input at all.
+func (q *inputQueue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.slots) == 0
+}
+
 type typeGroup struct{ Type, Group uint32 }
 
 func (q *inputQueue) typeGroups() []typeGroup {
@@ -68,20 +204,11 @@ func (q *inputQueue) typeGroups() []typeGroup {
 	out := []typeGroup{}
 	for _, s := range q.slots {
 		tg := typeGroup{s.typ, s.group}
-		if !s.provided && !containsTG(out, tg) {
+		if !s.provided && !slices.Contains(out, tg) {
 			out = append(out, tg)
 		}
 	}
 	return out
-}
-
-func containsTG(l []typeGroup, x typeGroup) bool {
-	for _, y := range l {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func (q *inputQueue) check(typ, group uint32) []uint32 {
@@ -145,18 +272,72 @@ func (q *inputQueue) provide(typ, group, id uint32, value string) error {
 	return nil
 }
 
-// credentials returns what the engine needs from the provided slots.
+func (q *inputQueue) valueLocked(name string) string {
+	for _, s := range q.slots {
+		if s.name == name && s.provided {
+			return s.value
+		}
+	}
+	return ""
+}
+
+// passphrase is the provided private-key passphrase ("" if none).
+func (q *inputQueue) passphrase() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.valueLocked(slotPKPassphrase)
+}
+
+// credentials builds what the engine sends as auth-user-pass: the answer
+// to a pending dynamic challenge ("CRV1::<state>::<answer>" with the
+// challenge's username), else the password combined with the static
+// challenge response (SCRV1 or concatenated, as the profile says).
 func (q *inputQueue) credentials() engine.Credentials {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var c engine.Credentials
-	for _, s := range q.slots {
-		switch s.name {
-		case "username":
-			c.Username = s.value
-		case "password":
-			c.Password = s.value
+	c := q.inline
+	if v := q.valueLocked(slotUsername); v != "" {
+		c.Username = v
+	}
+	if v := q.valueLocked(slotPassword); v != "" {
+		c.Password = v
+	}
+	if ch := q.challenge; ch != nil {
+		if ch.Username != "" {
+			c.Username = ch.Username
+		}
+		c.Password = ch.Response(q.valueLocked(slotDynamic))
+		return c
+	}
+	if q.staticFormat != "" {
+		resp := q.valueLocked(slotStatic)
+		if q.staticFormat == "concat" {
+			c.Password += resp
+		} else {
+			c.Password = "SCRV1:" + base64.StdEncoding.EncodeToString([]byte(c.Password)) + ":" +
+				base64.StdEncoding.EncodeToString([]byte(resp))
 		}
 	}
 	return c
+}
+
+// resetPassphrase asks for the private-key passphrase again.
+func (q *inputQueue) resetPassphrase() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, s := range q.slots {
+		if s.name == slotPKPassphrase {
+			s.provided, s.value = false, ""
+		}
+	}
+}
+
+// challengeUsed drops a dynamic challenge once its answer went to the
+// server: the next attempt starts from the plain credentials again.
+func (q *inputQueue) challengeUsed() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.challenge != nil {
+		q.dropDynamic()
+	}
 }
