@@ -114,13 +114,13 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("bad profile: %v", describeError(err))
 	}
 
-	if _, err := runCmd(t, "config-remove", "--config", "office.ovpn"); err != nil {
+	if _, err := runCmd(t, "config-remove", "--force", "--config", "office.ovpn"); err != nil {
 		t.Errorf("config-remove by name: %v", err)
 	}
-	if _, err := runCmd(t, "config-remove", "--config", "office.ovpn"); err == nil || !strings.Contains(err.Error(), "no configuration profile named") {
+	if _, err := runCmd(t, "config-remove", "--force", "--config", "office.ovpn"); err == nil || !strings.Contains(err.Error(), "no configuration profile named") {
 		t.Errorf("config-remove of a removed profile: %v", err)
 	}
-	if _, err := runCmd(t, "config-remove", "--path", string(path)); err == nil || describeError(err) != "remove "+string(path)+": Object does not exist at path “"+string(path)+"”" {
+	if _, err := runCmd(t, "config-remove", "--force", "--path", string(path)); err == nil || describeError(err) != "remove "+string(path)+": Object does not exist at path “"+string(path)+"”" {
 		t.Errorf("config-remove --path of a removed profile: %v", describeError(err))
 	}
 	if _, err := runCmd(t, "config-remove"); err == nil {

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,17 +35,27 @@ func runConfigImport(ctx context.Context, args []string) error {
 	fs := newFlags("config-import")
 	var file, name string
 	var persistent bool
+	var tags listArg
 	fs.StringVar(&file, "config", "", "profile `FILE` to import (required)")
 	fs.StringVar(&file, "c", "", "short for --config")
 	fs.StringVar(&name, "name", "", "profile `NAME` (default: the file name)")
 	fs.StringVar(&name, "n", "", "short for --name")
 	fs.BoolVar(&persistent, "persistent", false, "keep the profile across restarts of the service")
 	fs.BoolVar(&persistent, "p", false, "short for --persistent")
+	fs.Var(&tags, "tag", "tag the profile with `TAG` (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
 	if file == "" || fs.NArg() != 0 {
 		return fmt.Errorf("--config FILE is required (and takes no other arguments): %w", errUsage)
+	}
+	for _, tag := range tags {
+		if err := checkUserTag(tag); err != nil {
+			return err
+		}
+		if tag == "" || len(tag) > 128 {
+			return fmt.Errorf("--tag %q: a tag has 1 to 128 characters: %w", tag, errUsage)
+		}
 	}
 	text, err := readProfile(file)
 	if err != nil {
@@ -62,8 +75,58 @@ func runConfigImport(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("import %s: %w", file, err)
 	}
+	call := func(method string, args ...any) error {
+		return callMethod(ctx, conn, api.ServiceConfiguration, path, api.InterfaceConfiguration, method, args)
+	}
+	// As openvpn3 does: persist-tun in the file becomes the override the
+	// session manager honours; then the tags.
+	var after error
+	if hasOption(text, "persist-tun") {
+		if err := call("SetOverride", "persist-tun", dbus.MakeVariant(true)); err != nil {
+			after = fmt.Errorf("set the persist-tun override: %w", err)
+		}
+	}
+	for _, tag := range tags {
+		if after != nil {
+			break
+		}
+		if err := call("AddTag", tag); err != nil {
+			after = fmt.Errorf("tag %q: %w", tag, err)
+		}
+	}
+	if after != nil {
+		// Leave nothing half-done behind.
+		_ = call("Remove")
+		return fmt.Errorf("import %s: %w", file, after)
+	}
 	fmt.Fprintln(stdout, path)
+	if err := call("Validate"); err != nil {
+		fmt.Fprintf(stderr, "ovpn3 config-import: warning: imported, but not usable yet: %s\n", describeError(err))
+	}
 	return nil
+}
+
+// hasOption reports whether the profile text has option name on a line of
+// its own (outside inline blocks).
+func hasOption(text, name string) bool {
+	inline := ""
+	for _, line := range strings.Split(text, "\n") {
+		l := strings.TrimSpace(line)
+		if inline != "" {
+			if l == "</"+inline+">" {
+				inline = ""
+			}
+			continue
+		}
+		if strings.HasPrefix(l, "<") && strings.HasSuffix(l, ">") && !strings.HasPrefix(l, "</") {
+			inline = l[1 : len(l)-1]
+			continue
+		}
+		if f := strings.Fields(l); len(f) > 0 && strings.TrimPrefix(f[0], "--") == name {
+			return true
+		}
+	}
+	return false
 }
 
 // readFile reads a regular file of bounded size.
@@ -145,15 +208,20 @@ func embedFiles(text, dir string, read func(string) (string, error)) (string, er
 }
 
 type configEntry struct {
-	Path         dbus.ObjectPath `json:"path"`
-	Name         string          `json:"name"`
-	Owner        string          `json:"owner"`
-	Imported     string          `json:"imported,omitempty"`
-	LastUsed     string          `json:"last_used,omitempty"`
-	UsedCount    uint32          `json:"used_count"`
-	Persistent   bool            `json:"persistent"`
-	Tags         []string        `json:"tags"`
-	PublicAccess bool            `json:"public_access"`
+	Path                 dbus.ObjectPath `json:"path"`
+	Name                 string          `json:"name"`
+	Owner                string          `json:"owner"`
+	Imported             string          `json:"imported,omitempty"`
+	LastUsed             string          `json:"last_used,omitempty"`
+	UsedCount            uint32          `json:"used_count"`
+	Valid                bool            `json:"valid"`
+	Persistent           bool            `json:"persistent"`
+	Tags                 []string        `json:"tags"`
+	DCO                  bool            `json:"dco"`
+	TransferOwnerSession bool            `json:"transfer_owner_session"`
+	LockedDown           bool            `json:"locked_down"`
+	PublicAccess         bool            `json:"public_access"`
+	ACL                  []string        `json:"acl"`
 }
 
 func userName(uid uint32) string {
@@ -173,17 +241,40 @@ func timestamp(ts uint64) string {
 func runConfigsList(ctx context.Context, args []string) error {
 	fs := newFlags("configs-list")
 	asJSON := fs.Bool("json", false, "print JSON")
+	count := fs.Bool("count", false, "print only the number of profiles")
+	var verbose bool
+	fs.BoolVar(&verbose, "verbose", false, "more details per profile")
+	fs.BoolVar(&verbose, "v", false, "short for --verbose")
+	prefix := fs.String("filter-config", "", "only profiles whose name starts with `PREFIX`")
+	tag := fs.String("filter-tag", "", "only profiles tagged `TAG`")
+	owner := fs.String("filter-owner", "", "only profiles owned by `USER` (name or UID)")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	if *tag != "" && *owner != "" {
+		return fmt.Errorf("--filter-tag and --filter-owner exclude each other: %w", errUsage)
+	}
+	if n := btoi(*asJSON) + btoi(*count) + btoi(verbose); n > 1 {
+		return fmt.Errorf("--json, --count and --verbose exclude each other: %w", errUsage)
 	}
 	conn, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	method, margs := "FetchAvailableConfigs", []any(nil)
+	switch {
+	case *tag != "":
+		method, margs = "SearchByTag", []any{*tag}
+	case *owner != "":
+		method, margs = "SearchByOwner", []any{*owner}
+	}
 	var paths []dbus.ObjectPath
 	if err := callMethod(ctx, conn, api.ServiceConfiguration, api.PathConfiguration, api.InterfaceConfiguration,
-		"FetchAvailableConfigs", nil, &paths); err != nil {
+		method, margs, &paths); err != nil {
 		return fmt.Errorf("list profiles: %w", err)
 	}
 	entries := []configEntry{}
@@ -193,37 +284,83 @@ func runConfigsList(ctx context.Context, args []string) error {
 			[]any{api.InterfaceConfiguration}, &props); err != nil {
 			continue // removed meanwhile
 		}
-		e := configEntry{Path: p, Tags: []string{}}
-		_ = dbus.Store([]any{props["name"].Value()}, &e.Name)
-		var owner uint32
-		var imported, used uint64
-		_ = dbus.Store([]any{props["owner"].Value()}, &owner)
-		_ = dbus.Store([]any{props["import_timestamp"].Value()}, &imported)
-		_ = dbus.Store([]any{props["last_used_timestamp"].Value()}, &used)
-		_ = dbus.Store([]any{props["used_count"].Value()}, &e.UsedCount)
-		_ = dbus.Store([]any{props["persistent"].Value()}, &e.Persistent)
-		_ = dbus.Store([]any{props["public_access"].Value()}, &e.PublicAccess)
-		if v, ok := props["tags"]; ok {
-			_ = dbus.Store([]any{v.Value()}, &e.Tags)
+		e := configEntry{Path: p, Tags: []string{}, ACL: []string{}}
+		get := func(name string, out any) {
+			if v, ok := props[name]; ok {
+				_ = dbus.Store([]any{v.Value()}, out)
+			}
 		}
-		e.Owner, e.Imported, e.LastUsed = userName(owner), timestamp(imported), timestamp(used)
+		get("name", &e.Name)
+		if !strings.HasPrefix(e.Name, *prefix) {
+			continue
+		}
+		var ownerUID uint32
+		var imported, used uint64
+		var acl []uint32
+		get("owner", &ownerUID)
+		get("import_timestamp", &imported)
+		get("last_used_timestamp", &used)
+		get("used_count", &e.UsedCount)
+		get("valid", &e.Valid)
+		get("persistent", &e.Persistent)
+		get("tags", &e.Tags)
+		get("dco", &e.DCO)
+		get("transfer_owner_session", &e.TransferOwnerSession)
+		get("locked_down", &e.LockedDown)
+		get("public_access", &e.PublicAccess)
+		get("acl", &acl)
+		e.Tags = userTags(e.Tags)
+		for _, u := range acl {
+			e.ACL = append(e.ACL, userName(u))
+		}
+		e.Owner, e.Imported, e.LastUsed = userName(ownerUID), timestamp(imported), timestamp(used)
 		entries = append(entries, e)
 	}
-	if *asJSON {
+	switch {
+	case *count:
+		fmt.Fprintln(stdout, len(entries))
+		return nil
+	case *asJSON:
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "Configuration path\tName\tOwner\tImported\tLast used\tUsed")
+	if verbose {
+		fmt.Fprintln(tw, "Configuration path\tName\tOwner\tImported\tLast used\tUsed\tValid\tPersistent\tTags")
+	} else {
+		fmt.Fprintln(tw, "Configuration path\tName\tOwner\tImported\tLast used\tUsed")
+	}
 	for _, e := range entries {
 		last := e.LastUsed
 		if last == "" {
 			last = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", e.Path, e.Name, e.Owner, e.Imported, last, e.UsedCount)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d", e.Path, e.Name, e.Owner, e.Imported, last, e.UsedCount)
+		if verbose {
+			tags := strings.Join(e.Tags, ",")
+			if tags == "" {
+				tags = "-"
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s", yesNo(e.Valid), yesNo(e.Persistent), tags)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // lookupConfig finds the one profile path the caller means: a path as
@@ -251,7 +388,8 @@ func lookupConfig(ctx context.Context, conn *dbus.Conn, name string, path dbus.O
 
 func runConfigRemove(ctx context.Context, args []string) error {
 	fs, byName, byPath := profileFlags("config-remove")
-	fs.Bool("force", false, "accepted for compatibility; ovpn3 never asks")
+	fs.StringVar(byPath, "config-path", "", "alias of --path")
+	force := fs.Bool("force", false, "remove without asking")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -267,6 +405,13 @@ func runConfigRemove(ctx context.Context, args []string) error {
 	p, err := lookupConfig(ctx, conn, name, dbus.ObjectPath(path))
 	if err != nil {
 		return err
+	}
+	if !*force {
+		fmt.Fprintf(stderr, "This will remove the configuration profile %s.\nAre you sure? (enter YES in upper case) ", p)
+		answer, _ := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+		if strings.TrimSpace(answer) != "YES" {
+			return errors.New("not removed: the answer was not YES")
+		}
 	}
 	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, "Remove", nil); err != nil {
 		return fmt.Errorf("remove %s: %w", p, err)
@@ -289,6 +434,10 @@ func profileFlags(name string) (fs *flag.FlagSet, byName, byPath *string) {
 
 func runConfigDump(ctx context.Context, args []string) error {
 	fs, name, path := profileFlags("config-dump")
+	fs.StringVar(path, "config-path", "", "alias of --path")
+	var asJSON bool
+	fs.BoolVar(&asJSON, "json", false, "print the options as JSON")
+	fs.BoolVar(&asJSON, "j", false, "short for --json")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -304,9 +453,22 @@ func runConfigDump(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	method := "Fetch"
+	if asJSON {
+		method = "FetchJSON"
+	}
 	var text string
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, "Fetch", nil, &text); err != nil {
+	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, method, nil, &text); err != nil {
 		return fmt.Errorf("fetch %s: %w", p, err)
+	}
+	if asJSON {
+		var out bytes.Buffer
+		if err := json.Indent(&out, []byte(text), "", "  "); err != nil {
+			return fmt.Errorf("fetch %s: the service sent invalid JSON: %w", p, err)
+		}
+		out.WriteByte('\n')
+		_, err := stdout.Write(out.Bytes())
+		return err
 	}
 	fmt.Fprint(stdout, text)
 	return nil

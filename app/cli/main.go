@@ -15,7 +15,10 @@
 // capture it). Return an error to fail: main prints "ovpn3 <command>: <reason>"
 // on one line, with D-Bus errors decoded to their text (describeError), and
 // exits 1 (2 for errors wrapping errUsage: bad arguments). Shared helpers: connectBus, callMethod, getProperty, lookupConfig.
-// config.go holds the configuration commands, session.go the session ones.
+// config.go, config_manage.go and config_acl.go hold the configuration
+// commands (flags.go their option types), session.go the session ones.
+// Options take their openvpn3 names (spec §8.1); boolean options that
+// openvpn3 gives a value ("--dco true") use boolArg.
 package main
 
 import (
@@ -43,8 +46,13 @@ type command struct {
 // commands is the registry filled by register from every file's init().
 var commands = map[string]command{}
 
-// stdout is where commands print their results.
-var stdout io.Writer = os.Stdout
+// stdout is where commands print their results; stderr gets warnings and
+// prompts, stdin answers (variables, so tests can replace them).
+var (
+	stdout io.Writer = os.Stdout
+	stderr io.Writer = os.Stderr
+	stdin  io.Reader = os.Stdin
+)
 
 // register adds a command; a duplicate name is a programming error.
 func register(name, summary string, run func(ctx context.Context, args []string) error) {
@@ -57,6 +65,10 @@ func register(name, summary string, run func(ctx context.Context, args []string)
 // errUsage marks wrong command-line arguments (wrap it: fmt.Errorf("give
 // --x: %w", errUsage)); main then points at the command's -h and exits 2.
 var errUsage = errors.New("usage")
+
+// errSilent fails a command without a message (config-manage --exists
+// --quiet): exit status 1 says it all.
+var errSilent = errors.New("failed")
 
 func init() {
 	register("version", "Show the program version", func(context.Context, []string) error {
@@ -101,6 +113,9 @@ func run(args []string) int {
 	if err := cmd.run(ctx, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		if errors.Is(err, errSilent) {
+			return 1
 		}
 		msg := describeError(err)
 		if errors.Is(err, errUsage) {
