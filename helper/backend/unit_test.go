@@ -100,7 +100,7 @@ func TestLogForwardingRespectsLevel(t *testing.T) {
 
 func TestInputQueueSlotsFromProfile(t *testing.T) {
 	p := &profile.Profile{AuthUserPass: true, StaticChallenge: &profile.StaticChallenge{Text: "Enter PIN", Echo: true, Format: "scrv1"},
-		Key: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+		Key:       "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
 		HTTPProxy: &profile.HTTPProxy{Host: "proxy", Port: "3128", AuthFile: "auto"}}
 	q := newInputQueue(p)
 	want := []typeGroup{{1, 1}, {1, 4}, {1, 3}, {1, 2}}
