@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 }
 
 // binaries returns the freshly built ovpn3-helper and ovpn3.
-func binaries(t *testing.T) testbed.Binaries {
+func binaries(t testing.TB) testbed.Binaries {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "go")
@@ -65,7 +65,7 @@ func binaries(t *testing.T) testbed.Binaries {
 }
 
 // watch records the session manager's signals for the rest of the test.
-func watch(t *testing.T, st *testbed.Stack) *testbed.Watcher {
+func watch(t testing.TB, st *testbed.Stack) *testbed.Watcher {
 	t.Helper()
 	w, err := testbed.WatchSignals(st.Bus.Address, "type='signal',interface='"+api.InterfaceSessions+"'")
 	if err != nil {
@@ -104,7 +104,7 @@ func isSessionEvent(path dbus.ObjectPath, typ api.SessionEventType) func(*dbus.S
 	}
 }
 
-func waitSignal(t *testing.T, w *testbed.Watcher, timeout time.Duration, what string, match func(*dbus.Signal) bool) *dbus.Signal {
+func waitSignal(t testing.TB, w *testbed.Watcher, timeout time.Duration, what string, match func(*dbus.Signal) bool) *dbus.Signal {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -116,7 +116,7 @@ func waitSignal(t *testing.T, w *testbed.Watcher, timeout time.Duration, what st
 }
 
 // importProfile writes the variant's profile and imports it under name.
-func importProfile(t *testing.T, st *testbed.Stack, v testbed.Variant, name string, extra ...string) {
+func importProfile(t testing.TB, st *testbed.Stack, v testbed.Variant, name string, extra ...string) {
 	t.Helper()
 	path, err := st.WriteProfile(v)
 	if err != nil {
@@ -494,4 +494,36 @@ func anyContains(s []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkSessionConnect measures ovpn3go's connect time against variant
+// a: from running `ovpn3 session-start` (a new process: NewTunnel starts
+// a backend process, which connects) to the session's CONN_CONNECTED signal. Compare with BenchmarkReferenceConnect in internal/testbed (the
+// openvpn 2.6 client) in the same run:
+//
+//	go test -run '^$' -bench Connect ./internal/testbed/ ./e2e/
+func BenchmarkSessionConnect(b *testing.B) {
+	bin := binaries(b)
+	st := testbed.NewStack(b, bin, testbed.VariantA)
+	importProfile(b, st, testbed.VariantA, "bench-a")
+	for b.Loop() {
+		w, err := testbed.WatchSignals(st.Bus.Address, "type='signal',interface='"+api.InterfaceSessions+"'")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if _, err := st.CLI(ctx, "session-start", "--config", "bench-a"); err != nil {
+			b.Fatal(err)
+		}
+		s := waitSignal(b, w, 60*time.Second, "CONN_CONNECTED", isStatus(api.StatusMajorConnection, api.StatusMinorConnConnected))
+		b.StopTimer()
+		path := s.Path
+		if _, err := st.CLI(ctx, "session-manage", "--config", "bench-a", "--disconnect"); err != nil {
+			b.Fatal(err)
+		}
+		waitSignal(b, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+		w.Close()
+		cancel()
+		b.StartTimer()
+	}
 }
