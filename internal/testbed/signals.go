@@ -28,6 +28,8 @@ type Watcher struct {
 // matching one of the match rules (D-Bus match-rule syntax, e.g.
 // "type='signal',interface='net.openvpn.v3.sessions'"). Only signal rules
 // are allowed: a monitor must never be asked to answer a method call.
+// Start the watcher before the action whose signals it should see; signals
+// that arrive while it becomes a monitor may be missed.
 func WatchSignals(addr string, rules ...string) (*Watcher, error) {
 	for _, r := range rules {
 		if !strings.Contains(r, "type='signal'") {
