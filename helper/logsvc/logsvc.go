@@ -1,11 +1,15 @@
-// Package logsvc implements net.openvpn.v3.log as far as issue 2 needs it:
-// the manager object /net/openvpn/v3/log with its properties, Attach/Detach
-// and AssignSession bookkeeping, and log-proxy objects created by
-// ProxyLogEvents. Forwarding the attached services' Log/StatusChange
-// signals to proxy targets comes with issue 4.
+// Package logsvc implements net.openvpn.v3.log: the manager object
+// /net/openvpn/v3/log with its properties, Attach/Detach and AssignSession
+// bookkeeping, and the log-proxy objects created by ProxyLogEvents (the
+// session manager asks for one per LogForward caller). The Log and
+// StatusChange signals an attached backend sends to the log service's
+// connection are forwarded to every proxy of its assigned session, unicast
+// to the proxy's target, from the session path with the
+// net.openvpn.v3.backends interface (spec §2.10–2.11).
 package logsvc
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -71,11 +75,27 @@ func (s *Service) Export(srv *busobj.Server) error {
 	if err := srv.Export(api.PathLog, s.managerInterface()); err != nil {
 		return fmt.Errorf("logsvc: %w", err)
 	}
-	s.stop = srv.WatchNames(func(name, _, newOwner string) {
+	stopWatch := srv.WatchNames(func(name, _, newOwner string) {
 		if newOwner == "" && len(name) > 0 && name[0] == ':' {
 			s.dropSender(name)
 		}
 	})
+	// Backends send their signals unicast to this connection: no match
+	// rule is needed to receive them.
+	ch := make(chan *dbus.Signal, 1024)
+	ctx, cancel := context.WithCancel(srv.Context())
+	done := make(chan struct{})
+	srv.Conn().Signal(ch)
+	go func() {
+		defer close(done)
+		s.receive(ctx, ch)
+	}()
+	s.stop = func() {
+		stopWatch()
+		srv.Conn().RemoveSignal(ch)
+		cancel()
+		<-done
+	}
 	return nil
 }
 
@@ -257,7 +277,8 @@ func tag(k attachKey) string {
 	return strconv.FormatUint(h, 10)
 }
 
-// Close stops watching the bus for vanished connections.
+// Close stops watching the bus for vanished connections and stops
+// forwarding.
 func (s *Service) Close() {
 	if s.stop != nil {
 		s.stop()
