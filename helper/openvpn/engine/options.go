@@ -38,6 +38,7 @@ type options struct {
 	explicitExit int
 	tunMTU       int
 	maxCtlPacket int
+	renegSec     time.Duration // client-initiated renegotiation; 0 = leave it to the server
 
 	noEKM bool // tests only: do not announce TLS-EKM support
 }
@@ -111,6 +112,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 	if p.TunMTU > 0 {
 		o.tunMTU = p.TunMTU
 	}
+	o.renegSec = time.Duration(p.RenegSec) * time.Second
 	if p.MaxPacketSize > 0 {
 		o.maxCtlPacket = p.MaxPacketSize
 	}

@@ -421,11 +421,13 @@ func (a *attempt) handlePacket(b []byte) error {
 
 func (a *attempt) remoteSIDKnown() bool { return a.gotReset || !a.remoteSID.IsZero() }
 
-// startRenegotiation answers the server's SOFT_RESET on a new key_id: a
-// fresh TLS session and key-method 2 exchange while data keeps flowing on
-// the current key.
+// startRenegotiation begins a fresh TLS session and key-method 2 exchange
+// on key_id id while data keeps flowing on the current key: in answer to the
+// server's SOFT_RESET, or on our own initiative (reneg-sec, packet-id
+// exhaustion). The server answers our SOFT_RESET with its own on the same
+// key_id, which the new key's reliability layer then simply receives.
 func (a *attempt) startRenegotiation(id uint8) (*keyState, error) {
-	a.log.Info("server started renegotiation", "key_id", id)
+	a.log.Info("renegotiating", "key_id", id)
 	k, err := a.newKey(id)
 	if err != nil {
 		return nil, err
@@ -736,6 +738,14 @@ func (a *attempt) checkTimers(now time.Time) error {
 	}
 	if k := a.cur; k != nil && k != a.primary && k.server == nil && now.Sub(k.started) >= a.o.handWindow {
 		return fmt.Errorf("renegotiation of key %d did not complete within %s", k.id, fmtDuration(a.o.handWindow))
+	}
+	if p := a.primary; p != nil && a.cur == p && p.dataKey != nil &&
+		((a.o.renegSec > 0 && now.Sub(p.started) >= a.o.renegSec) || p.dataKey.NeedsRenegotiation()) {
+		// Key ids run 1..7 after the first key and never return to 0.
+		next := p.id%7 + 1
+		if _, err := a.startRenegotiation(next); err != nil {
+			return err
+		}
 	}
 	return nil
 }
