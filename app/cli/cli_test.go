@@ -46,6 +46,13 @@ func TestEmbedFiles(t *testing.T) {
 	if err != nil || got != want {
 		t.Errorf("embedFiles = %q, %v\nwant %q", got, err, want)
 	}
+	files["/cfg/c.p12"] = "\x00\x01binary"
+	files["/cfg/proxy.txt"] = "user\npass"
+	got, err = embedFiles("pkcs12 c.p12\nhttp-proxy p 8080 proxy.txt basic\nhttp-proxy q 8080 auto\n", "/cfg", read)
+	want = "<pkcs12>\nAAFiaW5hcnk=\n</pkcs12>\nhttp-proxy p 8080 [inline] basic\n<http-proxy-user-pass>\nuser\npass\n</http-proxy-user-pass>\nhttp-proxy q 8080 auto\n"
+	if err != nil || got != want {
+		t.Errorf("embedFiles = %q, %v\nwant %q", got, err, want)
+	}
 	if _, err := embedFiles("client\n\ncert missing.crt\n", "/cfg", read); err == nil || !strings.Contains(err.Error(), "line 3: option 'cert'") {
 		t.Errorf("missing file: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -151,7 +152,7 @@ func readFile(path string) (string, error) {
 // the user's files.
 var fileOptions = map[string]bool{
 	"ca": true, "cert": true, "key": true, "extra-certs": true, "dh": true, "crl-verify": true,
-	"tls-auth": true, "tls-crypt": true, "tls-crypt-v2": true, "secret": true,
+	"tls-auth": true, "tls-crypt": true, "tls-crypt-v2": true, "secret": true, "pkcs12": true,
 }
 
 // readProfile reads a profile and embeds the files it references, relative
@@ -182,29 +183,67 @@ func embedFiles(text, dir string, read func(string) (string, error)) (string, er
 			continue
 		}
 		f := strings.Fields(trimmed)
+		if len(f) >= 4 && strings.TrimPrefix(f[0], "--") == "http-proxy" && !proxyAuthWords[f[3]] {
+			// "http-proxy host port AUTHFILE [method]": the credentials
+			// file becomes an inline block.
+			content, err := read(resolve(dir, f[3]))
+			if err != nil {
+				return "", fmt.Errorf("profile line %d: option 'http-proxy': %w", i+1, err)
+			}
+			f[3] = "[inline]"
+			fmt.Fprintf(&out, "%s\n<http-proxy-user-pass>\n%s</http-proxy-user-pass>\n", strings.Join(f, " "), withNewline(content))
+			continue
+		}
 		if len(f) < 2 || !fileOptions[strings.TrimPrefix(f[0], "--")] || f[1] == "[inline]" ||
 			f[0] == "crl-verify" && len(f) > 2 && f[2] == "dir" {
 			out.WriteString(line + "\n")
 			continue
 		}
 		opt := strings.TrimPrefix(f[0], "--")
-		name := strings.Trim(f[1], `"'`)
-		if !filepath.IsAbs(name) {
-			name = filepath.Join(dir, name)
-		}
-		content, err := read(name)
+		content, err := read(resolve(dir, f[1]))
 		if err != nil {
 			return "", fmt.Errorf("profile line %d: option '%s': %w", i+1, opt, err)
 		}
-		if !strings.HasSuffix(content, "\n") {
-			content += "\n"
+		if opt == "pkcs12" {
+			// a binary file: inline <pkcs12> blocks hold it in base64
+			content = wrapBase64(content)
 		}
-		fmt.Fprintf(&out, "<%s>\n%s</%s>\n", opt, content, opt)
+		fmt.Fprintf(&out, "<%s>\n%s</%s>\n", opt, withNewline(content), opt)
 		if (opt == "tls-auth" || opt == "secret") && len(f) > 2 {
 			fmt.Fprintf(&out, "key-direction %s\n", f[2])
 		}
 	}
 	return strings.TrimRight(out.String(), "\n") + "\n", nil
+}
+
+// proxyAuthWords are the http-proxy third arguments that are not a file.
+var proxyAuthWords = map[string]bool{"auto": true, "auto-nct": true, "[inline]": true, "stdin": true}
+
+func resolve(dir, name string) string {
+	name = strings.Trim(name, `"'`)
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(dir, name)
+	}
+	return name
+}
+
+func withNewline(s string) string {
+	if !strings.HasSuffix(s, "\n") {
+		return s + "\n"
+	}
+	return s
+}
+
+// wrapBase64 encodes b in lines of 64 characters, as PEM does.
+func wrapBase64(b string) string {
+	enc := base64.StdEncoding.EncodeToString([]byte(b))
+	var out strings.Builder
+	for len(enc) > 64 {
+		out.WriteString(enc[:64] + "\n")
+		enc = enc[64:]
+	}
+	out.WriteString(enc + "\n")
+	return out.String()
 }
 
 type configEntry struct {
