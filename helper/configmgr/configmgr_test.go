@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -337,6 +338,7 @@ func TestTagsOverridesProperties(t *testing.T) {
 		{"SetOverride", []any{"bogus", dbus.MakeVariant(true)}, "Invalid override key 'bogus'"},
 		{"SetOverride", []any{"persist-tun", dbus.MakeVariant("yes")}, "(SetOverride) Invalid override data type for 'persist-tun': s"},
 		{"SetOverride", []any{"port-override", dbus.MakeVariant(uint32(1))}, "Unsupported override data type: u"},
+		{"SetOverride", []any{"proxy-host", dbus.MakeVariant(strings.Repeat("h", 4097))}, "Override value for 'proxy-host' is too long"},
 		{"UnsetOverride", []any{"ipv6"}, "Override 'ipv6' has not been set"},
 		{"SetOption", []any{"a", "b"}, ""},
 		{"AccessRevoke", []any{uint32(5)}, "UID not granted access"},
@@ -351,6 +353,15 @@ func TestTagsOverridesProperties(t *testing.T) {
 	}
 	if tags := prop(t, o, "tags").([]string); len(tags) != 1 || tags[0] != "work" {
 		t.Errorf("tags %v", tags)
+	}
+	// a profile holds at most 64 tags
+	for i := 1; i < 64; i++ {
+		if err := o.Call(ifc+".AddTag", 0, fmt.Sprintf("t%d", i)).Err; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Call(ifc+".AddTag", 0, "one-too-many").Err; api.ErrorText(err) != "Too many tags" {
+		t.Errorf("65th tag: %v", err)
 	}
 	ov := prop(t, o, "overrides").(map[string]dbus.Variant)
 	if len(ov) != 2 || ov["persist-tun"].Value() != true || ov["dns-scope"].Value() != "tunnel" {
@@ -478,6 +489,11 @@ func TestLoadSkipsBadFilesKeepsOthers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// a write interrupted before its rename
+	tmpFile := filepath.Join(dir, ".tmp-12345.json")
+	if err := os.WriteFile(tmpFile, []byte(`{"object_path": "/net/op`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var logs strings.Builder
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
@@ -506,6 +522,9 @@ func TestLoadSkipsBadFilesKeepsOthers(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+	if _, err := os.Stat(tmpFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file left: %v", err)
 	}
 	for _, f := range []string{writable, foreign, filepath.Join(dir, "broken.json")} {
 		if _, err := os.Stat(f); err != nil {

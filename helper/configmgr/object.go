@@ -166,6 +166,9 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 				}
 				val := v.Value()
 				if str, ok := val.(string); ok {
+					if len(str) > maxOverrideLen {
+						return gerr("Override value for '" + k + "' is too long")
+					}
 					val = cleanText(str)
 				}
 				p.Overrides[k] = val
@@ -188,6 +191,8 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 					return gerr("Tag value too long")
 				case slices.Contains(p.Tags, tag):
 					return gerr("Tag already exists")
+				case len(p.Tags) >= maxTags:
+					return gerr("Too many tags")
 				}
 				p.Tags = append(p.Tags, tag)
 				return nil

@@ -31,7 +31,9 @@ const (
 	textOwnerOnly  = "Configuration can only be modified by the profile owner"
 	textNotValid   = "Configuration is not currently valid"
 	maxTagLength   = 128
+	maxTags        = 64 // per profile
 	maxNameLength  = 1024
+	maxOverrideLen = 4096 // bytes of a string override value
 	maxProfilesUID = 1000 // per owner, so one user cannot exhaust the helper
 )
 

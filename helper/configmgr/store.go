@@ -20,6 +20,9 @@ import (
 // so that a crash leaves either the old or the new file.
 type store struct{ dir string }
 
+// tempPrefix names files being written; they are never loaded.
+const tempPrefix = ".tmp-"
+
 func (st store) file(p *profile) string { return filepath.Join(st.dir, api.PathID(p.Path)+".json") }
 
 func (st store) save(p *profile) error {
@@ -40,7 +43,7 @@ func (st store) save(p *profile) error {
 		return fmt.Errorf("encode profile %s: %w", p.Path, err)
 	}
 	final := st.file(p)
-	tmp, err := os.CreateTemp(st.dir, ".tmp-*.json") // created 0600
+	tmp, err := os.CreateTemp(st.dir, tempPrefix+"*.json") // created 0600
 	if err != nil {
 		return fmt.Errorf("save profile: %w", err)
 	}
@@ -97,6 +100,14 @@ func (st store) loadAll(bad, warn func(file string, err error)) []*profile {
 	var out []*profile
 	for _, e := range entries {
 		name := e.Name()
+		if strings.HasPrefix(name, tempPrefix) && e.Type().IsRegular() {
+			// A write interrupted before its rename: the real file, if
+			// any, is intact; the half-written copy is of no use.
+			if err := os.Remove(filepath.Join(st.dir, name)); err != nil {
+				bad(name, fmt.Errorf("stale temporary file: %w", err))
+			}
+			continue
+		}
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
