@@ -308,6 +308,18 @@ func TestBackendFetchSingleUse(t *testing.T) {
 	if _, ok := e.svc.Profile(p); ok {
 		t.Error("single-use profile survived a backend Fetch")
 	}
+	// a persistent single-use profile takes its file with it
+	ps := e.importProfile(t, "once, kept", goodProfile, true, true)
+	file := filepath.Join(e.dir, api.PathID(ps)+".json")
+	if _, err := os.Stat(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Object(api.ServiceConfiguration, ps).Call(api.InterfaceConfiguration+".Fetch", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("file of a used single-use profile: %v", err)
+	}
 	// a multi-use profile counts the backend's uses
 	q := e.importProfile(t, "many", goodProfile, false, false)
 	if err := be.Object(api.ServiceConfiguration, q).Call(api.InterfaceConfiguration+".Fetch", 0).Err; err != nil {

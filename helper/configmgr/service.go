@@ -1,8 +1,15 @@
 // Package configmgr implements net.openvpn.v3.configuration: the manager
 // object /net/openvpn/v3/configuration (Import, listings, lookups) and one
-// object per imported profile, with the owner/ACL rules of spec §5.2.
-// Persistent profiles live as JSON files in the state directory and are
-// reloaded at start. The session manager uses the in-process Profile lookup.
+// object per imported profile, with the owner/ACL rules of spec §5.2 (root
+// has no special rights on profiles; a backend process, recognised by the
+// net.openvpn.v3.backends.be<PID> name it owns, plays upstream's $OVPN
+// user). Profiles are parsed with helper/openvpn/profile: line errors
+// refuse the import, whole-profile gaps import it with valid=false.
+//
+// Persistent profiles live as <id>.json files (0600) in the state
+// directory, written atomically and reloaded at start with their stored
+// text unchanged; unreadable, corrupt or untrusted files are logged and
+// skipped, never deleted. The session manager uses the in-process Lookup.
 package configmgr
 
 import (
