@@ -196,3 +196,126 @@ func TestConfigPersistsAcrossSIGKILL(t *testing.T) {
 		t.Logf("helper log:\n%s", helper.LogTail(30))
 	}
 }
+
+// TestConfigCLIAsOtherUsers runs the real ovpn3 binary as other users
+// against the real helper: what the ACL allows works, what it refuses
+// fails with one line naming the reason and exit status 1.
+func TestConfigCLIAsOtherUsers(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	// Everything other users need (bus socket, CLI, profile) lives in a
+	// directory they can enter.
+	pub, err := os.MkdirTemp("", "ovpn3cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(pub) })
+	if err := os.Chmod(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	busDir := filepath.Join(pub, "bus")
+	if err := os.Mkdir(busDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bus, err := testbed.StartBus(ctx, busDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Stop(5 * time.Second) })
+	dir := t.TempDir()
+	startHelper(t, bin, bus.Address, filepath.Join(dir, "state"), filepath.Join(dir, "helper.log"))
+	// users that exist (dbus-daemon refuses UIDs without a passwd entry),
+	// by name and numeric ids
+	type account struct{ name, uid, gid string }
+	var users []account
+	for _, name := range []string{"nobody", "daemon", "bin", "sys"} {
+		uid, err1 := exec.Command("id", "-u", name).Output()
+		gid, err2 := exec.Command("id", "-g", name).Output()
+		if err1 == nil && err2 == nil {
+			users = append(users, account{name, strings.TrimSpace(string(uid)), strings.TrimSpace(string(gid))})
+		}
+	}
+	if len(users) < 2 {
+		t.Skip("need two non-root users")
+	}
+	granted, stranger := users[0].name, users[1].name
+	ids := map[string]account{}
+	for _, u := range users {
+		ids[u.name] = u
+	}
+	b, err := os.ReadFile(bin.CLI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliPath := filepath.Join(pub, "ovpn3")
+	if err := os.WriteFile(cliPath, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profileFile := filepath.Join(pub, "shared.ovpn")
+	if err := os.WriteFile(profileFile, []byte("client\ndev tun\nremote 198.18.0.1\nauth-user-pass\n<ca>\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n</ca>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	as := func(user string, args ...string) (string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var cmd *exec.Cmd
+		if user == "root" {
+			cmd = exec.CommandContext(ctx, cliPath, args...)
+		} else {
+			a := ids[user]
+			cmd = exec.CommandContext(ctx, setpriv, append([]string{"--reuid=" + a.uid, "--regid=" + a.gid, "--clear-groups", cliPath}, args...)...)
+		}
+		cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("%s: %v", strings.Join(args, " "), err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	out, code := as("root", "config-import", "-c", profileFile, "-n", "shared")
+	if code != 0 {
+		t.Fatalf("import: %s", out)
+	}
+	path := strings.TrimSpace(out)
+	if out, code := as("root", "config-acl", "-o", path, "--grant", granted); code != 0 {
+		t.Fatalf("grant: %s", out)
+	}
+	tests := []struct {
+		user     string
+		args     []string
+		wantCode int
+		want     string // substring of the output
+	}{
+		{granted, []string{"configs-list"}, 0, path},
+		{granted, []string{"config-dump", "-c", "shared"}, 0, "remote 198.18.0.1"},
+		{granted, []string{"config-manage", "-c", "shared", "--dco", "true"}, 0, "Configuration updated."},
+		{granted, []string{"config-manage", "-c", "shared", "--rename", "mine"}, 1,
+			"ovpn3 config-manage: rename: Configuration can only be modified by the profile owner\n"},
+		{granted, []string{"config-acl", "-o", path, "--grant", stranger}, 1,
+			"ovpn3 config-acl: grant " + stranger + ": Access to the configuration profile is denied.\n"},
+		{granted, []string{"config-remove", "--force", "-o", path}, 1,
+			"ovpn3 config-remove: remove " + path + ": Access to the configuration profile is denied.\n"},
+		{stranger, []string{"configs-list", "--count"}, 0, "0\n"},
+		{stranger, []string{"config-dump", "-c", "shared"}, 1, "ovpn3 config-dump: no configuration profile named \"shared\"\n"},
+		{stranger, []string{"config-dump", "-o", path}, 1,
+			"ovpn3 config-dump: fetch " + path + ": Access to the configuration profile is denied.\n"},
+		{stranger, []string{"config-manage", "-o", path, "--show"}, 0, "Name:       -"},
+		{"root", []string{"config-acl", "-o", path, "--lock-down", "true"}, 0, "locked_down set to true"},
+		{granted, []string{"config-dump", "-o", path}, 1,
+			"ovpn3 config-dump: fetch " + path + ": Access to the configuration profile is denied.\n"},
+	}
+	for _, tt := range tests {
+		out, code := as(tt.user, tt.args...)
+		if code != tt.wantCode || !strings.Contains(out, tt.want) {
+			t.Errorf("%s as %s: exit %d, output %q; want exit %d and %q", strings.Join(tt.args, " "), tt.user, code, out, tt.wantCode, tt.want)
+		}
+		if tt.wantCode != 0 && strings.Count(out, "\n") != 1 {
+			t.Errorf("%s as %s: error is not one line: %q", strings.Join(tt.args, " "), tt.user, out)
+		}
+	}
+}
