@@ -124,6 +124,20 @@ func (l *Layer) fillWindow() {
 	}
 }
 
+// SetMaxTimeout changes the backoff cap, also for messages in flight. A
+// client uses the first retransmission timeout as cap until the server
+// answered at all, so a lost reset is resent steadily instead of after
+// ever longer pauses.
+func (l *Layer) SetMaxTimeout(d time.Duration) {
+	if d < l.cfg.Timeout {
+		d = l.cfg.Timeout
+	}
+	l.cfg.MaxTimeout = d
+	for i := range l.inflight {
+		l.inflight[i].timeout = min(l.inflight[i].timeout, d)
+	}
+}
+
 // Result says what Receive did with a packet.
 type Result int
 

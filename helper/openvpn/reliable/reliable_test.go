@@ -83,6 +83,30 @@ func TestRetransmitBackoff(t *testing.T) {
 	}
 }
 
+func TestSetMaxTimeoutStopsBackoff(t *testing.T) {
+	l := New(Config{Timeout: 2 * time.Second})
+	l.SetMaxTimeout(0)
+	l.Send(wire.OpControlHardResetClientV2, nil)
+	now := t0
+	for i := 0; i < 5; i++ {
+		if out := l.Output(now, nil); len(out) != 1 {
+			t.Fatalf("try %d at %v: %d packets", i, now.Sub(t0), len(out))
+		}
+		d, _ := l.Deadline()
+		if got := d.Sub(now); got != 2*time.Second {
+			t.Fatalf("try %d: next in %v, want 2s", i, got)
+		}
+		now = d
+	}
+	l.SetMaxTimeout(time.Minute)
+	l.Output(now, nil) // resent after 2 s, next wait doubles
+	now, _ = l.Deadline()
+	l.Output(now, nil)
+	if d, _ := l.Deadline(); d.Sub(now) != 4*time.Second {
+		t.Fatalf("backoff not restored: next in %v", d.Sub(now))
+	}
+}
+
 func TestFastRetransmit(t *testing.T) {
 	l := New(Config{})
 	for i := 0; i < 5; i++ {
