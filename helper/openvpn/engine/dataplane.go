@@ -26,7 +26,10 @@ const (
 type dataPlane struct {
 	c *Client
 
+	// tun is owned by the control plane (Run's goroutine); the socket
+	// reader of the current attempt reads it through tunW.
 	tun    TunDevice
+	tunW   atomic.Pointer[tunWriter]
 	tunCfg netconf.Config
 	tunWG  sync.WaitGroup
 
@@ -81,6 +84,7 @@ var occExit = []byte{0x28, 0x7f, 0x34, 0x6b, 0xd4, 0xef, 0x7a, 0x81, 0x2d, 0x56,
 // packet through the current tx path. It stops when the device is closed.
 func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
 	d.tun, d.tunCfg = tun, cfg
+	d.tunW.Store(&tunWriter{tun})
 	d.tunWG.Add(1)
 	go func() {
 		defer d.tunWG.Done()
@@ -111,12 +115,16 @@ func (d *dataPlane) closeTun() {
 		return
 	}
 	d.tx.Store(nil)
+	d.tunW.Store(nil)
 	if err := d.tun.Close(); err != nil {
 		d.c.log.Debug("tun close", "err", err)
 	}
 	d.tunWG.Wait()
 	d.tun = nil
 }
+
+// tunWriter wraps the device so it can sit behind an atomic pointer.
+type tunWriter struct{ TunDevice }
 
 // rxKeys are the data-channel keys a connection accepts, by key_id: the
 // current one and, after a renegotiation, the lame duck.
@@ -162,11 +170,11 @@ func (a *attempt) socketReader() {
 		if bytes.Equal(p, datachan.PingPayload[:]) {
 			continue
 		}
-		tun := a.dp.tun
-		if tun == nil || len(p) == 0 {
+		tw := a.dp.tunW.Load()
+		if tw == nil || len(p) == 0 {
 			continue
 		}
-		if _, err := tun.Write(p); err != nil {
+		if _, err := tw.Write(p); err != nil {
 			a.c.log.Debug("tun write failed", "err", err)
 			continue
 		}

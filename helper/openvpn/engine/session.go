@@ -167,6 +167,10 @@ func (a *attempt) run(ctx context.Context) (err error) {
 	if a.o.wrapMode == "tls-crypt-v2" {
 		resetOp = wire.OpControlHardResetClientV3
 	}
+	// Until the server answers, resend the reset every tls-timeout instead
+	// of backing off, so a few lost datagrams do not use up the
+	// no-response window.
+	k0.rel.SetMaxTimeout(0)
 	k0.rel.Send(resetOp, nil)
 	a.log.Debug("connecting", "session", a.localSID.String())
 	a.c.setState(StateWaitingForServer, "")
@@ -397,6 +401,7 @@ func (a *attempt) handlePacket(b []byte) error {
 			if k.id == 0 && !a.gotReset {
 				a.gotReset = true
 				k.gateOpen = true
+				k.rel.SetMaxTimeout(reliable.DefaultMaxTimeout)
 				if a.o.wrapMode == "tls-crypt-v2" {
 					resend, err := ctlwrap.ResendWKcRequested(m.Payload)
 					if err != nil {
