@@ -81,9 +81,9 @@ type TunProvider interface {
 // Credentials for auth-user-pass. They are sent to the server and never logged.
 type Credentials struct {
 	Username, Password string
-	// ChallengeResponse answers the profile's static-challenge; the engine
-	// combines it with Password as the profile's format says (SCRV1 or
-	// concatenation).
+	// ChallengeResponse answers the profile's static-challenge; when set,
+	// the engine combines it with Password as the profile's format says
+	// (SCRV1 or concatenation). When empty, Password is sent unchanged.
 	ChallengeResponse string
 }
 

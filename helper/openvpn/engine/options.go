@@ -156,8 +156,13 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 }
 
 // password is the password field of the key-method 2 message: with a
-// static challenge, the password and the response combined.
+// static challenge and a ChallengeResponse, the password and the response
+// combined. Without a ChallengeResponse the password is sent as given, so a
+// caller that combines them itself (or answers a CRV1 challenge) can.
 func (o *options) password() string {
+	if o.creds.ChallengeResponse == "" {
+		return o.creds.Password
+	}
 	switch o.challenge {
 	case "scrv1":
 		return "SCRV1:" + base64.StdEncoding.EncodeToString([]byte(o.creds.Password)) + ":" +
