@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzParse seeds with the whole corpus. Invariants: no panic; a refusal
@@ -32,7 +34,23 @@ func FuzzParse(f *testing.F) {
 			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
 				t.Fatalf("error %T %v is not a non-empty *ParseError", err, err)
 			}
+			// Messages travel in D-Bus strings.
+			if !utf8.ValidString(err.Error()) {
+				t.Fatalf("error is not UTF-8: %q", err.Error())
+			}
+			gaps := !slices.ContainsFunc(pe.Problems, func(p Problem) bool { return !p.Kind.Gap() })
+			if gaps != (pe.Partial != nil) {
+				t.Fatalf("partial %v with gaps-only %v: %v", pe.Partial != nil, gaps, err)
+			}
+			if pe.Partial != nil {
+				_ = pe.Partial.Render()
+			}
 			return
+		}
+		for _, w := range p.Warnings {
+			if !utf8.ValidString(w.String()) {
+				t.Fatalf("warning is not UTF-8: %q", w.String())
+			}
 		}
 		out := p.Render()
 		q, err := Parse(out)

@@ -188,7 +188,10 @@ func buildTable() map[string]OptionInfo {
 	add(NotImplemented, "the certificate would come from the Windows certificate store", "cryptoapicert")
 	add(NotImplemented, "external keys via the management interface are not supported",
 		"management-external-key", "management-external-cert")
-	add(NotImplemented, whyTAP, "tun-mtu-extra", "lladdr", "server-bridge-dhcp")
+	add(NotImplemented, whyTAP, "lladdr", "server-bridge-dhcp")
+	// NordVPN- and Surfshark-style profiles carry "tun-mtu-extra 32": it
+	// only sizes OpenVPN's internal buffers, nothing on the wire.
+	add(Ignored, "internal buffer sizing; no effect on this client", "tun-mtu-extra")
 	add(NotImplemented, "CA directories cannot be part of an imported profile; inline the CA as <ca>", "capath")
 	add(NotImplemented, "verification by CA certificate hash is not supported; use <ca> or peer-fingerprint", "verify-hash")
 	add(NotImplemented, "an imported profile must be self-contained; paste the included file into the profile", "config")

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 )
@@ -91,11 +92,37 @@ func (w Warning) String() string {
 	return b.String()
 }
 
+// Kind tells the problems that make a profile unusable as written (a bad
+// line, a limit) from the gaps of a profile that is well-formed but
+// incomplete as a whole, so callers can act on them without matching
+// message text.
+type Kind int
+
+const (
+	// KindInput: the text itself is wrong where Line says (or, with
+	// Line 0, as a whole: too large). Nothing partial is returned.
+	KindInput                Kind = iota
+	KindNotClient                 // neither 'client' nor 'pull' + 'tls-client'
+	KindNoRemote                  // no 'remote' and no <connection>
+	KindNoDev                     // no 'dev'
+	KindDevType                   // 'dev' name that is not tun* without 'dev-type tun'
+	KindNoCA                      // no <ca>, peer-fingerprint or <pkcs12>
+	KindCertWithoutKey            // <cert> without <key>
+	KindKeyWithoutCert            // <key> without <cert>
+	KindNoAuth                    // no client certificate and no auth-user-pass
+	KindChallengeWithoutAuth      // static-challenge without auth-user-pass
+)
+
+// Gap reports whether the problem is a whole-profile gap (anything but
+// KindInput): the options present are fine, something is missing.
+func (k Kind) Gap() bool { return k != KindInput }
+
 // Problem is one reason the profile is refused.
 type Problem struct {
 	Line   int // 0: the profile as a whole
 	Option string
 	Msg    string
+	Kind   Kind
 }
 
 func (p Problem) Error() string {
@@ -115,7 +142,18 @@ func (p Problem) Error() string {
 // ParseError lists every problem found, in line order.
 type ParseError struct {
 	Problems []Problem
+	// Partial is the profile as far as it was built, set only when every
+	// problem is a whole-profile gap (Kind.Gap): the options are all
+	// well-formed but something the profile needs is missing. A caller
+	// that keeps incomplete profiles (the configuration manager imports
+	// them with valid=false) can still show their options. Nil when any
+	// problem is on a line.
+	Partial *Profile
 }
+
+// Gaps reports whether every problem is a whole-profile gap, i.e. whether
+// Partial is set.
+func (e *ParseError) Gaps() bool { return e.Partial != nil }
 
 func (e *ParseError) Error() string {
 	msgs := make([]string, len(e.Problems))
@@ -263,12 +301,19 @@ func (ps *parser) fail(line int, opt, format string, a ...any) {
 	ps.problems = append(ps.problems, Problem{Line: line, Option: opt, Msg: fmt.Sprintf(format, a...)})
 }
 
+// gap records a whole-profile problem of the given kind.
+func (ps *parser) gap(kind Kind, opt, format string, a ...any) {
+	ps.problems = append(ps.problems, Problem{Option: opt, Msg: fmt.Sprintf(format, a...), Kind: kind})
+}
+
 func (ps *parser) warn(line int, opt, format string, a ...any) {
 	ps.p.Warnings = append(ps.p.Warnings, Warning{Line: line, Option: opt, Msg: fmt.Sprintf(format, a...)})
 }
 
-// Parse parses profile text. On failure the error is a *ParseError that
-// lists every problem with its line number.
+// Parse parses profile text. On failure the profile is nil and the error
+// is a *ParseError that lists every problem with its line number; when
+// the only problems are whole-profile gaps, ParseError.Partial holds the
+// incomplete profile.
 func Parse(text string) (*Profile, error) {
 	if len(text) > MaxProfileSize {
 		return nil, &ParseError{Problems: []Problem{{Msg: fmt.Sprintf("is %d bytes, limit %d", len(text), MaxProfileSize)}}}
@@ -277,6 +322,13 @@ func Parse(text string) (*Profile, error) {
 	if i := strings.IndexByte(text, 0); i >= 0 {
 		line := strings.Count(text[:i], "\n") + 1
 		return nil, &ParseError{Problems: []Problem{{Line: line, Msg: "contains a NUL byte: not a text profile"}}}
+	}
+	// Messages quote the text, and D-Bus strings must be UTF-8: binary
+	// data or a legacy 8-bit encoding stops here, with its line.
+	if !utf8.ValidString(text) {
+		i := invalidUTF8(text)
+		line := strings.Count(text[:i], "\n") + 1
+		return nil, &ParseError{Problems: []Problem{{Line: line, Msg: "is not UTF-8 text (binary data, or another encoding): convert the file to UTF-8"}}}
 	}
 	ps := &parser{
 		p: &Profile{
@@ -317,9 +369,25 @@ func Parse(text string) (*Profile, error) {
 			}
 			return la - lb
 		})
-		return nil, &ParseError{Problems: ps.problems}
+		pe := &ParseError{Problems: ps.problems}
+		if !slices.ContainsFunc(ps.problems, func(p Problem) bool { return !p.Kind.Gap() }) {
+			pe.Partial = ps.p
+		}
+		return nil, pe
 	}
 	return ps.p, nil
+}
+
+// invalidUTF8 returns the offset of the first byte that is not UTF-8.
+func invalidUTF8(s string) int {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(s)
 }
 
 // lex turns lines into raw options, collecting inline blocks and, at the
@@ -1432,30 +1500,30 @@ func (ps *parser) finish() {
 		return
 	}
 	if !ps.client && !(ps.pull && ps.tlsClient) {
-		ps.fail(0, "", "not a client profile: it needs 'client' (or 'pull' and 'tls-client')")
+		ps.gap(KindNotClient, "", "not a client profile: it needs 'client' (or 'pull' and 'tls-client')")
 	}
 	if len(p.Remotes) == 0 {
-		ps.fail(0, "", "no server: add a 'remote host [port] [proto]' line")
+		ps.gap(KindNoRemote, "", "no server: add a 'remote host [port] [proto]' line")
 	}
 	if p.Dev == "" && !ps.seen["dev"] {
-		ps.fail(0, "", "no 'dev' option: add 'dev tun'")
+		ps.gap(KindNoDev, "", "no 'dev' option: add 'dev tun'")
 	} else if p.Dev != "" && !strings.HasPrefix(p.Dev, "tun") && p.DevType != "tun" {
-		ps.fail(0, "dev", "%q: the device type cannot be guessed from the name; add 'dev-type tun'", p.Dev)
+		ps.gap(KindDevType, "dev", "%q: the device type cannot be guessed from the name; add 'dev-type tun'", p.Dev)
 	}
 	if p.CA == "" && len(p.PeerFingerprints) == 0 && p.PKCS12 == "" && !ps.seen["ca"] && !ps.seen["peer-fingerprint"] {
-		ps.fail(0, "", "no CA certificate: add an inline <ca> block (or peer-fingerprint)")
+		ps.gap(KindNoCA, "", "no CA certificate: add an inline <ca> block (or peer-fingerprint)")
 	}
 	if p.Cert != "" && p.Key == "" && !ps.seen["key"] {
-		ps.fail(0, "", "<cert> without <key>: the client certificate needs its private key")
+		ps.gap(KindCertWithoutKey, "", "<cert> without <key>: the client certificate needs its private key")
 	}
 	if p.Key != "" && p.Cert == "" && !ps.seen["cert"] {
-		ps.fail(0, "", "<key> without <cert>: the private key needs its client certificate")
+		ps.gap(KindKeyWithoutCert, "", "<key> without <cert>: the private key needs its client certificate")
 	}
 	if p.Cert == "" && p.PKCS12 == "" && !p.AuthUserPass && !ps.seen["cert"] && !ps.seen["pkcs12"] {
-		ps.fail(0, "", "no way to authenticate: add <cert> and <key> (or <pkcs12>), or auth-user-pass")
+		ps.gap(KindNoAuth, "", "no way to authenticate: add <cert> and <key> (or <pkcs12>), or auth-user-pass")
 	}
 	if p.StaticChallenge != nil && !p.AuthUserPass {
-		ps.fail(0, "static-challenge", "needs auth-user-pass")
+		ps.gap(KindChallengeWithoutAuth, "static-challenge", "needs auth-user-pass")
 	}
 	if p.TLSAuth == "" && p.KeyDirection >= 0 && p.TLSCrypt == "" && p.TLSCryptV2 == "" {
 		// key-direction without tls-auth is harmless; OpenVPN accepts it.
