@@ -10,10 +10,10 @@ import (
 
 // parsed is the result of checking a profile text.
 type parsed struct {
-	text     string               // canonical text to store and Fetch
-	valid    bool                 // complete enough to connect
-	problems []string             // why it is not valid: whole-profile problems of the parser
-	profile  *ovpnprofile.Profile // nil when not valid
+	text     string                // canonical text to store and Fetch
+	valid    bool                  // complete enough to connect
+	problems []ovpnprofile.Problem // why it is not valid: whole-profile gaps found by the parser
+	profile  *ovpnprofile.Profile  // the parsed profile; when not valid, as far as it was built
 }
 
 // parseProfile checks a profile. Profiles with errors on a line are refused
@@ -29,20 +29,18 @@ func parseProfile(text string) (parsed, error) {
 	if !errors.As(err, &pe) {
 		return parsed{}, err
 	}
-	msgs := make([]string, len(pe.Problems))
-	whole := true
-	for i, pr := range pe.Problems {
-		msgs[i] = pr.Error()
-		whole = whole && pr.Line == 0
-	}
-	if !whole || strings.Contains(text, "\x00") {
+	if pe.Partial == nil { // a problem on a line (or a limit): refused
+		msgs := make([]string, len(pe.Problems))
+		for i, pr := range pe.Problems {
+			msgs[i] = pr.Error()
+		}
 		return parsed{}, errors.New(strings.Join(msgs, "; "))
 	}
 	text = strings.ReplaceAll(strings.TrimPrefix(text, "\uFEFF"), "\r\n", "\n")
 	if !strings.HasSuffix(text, "\n") {
 		text += "\n"
 	}
-	return parsed{text: text, problems: msgs}, nil
+	return parsed{text: text, problems: pe.Problems, profile: pe.Partial}, nil
 }
 
 // Texts of Validate (spec §2.2, §4.3).
@@ -52,14 +50,13 @@ const (
 	textInvalidPrefix = "Configuration profile is invalid: "
 )
 
-// coveredByMissing maps a required option Validate names to the start of
-// the parser's whole-profile message saying the same thing, so Validate
-// does not report one gap twice.
-var coveredByMissing = map[string]string{
-	"--ca":                     "profile: no CA certificate",
-	"--client or --tls-client": "profile: not a client profile",
-	"--dev":                    "profile: no 'dev' option",
-	"--remote":                 "profile: no server",
+// coveredByMissing maps a required option Validate names to the parser's
+// gap saying the same thing, so Validate does not report one gap twice.
+var coveredByMissing = map[string]ovpnprofile.Kind{
+	"--ca":                     ovpnprofile.KindNoCA,
+	"--client or --tls-client": ovpnprofile.KindNotClient,
+	"--dev":                    ovpnprofile.KindNoDev,
+	"--remote":                 ovpnprofile.KindNoRemote,
 }
 
 // assess returns every reason a stored profile text cannot be used, in
@@ -81,13 +78,13 @@ func assess(text string) []string {
 		extra = append(extra, err.Error())
 	}
 next:
-	for _, msg := range pr.problems {
+	for _, gap := range pr.problems {
 		for _, m := range missing {
-			if strings.HasPrefix(msg, coveredByMissing[m]) {
+			if gap.Kind == coveredByMissing[m] {
 				continue next
 			}
 		}
-		extra = append(extra, msg)
+		extra = append(extra, gap.Error())
 	}
 	if len(extra) > 0 {
 		out = append(out, textInvalidPrefix+strings.Join(extra, "; "))
@@ -113,7 +110,7 @@ func fetchJSON(text string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if pr.profile == nil {
+	if pr.profile == nil { // not reached: parseProfile refuses or returns a profile
 		return "{}", nil
 	}
 	count := map[string]int{}
