@@ -38,10 +38,15 @@ type PKIFiles struct {
 // PKIOption changes how WritePKI makes keys.
 type PKIOption func(*pkiConfig)
 
-type pkiConfig struct{ rsa bool }
+type pkiConfig struct{ rsaBits int } // 0: EC P-256
 
 // WithRSA makes RSA-2048 keys instead of EC P-256.
-func WithRSA() PKIOption { return func(c *pkiConfig) { c.rsa = true } }
+func WithRSA() PKIOption { return WithRSABits(2048) }
+
+// WithRSABits makes RSA keys of the given size (e.g. 4096) for the CA,
+// server and client instead of EC P-256. Generating 4096-bit keys takes
+// a second or more each.
+func WithRSABits(bits int) PKIOption { return func(c *pkiConfig) { c.rsaBits = bits } }
 
 // WritePKI writes a CA, server and client certificates, the tls-crypt and
 // tls-auth static keys, and the tls-crypt-v2 keys into dir. Private keys
@@ -137,8 +142,8 @@ func PKI(t testing.TB, opts ...PKIOption) *PKIFiles {
 func issue(cfg pkiConfig, tmpl, parent *x509.Certificate, parentKey crypto.Signer, certPath, keyPath string) (crypto.Signer, *x509.Certificate, error) {
 	var key crypto.Signer
 	var err error
-	if cfg.rsa {
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	if cfg.rsaBits > 0 {
+		key, err = rsa.GenerateKey(rand.Reader, cfg.rsaBits)
 	} else {
 		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}

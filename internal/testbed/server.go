@@ -65,16 +65,78 @@ func (v Variant) check() error {
 // statusPath is the status file; authScript is the auth-user-pass-verify
 // script (used by f and g only).
 func ServerConfig(pki *PKIFiles, v Variant, statusPath, authScript string) (string, error) {
+	return ServerConfigWith(pki, v, statusPath, authScript, ServerOptions{})
+}
+
+// The transports a variant can be run over (ServerOptions.Proto).
+const (
+	ProtoUDP  = "udp"
+	ProtoTCP  = "tcp"
+	ProtoUDP6 = "udp6"
+	ProtoTCP6 = "tcp6"
+)
+
+// DefaultProto is the transport of variant v as the test bed defines it:
+// tcp for b, udp6 for i, udp for the rest.
+func (v Variant) DefaultProto() string {
+	switch v {
+	case VariantB:
+		return ProtoTCP
+	case VariantI:
+		return ProtoUDP6
+	}
+	return ProtoUDP
+}
+
+// protoFor resolves the transport: proto as asked, or the variant's own.
+func protoFor(v Variant, proto string) (string, error) {
+	switch proto {
+	case "":
+		return v.DefaultProto(), nil
+	case ProtoUDP, ProtoTCP, ProtoUDP6, ProtoTCP6:
+		return proto, nil
+	}
+	return "", fmt.Errorf("test-bed transport %q: want udp, tcp, udp6 or tcp6", proto)
+}
+
+func isUDP(proto string) bool  { return strings.HasPrefix(proto, "udp") }
+func isIPv6(proto string) bool { return strings.HasSuffix(proto, "6") }
+
+// ServerConfigWith is ServerConfig with the options that change the
+// configuration itself (Proto, TLSCryptV2ForceCookie, Compress, AuthGenToken,
+// Extra); the defaults give exactly ServerConfig's text.
+func ServerConfigWith(pki *PKIFiles, v Variant, statusPath, authScript string, opts ServerOptions) (string, error) {
 	if err := v.check(); err != nil {
 		return "", err
+	}
+	proto, err := protoFor(v, opts.Proto)
+	if err != nil {
+		return "", err
+	}
+	if opts.TLSCryptV2ForceCookie && v != VariantE {
+		return "", fmt.Errorf("force-cookie needs tls-crypt-v2, i.e. variant e, not %s", v)
+	}
+	if opts.AuthGenToken && v != VariantF && v != VariantG {
+		return "", fmt.Errorf("auth-gen-token needs username/password authentication, i.e. variant f or g, not %s", v)
+	}
+	switch opts.Compress {
+	case "", "stub", "stub-v2", "lzo", "lz4", "lz4-v2":
+	default:
+		return "", fmt.Errorf("compress %q: want stub, stub-v2, lzo, lz4 or lz4-v2", opts.Compress)
 	}
 	var b strings.Builder
 	line := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	line("# test-bed variant %s: %s", v, v.Name())
-	switch v {
-	case VariantB:
+	switch {
+	case v == VariantB && proto == ProtoTCP:
+		line("proto tcp-server") // as the reference scripts have it: no local
+	case proto == ProtoTCP:
 		line("proto tcp-server")
-	case VariantI:
+		line("local %s", ServerIP4)
+	case proto == ProtoTCP6:
+		line("proto tcp6-server")
+		line("local %s", ServerIP6)
+	case proto == ProtoUDP6:
 		line("proto udp6")
 		line("local %s", ServerIP6)
 	default:
@@ -109,7 +171,11 @@ func ServerConfig(pki *PKIFiles, v Variant, statusPath, authScript string) (stri
 		line("tls-crypt %s", pki.TLSCrypt)
 		line("data-ciphers CHACHA20-POLY1305")
 	case VariantE:
-		line("tls-crypt-v2 %s", pki.TLSCryptV2Server)
+		if opts.TLSCryptV2ForceCookie {
+			line("tls-crypt-v2 %s force-cookie", pki.TLSCryptV2Server)
+		} else {
+			line("tls-crypt-v2 %s", pki.TLSCryptV2Server)
+		}
 	case VariantF:
 		line("tls-crypt %s", pki.TLSCrypt)
 		line("verify-client-cert none")
@@ -134,8 +200,23 @@ func ServerConfig(pki *PKIFiles, v Variant, statusPath, authScript string) (stri
 	default:
 		line("tls-crypt %s", pki.TLSCrypt)
 	}
-	if v != VariantB {
+	if isUDP(proto) { // openvpn refuses explicit-exit-notify over TCP
 		line("explicit-exit-notify 1")
+	}
+	if opts.Compress != "" {
+		// 2.6's allow-compression default ("no") still takes the stub
+		// framings; real algorithms need "allow-compression yes".
+		if !strings.HasPrefix(opts.Compress, "stub") {
+			line("allow-compression yes")
+		}
+		line("compress %s", opts.Compress)
+		line(`push "compress %s"`, opts.Compress)
+	}
+	if opts.AuthGenToken {
+		line("auth-gen-token")
+	}
+	if len(opts.Extra) > 0 {
+		b.WriteString("# extra lines\n" + strings.Join(opts.Extra, "\n") + "\n")
 	}
 	return b.String(), nil
 }
@@ -143,7 +224,17 @@ func ServerConfig(pki *PKIFiles, v Variant, statusPath, authScript string) (stri
 // Profile returns the client profile of variant v as a user would import
 // it: every key and certificate as an inline block.
 func (f *PKIFiles) Profile(v Variant) (string, error) {
+	return f.ProfileProto(v, "")
+}
+
+// ProfileProto is Profile over another transport (ProtoTCP, …; "" is the
+// variant's own), matching a server started with that ServerOptions.Proto.
+func (f *PKIFiles) ProfileProto(v Variant, proto string) (string, error) {
 	if err := v.check(); err != nil {
+		return "", err
+	}
+	proto, err := protoFor(v, proto)
+	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
@@ -166,15 +257,10 @@ func (f *PKIFiles) Profile(v Variant) (string, error) {
 	line("# OpenVPN test bed profile, variant %s: %s", v, v.Name())
 	line("client")
 	line("dev tun")
-	switch v {
-	case VariantB:
-		line("proto tcp")
-		line("remote %s %d", ServerIP4, Port)
-	case VariantI:
-		line("proto udp6")
+	line("proto %s", proto)
+	if isIPv6(proto) {
 		line("remote %s %d", ServerIP6, Port)
-	default:
-		line("proto udp")
+	} else {
 		line("remote %s %d", ServerIP4, Port)
 	}
 	line("nobind")
@@ -194,7 +280,7 @@ func (f *PKIFiles) Profile(v Variant) (string, error) {
 		line("auth SHA256")
 		line("key-direction 1")
 	}
-	if v != VariantB {
+	if isUDP(proto) {
 		line("explicit-exit-notify")
 	}
 	blocks := [][2]string{{"ca", f.CACert}}
@@ -238,13 +324,30 @@ exit 1
 // ServerOptions tune StartServer.
 type ServerOptions struct {
 	PKI          *PKIFiles     // nil: a fresh EC PKI in Dir/pki
-	Extra        []string      // extra config lines appended (reneg-sec, force-cookie, …)
+	Extra        []string      // extra config lines appended (reneg-sec, …)
 	StartTimeout time.Duration // default 20 s
+
+	// Proto runs the variant over another transport: ProtoUDP, ProtoTCP,
+	// ProtoUDP6 or ProtoTCP6 ("" is the variant's own, Variant.DefaultProto).
+	// The server's profile (Profile) follows.
+	Proto string
+	// TLSCryptV2ForceCookie adds force-cookie to variant e's tls-crypt-v2
+	// line: the server then insists on the HARD_RESET_CLIENT_V3/WKC_V1
+	// early-negotiation cookie exchange.
+	TLSCryptV2ForceCookie bool
+	// Compress, when set (e.g. "stub-v2"), configures that compression
+	// framing on the server and pushes it to clients.
+	Compress string
+	// AuthGenToken makes variant f or g push a session token
+	// (auth-gen-token) that clients must use instead of the password on
+	// renegotiation and reconnect.
+	AuthGenToken bool
 }
 
 // OpenVPNServer is a running openvpn 2.6 server in a pair's server namespace.
 type OpenVPNServer struct {
 	Variant    Variant
+	Proto      string // the transport it listens on: ProtoUDP, ProtoTCP, …
 	PKI        *PKIFiles
 	Dir        string // config, log, status file, auth script
 	ConfigPath string
@@ -279,16 +382,14 @@ func StartServer(ctx context.Context, pair *Pair, v Variant, dir string, opts Se
 	if err := os.WriteFile(authScript, []byte(authVerifyScript), 0o755); err != nil {
 		return nil, fmt.Errorf("auth script: %w", err)
 	}
-	conf, err := ServerConfig(pki, v, s.StatusPath, authScript)
+	conf, err := ServerConfigWith(pki, v, s.StatusPath, authScript, opts)
 	if err != nil {
 		return nil, err
 	}
-	if s.profile, err = pki.Profile(v); err != nil {
+	if s.profile, err = pki.ProfileProto(v, opts.Proto); err != nil {
 		return nil, err
 	}
-	if len(opts.Extra) > 0 {
-		conf += "# extra lines\n" + strings.Join(opts.Extra, "\n") + "\n"
-	}
+	s.Proto, _ = protoFor(v, opts.Proto)
 	if err := os.WriteFile(s.ConfigPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("server config: %w", err)
 	}

@@ -187,9 +187,14 @@ func (s *Stack) CLI(ctx context.Context, args ...string) (string, error) {
 
 // WriteProfile writes the client profile of variant v into the stack's
 // directory and returns its path.
+// When the stack's server runs variant v, the profile matches the server's
+// options (its transport).
 func (s *Stack) WriteProfile(v Variant) (string, error) {
-	text, err := s.PKI.Profile(v)
-	if err != nil {
+	var text string
+	var err error
+	if s.Server != nil && s.Server.Variant == v {
+		text = s.Server.Profile()
+	} else if text, err = s.PKI.Profile(v); err != nil {
 		return "", err
 	}
 	path := filepath.Join(s.Dir, string(v)+"-"+v.Name()+".ovpn")

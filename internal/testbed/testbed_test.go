@@ -1,12 +1,9 @@
 package testbed
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -268,40 +265,6 @@ func startReferenceClient(tb testing.TB, pair *Pair, srv *OpenVPNServer, dir str
 		tb.Fatalf("%v\nserver log tail:\n%s", err, srv.LogTail(15))
 	}
 	return cli
-}
-
-// answerStaticChallenge connects to the reference client's management
-// interface and answers its password query with the SCRV1 response the
-// variant g server expects. It gives up after 20 s; the client's own wait
-// then reports the failure.
-func answerStaticChallenge(ns, addr string) {
-	var c net.Conn
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := InNamespace(ns, func() (err error) {
-			c, err = net.DialTimeout("tcp", addr, time.Second)
-			return err
-		}); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if c == nil {
-		return
-	}
-	defer c.Close()
-	c.SetDeadline(deadline)
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		switch line := sc.Text(); {
-		case strings.HasPrefix(line, ">PASSWORD:Need 'Auth' username/password"):
-			b64 := base64.StdEncoding.EncodeToString
-			fmt.Fprintf(c, "username \"Auth\" %s\n", TestUser)
-			fmt.Fprintf(c, "password \"Auth\" \"SCRV1:%s:%s\"\n", b64([]byte(TestPass)), b64([]byte(TestOTP)))
-		case strings.HasPrefix(line, "SUCCESS: 'Auth' password"):
-			return // both answers taken; closing now cannot lose them
-		}
-	}
 }
 
 // BenchmarkNetPair measures creating and deleting a namespace pair.
