@@ -4,6 +4,9 @@
 // per key. It also holds the keepalive ping payload and the legacy TLS 1.0
 // PRF key derivation for servers without TLS-EKM.
 //
+// Legacy AES-CBC + HMAC keys (cbc.go) exist for servers that offer
+// nothing else; they are built only when a profile names such a cipher.
+//
 // Seal and Open do not allocate when the caller's buffer has room, so the
 // data plane can run them per packet.
 package datachan
@@ -123,6 +126,7 @@ type Key struct {
 
 	recvMu sync.Mutex // guards recv scratch and the window
 	recv   direction
+	cbc    *cbcKey // legacy CBC+HMAC instead of the AEAD directions
 	window *replay.Window
 	aad    [wire.DataV2HeaderLen + PacketIDLen]byte
 	tag    [TagLen]byte
@@ -131,10 +135,19 @@ type Key struct {
 // NewKey builds the client data-channel key for keyID from a 256-byte key
 // block (from TLS-EKM or KeyBlockPRF). peerID is the pushed peer-id, which
 // selects DATA_V2; -1 sends DATA_V1. Received packets may be either.
+// CBC ciphers get OpenVPN's default HMAC digest, SHA1; use NewKeyAuth to
+// name another.
 func NewKey(cipherName string, keyID uint8, block []byte, peerID int) (*Key, error) {
+	return NewKeyAuth(cipherName, "", keyID, block, peerID)
+}
+
+// NewKeyAuth is NewKey with the profile's "auth" digest (SHA1, SHA256, …),
+// which only the legacy CBC ciphers use; AEAD ciphers ignore it.
+func NewKeyAuth(cipherName, auth string, keyID uint8, block []byte, peerID int) (*Key, error) {
 	c, ok := ciphers[cipherName]
-	if !ok {
-		return nil, fmt.Errorf("data cipher %q not supported (have %v)", cipherName, SupportedCiphers())
+	if !ok && !IsCBC(cipherName) {
+		return nil, fmt.Errorf("data cipher %q not supported (have %v and, when the profile asks, %v)",
+			cipherName, SupportedCiphers(), CBCCiphers())
 	}
 	if len(block) != KeyBlockLen {
 		return nil, fmt.Errorf("data channel key block: %d bytes, want %d", len(block), KeyBlockLen)
@@ -147,6 +160,12 @@ func NewKey(cipherName string, keyID uint8, block []byte, peerID int) (*Key, err
 	}
 	k := &Key{cipher: cipherName, keyID: keyID, peerID: peerID, window: replay.NewWindow(replay.DefaultSize)}
 	var err error
+	if !ok {
+		if k.cbc, err = newCBCKey(cipherName, auth, block); err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
 	if k.send, err = newDirection(cipherName, c.keyLen, c.new, block[0:slotLen], block[slotLen:2*slotLen]); err != nil {
 		return nil, err
 	}
@@ -173,8 +192,14 @@ func (k *Key) headerLen() int {
 	return 1
 }
 
-// Overhead is the number of bytes Seal adds to a payload on the wire.
-func (k *Key) Overhead() int { return k.headerLen() + PacketIDLen + TagLen }
+// Overhead is the number of bytes Seal adds to a payload on the wire (for
+// CBC: at most, with a whole block of padding).
+func (k *Key) Overhead() int {
+	if k.cbc != nil {
+		return k.headerLen() + k.cbc.overhead()
+	}
+	return k.headerLen() + PacketIDLen + TagLen
+}
 
 // SealBufferLen is the capacity Seal needs beyond len(dst) to work without
 // allocating for an n-byte payload: the packet plus room for the tag the
@@ -191,6 +216,8 @@ func (k *Key) NeedsRenegotiation() bool { return k.sentID.Load() >= RenegotiateA
 //
 //	[op|key_id][peer-id, DATA_V2 only][packet id][tag][ciphertext]
 //
+// (for CBC keys the legacy layout described in cbc.go).
+//
 // It does not allocate when cap(dst)-len(dst) >= SealBufferLen(len(plaintext)).
 // For in-place encryption plaintext may sit in dst's spare capacity exactly
 // where the ciphertext goes, at offset len(dst)+Overhead(); otherwise it
@@ -200,6 +227,9 @@ func (k *Key) Seal(dst, plaintext []byte) ([]byte, error) {
 	if id > 0xFFFFFFFF {
 		k.sentID.Store(0xFFFFFFFF)
 		return dst, fmt.Errorf("seal: %w", ErrExhausted)
+	}
+	if k.cbc != nil {
+		return k.sealCBC(dst, plaintext, uint32(id))
 	}
 	start := len(dst)
 	hl := k.headerLen()
@@ -250,6 +280,9 @@ func (k *Key) Open(dst, packet []byte) ([]byte, error) {
 	}
 	if keyID != k.keyID {
 		return dst, fmt.Errorf("open: %w: got %d, key is %d", ErrKeyID, keyID, k.keyID)
+	}
+	if k.cbc != nil {
+		return k.openCBC(dst, packet, op, hl)
 	}
 	if len(packet) < hl+PacketIDLen+TagLen {
 		return dst, fmt.Errorf("open %v: %w: %d bytes", op, ErrShort, len(packet))

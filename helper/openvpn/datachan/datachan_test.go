@@ -260,7 +260,8 @@ func TestNewKeyErrors(t *testing.T) {
 		peer   int
 	}{
 		{"BF-CBC", 0, b, 0},
-		{"AES-256-CBC", 0, b, 0},
+		{"AES-256-CFB", 0, b, 0},
+		{"AES-256-CBC", 0, b[:200], 0},
 		{"AES-256-GCM", 8, b, 0},
 		{"AES-256-GCM", 0, b[:255], 0},
 		{"AES-256-GCM", 0, b, -2},

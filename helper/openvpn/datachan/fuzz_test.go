@@ -17,6 +17,9 @@ func FuzzOpen(f *testing.F) {
 	f.Add("AES-256-GCM", p)
 	f.Add("AES-128-GCM", []byte{0x48, 0, 0, 0})
 	f.Add("nonsense", []byte{})
+	for _, v := range cbcOpenVectors {
+		f.Add(v.cipher, unhex(f, v.packet))
+	}
 	f.Fuzz(func(t *testing.T, cipher string, pkt []byte) {
 		var keyID uint8
 		if len(pkt) > 0 {
@@ -32,6 +35,12 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal("Open modified a packet it did not share with dst")
 		}
 		if err != nil {
+			return
+		}
+		if k.cbc != nil {
+			if len(out) > len(pkt)-(k.cbc.macLen+cbcBlockLen+PacketIDLen+1) {
+				t.Fatalf("CBC plaintext length %d for %d-byte packet", len(out), len(pkt))
+			}
 			return
 		}
 		if len(out) != len(pkt)-(k.Overhead()-k.headerLen()+headerLenOf(pkt[0])) {
