@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -99,6 +100,11 @@ type Config struct {
 	// net.Dialer (e.g. to create the socket in another network namespace
 	// or with a firewall mark). It must return a connected socket.
 	Dial DialFunc
+	// ProxyCredentials answer an http-proxy whose profile line says
+	// "auto", "auto-nct" or "stdin" (the backend asks the user for them).
+	ProxyCredentials Credentials
+	// Resolver looks up remote host names; nil: net.DefaultResolver.
+	Resolver *net.Resolver
 }
 
 // Stats are the client's traffic counters. BytesIn/Out and PacketsIn/Out
@@ -109,6 +115,9 @@ type Config struct {
 type Stats struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut             int64
 	TunBytesIn, TunBytesOut, TunPacketsIn, TunPacketsOut int64
+	// KeyRotations counts data-channel keys that replaced an earlier one
+	// within a connection (renegotiations from either side).
+	KeyRotations int64
 }
 
 // ConnInfo describes the current (or last) server connection.
@@ -122,6 +131,7 @@ type ConnInfo struct {
 type counters struct {
 	bytesIn, bytesOut, pktsIn, pktsOut             atomic.Int64
 	tunBytesIn, tunBytesOut, tunPktsIn, tunPktsOut atomic.Int64
+	keyRotations                                   atomic.Int64
 }
 
 // Client is one VPN session. Run it once.
@@ -132,6 +142,10 @@ type Client struct {
 	events Events
 
 	ctr counters
+
+	remotes  []connEntry
+	retry    retryPolicy
+	resolver *net.Resolver
 
 	mu       sync.Mutex
 	conn     ConnInfo
@@ -164,7 +178,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Version == "" {
 		cfg.Version = "ovpn3go"
 	}
-	return &Client{cfg: cfg, opts: opts, log: log, events: ev}, nil
+	remotes, retry, err := buildRemoteList(cfg.Profile, cfg.ProxyCredentials)
+	if err != nil {
+		return nil, fmt.Errorf("engine: profile: %w", err)
+	}
+	res := cfg.Resolver
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	return &Client{cfg: cfg, opts: opts, log: log, events: ev, remotes: remotes, retry: retry, resolver: res}, nil
 }
 
 type nopEvents struct{}
@@ -190,6 +212,7 @@ func (c *Client) Stats() Stats {
 		PacketsIn: c.ctr.pktsIn.Load(), PacketsOut: c.ctr.pktsOut.Load(),
 		TunBytesIn: c.ctr.tunBytesIn.Load(), TunBytesOut: c.ctr.tunBytesOut.Load(),
 		TunPacketsIn: c.ctr.tunPktsIn.Load(), TunPacketsOut: c.ctr.tunPktsOut.Load(),
+		KeyRotations: c.ctr.keyRotations.Load(),
 	}
 }
 

@@ -224,7 +224,9 @@ func TestIntegrationDeadServerFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prof, err := profile.Parse(text)
+	// One pass over the remote list, each address given
+	// server-poll-timeout to answer, then StateFailed.
+	prof, err := profile.Parse(text + "server-poll-timeout 5\n")
 	if err != nil {
 		t.Fatal(err)
 	}

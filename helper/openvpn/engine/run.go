@@ -4,21 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"time"
 )
 
-// Reconnect backoff after a connection that had been up was lost.
-const (
-	minBackoff = time.Second
-	maxBackoff = 60 * time.Second
-)
-
 // Run connects and keeps the tunnel up until ctx is cancelled (then it
 // says goodbye to the server, closes the TUN device and returns nil) or a
-// fatal error occurs (authentication failure, HALT, a server that never
-// answers the first connection, a bad certificate), which it returns after
-// reporting StateAuthFailed or StateFailed.
+// fatal error occurs (authentication failure, HALT, a bad certificate, or
+// servers that do not answer as the policy in net_remotes.go says), which
+// it returns after reporting StateAuthFailed or StateFailed.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.ran {
@@ -32,74 +27,140 @@ func (c *Client) Run(ctx context.Context) error {
 	defer dp.closeTun()
 
 	c.setState(StateConnecting, "")
+	list := c.retry.order(c.remotes, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	everConnected := false
-	backoff := minBackoff
-	for {
-		eps, resolveErr := c.resolveAll(ctx)
-		var lastErr error = resolveErr
-		for _, ep := range eps {
-			if ctx.Err() != nil {
-				break
-			}
-			a := newAttempt(c, dp, ep)
-			err := a.run(ctx)
-			if a.connected {
-				everConnected = true
-				backoff = minBackoff
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			var fe *fatalError
-			if errors.As(err, &fe) {
-				c.setState(fe.state, fe.err.Error())
-				return err
-			}
-			lastErr = err
-			c.log.Warn("connection ended", "server", ep.String(), "err", err)
-			if a.connected {
-				// A working connection broke: start over from the first
-				// remote after a short pause, like OpenVPN's SIGUSR1 restart.
-				break
+	failed := 0 // consecutive failed tries since the start or the last working connection
+	passes := 0 // completed passes over the list without a working connection
+	var lastErr error
+	for i := 0; ; {
+		if d := c.retry.delay(failed, len(list)); d > 0 {
+			c.log.Debug("waiting before the next connection attempt", "delay", d)
+			select {
+			case <-ctx.Done():
+				c.setState(StateDisconnected, "")
+				return nil
+			case <-time.After(d):
 			}
 		}
+		connected, err := c.tryEntry(ctx, dp, list[i])
 		if ctx.Err() != nil {
 			c.setState(StateDisconnected, "")
 			return nil
 		}
-		if lastErr == nil {
-			lastErr = errors.New("no server address to try")
+		var fe *fatalError
+		if errors.As(err, &fe) {
+			c.setState(fe.state, fe.err.Error())
+			return err
 		}
-		if !everConnected {
+		lastErr = err
+		if connected {
+			// A working connection broke: start over from the first remote
+			// after connect-retry, like OpenVPN's SIGUSR1 restart.
+			everConnected = true
+			failed, passes, i = 1, 0, 0
+			c.setState(StateReconnecting, errText(err))
+			continue
+		}
+		failed++
+		if everConnected {
+			c.setState(StateReconnecting, errText(err))
+		}
+		if i++; i < len(list) {
+			continue
+		}
+		i = 0
+		passes++
+		limit := c.retry.maxPasses
+		if limit == 0 && !everConnected {
+			limit = 1
+		}
+		if limit > 0 && passes >= limit {
+			if lastErr == nil {
+				lastErr = errors.New("no server address to try")
+			}
 			c.setState(StateFailed, lastErr.Error())
 			return fmt.Errorf("engine: connect: %w", lastErr)
 		}
-		c.setState(StateReconnecting, lastErr.Error())
-		select {
-		case <-ctx.Done():
-			c.setState(StateDisconnected, "")
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
-// resolveAll resolves every remote of the profile in order; the error is
-// that of the last remote that failed to resolve.
-func (c *Client) resolveAll(ctx context.Context) ([]endpoint, error) {
-	var eps []endpoint
-	var lastErr error
-	for _, r := range c.opts.remotes {
-		rctx, cancel := context.WithTimeout(ctx, noResponseTimeout)
-		e, err := resolveEndpoints(rctx, net.DefaultResolver, r.Host, r.Port, r.Proto)
-		cancel()
-		if err != nil {
-			c.log.Warn("remote not usable", "remote", r.Host, "err", err)
-			lastErr = err
-			continue
-		}
-		eps = append(eps, e...)
+func errText(err error) string {
+	if err == nil {
+		return ""
 	}
-	return eps, lastErr
+	return err.Error()
+}
+
+// tryEntry resolves one remote and tries its addresses in order until one
+// connects. connected says a connection had come up (and later ended).
+func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, e connEntry) (connected bool, err error) {
+	eps, err := c.resolveEntry(ctx, e)
+	if err != nil {
+		c.log.Warn("remote not usable", "remote", e.remote.Host, "err", err)
+		return false, err
+	}
+	for _, ep := range eps {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		a := newAttempt(c, dp, ep)
+		err = a.run(ctx)
+		if ctx.Err() != nil {
+			return a.connected, err
+		}
+		var fe *fatalError
+		if errors.As(err, &fe) {
+			return a.connected, err
+		}
+		c.log.Warn("connection ended", "server", ep.String(), "err", err)
+		if a.connected {
+			return true, err
+		}
+	}
+	return false, err
+}
+
+// resolveEntry turns one remote into the endpoints to try. Through a proxy
+// the proxy resolves the name. resolv-retry keeps retrying a failed lookup.
+func (c *Client) resolveEntry(ctx context.Context, e connEntry) ([]endpoint, error) {
+	network, err := normalizeProto(e.remote.Proto)
+	if err != nil {
+		return nil, err
+	}
+	port := e.remote.Port
+	if port == "" {
+		port = "1194"
+	}
+	base := endpoint{host: e.remote.Host, port: port, network: network, pollTimeout: e.pollTimeout, proxy: e.proxy, lport: e.lport}
+	if e.proxy != nil {
+		base.network = "tcp"
+		base.addr = net.JoinHostPort(e.remote.Host, port)
+		return []endpoint{base}, nil
+	}
+	giveUp := time.Now()
+	switch {
+	case c.retry.resolvRetry < 0:
+		giveUp = giveUp.Add(e.pollTimeout)
+	case c.retry.resolvRetry > 0:
+		giveUp = giveUp.Add(c.retry.resolvRetry)
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, min(e.pollTimeout, 30*time.Second))
+		eps, err := resolveEndpoints(rctx, c.resolver, e.remote.Host, port, e.remote.Proto)
+		cancel()
+		if err == nil {
+			for i := range eps {
+				eps[i].pollTimeout, eps[i].lport = base.pollTimeout, base.lport
+			}
+			return eps, nil
+		}
+		if ctx.Err() != nil || !time.Now().Add(time.Second).Before(giveUp) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
 }

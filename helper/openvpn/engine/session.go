@@ -139,7 +139,7 @@ func (a *attempt) run(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	defer a.cancel()
 	a.started = time.Now()
-	dctx, dcancel := context.WithTimeout(a.ctx, noResponseTimeout)
+	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
 	a.tr, err = dialTransport(dctx, a.c.cfg.Dial, a.ep)
 	dcancel()
 	if err != nil {
@@ -716,13 +716,14 @@ func (a *attempt) activateRenegotiated(k *keyState) error {
 		old.conn.Close()
 	}
 	a.primary = k
+	a.c.ctr.keyRotations.Add(1)
 	a.log.Info("renegotiated", "key_id", k.id, "took", time.Since(k.started).Round(time.Millisecond))
 	return nil
 }
 
 func (a *attempt) checkTimers(now time.Time) error {
-	if !a.heard && now.Sub(a.started) >= noResponseTimeout {
-		return fmt.Errorf("%w %s (nothing received for %s)", errNoResponse, a.ep, fmtDuration(noResponseTimeout))
+	if !a.heard && now.Sub(a.started) >= a.ep.firstResponseTimeout() {
+		return fmt.Errorf("%w %s (nothing received for %s)", errNoResponse, a.ep, fmtDuration(a.ep.firstResponseTimeout()))
 	}
 	if !a.connected {
 		if now.Sub(a.started) >= a.handWindow {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // maxPacket bounds one OpenVPN packet on either transport; TCP's u16 length
@@ -32,7 +33,12 @@ type transport interface {
 type endpoint struct {
 	host, port string
 	network    string // "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6"
-	addr       string // ip:port
+	addr       string // ip:port; host:port when connecting through a proxy
+	// pollTimeout bounds the wait for the server's first packet
+	// (server-poll-timeout of the remote's entry).
+	pollTimeout time.Duration
+	proxy       *proxySpec
+	lport       int
 }
 
 func (e endpoint) proto() string {
@@ -42,7 +48,21 @@ func (e endpoint) proto() string {
 	return "udp"
 }
 
-func (e endpoint) String() string { return e.addr + "/" + e.proto() }
+// firstResponseTimeout is how long an attempt waits for the server's
+// first packet (dial included).
+func (e endpoint) firstResponseTimeout() time.Duration {
+	if e.pollTimeout > 0 {
+		return e.pollTimeout
+	}
+	return defaultServerPoll
+}
+
+func (e endpoint) String() string {
+	if e.proxy != nil {
+		return e.addr + "/" + e.proto() + " via http-proxy " + e.proxy.addr()
+	}
+	return e.addr + "/" + e.proto()
+}
 
 // normalizeProto maps the profile's proto spellings (udp, udp4, udp6,
 // tcp, tcp-client, tcp4-client, tcp6, …) to a Go network name.
@@ -96,12 +116,30 @@ func resolveEndpoints(ctx context.Context, r *net.Resolver, host, port, proto st
 // (tests use it to dial inside a network namespace).
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
+// localPortKey carries lport to a custom DialFunc; see LocalPort.
+type localPortKey struct{}
+
+// LocalPort is the local port the profile asks to bind (lport without
+// nobind), 0 for any; a custom DialFunc should honour it.
+func LocalPort(ctx context.Context) int {
+	n, _ := ctx.Value(localPortKey{}).(int)
+	return n
+}
+
 func dialTransport(ctx context.Context, dial DialFunc, ep endpoint) (transport, error) {
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
+	if ep.lport > 0 {
+		ctx = context.WithValue(ctx, localPortKey{}, ep.lport)
 	}
-	c, err := dial(ctx, ep.network, ep.addr)
+	if dial == nil {
+		dial = defaultDial
+	}
+	var c net.Conn
+	var err error
+	if ep.proxy != nil {
+		c, err = dialViaProxy(ctx, dial, ep.proxy, ep.addr)
+	} else {
+		c, err = dial(ctx, ep.network, ep.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", ep, err)
 	}
@@ -109,6 +147,19 @@ func dialTransport(ctx context.Context, dial DialFunc, ep endpoint) (transport, 
 		return &tcpTransport{c: c}, nil
 	}
 	return &udpTransport{c: c}, nil
+}
+
+// defaultDial is net.Dialer honouring LocalPort.
+func defaultDial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	if p := LocalPort(ctx); p > 0 {
+		if strings.HasPrefix(network, "tcp") {
+			d.LocalAddr = &net.TCPAddr{Port: p}
+		} else {
+			d.LocalAddr = &net.UDPAddr{Port: p}
+		}
+	}
+	return d.DialContext(ctx, network, address)
 }
 
 // udpTransport is a connected UDP socket: one packet per datagram.

@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+)
+
+// testProfile is a client profile with a throw-away CA and inline
+// credentials plus body; these tests end before any TLS handshake.
+func testProfile(t *testing.T, body string) *profile.Profile {
+	t.Helper()
+	p, err := profile.Parse("client\ndev tun\nnobind\nauth-user-pass\n<auth-user-pass>\nu\np\n</auth-user-pass>\n<ca>\n" +
+		throwawayCA(t) + "</ca>\n" + body)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return p
+}
+
+func throwawayCA(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+func TestRemoteListConnectionBlocks(t *testing.T) {
+	p := testProfile(t, `proto udp
+server-poll-timeout 7
+tun-mtu 1400
+remote a.example 1000
+<connection>
+remote b.example 2000 tcp-client
+server-poll-timeout 3
+http-proxy 10.0.0.1 3128 [inline] basic
+mssfix 1300 mtu
+</connection>
+<connection>
+remote c.example
+lport 5000
+</connection>
+<http-proxy-user-pass>
+alice
+s3cret
+</http-proxy-user-pass>
+`)
+	list, pol, err := buildRemoteList(p, Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("%d entries, want 3: %+v", len(list), list)
+	}
+	a, b, c := list[0], list[1], list[2]
+	if a.remote.Host != "a.example" || a.pollTimeout != 7*time.Second || a.proxy != nil || a.tunMTU != 1400 || a.mssfix != 0 {
+		t.Errorf("top-level remote: %+v", a)
+	}
+	if b.remote.Host != "b.example" || b.remote.Proto != "tcp-client" || b.pollTimeout != 3*time.Second ||
+		b.proxy == nil || b.proxy.addr() != "10.0.0.1:3128" || b.proxy.user != "alice" || b.proxy.pass != "s3cret" ||
+		b.mssfix != 1300 || !b.mssfixMTU {
+		t.Errorf("block 1: %+v proxy %+v", b, b.proxy)
+	}
+	if c.remote.Host != "c.example" || c.remote.Proto != "udp" || c.pollTimeout != 7*time.Second || c.proxy != nil || c.lport != 0 {
+		// lport is ignored: the top level says nobind.
+		t.Errorf("block 2: %+v", c)
+	}
+	if pol.retry != time.Second || pol.retryMax != 300*time.Second || pol.maxPasses != 0 || pol.random {
+		t.Errorf("default policy %+v", pol)
+	}
+}
+
+func TestRemoteListErrors(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"remote a.example 1194 udp\nhttp-proxy 10.0.0.1 3128\n", "http-proxy needs proto tcp"},
+		{"remote a.example 1194 tcp\nhttp-proxy 10.0.0.1 3128 stdin\n", "credentials are needed"},
+	} {
+		p := testProfile(t, tc.body)
+		if _, _, err := buildRemoteList(p, Credentials{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	pol := retryPolicy{retry: time.Second, retryMax: 300 * time.Second}
+	// Two remotes: five tries each at 1 s, then doubling, capped at 300 s.
+	want := map[int]time.Duration{0: 0, 1: time.Second, 9: time.Second, 10: 2 * time.Second, 11: 2 * time.Second,
+		12: 4 * time.Second, 14: 8 * time.Second, 20: 64 * time.Second, 24: 256 * time.Second, 26: 300 * time.Second, 1000: 300 * time.Second}
+	for failed, d := range want {
+		if got := pol.delay(failed, 2); got != d {
+			t.Errorf("delay(%d, 2) = %v, want %v", failed, got, d)
+		}
+	}
+	p := testProfile(t, "remote a.example\nconnect-retry 5 20\nconnect-retry-max 3\nremote-random\n")
+	_, pol, err := buildRemoteList(p, Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.retry != 5*time.Second || pol.retryMax != 20*time.Second || pol.maxPasses != 3 || !pol.random {
+		t.Errorf("policy %+v", pol)
+	}
+	if got := pol.delay(7, 1); got != 20*time.Second {
+		t.Errorf("capped delay = %v", got)
+	}
+}
+
+func TestRemoteRandomShuffles(t *testing.T) {
+	list := make([]connEntry, 8)
+	for i := range list {
+		list[i].remote.Host = string(rune('a' + i))
+	}
+	same := retryPolicy{}.order(list, rand.New(rand.NewPCG(1, 2)))
+	for i := range list {
+		if same[i].remote.Host != list[i].remote.Host {
+			t.Fatal("order changed without remote-random")
+		}
+	}
+	moved := false
+	rnd := retryPolicy{random: true}.order(list, rand.New(rand.NewPCG(1, 2)))
+	for i := range list {
+		moved = moved || rnd[i].remote.Host != list[i].remote.Host
+	}
+	if !moved || list[0].remote.Host != "a" {
+		t.Errorf("remote-random: %v (input must stay unchanged)", rnd)
+	}
+}
+
+type noTun struct{}
+
+func (noTun) OpenTun(context.Context, netconf.Config) (TunDevice, error) {
+	return nil, errors.New("no tun in this test")
+}
+
+// dialLog records what the engine dials and refuses every connection.
+type dialLog struct {
+	mu    sync.Mutex
+	addrs []string
+}
+
+func (d *dialLog) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	d.mu.Lock()
+	d.addrs = append(d.addrs, network+" "+address)
+	d.mu.Unlock()
+	return nil, errors.New("connection refused (test)")
+}
+
+// TestRunRetryPolicy checks the policy against servers that refuse:
+// one pass over the list without connect-retry-max, N passes with it, each
+// remote in order, each failure ending in StateFailed with the reason.
+func TestRunRetryPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  []string
+	}{
+		{"", []string{"udp4 127.0.0.1:1000", "tcp6 [::1]:2000"}},
+		{"connect-retry 0\nconnect-retry-max 2\n", []string{"udp4 127.0.0.1:1000", "tcp6 [::1]:2000", "udp4 127.0.0.1:1000", "tcp6 [::1]:2000"}},
+	} {
+		p := testProfile(t, tc.extra+"remote 127.0.0.1 1000 udp4\n<connection>\nremote ::1 2000 tcp6\n</connection>\n")
+		var d dialLog
+		states := newStateLog()
+		c, err := New(Config{Profile: p, Tun: noTun{}, Events: states, Dial: d.dial, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = c.Run(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "connection refused (test)") {
+			t.Errorf("Run = %v", err)
+		}
+		if strings.Join(d.addrs, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%q: dialled %v, want %v", tc.extra, d.addrs, tc.want)
+		}
+		s := states.all()
+		if s[len(s)-1] != StateFailed || !strings.Contains(states.last(), "refused") {
+			t.Errorf("final state %v %q", s[len(s)-1], states.last())
+		}
+	}
+}
