@@ -75,7 +75,7 @@ func TestProviderProfile(t *testing.T) {
 		t.Errorf("remotes %+v", p.Remotes)
 	}
 	if len(p.Connections) != 4 || p.Connections[3].Remote != wantRemotes[3] || len(p.Connections[2].Options) != 2 ||
-		p.Connections[0].Line != 12 {
+		p.Connections[0].Line != 21 {
 		t.Errorf("connections %+v", p.Connections)
 	}
 	if !p.RemoteRandom || p.VerifyX509Name != "nl.vpn.example" || p.VerifyX509Type != "name-prefix" ||
@@ -173,8 +173,8 @@ func TestIgnoreUnknown(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted without ignore-unknown-option")
 	}
-	for _, w := range []string{"line 7: option 'fragment' is not supported", "line 9: option 'some-future-option' is not a known OpenVPN option",
-		"line 11: option 'socks-proxy' is not supported"} {
+	for _, w := range []string{"line 21: option 'fragment' is not supported", "line 23: option 'some-future-option' is not a known OpenVPN option",
+		"line 25: option 'socks-proxy' is not supported"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("missing %q in\n%v", w, err)
 		}

@@ -1425,8 +1425,10 @@ func (ps *parser) setenv(o Option) {
 	ps.p.Setenv[name] = val
 	switch {
 	case name == "FORWARD_COMPATIBLE", name == "PUSH_PEER_INFO", name == "CLIENT_CERT",
-		strings.HasPrefix(name, "UV_"), strings.HasPrefix(name, "IV_"):
-		// Access Server profiles: peer-info hints, no warning.
+		name == "GENERIC_CONFIG", strings.HasPrefix(name, "UV_"), strings.HasPrefix(name, "IV_"):
+		// Access Server profiles: peer-info hints and profile-type
+		// markers, no warning. GENERIC_CONFIG (a legacy server-locked
+		// profile) is judged by the configuration manager's Validate.
 	default:
 		ps.warn(o.Line, o.Name, "%s ignored: environment variables are only used by scripts", name)
 	}
@@ -1451,7 +1453,17 @@ func (ps *parser) netOption(o Option) {
 		ps.fail(o.Line, o.Name, "%s", msg)
 		return
 	}
+	if o.Name == "dhcp-option" && len(o.Args) > 0 && !linuxDHCPOptions[strings.ToUpper(o.Args[0])] {
+		ps.warn(o.Line, o.Name, "%s ignored: Windows-only DHCP option, no effect on Linux", o.Args[0])
+	}
 	ps.p.NetOptions = append(ps.p.NetOptions, line)
+}
+
+// linuxDHCPOptions are the dhcp-option kinds that configure DNS here; the
+// rest (WINS, NBT, DISABLE-NBT, NTP, PROXY_*, …) only mean something to
+// the Windows TAP/DHCP stack.
+var linuxDHCPOptions = map[string]bool{
+	"DNS": true, "DNS6": true, "DOMAIN": true, "ADAPTER_DOMAIN_SUFFIX": true, "DOMAIN-SEARCH": true,
 }
 
 // finish resolves defaults and checks the profile as a whole.
@@ -1510,7 +1522,7 @@ func (ps *parser) finish() {
 	} else if p.Dev != "" && !strings.HasPrefix(p.Dev, "tun") && p.DevType != "tun" {
 		ps.gap(KindDevType, "dev", "%q: the device type cannot be guessed from the name; add 'dev-type tun'", p.Dev)
 	}
-	if p.CA == "" && len(p.PeerFingerprints) == 0 && p.PKCS12 == "" && !ps.seen["ca"] && !ps.seen["peer-fingerprint"] {
+	if p.CA == "" && len(p.PeerFingerprints) == 0 && p.PKCS12 == "" && !ps.seen["ca"] && !ps.seen["peer-fingerprint"] && !ps.seen["pkcs12"] {
 		ps.gap(KindNoCA, "", "no CA certificate: add an inline <ca> block (or peer-fingerprint)")
 	}
 	if p.Cert != "" && p.Key == "" && !ps.seen["key"] {
