@@ -31,7 +31,7 @@ type interopCase struct {
 // interopCases is issue 5's matrix: every test-bed variant over UDP and
 // TCP (variant b is TCP already, i runs over udp6 and tcp6), plus
 // tls-crypt-v2 with force-cookie, pushed compress stub-v2, auth-gen-token
-// and an RSA-4096 PKI.
+// and an RSA-4096 PKI; then the pushed "compress stub" and "comp-lzo no".
 func interopCases() []interopCase {
 	var cases []interopCase
 	for _, v := range testbed.Variants {
@@ -60,6 +60,9 @@ func interopCases() []interopCase {
 			afterConnect: checkTokenRenegotiation,
 		},
 		interopCase{name: "a-rsa4096", v: testbed.VariantA, rsaBits: 4096},
+		// The other no-compression framings of issue 5's deliverables.
+		interopCase{name: "a-compress-stub", v: testbed.VariantA, opts: testbed.ServerOptions{Compress: "stub"}},
+		interopCase{name: "a-comp-lzo-no", v: testbed.VariantA, opts: testbed.ServerOptions{CompLZONo: true}},
 	)
 }
 

@@ -44,6 +44,7 @@ func TestServerConfigDefaults(t *testing.T) {
 		{TLSCryptV2ForceCookie: true},
 		{AuthGenToken: true},
 		{Compress: "zstd"},
+		{Compress: "stub", CompLZONo: true},
 	} {
 		if _, err := ServerConfigWith(pki, VariantA, "/s", "/a", bad); err == nil {
 			t.Errorf("ServerConfigWith(a, %+v) accepted", bad)
@@ -79,11 +80,13 @@ func TestReferenceClientOptions(t *testing.T) {
 	cases = append(cases,
 		tc{name: "e-force-cookie", v: VariantE, opts: ServerOptions{TLSCryptV2ForceCookie: true}},
 		tc{name: "a-compress-stub-v2", v: VariantA, opts: ServerOptions{Compress: "stub-v2"}},
+		tc{name: "a-compress-stub", v: VariantA, opts: ServerOptions{Compress: "stub"}},
+		tc{name: "a-comp-lzo-no", v: VariantA, opts: ServerOptions{CompLZONo: true}},
 		tc{name: "f-auth-gen-token", v: VariantF, opts: ServerOptions{AuthGenToken: true}},
 		tc{name: "a-rsa4096", v: VariantA, rsaBits: 4096},
 	)
 	if testing.Short() {
-		cases = cases[len(cases)-4:]
+		cases = cases[len(cases)-6:]
 	}
 	sem := make(chan struct{}, 3)
 	for _, c := range cases {

@@ -113,6 +113,9 @@ func ServerConfigWith(pki *PKIFiles, v Variant, statusPath, authScript string, o
 	if err != nil {
 		return "", err
 	}
+	if opts.Compress != "" && opts.CompLZONo {
+		return "", fmt.Errorf("compress %s and comp-lzo no are two framings; choose one", opts.Compress)
+	}
 	if opts.TLSCryptV2ForceCookie && v != VariantE {
 		return "", fmt.Errorf("force-cookie needs tls-crypt-v2, i.e. variant e, not %s", v)
 	}
@@ -211,6 +214,10 @@ func ServerConfigWith(pki *PKIFiles, v Variant, statusPath, authScript string, o
 		}
 		line("compress %s", opts.Compress)
 		line(`push "compress %s"`, opts.Compress)
+	}
+	if opts.CompLZONo {
+		line("comp-lzo no")
+		line(`push "comp-lzo no"`)
 	}
 	if opts.AuthGenToken {
 		line("auth-gen-token")
@@ -338,6 +345,9 @@ type ServerOptions struct {
 	// Compress, when set (e.g. "stub-v2"), configures that compression
 	// framing on the server and pushes it to clients.
 	Compress string
+	// CompLZONo configures and pushes the legacy "comp-lzo no" framing
+	// (a one-byte no-compression header on every data packet).
+	CompLZONo bool
 	// AuthGenToken makes variant f or g push a session token
 	// (auth-gen-token) that clients must use instead of the password on
 	// renegotiation and reconnect.
