@@ -86,6 +86,10 @@ type Credentials struct {
 	// the engine combines it with Password as the profile's format says
 	// (SCRV1 or concatenation). When empty, Password is sent unchanged.
 	ChallengeResponse string
+	// KeyPassphrase opens an encrypted private key (PEM or PKCS#12). When
+	// the key needs one and this is empty, New fails with
+	// ErrKeyPassphraseNeeded; a wrong one gives ErrKeyPassphraseWrong.
+	KeyPassphrase string
 }
 
 // Config configures a Client.

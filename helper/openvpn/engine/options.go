@@ -69,7 +69,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 			return o, fmt.Errorf("remote %s: %w", r.Host, err)
 		}
 	}
-	o.tls = tlsParams{CA: p.CA, Cert: p.Cert, Key: p.Key, RemoteCertTLS: p.RemoteCertTLS}
+	o.tls = tlsParamsFromProfile(p, creds.KeyPassphrase) // tlsconfig.go
 	switch {
 	case p.TLSCryptV2 != "":
 		o.wrapMode, o.wrapKey = "tls-crypt-v2", p.TLSCryptV2
@@ -125,12 +125,6 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 	if c := p.Compression(); c != push.CompressionNone {
 		return o, fmt.Errorf("compression framing %q is not supported yet", c)
 	}
-	if p.PKCS12 != "" && p.Cert == "" {
-		return o, errors.New("pkcs12 is not supported yet")
-	}
-	if p.ExtraCerts != "" && p.Cert != "" {
-		o.tls.Cert = p.Cert + "\n" + p.ExtraCerts
-	}
 	if p.StaticChallenge != nil {
 		o.challenge = strings.ToLower(p.StaticChallenge.Format)
 		if o.challenge == "" {
@@ -140,7 +134,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 			return o, fmt.Errorf("static-challenge format %q: want scrv1 or concat", p.StaticChallenge.Format)
 		}
 	}
-	if o.creds == (Credentials{}) && p.AuthUsername != "" {
+	if o.creds.Username == "" && o.creds.Password == "" && p.AuthUsername != "" {
 		o.creds = Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
 	}
 	if o.handWindow <= 0 {

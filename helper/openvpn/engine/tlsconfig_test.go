@@ -3,6 +3,7 @@ package engine
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,9 +11,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,8 +26,25 @@ type testCert struct {
 	pem  string
 }
 
-func makeCert(t *testing.T, cn string, parent *testCert, isCA bool, eku []x509.ExtKeyUsage, key crypto.Signer) *testCert {
+var testSerial atomic.Int64
+
+// certSpec describes a test certificate; zero values give an EC P-256
+// leaf valid for an hour around now with KU digitalSignature.
+type certSpec struct {
+	subject   pkix.Name
+	isCA      bool
+	eku       []x509.ExtKeyUsage
+	ku        x509.KeyUsage
+	noKU      bool
+	key       crypto.Signer
+	notBefore time.Time
+	notAfter  time.Time
+	sigAlg    x509.SignatureAlgorithm
+}
+
+func issueCert(t testing.TB, s certSpec, parent *testCert) *testCert {
 	t.Helper()
+	key := s.key
 	if key == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -32,15 +52,32 @@ func makeCert(t *testing.T, cn string, parent *testCert, isCA bool, eku []x509.E
 		}
 		key = k
 	}
+	if s.notBefore.IsZero() {
+		s.notBefore = time.Now().Add(-time.Hour)
+	}
+	if s.notAfter.IsZero() {
+		s.notAfter = time.Now().Add(time.Hour)
+	}
+	ku := s.ku
+	if ku == 0 {
+		ku = x509.KeyUsageDigitalSignature
+		if s.isCA {
+			ku |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+		}
+	}
+	if s.noKU {
+		ku = 0
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  isCA,
+		SerialNumber:          big.NewInt(1000 + testSerial.Add(1)),
+		Subject:               s.subject,
+		NotBefore:             s.notBefore,
+		NotAfter:              s.notAfter,
+		IsCA:                  s.isCA,
 		BasicConstraintsValid: true,
-		ExtKeyUsage:           eku,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           s.eku,
+		KeyUsage:              ku,
+		SignatureAlgorithm:    s.sigAlg,
 	}
 	parentCert, parentKey := tmpl, key
 	if parent != nil {
@@ -50,11 +87,19 @@ func makeCert(t *testing.T, cn string, parent *testCert, isCA bool, eku []x509.E
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &testCert{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
 }
 
-func keyPEM(t *testing.T, typ string, k crypto.Signer) string {
+func makeCert(t testing.TB, cn string, parent *testCert, isCA bool, eku []x509.ExtKeyUsage, key crypto.Signer) *testCert {
+	t.Helper()
+	return issueCert(t, certSpec{subject: pkix.Name{CommonName: cn}, isCA: isCA, eku: eku, key: key}, parent)
+}
+
+func keyPEM(t testing.TB, typ string, k crypto.Signer) string {
 	t.Helper()
 	var der []byte
 	var err error
@@ -72,13 +117,30 @@ func keyPEM(t *testing.T, typ string, k crypto.Signer) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
 }
 
-// handshake runs a TLS handshake between a client built from p and a
-// server presenting srv, over an in-memory pipe.
-func handshake(t *testing.T, p tlsParams, srv *testCert, clientCA *testCert) error {
+// serverTLS is a crypto/tls server config presenting chain (leaf first);
+// with clientCA it demands a client certificate from that CA.
+func serverTLS(chain []*testCert, clientCA *testCert) *tls.Config {
+	var raw [][]byte
+	for _, c := range chain {
+		raw = append(raw, c.cert.Raw)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: raw, PrivateKey: chain[0].key}}}
+	if clientCA != nil {
+		pool := x509.NewCertPool()
+		pool.AddCert(clientCA.cert)
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg
+}
+
+// runHandshake runs a TLS handshake between a client built from p and the
+// server config over loopback TCP; it returns the client's error, or the
+// server's when the client saw none (in TLS 1.3 the client finishes first).
+func runHandshake(t *testing.T, p tlsParams, scfg *tls.Config) (tls.ConnectionState, error) {
 	t.Helper()
 	cfg, err := buildTLSConfig(p)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("buildTLSConfig: %v", err)
 	}
 	// Loopback TCP, not net.Pipe: an unbuffered pipe deadlocks when both
 	// ends write an alert at once.
@@ -100,12 +162,6 @@ func handshake(t *testing.T, p tlsParams, srv *testCert, clientCA *testCert) err
 	deadline := time.Now().Add(10 * time.Second)
 	a.SetDeadline(deadline)
 	b.SetDeadline(deadline)
-	scfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srv.cert.Raw}, PrivateKey: srv.key}}}
-	if clientCA != nil {
-		pool := x509.NewCertPool()
-		pool.AddCert(clientCA.cert)
-		scfg.ClientCAs, scfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
 	serr := make(chan error, 1)
 	go func() {
 		s := tls.Server(b, scfg)
@@ -114,10 +170,32 @@ func handshake(t *testing.T, p tlsParams, srv *testCert, clientCA *testCert) err
 	}()
 	c := tls.Client(a, cfg)
 	cerr := c.Handshake()
+	st := c.ConnectionState()
 	c.Close()
 	a.Close()
-	<-serr
-	return cerr
+	if se := <-serr; cerr == nil && se != nil {
+		cerr = fmt.Errorf("server: %w", se)
+	}
+	return st, cerr
+}
+
+func handshake(t *testing.T, p tlsParams, srv *testCert, clientCA *testCert) error {
+	t.Helper()
+	_, err := runHandshake(t, p, serverTLS([]*testCert{srv}, clientCA))
+	return err
+}
+
+func wantErr(t *testing.T, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one containing %q", err, want)
+	}
 }
 
 func TestTLSVerification(t *testing.T) {
@@ -126,6 +204,10 @@ func TestTLSVerification(t *testing.T) {
 	server := makeCert(t, "server.example", ca, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil)
 	clientEKU := makeCert(t, "client-as-server", ca, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil)
 	client := makeCert(t, "client", ca, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil)
+	noKU := issueCert(t, certSpec{subject: pkix.Name{CommonName: "no-ku"}, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, noKU: true}, ca)
+	signOnly := issueCert(t, certSpec{subject: pkix.Name{CommonName: "crl-sign-only"}, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, ku: x509.KeyUsageCRLSign}, ca)
+	expired := issueCert(t, certSpec{subject: pkix.Name{CommonName: "expired"}, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)}, ca)
 	cases := []struct {
 		name    string
 		p       tlsParams
@@ -133,9 +215,17 @@ func TestTLSVerification(t *testing.T) {
 		wantErr string
 	}{
 		{"good, no hostname check", tlsParams{CA: ca.pem, RemoteCertTLS: "server"}, server, ""},
-		{"wrong CA", tlsParams{CA: other.pem}, server, "verify server certificate"},
-		{"client EKU rejected with remote-cert-tls", tlsParams{CA: ca.pem, RemoteCertTLS: "server"}, clientEKU, "usage"},
+		{"wrong CA", tlsParams{CA: other.pem}, server, `server certificate "CN=server.example" (issuer "CN=ca") is not signed by the profile's CA`},
+		{"client EKU rejected with remote-cert-tls", tlsParams{CA: ca.pem, RemoteCertTLS: "server"}, clientEKU, `lacks extended key usage "TLS Web Server Authentication"`},
 		{"client EKU accepted without remote-cert-tls", tlsParams{CA: ca.pem}, clientEKU, ""},
+		{"remote-cert-tls needs a KU extension", tlsParams{CA: ca.pem, RemoteCertTLS: "server"}, noKU, `"CN=no-ku" has no key usage extension`},
+		{"no KU is fine without remote-cert-tls", tlsParams{CA: ca.pem}, noKU, ""},
+		{"remote-cert-tls needs a TLS key usage", tlsParams{CA: ca.pem, RemoteCertTLS: "server"}, signOnly, "allows none of digitalSignature"},
+		{"remote-cert-ku match", tlsParams{CA: ca.pem, RemoteCertKU: []string{"a0", "80"}}, server, ""},
+		{"remote-cert-ku mismatch", tlsParams{CA: ca.pem, RemoteCertKU: []string{"a0", "88"}}, server, "has key usage 80, not one of a0, 88"},
+		{"remote-cert-eku by OID", tlsParams{CA: ca.pem, RemoteCertEKU: "1.3.6.1.5.5.7.3.2"}, clientEKU, ""},
+		{"remote-cert-eku by name", tlsParams{CA: ca.pem, RemoteCertEKU: "TLS Web Server Authentication"}, clientEKU, "lacks extended key usage"},
+		{"expired", tlsParams{CA: ca.pem}, expired, `server certificate "CN=expired" is not valid now`},
 		{"client certificate sent", tlsParams{CA: ca.pem, Cert: client.pem, Key: keyPEM(t, "PRIVATE KEY", client.key)}, server, ""},
 	}
 	for _, tc := range cases {
@@ -144,16 +234,94 @@ func TestTLSVerification(t *testing.T) {
 			if tc.p.Cert != "" {
 				needClient = ca
 			}
-			err := handshake(t, tc.p, tc.srv, needClient)
-			if tc.wantErr == "" && err != nil {
-				t.Fatalf("handshake: %v", err)
-			}
-			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("handshake error %v, want one containing %q", err, tc.wantErr)
-			}
+			wantErr(t, handshake(t, tc.p, tc.srv, needClient), tc.wantErr)
 		})
 	}
 }
+
+func TestTLSChainWithIntermediate(t *testing.T) {
+	root := makeCert(t, "root", nil, true, nil, nil)
+	inter := makeCert(t, "intermediate", root, true, nil, nil)
+	server := makeCert(t, "server", inter, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil)
+	_, err := runHandshake(t, tlsParams{CA: root.pem, RemoteCertTLS: "server"}, serverTLS([]*testCert{server, inter}, nil))
+	wantErr(t, err, "")
+	_, err = runHandshake(t, tlsParams{CA: root.pem}, serverTLS([]*testCert{server}, nil))
+	wantErr(t, err, "not signed by the profile's CA")
+
+	// extra-certs: the client's intermediate goes with its certificate.
+	client := makeCert(t, "client", inter, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil)
+	srv := serverTLS([]*testCert{makeCert(t, "server2", root, false, nil, nil)}, root)
+	p := tlsParams{CA: root.pem, Cert: client.pem, Key: keyPEM(t, "PRIVATE KEY", client.key)}
+	if _, err := runHandshake(t, p, srv); err == nil {
+		t.Error("server accepted a client certificate without its intermediate")
+	}
+	p.ExtraCerts = inter.pem
+	_, err = runHandshake(t, p, srv)
+	wantErr(t, err, "")
+}
+
+func TestTLSVersionsAndSuites(t *testing.T) {
+	ca := makeCert(t, "ca", nil, true, nil, nil)
+	server := makeCert(t, "server", ca, false, nil, nil)
+	srv := serverTLS([]*testCert{server}, nil)
+
+	st, err := runHandshake(t, tlsParams{CA: ca.pem}, srv)
+	wantErr(t, err, "")
+	if st.Version != tls.VersionTLS13 {
+		t.Errorf("default version %x, want TLS 1.3", st.Version)
+	}
+	st, err = runHandshake(t, tlsParams{CA: ca.pem, MaxVersion: "1.2", Cipher: "ECDHE-ECDSA-AES256-GCM-SHA384:DHE-RSA-AES256-GCM-SHA384"}, srv)
+	wantErr(t, err, "")
+	if st.Version != tls.VersionTLS12 || st.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 {
+		t.Errorf("version %x suite %s, want TLS 1.2 ECDHE-ECDSA-AES256-GCM-SHA384", st.Version, tls.CipherSuiteName(st.CipherSuite))
+	}
+	st, err = runHandshake(t, tlsParams{CA: ca.pem, MaxVersion: "1.2", Cipher: "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256", Groups: "secp384r1"}, srv)
+	wantErr(t, err, "")
+	if st.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 {
+		t.Errorf("IANA-named suite not used: %s", tls.CipherSuiteName(st.CipherSuite))
+	}
+	// The server insists on TLS 1.3; the client caps at 1.2.
+	srv13 := serverTLS([]*testCert{server}, nil)
+	srv13.MinVersion = tls.VersionTLS13
+	_, err = runHandshake(t, tlsParams{CA: ca.pem, MaxVersion: "1.2"}, srv13)
+	if err == nil {
+		t.Error("tls-version-max 1.2 connected to a TLS 1.3-only server")
+	}
+
+	for _, tc := range []struct {
+		name string
+		p    tlsParams
+		want string
+	}{
+		{"max below 1.2", tlsParams{CA: ca.pem, MaxVersion: "1.1"}, "tls-version-max 1.1: TLS older than 1.2"},
+		{"min above max", tlsParams{CA: ca.pem, MinVersion: "1.3", MaxVersion: "1.2"}, "tls-version-min 1.3 is above tls-version-max 1.2"},
+		{"DHE only on TLS 1.2", tlsParams{CA: ca.pem, MaxVersion: "1.2", Cipher: "DHE-RSA-AES256-GCM-SHA384"}, "only finite-field DHE suites"},
+		{"unknown suite", tlsParams{CA: ca.pem, Cipher: "FOO-BAR-SHA"}, `tls-cipher "FOO-BAR-SHA": no cipher suite this client supports`},
+		{"TLS 1.3 suites Go lacks", tlsParams{CA: ca.pem, CipherSuites: "TLS_AES_128_CCM_SHA256"}, "tls-ciphersuites"},
+		{"unknown group", tlsParams{CA: ca.pem, Groups: "X25519:nonsense"}, `tls-groups "X25519:nonsense": unknown group "nonsense"`},
+		{"FFDHE group", tlsParams{CA: ca.pem, Groups: "ffdhe2048"}, "implements none of ffdhe2048"},
+		{"bad cert profile", tlsParams{CA: ca.pem, CertProfile: "paranoid"}, "tls-cert-profile"},
+	} {
+		if _, err := buildTLSConfig(tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	cfg, err := buildTLSConfig(tlsParams{CA: ca.pem, Cipher: "DHE-RSA-AES256-GCM-SHA384"})
+	if err != nil || cfg.MinVersion != tls.VersionTLS13 {
+		t.Errorf("DHE-only tls-cipher without a version cap: %v, MinVersion %x (want TLS 1.3 only)", err, cfg.MinVersion)
+	}
+	cfg, err = buildTLSConfig(tlsParams{CA: ca.pem, Cipher: "DEFAULT:!aNULL:@SECLEVEL=0", CipherSuites: "TLS_AES_256_GCM_SHA384:TLS_AES_128_CCM_SHA256", Groups: "X25519:prime256v1:X448", MinVersion: "1.0", MinOrHighest: true})
+	if err != nil || cfg.CipherSuites != nil || len(cfg.CurvePreferences) != 2 || cfg.MinVersion != tls.VersionTLS12 {
+		t.Errorf("cipher expression: %v %v %v %x", err, cfg.CipherSuites, cfg.CurvePreferences, cfg.MinVersion)
+	}
+	if e := explainHandshakeError(errString("remote error: tls: handshake failure")); !strings.Contains(e.Error(), "finite-field DHE") {
+		t.Errorf("explainHandshakeError: %v", e)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
 
 func TestLoadKeyPairFormats(t *testing.T) {
 	ca := makeCert(t, "ca", nil, true, nil, nil)
@@ -163,6 +331,8 @@ func TestLoadKeyPairFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := makeCert(t, "rsa", ca, false, nil, rk)
+	_, ek, _ := ed25519.GenerateKey(rand.Reader)
+	edc := makeCert(t, "ed25519", ca, false, nil, ek)
 	for _, tc := range []struct {
 		name, cert, key string
 	}{
@@ -170,6 +340,7 @@ func TestLoadKeyPairFormats(t *testing.T) {
 		{"EC SEC1", ec.pem, keyPEM(t, "EC PRIVATE KEY", ec.key)},
 		{"RSA PKCS#8", rc.pem, keyPEM(t, "PRIVATE KEY", rc.key)},
 		{"RSA PKCS#1", rc.pem, keyPEM(t, "RSA PRIVATE KEY", rc.key)},
+		{"Ed25519 PKCS#8", edc.pem, keyPEM(t, "PRIVATE KEY", edc.key)},
 	} {
 		if _, err := loadKeyPair(tc.cert, tc.key); err != nil {
 			t.Errorf("%s: %v", tc.name, err)
@@ -191,4 +362,9 @@ func TestLoadKeyPairFormats(t *testing.T) {
 	if err != nil || cfg.MinVersion != tls.VersionTLS13 || !cfg.DynamicRecordSizingDisabled {
 		t.Errorf("config %v %v", cfg, err)
 	}
+
+	// Ed25519 client certificates work with TLS 1.3.
+	server := makeCert(t, "server", ca, false, nil, nil)
+	_, err = runHandshake(t, tlsParams{CA: ca.pem, Cert: edc.pem, Key: keyPEM(t, "PRIVATE KEY", edc.key)}, serverTLS([]*testCert{server}, ca))
+	wantErr(t, err, "")
 }
