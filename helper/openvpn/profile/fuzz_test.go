@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -25,6 +26,9 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add(minimal)
+	// Shapes that once took quadratic time, and more problems than listed.
+	f.Add(strings.Repeat("# OVPN_ACCESS_SERVER_A_START\n", 200) + minimal)
+	f.Add(strings.Repeat("x \"a\n", MaxProblems+20))
 	f.Add("setenv FORWARD_COMPATIBLE 1\n" + minimal + "----odd x\n\"<ca>\" y\n\"\" z\n<future>\nstuff\n</future>\n")
 	f.Add("# OVPN_ACCESS_SERVER_A_START\n# ## x\n#   y \n# OVPN_ACCESS_SERVER_A_STOP\n;OVPN_ACCESS_SERVER_B=1\n" + minimal)
 	f.Fuzz(func(t *testing.T, text string) {

@@ -15,6 +15,7 @@ const (
 	MaxInlineSize  = 256 << 10 // one inline block
 	MaxArgs        = 16        // parameters per option (OpenVPN's MAX_PARMS)
 	MaxConnections = 256       // <connection> blocks
+	MaxProblems    = 100       // problems listed in one error; the rest are counted
 )
 
 // tokenize splits one configuration line into words the way OpenVPN 2.x

@@ -295,6 +295,10 @@ type parser struct {
 	client, pull, tlsClient bool
 	lexFailed               bool
 	seen                    map[string]bool // option names present, even if refused
+	// Access Server metadata blocks: the current run of comment lines
+	// ends before metaRunEnd; metaStops[key] lists its _STOP lines.
+	metaRunEnd int
+	metaStops  map[string][]int
 }
 
 func (ps *parser) fail(line int, opt, format string, a ...any) {
@@ -369,6 +373,11 @@ func Parse(text string) (*Profile, error) {
 			}
 			return la - lb
 		})
+		if n := len(ps.problems) - MaxProblems; n > 0 {
+			// A hostile or binary-like file must not make an error of
+			// megabytes (it travels in a D-Bus reply).
+			ps.problems = append(ps.problems[:MaxProblems:MaxProblems], Problem{Msg: fmt.Sprintf("and %d more problems", n)})
+		}
 		pe := &ParseError{Problems: ps.problems}
 		if !slices.ContainsFunc(ps.problems, func(p Problem) bool { return !p.Kind.Gap() }) {
 			pe.Partial = ps.p
@@ -404,7 +413,7 @@ func (ps *parser) lex(lines []string, first int, top bool) []rawOpt {
 		}
 		if trimmed[0] == '#' || trimmed[0] == ';' {
 			if top {
-				i += ps.asMeta(lines[i:])
+				i += ps.asMeta(lines, i)
 			}
 			continue
 		}
@@ -498,9 +507,9 @@ const asPrefix = "OVPN_ACCESS_SERVER_"
 
 // asMeta records "# OVPN_ACCESS_SERVER_KEY=VALUE" and the multi-line
 // "# OVPN_ACCESS_SERVER_KEY_START" … "# OVPN_ACCESS_SERVER_KEY_STOP"
-// form. It returns how many further lines it consumed.
-func (ps *parser) asMeta(lines []string) int {
-	body, ok := strings.CutPrefix(strings.TrimLeft(strings.TrimSpace(lines[0]), "#; \t"), asPrefix)
+// form found at lines[i]. It returns how many further lines it consumed.
+func (ps *parser) asMeta(lines []string, i int) int {
+	body, ok := strings.CutPrefix(strings.TrimLeft(strings.TrimSpace(lines[i]), "#; \t"), asPrefix)
 	if !ok {
 		return 0
 	}
@@ -513,21 +522,50 @@ func (ps *parser) asMeta(lines []string) int {
 		ps.p.ASMeta[body] = ""
 		return 0
 	}
-	var val []string
-	for j := 1; j < len(lines); j++ {
-		l := strings.TrimSpace(lines[j])
-		if !strings.HasPrefix(l, "#") {
-			break // not a comment any more: an unterminated block
-		}
-		l = strings.TrimPrefix(strings.TrimPrefix(l, "#"), " ")
-		if l == asPrefix+key+"_STOP" {
-			ps.p.ASMeta[key] = strings.Join(val, "\n")
-			return j
-		}
-		val = append(val, l)
+	// The block runs over the '#' lines that follow, up to its _STOP line.
+	// Where the _STOP lines are is indexed once per run of comment lines,
+	// so that many unterminated _START lines cost linear, not quadratic,
+	// time.
+	if i >= ps.metaRunEnd {
+		ps.indexMetaRun(lines, i)
 	}
-	ps.p.ASMeta[body] = ""
-	return 0
+	stops := ps.metaStops[key]
+	for len(stops) > 0 && stops[0] <= i {
+		stops = stops[1:]
+	}
+	ps.metaStops[key] = stops
+	if len(stops) == 0 {
+		ps.p.ASMeta[body] = "" // unterminated block
+		return 0
+	}
+	j := stops[0]
+	val := make([]string, 0, j-i-1)
+	for _, l := range lines[i+1 : j] {
+		val = append(val, metaComment(l))
+	}
+	ps.p.ASMeta[key] = strings.Join(val, "\n")
+	return j - i
+}
+
+// metaComment is the text of a '#' comment line inside a metadata block.
+func metaComment(l string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(l), "#"), " ")
+}
+
+// indexMetaRun finds the run of '#' lines after lines[i] and where in it
+// each key's _STOP lines are.
+func (ps *parser) indexMetaRun(lines []string, i int) {
+	ps.metaStops = map[string][]int{}
+	j := i + 1
+	for ; j < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[j]), "#"); j++ {
+		l := metaComment(lines[j])
+		if k, ok := strings.CutPrefix(l, asPrefix); ok {
+			if k, ok := strings.CutSuffix(k, "_STOP"); ok {
+				ps.metaStops[k] = append(ps.metaStops[k], j)
+			}
+		}
+	}
+	ps.metaRunEnd = j
 }
 
 func (ps *parser) process(opts []rawOpt) {
