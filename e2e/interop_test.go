@@ -193,7 +193,7 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 // credential prompts it prints (user name, password, static challenge) the
 // way a user at the terminal would. It returns the command's output.
 func startSession(ctx context.Context, st *testbed.Stack, name string) (string, error) {
-	cmd := exec.CommandContext(ctx, st.Bin.CLI, "session-start", "--config", name, "--timeout", "45s")
+	cmd := exec.CommandContext(ctx, st.Bin.CLI, "session-start", "--config", name, "--timeout", "30s")
 	cmd.Env = st.Env()
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()

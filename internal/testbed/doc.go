@@ -4,6 +4,11 @@
 // OpenVPN 2.6 server in one of the nine test-bed variants a–i (Server,
 // Profile), a private system-like dbus-daemon (Bus) and, for end-to-end
 // tests and the demo, the whole ovpn3go stack on top of them (Stack).
+// ServerOptions vary a variant for interop tests — another transport
+// (Proto: any variant over udp, tcp, udp6 or tcp6), tls-crypt-v2
+// force-cookie, pushed compression framings, auth-gen-token — and
+// WithRSABits gives an RSA PKI of any size; StartReferenceClient runs the
+// openvpn 2.6 client against any of them, the yardstick for ovpn3go.
 //
 // Every resource comes in two forms: a constructor that returns the
 // resource plus a Close/Stop method (for programs such as the demo), and a
