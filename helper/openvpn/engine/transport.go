@@ -169,9 +169,10 @@ func (u *udpTransport) ReadPacket(buf []byte) (int, error) {
 	for {
 		n, err := u.c.Read(buf)
 		if err != nil {
-			// A connected UDP socket reports ICMP port-unreachable as
-			// ECONNREFUSED on the next read; the server may just be starting.
-			if errors.Is(err, syscall.ECONNREFUSED) {
+			// A connected UDP socket reports ICMP errors (port or host
+			// unreachable) on the next read; the server may just be
+			// starting or the path may come back.
+			if transientUDPError(err) {
 				continue
 			}
 			return 0, err
@@ -184,10 +185,25 @@ func (u *udpTransport) ReadPacket(buf []byte) (int, error) {
 
 func (u *udpTransport) WritePacket(p []byte) error {
 	_, err := u.c.Write(p)
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return nil // see ReadPacket; the reliability layer resends
+	if transientUDPError(err) {
+		return nil // a lost datagram: the reliability layer resends, ping-restart notices
 	}
 	return err
+}
+
+// transientUDPError: errors of a connectionless socket that mean "this
+// datagram did not get through" — a firewall dropping it (EPERM), no route
+// for now, a full queue, an ICMP error from earlier — not a broken
+// transport. Treating them as loss lets a session ride out a network
+// outage and resume as soon as packets flow again.
+func transientUDPError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EPERM, syscall.EACCES,
+		syscall.ENETUNREACH, syscall.EHOSTUNREACH, syscall.ENETDOWN, syscall.EHOSTDOWN, syscall.ENOBUFS} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 func (u *udpTransport) Close() error         { return u.c.Close() }
 func (u *udpTransport) Proto() string        { return "udp" }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -121,5 +123,18 @@ func TestCtlConn(t *testing.T) {
 	}
 	if _, err := c.Write([]byte("x")); err == nil {
 		t.Fatal("write after close succeeded")
+	}
+}
+
+func TestTransientUDPError(t *testing.T) {
+	for _, e := range []error{syscall.EPERM, syscall.ENETUNREACH, &net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.ECONNREFUSED)}} {
+		if !transientUDPError(e) {
+			t.Errorf("%v not transient", e)
+		}
+	}
+	for _, e := range []error{nil, net.ErrClosed, syscall.EBADF, io.EOF} {
+		if transientUDPError(e) {
+			t.Errorf("%v transient", e)
+		}
 	}
 }
