@@ -46,7 +46,7 @@ func (m *Manager) managerInterface() *busobj.Interface {
 				In:   []busobj.Arg{{Name: "config_path", Type: "o"}},
 				Out:  []busobj.Arg{{Name: "session_path", Type: "o"}},
 				Handler: func(c *busobj.Call) ([]any, error) {
-					p, err := m.NewTunnel(c.UID, c.Args[0].(dbus.ObjectPath))
+					p, err := m.newTunnelCall(c)
 					if err != nil {
 						return nil, err
 					}
@@ -95,44 +95,6 @@ func (m *Manager) managerInterface() *busobj.Interface {
 		Properties: []busobj.Property{
 			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return api.Version, nil }},
 		},
-	}
-}
-
-// authorize applies the session rules of spec §5.3.
-func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
-	return func(c *busobj.Call) error {
-		if m.isGone(s) {
-			return busobj.Deny(textAccessDenied + ": Session no longer valid")
-		}
-		a := s.access()
-		ok := false
-		switch c.Op {
-		case busobj.OpMethod:
-			switch c.Member {
-			case "AccessGrant", "AccessRevoke":
-				ok = a.isOwner(c.UID)
-			case "LogForward":
-				s.mu.Lock()
-				restrict := s.restrictLogAccess
-				s.mu.Unlock()
-				ok = a.isOwner(c.UID) || (!restrict && a.mayCall(c.UID))
-			default:
-				ok = a.mayCall(c.UID)
-			}
-		case busobj.OpGet:
-			ok = a.mayRead(c.UID)
-		case busobj.OpSet:
-			switch c.Member {
-			case "public_access", "restrict_log_access":
-				ok = a.isOwner(c.UID)
-			default:
-				ok = a.granted(c.UID, false)
-			}
-		}
-		if !ok {
-			return busobj.Deny(textAccessDenied)
-		}
-		return nil
 	}
 }
 
@@ -211,7 +173,8 @@ func (m *Manager) sessionInterface(s *session) *busobj.Interface {
 		Methods: []busobj.Method{
 			{Name: "Connect", Handler: noArgs(func() error { return m.Connect(s) })},
 			{Name: "Pause", In: []busobj.Arg{{Name: "reason", Type: "s"}}, Handler: func(c *busobj.Call) ([]any, error) {
-				return nil, m.forward(s, "Pause", nil, c.Args[0])
+				m.sessionLog(s, api.LogCategoryInfo, "Pausing connection - "+string(s.path))
+				return nil, m.forward(s, "Pause", nil, sanitize(c.Args[0].(string)))
 			}},
 			{Name: "Resume", Handler: noArgs(func() error { return m.forward(s, "Resume", nil) })},
 			{Name: "Restart", Handler: noArgs(func() error { return m.forward(s, "Restart", nil) })},
@@ -221,13 +184,12 @@ func (m *Manager) sessionInterface(s *session) *busobj.Interface {
 				return nil, m.AccessGrant(s, c.Args[0].(uint32))
 			}},
 			{Name: "AccessRevoke", In: []busobj.Arg{u("uid")}, Handler: func(c *busobj.Call) ([]any, error) {
-				return nil, m.AccessRevoke(s, c.Args[0].(uint32))
+				err := m.AccessRevoke(s, c.Args[0].(uint32))
+				m.pruneForwards(s)
+				return nil, err
 			}},
 			{Name: "LogForward", In: []busobj.Arg{{Name: "enable", Type: "b"}}, Handler: func(c *busobj.Call) ([]any, error) {
-				// Session Log and StatusChange signals are broadcast for
-				// now, so every subscriber already receives them.
-				// TODO(issue 4): ask net.openvpn.v3.log for a proxy.
-				return nil, nil
+				return nil, m.LogForward(c.Ctx, s, c.Sender, c.UID, c.Args[0].(bool))
 			}},
 			uinput("UserInputQueueGetTypeGroup", nil, []busobj.Arg{{Name: "type_group_list", Type: "a(uu)"}}),
 			uinput("UserInputQueueFetch", []busobj.Arg{u("type"), u("group"), u("id")},
@@ -249,6 +211,7 @@ func (m *Manager) sessionInterface(s *session) *busobj.Interface {
 					s.mu.Lock()
 					s.publicAccess = v.(bool)
 					s.mu.Unlock()
+					m.pruneForwards(s)
 					return nil
 				}},
 			ro("status", "(uus)", locked(func() any {
@@ -308,9 +271,10 @@ func (m *Manager) sessionInterface(s *session) *busobj.Interface {
 				s.mu.Lock()
 				s.restrictLogAccess = v.(bool)
 				s.mu.Unlock()
+				m.pruneForwards(s)
 				return nil
 			}},
-			ro("log_forwards", "ao", locked(func() any { return append([]dbus.ObjectPath{}, s.logForwards...) })),
+			ro("log_forwards", "ao", func() (any, error) { return m.logForwards(s), nil }),
 			{Name: "log_verbosity", Type: "u", Get: func(*busobj.Call) (any, error) {
 				return locked(func() any { return s.logVerbosity })()
 			}, Set: func(_ *busobj.Call, v any) error {

@@ -1,6 +1,7 @@
 package sessionmgr
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -181,3 +182,56 @@ func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 }
 
 func (p fakeProps) Set(iface, name string, v dbus.Variant) *dbus.Error { return nil }
+
+// fakeLogs stands in for the log service's proxies.
+type fakeLogs struct {
+	mu      sync.Mutex
+	n       int
+	proxies map[dbus.ObjectPath]fakeProxy
+}
+
+type fakeProxy struct {
+	target  string
+	session dbus.ObjectPath
+}
+
+func newFakeLogs() *fakeLogs { return &fakeLogs{proxies: map[dbus.ObjectPath]fakeProxy{}} }
+
+func (f *fakeLogs) ProxyLogEvents(_ context.Context, target string, session dbus.ObjectPath) (dbus.ObjectPath, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	p := dbus.ObjectPath(fmt.Sprintf("/net/openvpn/v3/log/proxy/fake%d", f.n))
+	f.proxies[p] = fakeProxy{target, session}
+	return p, nil
+}
+
+func (f *fakeLogs) RemoveProxy(p dbus.ObjectPath) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.proxies[p]
+	delete(f.proxies, p)
+	return ok
+}
+
+func (f *fakeLogs) ProxiesOf(session dbus.ObjectPath) []dbus.ObjectPath {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []dbus.ObjectPath
+	for p, px := range f.proxies {
+		if px.session == session {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (f *fakeLogs) targets() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, px := range f.proxies {
+		out = append(out, px.target)
+	}
+	return out
+}

@@ -19,20 +19,32 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
 )
 
 // Profiles is the configuration manager as seen in-process by the session
 // manager.
 type Profiles interface {
 	// UseProfile checks that uid may start a session with the profile at
-	// path and returns the profile's name. The error is returned to the
-	// D-Bus caller as it is.
-	UseProfile(path dbus.ObjectPath, uid uint32) (name string, err error)
+	// path and describes the profile. The error is returned to the D-Bus
+	// caller as it is.
+	UseProfile(path dbus.ObjectPath, uid uint32) (ProfileInfo, error)
 }
 
-// Emitter sends signals from exported objects.
+// ProfileInfo is what the session manager needs to know about a profile.
+type ProfileInfo struct {
+	Name  string
+	Owner uint32
+	// TransferOwnerSession: sessions belong to the profile's owner, the
+	// starting user is put on the session ACL (spec §5.3).
+	TransferOwnerSession bool
+}
+
+// Emitter sends signals from exported objects, broadcast (Emit) or to one
+// connection (EmitTo).
 type Emitter interface {
 	Emit(path dbus.ObjectPath, iface, member string, args ...any) error
+	EmitTo(destination string, path dbus.ObjectPath, iface, member string, args ...any) error
 }
 
 // Options configure a Manager. Conn, Profiles and Launcher are required.
@@ -51,6 +63,11 @@ type Options struct {
 	// StopTimeout bounds the wait for a backend to exit after Disconnect
 	// before it is killed.
 	StopTimeout time.Duration
+	// Logs makes LogForward work (the log service); without it
+	// LogForward fails.
+	Logs LogProxies
+	// Polkit, if set, is asked as described in authz.go.
+	Polkit Authorizer
 }
 
 // busGoneTimeout bounds the wait for the bus to report a dead backend's
@@ -64,6 +81,8 @@ type Manager struct {
 	profiles Profiles
 	launcher Launcher
 	cleanup  func(pid uint32)
+	logs     LogProxies
+	polkit   Authorizer
 	startTO  time.Duration
 	callTO   time.Duration
 	stopTO   time.Duration
@@ -82,6 +101,7 @@ type Manager struct {
 	pending   map[string]chan registration
 	procs     map[string]Process // every running backend, by token
 	closed    bool
+	logOwner  string // unique name of net.openvpn.v3.log; "" unknown
 }
 
 // objectTable exports and removes session objects.
@@ -108,6 +128,8 @@ func New(opts Options) (*Manager, error) {
 		profiles: opts.Profiles,
 		launcher: opts.Launcher,
 		cleanup:  opts.CleanupPID,
+		logs:     opts.Logs,
+		polkit:   opts.Polkit,
 		startTO:  opts.StartTimeout,
 		callTO:   opts.CallTimeout,
 		stopTO:   opts.StopTimeout,
@@ -215,13 +237,31 @@ func (m *Manager) logf(level slog.Level, msg string, args ...any) {
 
 // ---- starting a session ----
 
+// newTunnelCall is NewTunnel over the bus: starting a session is a
+// control-own action for polkit.
+func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
+	configPath := c.Args[0].(dbus.ObjectPath)
+	if _, err := m.checkProfile(c.UID, configPath); err != nil {
+		return "", err
+	}
+	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
+		return "", err
+	}
+	return m.NewTunnel(c.UID, configPath)
+}
+
+func (m *Manager) checkProfile(uid uint32, configPath dbus.ObjectPath) (ProfileInfo, error) {
+	if !configPath.IsValid() || !api.IsChildPath(api.PathConfiguration, configPath) {
+		return ProfileInfo{}, errRequest(fmt.Sprintf("Invalid configuration path %q", configPath))
+	}
+	return m.profiles.UseProfile(configPath, uid)
+}
+
 // NewTunnel starts a backend for the profile at configPath on behalf of
 // uid and returns the new session's path once the session object exists.
 func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
-	if !configPath.IsValid() || !api.IsChildPath(api.PathConfiguration, configPath) {
-		return "", errRequest(fmt.Sprintf("Invalid configuration path %q", configPath))
-	}
-	if _, err := m.profiles.UseProfile(configPath, uid); err != nil {
+	info, err := m.checkProfile(uid, configPath)
+	if err != nil {
 		return "", err
 	}
 	token := api.NewSessionToken()
@@ -295,6 +335,13 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 		restrictLogAccess: true,
 		logVerbosity:      api.MaxLogLevel,
 	}
+	if info.TransferOwnerSession && info.Owner != uid {
+		// The profile owner owns the session; the starting user may
+		// use it and read its log (spec §5.3).
+		s.owner = info.Owner
+		s.acl = []uint32{uid}
+		s.restrictLogAccess = false
+	}
 	// Indexed before the confirmation so the status the backend reports
 	// while reading the profile is not lost.
 	m.mu.Lock()
@@ -328,8 +375,8 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 	}
 	m.sessions[path] = s
 	_ = m.emit.Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
-		path, uint16(api.SessionEventCreated), uid)
-	m.log.Info("session created", "session", path, "config", configPath, "name", name, "owner", uid, "backend_pid", r.pid)
+		path, uint16(api.SessionEventCreated), s.owner)
+	m.log.Info("session created", "session", path, "config", configPath, "name", name, "owner", s.owner, "started_by", uid, "backend_pid", r.pid)
 	return path, nil
 }
 
@@ -403,19 +450,28 @@ func (m *Manager) watch(token string, proc Process) {
 		}
 		st := api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"}
 		s.mu.Lock()
-		if !s.stopping {
+		switch {
+		case s.killed:
+			st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
+				Message: "Session closed, killed backend client"}
+		case !s.stopping:
 			st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
 				Message: "Session closed, backend client " + proc.ExitReason()}
 		}
 		s.status = st
-		owner := s.owner
 		s.mu.Unlock()
-		_ = m.emit.Emit(s.path, api.InterfaceSessions, "StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
-		_ = m.emit.Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
-			s.path, uint16(api.SessionEventDestroyed), owner)
 	}
 	m.mu.Unlock()
 	close(s.gone)
+	m.dropForwards(s)
+	if exported {
+		s.mu.Lock()
+		st, owner := s.status, s.owner
+		s.mu.Unlock()
+		m.toLogService(s.path, "StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
+		_ = m.emitter().Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
+			s.path, uint16(api.SessionEventDestroyed), owner)
+	}
 	if exported {
 		m.log.Info("session destroyed", "session", s.path, "backend_pid", pid, "exit", proc.ExitReason())
 	}
@@ -471,6 +527,11 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 	if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(sig.Body) == 3 {
 		name, _ := sig.Body[0].(string)
 		newOwner, _ := sig.Body[2].(string)
+		if name == api.ServiceLog {
+			m.mu.Lock()
+			m.logOwner = newOwner
+			m.mu.Unlock()
+		}
 		if newOwner != "" {
 			return
 		}
@@ -527,27 +588,14 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 		s.status = st
 		s.mu.Unlock()
 		m.log.Info("session status", "session", s.path, "status", st.String())
-		// Broadcast for now: front-ends match on the session path.
-		// TODO(issue 4): deliver only to the log service and LogForward
-		// subscribers, as upstream does.
-		_ = em.Emit(s.path, api.InterfaceSessions, "StatusChange", major, minor, msg)
+		// Re-emitted to the log service only (spec §1.5): front-ends get
+		// the backend's events through LogForward, so another user never
+		// sees them.
+		m.toLogService(s.path, "StatusChange", major, minor, msg)
 	case "Log":
-		var group, category uint32
-		var token, msg string
-		var err error
-		if len(sig.Body) == 4 {
-			err = dbus.Store(sig.Body, &group, &category, &token, &msg)
-		} else {
-			err = dbus.Store(sig.Body, &group, &category, &msg)
-		}
-		if err != nil {
-			m.log.Warn("malformed Log", "session", s.path, "err", err)
-			return
-		}
-		s.mu.Lock()
-		s.lastLog = LogEvent{Group: group, Category: category, Message: msg}
-		s.mu.Unlock()
-		_ = em.Emit(s.path, api.InterfaceSessions, "Log", group, category, msg)
+		// The log service receives the backend's Log itself and forwards
+		// it to LogForward subscribers; last_log is the session object's
+		// own log (spec §6.3).
 	case "AttentionRequired":
 		var typ, group uint32
 		var msg string
@@ -560,6 +608,36 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 }
 
 // ---- helpers ----
+
+// toLogService sends a session object's signal unicast to the log service
+// (if there is one).
+func (m *Manager) toLogService(path dbus.ObjectPath, member string, args ...any) {
+	m.mu.Lock()
+	owner := m.logOwner
+	m.mu.Unlock()
+	if owner == "" {
+		ctx, cancel := m.callCtx()
+		err := m.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.ServiceLog).Store(&owner)
+		cancel()
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		m.logOwner = owner
+		m.mu.Unlock()
+	}
+	_ = m.emitter().EmitTo(owner, path, api.InterfaceSessions, member, args...)
+}
+
+// sessionLog is a Log event of the session object itself: it becomes
+// last_log and goes to the log service.
+func (m *Manager) sessionLog(s *session, cat api.LogCategory, msg string) {
+	m.log.Info(msg, "session", s.path)
+	s.mu.Lock()
+	s.lastLog = LogEvent{Group: uint32(api.LogGroupSessionMgr), Category: uint32(cat), Message: msg}
+	s.mu.Unlock()
+	m.toLogService(s.path, "Log", uint32(api.LogGroupSessionMgr), uint32(cat), msg)
+}
 
 func (m *Manager) backendObj(s *session) dbus.BusObject {
 	return m.conn.Object(s.backend, api.PathBackendSession)
@@ -587,4 +665,17 @@ type connEmitter struct{ conn *dbus.Conn }
 
 func (e connEmitter) Emit(path dbus.ObjectPath, iface, member string, args ...any) error {
 	return e.conn.Emit(path, iface+"."+member, args...)
+}
+
+func (e connEmitter) EmitTo(dest string, path dbus.ObjectPath, iface, member string, args ...any) error {
+	msg := &dbus.Message{Type: dbus.TypeSignal, Flags: dbus.FlagNoReplyExpected, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath:        dbus.MakeVariant(path),
+		dbus.FieldInterface:   dbus.MakeVariant(iface),
+		dbus.FieldMember:      dbus.MakeVariant(member),
+		dbus.FieldDestination: dbus.MakeVariant(dest),
+	}, Body: args}
+	if len(args) > 0 {
+		msg.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(args...))
+	}
+	return e.conn.Send(msg, nil).Err
 }

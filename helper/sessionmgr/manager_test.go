@@ -19,13 +19,19 @@ import (
 
 const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
 
+// testConfigTransfer belongs to uid 2000 and has transfer_owner_session.
+const testConfigTransfer dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x2222"
+
 type allowProfiles struct{}
 
-func (allowProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+func (allowProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (ProfileInfo, error) {
 	if uid == 4242 {
-		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+		return ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
 	}
-	return "profile", nil
+	if path == testConfigTransfer {
+		return ProfileInfo{Name: "profile", Owner: 2000, TransferOwnerSession: true}, nil
+	}
+	return ProfileInfo{Name: "profile", Owner: uid}, nil
 }
 
 // cleanups records CleanupPID calls.
@@ -63,6 +69,11 @@ func newRig(t *testing.T, mode string, opts Options) *testRig {
 	if err := watcher.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
 		t.Fatal(err)
 	}
+	// The watcher stands in for the log service, which is the only
+	// receiver of the session objects' StatusChange and Log.
+	if _, err := watcher.RequestName(api.ServiceLog, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
 	events := make(chan *dbus.Signal, 100)
 	watcher.Signal(events)
 	rig := &testRig{addr: addr, events: events, cleaned: &cleanups{}}
@@ -71,6 +82,9 @@ func newRig(t *testing.T, mode string, opts Options) *testRig {
 	opts.Profiles = allowProfiles{}
 	opts.Launcher = fakeLauncher(mode, addr)
 	opts.CleanupPID = rig.cleaned.add
+	if opts.Logs == nil {
+		opts.Logs = newFakeLogs()
+	}
 	m, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package sessionmgr
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 
 	"github.com/godbus/dbus/v5"
@@ -147,7 +146,7 @@ func (m *Manager) Connect(s *session) error {
 			s.mu.Unlock()
 		}
 	}
-	m.logf(slog.LevelInfo, "Starting connection", "session", s.path)
+	m.sessionLog(s, api.LogCategoryInfo, "Starting connection - "+string(s.path))
 	return m.forward(s, "Connect", nil)
 }
 

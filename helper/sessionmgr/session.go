@@ -50,7 +50,17 @@ type session struct {
 	connectCalled     bool
 	stopping          bool   // Disconnect requested: exit is expected
 	deviceName        string // cached from the backend for interface lookups
-	logForwards       []dbus.ObjectPath
+	// forwards are the LogForward subscriptions: caller's unique name →
+	// log-proxy object and the caller's UID (to drop it when the ACL
+	// changes).
+	forwards map[string]logForward
+	// killed: the manager killed the backend (it did not answer).
+	killed bool
+}
+
+type logForward struct {
+	path dbus.ObjectPath
+	uid  uint32
 }
 
 // access is the ACL view of a session used by the checks of spec §5.3.
@@ -83,6 +93,12 @@ func (a access) mayCall(uid uint32) bool { return a.granted(uid, true) }
 func (a access) mayRead(uid uint32) bool { return uid == 0 || a.granted(uid, false) }
 
 func (a access) isOwner(uid uint32) bool { return uid == a.owner }
+
+// mayForwardLog: LogForward is owner-only while restrict_log_access is set
+// (the default), otherwise owner, ACL or public.
+func (a access) mayForwardLog(uid uint32, restrict bool) bool {
+	return a.isOwner(uid) || (!restrict && a.mayCall(uid))
+}
 
 // visible: listed by the manager's Fetch/Lookup methods.
 func (a access) visible(uid uint32) bool { return a.granted(uid, true) }

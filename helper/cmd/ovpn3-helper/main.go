@@ -26,6 +26,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/polkit"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 )
 
@@ -104,6 +105,7 @@ func serve(ctx context.Context, stateDir string, logLevel int, logger *slog.Logg
 		return fmt.Errorf("netcfg: %w", err)
 	}
 	defer nc.Close()
+	defer logs.Close()
 	self, err := os.Executable()
 	if err != nil {
 		self = "/proc/self/exe"
@@ -118,6 +120,8 @@ func serve(ctx context.Context, stateDir string, logLevel int, logger *slog.Logg
 			Logger: logger.With("service", "backend"),
 		},
 		CleanupPID: nc.CleanupPID,
+		Logs:       logs,
+		Polkit:     polkit.New(srv.Conn()),
 	})
 	if err != nil {
 		return err
@@ -154,12 +158,12 @@ func closeSessions(sessions *sessionmgr.Manager, logger *slog.Logger) {
 // a caller may start a session from a profile.
 type profiles struct{ cm *configmgr.Service }
 
-func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.ProfileInfo, error) {
 	info, ok := p.cm.Lookup(path)
 	if !ok || !info.CanUse(uid) {
-		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+		return sessionmgr.ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
 	}
-	return info.Name, nil
+	return sessionmgr.ProfileInfo{Name: info.Name, Owner: info.Owner, TransferOwnerSession: info.TransferOwnerSession}, nil
 }
 
 // runBackend is "ovpn3-helper backend [--log-level N] <token>".

@@ -1,0 +1,168 @@
+package sessionmgr
+
+import (
+	"context"
+	"errors"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/polkit"
+)
+
+// Authorizer asks polkit whether a D-Bus caller may perform an action
+// (helper/polkit.Authority implements it).
+type Authorizer interface {
+	Require(ctx context.Context, busName, actionID string, interactive bool) error
+}
+
+// Access control of session objects, in this order:
+//
+//  1. the UID rules of spec §5.3 (aclAllows): owner, ACL, public_access,
+//     restrict_log_access; root may read properties but has no other
+//     rights; only the owner changes the ACL or the access flags;
+//  2. before any method runs, the backend must answer Ping, else the
+//     session is closed ("Backend VPN process did not respond");
+//  3. polkit (gui-ux §5), only for method calls and only when an
+//     Authorizer is configured:
+//     - a caller the UID rules admit needs net.ovpn3go.session.control-own
+//       for NewTunnel, Connect, Pause, Resume, Restart and Disconnect (the
+//       shipped policy says yes for local active/inactive sessions and
+//       auth_admin for remote ones). If polkitd is not on the bus at all
+//       the UID rules alone decide, as in openvpn3;
+//     - a caller the UID rules refuse may still act when polkit grants
+//       net.ovpn3go.session.control-other (auth_admin_keep: an
+//       administrator, or root, which polkit always authorizes). Property
+//       access never asks polkit.
+//
+// Refusals are openvpn3's errors ("Access denied", domain
+// net.openvpn.gdbuspp, or AccessDenied for properties), except that a
+// polkit challenge the caller did not allow to be interactive is
+// org.freedesktop.DBus.Error.InteractiveAuthorizationRequired, so a
+// modern client can retry with the ALLOW_INTERACTIVE_AUTHORIZATION flag.
+// AllowUserInteraction is passed to polkit only when the call carries
+// that flag.
+
+// controlMethods are the calls that start or change a tunnel.
+var controlMethods = map[string]bool{"Connect": true, "Pause": true, "Resume": true, "Restart": true, "Disconnect": true}
+
+// aclAllows applies the UID rules of spec §5.3 to one call.
+func aclAllows(s *session, op busobj.Op, member string, uid uint32) bool {
+	a := s.access()
+	s.mu.Lock()
+	restrict := s.restrictLogAccess
+	s.mu.Unlock()
+	switch op {
+	case busobj.OpMethod:
+		switch member {
+		case "AccessGrant", "AccessRevoke":
+			return a.isOwner(uid)
+		case "LogForward":
+			return a.mayForwardLog(uid, restrict)
+		default:
+			return a.mayCall(uid)
+		}
+	case busobj.OpGet:
+		return a.mayRead(uid)
+	case busobj.OpSet:
+		switch member {
+		case "public_access", "restrict_log_access":
+			return a.isOwner(uid)
+		default:
+			return a.granted(uid, false)
+		}
+	}
+	return false
+}
+
+// authorize is the session objects' Authorize hook.
+func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
+	return func(c *busobj.Call) error {
+		if m.isGone(s) {
+			return busobj.Deny(textAccessDenied + ": Session no longer valid")
+		}
+		ok := aclAllows(s, c.Op, c.Member, c.UID)
+		if c.Op != busobj.OpMethod {
+			if !ok {
+				return busobj.Deny(textAccessDenied)
+			}
+			return nil
+		}
+		if err := m.pingBackend(c.Ctx, s); err != nil {
+			return err
+		}
+		if ok {
+			if controlMethods[c.Member] {
+				return m.requireOwn(c.Ctx, c.Sender, c.Interactive)
+			}
+			return nil
+		}
+		return m.requireOther(c.Ctx, c.Sender, c.Interactive)
+	}
+}
+
+// requireOwn checks control-own for a caller the UID rules admit.
+func (m *Manager) requireOwn(ctx context.Context, sender string, interactive bool) error {
+	if m.polkit == nil {
+		return nil
+	}
+	err := m.polkit.Require(ctx, sender, polkit.ActionSessionControlOwn, interactive)
+	if err == nil || errors.Is(err, polkit.ErrNoAuthority) {
+		return nil
+	}
+	return m.refusal(sender, polkit.ActionSessionControlOwn, err)
+}
+
+// requireOther checks control-other for a caller the UID rules refuse.
+func (m *Manager) requireOther(ctx context.Context, sender string, interactive bool) error {
+	if m.polkit == nil {
+		return errGeneric(textAccessDenied)
+	}
+	err := m.polkit.Require(ctx, sender, polkit.ActionSessionControlOther, interactive)
+	if err == nil {
+		m.log.Info("polkit allows access beyond the session ACL", "caller", sender, "action", polkit.ActionSessionControlOther)
+		return nil
+	}
+	if errors.Is(err, polkit.ErrNoAuthority) {
+		return errGeneric(textAccessDenied)
+	}
+	return m.refusal(sender, polkit.ActionSessionControlOther, err)
+}
+
+func (m *Manager) refusal(sender, action string, err error) error {
+	m.log.Info("polkit refused", "caller", sender, "action", action, "err", err)
+	if errors.Is(err, polkit.ErrInteractionRequired) {
+		return dbus.NewError(polkit.ErrNameInteractiveAuthorizationRequired,
+			[]any{textAccessDenied + ": interactive authorization required (" + action + ")"})
+	}
+	return errGeneric(textAccessDenied)
+}
+
+// pingBackend checks that the backend answers before a method runs
+// (upstream does this in every authorization check). A backend that does
+// not answer is killed and its session closed.
+func (m *Manager) pingBackend(ctx context.Context, s *session) error {
+	ctx, cancel := context.WithTimeout(ctx, m.callTO)
+	defer cancel()
+	var alive bool
+	err := m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+".Ping", 0).Store(&alive)
+	if err == nil && alive {
+		return nil
+	}
+	if m.isGone(s) {
+		return busobj.Deny(textAccessDenied + ": Session no longer valid")
+	}
+	select {
+	case <-s.busGone: // exiting on its own: watch removes the session
+		return errGeneric(textStopped)
+	default:
+	}
+	m.log.Error("backend did not answer Ping; killing it", "session", s.path, "pid", s.backendPID, "err", err)
+	s.mu.Lock()
+	s.killed = true
+	s.mu.Unlock()
+	m.backendObj(s).Call(api.InterfaceBackends+".ForceShutdown", dbus.FlagNoReplyExpected)
+	s.proc.Kill()
+	return errGeneric("Backend VPN process did not respond")
+}

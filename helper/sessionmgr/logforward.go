@@ -1,0 +1,133 @@
+package sessionmgr
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// LogProxies is the log service as the session manager uses it in-process
+// (helper/logsvc.Service implements it): one log-proxy object per
+// LogForward subscriber, forwarding the backend's Log and StatusChange
+// signals unicast to that subscriber.
+type LogProxies interface {
+	ProxyLogEvents(ctx context.Context, target string, session dbus.ObjectPath) (dbus.ObjectPath, error)
+	RemoveProxy(path dbus.ObjectPath) bool
+	ProxiesOf(session dbus.ObjectPath) []dbus.ObjectPath
+}
+
+// LogForward starts (enable) or stops forwarding the session's events to
+// the caller's connection. A second enable replaces the caller's proxy;
+// disabling without a proxy is not an error (as upstream, it is only
+// logged). The caller's right to it was checked by authorize.
+func (m *Manager) LogForward(ctx context.Context, s *session, sender string, uid uint32, enable bool) error {
+	if m.logs == nil {
+		return errRequest("Log forwarding is not available")
+	}
+	if !enable {
+		s.mu.Lock()
+		f, ok := s.forwards[sender]
+		delete(s.forwards, sender)
+		s.mu.Unlock()
+		if !ok {
+			m.log.Debug("LogForward(false) without a forward", "session", s.path, "caller", sender)
+			return nil
+		}
+		m.logs.RemoveProxy(f.path)
+		return nil
+	}
+	p, err := m.logs.ProxyLogEvents(ctx, sender, s.path)
+	if err != nil {
+		// Re-thrown like any error from another service (spec §4.2).
+		return errRequest(" " + api.ErrorText(err))
+	}
+	s.mu.Lock()
+	if s.forwards == nil {
+		s.forwards = map[string]logForward{}
+	}
+	old, had := s.forwards[sender]
+	s.forwards[sender] = logForward{path: p, uid: uid}
+	s.mu.Unlock()
+	if had {
+		m.logs.RemoveProxy(old.path)
+	}
+	// The session may have ended while the proxy was being made.
+	if m.isGone(s) {
+		m.dropForwards(s)
+	}
+	return nil
+}
+
+// logForwards lists the session's live log proxies (a proxy whose target
+// left the bus is gone from the log service already).
+func (m *Manager) logForwards(s *session) []dbus.ObjectPath {
+	out := []dbus.ObjectPath{}
+	if m.logs == nil {
+		return out
+	}
+	live := m.logs.ProxiesOf(s.path)
+	s.mu.Lock()
+	for _, f := range s.forwards {
+		if slices.Contains(live, f.path) {
+			out = append(out, f.path)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(out)
+	return out
+}
+
+// pruneForwards removes the forwards of callers the session's access
+// rules no longer admit (after AccessRevoke or a change of public_access
+// or restrict_log_access): events only reach those allowed to see them.
+func (m *Manager) pruneForwards(s *session) {
+	if m.logs == nil {
+		return
+	}
+	a := s.access()
+	var gone []dbus.ObjectPath
+	s.mu.Lock()
+	for sender, f := range s.forwards {
+		if !a.mayForwardLog(f.uid, s.restrictLogAccess) {
+			gone = append(gone, f.path)
+			delete(s.forwards, sender)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range gone {
+		m.logs.RemoveProxy(p)
+	}
+}
+
+// dropForwards removes every forward of a session that ended.
+func (m *Manager) dropForwards(s *session) {
+	s.mu.Lock()
+	fs := s.forwards
+	s.forwards = nil
+	s.mu.Unlock()
+	if m.logs == nil {
+		return
+	}
+	for _, f := range fs {
+		m.logs.RemoveProxy(f.path)
+	}
+	// Proxies made for this session by anyone else (none normally).
+	for _, p := range m.logs.ProxiesOf(s.path) {
+		m.logs.RemoveProxy(p)
+	}
+}
+
+// sanitize drops control characters from caller text that ends up in
+// status messages and logs.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
