@@ -31,7 +31,7 @@ func BenchmarkDataSend(b *testing.B) {
 	}
 	c := &Client{}
 	dp := &dataPlane{c: c}
-	dp.tx.Store(newTxPath(&discardTransport{}, key))
+	dp.tx.Store(newTxPath(&discardTransport{}, key, framingNone))
 	pkt := make([]byte, 1400)
 	b.SetBytes(int64(len(pkt)))
 	b.ReportAllocs()

@@ -14,12 +14,8 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
-// Buffer sizes of the data path: a TUN packet of up to the largest tun-mtu
-// we accept plus room for the data-channel header and tag.
-const (
-	maxTunPacket = 65535
-	sealHeadroom = 64
-)
+// maxTunPacket is the largest TUN packet the data path handles.
+const maxTunPacket = 65535
 
 // dataPlane owns the TUN device and its reader goroutine for the whole Run;
 // connection attempts plug their transport and send key in through tx.
@@ -37,31 +33,47 @@ type dataPlane struct {
 	lastSent atomic.Int64           // unix nanos of the last data-channel packet sent
 }
 
-// txPath is the send side of one connection: the socket and the key
-// packets are sealed with. Its mutex serialises Seal (one sender at a time
-// per key) between the TUN reader and pings.
+// txPath is the send side of one connection: the socket, the key packets
+// are sealed with and the compression framing. Its mutex serialises Seal
+// (one sender at a time per key) between the TUN reader and pings.
 type txPath struct {
-	mu  sync.Mutex
-	tr  transport
-	key *datachan.Key
-	buf []byte
+	mu   sync.Mutex
+	tr   transport
+	key  *datachan.Key
+	comp framing
+	buf  []byte
 }
 
-func newTxPath(tr transport, key *datachan.Key) *txPath {
-	return &txPath{tr: tr, key: key, buf: make([]byte, 0, maxTunPacket+sealHeadroom)}
+func newTxPath(tr transport, key *datachan.Key, comp framing) *txPath {
+	return &txPath{tr: tr, key: key, comp: comp,
+		buf: make([]byte, 0, key.SealBufferLen(maxTunPacket+frameHeadroom+frameTailroom))}
 }
 
+// send seals a payload that is not in a buffer with framing room (pings,
+// OCC messages).
 func (d *dataPlane) send(plain []byte) error {
+	var buf [frameHeadroom + 64 + frameTailroom]byte
+	if len(plain) > 64 {
+		return fmt.Errorf("internal data message of %d bytes", len(plain))
+	}
+	n := copy(buf[frameHeadroom:], plain)
+	return d.sendFramed(buf[:], frameHeadroom, n)
+}
+
+// sendFramed seals the payload buf[off:off+n], which has frameHeadroom
+// bytes before it and frameTailroom after it for the compression framing
+// (which may rewrite the payload in place).
+func (d *dataPlane) sendFramed(buf []byte, off, n int) error {
 	tx := d.tx.Load()
 	if tx == nil {
 		return nil
 	}
 	tx.mu.Lock()
-	pkt, err := tx.key.Seal(tx.buf[:0], plain)
+	pkt, err := tx.key.Seal(tx.buf[:0], tx.comp.frame(buf, off, n))
 	if err == nil {
 		err = tx.tr.WritePacket(pkt)
 	}
-	n := len(pkt)
+	n = len(pkt)
 	tx.mu.Unlock()
 	if err != nil {
 		return err
@@ -88,9 +100,9 @@ func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
 	d.tunWG.Add(1)
 	go func() {
 		defer d.tunWG.Done()
-		buf := make([]byte, maxTunPacket)
+		buf := make([]byte, frameHeadroom+maxTunPacket+frameTailroom)
 		for {
-			n, err := tun.Read(buf)
+			n, err := tun.Read(buf[frameHeadroom : frameHeadroom+maxTunPacket])
 			if err != nil {
 				if !errors.Is(err, os.ErrClosed) {
 					d.c.log.Debug("tun read ended", "err", err)
@@ -102,7 +114,7 @@ func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
 			}
 			d.c.ctr.tunBytesIn.Add(int64(n))
 			d.c.ctr.tunPktsIn.Add(1)
-			if err := d.send(buf[:n]); err != nil {
+			if err := d.sendFramed(buf, frameHeadroom, n); err != nil {
 				d.c.log.Debug("data send failed", "err", err)
 			}
 		}
@@ -164,6 +176,11 @@ func (a *attempt) socketReader() {
 		p, err := keys[keyID].Open(plain[:0], buf[:n])
 		if err != nil {
 			a.dropped.Add(1)
+			continue
+		}
+		if p, err = a.comp.unframe(p); err != nil {
+			a.dropped.Add(1)
+			a.log.Debug("data packet dropped", "err", err)
 			continue
 		}
 		a.lastRecv.Store(time.Now().UnixNano())

@@ -147,6 +147,8 @@ type Client struct {
 
 	ctr counters
 
+	sess sessionState // auth-token, pending challenge (ctl_auth.go)
+
 	remotes  []connEntry
 	retry    retryPolicy
 	resolver *net.Resolver

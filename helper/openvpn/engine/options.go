@@ -4,14 +4,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlwrap"
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 )
 
 // options is what the engine takes from the profile, checked once in New.
@@ -82,20 +79,9 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 		return o, err
 	}
 
-	supported := datachan.SupportedCiphers()
-	offer := p.DataCiphers
-	if len(offer) == 0 {
-		offer = []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}
-	}
-	for _, c := range offer {
-		c = strings.ToUpper(c)
-		if slices.Contains(supported, c) && !slices.Contains(o.dataCiphers, c) {
-			o.dataCiphers = append(o.dataCiphers, c)
-		}
-	}
-	if len(o.dataCiphers) == 0 {
-		return o, fmt.Errorf("data-ciphers %s: none is supported (supported: %s)",
-			strings.Join(offer, ":"), strings.Join(supported, ":"))
+	var err error
+	if o.dataCiphers, err = offeredCiphers(p); err != nil { // data_ciphers.go
+		return o, err
 	}
 
 	if p.HandWindow > 0 {
@@ -121,9 +107,6 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 			return o, err
 		}
 		o.tls.MinVersion = p.TLSVersionMin
-	}
-	if c := p.Compression(); c != push.CompressionNone {
-		return o, fmt.Errorf("compression framing %q is not supported yet", c)
 	}
 	if p.StaticChallenge != nil {
 		o.challenge = strings.ToLower(p.StaticChallenge.Format)

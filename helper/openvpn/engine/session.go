@@ -24,7 +24,8 @@ import (
 )
 
 // protoBits are the IV_PROTO capabilities this engine implements.
-const protoBits = ctlmsg.ProtoDataV2 | ctlmsg.ProtoRequestPush | ctlmsg.ProtoTLSKeyExport | ctlmsg.ProtoCCExitNotify
+const protoBits = ctlmsg.ProtoDataV2 | ctlmsg.ProtoRequestPush | ctlmsg.ProtoTLSKeyExport |
+	ctlmsg.ProtoAuthPendingKW | ctlmsg.ProtoCCExitNotify | ctlmsg.ProtoAuthFailTemp
 
 // fatalError ends Run: retrying would not help (bad credentials, the
 // server's HALT, a certificate that does not verify).
@@ -111,13 +112,18 @@ type attempt struct {
 	ping       time.Duration
 	pingRst    time.Duration
 	ccExit     bool
-	authToken  string
+	comp       framing // compression framing of data payloads (data_comp.go)
+	// sentToken: the key-method 2 message carried the auth-token instead
+	// of the password, so an AUTH_FAILED means the token was refused.
+	sentToken       bool
+	authPendingSeen bool
 
 	wbuf []byte
 	out  []wire.ControlPacket
 }
 
 func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
+	c.sess.init()
 	return &attempt{
 		c: c, o: &c.opts, dp: dp, ep: ep,
 		log:        c.log.With("server", ep.String()),
@@ -133,9 +139,10 @@ func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
 	}
 }
 
-// run connects and serves until the connection ends. It returns nil only
-// when ctx was cancelled.
-func (a *attempt) run(ctx context.Context) (err error) {
+// runOnce connects and serves until the connection ends. It returns nil
+// only when ctx was cancelled. run (ctl_auth.go) repeats it when the
+// server asks for a retry.
+func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	defer a.cancel()
 	a.started = time.Now()
@@ -296,6 +303,8 @@ func (a *attempt) loop() error {
 			if err := a.handleTLS(ev); err != nil {
 				return err
 			}
+		case ans := <-a.c.sess.crAnswer:
+			a.sendCRResponse(ans)
 		case <-a.wake:
 		case <-timer.C:
 		}
@@ -497,14 +506,19 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 		Cipher:          a.o.cipher,
 		CipherAnnounced: slices.Contains(a.o.dataCiphers, a.o.cipher),
 		Auth:            a.o.auth,
+		CompFraming:     a.c.cfg.Profile.Compression() != push.CompressionNone,
 		KeyDirection:    map[bool]int{true: a.o.keyDir, false: -1}[a.o.wrapMode == "tls-auth"],
 		TLSAuth:         a.o.wrapMode == "tls-auth",
 	})
 	if a.o.authUserPass {
 		m.Username = a.o.creds.Username
 		m.Password = a.o.password()
-		if a.authToken != "" {
-			m.Password = a.authToken
+		if user, token := a.c.sess.authToken(); token != "" {
+			m.Password = token
+			if user != "" {
+				m.Username = user
+			}
+			a.sentToken = true
 		}
 	}
 	m.PeerInfo = ctlmsg.PeerInfo(ctlmsg.PeerInfoParams{
@@ -514,6 +528,10 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 		TCP:        tcp,
 		MTU:        1600,
 		ProtoBits:  a.protoBits(),
+		SSO:        ssoMethods,
+		// Every framing is implemented (never compression itself), so a
+		// "compress migrate" server may push stub-v2.
+		LZOStub: true, CompStub: true, CompStubV2: true,
 	})
 	if err := m.Validate(); err != nil {
 		return fatal(StateFailed, "key-method 2: %w", err)
@@ -553,7 +571,10 @@ func (a *attempt) handleMessage(k *keyState, msg ctlmsg.Message) error {
 	switch msg.Kind {
 	case ctlmsg.PushReply:
 		if a.reply != nil {
-			return nil // a late answer to a repeated PUSH_REQUEST
+			// A late answer to a repeated PUSH_REQUEST, or the renewed
+			// auth-token the server sends after a renegotiation.
+			a.updateToken(msg.Body)
+			return nil
 		}
 		done, err := a.asm.Add(msg.Body)
 		if err != nil {
@@ -568,27 +589,24 @@ func (a *attempt) handleMessage(k *keyState, msg ctlmsg.Message) error {
 		}
 		return a.establish(reply)
 	case ctlmsg.AuthFailed:
-		text := msg.Body
-		if text == "" {
-			text = "authentication failed"
-		}
-		return fatal(StateAuthFailed, "%s", text)
+		return a.authFailed(msg.Body)
 	case ctlmsg.AuthPending:
-		timeout, _ := ctlmsg.ParseAuthPending(msg.Body)
-		if timeout > 0 {
-			a.handWindow = time.Since(a.started) + time.Duration(timeout)*time.Second
-		}
-		a.c.setState(StateWaitingForServer, "authentication pending")
+		a.authPending(msg.Body)
 		return nil
 	case ctlmsg.Restart:
 		r := ctlmsg.ParseRestart(msg.Body)
-		return fmt.Errorf("server requested restart: %s", r.Text)
+		if !r.KeepCredentials {
+			// Without [P] the cached credentials go: the next connection
+			// logs in with the real ones instead of the auth-token.
+			a.c.sess.dropToken()
+		}
+		return &restartError{nextRemote: r.NextRemote, err: fmt.Errorf("server requested restart: %s", r.Text)}
 	case ctlmsg.Halt:
-		return fatal(StateFailed, "server halted the connection: %s", msg.Body)
+		return fatal(StateFailed, "server halted the connection: %s", ctlmsg.ParseRestart(msg.Body).Text)
 	case ctlmsg.Exit:
 		return fmt.Errorf("server is exiting")
 	case ctlmsg.Info, ctlmsg.InfoPre:
-		a.log.Info("server info", "text", msg.Body)
+		a.pendingInfo(msg.Body)
 		return nil
 	}
 	a.log.Debug("ignored control message", "kind", msg.Kind)
@@ -613,14 +631,12 @@ func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
 		}
 		block = b
 	}
-	cipher := r.Cipher
-	if cipher == "" {
-		cipher = a.o.cipher
+	cipher, err := a.dataCipher(r.Cipher)
+	if err != nil {
+		clear(block)
+		return nil, err
 	}
-	if cipher == "" {
-		return nil, errors.New("the server pushed no cipher and the profile has none")
-	}
-	key, err := datachan.NewKey(cipher, k.id, block, r.PeerID)
+	key, err := datachan.NewKeyAuth(cipher, a.o.auth, k.id, block, r.PeerID)
 	clear(block)
 	clear(k.km2.PreMaster[:])
 	if err != nil {
@@ -631,9 +647,11 @@ func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
 
 func (a *attempt) establish(r *push.Reply) error {
 	a.reply = r
-	if r.Compression != push.CompressionNone {
-		return fatal(StateFailed, "the server pushed compression framing %q, which is not supported yet", r.Compression)
+	comp := a.c.cfg.Profile.Compression()
+	if r.CompressionPushed {
+		comp = r.Compression
 	}
+	a.comp = framingOf(comp)
 	if r.Ping > 0 {
 		a.ping = time.Duration(r.Ping) * time.Second
 	}
@@ -641,9 +659,7 @@ func (a *attempt) establish(r *push.Reply) error {
 		a.pingRst = time.Duration(r.PingRestart) * time.Second
 	}
 	a.ccExit = r.CCExit
-	if r.AuthToken != "" {
-		a.authToken = r.AuthToken
-	}
+	a.c.sess.setToken(r.AuthTokenUser, r.AuthToken)
 	k := a.keys[0]
 	key, err := a.deriveKey(k)
 	if err != nil {
@@ -678,11 +694,11 @@ func (a *attempt) establish(r *push.Reply) error {
 	rx[k.id] = key
 	a.rx.Store(&rx)
 	a.primary = k
-	a.dp.tx.Store(newTxPath(a.tr, key))
+	a.dp.tx.Store(newTxPath(a.tr, key, a.comp))
 	a.dp.lastSent.Store(time.Now().UnixNano())
 	a.connected = true
 	a.log.Info("connected", "tun", a.dp.tun.Name(), "cipher", key.Cipher(), "peer_id", r.PeerID,
-		"ekm", r.TLSEKM, "took", time.Since(a.started).Round(time.Millisecond))
+		"ekm", r.TLSEKM, "framing", a.comp.String(), "took", time.Since(a.started).Round(time.Millisecond))
 	a.c.setState(StateConnected, "")
 	return nil
 }
@@ -708,7 +724,7 @@ func (a *attempt) activateRenegotiated(k *keyState) error {
 	}
 	rx[k.id] = key
 	a.rx.Store(&rx)
-	a.dp.tx.Store(newTxPath(a.tr, key))
+	a.dp.tx.Store(newTxPath(a.tr, key, a.comp))
 	if old := a.primary; old != nil && old != k {
 		// The old TLS session is no longer needed; its reliability
 		// layer stays so late retransmissions are still acknowledged.
@@ -772,11 +788,21 @@ func (a *attempt) nextWake(now time.Time) time.Time {
 	return next
 }
 
-// sayGoodbye tells the server we are leaving: EXIT on the control channel
-// when cc-exit was negotiated, else OCC EXIT data packets (UDP only, with
-// explicit-exit-notify). It waits briefly for the EXIT to be acknowledged.
+// sayGoodbye tells the server we are leaving when explicit-exit-notify
+// asks for it: EXIT on the control channel when cc-exit was negotiated,
+// else OCC EXIT data packets (UDP only). It waits briefly for the EXIT to
+// be acknowledged.
 func (a *attempt) sayGoodbye() {
 	if !a.connected {
+		return
+	}
+	// Like OpenVPN, only when explicit-exit-notify is configured or pushed;
+	// otherwise the server notices through ping-restart (or the TCP close).
+	n := a.o.explicitExit
+	if a.reply != nil && a.reply.ExplicitExitNotify > n {
+		n = a.reply.ExplicitExitNotify
+	}
+	if n <= 0 {
 		return
 	}
 	if a.ccExit && a.primary != nil {
@@ -799,8 +825,8 @@ func (a *attempt) sayGoodbye() {
 		}
 		return
 	}
-	if a.ep.proto() == "udp" && a.o.explicitExit > 0 {
-		for i := 0; i < a.o.explicitExit; i++ {
+	if a.ep.proto() == "udp" {
+		for range n {
 			_ = a.dp.send(occExit)
 		}
 	}

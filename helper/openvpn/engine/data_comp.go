@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
+)
+
+// framing is the compression framing of data-channel payloads. This
+// client never compresses: it only adds and strips the "not compressed"
+// markers the server expects, exactly as the profile or the push says
+// (the forms are not interchangeable on the wire).
+type framing uint8
+
+const (
+	framingNone    framing = iota
+	framingLZOStub         // comp-lzo no / compress lzo: 0xFA prefix
+	framingStub            // compress [stub|lz4]: first byte moved to the end, 0xFB in its place
+	framingStubV2          // compress stub-v2: 0x50 0x00 prefix only before a payload starting with 0x50
+)
+
+// Framing bytes (OpenVPN comp.h).
+const (
+	noCompressByte     = 0xFA
+	noCompressByteSwap = 0xFB
+	compV2Indicator    = 0x50
+	compV2Uncompressed = 0x00
+)
+
+// frameHeadroom and frameTailroom are the bytes frame may need before
+// and after the payload.
+const (
+	frameHeadroom = 2
+	frameTailroom = 1
+)
+
+func framingOf(c push.Compression) framing {
+	switch c {
+	case push.CompressionLZOStub:
+		return framingLZOStub
+	case push.CompressionStub:
+		return framingStub
+	case push.CompressionStubV2:
+		return framingStubV2
+	}
+	return framingNone
+}
+
+func (f framing) String() string {
+	switch f {
+	case framingLZOStub:
+		return "comp-lzo no"
+	case framingStub:
+		return "compress stub"
+	case framingStubV2:
+		return "compress stub-v2"
+	}
+	return "none"
+}
+
+// frame marks the payload buf[off:off+n] as not compressed, in place.
+// buf must have frameHeadroom bytes before off and frameTailroom after
+// the payload.
+func (f framing) frame(buf []byte, off, n int) []byte {
+	p := buf[off : off+n]
+	switch f {
+	case framingLZOStub:
+		buf[off-1] = noCompressByte
+		return buf[off-1 : off+n]
+	case framingStub:
+		if n == 0 {
+			return append(p, noCompressByteSwap)
+		}
+		p = buf[off : off+n+1]
+		p[n] = p[0]
+		p[0] = noCompressByteSwap
+		return p
+	case framingStubV2:
+		if n > 0 && p[0] == compV2Indicator {
+			buf[off-2], buf[off-1] = compV2Indicator, compV2Uncompressed
+			return buf[off-2 : off+n]
+		}
+	}
+	return p
+}
+
+var errCompressed = errors.New("compressed data packet refused (this client never decompresses)")
+
+// unframe strips the framing from a received payload, in place. A packet
+// that says it is compressed is an error: we never announced compression.
+func (f framing) unframe(p []byte) ([]byte, error) {
+	if f == framingNone || len(p) == 0 {
+		return p, nil
+	}
+	switch f {
+	case framingLZOStub:
+		if p[0] != noCompressByte {
+			return nil, fmt.Errorf("comp-lzo header 0x%02x: %w", p[0], errCompressed)
+		}
+		return p[1:], nil
+	case framingStub:
+		if p[0] != noCompressByteSwap {
+			return nil, fmt.Errorf("compress stub header 0x%02x: %w", p[0], errCompressed)
+		}
+		last := len(p) - 1
+		p[0] = p[last]
+		return p[:last], nil
+	case framingStubV2:
+		if p[0] != compV2Indicator {
+			return p, nil
+		}
+		if len(p) < 2 || p[1] != compV2Uncompressed {
+			return nil, fmt.Errorf("compress stub-v2 algorithm byte: %w", errCompressed)
+		}
+		return p[2:], nil
+	}
+	return p, nil
+}
