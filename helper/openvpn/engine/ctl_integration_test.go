@@ -46,7 +46,9 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func newCtlEvents() *ctlEvents { return &ctlEvents{stateLog: newStateLog(), pending: make(chan [3]string, 16)} }
+func newCtlEvents() *ctlEvents {
+	return &ctlEvents{stateLog: newStateLog(), pending: make(chan [3]string, 16)}
+}
 
 func (l *ctlEvents) AuthPending(method, url, text string) {
 	l.pending <- [3]string{method, url, text}
@@ -332,17 +334,21 @@ func clientIDs(t *testing.T, line string) (string, string) {
 func connectedCID(t *testing.T, m *mgmtConn) string {
 	t.Helper()
 	m.send(t, "status 2")
+	cid := ""
 	for {
 		l := m.waitLine(t, "", 10*time.Second, nil)
 		if strings.HasPrefix(l, "CLIENT_LIST,") {
 			f := strings.Split(l, ",")
 			// CLIENT_LIST,CN,real,virt,virt6,bytes rx,bytes tx,since,since t,user,CID,…
 			if len(f) > 10 {
-				return f[10]
+				cid = f[10]
 			}
 		}
 		if l == "END" {
-			t.Fatal("no client in status")
+			if cid == "" {
+				t.Fatal("no client in status")
+			}
+			return cid
 		}
 	}
 }
@@ -360,6 +366,7 @@ func TestIntegrationAuthToken(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "mgmtConn.sock")
 	extra := []string{
 		fmt.Sprintf(`auth-user-pass-verify %s via-file`, script),
+		"auth-gen-token 0 120", // renewal must be at least 2 × hand-window
 		"reneg-sec 4",
 		"keepalive 1 4",
 		fmt.Sprintf("management %s unix", sock),
@@ -369,7 +376,7 @@ func TestIntegrationAuthToken(t *testing.T) {
 	ev := newCtlEvents()
 	_, _, _ = ctlStartClient(t, pair, srv.Profile(), Credentials{Username: testbed.TestUser, Password: testbed.TestPass}, ev)
 	ev.waitFor(t, StateConnected, 30*time.Second)
-	ctlPingTunnel(t, pair, 10) // across two renegotiations
+	ctlPingTunnel(t, pair, 50) // 10 s: across two renegotiations
 	if n := strings.Count(srv.Log(), "Control Channel: TLS"); n < 3 {
 		t.Errorf("server saw %d TLS sessions, want at least 3 (renegotiations)", n)
 	}
@@ -377,7 +384,7 @@ func TestIntegrationAuthToken(t *testing.T) {
 		t.Fatalf("auth script called %d times over renegotiations, want 1", n)
 	}
 
-	m.send(t, "client-kill "+connectedCID(t, m)+" RESTART,[P]:keep your token")
+	m.send(t, "client-kill "+connectedCID(t, m)+" \"RESTART,[P]:keep your token\"")
 	ev.waitFor(t, StateReconnecting, 20*time.Second)
 	ev.waitFor(t, StateConnected, 30*time.Second)
 	ctlPingTunnel(t, pair, 3)
@@ -398,7 +405,7 @@ func TestIntegrationAuthToken(t *testing.T) {
 	srv.Cmd.Process.Kill()
 	srv.Stop(5 * time.Second)
 	ev.waitFor(t, StateReconnecting, 30*time.Second)
-	srv2 := testbed.ServerWith(t, pair, testbed.VariantF, testbed.ServerOptions{PKI: srv.PKI, AuthGenToken: true, Extra: extra[:3]})
+	srv2 := testbed.ServerWith(t, pair, testbed.VariantF, testbed.ServerOptions{PKI: srv.PKI, AuthGenToken: true, Extra: extra[:4]})
 	ev.waitFor(t, StateConnected, 60*time.Second)
 	ctlPingTunnel(t, pair, 3)
 	if n := authCalls(t, countFile); n < 3 {
@@ -533,7 +540,7 @@ func TestIntegrationSimultaneousRenegotiation(t *testing.T) {
 			ev := newCtlEvents()
 			_, _, _ = ctlStartClient(t, pair, srv.Profile()+"reneg-sec 3\n", Credentials{}, ev)
 			ev.waitFor(t, StateConnected, 30*time.Second)
-			ctlPingTunnel(t, pair, 20)
+			ctlPingTunnel(t, pair, 75) // 15 s: about five renegotiations
 			if n := strings.Count(srv.Log(), "Control Channel: TLS"); n < 4 {
 				t.Errorf("server saw %d TLS sessions, want at least 4", n)
 			}

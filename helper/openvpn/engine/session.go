@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -600,9 +601,9 @@ func (a *attempt) handleMessage(k *keyState, msg ctlmsg.Message) error {
 			// logs in with the real ones instead of the auth-token.
 			a.c.sess.dropToken()
 		}
-		return &restartError{nextRemote: r.NextRemote, err: fmt.Errorf("server requested restart: %s", r.Text)}
+		return &restartError{nextRemote: r.NextRemote, err: fmt.Errorf("server requested restart: %s", strings.TrimPrefix(r.Text, ":"))}
 	case ctlmsg.Halt:
-		return fatal(StateFailed, "server halted the connection: %s", ctlmsg.ParseRestart(msg.Body).Text)
+		return fatal(StateFailed, "server halted the connection: %s", strings.TrimPrefix(ctlmsg.ParseRestart(msg.Body).Text, ":"))
 	case ctlmsg.Exit:
 		return fmt.Errorf("server is exiting")
 	case ctlmsg.Info, ctlmsg.InfoPre:
