@@ -256,4 +256,26 @@ func TestIntegrationCertProfiles(t *testing.T) {
 			t.Fatalf("SHA-1 chain with tls-cert-profile insecure: %v", err)
 		}
 	})
+
+	t.Run("dhe-only-tls12-server", func(t *testing.T) {
+		pki := newCertPKI(t, func() crypto.Signer { return rsaKey(t, 2048) }, 0)
+		dh := filepath.Join(t.TempDir(), "dh.pem")
+		runOpenSSL(t, "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048", "-out", dh)
+		pair := testbed.NetPair(t)
+		srv := testbed.ServerWith(t, pair, testbed.VariantA, testbed.ServerOptions{PKI: pki.files,
+			Extra: []string{"dh " + dh, "tls-version-max 1.2", "tls-cipher DHE-RSA-AES256-GCM-SHA384"}})
+		// OpenSSL's alert never reaches the client (the server drops the
+		// session at once), so the client sees only silence after its
+		// ClientHello and gives up at hand-window.
+		err := certRun(t, pair, srv.Profile()+"hand-window 5\n", Credentials{})
+		if err == nil || !strings.Contains(err.Error(), "hand-window") {
+			t.Fatalf("DHE-only TLS 1.2 server: %v\n%s", err, srv.LogTail(10))
+		}
+		t.Logf("DHE-only server, profile without tls-cipher: %v", err)
+		// Said in the profile, it is refused before connecting.
+		err = certRun(t, pair, srv.Profile()+"tls-version-max 1.2\ntls-cipher DHE-RSA-AES256-GCM-SHA384\n", Credentials{})
+		if err == nil || !strings.Contains(err.Error(), "only finite-field DHE suites") {
+			t.Fatalf("DHE-only profile: %v", err)
+		}
+	})
 }
