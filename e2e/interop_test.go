@@ -158,7 +158,7 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 	if n := readNetState(t, st.Pair); dev == "" || !slices.Contains(n.extraLinks, dev) {
 		t.Fatalf("device_name %q, links in the client namespace %v", dev, n.extraLinks)
 	}
-	clientTun := tunnelAddr4(t, st.Pair, dev)
+	clientTun := tunnelAddr(t, st.Pair, dev, "-4")
 
 	// Pings test both directions of the tunnel; the server's own ping of
 	// the client is traffic that starts on the server side.
@@ -173,6 +173,17 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 	}
 	if err := testbed.Ping(ctx, st.Pair.ServerNS, clientTun, 3); err != nil {
 		t.Errorf("ping the client's tunnel address %s from the server: %v", clientTun, err)
+	}
+	// From the LAN host's address: the reply must take the pushed route.
+	if _, err := testbed.Run(ctx, st.Pair.ServerNS, "ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "2",
+		"-I", testbed.LANHost4, clientTun); err != nil {
+		t.Errorf("ping the client from the LAN host: %v", err)
+	}
+	if c.v == testbed.VariantI {
+		clientTun6 := tunnelAddr(t, st.Pair, dev, "-6")
+		if err := testbed.Ping(ctx, st.Pair.ServerNS, clientTun6, 3); err != nil {
+			t.Errorf("ping the client's tunnel address %s from the server: %v", clientTun6, err)
+		}
 	}
 	const volume = 4 << 20
 	if err := tcpTransfer(st.Pair.ClientNS, st.Pair.ServerNS, testbed.LANHost4, volume); err != nil {
@@ -310,21 +321,23 @@ func answerPrompts(stderr io.Reader, stdin io.WriteCloser, transcript *bytes.Buf
 	}
 }
 
-// tunnelAddr4 returns the IPv4 address of the TUN device dev in the client
-// namespace (what the server pushed).
-func tunnelAddr4(t *testing.T, pair *testbed.Pair, dev string) string {
+// tunnelAddr returns the global address of family ("-4" or "-6") on the
+// TUN device dev in the client namespace (what the server pushed).
+func tunnelAddr(t *testing.T, pair *testbed.Pair, dev, family string) string {
 	t.Helper()
-	out, err := testbed.Run(context.Background(), pair.ClientNS, "ip", "-o", "-4", "addr", "show", "dev", dev)
+	out, err := testbed.Run(context.Background(), pair.ClientNS, "ip", "-o", family, "addr", "show", "dev", dev, "scope", "global")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// "5: tun0    inet 198.19.0.2/24 scope global tun0 ..."
 	f := strings.Fields(out)
-	if i := slices.Index(f, "inet"); i >= 0 && i+1 < len(f) {
-		addr, _, _ := strings.Cut(f[i+1], "/")
-		return addr
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "inet" || f[i] == "inet6" {
+			addr, _, _ := strings.Cut(f[i+1], "/")
+			return addr
+		}
 	}
-	t.Fatalf("no IPv4 address on %s: %q", dev, out)
+	t.Fatalf("no %s address on %s: %q", family, dev, out)
 	return ""
 }
 
