@@ -460,7 +460,7 @@ func (a *attempt) handleTLS(ev tlsEvent) error {
 	if ev.handshake {
 		if ev.err != nil {
 			if k.id == 0 {
-				return fatal(StateFailed, "TLS handshake with %s: %w", a.ep, ev.err)
+				return fatal(StateFailed, "TLS handshake with %s: %w", a.ep, explainHandshakeError(ev.err)) // tlsconfig.go
 			}
 			return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, ev.err)
 		}
