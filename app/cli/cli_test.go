@@ -160,3 +160,16 @@ func FuzzEmbedFiles(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckText(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"client\ndev tun\n", ""},
+		{"client\nremote caf\xe9\n", "profile line 2: not UTF-8"},
+		{"client\n\ndev\x00tun\n", "profile line 3: contains a NUL byte"},
+	} {
+		err := checkText(tc.text)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("checkText(%q) = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/ovpn3go/ovpn3go/helper/api"
@@ -162,7 +163,24 @@ func readProfile(file string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("profile: %w", err)
 	}
+	if err := checkText(text); err != nil {
+		return "", err
+	}
 	return embedFiles(text, filepath.Dir(file), readFile)
+}
+
+// checkText refuses what cannot travel as a D-Bus string, naming the line,
+// so the user sees that rather than the bus library's marshalling error.
+func checkText(text string) error {
+	for i, line := range strings.Split(text, "\n") {
+		if strings.IndexByte(line, 0) >= 0 {
+			return fmt.Errorf("profile line %d: contains a NUL byte; is this a text profile?", i+1)
+		}
+		if !utf8.ValidString(line) {
+			return fmt.Errorf("profile line %d: not UTF-8 text; convert the file to UTF-8", i+1)
+		}
+	}
+	return nil
 }
 
 func embedFiles(text, dir string, read func(string) (string, error)) (string, error) {
