@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
@@ -35,6 +36,16 @@ type tlsParams struct {
 	CipherSuites     string // tls-ciphersuites (TLS 1.3)
 	Groups           string // tls-groups
 	CertProfile      string // tls-cert-profile: insecure, legacy, preferred, suiteb
+
+	// built, when set, keeps the config built from these parameters, so
+	// renegotiations do not decrypt keys and parse bundles again.
+	built *builtTLS
+}
+
+type builtTLS struct {
+	once sync.Once
+	cfg  *tls.Config
+	err  error
 }
 
 // tlsParamsFromProfile collects the profile's certificate and TLS options.
@@ -48,6 +59,7 @@ func tlsParamsFromProfile(p *profile.Profile, keyPassphrase string) tlsParams {
 		MinVersion:       p.TLSVersionMin, MinOrHighest: p.TLSVersionMinOrHighest, MaxVersion: p.TLSVersionMax,
 		Cipher: p.TLSCipher, CipherSuites: p.TLSCipherSuites, Groups: p.TLSGroups,
 		CertProfile: p.TLSCertProfile,
+		built:       &builtTLS{},
 	}
 }
 
@@ -69,8 +81,20 @@ func NeedsKeyPassphrase(p *profile.Profile) bool {
 // buildTLSConfig makes the crypto/tls client config for the control channel:
 // the server is verified against the profile's CA (or fingerprints) only —
 // OpenVPN does no hostname check — with OpenVPN's key-usage, name and CRL
-// rules.
+// rules. Each call returns a fresh copy.
 func buildTLSConfig(p tlsParams) (*tls.Config, error) {
+	if p.built == nil {
+		return compileTLSConfig(p)
+	}
+	b := p.built
+	b.once.Do(func() { b.cfg, b.err = compileTLSConfig(p) })
+	if b.err != nil {
+		return nil, b.err
+	}
+	return b.cfg.Clone(), nil
+}
+
+func compileTLSConfig(p tlsParams) (*tls.Config, error) {
 	id, err := loadClientIdentity(p)
 	if err != nil {
 		return nil, err

@@ -368,3 +368,32 @@ func TestLoadKeyPairFormats(t *testing.T) {
 	_, err = runHandshake(t, tlsParams{CA: ca.pem, Cert: edc.pem, Key: keyPEM(t, "PRIVATE KEY", edc.key)}, serverTLS([]*testCert{server}, ca))
 	wantErr(t, err, "")
 }
+
+func TestTLSConfigBuiltOnce(t *testing.T) {
+	ca := makeCert(t, "ca", nil, true, nil, nil)
+	client := makeCert(t, "client", ca, false, nil, nil)
+	p := tlsParams{CA: ca.pem, Cert: client.pem, Key: keyPEM(t, "PRIVATE KEY", client.key), built: &builtTLS{}}
+	a, err := buildTLSConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := buildTLSConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Error("the same *tls.Config returned twice")
+	}
+	ca1, _ := a.GetClientCertificate(nil)
+	ca2, _ := b.GetClientCertificate(nil)
+	if ca1 != ca2 {
+		t.Error("client certificate parsed again")
+	}
+	p.built = &builtTLS{}
+	p.Key = "broken"
+	for range 2 {
+		if _, err := buildTLSConfig(p); err == nil {
+			t.Error("broken key accepted")
+		}
+	}
+}
