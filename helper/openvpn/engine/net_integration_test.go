@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +157,71 @@ func TestIntegrationHTTPProxy(t *testing.T) {
 	}
 	if !strings.Contains(c.Connection().ServerHost, testbed.ServerIP4) {
 		t.Errorf("Connection() = %+v", c.Connection())
+	}
+	stop()
+}
+
+// tcpMaxSeg is the socket's current MSS (what the peer's SYN allowed).
+func tcpMaxSeg(t *testing.T, c net.Conn) int {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mss int
+	var serr error
+	raw.Control(func(fd uintptr) { mss, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return mss
+}
+
+// TestIntegrationMSSClamp opens a TCP connection through a UDP tunnel
+// (tun-mtu 1500, so both ends announce MSS 1460) and checks both sockets
+// ended up with the clamped MSS of OpenVPN's default "mssfix 1492 mtu":
+// the SYN was clamped on its way out, the SYN-ACK on its way in. (The
+// socket reports the MSS less 12 bytes of TCP timestamps.)
+func TestIntegrationMSSClamp(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "openvpn")
+	pair := testbed.NetPair(t)
+	// The server clamps too unless told not to; it must not hide ours.
+	srv := testbed.Server(t, pair, testbed.VariantA, "mssfix 0")
+	_, _, ctx, stop := runClient(t, pair, srv.Profile(), nil)
+	var ln net.Listener
+	if err := testbed.InNamespace(pair.ServerNS, func() error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(testbed.TunnelServer4, "0"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	cli, err := nsDial(pair.ClientNS)(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	srvConn := <-accepted
+	if srvConn == nil {
+		t.Fatal("accept failed")
+	}
+	defer srvConn.Close()
+	limit := mssLimit(defaultMssfix, true, false, false, false) // 1400
+	if got := tcpMaxSeg(t, srvConn); got > limit {
+		t.Errorf("server socket MSS %d: the client's SYN was not clamped to %d", got, limit)
+	}
+	if got := tcpMaxSeg(t, cli); got > limit {
+		t.Errorf("client socket MSS %d: the server's SYN-ACK was not clamped to %d", got, limit)
 	}
 	stop()
 }

@@ -43,8 +43,9 @@ type connEntry struct {
 	proxy       *proxySpec // nil: connect directly
 	lport       int        // 0: ephemeral local port
 	tunMTU      int
-	mssfix      int // 0: no MSS clamping
+	mssfix      int // with mssfixSet: 0 turns clamping off
 	mssfixMTU   bool
+	mssfixSet   bool // mssfix given; otherwise the transport's default
 }
 
 // retryPolicy is the global part of the connection policy.
@@ -187,7 +188,7 @@ func buildRemoteList(p *profile.Profile, proxyCreds Credentials) ([]connEntry, r
 		if _, err := normalizeProto(r.Proto); err != nil {
 			return nil, pol, fmt.Errorf("remote %s: %w", r.Host, err)
 		}
-		e := connEntry{remote: r, pollTimeout: s.pollTimeout, tunMTU: s.tunMTU, mssfix: s.mssfix, mssfixMTU: s.mssfixMTU}
+		e := connEntry{remote: r, pollTimeout: s.pollTimeout, tunMTU: s.tunMTU, mssfix: s.mssfix, mssfixMTU: s.mssfixMTU, mssfixSet: s.mssfixSet}
 		if e.pollTimeout <= 0 {
 			e.pollTimeout = defaultServerPoll
 		}

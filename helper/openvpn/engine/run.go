@@ -23,6 +23,10 @@ func (c *Client) Run(ctx context.Context) error {
 	c.ran = true
 	c.mu.Unlock()
 
+	// Every packet between TUN and data channel passes the MSS clamp;
+	// wrapping the provider keeps the data plane unaware of it.
+	clamp := &mssClamp{}
+	c.cfg.Tun = &mssTunProvider{inner: c.cfg.Tun, clamp: clamp}
 	dp := &dataPlane{c: c}
 	defer dp.closeTun()
 
@@ -42,7 +46,7 @@ func (c *Client) Run(ctx context.Context) error {
 			case <-time.After(d):
 			}
 		}
-		connected, err := c.tryEntry(ctx, dp, list[i])
+		connected, err := c.tryEntry(ctx, dp, clamp, list[i])
 		if ctx.Err() != nil {
 			c.setState(StateDisconnected, "")
 			return nil
@@ -93,7 +97,7 @@ func errText(err error) string {
 
 // tryEntry resolves one remote and tries its addresses in order until one
 // connects. connected says a connection had come up (and later ended).
-func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, e connEntry) (connected bool, err error) {
+func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, clamp *mssClamp, e connEntry) (connected bool, err error) {
 	eps, err := c.resolveEntry(ctx, e)
 	if err != nil {
 		c.log.Warn("remote not usable", "remote", e.remote.Host, "err", err)
@@ -103,6 +107,7 @@ func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, e connEntry) (conn
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
+		clamp.configure(e, ep)
 		a := newAttempt(c, dp, ep)
 		err = a.run(ctx)
 		if ctx.Err() != nil {

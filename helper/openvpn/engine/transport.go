@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +56,13 @@ func (e endpoint) firstResponseTimeout() time.Duration {
 		return e.pollTimeout
 	}
 	return defaultServerPoll
+}
+
+// isIPv6 says the server address is IPv6 (false through a proxy that
+// resolves a name).
+func (e endpoint) isIPv6() bool {
+	ap, err := netip.ParseAddrPort(e.addr)
+	return err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6()
 }
 
 func (e endpoint) String() string {
