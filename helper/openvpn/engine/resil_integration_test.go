@@ -22,10 +22,14 @@ func TestIntegrationNetworkOutage(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "openvpn")
 	testenv.RequireCommand(t, "ping")
-	for _, proto := range []string{testbed.ProtoUDP, testbed.ProtoTCP} {
-		t.Run("nftables-drop-"+proto, func(t *testing.T) {
+	for _, tc := range []struct {
+		proto string
+		v     testbed.Variant
+	}{{testbed.ProtoUDP, testbed.VariantA}, {testbed.ProtoTCP, testbed.VariantA}, {testbed.ProtoUDP, testbed.VariantF}} {
+		t.Run("nftables-drop-"+tc.proto+"-variant-"+string(tc.v), func(t *testing.T) {
+			t.Parallel() // 30 s outage each; own namespaces
 			testenv.RequireCommand(t, "nft")
-			networkOutage(t, proto, func(ctx context.Context, pair *testbed.Pair) (restore func() error, err error) {
+			networkOutage(t, tc.proto, tc.v, func(ctx context.Context, pair *testbed.Pair) (restore func() error, err error) {
 				table := strings.ReplaceAll(testenv.UniqueName("ovpnt"), "-", "_")
 				rules := "table inet " + table + " {\n" +
 					" chain in { type filter hook input priority -300; policy accept; iifname \"" + pair.ClientLink + "\" drop; }\n" +
@@ -43,7 +47,8 @@ func TestIntegrationNetworkOutage(t *testing.T) {
 		})
 	}
 	t.Run("link-down-udp", func(t *testing.T) {
-		networkOutage(t, testbed.ProtoUDP, func(ctx context.Context, pair *testbed.Pair) (func() error, error) {
+		t.Parallel()
+		networkOutage(t, testbed.ProtoUDP, testbed.VariantA, func(ctx context.Context, pair *testbed.Pair) (func() error, error) {
 			if _, err := testbed.Run(ctx, pair.ClientNS, "ip", "link", "set", pair.ClientLink, "down"); err != nil {
 				t.Fatalf("link down: %v", err)
 			}
@@ -55,11 +60,16 @@ func TestIntegrationNetworkOutage(t *testing.T) {
 	})
 }
 
-func networkOutage(t *testing.T, proto string, cut func(context.Context, *testbed.Pair) (func() error, error)) {
+// networkOutage runs one outage; with variant F (auth-user-pass) the
+// reconnect must log in again with the credentials the session was
+// started with, without asking anyone.
+func networkOutage(t *testing.T, proto string, v testbed.Variant, cut func(context.Context, *testbed.Pair) (func() error, error)) {
 	pair := testbed.NetPair(t)
 	// keepalive 2 10 on the server pushes ping 2 / ping-restart 10.
-	srv := testbed.ServerWith(t, pair, testbed.VariantA, testbed.ServerOptions{Proto: proto, Extra: []string{"keepalive 2 10"}})
-	c, states, ctx, stop := runClient(t, pair, srv.Profile(), nil)
+	srv := testbed.ServerWith(t, pair, v, testbed.ServerOptions{Proto: proto, Extra: []string{"keepalive 2 10"}})
+	c, states, ctx, stop := runClient(t, pair, srv.Profile(), func(cfg *Config) {
+		cfg.Credentials = Credentials{Username: testbed.TestUser, Password: testbed.TestPass}
+	})
 	if err := testbed.Ping(ctx, pair.ClientNS, testbed.TunnelServer4, 2); err != nil {
 		t.Fatalf("ping before the outage: %v", err)
 	}

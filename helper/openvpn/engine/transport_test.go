@@ -138,3 +138,43 @@ func TestTransientUDPError(t *testing.T) {
 		}
 	}
 }
+
+// TestDialLocalPort: lport reaches the default dialer (and custom ones
+// through LocalPort).
+func TestDialLocalPort(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	free, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.LocalAddr().(*net.UDPAddr).Port
+	free.Close()
+	ep := endpoint{network: "udp", addr: pc.LocalAddr().String(), lport: port}
+	tr, err := dialTransport(context.Background(), nil, ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.WritePacket([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, from, err := pc.ReadFrom(buf)
+	if err != nil || from.(*net.UDPAddr).Port != port {
+		t.Errorf("packet from %v (%v), want local port %d", from, err, port)
+	}
+	var seen int
+	custom := func(ctx context.Context, network, address string) (net.Conn, error) {
+		seen = LocalPort(ctx)
+		return nil, io.EOF
+	}
+	dialTransport(context.Background(), custom, ep)
+	if seen != port {
+		t.Errorf("custom dialer saw LocalPort %d, want %d", seen, port)
+	}
+}
