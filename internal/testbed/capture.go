@@ -1,0 +1,165 @@
+package testbed
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Packet is one OpenVPN-over-UDP datagram a Capture saw.
+type Packet struct {
+	At       time.Time
+	ToServer bool  // sent to the server's port (else from it)
+	Opcode   uint8 // high 5 bits of the first payload byte
+	KeyID    uint8 // low 3 bits
+	Len      int   // UDP payload length
+}
+
+func (p Packet) String() string {
+	dir := "s>c"
+	if p.ToServer {
+		dir = "c>s"
+	}
+	return fmt.Sprintf("%s op=%d key=%d len=%d", dir, p.Opcode, p.KeyID, p.Len)
+}
+
+// Capture records the UDP datagrams to and from one port in a network
+// namespace (a packet socket, so it sees what the client sends before any
+// server answers). It is for protocol questions an end-to-end test cannot
+// answer otherwise, e.g. which opcode a client sends right after the
+// server's reset. TCP is not decoded: its stream framing does not follow
+// segment boundaries.
+type Capture struct {
+	fd   int
+	port uint16
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	packets []Packet
+}
+
+// StartCapture starts recording UDP datagrams to or from port in namespace
+// ns. Close stops it.
+func StartCapture(ns string, port int) (*Capture, error) {
+	var fd int
+	err := InNamespace(ns, func() (err error) {
+		// SOCK_DGRAM: the kernel strips the link header, every frame
+		// starts with its IP header. The protocol is ETH_P_ALL in network
+		// byte order, so outgoing packets are seen too.
+		fd, err = syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, int(htons(syscall.ETH_P_ALL)))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("capture in %s: packet socket: %w", ns, err)
+	}
+	// A read that blocks forever could not be stopped: close does not wake
+	// it. The timeout lets the reader look at stop regularly.
+	tv := syscall.Timeval{Usec: 100_000}
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("capture in %s: SO_RCVTIMEO: %w", ns, err)
+	}
+	c := &Capture{fd: fd, port: uint16(port), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// read runs until Close.
+func (c *Capture) read() {
+	defer close(c.done)
+	buf := make([]byte, 65536)
+	for {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		n, _, err := syscall.Recvfrom(c.fd, buf, 0)
+		if err != nil {
+			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			return
+		}
+		if p, ok := c.decode(buf[:n]); ok {
+			c.mu.Lock()
+			c.packets = append(c.packets, p)
+			c.mu.Unlock()
+		}
+	}
+}
+
+// decode picks an OpenVPN datagram out of an IPv4 or IPv6 packet (no
+// IPv6 extension headers: the test bed sends none).
+func (c *Capture) decode(b []byte) (Packet, bool) {
+	if len(b) < 1 {
+		return Packet{}, false
+	}
+	var udp []byte
+	switch b[0] >> 4 {
+	case 4:
+		if len(b) < 20 || b[9] != syscall.IPPROTO_UDP {
+			return Packet{}, false
+		}
+		ihl := int(b[0]&0x0f) * 4
+		if len(b) < ihl+8 {
+			return Packet{}, false
+		}
+		udp = b[ihl:]
+	case 6:
+		if len(b) < 40+8 || b[6] != syscall.IPPROTO_UDP {
+			return Packet{}, false
+		}
+		udp = b[40:]
+	default:
+		return Packet{}, false
+	}
+	src, dst := binary.BigEndian.Uint16(udp[0:2]), binary.BigEndian.Uint16(udp[2:4])
+	payload := udp[8:]
+	if len(payload) == 0 || (src != c.port && dst != c.port) {
+		return Packet{}, false
+	}
+	return Packet{
+		At:       time.Now(),
+		ToServer: dst == c.port,
+		Opcode:   payload[0] >> 3,
+		KeyID:    payload[0] & 0x07,
+		Len:      len(payload),
+	}, true
+}
+
+// Packets returns what was captured so far, oldest first.
+func (c *Capture) Packets() []Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Packet(nil), c.packets...)
+}
+
+// Format lists packets one per line, for test logs.
+func Format(packets []Packet) string {
+	var b strings.Builder
+	for _, p := range packets {
+		b.WriteString(p.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Close stops the capture and waits for its reader.
+func (c *Capture) Close() error {
+	select {
+	case <-c.stop:
+		return nil
+	default:
+	}
+	close(c.stop)
+	<-c.done
+	return syscall.Close(c.fd)
+}
