@@ -137,6 +137,20 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 		o.HelperArgs = c.helperArgs
 	})
 	w := watch(t, st)
+	if st.Server.Proto == testbed.ProtoUDP || st.Server.Proto == testbed.ProtoUDP6 {
+		// On failure, the opcodes on the wire say at which step.
+		capture, err := testbed.StartCapture(st.Pair.ClientNS, testbed.Port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			capture.Close()
+			if t.Failed() {
+				pk := capture.Packets()
+				t.Logf("first UDP packets of the case (of %d):\n%s", len(pk), testbed.Format(pk[:min(len(pk), 16)]))
+			}
+		})
+	}
 	name := "interop-" + c.name
 	importProfile(t, st, c.v, name)
 
