@@ -146,8 +146,8 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 		t.Cleanup(func() {
 			capture.Close()
 			if t.Failed() {
-				pk := capture.Packets()
-				t.Logf("first UDP packets of the case (of %d):\n%s", len(pk), testbed.Format(pk[:min(len(pk), 16)]))
+				pk := lastHandshake(capture.Packets())
+				t.Logf("UDP packets from the last session's reset on:\n%s", testbed.Format(pk[:min(len(pk), 16)]))
 			}
 		})
 	}
@@ -262,6 +262,20 @@ func shortSession(t *testing.T, st *testbed.Stack, w *testbed.Watcher, name stri
 		time.Sleep(50 * time.Millisecond)
 	}
 	waitClean(t, st.Pair, 10*time.Second)
+}
+
+// lastHandshake returns the packets from the last client reset on
+// (HARD_RESET_CLIENT_V2 or V3, counting a run of resends as one).
+func lastHandshake(pk []testbed.Packet) []testbed.Packet {
+	isReset := func(p testbed.Packet) bool { return p.ToServer && (p.Opcode == 7 || p.Opcode == 10) }
+	i := len(pk) - 1
+	for i >= 0 && !isReset(pk[i]) {
+		i--
+	}
+	for i > 0 && isReset(pk[i-1]) {
+		i--
+	}
+	return pk[max(i, 0):]
 }
 
 // startSession runs `ovpn3 session-start --config name` and answers the
