@@ -33,6 +33,8 @@ type interopCase struct {
 	// disconnect) follow the full one, for start-up races that show
 	// only sometimes.
 	reconnects int
+	// helperArgs are extra ovpn3-helper arguments, e.g. --log-level 6
+	// while debugging a case.
 	helperArgs []string
 }
 
