@@ -243,6 +243,7 @@ var (
 const (
 	maxPBKDF2Iterations = 10_000_000
 	maxScryptCost       = 1 << 20
+	maxScryptMemory     = 64 << 20 // bytes (128·r·N); OpenSSL's own limit is 32 MiB
 )
 
 // decryptPKCS8 opens an "ENCRYPTED PRIVATE KEY" (PBES2 with PBKDF2 or
@@ -344,7 +345,8 @@ func pbes2Key(kdf pkix8AlgID, passphrase string, keyLen int) ([]byte, error) {
 		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &p); err != nil {
 			return nil, fmt.Errorf("encrypted PKCS#8: scrypt parameters: %w", err)
 		}
-		if p.Cost < 2 || p.Cost > maxScryptCost || p.BlockSize < 1 || p.BlockSize > 64 || p.Parallel < 1 || p.Parallel > 16 {
+		if p.Cost < 2 || p.Cost > maxScryptCost || p.BlockSize < 1 || p.BlockSize > 64 || p.Parallel < 1 || p.Parallel > 16 ||
+			128*p.BlockSize*p.Cost > maxScryptMemory {
 			return nil, fmt.Errorf("encrypted PKCS#8: scrypt parameters N=%d r=%d p=%d out of range", p.Cost, p.BlockSize, p.Parallel)
 		}
 		k, err := scrypt.Key([]byte(passphrase), p.Salt, p.Cost, p.BlockSize, p.Parallel, keyLen)

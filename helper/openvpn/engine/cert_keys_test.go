@@ -181,3 +181,14 @@ func TestPKCS12(t *testing.T) {
 		t.Error("NeedsKeyPassphrase = true for a bundle without password")
 	}
 }
+
+// FuzzPrivateKeyPEM feeds profile key blocks (untrusted input) to the key
+// parser: errors are fine, panics and runaway work are not.
+func FuzzPrivateKeyPEM(f *testing.F) {
+	f.Add("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIGbMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAgAAAAAAAAAAAICCAAwDAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEAAAAAAAAAAAAAAAAAAAAAAEQAAAAAAAAAAAAAAAAAAAAAA=\n-----END ENCRYPTED PRIVATE KEY-----\n", "pass")
+	f.Add("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00000000000000000000000000000000\n\nAAAAAAAAAAAAAAAAAAAAAA==\n-----END RSA PRIVATE KEY-----\n", "pass")
+	f.Add("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "")
+	f.Fuzz(func(t *testing.T, keyPEM, pass string) {
+		_, _ = parsePrivateKeyPEM(keyPEM, pass)
+	})
+}
