@@ -29,6 +29,17 @@ func (s *Service) receive(ctx context.Context, ch <-chan *dbus.Signal) {
 }
 
 func (s *Service) forward(sig *dbus.Signal) {
+	if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(sig.Body) == 3 {
+		// Handled here, in order with the signals the vanished connection
+		// sent before it left, so a backend's last events still reach
+		// the proxies before they are removed.
+		name, _ := sig.Body[0].(string)
+		newOwner, _ := sig.Body[2].(string)
+		if newOwner == "" && strings.HasPrefix(name, ":") {
+			s.dropSender(name)
+		}
+		return
+	}
 	i := strings.LastIndexByte(sig.Name, '.')
 	if i < 0 {
 		return

@@ -75,13 +75,9 @@ func (s *Service) Export(srv *busobj.Server) error {
 	if err := srv.Export(api.PathLog, s.managerInterface()); err != nil {
 		return fmt.Errorf("logsvc: %w", err)
 	}
-	stopWatch := srv.WatchNames(func(name, _, newOwner string) {
-		if newOwner == "" && len(name) > 0 && name[0] == ':' {
-			s.dropSender(name)
-		}
-	})
 	// Backends send their signals unicast to this connection: no match
-	// rule is needed to receive them.
+	// rule is needed to receive them. NameOwnerChanged (subscribed to by
+	// busobj) arrives on the same channel, in order with them.
 	ch := make(chan *dbus.Signal, 1024)
 	ctx, cancel := context.WithCancel(srv.Context())
 	done := make(chan struct{})
@@ -91,7 +87,6 @@ func (s *Service) Export(srv *busobj.Server) error {
 		s.receive(ctx, ch)
 	}()
 	s.stop = func() {
-		stopWatch()
 		srv.Conn().RemoveSignal(ch)
 		cancel()
 		<-done
@@ -99,16 +94,23 @@ func (s *Service) Export(srv *busobj.Server) error {
 	return nil
 }
 
+// dropSender forgets a connection that left the bus: its attachments, the
+// proxies forwarding to it, and the proxies of the sessions it was the
+// backend of (nothing more can come for them).
 func (s *Service) dropSender(name string) {
 	var gone []dbus.ObjectPath
 	s.mu.Lock()
-	for k := range s.attached {
+	ended := map[dbus.ObjectPath]bool{}
+	for k, a := range s.attached {
 		if k.sender == name {
+			if a.session != "" {
+				ended[a.session] = true
+			}
 			delete(s.attached, k)
 		}
 	}
 	for p, px := range s.proxies {
-		if px.target == name {
+		if px.target == name || ended[px.session] {
 			delete(s.proxies, p)
 			gone = append(gone, p)
 		}

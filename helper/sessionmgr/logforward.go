@@ -103,22 +103,14 @@ func (m *Manager) pruneForwards(s *session) {
 	}
 }
 
-// dropForwards removes every forward of a session that ended.
+// dropForwards forgets the forwards of a session that ended. The proxies
+// themselves are removed by the log service once it has seen the backend
+// leave the bus, after forwarding the backend's last events (CONN_FAILED,
+// CONN_DONE): removing them here could overtake those.
 func (m *Manager) dropForwards(s *session) {
 	s.mu.Lock()
-	fs := s.forwards
 	s.forwards = nil
 	s.mu.Unlock()
-	if m.logs == nil {
-		return
-	}
-	for _, f := range fs {
-		m.logs.RemoveProxy(f.path)
-	}
-	// Proxies made for this session by anyone else (none normally).
-	for _, p := range m.logs.ProxiesOf(s.path) {
-		m.logs.RemoveProxy(p)
-	}
 }
 
 // sanitize drops control characters from caller text that ends up in
