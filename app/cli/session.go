@@ -43,11 +43,29 @@ func (s sessionStatus) api() api.Status {
 	return api.Status{Major: api.StatusMajor(s.Major), Minor: api.StatusMinor(s.Minor), Message: s.Message}
 }
 
-// sessionByFlags resolves --path or --config to one session path.
-func sessionByFlags(ctx context.Context, conn *dbus.Conn, path, config string) (dbus.ObjectPath, error) {
+// sessionByFlags resolves --path, --config or --interface (the last
+// argument, optional) to one session path.
+func sessionByFlags(ctx context.Context, conn *dbus.Conn, path, config string, iface ...string) (dbus.ObjectPath, error) {
+	dev := ""
+	if len(iface) > 0 {
+		dev = iface[0]
+	}
+	n := 0
+	for _, v := range []string{path, config, dev} {
+		if v != "" {
+			n++
+		}
+	}
 	switch {
-	case path != "" && config != "":
-		return "", fmt.Errorf("give either --path or --config, not both: %w", errUsage)
+	case n > 1:
+		return "", fmt.Errorf("give only one of --path, --config, --interface: %w", errUsage)
+	case dev != "":
+		var p dbus.ObjectPath
+		if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
+			"LookupInterface", []any{dev}, &p); err != nil {
+			return "", fmt.Errorf("look up the session of interface %q: %w", dev, err)
+		}
+		return p, nil
 	case path != "":
 		p := dbus.ObjectPath(path)
 		if !p.IsValid() {
@@ -118,6 +136,7 @@ func runSessionStart(ctx context.Context, args []string) error {
 		return fmt.Errorf("start session: %w", err)
 	}
 	fmt.Fprintf(stdout, "Session path: %s\n", path)
+	followSession(ctx, conn, path)
 
 	// disconnect ends a session that failed or was given up.
 	disconnect := func() {
@@ -283,7 +302,7 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 		select {
 		case s := <-sigs:
 			switch {
-			case s.Path == path && s.Name == api.InterfaceSessions+".StatusChange" && len(s.Body) == 3:
+			case s.Path == path && s.Name == api.InterfaceBackends+".StatusChange" && len(s.Body) == 3:
 				major, _ := s.Body[0].(uint32)
 				minor, _ := s.Body[1].(uint32)
 				msg, _ := s.Body[2].(string)
@@ -345,6 +364,19 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// followSession asks the session manager to forward the session's events
+// to this connection (LogForward, as openvpn3's CLI does): StatusChange
+// then arrives from net.openvpn.v3.log with the session path and the
+// backends interface. Without it (no right to the log, old service) the
+// status property is polled.
+func followSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath) {
+	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(api.ServiceLog),
+		dbus.WithMatchInterface(api.InterfaceBackends), dbus.WithMatchObjectPath(path)); err != nil {
+		return
+	}
+	_ = sessionCall(ctx, conn, path, "LogForward", true)
 }
 
 // ---- sessions-list ----
@@ -421,6 +453,7 @@ func runSessionStats(ctx context.Context, args []string) error {
 	fs := newFlags("session-stats")
 	path := fs.String("path", "", "session path")
 	config := fs.String("config", "", "name of the profile the session was started from")
+	iface := fs.String("interface", "", "tunnel interface of the session")
 	asJSON := fs.Bool("json", false, "print a JSON object")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
@@ -433,7 +466,7 @@ func runSessionStats(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	p, err := sessionByFlags(ctx, conn, *path, *config)
+	p, err := sessionByFlags(ctx, conn, *path, *config, *iface)
 	if err != nil {
 		return err
 	}
@@ -487,10 +520,12 @@ func runSessionManage(ctx context.Context, args []string) error {
 	fs := newFlags("session-manage")
 	path := fs.String("path", "", "session path")
 	config := fs.String("config", "", "name of the profile the session was started from")
+	iface := fs.String("interface", "", "tunnel interface of the session")
 	disconnect := fs.Bool("disconnect", false, "disconnect and remove the session")
 	restart := fs.Bool("restart", false, "reconnect the session")
 	pause := fs.Bool("pause", false, "pause the session")
 	resume := fs.Bool("resume", false, "resume a paused session")
+	cleanup := fs.Bool("cleanup", false, "disconnect every session of yours that has no status (stale)")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -499,27 +534,30 @@ func runSessionManage(ctx context.Context, args []string) error {
 	for _, a := range []struct {
 		set    bool
 		method string
-	}{{*disconnect, "Disconnect"}, {*restart, "Restart"}, {*pause, "Pause"}, {*resume, "Resume"}} {
+	}{{*disconnect, "Disconnect"}, {*restart, "Restart"}, {*pause, "Pause"}, {*resume, "Resume"}, {*cleanup, "cleanup"}} {
 		if a.set {
 			action = a.method
 			n++
 		}
 	}
 	if fs.NArg() != 0 || n != 1 {
-		return fmt.Errorf("give exactly one of --disconnect, --restart, --pause, --resume: %w", errUsage)
+		return fmt.Errorf("give exactly one of --disconnect, --restart, --pause, --resume, --cleanup: %w", errUsage)
 	}
 	conn, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	p, err := sessionByFlags(ctx, conn, *path, *config)
+	if action == "cleanup" {
+		return cleanupSessions(ctx, conn)
+	}
+	p, err := sessionByFlags(ctx, conn, *path, *config, *iface)
 	if err != nil {
 		return err
 	}
 	var callArgs []any
 	if action == "Pause" {
-		callArgs = []any{"Paused by ovpn3 session-manage"}
+		callArgs = []any{"Front-end request"}
 	}
 	if action == "Disconnect" {
 		// Show the final statistics first, as openvpn3 does.
@@ -545,5 +583,30 @@ func runSessionManage(ctx context.Context, args []string) error {
 	case "Resume":
 		fmt.Fprintln(stdout, "Session resuming")
 	}
+	return nil
+}
+
+// cleanupSessions disconnects the caller's sessions whose status is unset
+// or unreadable: leftovers of front-ends that died before Connect.
+func cleanupSessions(ctx context.Context, conn *dbus.Conn) error {
+	var paths []dbus.ObjectPath
+	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
+		"FetchAvailableSessions", nil, &paths); err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	n := 0
+	for _, p := range paths {
+		var st sessionStatus
+		if err := sessionProp(ctx, conn, p, "status", &st); err == nil && st != (sessionStatus{}) {
+			continue
+		}
+		if err := sessionCall(ctx, conn, p, "Disconnect"); err != nil {
+			fmt.Fprintf(stdout, "Could not remove %s: %s\n", p, describeError(err))
+			continue
+		}
+		fmt.Fprintf(stdout, "Removed %s\n", p)
+		n++
+	}
+	fmt.Fprintf(stdout, "%d stale session(s) removed\n", n)
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
+	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
@@ -56,12 +57,12 @@ func TestStatsOrderAndServerFormat(t *testing.T) {
 
 type cliProfiles struct{ cm *configmgr.Service }
 
-func (p cliProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+func (p cliProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.ProfileInfo, error) {
 	info, ok := p.cm.Lookup(path)
 	if !ok || !info.CanUse(uid) {
-		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+		return sessionmgr.ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
 	}
-	return info.Name, nil
+	return sessionmgr.ProfileInfo{Name: info.Name, Owner: info.Owner, TransferOwnerSession: info.TransferOwnerSession}, nil
 }
 
 // startSessionStack runs the configuration and session managers on a
@@ -92,8 +93,13 @@ func startSessionStack(t *testing.T) {
 	if err := cm.Export(srv); err != nil {
 		t.Fatal(err)
 	}
+	logs := logsvc.New(logger)
+	if err := logs.Export(srv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(logs.Close)
 	m, err := sessionmgr.New(sessionmgr.Options{
-		Conn: srv.Conn(), Logger: logger, Profiles: cliProfiles{cm},
+		Conn: srv.Conn(), Logger: logger, Profiles: cliProfiles{cm}, Logs: logs,
 		Launcher: &sessionmgr.ExecLauncher{Path: bin, Args: []string{"backend"}, Logger: logger},
 	})
 	if err != nil {
@@ -107,7 +113,7 @@ func startSessionStack(t *testing.T) {
 	if err := m.Export(srv); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{api.ServiceConfiguration, api.ServiceSessions} {
+	for _, n := range []string{api.ServiceLog, api.ServiceConfiguration, api.ServiceSessions} {
 		if err := srv.RequestName(n); err != nil {
 			t.Fatal(err)
 		}
