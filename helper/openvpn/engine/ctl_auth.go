@@ -252,3 +252,11 @@ func (a *attempt) updateToken(body string) {
 		a.c.sess.setToken(user, token)
 	}
 }
+
+// restartAdvances reports whether a connection ended with the server's
+// RESTART,[N]: the next try should go to the next remote rather than
+// start over from the first.
+func restartAdvances(err error) bool {
+	var re *restartError
+	return errors.As(err, &re) && re.nextRemote
+}
