@@ -40,12 +40,12 @@ func TestMain(m *testing.M) {
 
 type profiles struct{ cm *configmgr.Service }
 
-func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (string, error) {
+func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.ProfileInfo, error) {
 	info, ok := p.cm.Lookup(path)
 	if !ok || !info.CanUse(uid) {
-		return "", api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+		return sessionmgr.ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
 	}
-	return info.Name, nil
+	return sessionmgr.ProfileInfo{Name: info.Name, Owner: info.Owner}, nil
 }
 
 // rig is a session manager and a configuration manager on a private bus,
@@ -107,6 +107,11 @@ func newRig(t *testing.T) *rig {
 	if err := client.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
 		t.Fatal(err)
 	}
+	// The client stands in for the log service, the only receiver of the
+	// session objects' StatusChange.
+	if _, err := client.RequestName(api.ServiceLog, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
 	events := make(chan *dbus.Signal, 256)
 	client.Signal(events)
 	return &rig{srv: srv, addr: addr, client: client, events: events, manager: m}
@@ -121,6 +126,9 @@ func (r *rig) importProfile(t *testing.T, remote string) dbus.ObjectPath {
 		t.Fatal(err)
 	}
 	text = regexp.MustCompile(`(?m)^remote .*$`).ReplaceAllString(text, "remote "+remote)
+	// Bound the attempt with the standard options, so a silent server
+	// fails in seconds.
+	text += "server-poll-timeout 5\nconnect-retry-max 1\nhand-window 5\n"
 	var path dbus.ObjectPath
 	err = r.client.Object(api.ServiceConfiguration, api.PathConfiguration).Call(
 		api.InterfaceConfiguration+".Import", 0, "never-answers", text, false, false).Store(&path)

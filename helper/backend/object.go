@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
@@ -251,7 +253,12 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	if prof.Verb > 0 {
 		b.logLevel = min(uint32(prof.Verb), api.MaxLogLevel)
 	}
-	b.inputs = newInputQueue(prof)
+	b.mu.Unlock()
+	// The engine knows which keys need a passphrase (PEM, PKCS#8, PKCS#12).
+	_, perr := engine.New(engine.Config{Profile: prof, Tun: tunProvider{b}})
+	inputs := newInputQueue(prof, errors.Is(perr, engine.ErrKeyPassphraseNeeded))
+	b.mu.Lock()
+	b.inputs = inputs
 	b.mu.Unlock()
 	b.assignLogSession(ctx, sessionPath)
 	b.log.Info("profile loaded", "config", configPath, "name", name)
@@ -287,7 +294,7 @@ func (b *Backend) queue() *inputQueue {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.inputs == nil {
-		b.inputs = newInputQueue(nil)
+		b.inputs = newInputQueue(nil, false)
 	}
 	return b.inputs
 }

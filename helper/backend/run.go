@@ -34,19 +34,6 @@ func (b *Backend) connect() error {
 	if q.pending() {
 		return errClient(textInputMissing)
 	}
-	if keyEncrypted(prof.Key) {
-		key, err := decryptKey(prof.Key, q.passphrase())
-		if err != nil {
-			if errors.Is(err, errBadPassphrase) {
-				q.resetPassphrase()
-				b.announceInput()
-			}
-			return errClient("Private key could not be opened: " + err.Error())
-		}
-		pc := *prof
-		pc.Key = key
-		prof = &pc
-	}
 	creds := q.credentials()
 	q.challengeUsed()
 	client, err := engine.New(engine.Config{
@@ -57,6 +44,12 @@ func (b *Backend) connect() error {
 		Logger:      b.engineLog,
 		Version:     b.opts.Version,
 	})
+	if errors.Is(err, engine.ErrKeyPassphraseWrong) || errors.Is(err, engine.ErrKeyPassphraseNeeded) {
+		// Ask again; the session stays (CONN_FAILED would end it).
+		q.resetPassphrase()
+		b.announceInput()
+		return errClient("PEM_PASSWORD_FAIL: " + err.Error())
+	}
 	if err != nil {
 		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, sanitize(err.Error()))
 		return errClient("Configuration parsing failed: " + err.Error())

@@ -2,11 +2,7 @@ package backend
 
 import (
 	"encoding/base64"
-	"errors"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +11,6 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
-	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 func TestStatisticsKeys(t *testing.T) {
@@ -32,7 +27,7 @@ func TestStatisticsKeys(t *testing.T) {
 }
 
 func TestInputQueue(t *testing.T) {
-	q := newInputQueue(&profile.Profile{AuthUserPass: true})
+	q := newInputQueue(&profile.Profile{AuthUserPass: true}, false)
 	if !q.pending() {
 		t.Fatal("auth-user-pass profile: nothing pending")
 	}
@@ -75,7 +70,7 @@ func TestInputQueue(t *testing.T) {
 	if !q.pending() {
 		t.Error("reset left nothing pending")
 	}
-	if err := newInputQueue(&profile.Profile{}).provide(1, 1, 0, "x"); err == nil || api.ErrorText(err) != "User input not required" {
+	if err := newInputQueue(&profile.Profile{}, false).provide(1, 1, 0, "x"); err == nil || api.ErrorText(err) != "User input not required" {
 		t.Errorf("provide without a queue: %v", err)
 	}
 }
@@ -102,7 +97,7 @@ func TestInputQueueSlotsFromProfile(t *testing.T) {
 	p := &profile.Profile{AuthUserPass: true, StaticChallenge: &profile.StaticChallenge{Text: "Enter PIN", Echo: true, Format: "scrv1"},
 		Key:       "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
 		HTTPProxy: &profile.HTTPProxy{Host: "proxy", Port: "3128", AuthFile: "auto"}}
-	q := newInputQueue(p)
+	q := newInputQueue(p, true)
 	want := []typeGroup{{1, 1}, {1, 4}, {1, 3}, {1, 2}}
 	if got := q.typeGroups(); !slices.Equal(got, want) {
 		t.Fatalf("typeGroups = %v, want %v", got, want)
@@ -131,20 +126,13 @@ func TestInputQueueSlotsFromProfile(t *testing.T) {
 		t.Fatal("still pending")
 	}
 	c := q.credentials()
-	if c.Username != "user" || c.Password != "SCRV1:"+b64("pass")+":"+b64("123456") {
-		t.Errorf("SCRV1 credentials = %+v", c)
-	}
-	if q.passphrase() != "pk" {
-		t.Error("passphrase not kept")
-	}
-	q.staticFormat = "concat"
-	if c := q.credentials(); c.Password != "pass123456" {
-		t.Errorf("concat password = %q", c.Password)
+	if c.Username != "user" || c.Password != "pass" || c.ChallengeResponse != "123456" || c.KeyPassphrase != "pk" {
+		t.Errorf("credentials = %+v", c)
 	}
 }
 
 func TestInputQueueInlineCredentials(t *testing.T) {
-	q := newInputQueue(&profile.Profile{AuthUserPass: true, AuthUsername: "inline"})
+	q := newInputQueue(&profile.Profile{AuthUserPass: true, AuthUsername: "inline"}, false)
 	if ids := q.check(1, 1); len(ids) != 1 {
 		t.Fatalf("check = %v, want only the password", ids)
 	}
@@ -158,7 +146,7 @@ func TestInputQueueInlineCredentials(t *testing.T) {
 }
 
 func TestInputQueueDynamicChallenge(t *testing.T) {
-	q := newInputQueue(&profile.Profile{AuthUserPass: true})
+	q := newInputQueue(&profile.Profile{AuthUserPass: true}, false)
 	_ = q.provide(1, 1, 0, "user")
 	_ = q.provide(1, 1, 1, "pass")
 	f, err := ctlmsg.ParseAuthFailed("CRV1:R,E:c3RhdGU=:" + b64("alice") + ":Enter the code")
@@ -191,47 +179,3 @@ func TestInputQueueDynamicChallenge(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-
-func TestDecryptKey(t *testing.T) {
-	openssl := testenv.RequireCommand(t, "openssl")
-	dir := t.TempDir()
-	plain := filepath.Join(dir, "key.pem")
-	run := func(t *testing.T, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
-			t.Fatalf("openssl %v: %v\n%s", args, err, out)
-		}
-	}
-	run(t, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", plain)
-	cases := map[string][]string{
-		"pkcs8-aes256": {"pkcs8", "-topk8", "-in", plain, "-v2", "aes-256-cbc", "-passout", "pass:s3cret"},
-		"pkcs8-3des":   {"pkcs8", "-topk8", "-in", plain, "-v2", "des3", "-v2prf", "hmacWithSHA1", "-passout", "pass:s3cret"},
-		"legacy-aes":   {"ec", "-in", plain, "-aes128", "-passout", "pass:s3cret"},
-	}
-	for name, args := range cases {
-		t.Run(name, func(t *testing.T) {
-			out := filepath.Join(dir, name+".pem")
-			run(t, append(args, "-out", out)...)
-			enc, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !keyEncrypted(string(enc)) {
-				t.Fatalf("not recognised as encrypted:\n%s", enc)
-			}
-			key, err := decryptKey(string(enc), "s3cret")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if keyEncrypted(key) || !strings.Contains(key, "PRIVATE KEY") {
-				t.Errorf("decrypted key:\n%s", key)
-			}
-			if _, err := decryptKey(string(enc), "wrong"); !errors.Is(err, errBadPassphrase) {
-				t.Errorf("wrong passphrase: %v", err)
-			}
-		})
-	}
-	if b, _ := os.ReadFile(plain); keyEncrypted(string(b)) {
-		t.Error("plain key taken for encrypted")
-	}
-}

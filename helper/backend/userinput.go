@@ -1,8 +1,6 @@
 package backend
 
 import (
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,8 +57,10 @@ type request struct {
 	attention, state string
 }
 
-// newInputQueue creates the slots a profile needs before Connect.
-func newInputQueue(p *profile.Profile) *inputQueue {
+// newInputQueue creates the slots a profile needs before Connect;
+// keyLocked says the private key needs a passphrase (the engine decides,
+// for PEM and PKCS#12 alike).
+func newInputQueue(p *profile.Profile, keyLocked bool) *inputQueue {
 	q := &inputQueue{}
 	if p == nil {
 		return q
@@ -80,7 +80,7 @@ func newInputQueue(p *profile.Profile) *inputQueue {
 			q.add(cred, uint32(api.AttentionGroupChallengeStatic), slotStatic, sc.Text, !sc.Echo)
 		}
 	}
-	if keyEncrypted(p.Key) {
+	if keyLocked {
 		q.add(cred, pk, slotPKPassphrase, "Private key passphrase", true)
 	}
 	if hp := p.HTTPProxy; hp != nil && (hp.AuthFile == "auto" || hp.AuthFile == "auto-nct") && hp.UserPass == "" {
@@ -88,16 +88,6 @@ func newInputQueue(p *profile.Profile) *inputQueue {
 		q.add(cred, proxy, slotProxyPass, "HTTP proxy password", true)
 	}
 	return q
-}
-
-// keyEncrypted reports whether a PEM private key needs a passphrase:
-// PKCS#8 "ENCRYPTED PRIVATE KEY" or a legacy PEM key with DEK-Info.
-func keyEncrypted(keyPEM string) bool {
-	b, _ := pem.Decode([]byte(keyPEM))
-	if b == nil {
-		return false
-	}
-	return b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
 }
 
 // add appends a slot; ids count from 0 within each (type, group).
@@ -281,17 +271,10 @@ func (q *inputQueue) valueLocked(name string) string {
 	return ""
 }
 
-// passphrase is the provided private-key passphrase ("" if none).
-func (q *inputQueue) passphrase() string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.valueLocked(slotPKPassphrase)
-}
-
-// credentials builds what the engine sends as auth-user-pass: the answer
-// to a pending dynamic challenge ("CRV1::<state>::<answer>" with the
-// challenge's username), else the password combined with the static
-// challenge response (SCRV1 or concatenated, as the profile says).
+// credentials builds what the engine needs: the answer to a pending
+// dynamic challenge ("CRV1::<state>::<answer>" with the challenge's
+// username) or username, password and static-challenge response, and the
+// private-key passphrase.
 func (q *inputQueue) credentials() engine.Credentials {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -307,17 +290,15 @@ func (q *inputQueue) credentials() engine.Credentials {
 			c.Username = ch.Username
 		}
 		c.Password = ch.Response(q.valueLocked(slotDynamic))
+		c.KeyPassphrase = q.valueLocked(slotPKPassphrase)
 		return c
 	}
+	// The engine combines password and static-challenge response as
+	// the profile says (SCRV1 or concat).
 	if q.staticFormat != "" {
-		resp := q.valueLocked(slotStatic)
-		if q.staticFormat == "concat" {
-			c.Password += resp
-		} else {
-			c.Password = "SCRV1:" + base64.StdEncoding.EncodeToString([]byte(c.Password)) + ":" +
-				base64.StdEncoding.EncodeToString([]byte(resp))
-		}
+		c.ChallengeResponse = q.valueLocked(slotStatic)
 	}
+	c.KeyPassphrase = q.valueLocked(slotPKPassphrase)
 	return c
 }
 
