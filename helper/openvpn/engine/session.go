@@ -325,6 +325,12 @@ func (a *attempt) flush() error {
 				a.queueTLS(k, b)
 			}
 		}
+		if k.firstOp == wire.OpControlWKCV1 {
+			// Hold the ack of the server's reset until the ClientHello is
+			// ready: it must travel inside the P_CONTROL_WKC_V1 packet, or
+			// the stateless server cannot check its cookie and drops us.
+			continue
+		}
 		a.out = k.rel.Output(now, a.out[:0])
 		for i := range a.out {
 			p := &a.out[i]
