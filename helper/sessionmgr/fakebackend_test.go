@@ -109,6 +109,17 @@ func (b *fakeBE) RegistrationConfirmation(token string, session, config dbus.Obj
 	if b.mode == "refuse" {
 		return "", api.Error(api.DomainBERegistration, "refused by the fake")
 	}
+	if b.mode == "logged" {
+		// Like the real backend: attach to the log service and assign the
+		// session, so LogForward proxies get this backend's events.
+		logObj := b.conn.Object(api.ServiceLog, api.PathLog)
+		if err := logObj.Call(api.InterfaceLog+".Attach", 0, api.InterfaceBackends).Err; err != nil {
+			fmt.Fprintln(os.Stderr, "fake backend: Attach:", err)
+		}
+		if err := logObj.Call(api.InterfaceLog+".AssignSession", 0, session, api.InterfaceBackends).Err; err != nil {
+			fmt.Fprintln(os.Stderr, "fake backend: AssignSession:", err)
+		}
+	}
 	b.status3(api.StatusMinorCfgOK, "config_path="+string(config))
 	b.signal("Log", uint32(api.LogGroupBackendProc), uint32(api.LogCategoryInfo), b.token, "fake registered")
 	return "fake-profile", nil
@@ -122,6 +133,22 @@ func (b *fakeBE) Ready() *dbus.Error {
 }
 
 func (b *fakeBE) Ping() (bool, *dbus.Error) { return true, nil }
+
+func (b *fakeBE) Pause(reason string) *dbus.Error {
+	b.status3(api.StatusMinorConnPaused, "")
+	return nil
+}
+
+func (b *fakeBE) Resume() *dbus.Error {
+	b.status3(api.StatusMinorConnConnected, "")
+	return nil
+}
+
+func (b *fakeBE) Restart() *dbus.Error {
+	b.status3(api.StatusMinorConnReconnecting, "")
+	b.status3(api.StatusMinorConnConnected, "")
+	return nil
+}
 
 func (b *fakeBE) Connect() *dbus.Error {
 	if b.mode == "failexit" {
