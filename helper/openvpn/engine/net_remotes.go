@@ -33,7 +33,8 @@ import (
 //     forever.
 //   - Once connected, a lost connection is retried without end (state
 //     Reconnecting) — a laptop that lost its network comes back by itself —
-//     unless connect-retry-max is set, which then bounds the passes.
+//     unless connect-retry-max is set, which then bounds the passes. The
+//     remote that was working is tried again first, then the others.
 //   - resolv-retry n keeps retrying a name that does not resolve for up to
 //     n seconds within one try ("infinite": up to server-poll-timeout);
 //     without it a failed lookup fails that try at once.

@@ -202,3 +202,52 @@ func TestRunRetryPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectLoopAfterConnection: once a connection worked, a break is
+// retried on the same remote first and — with connect-retry-max — given up
+// after that many further passes; without it the loop keeps going.
+func TestConnectLoopAfterConnection(t *testing.T) {
+	list := []connEntry{{remote: profile.Remote{Host: "a"}}, {remote: profile.Remote{Host: "b"}}, {remote: profile.Remote{Host: "c"}}}
+	for _, tc := range []struct {
+		maxPasses int
+		want      string
+		failed    bool
+	}{
+		// b connects and breaks; then b c a fail twice over (2 passes).
+		{2, "a b b c a b c a", true},
+		// unlimited: keeps trying until the test cancels after 20 tries.
+		{0, "a b b c a b c a b c a b c a b c a b c a", false},
+	} {
+		states := newStateLog()
+		c := &Client{log: testLogger(t), events: states, retry: retryPolicy{maxPasses: tc.maxPasses, retryMax: time.Second}}
+		ctx, cancel := context.WithCancel(context.Background())
+		var tried []string
+		err := c.connectLoop(ctx, list, func(e connEntry) (bool, error) {
+			tried = append(tried, e.remote.Host)
+			if len(tried) == 20 {
+				cancel()
+			}
+			if len(tried) == 2 {
+				return true, errors.New("ping-restart")
+			}
+			return false, errors.New("no response from server " + e.remote.Host)
+		})
+		cancel()
+		if got := strings.Join(tried, " "); got != tc.want {
+			t.Errorf("max %d: tried %q, want %q", tc.maxPasses, got, tc.want)
+		}
+		s := states.all()
+		if tc.failed {
+			if err == nil || s[len(s)-1] != StateFailed || !strings.Contains(states.last(), "no response from server a") {
+				t.Errorf("max %d: err %v, states %v %q", tc.maxPasses, err, s, states.last())
+			}
+		} else if err != nil || s[len(s)-1] != StateDisconnected {
+			t.Errorf("max %d: err %v, states %v", tc.maxPasses, err, s)
+		}
+		for _, st := range s[:len(s)-1] {
+			if st != StateReconnecting {
+				t.Errorf("max %d: state %v while retrying", tc.maxPasses, st)
+			}
+		}
+	}
+}

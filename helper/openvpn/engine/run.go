@@ -32,12 +32,23 @@ func (c *Client) Run(ctx context.Context) error {
 
 	c.setState(StateConnecting, "")
 	list := c.retry.order(c.remotes, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	return c.connectLoop(ctx, list, func(e connEntry) (bool, error) { return c.tryEntry(ctx, dp, clamp, e) })
+}
+
+// connectLoop tries the remotes of list as the policy in net_remotes.go
+// says; try connects to one entry and returns when that connection ends.
+func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(connEntry) (connected bool, err error)) error {
 	everConnected := false
-	failed := 0 // consecutive failed tries since the start or the last working connection
-	passes := 0 // completed passes over the list without a working connection
+	// failed counts consecutive failed tries since the start or since the
+	// last working connection; every len(list) of them is one pass.
+	failed := 0
 	var lastErr error
 	for i := 0; ; {
-		if d := c.retry.delay(failed, len(list)); d > 0 {
+		k := failed
+		if everConnected && k == 0 {
+			k = 1 // a connection just broke: pause connect-retry first
+		}
+		if d := c.retry.delay(k, len(list)); d > 0 {
 			c.log.Debug("waiting before the next connection attempt", "delay", d)
 			select {
 			case <-ctx.Done():
@@ -46,7 +57,7 @@ func (c *Client) Run(ctx context.Context) error {
 			case <-time.After(d):
 			}
 		}
-		connected, err := c.tryEntry(ctx, dp, clamp, list[i])
+		connected, err := try(list[i])
 		if ctx.Err() != nil {
 			c.setState(StateDisconnected, "")
 			return nil
@@ -58,27 +69,26 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		lastErr = err
 		if connected {
-			// A working connection broke: start over from the first remote
-			// after connect-retry, like OpenVPN's SIGUSR1 restart.
-			everConnected = true
-			failed, passes, i = 1, 0, 0
+			// A working connection broke: try the same remote again first
+			// (it worked a moment ago), then the others, like OpenVPN's
+			// SIGUSR1 restart.
+			everConnected, failed = true, 0
 			c.setState(StateReconnecting, errText(err))
 			continue
 		}
 		failed++
+		i = (i + 1) % len(list)
 		if everConnected {
 			c.setState(StateReconnecting, errText(err))
 		}
-		if i++; i < len(list) {
+		if failed%len(list) != 0 {
 			continue
 		}
-		i = 0
-		passes++
 		limit := c.retry.maxPasses
 		if limit == 0 && !everConnected {
 			limit = 1
 		}
-		if limit > 0 && passes >= limit {
+		if limit > 0 && failed/len(list) >= limit {
 			if lastErr == nil {
 				lastErr = errors.New("no server address to try")
 			}
