@@ -56,7 +56,17 @@ func proxyConnect(ctx context.Context, c net.Conn, px *proxySpec, target string,
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 
-	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: ovpn3go\r\n"
+	version := px.version
+	if version == "" {
+		version = "1.1"
+	}
+	req := "CONNECT " + target + " HTTP/" + version + "\r\nHost: " + target + "\r\n"
+	if px.agent != "" {
+		req += "User-Agent: " + px.agent + "\r\n"
+	}
+	for _, h := range px.headers {
+		req += h[0] + ": " + h[1] + "\r\n"
+	}
 	if auth {
 		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(px.user+":"+px.pass)) + "\r\n"
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
 // connectProxy is a tiny HTTP CONNECT proxy for tests. With wantAuth set
@@ -24,6 +26,7 @@ type connectProxy struct {
 	mu      sync.Mutex
 	targets []string // CONNECT targets, in order
 	auths   []string // Proxy-Authorization of each request
+	reqs    []*http.Request
 	wg      sync.WaitGroup
 	conns   map[net.Conn]bool
 }
@@ -81,6 +84,7 @@ func (p *connectProxy) handle(c net.Conn) {
 	p.mu.Lock()
 	p.targets = append(p.targets, req.Host)
 	p.auths = append(p.auths, auth)
+	p.reqs = append(p.reqs, req)
 	p.mu.Unlock()
 	if req.Method != http.MethodConnect {
 		io.WriteString(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
@@ -208,5 +212,37 @@ func TestDialViaProxyRefused(t *testing.T) {
 	_, err = dialViaProxy(context.Background(), d.DialContext, &proxySpec{host: host, port: port}, "vpn.example:1194")
 	if err == nil || !strings.Contains(err.Error(), "502") || !strings.Contains(err.Error(), "vpn.example:1194") {
 		t.Errorf("err %v, want the proxy's 502 and the target", err)
+	}
+}
+
+func TestProxyOptions(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d net.Dialer
+	proxy := startConnectProxy(t, ln, "", func(a string) (net.Conn, error) { return d.Dial("tcp", a) })
+	echo := echoServer(t)
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	global := &profile.HTTPProxy{Options: [][]string{{"VERSION", "1.0"}, {"AGENT", "Corp/1"}, {"CUSTOM-HEADER", "X-Site lab-3"}, {"CUSTOM-HEADER", "X-Two", "a b"}}}
+	px, err := proxyFromArgs([]string{host, port, "[inline]", "none"}, global, Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialViaProxy(context.Background(), d.DialContext, px, echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	proxy.mu.Lock()
+	req := proxy.reqs[len(proxy.reqs)-1]
+	proxy.mu.Unlock()
+	if req.Proto != "HTTP/1.0" || req.UserAgent() != "Corp/1" || req.Header.Get("X-Site") != "lab-3" || req.Header.Get("X-Two") != "a b" {
+		t.Errorf("request %s UA %q headers %v", req.Proto, req.UserAgent(), req.Header)
+	}
+	for _, bad := range [][]string{{"VERSION", "2"}, {"CUSTOM-HEADER", "Bad:Name x"}, {"AGENT", "a\r\nX: y"}, {"AGENT"}} {
+		if _, err := proxyFromArgs([]string{host, port}, &profile.HTTPProxy{Options: [][]string{bad}}, Credentials{}); err == nil {
+			t.Errorf("http-proxy-option %q accepted", bad)
+		}
 	}
 }

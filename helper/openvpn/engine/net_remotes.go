@@ -62,9 +62,13 @@ type retryPolicy struct {
 type proxySpec struct {
 	host, port string
 	user, pass string // Basic auth when user != ""
-	// askAuth: "auto"/"auto-nct" — send credentials only when the proxy
-	// asks with 407 (they come from Config.ProxyCredentials).
+	// authOnDemand: "auto"/"auto-nct" — send credentials only when the
+	// proxy asks with 407 (they come from Config.ProxyCredentials).
 	authOnDemand bool
+	// From http-proxy-option: HTTP version ("1.0"/"1.1"), User-Agent and
+	// extra header lines.
+	version, agent string
+	headers        [][2]string
 }
 
 func (p *proxySpec) addr() string { return net.JoinHostPort(p.host, p.port) }
@@ -220,7 +224,14 @@ func proxyFromArgs(a []string, global *profile.HTTPProxy, creds Credentials) (*p
 	if len(a) < 2 {
 		return nil, errors.New("http-proxy needs a host and a port")
 	}
-	px := &proxySpec{host: a[0], port: a[1]}
+	px := &proxySpec{host: a[0], port: a[1], version: "1.1", agent: "ovpn3go"}
+	if global != nil {
+		for _, o := range global.Options {
+			if err := px.option(o); err != nil {
+				return nil, err
+			}
+		}
+	}
 	auth, method := "", ""
 	if len(a) >= 3 {
 		auth = a[2]
@@ -281,4 +292,42 @@ func (pol retryPolicy) delay(failed, n int) time.Duration {
 		d = max(d, time.Second) << min(extra, 15)
 	}
 	return min(d, pol.retryMax)
+}
+
+// option applies one "http-proxy-option NAME [value]".
+func (px *proxySpec) option(o []string) error {
+	arg := func() (string, error) {
+		if len(o) < 2 || o[1] == "" {
+			return "", fmt.Errorf("http-proxy-option %s needs a value", o[0])
+		}
+		if strings.ContainsAny(o[1], "\r\n") {
+			return "", fmt.Errorf("http-proxy-option %s: value contains a line break", o[0])
+		}
+		return o[1], nil
+	}
+	var err error
+	switch strings.ToUpper(o[0]) {
+	case "VERSION":
+		if px.version, err = arg(); err == nil && px.version != "1.0" && px.version != "1.1" {
+			err = fmt.Errorf("http-proxy-option VERSION %q: want 1.0 or 1.1", px.version)
+		}
+	case "AGENT":
+		px.agent, err = arg()
+	case "CUSTOM-HEADER":
+		// "CUSTOM-HEADER name value" arrives as one argument or two.
+		var v string
+		if v, err = arg(); err == nil {
+			name, val, _ := strings.Cut(v, " ")
+			if len(o) > 2 {
+				name, val = o[1], strings.Join(o[2:], " ")
+			}
+			if name == "" || strings.ContainsAny(name, ": \t") {
+				return fmt.Errorf("http-proxy-option CUSTOM-HEADER: bad header name %q", name)
+			}
+			px.headers = append(px.headers, [2]string{name, strings.TrimSpace(val)})
+		}
+	default:
+		err = fmt.Errorf("http-proxy-option %s is not supported", o[0])
+	}
+	return err
 }
