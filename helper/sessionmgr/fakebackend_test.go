@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeBackendEnv); mode != "" {
 		os.Exit(fakeBackend(mode, os.Args[len(os.Args)-1]))
 	}
+	if addr := os.Getenv(aclClientEnv); addr != "" {
+		os.Exit(aclClient(addr, dbus.ObjectPath(os.Getenv(aclSessionEnv))))
+	}
 	os.Exit(m.Run())
 }
 

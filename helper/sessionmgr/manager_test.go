@@ -15,6 +15,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 )
 
 const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
@@ -57,6 +58,14 @@ type testRig struct {
 
 func newRig(t *testing.T, mode string, opts Options) *testRig {
 	t.Helper()
+	return newRigWith(t, mode, opts, false)
+}
+
+// newRigWith: with realLog the rig runs the real log service (logsvc) on
+// the manager's connection, as ovpn3-helper does; otherwise the watcher
+// stands in for the log service.
+func newRigWith(t *testing.T, mode string, opts Options, realLog bool) *testRig {
+	t.Helper()
 	addr := startBus(t)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := busobj.Connect(context.Background(), addr, logger)
@@ -69,9 +78,19 @@ func newRig(t *testing.T, mode string, opts Options) *testRig {
 	if err := watcher.AddMatchSignal(dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
 		t.Fatal(err)
 	}
-	// The watcher stands in for the log service, which is the only
-	// receiver of the session objects' StatusChange and Log.
-	if _, err := watcher.RequestName(api.ServiceLog, dbus.NameFlagDoNotQueue); err != nil {
+	if realLog {
+		logs := logsvc.New(logger)
+		if err := logs.Export(srv); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(logs.Close)
+		if err := srv.RequestName(api.ServiceLog); err != nil {
+			t.Fatal(err)
+		}
+		opts.Logs = logs
+	} else if _, err := watcher.RequestName(api.ServiceLog, dbus.NameFlagDoNotQueue); err != nil {
+		// The watcher stands in for the log service, which is the only
+		// receiver of the session objects' StatusChange and Log.
 		t.Fatal(err)
 	}
 	events := make(chan *dbus.Signal, 100)
