@@ -287,11 +287,27 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 		case err == nil:
 			return handle(s.api())
 		case api.IsErrorName(err, api.ErrNameUnknownMethod):
-			// The object is gone: the backend ended.
-			if last.Minor == api.StatusMinorConnFailed || last.Minor == api.StatusMinorConnAuthFailed {
-				return handle(last)
+			// The object is gone: the backend ended. Its last events
+			// (CONN_FAILED with the reason) may still be on their way
+			// from the log service: give them a moment.
+			grace := time.NewTimer(2 * time.Second)
+			defer grace.Stop()
+			for {
+				if last.Minor == api.StatusMinorConnFailed || last.Minor == api.StatusMinorConnAuthFailed {
+					return handle(last)
+				}
+				select {
+				case s := <-sigs:
+					if st, ok := forwardedStatus(s, path); ok {
+						if done, err := handle(st); done {
+							return done, err
+						}
+					}
+					continue
+				case <-grace.C:
+				}
+				return true, fmt.Errorf("%w before connecting (last status: %s)", errSessionGone, last)
 			}
-			return true, fmt.Errorf("%w before connecting (last status: %s)", errSessionGone, last)
 		}
 		return false, nil // transient: keep waiting
 	}
@@ -303,10 +319,8 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 		case s := <-sigs:
 			switch {
 			case s.Path == path && s.Name == api.InterfaceBackends+".StatusChange" && len(s.Body) == 3:
-				major, _ := s.Body[0].(uint32)
-				minor, _ := s.Body[1].(uint32)
-				msg, _ := s.Body[2].(string)
-				if done, err := handle(api.Status{Major: api.StatusMajor(major), Minor: api.StatusMinor(minor), Message: msg}); done {
+				st, _ := forwardedStatus(s, path)
+				if done, err := handle(st); done {
 					return err
 				}
 			case s.Name == api.InterfaceSessions+".SessionManagerEvent" && len(s.Body) == 3 && s.Body[0] == path &&
@@ -325,6 +339,17 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 			return fmt.Errorf("interrupted (last status: %s)", last)
 		}
 	}
+}
+
+// forwardedStatus decodes a StatusChange forwarded for the session.
+func forwardedStatus(s *dbus.Signal, path dbus.ObjectPath) (api.Status, bool) {
+	if s.Path != path || s.Name != api.InterfaceBackends+".StatusChange" || len(s.Body) != 3 {
+		return api.Status{}, false
+	}
+	major, _ := s.Body[0].(uint32)
+	minor, _ := s.Body[1].(uint32)
+	msg, _ := s.Body[2].(string)
+	return api.Status{Major: api.StatusMajor(major), Minor: api.StatusMinor(minor), Message: msg}, true
 }
 
 func orUnknown(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,6 +165,8 @@ func TestSessionCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Config name: cli-test") || !strings.Contains(out, "Status: Connection, ") {
 		t.Errorf("sessions-list: %v\n%s", err, out)
 	}
+	checkSessionACL(t)
+	checkLogFollows(t)
 	if out, err := runCmd(t, "session-stats", "--config", "cli-test"); err != nil || !strings.Contains(out, "Connection statistics:") {
 		t.Errorf("session-stats: %v\n%s", err, out)
 	}
@@ -186,5 +190,100 @@ func TestSessionCommands(t *testing.T) {
 	}
 	if out, err := runCmd(t, "sessions-list"); err != nil || !strings.Contains(out, "No sessions available") {
 		t.Errorf("sessions-list after the failure: %q, %v", out, err)
+	}
+}
+
+// checkSessionACL runs session-acl against the session of "cli-test".
+func checkSessionACL(t *testing.T) {
+	t.Helper()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--show"}, "Public access: no"},
+		{[]string{"--grant", "65534"}, "Granted access to"},
+		{[]string{"--show"}, "Users granted access: 1 user(s)"},
+		{[]string{"--revoke", "65534"}, "Revoked access from"},
+		{[]string{"--public-access", "true", "--allow-log-access", "true"}, "Log access for granted users set to true"},
+		{[]string{"--show"}, "Users granted log access: yes"},
+		{[]string{"--public-access", "false", "--allow-log-access", "false"}, "Public access set to false"},
+	} {
+		out, err := runCmd(t, append([]string{"session-acl", "--config", "cli-test"}, c.args...)...)
+		if err != nil || !strings.Contains(out, c.want) {
+			t.Errorf("session-acl %v: %v\n%s", c.args, err, out)
+		}
+	}
+	if out, err := runCmd(t, "session-acl", "--config", "cli-test", "--revoke", "65534"); err == nil || !strings.Contains(describeError(err), "UID not granted access") {
+		t.Errorf("session-acl --revoke of a user without access: %v\n%s", err, out)
+	}
+	if _, err := runCmd(t, "session-acl", "--config", "cli-test"); !errors.Is(err, errUsage) {
+		t.Errorf("session-acl without an action: %v", err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// checkLogFollows runs `ovpn3 log` on the session of "cli-test" while the
+// session is paused over D-Bus: the forwarded status changes are printed.
+func checkLogFollows(t *testing.T) {
+	t.Helper()
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var paths []dbus.ObjectPath
+	if err := conn.Object(api.ServiceSessions, api.PathSessions).Call(api.InterfaceSessions+".LookupConfigName", 0, "cli-test").Store(&paths); err != nil || len(paths) != 1 {
+		t.Fatalf("LookupConfigName: %v %v", paths, err)
+	}
+	var buf lockedBuffer
+	old := stdout
+	stdout = &buf
+	defer func() { stdout = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- commands["log"].run(ctx, []string{"--config", "cli-test", "--log-level", "6"}) }()
+	var fw []dbus.ObjectPath
+	for deadline := time.Now().Add(20 * time.Second); len(fw) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("log never subscribed (log_forwards empty); output:\n%s", buf.String())
+		}
+		_ = conn.Object(api.ServiceSessions, paths[0]).Call(api.InterfaceProperties+".Get", 0, api.InterfaceSessions, "log_forwards").Store(&fw)
+	}
+	if err := conn.Object(api.ServiceSessions, paths[0]).Call(api.InterfaceSessions+".Pause", 0, "cli test").Err; err != nil {
+		t.Errorf("Pause: %v", err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(buf.String(), "Client connection paused"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("log did not print the pause; output:\n%s", buf.String())
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("log: %v", err)
+	}
+	if !strings.Contains(buf.String(), "[STATUS] Connection, Client pausing connection: Reason: cli test") {
+		t.Errorf("log output:\n%s", buf.String())
+	}
+	if err := conn.Object(api.ServiceSessions, paths[0]).Call(api.InterfaceSessions+".Resume", 0).Err; err != nil {
+		t.Errorf("Resume: %v", err)
 	}
 }
