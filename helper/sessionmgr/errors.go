@@ -2,7 +2,6 @@ package sessionmgr
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/godbus/dbus/v5"
 
@@ -21,8 +20,10 @@ func errGeneric(text string) *dbus.Error { return api.Error(api.DomainGDBusPP, t
 func errRequest(text string) *dbus.Error { return api.Error(api.DomainRequest, text) }
 
 // backendError passes an error from the backend on to the front-end: "not
-// ready" keeps its domain (front-ends test for it), anything else becomes a
-// request error carrying the backend's own domain and text, as gdbuspp does.
+// ready" keeps its domain (front-ends test for it); anything else becomes a
+// request error carrying the backend's text after its domain, with the
+// leading space gdbuspp leaves when it re-throws (spec §4.2), e.g.
+// "GDBus.Error:net.openvpn.gdbuspp.request:  net.openvpn.v3.error.invalid-input: No value provided for RequiresSlot ID 1".
 func backendError(err error) error {
 	if err == nil {
 		return nil
@@ -37,12 +38,9 @@ func backendError(err error) error {
 			return dep
 		}
 	}
-	d, t, ok := api.ParseError(err)
+	_, t, ok := api.ParseError(err)
 	if !ok {
 		return errRequest(err.Error())
-	}
-	if strings.HasPrefix(d, "net.openvpn.") {
-		return errRequest(" " + d + ": " + t)
 	}
 	return errRequest(" " + t)
 }
