@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -267,5 +269,74 @@ func TestBackendEndsWithItsManager(t *testing.T) {
 			t.Fatalf("backend %d still running after its session manager left the bus", pid)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// An encrypted private key: registration queues a PK_PASSPHRASE slot and
+// announces it; a wrong passphrase is refused at Connect and asked for
+// again, the session stays.
+func TestPrivateKeyPassphrase(t *testing.T) {
+	r := newRig(t)
+	testenv.RequireCommand(t, "openssl")
+	pki := testbed.PKI(t)
+	enc := filepath.Join(t.TempDir(), "key.pem")
+	if out, err := exec.Command("openssl", "pkcs8", "-topk8", "-in", pki.ClientKey, "-v2", "aes-256-cbc",
+		"-passout", "pass:s3cret", "-out", enc).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	keyPEM, err := os.ReadFile(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := pki.Profile(testbed.VariantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = regexp.MustCompile(`(?s)<key>.*</key>`).ReplaceAllLiteralString(text, "<key>\n"+strings.TrimSpace(string(keyPEM))+"\n</key>")
+	text = regexp.MustCompile(`(?m)^remote .*$`).ReplaceAllString(text, "remote 127.0.0.1 9")
+	var cfg dbus.ObjectPath
+	if err := r.client.Object(api.ServiceConfiguration, api.PathConfiguration).Call(
+		api.InterfaceConfiguration+".Import", 0, "encrypted-key", text, false, false).Store(&cfg); err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	path := r.newTunnel(t, cfg)
+	sess := r.client.Object(api.ServiceSessions, path)
+	call := func(m string, args ...any) *dbus.Call { return sess.Call(api.InterfaceSessions+"."+m, 0, args...) }
+	if err := call("Ready").Err; !api.IsDomain(err, api.DomainReady) {
+		t.Fatalf("Ready with a locked key: %v", err)
+	}
+	var groups [][]any
+	if err := call("UserInputQueueGetTypeGroup").Store(&groups); err != nil || len(groups) != 1 ||
+		groups[0][0] != uint32(api.AttentionTypeCredentials) || groups[0][1] != uint32(api.AttentionGroupPKPassphrase) {
+		t.Fatalf("type groups %v, %v", groups, err)
+	}
+	var typ, group, id uint32
+	var name, desc string
+	var hidden bool
+	if err := call("UserInputQueueFetch", uint32(1), uint32(3), uint32(0)).Store(&typ, &group, &id, &name, &desc, &hidden); err != nil ||
+		name != "pk_passphrase" || !hidden {
+		t.Fatalf("fetch: %s %s %v %v", name, desc, hidden, err)
+	}
+	if err := call("UserInputProvide", uint32(1), uint32(3), uint32(0), "wrong").Err; err != nil {
+		t.Fatal(err)
+	}
+	if err := call("Connect").Err; err == nil || !strings.Contains(api.ErrorText(err), "PEM_PASSWORD_FAIL") {
+		t.Errorf("Connect with a wrong passphrase: %v", err)
+	}
+	if err := call("Ready").Err; !api.IsDomain(err, api.DomainReady) {
+		t.Errorf("Ready after a wrong passphrase: %v (the slot must be asked for again)", err)
+	}
+	if err := call("UserInputProvide", uint32(1), uint32(3), uint32(0), "s3cret").Err; err != nil {
+		t.Fatal(err)
+	}
+	if err := call("Ready").Err; err != nil {
+		t.Errorf("Ready with the passphrase: %v", err)
+	}
+	if err := call("Connect").Err; err != nil {
+		t.Errorf("Connect with the right passphrase: %v", err)
+	}
+	r.wait(t, "CONN_CONNECTING", status(path, api.StatusMinorConnConnecting))
+	if err := call("Disconnect").Err; err != nil {
+		t.Fatal(err)
 	}
 }

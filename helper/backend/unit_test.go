@@ -179,3 +179,38 @@ func TestInputQueueDynamicChallenge(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// AUTH_FAILED handling: a CRV1 challenge queues the answer slot and asks
+// for input (CFG_REQUIRE_USER "Dynamic Challenge"); anything else is
+// CONN_AUTH_FAILED with the server's reason and the credentials are asked
+// for again.
+func TestAuthFailed(t *testing.T) {
+	b := &Backend{opts: Options{Logger: slog.New(slog.DiscardHandler)}, log: slog.New(slog.DiscardHandler), logLevel: 3}
+	b.inputs = newInputQueue(&profile.Profile{AuthUserPass: true}, false)
+	_ = b.inputs.provide(1, 1, 0, "user")
+	_ = b.inputs.provide(1, 1, 1, "pass")
+	b.authFailed("CRV1:R:c3RhdGU=:" + b64("alice") + ":Enter the code")
+	if b.status.Minor != api.StatusMinorCfgRequireUser || b.status.Message != dynamicChallengeMsg {
+		t.Errorf("status after CRV1: %s", b.status)
+	}
+	if got := b.inputs.typeGroups(); !slices.Equal(got, []typeGroup{{1, 5}}) {
+		t.Errorf("slots after CRV1: %v", got)
+	}
+	if s, _ := b.inputs.fetch(1, 5, 0); !s.hidden || s.description != "Enter the code" {
+		t.Errorf("challenge slot %+v (no E flag: hidden)", s)
+	}
+	for detail, reason := range map[string]string{
+		"authentication failed":  "Authentication failed",
+		"":                       "Authentication failed",
+		"Password expired":       "Password expired",
+		"SESSION:token rejected": "token rejected",
+	} {
+		b.authFailed(detail)
+		if b.status.Minor != api.StatusMinorConnAuthFailed || b.status.Message != reason {
+			t.Errorf("authFailed(%q): status %s, want reason %q", detail, b.status, reason)
+		}
+		if got := b.inputs.typeGroups(); !slices.Equal(got, []typeGroup{{1, 1}}) {
+			t.Errorf("authFailed(%q): slots %v, want username/password again", detail, got)
+		}
+	}
+}
