@@ -7,8 +7,10 @@ import (
 	crand "crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"math/rand/v2"
 	"net"
@@ -248,6 +250,136 @@ func TestConnectLoopAfterConnection(t *testing.T) {
 			if st != StateReconnecting {
 				t.Errorf("max %d: state %v while retrying", tc.maxPasses, st)
 			}
+		}
+	}
+}
+
+// fakeResolver answers every A query with 127.0.0.1 and every AAAA query
+// with ::1 for any name, over an in-memory stream connection (DNS over
+// TCP framing), so no query leaves the process.
+func fakeResolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		cli, srv := net.Pipe()
+		go serveFakeDNS(srv)
+		return cli, nil
+	}}
+}
+
+func serveFakeDNS(c net.Conn) {
+	defer c.Close()
+	for {
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		q := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, q); err != nil || len(q) < 12 {
+			return
+		}
+		// Question: name labels, then type and class.
+		i := 12
+		for i < len(q) && q[i] != 0 {
+			i += int(q[i]) + 1
+		}
+		if i+5 > len(q) {
+			return
+		}
+		qtype := binary.BigEndian.Uint16(q[i+1:])
+		question := q[12 : i+5]
+		var rdata []byte
+		switch qtype {
+		case 1:
+			rdata = []byte{127, 0, 0, 1}
+		case 28:
+			rdata = net.IPv6loopback
+		}
+		resp := append([]byte(nil), q[:2]...)
+		resp = append(resp, 0x81, 0x80, 0, 1, 0, byte(min(len(rdata), 1)), 0, 0, 0, 0)
+		resp = append(resp, question...)
+		if rdata != nil {
+			resp = append(resp, 0xc0, 12) // name: pointer to the question
+			resp = binary.BigEndian.AppendUint16(resp, qtype)
+			resp = append(resp, 0, 1, 0, 0, 0, 60)
+			resp = binary.BigEndian.AppendUint16(resp, uint16(len(rdata)))
+			resp = append(resp, rdata...)
+		}
+		out := binary.BigEndian.AppendUint16(nil, uint16(len(resp)))
+		if _, err := c.Write(append(out, resp...)); err != nil {
+			return
+		}
+	}
+}
+
+// TestResolveFamilies: a name with IPv4 and IPv6 addresses gives both
+// for udp/tcp (in the resolver's order) and one family for the forced
+// protos.
+func TestResolveFamilies(t *testing.T) {
+	r := fakeResolver()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for proto, want := range map[string]int{"udp": 2, "tcp-client": 2, "udp4": 1, "tcp4": 1, "udp6": 1, "tcp6": 1} {
+		eps, err := resolveEndpoints(ctx, r, "vpn.test", "1194", proto)
+		if err != nil || len(eps) != want {
+			t.Errorf("%s: %v %v, want %d endpoints", proto, eps, err, want)
+			continue
+		}
+		for _, ep := range eps {
+			v6 := ep.isIPv6()
+			if (strings.HasSuffix(proto, "4") && v6) || (strings.HasSuffix(proto, "6") && !v6) {
+				t.Errorf("%s: endpoint %v of the wrong family", proto, ep)
+			}
+		}
+	}
+}
+
+// TestRunTriesEveryAddress: a remote name with an IPv4 and an IPv6
+// address is tried at both before the pass ends.
+func TestRunTriesEveryAddress(t *testing.T) {
+	p := testProfile(t, "remote vpn.test 1194 udp\n")
+	var d dialLog
+	c, err := New(Config{Profile: p, Tun: noTun{}, Dial: d.dial, Resolver: fakeResolver(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Run(ctx); err == nil {
+		t.Fatal("Run succeeded without a server")
+	}
+	got := strings.Join(d.addrs, ",")
+	if len(d.addrs) != 2 || !strings.Contains(got, "udp 127.0.0.1:1194") || !strings.Contains(got, "udp [::1]:1194") {
+		t.Errorf("dialled %v, want both addresses of vpn.test", d.addrs)
+	}
+}
+
+// TestResolvRetry: a name that does not resolve yet fails the try at once
+// without resolv-retry, and is retried until it resolves with it.
+func TestResolvRetry(t *testing.T) {
+	for _, tc := range []struct {
+		extra   string
+		dialled bool
+	}{{"", false}, {"resolv-retry 10\n", true}} {
+		p := testProfile(t, tc.extra+"remote vpn.test 1194 udp4\n")
+		var d dialLog
+		working := time.Now().Add(1500 * time.Millisecond)
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
+			if time.Now().Before(working) {
+				return nil, errors.New("no DNS yet (test)")
+			}
+			return fakeResolver().Dial(ctx, n, a)
+		}}
+		c, err := New(Config{Profile: p, Tun: noTun{}, Dial: d.dial, Resolver: r, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = c.Run(ctx)
+		cancel()
+		if tc.dialled != (len(d.addrs) == 1) {
+			t.Errorf("%q: dialled %v (Run: %v)", tc.extra, d.addrs, err)
+		}
+		if !tc.dialled && (err == nil || !strings.Contains(err.Error(), "resolve vpn.test")) {
+			t.Errorf("%q: Run = %v, want a resolve error", tc.extra, err)
 		}
 	}
 }
