@@ -212,13 +212,16 @@ func TestConnectLoopAfterConnection(t *testing.T) {
 	list := []connEntry{{remote: profile.Remote{Host: "a"}}, {remote: profile.Remote{Host: "b"}}, {remote: profile.Remote{Host: "c"}}}
 	for _, tc := range []struct {
 		maxPasses int
+		breakErr  error
 		want      string
 		failed    bool
 	}{
 		// b connects and breaks; then b c a fail twice over (2 passes).
-		{2, "a b b c a b c a", true},
+		{2, errors.New("ping-restart"), "a b b c a b c a", true},
 		// unlimited: keeps trying until the test cancels after 20 tries.
-		{0, "a b b c a b c a b c a b c a b c a b c a", false},
+		{0, errors.New("ping-restart"), "a b b c a b c a b c a b c a b c a b c a", false},
+		// RESTART,[N] from the server: go on with the next remote.
+		{1, &restartError{nextRemote: true, err: errors.New("server restart")}, "a b c a b", true},
 	} {
 		states := newStateLog()
 		c := &Client{log: testLogger(t), events: states, retry: retryPolicy{maxPasses: tc.maxPasses, retryMax: time.Second}}
@@ -230,7 +233,7 @@ func TestConnectLoopAfterConnection(t *testing.T) {
 				cancel()
 			}
 			if len(tried) == 2 {
-				return true, errors.New("ping-restart")
+				return true, tc.breakErr
 			}
 			return false, errors.New("no response from server " + e.remote.Host)
 		})
@@ -240,7 +243,7 @@ func TestConnectLoopAfterConnection(t *testing.T) {
 		}
 		s := states.all()
 		if tc.failed {
-			if err == nil || s[len(s)-1] != StateFailed || !strings.Contains(states.last(), "no response from server a") {
+			if err == nil || s[len(s)-1] != StateFailed || !strings.Contains(states.last(), "no response from server") {
 				t.Errorf("max %d: err %v, states %v %q", tc.maxPasses, err, s, states.last())
 			}
 		} else if err != nil || s[len(s)-1] != StateDisconnected {

@@ -71,8 +71,12 @@ func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(con
 		if connected {
 			// A working connection broke: try the same remote again first
 			// (it worked a moment ago), then the others, like OpenVPN's
-			// SIGUSR1 restart.
+			// SIGUSR1 restart — unless the server said RESTART,[N]: then
+			// the next remote.
 			everConnected, failed = true, 0
+			if restartAdvances(err) {
+				i = (i + 1) % len(list)
+			}
 			c.setState(StateReconnecting, errText(err))
 			continue
 		}
