@@ -156,6 +156,8 @@ func (m *Manager) pingBackend(ctx context.Context, s *session) error {
 	select {
 	case <-s.busGone: // exiting on its own: watch removes the session
 		return errGeneric(textStopped)
+	case <-s.proc.Done():
+		return errGeneric(textStopped)
 	default:
 	}
 	m.log.Error("backend did not answer Ping; killing it", "session", s.path, "pid", s.backendPID, "err", err)
