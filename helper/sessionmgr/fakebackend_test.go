@@ -135,7 +135,12 @@ func (b *fakeBE) Ready() *dbus.Error {
 	return nil
 }
 
-func (b *fakeBE) Ping() (bool, *dbus.Error) { return true, nil }
+func (b *fakeBE) Ping() (bool, *dbus.Error) {
+	if b.mode == "deaf" {
+		select {} // a hung backend; the manager kills the process
+	}
+	return true, nil
+}
 
 func (b *fakeBE) Pause(reason string) *dbus.Error {
 	b.status3(api.StatusMinorConnPaused, "")

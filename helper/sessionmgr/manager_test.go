@@ -350,3 +350,23 @@ func TestLastSignalsOfADyingBackend(t *testing.T) {
 		t.Error("CONN_FAILED sent just before the backend exited was not re-emitted before SESS_DESTROYED")
 	}
 }
+
+// A backend that does not answer Ping is killed by the next method call,
+// which fails with "Backend VPN process did not respond"; the session is
+// closed with PROC_KILLED.
+func TestUnresponsiveBackendIsClosed(t *testing.T) {
+	r := newRig(t, "deaf", Options{CallTimeout: time.Second})
+	path, err := r.m.NewTunnel(0, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Ready", 0).Err
+	if !api.IsDomain(err, api.DomainGDBusPP) || errText(err) != "Backend VPN process did not respond" {
+		t.Errorf("Ready on a hung backend: %v", err)
+	}
+	st := r.waitSignal(t, "PROC_KILLED", isStatus(path, api.StatusMinorProcKilled))
+	if st.Body[2] != "Session closed, killed backend client" {
+		t.Errorf("final status %v", st.Body)
+	}
+	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+}
