@@ -2,9 +2,25 @@
 // <token>"): it owns net.openvpn.v3.backends.be<PID>, registers with the
 // session manager, reads its profile from the configuration manager, and on
 // Connect runs the OpenVPN engine with a TUN device obtained from netcfg. It
-// reports the engine's progress as StatusChange and Log signals sent to the
-// session manager only, and exits after Disconnect, after a fatal engine
-// error, or when the session manager disappears.
+// reports the engine's progress as StatusChange and Log signals sent only
+// to the session manager and the log service (it Attaches to the log
+// service and assigns its session there, so LogForward subscribers get its
+// events), and exits after Disconnect, after a fatal engine error, or when
+// the session manager disappears.
+//
+// The user-input queue (userinput.go, spec §6.5) holds typed slots for
+// what the profile or the server asks: username/password, the static
+// challenge response, the CRV1 dynamic challenge answer (queued when the
+// server's AUTH_FAILED carries one), the private-key passphrase (when the
+// engine reports the key locked) and HTTP proxy credentials. Ready fails
+// with net.openvpn.v3.error.ready while a slot is empty; AUTH_FAILED
+// without a challenge reports CONN_AUTH_FAILED with the server's reason and
+// asks for the credentials again, keeping the session.
+//
+// Pause stops the engine and with it the TUN device (nothing can flow or
+// leak through a device nobody serves); the session, its credentials and
+// its status CONN_PAUSED remain until Resume connects again. Restart
+// reconnects with a fresh engine.
 package backend
 
 import (

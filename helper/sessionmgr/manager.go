@@ -2,8 +2,20 @@
 // /net/openvpn/v3/sessions and one session object per VPN tunnel. For every
 // session it starts a backend process (helper/backend, re-executed from the
 // helper binary), waits for the backend to register over D-Bus, forwards
-// front-end calls to it, re-emits its signals from the session path, and
-// removes the session as soon as the process is gone, however it died.
+// front-end calls to it, and removes the session as soon as the process is
+// gone, however it died (Disconnect, exit, SIGKILL: SESS_DESTROYED follows
+// the process's exit and the end of its bus connection, both events).
+//
+// Signals follow openvpn3 (spec §1.5): SessionManagerEvent and the
+// sessions' AttentionRequired are broadcast; a session's StatusChange and
+// Log go only to the log service. Front-ends follow a session with
+// LogForward, which asks the log service (LogProxies) for a proxy that
+// sends the backend's Log/StatusChange unicast to the caller, from the
+// session path with the net.openvpn.v3.backends interface; proxies of
+// callers who lose access are removed at once.
+//
+// Access control (owner, ACL, public_access, restrict_log_access, the
+// backend Ping and polkit) is described in authz.go.
 package sessionmgr
 
 import (
