@@ -96,6 +96,19 @@ s3cret
 	}
 }
 
+// A server that never answers must be reported within seconds by default
+// (OpenVPN 3 Core's 10 s), not after OpenVPN 2's 120 s per address.
+func TestRemoteListDefaultPollTimeout(t *testing.T) {
+	p := testProfile(t, "proto udp\nremote a.example 1194\n")
+	list, _, err := buildRemoteList(p, Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].pollTimeout != 10*time.Second {
+		t.Fatalf("entries %+v, want one with a 10s server-poll-timeout", list)
+	}
+}
+
 func TestRemoteListErrors(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{"remote a.example 1194 udp\nhttp-proxy 10.0.0.1 3128\n", "http-proxy needs proto tcp"},

@@ -40,10 +40,6 @@ type options struct {
 	noEKM bool // tests only: do not announce TLS-EKM support
 }
 
-// noResponseTimeout bounds how long one attempt waits for the first
-// authenticated packet from the server before giving up on that address.
-const noResponseTimeout = 10 * time.Second
-
 func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) {
 	o := options{
 		remotes:      p.Remotes,
