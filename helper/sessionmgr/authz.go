@@ -89,8 +89,16 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 			}
 			return nil
 		}
-		if err := m.pingBackend(c.Ctx, s); err != nil {
-			return err
+		s.mu.Lock()
+		restarting := s.restartWait != nil
+		s.mu.Unlock()
+		if restarting && c.Member != "Disconnect" {
+			return errGeneric(textStopped)
+		}
+		if !restarting {
+			if err := m.pingBackend(c.Ctx, s); err != nil {
+				return err
+			}
 		}
 		if ok {
 			if controlMethods[c.Member] {

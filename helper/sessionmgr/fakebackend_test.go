@@ -17,7 +17,10 @@ import (
 // instead of the tests when fakeBackendEnv is set. The fake speaks the
 // backend protocol (registration, Ready/Connect/Disconnect, properties)
 // without an engine, so the manager can be tested on its own.
-const fakeBackendEnv = "SESSIONMGR_FAKE_BACKEND"
+const (
+	fakeBackendEnv = "SESSIONMGR_FAKE_BACKEND"
+	fakeMarkerEnv  = "SESSIONMGR_FAKE_MARKER"
+)
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeBackendEnv); mode != "" {
@@ -171,6 +174,15 @@ func (b *fakeBE) Connect() *dbus.Error {
 	go func() {
 		b.status3(api.StatusMinorConnConnecting, "")
 		b.status3(api.StatusMinorConnConnected, "")
+		if b.mode == "crashonce" {
+			// The first backend of the test dies once connected; the
+			// ones started again stay up.
+			marker := os.Getenv(fakeMarkerEnv)
+			if f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+				f.Close()
+				os.Exit(3)
+			}
+		}
 	}()
 	return nil
 }

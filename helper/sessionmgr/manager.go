@@ -50,6 +50,9 @@ type ProfileInfo struct {
 	// TransferOwnerSession: sessions belong to the profile's owner, the
 	// starting user is put on the session ACL (spec §5.3).
 	TransferOwnerSession bool
+	// AutoRestart: the profile's automatic-restart override is
+	// on-failure: a backend that dies is started again (spec §1.4).
+	AutoRestart bool
 }
 
 // Emitter sends signals from exported objects, broadcast (Emit) or to one
@@ -80,7 +83,18 @@ type Options struct {
 	Logs LogProxies
 	// Polkit, if set, is asked as described in authz.go.
 	Polkit Authorizer
+	// RestartDelay is the first automatic-restart delay (default 3 s);
+	// it doubles with every retry up to 768 s, as upstream.
+	RestartDelay time.Duration
 }
+
+// maxRestarts bounds automatic restarts in a row; the counter starts over
+// when the session had been connected for restartReset before the crash.
+const (
+	maxRestarts     = 10
+	restartReset    = 90 * time.Second
+	maxRestartDelay = 768 * time.Second
+)
 
 // busGoneTimeout bounds the wait for the bus to report a dead backend's
 // connection closed.
@@ -88,16 +102,17 @@ const busGoneTimeout = 2 * time.Second
 
 // Manager is the session manager service.
 type Manager struct {
-	conn     *dbus.Conn
-	log      *slog.Logger
-	profiles Profiles
-	launcher Launcher
-	cleanup  func(pid uint32)
-	logs     LogProxies
-	polkit   Authorizer
-	startTO  time.Duration
-	callTO   time.Duration
-	stopTO   time.Duration
+	conn         *dbus.Conn
+	log          *slog.Logger
+	profiles     Profiles
+	launcher     Launcher
+	cleanup      func(pid uint32)
+	logs         LogProxies
+	polkit       Authorizer
+	startTO      time.Duration
+	callTO       time.Duration
+	stopTO       time.Duration
+	restartDelay time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -135,16 +150,17 @@ func New(opts Options) (*Manager, error) {
 		return nil, errors.New("sessionmgr: Conn, Profiles and Launcher are required")
 	}
 	m := &Manager{
-		conn:     opts.Conn,
-		log:      opts.Logger,
-		profiles: opts.Profiles,
-		launcher: opts.Launcher,
-		cleanup:  opts.CleanupPID,
-		logs:     opts.Logs,
-		polkit:   opts.Polkit,
-		startTO:  opts.StartTimeout,
-		callTO:   opts.CallTimeout,
-		stopTO:   opts.StopTimeout,
+		conn:         opts.Conn,
+		log:          opts.Logger,
+		profiles:     opts.Profiles,
+		launcher:     opts.Launcher,
+		cleanup:      opts.CleanupPID,
+		logs:         opts.Logs,
+		polkit:       opts.Polkit,
+		startTO:      opts.StartTimeout,
+		callTO:       opts.CallTimeout,
+		stopTO:       opts.StopTimeout,
+		restartDelay: opts.RestartDelay,
 		// godbus delivers out of order once a channel is full: keep
 		// plenty of room so the backend's signals stay in sequence.
 		sigs:      make(chan *dbus.Signal, 1024),
@@ -169,6 +185,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if m.stopTO <= 0 {
 		m.stopTO = 5 * time.Second
+	}
+	if m.restartDelay <= 0 {
+		m.restartDelay = 3 * time.Second
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	// Backends send their signals unicast to us, so no match rule is needed
@@ -276,8 +295,15 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 	if err != nil {
 		return "", err
 	}
+	return m.start(uid, info, configPath, api.NewSessionPath(), nil)
+}
+
+// start launches a backend and makes the session object at path. With
+// prev (an automatic restart) the new session takes over prev's path,
+// owner, ACL and settings and replaces it without SESS_CREATED.
+func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session) (dbus.ObjectPath, error) {
+	var err error
 	token := api.NewSessionToken()
-	path := api.NewSessionPath()
 	reg := make(chan registration, 1)
 	m.mu.Lock()
 	if m.closed {
@@ -285,7 +311,7 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 		return "", errRequest(textCouldNotStart)
 	}
 	for _, s := range m.sessions {
-		if s.configPath == configPath && s.access().visible(uid) {
+		if prev == nil && s.configPath == configPath && s.access().visible(uid) {
 			m.mu.Unlock()
 			return "", errGeneric(textAlreadyRunning)
 		}
@@ -346,8 +372,15 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 		owner:             uid,
 		restrictLogAccess: true,
 		logVerbosity:      api.MaxLogLevel,
+		autoRestart:       info.AutoRestart,
 	}
-	if info.TransferOwnerSession && info.Owner != uid {
+	if prev != nil {
+		prev.mu.Lock()
+		s.created, s.owner, s.acl, s.publicAccess = prev.created, prev.owner, slices.Clone(prev.acl), prev.publicAccess
+		s.restrictLogAccess, s.logVerbosity, s.dco, s.dcoSet = prev.restrictLogAccess, prev.logVerbosity, prev.dco, prev.dcoSet
+		s.restarts = prev.restarts
+		prev.mu.Unlock()
+	} else if info.TransferOwnerSession && info.Owner != uid {
 		// The profile owner owns the session; the starting user may
 		// use it and read its log (spec §5.3).
 		s.owner = info.Owner
@@ -380,12 +413,25 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 		return fail("shutting down")
 	}
 	s.configName = name
+	if prev != nil {
+		if m.sessions[path] != prev {
+			return fail("the session was closed while restarting")
+		}
+		if m.objects != nil {
+			m.objects.unexportSession(prev)
+		}
+	}
 	if m.objects != nil {
 		if err := m.objects.exportSession(s); err != nil {
 			return fail("export session object", "err", err)
 		}
 	}
 	m.sessions[path] = s
+	if prev != nil {
+		close(prev.gone)
+		m.log.Info("session backend restarted", "session", path, "backend_pid", r.pid, "restarts", s.restarts)
+		return path, nil
+	}
 	_ = m.emit.Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
 		path, uint16(api.SessionEventCreated), s.owner)
 	m.log.Info("session created", "session", path, "config", configPath, "name", name, "owner", s.owner, "started_by", uid, "backend_pid", r.pid)
@@ -455,37 +501,155 @@ func (m *Manager) watch(token string, proc Process) {
 	delete(m.byToken, token)
 	delete(m.byBackend, s.backend)
 	exported := m.sessions[s.path] == s
+	closed := m.closed
+	m.mu.Unlock()
+	if !exported {
+		close(s.gone)
+		return
+	}
+	s.mu.Lock()
+	st := api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"}
+	restart := false
+	switch {
+	case s.killed:
+		st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
+			Message: "Session closed, killed backend client"}
+	case !s.stopping:
+		st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
+			Message: "Session closed, backend client " + proc.ExitReason()}
+		if s.autoRestart && !closed {
+			if !s.connectedAt.IsZero() && time.Since(s.connectedAt) > restartReset {
+				s.restarts = 0
+			}
+			if s.restarts < maxRestarts {
+				restart = true
+				s.restarts++
+				s.restartWait = make(chan struct{})
+				st.Message = "Backend client " + proc.ExitReason() + ", restarting"
+			}
+		}
+	}
+	s.status = st
+	s.mu.Unlock()
+	if restart {
+		m.toLogService(s.path, "StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
+		m.log.Warn("backend died; restarting it", "session", s.path, "pid", pid, "exit", proc.ExitReason())
+		m.wg.Add(1)
+		go m.restartLater(s)
+		return
+	}
+	m.removeSession(s, st)
+	m.log.Info("session destroyed", "session", s.path, "backend_pid", pid, "exit", proc.ExitReason())
+}
+
+// removeSession removes an exported session whose backend is gone and
+// announces it with its final status and SESS_DESTROYED.
+func (m *Manager) removeSession(s *session, st api.Status) {
+	m.mu.Lock()
+	exported := m.sessions[s.path] == s
 	if exported {
 		delete(m.sessions, s.path)
 		if m.objects != nil {
 			m.objects.unexportSession(s)
 		}
-		st := api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"}
-		s.mu.Lock()
-		switch {
-		case s.killed:
-			st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
-				Message: "Session closed, killed backend client"}
-		case !s.stopping:
-			st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
-				Message: "Session closed, backend client " + proc.ExitReason()}
-		}
-		s.status = st
-		s.mu.Unlock()
 	}
 	m.mu.Unlock()
-	close(s.gone)
+	s.mu.Lock()
+	s.status = st
+	owner := s.owner
+	s.mu.Unlock()
+	select {
+	case <-s.gone:
+	default:
+		close(s.gone)
+	}
 	m.dropForwards(s)
 	if exported {
-		s.mu.Lock()
-		st, owner := s.status, s.owner
-		s.mu.Unlock()
 		m.toLogService(s.path, "StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
 		_ = m.emitter().Emit(api.PathSessions, api.InterfaceSessions, "SessionManagerEvent",
 			s.path, uint16(api.SessionEventDestroyed), owner)
 	}
-	if exported {
-		m.log.Info("session destroyed", "session", s.path, "backend_pid", pid, "exit", proc.ExitReason())
+}
+
+// restartLater starts a dead session's backend again after the backoff
+// (automatic-restart=on-failure), reusing the session path, then makes it
+// ready, re-creates the log forwards and connects. Disconnect during the
+// wait abandons the restart (stopSession closes restartWait).
+func (m *Manager) restartLater(prev *session) {
+	defer m.wg.Done()
+	prev.mu.Lock()
+	n, wait := prev.restarts, prev.restartWait
+	owner := prev.owner
+	prev.mu.Unlock()
+	delay := min(maxRestartDelay, m.restartDelay<<(n-1))
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-wait:
+		return
+	case <-m.ctx.Done():
+		return
+	}
+	giveUp := func(why string, err error) {
+		m.log.Error("automatic restart failed: "+why, "session", prev.path, "err", err)
+		m.removeSession(prev, api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
+			Message: "Session closed, backend client could not be restarted"})
+	}
+	info, err := m.profiles.UseProfile(prev.configPath, owner)
+	if err != nil {
+		giveUp("profile no longer usable", err)
+		return
+	}
+	if _, err := m.start(owner, info, prev.configPath, prev.path, prev); err != nil {
+		select {
+		case <-wait: // disconnected meanwhile
+			return
+		default:
+		}
+		prev.mu.Lock()
+		again := prev.restarts < maxRestarts
+		if again {
+			prev.restarts++
+		}
+		prev.mu.Unlock()
+		if again {
+			m.wg.Add(1)
+			go m.restartLater(prev)
+			return
+		}
+		giveUp("no more retries", err)
+		return
+	}
+	s := m.session(prev.path)
+	if s == nil {
+		return
+	}
+	prev.mu.Lock()
+	forwards := prev.forwards
+	prev.mu.Unlock()
+	if m.logs != nil {
+		for sender, f := range forwards {
+			ctx, cancel := m.callCtx()
+			p, err := m.logs.ProxyLogEvents(ctx, sender, s.path)
+			cancel()
+			if err != nil {
+				continue // the subscriber left meanwhile
+			}
+			s.mu.Lock()
+			if s.forwards == nil {
+				s.forwards = map[string]logForward{}
+			}
+			s.forwards[sender] = logForward{path: p, uid: f.uid}
+			s.mu.Unlock()
+		}
+	}
+	if err := m.Ready(s); err != nil {
+		m.log.Warn("restarted backend is not ready; waiting for the user", "session", s.path, "err", err)
+		return
+	}
+	if err := m.Connect(s); err != nil {
+		m.log.Warn("restarted backend did not connect", "session", s.path, "err", err)
 	}
 }
 
@@ -494,7 +658,14 @@ func (m *Manager) watch(token string, proc Process) {
 func (m *Manager) stopSession(ctx context.Context, s *session) {
 	s.mu.Lock()
 	s.stopping = true
+	wait := s.restartWait
 	s.mu.Unlock()
+	if wait != nil {
+		// No backend: waiting for an automatic restart. Abandon it.
+		close(wait)
+		m.removeSession(s, api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"})
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, m.callTO)
 	err := m.backendObj(s).CallWithContext(cctx, api.InterfaceBackends+".Disconnect", 0).Err
 	cancel()
@@ -598,6 +769,9 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 		st := api.Status{Major: api.StatusMajor(major), Minor: api.StatusMinor(minor), Message: msg}
 		s.mu.Lock()
 		s.status = st
+		if st.Minor == api.StatusMinorConnConnected {
+			s.connectedAt = time.Now()
+		}
 		s.mu.Unlock()
 		m.log.Info("session status", "session", s.path, "status", st.String())
 		// Re-emitted to the log service only (spec §1.5): front-ends get

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,9 @@ import (
 
 const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
 
+// testConfigRestart has automatic-restart=on-failure.
+const testConfigRestart dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x3333"
+
 // testConfigTransfer belongs to uid 2000 and has transfer_owner_session.
 const testConfigTransfer dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x2222"
 
@@ -28,6 +32,9 @@ type allowProfiles struct{}
 func (allowProfiles) UseProfile(path dbus.ObjectPath, uid uint32) (ProfileInfo, error) {
 	if uid == 4242 {
 		return ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
+	}
+	if path == testConfigRestart {
+		return ProfileInfo{Name: "profile", Owner: uid, AutoRestart: true}, nil
 	}
 	if path == testConfigTransfer {
 		return ProfileInfo{Name: "profile", Owner: 2000, TransferOwnerSession: true}, nil
@@ -99,7 +106,9 @@ func newRigWith(t *testing.T, mode string, opts Options, realLog bool) *testRig 
 	opts.Conn = conn
 	opts.Logger = logger
 	opts.Profiles = allowProfiles{}
-	opts.Launcher = fakeLauncher(mode, addr)
+	launcher := fakeLauncher(mode, addr)
+	launcher.Env = append(launcher.Env, fakeMarkerEnv+"="+filepath.Join(t.TempDir(), "crashed"))
+	opts.Launcher = launcher
 	opts.CleanupPID = rig.cleaned.add
 	if opts.Logs == nil {
 		opts.Logs = newFakeLogs()
@@ -369,4 +378,81 @@ func TestUnresponsiveBackendIsClosed(t *testing.T) {
 		t.Errorf("final status %v", st.Body)
 	}
 	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+}
+
+// automatic-restart=on-failure: a backend that dies is started again after
+// the backoff under the same session path (no SESS_DESTROYED), ready and
+// connected again, with the LogForward subscriptions re-created.
+func TestAutomaticRestart(t *testing.T) {
+	r := newRig(t, "crashonce", Options{RestartDelay: 50 * time.Millisecond})
+	path, err := r.m.NewTunnel(0, testConfigRestart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := r.m.session(path)
+	if err := r.m.LogForward(context.Background(), first, r.client.Names()[0], 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Connect(first); err != nil {
+		t.Fatal(err)
+	}
+	r.waitSignal(t, "restart announced", func(s *dbus.Signal) bool {
+		if isSessionEvent(path, api.SessionEventDestroyed)(s) {
+			t.Fatal("SESS_DESTROYED for a session that restarts")
+		}
+		return isStatus(path, api.StatusMinorProcKilled)(s) && strings.Contains(s.Body[2].(string), "restarting")
+	})
+	deadline := time.Now().Add(20 * time.Second) // a hung restart, not a speed check
+	for {
+		s := r.m.session(path)
+		if s != nil && s != first {
+			s.mu.Lock()
+			st, fw := s.status, len(s.forwards)
+			s.mu.Unlock()
+			if st.Minor == api.StatusMinorConnConnected {
+				if s.backendPID == first.backendPID {
+					t.Error("same backend pid after a restart")
+				}
+				if fw != 1 {
+					t.Errorf("%d log forwards after the restart, want 1", fw)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("session not connected again after the backend died")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.m.Disconnect(r.m.session(path)); err != nil {
+		t.Fatal(err)
+	}
+	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+}
+
+// Disconnect while a restart is pending abandons it and removes the
+// session.
+func TestDisconnectDuringRestartWait(t *testing.T) {
+	r := newRig(t, "crashonce", Options{RestartDelay: time.Hour})
+	path, err := r.m.NewTunnel(0, testConfigRestart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Connect(r.m.session(path)); err != nil {
+		t.Fatal(err)
+	}
+	r.waitSignal(t, "restart announced", func(s *dbus.Signal) bool {
+		return isStatus(path, api.StatusMinorProcKilled)(s) && strings.Contains(s.Body[2].(string), "restarting")
+	})
+	obj := r.client.Object(api.ServiceSessions, path)
+	if err := obj.Call(api.InterfaceSessions+".Ready", 0).Err; errText(err) != textStopped {
+		t.Errorf("Ready while restarting: %v", err)
+	}
+	if err := obj.Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
+		t.Fatalf("Disconnect while restarting: %v", err)
+	}
+	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+	if r.m.session(path) != nil {
+		t.Error("session kept after Disconnect")
+	}
 }

@@ -56,6 +56,13 @@ type session struct {
 	forwards map[string]logForward
 	// killed: the manager killed the backend (it did not answer).
 	killed bool
+	// Automatic restart (automatic-restart=on-failure): restarts in a
+	// row, when the session was last connected, and while a restart is
+	// pending a channel Disconnect closes to abandon it.
+	autoRestart bool
+	restarts    int
+	connectedAt time.Time
+	restartWait chan struct{}
 }
 
 type logForward struct {

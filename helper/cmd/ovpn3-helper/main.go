@@ -163,7 +163,9 @@ func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.Profi
 	if !ok || !info.CanUse(uid) {
 		return sessionmgr.ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
 	}
-	return sessionmgr.ProfileInfo{Name: info.Name, Owner: info.Owner, TransferOwnerSession: info.TransferOwnerSession}, nil
+	restart, _ := info.Overrides["automatic-restart"].(string)
+	return sessionmgr.ProfileInfo{Name: info.Name, Owner: info.Owner, TransferOwnerSession: info.TransferOwnerSession,
+		AutoRestart: restart == "on-failure"}, nil
 }
 
 // runBackend is "ovpn3-helper backend [--log-level N] <token>".
