@@ -236,3 +236,56 @@ func TestKillBackendPromptly(t *testing.T) {
 	}
 	waitClean(t, st.Pair, 15*time.Second)
 }
+
+// TestAutomaticRestart: with the automatic-restart=on-failure override a
+// SIGKILLed backend is started again under the same session path and the
+// tunnel comes back (no SESS_DESTROYED).
+func TestAutomaticRestart(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	st := testbed.NewStack(t, bin, testbed.VariantA)
+	w := watch(t, st)
+	importProfile(t, st, testbed.VariantA, "e2e-restart")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var cfgs []dbus.ObjectPath
+	if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
+		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, "e2e-restart").Store(&cfgs); err != nil || len(cfgs) != 1 {
+		t.Fatalf("LookupConfigName: %v %v", cfgs, err)
+	}
+	if err := st.Conn.Object(api.ServiceConfiguration, cfgs[0]).CallWithContext(ctx, api.InterfaceConfiguration+".SetOverride", 0,
+		"automatic-restart", dbus.MakeVariant("on-failure")).Err; err != nil {
+		t.Fatalf("SetOverride: %v", err)
+	}
+	path := connect(t, st, w, "e2e-restart")
+	v, err := st.SessionProperty(ctx, path, "backend_pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := v.Value().(uint32)
+	if err := syscall.Kill(int(pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if v, err := st.SessionProperty(ctx, path, "backend_pid"); err == nil && v.Value() != pid &&
+			sessionStatus(t, st, path).Minor == api.StatusMinorConnConnected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s not reconnected after its backend was killed", path)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, s := range w.Signals() {
+		if isSessionEvent(path, api.SessionEventDestroyed)(s) {
+			t.Error("SESS_DESTROYED for a session that restarts")
+		}
+	}
+	transfer(t, st.Pair, 1<<20)
+	if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+	waitClean(t, st.Pair, 10*time.Second)
+}
