@@ -144,23 +144,50 @@ func runSessionStart(ctx context.Context, args []string) error {
 		defer cancel()
 		_ = sessionCall(dctx, conn, path, "Disconnect")
 	}
-	if err := sessionReady(ctx, conn, path); err != nil {
-		disconnect()
-		return err
-	}
-	if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
-		disconnect()
-		return fmt.Errorf("connect: %w", err)
-	}
 	if *background {
+		if err := sessionReady(ctx, conn, path); err != nil {
+			disconnect()
+			return err
+		}
+		if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
+			disconnect()
+			return fmt.Errorf("connect: %w", err)
+		}
 		fmt.Fprintln(stdout, "Connecting in the background")
 		return nil
 	}
-	err = waitConnected(ctx, conn, path, sigs, *timeout)
+	err = connectSession(ctx, conn, path, sigs, *timeout)
 	if err != nil && !errors.Is(err, errSessionGone) {
 		disconnect()
 	}
 	return err
+}
+
+// errNeedInput: after Connect the backend asks for user input again (a
+// dynamic challenge, a rejected passphrase).
+var errNeedInput = errors.New("the session needs user input")
+
+// connectSession is openvpn3's start_session(): up to ten rounds of
+// filling the user-input queue until Ready passes, Connect, and waiting for
+// the outcome; a round ends early when the backend asks for more input.
+func connectSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, sigs <-chan *dbus.Signal, timeout time.Duration) error {
+	for round := 0; round < 10; round++ {
+		if err := sessionReady(ctx, conn, path); err != nil {
+			return err
+		}
+		// The status before Connect is stale once Connect returns: a
+		// previous CONN_AUTH_FAILED must not end this round.
+		var before sessionStatus
+		_ = sessionProp(ctx, conn, path, "status", &before)
+		if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		err := waitConnected(ctx, conn, path, sigs, timeout, before.api())
+		if !errors.Is(err, errNeedInput) {
+			return err
+		}
+	}
+	return errors.New("the session still asks for input after ten rounds")
 }
 
 // sessionReady calls Ready until the backend is ready, asking the user for
@@ -253,19 +280,31 @@ var errSessionGone = errors.New("session ended")
 
 // waitConnected follows the session's status (signals, plus polling) until
 // it is connected, fails, disappears, or the timeout or ctx ends.
-func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, sigs <-chan *dbus.Signal, timeout time.Duration) error {
+//
+// stale is the status from before Connect: until the status changes it
+// ends nothing. CFG_REQUIRE_USER after a change returns errNeedInput.
+func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, sigs <-chan *dbus.Signal, timeout time.Duration, stale api.Status) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(statusPollInterval)
 	defer poll.Stop()
 	var last api.Status
+	changed := false
 	// handle reports a status; done is true when waiting is over.
 	handle := func(st api.Status) (done bool, err error) {
+		if !changed {
+			if st == stale && st.Minor != api.StatusMinorConnConnected {
+				return false, nil
+			}
+			changed = true
+		}
 		if st != last {
 			last = st
 			fmt.Fprintf(stdout, "  %s\n", st)
 		}
 		switch st.Minor {
+		case api.StatusMinorCfgRequireUser:
+			return true, errNeedInput
 		case api.StatusMinorConnConnected:
 			printConnected(ctx, conn, path)
 			return true, nil

@@ -112,13 +112,7 @@ func startSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, ti
 	conn.Signal(sigs)
 	defer conn.RemoveSignal(sigs)
 	followSession(ctx, conn, path)
-	if err := sessionReady(ctx, conn, path); err != nil {
-		return err
-	}
-	if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	return waitConnected(ctx, conn, path, sigs, timeout)
+	return connectSession(ctx, conn, path, sigs, timeout)
 }
 
 // ---- session-acl ----
