@@ -180,6 +180,11 @@ func connectSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, 
 		var before sessionStatus
 		_ = sessionProp(ctx, conn, path, "status", &before)
 		if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
+			if strings.Contains(api.ErrorText(err), "PEM_PASSWORD_FAIL") {
+				// The backend asks for the passphrase again.
+				fmt.Fprintln(os.Stderr, "Incorrect private key passphrase")
+				continue
+			}
 			return fmt.Errorf("connect: %w", err)
 		}
 		err := waitConnected(ctx, conn, path, sigs, timeout, before.api())
