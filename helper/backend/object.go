@@ -117,7 +117,7 @@ func (b *Backend) iface() *busobj.Interface {
 				}},
 			{Name: "UserInputProvide", In: []busobj.Arg{u("type"), u("group"), u("id"), s("value")},
 				Handler: func(c *busobj.Call) ([]any, error) {
-					return nil, b.queue().provide(c.Args[0].(uint32), c.Args[1].(uint32), c.Args[2].(uint32), c.Args[3].(string))
+					return nil, b.provideInput(c.Args[0].(uint32), c.Args[1].(uint32), c.Args[2].(uint32), c.Args[3].(string))
 				}},
 		},
 		Signals: []busobj.Signal{
@@ -302,12 +302,16 @@ func (b *Backend) queue() *inputQueue {
 func (b *Backend) ready() error {
 	b.mu.Lock()
 	registered := b.prof != nil
+	webAuth := b.webAuthPendingLocked()
 	b.mu.Unlock()
 	if !registered {
 		return errClient(textNotInitialized)
 	}
 	if b.queue().pending() {
 		return api.Error(api.DomainReady, textMissingCreds)
+	}
+	if webAuth {
+		return api.Error(api.DomainReady, textPendingWebAuth)
 	}
 	return nil
 }

@@ -36,13 +36,16 @@ func (b *Backend) connect() error {
 	}
 	creds := q.credentials()
 	q.challengeUsed()
+	q.dropAuthPending() // a CR_TEXT answer belongs to the handshake that asked
+	// events also implements engine.AuthEvents (authpending.go).
 	client, err := engine.New(engine.Config{
-		Profile:     prof,
-		Credentials: creds,
-		Tun:         tunProvider{b},
-		Events:      events{b},
-		Logger:      b.engineLog,
-		Version:     b.opts.Version,
+		Profile:          prof,
+		Credentials:      creds,
+		ProxyCredentials: q.proxyCredentials(),
+		Tun:              tunProvider{b},
+		Events:           events{b},
+		Logger:           b.engineLog,
+		Version:          b.opts.Version,
 	})
 	if errors.Is(err, engine.ErrKeyPassphraseWrong) || errors.Is(err, engine.ErrKeyPassphraseNeeded) {
 		// Ask again; the session stays (CONN_FAILED would end it).
@@ -189,6 +192,10 @@ func (e events) State(s engine.State, detail string) {
 	b.state, b.hasState = s, true
 	quiet := b.pausing || b.restarting
 	b.mu.Unlock()
+	if s != engine.StateWaitingForServer {
+		// The handshake a CR_TEXT slot belonged to is over.
+		b.queue().dropAuthPending()
+	}
 	detail = sanitize(detail)
 	conn := api.StatusMajorConnection
 	if quiet && s == engine.StateDisconnected {

@@ -23,6 +23,7 @@ const (
 	slotProxyPass       = "http_proxy_pass"
 	slotDynamic         = "dynamic_challenge"
 	slotDynamicCookie   = "dynamic_challenge_cookie"
+	slotAuthPending     = "auth_pending"
 	credentialsNeeded   = "Username/password credentials needed"
 	dynamicChallengeMsg = "Dynamic Challenge"
 )
@@ -83,7 +84,9 @@ func newInputQueue(p *profile.Profile, keyLocked bool) *inputQueue {
 	if keyLocked {
 		q.add(cred, pk, slotPKPassphrase, "Private key passphrase", true)
 	}
-	if hp := p.HTTPProxy; hp != nil && (hp.AuthFile == "auto" || hp.AuthFile == "auto-nct") && hp.UserPass == "" {
+	// "auto"/"auto-nct": the engine presents them after the proxy's 407;
+	// "stdin": with the first CONNECT (it cannot start without them).
+	if hp := p.HTTPProxy; hp != nil && (hp.AuthFile == "auto" || hp.AuthFile == "auto-nct" || hp.AuthFile == "stdin") && hp.UserPass == "" {
 		q.add(cred, proxy, slotProxyUser, "HTTP proxy username", false)
 		q.add(cred, proxy, slotProxyPass, "HTTP proxy password", true)
 	}
@@ -128,6 +131,8 @@ func (q *inputQueue) requests() []request {
 			out = append(out, request{g, "", "HTTP proxy credentials"})
 		case api.AttentionGroupChallengeDynamic:
 			out = append(out, request{g, s.description, dynamicChallengeMsg})
+		case api.AttentionGroupChallengeAuthPending:
+			out = append(out, request{g, s.description, s.description})
 		}
 	}
 	return out
@@ -154,12 +159,66 @@ func (q *inputQueue) dropDynamic() {
 	})
 }
 
+// setAuthPending queues the slot for the answer to the server's CR_TEXT
+// challenge (AUTH_PENDING), replacing an earlier one: spec §6.5 puts it
+// in CHALLENGE_AUTH_PENDING, not CHALLENGE_DYNAMIC, because it is answered
+// during the running handshake (the value goes straight to the server),
+// while a CRV1 dynamic challenge is answered by a new Connect.
+func (q *inputQueue) setAuthPending(text string, hidden bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.dropAuthPendingLocked()
+	q.add(uint32(api.AttentionTypeCredentials), uint32(api.AttentionGroupChallengeAuthPending), slotAuthPending, text, hidden)
+}
+
+// dropAuthPending removes the CR_TEXT slot: its answer belongs to one
+// handshake, and once that is over (connected, failed, reconnecting) the
+// server no longer waits for it.
+func (q *inputQueue) dropAuthPending() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.dropAuthPendingLocked()
+}
+
+func (q *inputQueue) dropAuthPendingLocked() {
+	q.slots = slices.DeleteFunc(q.slots, func(s *slot) bool {
+		return s.group == uint32(api.AttentionGroupChallengeAuthPending)
+	})
+}
+
+// unprovide empties a slot again (an answer that could not be delivered).
+func (q *inputQueue) unprovide(typ, group, id uint32) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s := q.find(typ, group, id); s != nil {
+		s.provided, s.value = false, ""
+	}
+}
+
+// slotName is the name of slot (typ, group, id), "" if there is none.
+func (q *inputQueue) slotName(typ, group, id uint32) string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s := q.find(typ, group, id); s != nil {
+		return s.name
+	}
+	return ""
+}
+
+// proxyCredentials are the HTTP proxy credentials the user provided.
+func (q *inputQueue) proxyCredentials() engine.Credentials {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return engine.Credentials{Username: q.valueLocked(slotProxyUser), Password: q.valueLocked(slotProxyPass)}
+}
+
 // reset asks for the credentials again (after an authentication failure);
-// a pending dynamic challenge is dropped.
+// a pending dynamic or CR_TEXT challenge is dropped.
 func (q *inputQueue) reset() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.dropDynamic()
+	q.dropAuthPendingLocked()
 	for _, s := range q.slots {
 		switch s.name {
 		case slotUsername, slotPassword, slotStatic:
