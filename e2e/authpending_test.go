@@ -106,6 +106,16 @@ func isStatusMsg(path dbus.ObjectPath, major api.StatusMajor, minor api.StatusMi
 	}
 }
 
+// after matches only signals recorded after the first n (Wait offers
+// them in order, from the start of the watch).
+func after(n int, match func(*dbus.Signal) bool) func(*dbus.Signal) bool {
+	i := 0
+	return func(s *dbus.Signal) bool {
+		i++
+		return i > n && match(s)
+	}
+}
+
 // newSession starts a session of an imported profile on the stack's own
 // connection and returns its object.
 func newSession(t *testing.T, st *testbed.Stack, name string) (dbus.ObjectPath, dbus.BusObject) {
@@ -348,8 +358,26 @@ func TestHTTPProxyCredentials(t *testing.T) {
 	importProfile(t, st, testbed.VariantA, name, "http-proxy 127.0.0.1 "+port+" auto basic")
 	path, sess := newSession(t, st, name)
 	waitSignal(t, w, 10*time.Second, "AttentionRequired HTTP_PROXY_CREDS", isAttention(path, api.AttentionGroupHTTPProxyCreds, ""))
+	waitSignal(t, w, 10*time.Second, "CFG_REQUIRE_USER HTTP proxy credentials",
+		isStatusMsg(path, api.StatusMajorConnection, api.StatusMinorCfgRequireUser, "HTTP proxy credentials"))
 	if err := sessCall(sess, "Ready").Err; !api.IsDomain(err, api.DomainReady) {
 		t.Fatalf("Ready before the proxy credentials: %v", err)
+	}
+	// A wrong password: the proxy's 407 asks for the credentials again
+	// and the session stays.
+	provideAll(t, sess, map[string]string{"http_proxy_user": user, "http_proxy_pass": "wrong"})
+	if err := sessCall(sess, "Ready").Err; err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	mark := len(w.Signals())
+	if err := sessCall(sess, "Connect").Err; err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	waitSignal(t, w, 60*time.Second, "CFG_REQUIRE_USER after the proxy refused the credentials", after(mark,
+		isStatusMsg(path, api.StatusMajorConnection, api.StatusMinorCfgRequireUser, "HTTP proxy credentials")))
+	waitSignal(t, w, 10*time.Second, "AttentionRequired HTTP_PROXY_CREDS again", after(mark, isAttention(path, api.AttentionGroupHTTPProxyCreds, "")))
+	if err := sessCall(sess, "Ready").Err; !api.IsDomain(err, api.DomainReady) {
+		t.Fatalf("Ready after the proxy refused the credentials: %v", err)
 	}
 	provideAll(t, sess, map[string]string{"http_proxy_user": user, "http_proxy_pass": pass})
 	if err := sessCall(sess, "Ready").Err; err != nil {
@@ -367,9 +395,10 @@ func TestHTTPProxyCredentials(t *testing.T) {
 	if !isStatus(api.StatusMajorConnection, api.StatusMinorConnConnected)(end) {
 		t.Fatalf("not connected: %s; proxy saw Proxy-Authorization %q", testbed.FormatSignal(end), auths)
 	}
-	// "auto": the first CONNECT goes without credentials, the 407 brings them.
-	if len(auths) != 2 || auths[0] != "" || auths[1] != proxy.want {
-		t.Errorf("proxy saw Proxy-Authorization %q, want none and then %q", auths, proxy.want)
+	// "auto": each first CONNECT goes without credentials, the 407 brings them.
+	wrong := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":wrong"))
+	if want := []string{"", wrong, "", proxy.want}; !slices.Equal(auths, want) {
+		t.Errorf("proxy saw Proxy-Authorization %q, want %q", auths, want)
 	}
 	if len(targets) == 0 || targets[len(targets)-1] != net.JoinHostPort(testbed.ServerIP4, "1194") {
 		t.Errorf("proxy saw CONNECT to %q", targets)

@@ -104,3 +104,24 @@ func (b *Backend) provideInput(typ, group, id uint32, value string) error {
 func (b *Backend) webAuthPendingLocked() bool {
 	return b.status.Major == api.StatusMajorSession && b.status.Minor == api.StatusMinorSessAuthURL
 }
+
+// proxyAuthText is how the engine's error reads when the HTTP proxy
+// answered 407 to our credentials or their absence (the engine does not
+// export the error value).
+const proxyAuthText = "http proxy: authentication required"
+
+// proxyAuthFailed handles an engine failure caused by the HTTP proxy's
+// authentication: when the credentials came from the user-input queue,
+// they are asked for again (CFG_REQUIRE_USER "HTTP proxy credentials", as
+// upstream's PROXY_NEED_CREDS) and the session stays.
+func (b *Backend) proxyAuthFailed(detail string) bool {
+	if !strings.Contains(detail, proxyAuthText) || !b.queue().resetProxy() {
+		return false
+	}
+	b.mu.Lock()
+	b.proxyRetry = true
+	b.mu.Unlock()
+	b.log.Warn("the HTTP proxy refused the credentials", "detail", detail)
+	b.announceInput()
+	return true
+}

@@ -105,3 +105,25 @@ func TestProxyCredentialSlots(t *testing.T) {
 		t.Error("inline proxy credentials asked for")
 	}
 }
+
+// A proxy that refuses the credentials: with proxy slots they are asked
+// for again and the session stays; without (inline credentials) it is
+// CONN_FAILED.
+func TestProxyAuthFailed(t *testing.T) {
+	const detail = "connect 198.18.0.1:1194/tcp via http-proxy 127.0.0.1:3128: http proxy 127.0.0.1:3128: http proxy: authentication required (credentials refused)"
+	b := quietBackend(&profile.Profile{HTTPProxy: &profile.HTTPProxy{Host: "127.0.0.1", Port: "3128", AuthFile: "auto"}})
+	_ = b.inputs.provide(1, 2, 0, "u")
+	_ = b.inputs.provide(1, 2, 1, "p")
+	events{b}.State(engine.StateFailed, detail)
+	if b.status.Minor != api.StatusMinorCfgRequireUser || b.status.Message != "HTTP proxy credentials" || !b.proxyRetry {
+		t.Errorf("status %s, retry %v", b.status, b.proxyRetry)
+	}
+	if got := b.inputs.check(1, 2); len(got) != 2 {
+		t.Errorf("proxy slots not asked again: %v", got)
+	}
+	b = quietBackend(&profile.Profile{HTTPProxy: &profile.HTTPProxy{Host: "127.0.0.1", Port: "3128", AuthFile: "[inline]", UserPass: "u\np\n"}})
+	events{b}.State(engine.StateFailed, detail)
+	if b.status.Minor != api.StatusMinorConnFailed || b.proxyRetry {
+		t.Errorf("inline credentials refused: status %s, retry %v", b.status, b.proxyRetry)
+	}
+}

@@ -12,10 +12,15 @@
 // what the profile or the server asks: username/password, the static
 // challenge response, the CRV1 dynamic challenge answer (queued when the
 // server's AUTH_FAILED carries one), the private-key passphrase (when the
-// engine reports the key locked) and HTTP proxy credentials. Ready fails
-// with net.openvpn.v3.error.ready while a slot is empty; AUTH_FAILED
-// without a challenge reports CONN_AUTH_FAILED with the server's reason and
-// asks for the credentials again, keeping the session.
+// engine reports the key locked) and HTTP proxy credentials (asked again
+// when the proxy refuses them). Ready fails with net.openvpn.v3.error.ready
+// while a slot is empty; AUTH_FAILED without a challenge reports
+// CONN_AUTH_FAILED with the server's reason and asks for the credentials
+// again, keeping the session. A server holding the login with
+// AUTH_PENDING (authpending.go) is surfaced as upstream does: WEB_AUTH and
+// OPEN_URL as SESSION/SESS_AUTH_URL with the URL (Ready: "Pending web
+// authentication"), CR_TEXT as a CHALLENGE_AUTH_PENDING slot whose value
+// goes to the server at once.
 //
 // Pause stops the engine and with it the TUN device (nothing can flow or
 // leak through a device nobody serves); the session, its credentials and
@@ -180,6 +185,9 @@ type Backend struct {
 	deviceName  string
 	stopping    bool
 	restarting  bool
+	// proxyRetry: the engine ended because the HTTP proxy wants other
+	// credentials; the session stays and asks for them again.
+	proxyRetry bool
 }
 
 type logLine struct {

@@ -86,7 +86,11 @@ func (b *Backend) run(ctx context.Context, client *engine.Client, done chan stru
 	if stopping || restarting || pausing {
 		return
 	}
-	if hasState && state == engine.StateAuthFailed {
+	b.mu.Lock()
+	proxyRetry := b.proxyRetry
+	b.proxyRetry = false
+	b.mu.Unlock()
+	if hasState && state == engine.StateAuthFailed || proxyRetry {
 		// The session stays (as upstream): the front-end reads the status
 		// and disconnects, or provides new credentials (or the answer to
 		// a dynamic challenge, queued by events.State) and connects again.
@@ -215,6 +219,9 @@ func (e events) State(s engine.State, detail string) {
 	case engine.StateAuthFailed:
 		b.authFailed(detail)
 	case engine.StateFailed:
+		if b.proxyAuthFailed(detail) {
+			return
+		}
 		b.setStatus(conn, api.StatusMinorConnFailed, detail)
 	}
 }

@@ -361,6 +361,21 @@ func (q *inputQueue) credentials() engine.Credentials {
 	return c
 }
 
+// resetProxy asks for the HTTP proxy credentials again; false when the
+// profile has no proxy slots (its credentials are inline).
+func (q *inputQueue) resetProxy() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	found := false
+	for _, s := range q.slots {
+		if s.group == uint32(api.AttentionGroupHTTPProxyCreds) {
+			s.provided, s.value = false, ""
+			found = true
+		}
+	}
+	return found
+}
+
 // resetPassphrase asks for the private-key passphrase again.
 func (q *inputQueue) resetPassphrase() {
 	q.mu.Lock()
