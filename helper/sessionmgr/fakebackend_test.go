@@ -180,6 +180,10 @@ func (b *fakeBE) Connect() *dbus.Error {
 			marker := os.Getenv(fakeMarkerEnv)
 			if f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
 				f.Close()
+				// Die after the Connect reply has gone out: dying
+				// inside the call is another test (the manager would
+				// see "disconnected without replying").
+				time.Sleep(200 * time.Millisecond)
 				os.Exit(3)
 			}
 		}
