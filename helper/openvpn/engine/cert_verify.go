@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -107,22 +106,9 @@ func newServerVerifier(p tlsParams, extraRoots []*x509.Certificate) (*serverVeri
 }
 
 func parseCRLs(text string) ([]*x509.RevocationList, error) {
-	var out []*x509.RevocationList
-	rest := []byte(text)
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "X509 CRL" {
-			continue
-		}
-		crl, err := x509.ParseRevocationList(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("CRL %d: %w", len(out)+1, err)
-		}
-		out = append(out, crl)
+	out, err := parsePEMBlocks(text, "X509 CRL", "CRL", x509.ParseRevocationList)
+	if err != nil {
+		return nil, err
 	}
 	if strings.TrimSpace(text) != "" && len(out) == 0 {
 		return nil, errors.New("no \"X509 CRL\" PEM block")

@@ -327,24 +327,29 @@ func setGroups(cfg *tls.Config, groups string) error {
 }
 
 func parseCerts(text string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
+	return parsePEMBlocks(text, "CERTIFICATE", "certificate", x509.ParseCertificate)
+}
+
+// parsePEMBlocks parses every PEM block of one type in text, in order, and
+// skips blocks of other types (profiles mix them in one inline block).
+func parsePEMBlocks[T any](text, blockType, what string, parse func([]byte) (T, error)) ([]T, error) {
+	var out []T
 	rest := []byte(text)
 	for {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
 		if b == nil {
-			break
+			return out, nil
 		}
-		if b.Type != "CERTIFICATE" {
+		if b.Type != blockType {
 			continue
 		}
-		c, err := x509.ParseCertificate(b.Bytes)
+		v, err := parse(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
+			return nil, fmt.Errorf("%s %d: %w", what, len(out)+1, err)
 		}
-		out = append(out, c)
+		out = append(out, v)
 	}
-	return out, nil
 }
 
 // explainHandshakeError adds what a bare TLS alert cannot say: Go has no
