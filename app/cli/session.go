@@ -448,6 +448,16 @@ func followSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath) {
 	_ = sessionCall(ctx, conn, path, "LogForward", true)
 }
 
+// fetchSessions lists the sessions the caller may see.
+func fetchSessions(ctx context.Context, conn *dbus.Conn) ([]dbus.ObjectPath, error) {
+	var paths []dbus.ObjectPath
+	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
+		"FetchAvailableSessions", nil, &paths); err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return paths, nil
+}
+
 // ---- sessions-list ----
 
 func runSessionsList(ctx context.Context, args []string) error {
@@ -463,10 +473,9 @@ func runSessionsList(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	var paths []dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-		"FetchAvailableSessions", nil, &paths); err != nil {
-		return fmt.Errorf("list sessions: %w", err)
+	paths, err := fetchSessions(ctx, conn)
+	if err != nil {
+		return err
 	}
 	if len(paths) == 0 {
 		fmt.Fprintln(stdout, "No sessions available")
@@ -658,10 +667,9 @@ func runSessionManage(ctx context.Context, args []string) error {
 // cleanupSessions disconnects the caller's sessions whose status is unset
 // or unreadable: leftovers of front-ends that died before Connect.
 func cleanupSessions(ctx context.Context, conn *dbus.Conn) error {
-	var paths []dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-		"FetchAvailableSessions", nil, &paths); err != nil {
-		return fmt.Errorf("list sessions: %w", err)
+	paths, err := fetchSessions(ctx, conn)
+	if err != nil {
+		return err
 	}
 	n := 0
 	for _, p := range paths {

@@ -41,10 +41,9 @@ func runSessionAuth(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	var paths []dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-		"FetchAvailableSessions", nil, &paths); err != nil {
-		return fmt.Errorf("list sessions: %w", err)
+	paths, err := fetchSessions(ctx, conn)
+	if err != nil {
+		return err
 	}
 	type pending struct {
 		path    dbus.ObjectPath
