@@ -296,7 +296,8 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 	var last api.Status
 	changed := false
 	// handle reports a status; done is true when waiting is over.
-	handle := func(st api.Status) (done bool, err error) {
+	var handle func(st api.Status) (done bool, err error)
+	handle = func(st api.Status) (done bool, err error) {
 		if !changed {
 			if st == stale && st.Minor != api.StatusMinorConnConnected {
 				return false, nil
@@ -320,6 +321,11 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 		case api.StatusMinorCfgError:
 			return true, fmt.Errorf("configuration error: %s", orUnknown(st.Message))
 		case api.StatusMinorProcStopped, api.StatusMinorProcKilled, api.StatusMinorConnDone:
+			// A polled status can overtake the forwarded failure that
+			// came just before the end: the reason matters more.
+			if failure, ok := awaitFailure(sigs, path, 2*time.Second); ok {
+				return handle(failure)
+			}
 			return true, fmt.Errorf("%w: %s", errSessionGone, st)
 		}
 		return false, nil
@@ -381,6 +387,25 @@ func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, s
 			return fmt.Errorf("not connected after %v (last status: %s)", timeout, last)
 		case <-ctx.Done():
 			return fmt.Errorf("interrupted (last status: %s)", last)
+		}
+	}
+}
+
+// awaitFailure looks, for up to grace, among the session's forwarded
+// signals for the status that says why it failed.
+func awaitFailure(sigs <-chan *dbus.Signal, path dbus.ObjectPath, grace time.Duration) (api.Status, bool) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	for {
+		select {
+		case s := <-sigs:
+			st, ok := forwardedStatus(s, path)
+			if ok && (st.Minor == api.StatusMinorConnFailed || st.Minor == api.StatusMinorConnAuthFailed ||
+				st.Minor == api.StatusMinorCfgError) {
+				return st, true
+			}
+		case <-t.C:
+			return api.Status{}, false
 		}
 	}
 }

@@ -287,3 +287,23 @@ func checkLogFollows(t *testing.T) {
 		t.Errorf("Resume: %v", err)
 	}
 }
+
+// The end of a session can be polled before its forwarded failure is read:
+// awaitFailure must still find the reason among the pending signals.
+func TestAwaitFailureFindsPendingReason(t *testing.T) {
+	path := dbus.ObjectPath("/net/openvpn/v3/sessions/x")
+	status := func(minor api.StatusMinor, msg string) *dbus.Signal {
+		return &dbus.Signal{Path: path, Name: api.InterfaceBackends + ".StatusChange",
+			Body: []any{uint32(api.StatusMajorConnection), uint32(minor), msg}}
+	}
+	sigs := make(chan *dbus.Signal, 4)
+	sigs <- status(api.StatusMinorConnConnecting, "")
+	sigs <- status(api.StatusMinorConnFailed, "no response from server")
+	st, ok := awaitFailure(sigs, path, time.Second)
+	if !ok || st.Minor != api.StatusMinorConnFailed || st.Message != "no response from server" {
+		t.Fatalf("awaitFailure = %v, %v", st, ok)
+	}
+	if _, ok := awaitFailure(sigs, path, 10*time.Millisecond); ok {
+		t.Fatal("awaitFailure found a failure in an empty channel")
+	}
+}
