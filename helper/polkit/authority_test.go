@@ -54,74 +54,6 @@ func testPolicy(t *testing.T, shipped string) string {
 	return text
 }
 
-// polkitBusConfig is a system-like bus policy with what polkit's own bus
-// configuration (org.freedesktop.PolicyKit1.conf) grants: user polkitd owns
-// the authority and may call authentication agents. The shared testbed bus
-// lacks the agent rule, which the fake-agent test below needs.
-const polkitBusConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.PolicyKit1"/>
-  </policy>
-  <policy user="root">
-    <allow send_type="method_call"/>
-  </policy>
-  <policy user="polkitd">
-    <allow own="org.freedesktop.PolicyKit1"/>
-    <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
-  </policy>
-</busconfig>
-`
-
-// startBus runs dbus-daemon with polkitBusConfig on a socket in dir and
-// returns its address once it accepts connections; t.Cleanup stops it.
-func startBus(ctx context.Context, t *testing.T, dir string) (string, error) {
-	socket := filepath.Join(dir, "system_bus_socket")
-	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(polkitBusConfig, socket)), 0o644); err != nil {
-		return "", err
-	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork")
-	p, err := testbed.StartProcess("dbus-daemon", filepath.Join(dir, "dbus-daemon.log"), cmd)
-	if err != nil {
-		return "", err
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(5 * time.Second); err != nil {
-			t.Errorf("stop bus: %v", err)
-		}
-	})
-	addr := "unix:path=" + socket
-	for {
-		if c, err := dbus.Connect(addr); err == nil {
-			c.Close()
-			return addr, nil
-		}
-		select {
-		case <-p.Done():
-			return "", fmt.Errorf("dbus-daemon exited (%v): %s", p.ExitErr(), p.LogTail(20))
-		case <-ctx.Done():
-			return "", fmt.Errorf("dbus-daemon not ready: %w: %s", ctx.Err(), p.LogTail(20))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // polkitEnv is a private system-like bus with a real polkitd on it.
 type polkitEnv struct {
 	addr string
@@ -154,10 +86,17 @@ func startPolkitEnv(t *testing.T) *polkitEnv {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	addr, err := startBus(ctx, t, dir)
+	// testbed's bus policy lets polkitd own its name and call agents.
+	bus, err := testbed.StartBus(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := bus.Stop(5 * time.Second); err != nil {
+			t.Errorf("stop bus: %v", err)
+		}
+	})
+	addr := bus.Address
 	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)

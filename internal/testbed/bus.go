@@ -17,7 +17,8 @@ import (
 
 // busConfig is a system-like bus policy modelled on openvpn3-linux: root may
 // own net.openvpn.v3.* and call anything, everyone may call net.openvpn.v3.*,
-// polkitd may own its name, nobody else owns anything.
+// polkitd may own its name and call authentication agents (what polkit's
+// own bus configuration grants), nobody else owns anything.
 const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -50,6 +51,7 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
   </policy>
   <policy user="polkitd">
     <allow own="org.freedesktop.PolicyKit1"/>
+    <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
   </policy>
   <limit name="max_replies_per_connection">128</limit>
 </busconfig>
