@@ -1,0 +1,355 @@
+// Package journal is netcfg's write-ahead record of every change it makes
+// to the system (devices, addresses, routes, rules, DNS settings), kept in
+// the helper's state directory so that a crashed helper can undo what it
+// left behind when it starts again.
+//
+// A Journal is one owner's record (one device, or the routes shared by all
+// sessions): a small JSON file rewritten atomically (temporary file, fsync,
+// rename, fsync of the directory) on every change. The rule for callers is
+// simple: Add an entry before applying the change, Drop it after undoing it,
+// and Remove the journal once everything in it is undone. Undo actions must
+// be idempotent: after a crash the journal may name a change that never
+// happened, or one that was already undone.
+//
+// Recovery (Store.Recover) replays every journal left in the directory,
+// newest entry first, through the undo function registered for each entry's
+// kind. Packages other than netcfg (the DNS backends) register their own
+// kinds with Undoers.Register and keep their own undo data in Data.
+package journal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Entry is one recorded change.
+type Entry struct {
+	// ID names the entry inside its journal (unique there); Drop uses it.
+	ID string `json:"id"`
+	// Kind selects the undo function, e.g. "tun.route" or "dns.resolvconf".
+	Kind string `json:"kind"`
+	// Data is whatever the undo function needs, as JSON.
+	Data json.RawMessage `json:"data"`
+}
+
+// file is the on-disk form of a journal.
+type file struct {
+	Version int     `json:"version"`
+	Entries []Entry `json:"entries"`
+}
+
+const (
+	fileVersion = 1
+	suffix      = ".journal"
+)
+
+// Store is the journal directory.
+type Store struct {
+	dir string
+
+	mu   sync.Mutex
+	open map[string]bool // journals handed out and not yet removed
+}
+
+// Open returns the store in dir, creating the directory (0700) if needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal directory: %w", err)
+	}
+	return &Store{dir: dir, open: map[string]bool{}}, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// validName keeps journal names to file-name-safe characters.
+func validName(name string) bool {
+	if name == "" || len(name) > 200 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(name, ".")
+}
+
+// Create starts an empty journal called name (letters, digits, '_', '-',
+// '.'). A journal of that name left over from a crash must have been
+// recovered first; Create refuses to overwrite it.
+func (s *Store) Create(name string) (*Journal, error) {
+	if !validName(name) {
+		return nil, fmt.Errorf("journal: invalid name %q", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[name] {
+		return nil, fmt.Errorf("journal %q: already open", name)
+	}
+	path := filepath.Join(s.dir, name+suffix)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("journal %q: a journal from an earlier run is still there (not recovered)", name)
+	}
+	j := &Journal{store: s, name: name, path: path}
+	if err := j.writeLocked(); err != nil {
+		return nil, err
+	}
+	s.open[name] = true
+	return j, nil
+}
+
+// Journal is one owner's record of changes.
+type Journal struct {
+	store *Store
+	name  string
+	path  string
+
+	mu      sync.Mutex
+	entries []Entry
+	removed bool
+}
+
+// Name is the journal's name.
+func (j *Journal) Name() string { return j.name }
+
+// Add records an entry and returns once it is on disk. Call it before
+// applying the change. An entry with the same ID replaces the earlier one
+// in place (for a change that is modified, e.g. a route that moved).
+func (j *Journal) Add(id, kind string, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("journal %s: encode %s: %w", j.name, kind, err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.removed {
+		return fmt.Errorf("journal %s: already removed", j.name)
+	}
+	e := Entry{ID: id, Kind: kind, Data: raw}
+	old := slices.Clone(j.entries)
+	if i := slices.IndexFunc(j.entries, func(e Entry) bool { return e.ID == id }); i >= 0 {
+		j.entries[i] = e
+	} else {
+		j.entries = append(j.entries, e)
+	}
+	if err := j.writeLocked(); err != nil {
+		j.entries = old
+		return err
+	}
+	return nil
+}
+
+// Drop forgets the entry id (after its change was undone). Unknown ids are
+// ignored.
+func (j *Journal) Drop(id string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.removed {
+		return nil
+	}
+	i := slices.IndexFunc(j.entries, func(e Entry) bool { return e.ID == id })
+	if i < 0 {
+		return nil
+	}
+	old := slices.Clone(j.entries)
+	j.entries = slices.Delete(j.entries, i, i+1)
+	if err := j.writeLocked(); err != nil {
+		j.entries = old
+		return err
+	}
+	return nil
+}
+
+// Entries returns a copy of the current entries, oldest first.
+func (j *Journal) Entries() []Entry {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.entries)
+}
+
+// Remove deletes the journal: everything it recorded is undone.
+func (j *Journal) Remove() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.removed {
+		return nil
+	}
+	if err := os.Remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("journal %s: remove: %w", j.name, err)
+	}
+	j.removed = true
+	j.store.mu.Lock()
+	delete(j.store.open, j.name)
+	j.store.mu.Unlock()
+	return syncDir(j.store.dir)
+}
+
+func (j *Journal) writeLocked() error {
+	data, err := json.Marshal(file{Version: fileVersion, Entries: j.entries})
+	if err != nil {
+		return fmt.Errorf("journal %s: encode: %w", j.name, err)
+	}
+	if err := writeAtomic(j.path, data); err != nil {
+		return fmt.Errorf("journal %s: %w", j.name, err)
+	}
+	return nil
+}
+
+// writeAtomic replaces path with data so that a crash leaves either the old
+// or the new content, never a mix.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	return nil
+}
+
+// UndoFunc undoes one entry of its kind. It must succeed (return nil) when
+// the change is already gone or never happened.
+type UndoFunc func(ctx context.Context, e Entry) error
+
+// Undoers maps entry kinds to their undo functions.
+type Undoers struct {
+	mu sync.Mutex
+	m  map[string]UndoFunc
+}
+
+// Register sets the undo function for kind, replacing an earlier one.
+func (u *Undoers) Register(kind string, fn UndoFunc) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]UndoFunc{}
+	}
+	u.m[kind] = fn
+}
+
+func (u *Undoers) get(kind string) UndoFunc {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.m[kind]
+}
+
+// Leftover is a journal found on disk by Pending.
+type Leftover struct {
+	Name    string
+	Entries []Entry
+}
+
+// Pending lists the journals on disk that are not open in this process
+// (left by an earlier run), in name order.
+func (s *Store) Pending() ([]Leftover, error) {
+	names, err := filepath.Glob(filepath.Join(s.dir, "*"+suffix))
+	if err != nil {
+		return nil, fmt.Errorf("journal: list: %w", err)
+	}
+	slices.Sort(names)
+	var out []Leftover
+	var errs []error
+	for _, path := range names {
+		name := strings.TrimSuffix(filepath.Base(path), suffix)
+		s.mu.Lock()
+		open := s.open[name]
+		s.mu.Unlock()
+		if open {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("journal %s: read: %w", name, err))
+			continue
+		}
+		var f file
+		if err := json.Unmarshal(data, &f); err != nil {
+			errs = append(errs, fmt.Errorf("journal %s: decode: %w", name, err))
+			continue
+		}
+		if f.Version != fileVersion {
+			errs = append(errs, fmt.Errorf("journal %s: unknown version %d", name, f.Version))
+			continue
+		}
+		out = append(out, Leftover{Name: name, Entries: f.Entries})
+	}
+	return out, errors.Join(errs...)
+}
+
+// Recover undoes every journal left by an earlier run, each newest entry
+// first, and deletes the journals whose entries were all undone. Entries
+// whose undo failed, or whose kind has no undo function, stay on disk for
+// the next attempt; the error names them. Unreadable journal files are
+// reported and left in place.
+func (s *Store) Recover(ctx context.Context, undo *Undoers) error {
+	left, err := s.Pending()
+	errs := []error{err}
+	for _, l := range left {
+		var keep []Entry
+		for _, e := range slices.Backward(l.Entries) {
+			fn := undo.get(e.Kind)
+			if fn == nil {
+				errs = append(errs, fmt.Errorf("journal %s: entry %s: no undo for kind %q", l.Name, e.ID, e.Kind))
+				keep = append(keep, e)
+				continue
+			}
+			if err := fn(ctx, e); err != nil {
+				errs = append(errs, fmt.Errorf("journal %s: undo %s %s: %w", l.Name, e.Kind, e.ID, err))
+				keep = append(keep, e)
+			}
+		}
+		path := filepath.Join(s.dir, l.Name+suffix)
+		if len(keep) == 0 {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("journal %s: remove: %w", l.Name, err))
+			}
+			continue
+		}
+		slices.Reverse(keep)
+		data, err := json.Marshal(file{Version: fileVersion, Entries: keep})
+		if err == nil {
+			err = writeAtomic(path, data)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("journal %s: rewrite: %w", l.Name, err))
+		}
+	}
+	if err := syncDir(s.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
