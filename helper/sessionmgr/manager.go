@@ -428,7 +428,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	}
 	m.sessions[path] = s
 	if prev != nil {
-		close(prev.gone)
+		prev.closeGone()
 		m.log.Info("session backend restarted", "session", path, "backend_pid", r.pid, "restarts", s.restarts)
 		return path, nil
 	}
@@ -504,7 +504,7 @@ func (m *Manager) watch(token string, proc Process) {
 	closed := m.closed
 	m.mu.Unlock()
 	if !exported {
-		close(s.gone)
+		s.closeGone()
 		return
 	}
 	s.mu.Lock()
@@ -558,11 +558,7 @@ func (m *Manager) removeSession(s *session, st api.Status) {
 	s.status = st
 	owner := s.owner
 	s.mu.Unlock()
-	select {
-	case <-s.gone:
-	default:
-		close(s.gone)
-	}
+	s.closeGone()
 	m.dropForwards(s)
 	if exported {
 		m.toLogService(s.path, "StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
@@ -625,25 +621,7 @@ func (m *Manager) restartLater(prev *session) {
 	if s == nil {
 		return
 	}
-	prev.mu.Lock()
-	forwards := prev.forwards
-	prev.mu.Unlock()
-	if m.logs != nil {
-		for sender, f := range forwards {
-			ctx, cancel := m.callCtx()
-			p, err := m.logs.ProxyLogEvents(ctx, sender, s.path)
-			cancel()
-			if err != nil {
-				continue // the subscriber left meanwhile
-			}
-			s.mu.Lock()
-			if s.forwards == nil {
-				s.forwards = map[string]logForward{}
-			}
-			s.forwards[sender] = logForward{path: p, uid: f.uid}
-			s.mu.Unlock()
-		}
-	}
+	m.recreateForwards(prev, s)
 	if err := m.Ready(s); err != nil {
 		m.log.Warn("restarted backend is not ready; waiting for the user", "session", s.path, "err", err)
 		return
@@ -653,16 +631,36 @@ func (m *Manager) restartLater(prev *session) {
 	}
 }
 
+// recreateForwards asks the log service for a proxy to the restarted
+// session s for every LogForward subscriber of prev.
+func (m *Manager) recreateForwards(prev, s *session) {
+	if m.logs == nil {
+		return
+	}
+	for sender, f := range prev.forwardsSnapshot() {
+		ctx, cancel := m.callCtx()
+		p, err := m.logs.ProxyLogEvents(ctx, sender, s.path)
+		cancel()
+		if err != nil {
+			continue // the subscriber left meanwhile
+		}
+		s.mu.Lock()
+		if s.forwards == nil {
+			s.forwards = map[string]logForward{}
+		}
+		s.forwards[sender] = logForward{path: p, uid: f.uid}
+		s.mu.Unlock()
+	}
+}
+
 // stopSession asks the backend to disconnect, waits for it to exit and
 // kills it if it does not.
 func (m *Manager) stopSession(ctx context.Context, s *session) {
 	s.mu.Lock()
 	s.stopping = true
-	wait := s.restartWait
 	s.mu.Unlock()
-	if wait != nil {
+	if s.abandonRestart() {
 		// No backend: waiting for an automatic restart. Abandon it.
-		close(wait)
 		m.removeSession(s, api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"})
 		return
 	}

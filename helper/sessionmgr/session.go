@@ -1,6 +1,7 @@
 package sessionmgr
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -29,8 +30,10 @@ type session struct {
 	busName    string // net.openvpn.v3.backends.be<PID>
 	backendPID uint32
 
-	// gone is closed once the object was removed (backend exited).
-	gone chan struct{}
+	// gone is closed (closeGone) once the object was removed (backend
+	// exited).
+	gone     chan struct{}
+	goneOnce sync.Once
 	// busGone is closed once the bus reported the backend's connection
 	// closed: every signal it sent has been handled by then.
 	busGone     chan struct{}
@@ -58,11 +61,40 @@ type session struct {
 	killed bool
 	// Automatic restart (automatic-restart=on-failure): restarts in a
 	// row, when the session was last connected, and while a restart is
-	// pending a channel Disconnect closes to abandon it.
-	autoRestart bool
-	restarts    int
-	connectedAt time.Time
-	restartWait chan struct{}
+	// pending a channel Disconnect closes to abandon it (abandonRestart:
+	// Disconnect and Close may both try).
+	autoRestart      bool
+	restarts         int
+	connectedAt      time.Time
+	restartWait      chan struct{}
+	restartAbandoned bool
+}
+
+// closeGone marks the session removed; the backend's exit, a failed
+// restart and a Disconnect during a restart wait may each get there.
+func (s *session) closeGone() { s.goneOnce.Do(func() { close(s.gone) }) }
+
+// abandonRestart ends a pending automatic restart and reports whether one
+// was pending. restartWait is closed once however many callers race here.
+func (s *session) abandonRestart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.restartWait == nil {
+		return false
+	}
+	if !s.restartAbandoned {
+		s.restartAbandoned = true
+		close(s.restartWait)
+	}
+	return true
+}
+
+// forwardsSnapshot copies the LogForward subscriptions: LogForward,
+// pruneForwards and dropForwards change the map under mu at any time.
+func (s *session) forwardsSnapshot() map[string]logForward {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.forwards)
 }
 
 type logForward struct {
