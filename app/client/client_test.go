@@ -1,0 +1,274 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a hung test, not a speed assertion
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// answers is a Prompter answering by slot name and recording the order.
+type answers struct {
+	values map[string]string
+	asked  []string
+}
+
+func (a *answers) Answer(_ context.Context, _ *Session, sl Slot) (string, error) {
+	a.asked = append(a.asked, sl.Name)
+	return a.values[sl.Name], nil
+}
+
+func TestStartAnswersEveryRoundAndConnects(t *testing.T) {
+	f, c := startFake(t, true)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := c.SessionManagerEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attention, err := c.AttentionRequired(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-created; ev.Path != s.Path || ev.Type != api.SessionEventCreated {
+		t.Fatalf("SessionManagerEvent = %+v, want SESS_CREATED of %s", ev, s.Path)
+	}
+	if a := <-attention; a.Path != s.Path || a.Group != api.AttentionGroupUserPassword {
+		t.Fatalf("AttentionRequired = %+v", a)
+	}
+	p := &answers{values: map[string]string{"username": "alice", "password": "secret", "dynamic_challenge": "424242"}}
+	var statuses []api.StatusMinor
+	err = s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second,
+		OnStatus: func(st api.Status) { statuses = append(statuses, st.Minor) }})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if want := []string{"username", "password", "dynamic_challenge"}; !reflect.DeepEqual(p.asked, want) {
+		t.Errorf("asked %v, want %v", p.asked, want)
+	}
+	connects, forwards, got := f.snapshot()
+	if connects != 2 {
+		t.Errorf("Connect called %d times, want 2 (password round, challenge round)", connects)
+	}
+	if !reflect.DeepEqual(got, p.values) {
+		t.Errorf("the service got %v, want %v", got, p.values)
+	}
+	if len(forwards) != 2 || !forwards[0] || forwards[1] {
+		t.Errorf("LogForward calls %v, want [true false]: Start follows the session and stops", forwards)
+	}
+	if len(statuses) == 0 || statuses[len(statuses)-1] != api.StatusMinorConnConnected {
+		t.Errorf("statuses seen %v, want ending in CONN_CONNECTED", statuses)
+	}
+	in, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.ConnectedTo.String() != "UDP:198.18.0.1:1194" || in.DeviceName != "ovpn0" || in.Status.Minor != api.StatusMinorConnConnected ||
+		in.DevicePath != "/net/openvpn/v3/netcfg/1_ovpn0" {
+		t.Errorf("Info = %+v", in)
+	}
+	if err := s.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-created; ev.Path != s.Path || ev.Type != api.SessionEventDestroyed {
+		t.Fatalf("SessionManagerEvent = %+v, want SESS_DESTROYED", ev)
+	}
+}
+
+func TestStartReportsAuthFailure(t *testing.T) {
+	_, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Start(ctx, StartOptions{Prompter: &answers{values: map[string]string{"username": "a", "password": "wrong"}}})
+	var se *StartError
+	if !errors.As(err, &se) || !errors.Is(err, ErrAuthFailed) || se.Status.Message != "AUTH_FAILED" {
+		t.Fatalf("Start = %v, want a StartError of kind ErrAuthFailed with the status message", err)
+	}
+	if !strings.Contains(err.Error(), "user authentication failed: AUTH_FAILED") {
+		t.Errorf("message %q", err)
+	}
+}
+
+func TestStartWithoutPrompterNeedsInput(t *testing.T) {
+	_, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, StartOptions{}); !errors.Is(err, ErrNeedsInput) {
+		t.Fatalf("Start = %v, want ErrNeedsInput", err)
+	}
+	// The empty answer is refused by the service and reported, not sent
+	// on as if answered.
+	var notices []string
+	err = s.Start(ctx, StartOptions{Prompter: PromptFunc(func(context.Context, *Session, Slot) (string, error) {
+		return "", nil
+	}), OnNotice: func(m string) { notices = append(notices, m) }})
+	if !errors.Is(err, ErrNeedsInput) || len(notices) == 0 || notices[0] != "Empty input not allowed" {
+		t.Fatalf("Start = %v, notices %q", err, notices)
+	}
+}
+
+func TestErrorsAreTyped(t *testing.T) {
+	_, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Ready(ctx)
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, ErrNotReady) || e.Domain != api.DomainReady ||
+		e.Text != "Missing user credentials" || e.Op != "Ready" || e.Path != s.Path ||
+		e.Name != api.ErrorName(api.DomainReady) {
+		t.Fatalf("Ready = %#v", err)
+	}
+	if errors.Is(err, ErrObjectGone) {
+		t.Error("a not-ready error is also 'object gone'")
+	}
+	if err := prof.Validate(ctx); ErrorText(err) != "Configuration profile is missing required options: --ca" {
+		t.Errorf("Validate = %v", err)
+	}
+	if _, err := c.ImportProfile(ctx, "x", "", ImportOptions{}); ErrorText(err) != "Invalid configuration profile: empty" {
+		t.Errorf("Import = %v", err)
+	}
+	_, err = c.Session("/net/openvpn/v3/sessions/none").Status(ctx)
+	if !errors.Is(err, ErrObjectGone) {
+		t.Errorf("Status of a missing session = %v, want ErrObjectGone", err)
+	}
+	if err := s.Set(ctx, "owner", uint32(1)); !strings.Contains(ErrorText(err), "is not writable") {
+		t.Errorf("Set owner = %v", err)
+	}
+	_, err = New(c.Conn()).ServiceVersion(ctx, api.ServiceNetCfg)
+	if !errors.Is(err, ErrServiceUnknown) {
+		t.Errorf("version of a service nobody runs = %v, want ErrServiceUnknown", err)
+	}
+}
+
+func TestProfilesAndInfo(t *testing.T) {
+	_, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := c.LookupProfile(ctx, "work")
+	if err != nil || len(found) != 1 || found[0].Path != prof.Path {
+		t.Fatalf("LookupProfile = %v, %v", found, err)
+	}
+	in, err := prof.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Name != "work" || !in.Valid || in.Imported.Unix() != 1700000000 || !in.LastUsed.IsZero() ||
+		!reflect.DeepEqual(in.Tags, []string{"work"}) || in.Overrides["persist-tun"] != true {
+		t.Errorf("Info = %+v", in)
+	}
+}
+
+func TestFollowDeliversAndStops(t *testing.T) {
+	f, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, stop := context.WithCancel(ctx)
+	events, err := s.Follow(fctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second Follow of the same session shares the one forward.
+	f2ctx, stop2 := context.WithCancel(ctx)
+	events2, err := s.Follow(f2ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.log(api.LogCategoryWarn, "hello")
+	f.setStatus(api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnConnecting})
+	for _, ch := range []<-chan Event{events, events2} {
+		l, ok := (<-ch).(LogLine)
+		if !ok || l.Message != "hello" || l.Category != api.LogCategoryWarn || l.Group != api.LogGroupClient || l.Path != s.Path {
+			t.Fatalf("first event %+v, want the log line", l)
+		}
+		st, ok := (<-ch).(StatusChange)
+		if !ok || st.Status.Minor != api.StatusMinorConnConnecting {
+			t.Fatalf("second event %+v, want CONN_CONNECTING", st)
+		}
+	}
+	stop2()
+	for range events2 { // closed once stopped
+	}
+	if _, fw, _ := f.snapshot(); len(fw) != 1 {
+		t.Errorf("LogForward calls %v after one of two Follows ended, want [true]", fw)
+	}
+	stop()
+	for range events {
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, fw, _ := f.snapshot()
+		if reflect.DeepEqual(fw, []bool{true, false}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("LogForward calls %v, want [true false]", fw)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestServiceOwners(t *testing.T) {
+	f, c := startFake(t, false)
+	ctx := testCtx(t)
+	owners, err := c.ServiceOwners(ctx, api.ServiceSessions, api.ServiceNetCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := <-owners, <-owners; a != (ServiceOwner{api.ServiceSessions, true}) || b != (ServiceOwner{api.ServiceNetCfg, false}) {
+		t.Fatalf("initial owners %v %v", a, b)
+	}
+	if _, err := f.conn.ReleaseName(api.ServiceSessions); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-owners; o != (ServiceOwner{api.ServiceSessions, false}) {
+		t.Fatalf("after release: %v", o)
+	}
+}

@@ -1,0 +1,354 @@
+package client
+
+// A small fake of the openvpn3 services on a private bus: enough of the
+// configuration and session managers, one session object with a user-input
+// queue, and the log service's forwarding, to drive the client through
+// the documented calls and signals.
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+type fakeSlot struct {
+	Slot
+	value    string
+	provided bool
+}
+
+// fakeServices owns net.openvpn.v3.configuration, .sessions and .log on
+// one connection.
+type fakeServices struct {
+	conn *dbus.Conn
+
+	mu        sync.Mutex
+	profiles  map[dbus.ObjectPath]string // path → name
+	session   dbus.ObjectPath
+	status    api.Status
+	slots     []*fakeSlot
+	connects  int
+	forwards  []bool // LogForward calls, in order
+	password  string // the right password
+	challenge bool   // after the password, ask a dynamic challenge
+	answers   map[string]string
+}
+
+func startFake(t *testing.T, challenge bool) (*fakeServices, *Client) {
+	t.Helper()
+	testenv.RequireRoot(t) // the bus policy lets only root own net.openvpn.v3.*
+	addr := testbed.Bus(t)
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f := &fakeServices{conn: conn, profiles: map[dbus.ObjectPath]string{}, answers: map[string]string{}, password: "secret", challenge: challenge}
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(conn.Export(fakeConfigMgr{f}, api.PathConfiguration, api.InterfaceConfiguration))
+	must(conn.Export(fakeSessionMgr{f}, api.PathSessions, api.InterfaceSessions))
+	for _, n := range []string{api.ServiceConfiguration, api.ServiceSessions, api.ServiceLog} {
+		if r, err := conn.RequestName(n, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+			t.Fatalf("own %s: %v %v", n, r, err)
+		}
+	}
+	cc, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(cc)
+	t.Cleanup(func() { cc.Close() })
+	return f, c
+}
+
+type fakeConfigMgr struct{ f *fakeServices }
+
+func (m fakeConfigMgr) Import(name, text string, singleUse, persistent bool) (dbus.ObjectPath, *dbus.Error) {
+	if text == "" {
+		return "", api.Error(api.DomainRequest, "Invalid configuration profile: empty")
+	}
+	p := api.NewConfigPath()
+	m.f.mu.Lock()
+	m.f.profiles[p] = name
+	m.f.mu.Unlock()
+	if err := m.f.conn.Export(fakeProfile{m.f, p}, p, api.InterfaceConfiguration); err != nil {
+		return "", dbus.MakeFailedError(err)
+	}
+	if err := m.f.conn.Export(fakeProps{m.f, p}, p, api.InterfaceProperties); err != nil {
+		return "", dbus.MakeFailedError(err)
+	}
+	return p, nil
+}
+
+func (m fakeConfigMgr) LookupConfigName(name string) ([]dbus.ObjectPath, *dbus.Error) {
+	m.f.mu.Lock()
+	defer m.f.mu.Unlock()
+	out := []dbus.ObjectPath{}
+	for p, n := range m.f.profiles {
+		if n == name {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+type fakeProfile struct {
+	f    *fakeServices
+	path dbus.ObjectPath
+}
+
+func (p fakeProfile) Validate() *dbus.Error {
+	return api.Error(api.DomainGDBusPP, "Configuration profile is missing required options: --ca")
+}
+
+type fakeSessionMgr struct{ f *fakeServices }
+
+func (m fakeSessionMgr) NewTunnel(cfg dbus.ObjectPath) (dbus.ObjectPath, *dbus.Error) {
+	f := m.f
+	p := api.NewSessionPath()
+	f.mu.Lock()
+	f.session = p
+	f.slots = []*fakeSlot{
+		{Slot: Slot{api.AttentionTypeCredentials, api.AttentionGroupUserPassword, 0, "username", "Auth User name", false}},
+		{Slot: Slot{api.AttentionTypeCredentials, api.AttentionGroupUserPassword, 1, "password", "Auth Password", true}},
+	}
+	f.status = api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorCfgRequireUser, Message: "Username/password credentials needed"}
+	f.mu.Unlock()
+	if err := f.conn.Export(fakeSession{f}, p, api.InterfaceSessions); err != nil {
+		return "", dbus.MakeFailedError(err)
+	}
+	if err := f.conn.Export(fakeProps{f, p}, p, api.InterfaceProperties); err != nil {
+		return "", dbus.MakeFailedError(err)
+	}
+	_ = f.conn.Emit(api.PathSessions, api.InterfaceSessions+".SessionManagerEvent", p, uint16(api.SessionEventCreated), uint32(0))
+	_ = f.conn.Emit(p, api.InterfaceSessions+".AttentionRequired", uint32(api.AttentionTypeCredentials),
+		uint32(api.AttentionGroupUserPassword), "Username/password credentials needed")
+	return p, nil
+}
+
+func (m fakeSessionMgr) FetchAvailableSessions() ([]dbus.ObjectPath, *dbus.Error) {
+	m.f.mu.Lock()
+	defer m.f.mu.Unlock()
+	if m.f.session == "" {
+		return []dbus.ObjectPath{}, nil
+	}
+	return []dbus.ObjectPath{m.f.session}, nil
+}
+
+type fakeSession struct{ f *fakeServices }
+
+// setStatus stores st and forwards it as the log service does.
+func (f *fakeServices) setStatus(st api.Status) {
+	f.mu.Lock()
+	f.status = st
+	p := f.session
+	f.mu.Unlock()
+	_ = f.conn.Emit(p, api.InterfaceBackends+".StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
+}
+
+func (f *fakeServices) log(cat api.LogCategory, msg string) {
+	f.mu.Lock()
+	p := f.session
+	f.mu.Unlock()
+	_ = f.conn.Emit(p, api.InterfaceBackends+".Log", uint32(api.LogGroupClient), uint32(cat), msg)
+}
+
+func (s fakeSession) Ready() *dbus.Error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	for _, sl := range s.f.slots {
+		if !sl.provided {
+			return api.Error(api.DomainReady, "Missing user credentials")
+		}
+	}
+	return nil
+}
+
+func (s fakeSession) UserInputQueueGetTypeGroup() ([]struct{ T, G uint32 }, *dbus.Error) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	seen := map[[2]uint32]bool{}
+	out := []struct{ T, G uint32 }{}
+	for _, sl := range s.f.slots {
+		k := [2]uint32{uint32(sl.Type), uint32(sl.Group)}
+		if !sl.provided && !seen[k] {
+			seen[k] = true
+			out = append(out, struct{ T, G uint32 }{k[0], k[1]})
+		}
+	}
+	return out, nil
+}
+
+func (s fakeSession) UserInputQueueCheck(t, g uint32) ([]uint32, *dbus.Error) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	out := []uint32{}
+	for _, sl := range s.f.slots {
+		if uint32(sl.Type) == t && uint32(sl.Group) == g && !sl.provided {
+			out = append(out, sl.ID)
+		}
+	}
+	return out, nil
+}
+
+func (s fakeSession) find(t, g, id uint32) *fakeSlot {
+	for _, sl := range s.f.slots {
+		if uint32(sl.Type) == t && uint32(sl.Group) == g && sl.ID == id {
+			return sl
+		}
+	}
+	return nil
+}
+
+func (s fakeSession) UserInputQueueFetch(t, g, id uint32) (uint32, uint32, uint32, string, string, bool, *dbus.Error) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	sl := s.find(t, g, id)
+	if sl == nil {
+		return 0, 0, 0, "", "", false, api.Error(api.DomainRequest, "net.openvpn.v3.element-not-found: No requires queue element found")
+	}
+	return t, g, id, sl.Name, sl.Description, sl.Hidden, nil
+}
+
+func (s fakeSession) UserInputProvide(t, g, id uint32, value string) *dbus.Error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	sl := s.find(t, g, id)
+	switch {
+	case sl == nil:
+		return api.Error(api.DomainRequest, " net.openvpn.v3.invalid-input: No matching entry found in the request queue")
+	case value == "":
+		return api.Errorf(api.DomainRequest, " net.openvpn.v3.error.invalid-input: No value provided for RequiresSlot ID %d", id)
+	}
+	sl.value, sl.provided = value, true
+	s.f.answers[sl.Name] = value
+	return nil
+}
+
+func (s fakeSession) Connect() *dbus.Error {
+	f := s.f
+	f.mu.Lock()
+	f.connects++
+	pw, ch := f.answers["password"], f.answers["dynamic_challenge"]
+	wantChallenge := f.challenge && ch == ""
+	if wantChallenge {
+		f.slots = append(f.slots, &fakeSlot{Slot: Slot{api.AttentionTypeCredentials, api.AttentionGroupChallengeDynamic, 0,
+			"dynamic_challenge", "Enter the code", false}})
+	}
+	f.mu.Unlock()
+	go func() {
+		f.setStatus(api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnConnecting})
+		f.log(api.LogCategoryInfo, "Connecting to 198.18.0.1:1194 over UDP")
+		switch {
+		case pw != f.password:
+			f.setStatus(api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnAuthFailed, Message: "AUTH_FAILED"})
+		case wantChallenge:
+			f.setStatus(api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorCfgRequireUser, Message: "Dynamic Challenge"})
+		default:
+			f.setStatus(api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnConnected})
+		}
+	}()
+	return nil
+}
+
+func (s fakeSession) LogForward(enable bool) *dbus.Error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.forwards = append(s.f.forwards, enable)
+	return nil
+}
+
+func (s fakeSession) Disconnect() *dbus.Error {
+	f := s.f
+	f.mu.Lock()
+	p := f.session
+	f.session = ""
+	f.mu.Unlock()
+	f.conn.Export(nil, p, api.InterfaceSessions)
+	f.conn.Export(nil, p, api.InterfaceProperties)
+	_ = f.conn.Emit(api.PathSessions, api.InterfaceSessions+".SessionManagerEvent", p, uint16(api.SessionEventDestroyed), uint32(0))
+	return nil
+}
+
+// fakeProps serves Properties of a profile or the session.
+type fakeProps struct {
+	f    *fakeServices
+	path dbus.ObjectPath
+}
+
+func (p fakeProps) all() map[string]dbus.Variant {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if name, ok := p.f.profiles[p.path]; ok {
+		return map[string]dbus.Variant{
+			"name": dbus.MakeVariant(name), "owner": dbus.MakeVariant(uint32(0)), "valid": dbus.MakeVariant(true),
+			"import_timestamp": dbus.MakeVariant(uint64(1700000000)), "tags": dbus.MakeVariant([]string{"work"}),
+			"overrides": dbus.MakeVariant(map[string]dbus.Variant{"persist-tun": dbus.MakeVariant(true)}),
+		}
+	}
+	st := p.f.status
+	return map[string]dbus.Variant{
+		"owner":        dbus.MakeVariant(uint32(0)),
+		"status":       dbus.MakeVariant([]any{uint32(st.Major), uint32(st.Minor), st.Message}),
+		"connected_to": dbus.MakeVariant([]any{"UDP", "198.18.0.1", uint32(1194)}),
+		"device_name":  dbus.MakeVariant("ovpn0"),
+		"device_path":  dbus.MakeVariant(dbus.ObjectPath("/net/openvpn/v3/netcfg/1_ovpn0")),
+		"statistics":   dbus.MakeVariant(map[string]int64{"BYTES_IN": 10}),
+	}
+}
+
+func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
+	v, ok := p.all()[name]
+	if !ok {
+		return dbus.Variant{}, api.ErrNoSuchProperty(name)
+	}
+	if name == "status" {
+		// (uus) as a struct, as GDBus sends it
+		st := v.Value().([]any)
+		return dbus.MakeVariant(struct {
+			A, B uint32
+			C    string
+		}{st[0].(uint32), st[1].(uint32), st[2].(string)}), nil
+	}
+	return v, nil
+}
+
+func (p fakeProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error) {
+	all := p.all()
+	if st, ok := all["status"]; ok {
+		v := st.Value().([]any)
+		all["status"] = dbus.MakeVariant(struct {
+			A, B uint32
+			C    string
+		}{v[0].(uint32), v[1].(uint32), v[2].(string)})
+		c := all["connected_to"].Value().([]any)
+		all["connected_to"] = dbus.MakeVariant(struct {
+			A, B string
+			C    uint32
+		}{c[0].(string), c[1].(string), c[2].(uint32)})
+	}
+	return all, nil
+}
+
+func (p fakeProps) Set(iface, name string, v dbus.Variant) *dbus.Error {
+	return api.ErrNotWritable(name)
+}
+
+func (f *fakeServices) snapshot() (connects int, forwards []bool, answers map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := map[string]string{}
+	for k, v := range f.answers {
+		a[k] = v
+	}
+	return f.connects, append([]bool(nil), f.forwards...), a
+}

@@ -1,0 +1,425 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// Prompter answers the user-input slots of a session: the CLI reads the
+// terminal, the tray shows a dialog.
+type Prompter interface {
+	// Answer returns the value for slot. It is called once per
+	// unanswered slot, in queue order; an error ends Start with it.
+	Answer(ctx context.Context, s *Session, slot Slot) (string, error)
+}
+
+// PromptFunc is a function that is a Prompter.
+type PromptFunc func(ctx context.Context, s *Session, slot Slot) (string, error)
+
+// Answer calls f.
+func (f PromptFunc) Answer(ctx context.Context, s *Session, slot Slot) (string, error) {
+	return f(ctx, s, slot)
+}
+
+// Action is what Start does once the session is ready.
+type Action int
+
+const (
+	ActionConnect Action = iota // Connect (session-start)
+	ActionResume                // Resume a paused session
+	ActionRestart               // Restart the connection
+)
+
+// StartOptions tune Session.Start.
+type StartOptions struct {
+	// Prompter answers the session's questions; nil: a session that
+	// needs input fails with ErrNeedsInput.
+	Prompter Prompter
+	// Action is done once the session is ready (default Connect); later
+	// rounds (a dynamic challenge) always Connect.
+	Action Action
+	// Timeout ends the wait for CONN_CONNECTED with ErrTimeout; 0 waits
+	// until ctx ends.
+	Timeout time.Duration
+	// Background returns right after the action, without waiting.
+	Background bool
+	// OnStatus sees every new status while waiting (for progress).
+	OnStatus func(api.Status)
+	// OnNotice sees what the person should know in between: "Incorrect
+	// private key passphrase", "Empty input not allowed".
+	OnNotice func(string)
+	// WebAuth is called with the URL when the server asks for web
+	// authentication; Start then keeps waiting for the session to
+	// connect. nil: Start returns a *StartError of kind ErrWebAuth whose
+	// Status.Message is the URL (what openvpn3 session-start does).
+	WebAuth func(ctx context.Context, url string) error
+}
+
+// Outcomes of Start, for errors.Is on a *StartError.
+var (
+	ErrAuthFailed       = errors.New("user authentication failed")
+	ErrConnectionFailed = errors.New("connection failed")
+	ErrConfiguration    = errors.New("configuration error")
+	ErrSessionEnded     = errors.New("session ended")
+	ErrTimeout          = errors.New("not connected in time")
+	ErrWebAuth          = errors.New("web authentication required")
+	ErrNeedsInput       = errors.New("the session needs input nobody here can give")
+)
+
+// StartError is why Start did not end connected: Kind is one of the Err*
+// outcomes above, Status the session's last status.
+type StartError struct {
+	Kind   error
+	Status api.Status
+	Detail string // more on the cause, if any
+}
+
+func (e *StartError) Error() string {
+	msg := e.Kind.Error()
+	switch {
+	case e.Kind == ErrWebAuth:
+		return msg + ": open " + e.Status.Message
+	case e.Detail != "":
+		msg += ": " + e.Detail
+	case e.Kind == ErrAuthFailed || e.Kind == ErrConnectionFailed || e.Kind == ErrConfiguration:
+		msg += ": " + orNoReason(e.Status.Message)
+	}
+	if e.Kind == ErrTimeout || e.Kind == ErrSessionEnded {
+		msg += " (last status: " + e.Status.String() + ")"
+	}
+	return msg
+}
+
+func (e *StartError) Unwrap() error { return e.Kind }
+
+func orNoReason(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "no reason given"
+	}
+	return s
+}
+
+// maxRounds bounds the fill-Ready-Connect-wait rounds, as openvpn3 does.
+const maxRounds = 10
+
+// statusPoll is how often Start reads the status property besides
+// following the forwarded signals: the signals are the fast path, polling
+// covers a caller that may not follow the log (restrict_log_access).
+const statusPoll = time.Second
+
+// failureGrace is how long Start waits, once the session has ended, for
+// the forwarded status that says why.
+const failureGrace = 2 * time.Second
+
+// errNeedInput ends a round: the backend asks again (dynamic challenge,
+// rejected passphrase).
+var errNeedInput = errors.New("the session needs user input")
+
+// Start is openvpn3's start_session(): up to ten rounds of filling the
+// user-input queue through opts.Prompter until Ready passes, the action
+// (Connect), and waiting for the outcome; a round ends early when the
+// backend asks for more input (CFG_REQUIRE_USER after a dynamic challenge).
+//
+// nil means connected (or, with Background, connecting). Otherwise the
+// error is a *StartError, an *Error of a failed call, the Prompter's error
+// or ctx's. Start does not disconnect a failed session: the caller decides.
+func (s *Session) Start(ctx context.Context, opts StartOptions) error {
+	if err := s.awaitObject(ctx); err != nil {
+		return err
+	}
+	// Follow before anything happens so no status is missed; without the
+	// right to the log, polling does the job.
+	events, stopFollow, err := s.follow(ctx)
+	if err == nil {
+		defer stopFollow()
+	} else {
+		events = nil
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	destroyed, err := s.c.SessionManagerEvents(sctx)
+	if err != nil {
+		return err
+	}
+	w := &waiter{s: s, opts: opts, events: events, destroyed: destroyed}
+	if opts.Timeout > 0 {
+		t := time.NewTimer(opts.Timeout)
+		defer t.Stop()
+		w.deadline = t.C
+	}
+	action := opts.Action
+	for round := 0; round < maxRounds; round++ {
+		if err := s.fillQueue(ctx, opts); err != nil {
+			return err
+		}
+		// The status before the action is stale once it returns: an
+		// earlier CONN_AUTH_FAILED must not end this round.
+		stale, _ := s.Status(ctx)
+		w.drain()
+		if err := s.act(ctx, action); err != nil {
+			if strings.Contains(ErrorText(err), "PEM_PASSWORD_FAIL") {
+				// The backend asks for the passphrase again.
+				notice(opts, "Incorrect private key passphrase")
+				continue
+			}
+			return err
+		}
+		action = ActionConnect
+		if opts.Background {
+			return nil
+		}
+		err := w.wait(ctx, stale)
+		if !errors.Is(err, errNeedInput) {
+			return err
+		}
+	}
+	return &StartError{Kind: ErrNeedsInput, Status: w.last, Detail: "still asked for input after ten rounds"}
+}
+
+func notice(opts StartOptions, msg string) {
+	if opts.OnNotice != nil {
+		opts.OnNotice(msg)
+	}
+}
+
+func (s *Session) act(ctx context.Context, a Action) error {
+	switch a {
+	case ActionResume:
+		return s.Resume(ctx)
+	case ActionRestart:
+		return s.Restart(ctx)
+	}
+	return s.Connect(ctx)
+}
+
+// awaitObject waits (briefly) for the session object: openvpn3-linux
+// replies to NewTunnel before the object exists.
+func (s *Session) awaitObject(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Status(ctx)
+		if err == nil || !errors.Is(err, ErrObjectGone) || time.Now().After(deadline) {
+			return nil // other errors show up in the calls that follow
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// fillQueue calls Ready until it passes, answering the queued slots in
+// between (up to five rounds).
+func (s *Session) fillQueue(ctx context.Context, opts StartOptions) error {
+	for round := 0; round < 5; round++ {
+		err := s.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNotReady) {
+			return err
+		}
+		if strings.Contains(ErrorText(err), "Pending web authentication") {
+			st, _ := s.Status(ctx)
+			if opts.WebAuth == nil {
+				return &StartError{Kind: ErrWebAuth, Status: st}
+			}
+			if err := opts.WebAuth(ctx, st.Message); err != nil {
+				return err
+			}
+			return nil // the server goes on once the person signed in
+		}
+		slots, err := s.PendingInput(ctx)
+		if err != nil {
+			return err
+		}
+		if len(slots) == 0 || opts.Prompter == nil {
+			st, _ := s.Status(ctx)
+			return &StartError{Kind: ErrNeedsInput, Status: st}
+		}
+		for _, sl := range slots {
+			v, err := opts.Prompter.Answer(ctx, s, sl)
+			if err != nil {
+				return err
+			}
+			if err := s.Provide(ctx, sl, v); err != nil {
+				if strings.Contains(ErrorText(err), "No value provided for") {
+					notice(opts, "Empty input not allowed")
+					continue
+				}
+				return err
+			}
+		}
+	}
+	st, _ := s.Status(ctx)
+	return &StartError{Kind: ErrNeedsInput, Status: st, Detail: "still not ready after the input was given"}
+}
+
+// waiter follows one session's status across the rounds of Start.
+type waiter struct {
+	s         *Session
+	opts      StartOptions
+	events    <-chan Event
+	destroyed <-chan SessionManagerEvent
+	deadline  <-chan time.Time
+	last      api.Status
+	webURL    string // the URL WebAuth was last called with
+}
+
+// wait follows the status (forwarded signals plus polling) until it is
+// connected, fails, disappears, or the deadline or ctx ends. Until the
+// status differs from stale (the status before Connect) nothing ends it.
+// CFG_REQUIRE_USER returns errNeedInput.
+func (w *waiter) wait(ctx context.Context, stale api.Status) error {
+	poll := time.NewTicker(statusPoll)
+	defer poll.Stop()
+	changed := false
+	var handle func(st api.Status) (bool, error)
+	handle = func(st api.Status) (bool, error) {
+		if !changed {
+			if st == stale && st.Minor != api.StatusMinorConnConnected {
+				return false, nil
+			}
+			changed = true
+		}
+		if st != w.last {
+			w.last = st
+			if w.opts.OnStatus != nil {
+				w.opts.OnStatus(st)
+			}
+		}
+		if st.Major == api.StatusMajorSession && st.Minor == api.StatusMinorSessAuthURL {
+			if w.opts.WebAuth == nil {
+				return true, &StartError{Kind: ErrWebAuth, Status: st}
+			}
+			if st.Message != w.webURL {
+				w.webURL = st.Message
+				if err := w.opts.WebAuth(ctx, st.Message); err != nil {
+					return true, err
+				}
+			}
+			return false, nil
+		}
+		switch st.Minor {
+		case api.StatusMinorCfgRequireUser:
+			return true, errNeedInput
+		case api.StatusMinorConnConnected:
+			return true, nil
+		case api.StatusMinorConnFailed:
+			return true, &StartError{Kind: ErrConnectionFailed, Status: st}
+		case api.StatusMinorConnAuthFailed:
+			return true, &StartError{Kind: ErrAuthFailed, Status: st}
+		case api.StatusMinorCfgError:
+			return true, &StartError{Kind: ErrConfiguration, Status: st}
+		case api.StatusMinorProcStopped, api.StatusMinorProcKilled, api.StatusMinorConnDone:
+			// A polled end can overtake the forwarded failure sent just
+			// before it: the reason matters more.
+			if f, ok := w.awaitFailure(); ok {
+				return handle(f)
+			}
+			return true, &StartError{Kind: ErrSessionEnded, Status: st}
+		}
+		return false, nil
+	}
+	check := func() (bool, error) {
+		st, err := w.s.Status(ctx)
+		switch {
+		case err == nil:
+			return handle(st)
+		case api.IsErrorName(err, api.ErrNameUnknownMethod) || errors.Is(err, ErrObjectGone):
+			// The backend ended; its last events (CONN_FAILED with the
+			// reason) may still be on their way from the log service.
+			if w.last.Minor == api.StatusMinorConnFailed || w.last.Minor == api.StatusMinorConnAuthFailed {
+				return handle(w.last)
+			}
+			if f, ok := w.awaitFailure(); ok {
+				return handle(f)
+			}
+			return true, &StartError{Kind: ErrSessionEnded, Status: w.last, Detail: "before connecting"}
+		}
+		return false, nil // transient: keep waiting
+	}
+	if done, err := check(); done {
+		return err
+	}
+	for {
+		select {
+		case e, ok := <-w.events:
+			if !ok {
+				w.events = nil
+				continue
+			}
+			if sc, isStatus := e.(StatusChange); isStatus {
+				if done, err := handle(sc.Status); done {
+					return err
+				}
+			}
+		case ev, ok := <-w.destroyed:
+			if !ok {
+				w.destroyed = nil
+				continue
+			}
+			if ev.Path == w.s.Path && ev.Type == api.SessionEventDestroyed {
+				if done, err := check(); done {
+					return err
+				}
+			}
+		case <-poll.C:
+			if done, err := check(); done {
+				return err
+			}
+		case <-w.deadline:
+			return &StartError{Kind: ErrTimeout, Status: w.last}
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted (last status: %s): %w", w.last, ctx.Err())
+		}
+	}
+}
+
+// drain drops the events that arrived before the action: they belong to
+// the previous round (a poll may have ended it before its signals came).
+func (w *waiter) drain() {
+	for {
+		select {
+		case _, ok := <-w.events:
+			if !ok {
+				w.events = nil
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// awaitFailure looks among the forwarded events, for failureGrace, for the
+// status that says why the session failed.
+func (w *waiter) awaitFailure() (api.Status, bool) {
+	if w.events == nil {
+		return api.Status{}, false
+	}
+	t := time.NewTimer(failureGrace)
+	defer t.Stop()
+	for {
+		select {
+		case e, ok := <-w.events:
+			if !ok {
+				w.events = nil
+				return api.Status{}, false
+			}
+			sc, isStatus := e.(StatusChange)
+			if isStatus && (sc.Status.Minor == api.StatusMinorConnFailed ||
+				sc.Status.Minor == api.StatusMinorConnAuthFailed || sc.Status.Minor == api.StatusMinorCfgError) {
+				return sc.Status, true
+			}
+		case <-t.C:
+			return api.Status{}, false
+		}
+	}
+}
