@@ -250,9 +250,7 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	b.mu.Lock()
 	b.prof = prof
 	b.configName = name
-	if prof.Verb > 0 {
-		b.logLevel = min(uint32(prof.Verb), api.MaxLogLevel)
-	}
+	b.logLevel = profileLogLevel(prof, b.logLevel)
 	b.mu.Unlock()
 	// The engine knows which keys need a passphrase (PEM, PKCS#8, PKCS#12).
 	_, perr := engine.New(engine.Config{Profile: prof, Tun: tunProvider{b}})

@@ -49,7 +49,7 @@ func TestAccessServerProfile(t *testing.T) {
 		!p.PushPeerInfo || p.TLSCipher != "DEFAULT:@SECLEVEL=0" || p.DevType != "tun" {
 		t.Errorf("fields %+v", p)
 	}
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"block-outside-dns"}) {
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"push-peer-info", "block-outside-dns"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 
@@ -89,7 +89,7 @@ func TestProviderProfile(t *testing.T) {
 	if !reflect.DeepEqual(p.PullFilters, wantFilters) {
 		t.Errorf("pull filters %+v", p.PullFilters)
 	}
-	wantWarn := []string{"script-security", "up", "down", "block-outside-dns", "register-dns", "ip-win32", "route-method", "route-delay"}
+	wantWarn := []string{"persist-tun", "script-security", "up", "down", "block-outside-dns", "register-dns", "ip-win32", "route-method", "route-delay", "auth-nocache", "auth-retry"}
 	if got := warningOptions(p); !reflect.DeepEqual(got, wantWarn) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
@@ -127,7 +127,8 @@ func TestInlineCredentialsProfile(t *testing.T) {
 		hp.UserPass != "proxyuser\nproxypass\n" || !reflect.DeepEqual(hp.Options, [][]string{{"AGENT", "Mozilla/5.0 (X11; Linux)"}}) {
 		t.Errorf("proxy %+v", hp)
 	}
-	if len(p.Warnings) != 0 {
+	// Parsed but not applied yet: said so.
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"dhcp-option", "dns", "auth-nocache"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 	for _, w := range p.Warnings {
@@ -156,7 +157,7 @@ func TestBOMCRLFQuotes(t *testing.T) {
 func TestIgnoreUnknown(t *testing.T) {
 	p := parseFile(t, "ignore-unknown")
 	want := []string{"fragment", "fragment", "some-future-option", "another-future-option", "socks-proxy", "user",
-		"group", "daemon", "log", "status", "management", "ifconfig", "auth-token"}
+		"group", "daemon", "log", "status", "management", "tun-mtu-max", "ifconfig", "auth-token"}
 	if got := warningOptions(p); !reflect.DeepEqual(got, want) {
 		t.Errorf("warnings %v", p.Warnings)
 	}

@@ -210,7 +210,8 @@ func TestMiscOptions(t *testing.T) {
 }
 
 // TestClassificationComplete checks that every option name OpenVPN 2.6/2.7
-// accepts has a class, and that the supported ones have a handler.
+// accepts has a class, that applied ones have a handler and the others a
+// reason.
 func TestClassificationComplete(t *testing.T) {
 	b, err := os.ReadFile("testdata/openvpn-options.txt")
 	if err != nil {
@@ -231,26 +232,20 @@ func TestClassificationComplete(t *testing.T) {
 		t.Fatalf("only %d names in the list", n)
 	}
 	for _, info := range AllOptions() {
-		if info.Class != Supported {
-			if info.Class != Accepted && info.Why == "" {
-				t.Errorf("%s (%v) has no reason", info.Name, info.Class)
-			}
-			continue
+		if info.Class != Applied && info.Why == "" {
+			t.Errorf("%s (%v) has no reason", info.Name, info.Class)
 		}
-		// A supported option must never hit the "no handler" fallback.
-		ps := &parser{p: &Profile{Setenv: map[string]string{}, ASMeta: map[string]string{}}, ignore: map[string]bool{},
-			inlineWant: map[string]int{}, inlineHave: map[string]bool{}, tlsKeyOpt: map[string]int{}, seen: map[string]bool{}}
-		ps.supported(Option{Name: info.Name, Line: 1})
-		for _, pr := range ps.problems {
-			if strings.Contains(pr.Msg, "no handler") {
-				t.Errorf("%s: %v", info.Name, pr)
-			}
+		if info.Class == Applied && info.handle == nil {
+			t.Errorf("%s is applied but has no handler", info.Name)
+		}
+		if info.Class == Refused && info.handle != nil {
+			t.Errorf("%s is refused but has a handler", info.Name)
 		}
 	}
 	if i, ok := Lookup("--block-outside-dns"); !ok || i.Class != Ignored {
 		t.Errorf("Lookup with -- prefix: %+v %v", i, ok)
 	}
-	if Supported.String() != "supported" || NotImplemented.String() != "not implemented" || Class(99).String() != "unknown" {
+	if Applied.String() != "applied" || Refused.String() != "refused" || Class(99).String() != "unknown" {
 		t.Error("Class.String")
 	}
 }

@@ -5,59 +5,60 @@ import (
 	"strings"
 )
 
-// Class says how this client treats an OpenVPN 2.x option in a profile.
+// Class says what this client does with an OpenVPN 2.x option found in a
+// profile. It is what users read when their profile is accepted, so it
+// must be true: an option is Applied only when the client acts on it and
+// a test shows that (OptionInfo.Effect).
 type Class int
 
 const (
-	// Supported options are understood: they fill a typed field of
-	// Profile or are carried for the engine.
-	Supported Class = iota
-	// Accepted options are fine as they are: they describe what this
-	// client always does, or only affect logging. No warning.
-	Accepted
-	// Ignored options are accepted with a warning: they have no meaning
-	// here (Windows-only, scripts, process management, …).
+	// Applied options take effect: the client does what OpenVPN does
+	// with them (or what the reason in the warning says).
+	Applied Class = iota
+	// Ignored options are accepted with a warning giving the reason
+	// (silently when Quiet: the client already behaves that way).
+	// Their handler still checks the syntax and fills the Profile, so
+	// the engineer who makes one take effect flips it to Applied.
 	Ignored
-	// PushOnly options are meaningful only when the server pushes them;
-	// in a profile they are ignored with a warning.
-	PushOnly
-	// ServerOnly options belong in a server configuration; refused.
-	ServerOnly
-	// NotImplemented options would change behaviour in a way this client
-	// cannot honour; refused unless named by "setenv opt" or
-	// "ignore-unknown-option".
-	NotImplemented
+	// Refused options make the profile fail naming their line, unless
+	// "setenv opt" or "ignore-unknown-option" lists them.
+	Refused
 )
 
 func (c Class) String() string {
 	switch c {
-	case Supported:
-		return "supported"
-	case Accepted:
-		return "accepted"
+	case Applied:
+		return "applied"
 	case Ignored:
 		return "ignored"
-	case PushOnly:
-		return "push-only"
-	case ServerOnly:
-		return "server-only"
-	case NotImplemented:
-		return "not implemented"
+	case Refused:
+		return "refused"
 	}
 	return "unknown"
 }
 
-// OptionInfo describes one option name.
+// OptionInfo is one entry of the option table.
 type OptionInfo struct {
 	Name  string
 	Class Class
-	// Why explains an Ignored, PushOnly, ServerOnly or NotImplemented
-	// class to the user.
+	// Why is the reason shown to the user for Ignored and Refused
+	// options (and documentation for Quiet ones).
 	Why string
+	// Quiet: Ignored without a warning, because the client always does
+	// what the option asks (Why says so) or it only tunes logging.
+	Quiet bool
 	// Inline: the option may be given as an inline <name> block.
 	Inline bool
 	// InConnection: the option may appear inside a <connection> block.
 	InConnection bool
+	// Effect names, for an Applied option, the tests that fail when the
+	// option stops having its effect, as "<dir>.<TestName>" with dir
+	// relative to the module root (e.g. "helper/openvpn/engine.TestX").
+	// TestOptionTableEffects checks that each exists and mentions the
+	// option, and that every Applied option has one.
+	Effect []string
+
+	handle handler // checks the arguments and fills the Profile
 }
 
 // Reasons shared by many options.
@@ -72,98 +73,234 @@ const (
 	whyCommand    = "a stand-alone command, not a profile option"
 	whyTAP        = "TAP (layer 2) devices are not supported, only tun"
 	whyTuning     = "socket/device tuning is chosen by the client"
+	whyRemoved    = "removed from OpenVPN; no effect"
+	// Parsed options that do not take effect yet.
+	whyNotYet = "not applied by this client yet"
+	whyDNS    = "DNS settings are not applied to the system yet"
 )
 
-var optionTable = buildTable()
+// Tests named by Effect (directory.TestName, see OptionInfo.Effect).
+const (
+	tEngine  = "helper/openvpn/engine."
+	tProfile = "helper/openvpn/profile."
+	tPush    = "helper/openvpn/push."
+	tCtlwrap = "helper/openvpn/ctlwrap."
+	tBackend = "helper/backend."
+)
 
-func buildTable() map[string]OptionInfo {
-	t := make(map[string]OptionInfo)
-	add := func(class Class, why string, names ...string) {
-		for _, n := range names {
-			t[n] = OptionInfo{Name: n, Class: class, Why: why}
-		}
+// applied is an Applied entry.
+func applied(name string, h handler, effect ...string) OptionInfo {
+	return OptionInfo{Name: name, Class: Applied, handle: h, Effect: effect}
+}
+
+// notYet is an option the parser understands and fills into the Profile
+// but that does not take effect yet: accepted with a warning.
+func notYet(name, why string, h handler) OptionInfo {
+	return OptionInfo{Name: name, Class: Ignored, Why: why, handle: h}
+}
+
+// ignored lists options accepted with a warning giving why.
+func ignored(why string, names ...string) []OptionInfo {
+	out := make([]OptionInfo, len(names))
+	for i, n := range names {
+		out[i] = OptionInfo{Name: n, Class: Ignored, Why: why}
 	}
+	return out
+}
 
-	// Understood options.
-	add(Supported, "",
-		"client", "pull", "tls-client", "dev", "dev-type", "proto", "port", "rport", "remote",
-		"remote-random", "remote-random-hostname", "connection", "nobind",
-		"ca", "cert", "key", "extra-certs", "pkcs12", "crl-verify", "peer-fingerprint",
-		"tls-auth", "tls-crypt", "tls-crypt-v2", "key-direction",
-		"cipher", "data-ciphers", "ncp-ciphers", "data-ciphers-fallback", "auth",
-		"auth-user-pass", "auth-nocache", "auth-retry", "static-challenge",
-		"remote-cert-tls", "remote-cert-ku", "remote-cert-eku", "verify-x509-name",
-		"tls-version-min", "tls-version-max", "tls-cipher", "tls-ciphersuites", "tls-groups",
-		"tls-cert-profile", "verb", "route-nopull", "pull-filter",
-		"comp-lzo", "compress", "allow-compression", "explicit-exit-notify",
-		"tun-mtu", "tun-mtu-max", "mssfix", "ping", "ping-restart", "ping-exit", "keepalive",
-		"connect-retry", "connect-retry-max", "server-poll-timeout", "connect-timeout",
-		"reneg-sec", "reneg-bytes", "reneg-pkts", "hand-window", "tls-timeout", "tran-window",
-		"http-proxy", "http-proxy-option", "http-proxy-user-pass",
-		"setenv", "setenv-safe", "ignore-unknown-option", "push-peer-info",
-		"route", "route-ipv6", "redirect-gateway", "redirect-private", "dhcp-option", "dns",
-		"block-ipv6", "route-metric", "route-gateway", "route-ipv6-gateway", "topology",
-		"key-method", "mode", "max-packet-size",
-	)
+// quiet lists options ignored without a warning.
+func quiet(why string, names ...string) []OptionInfo {
+	out := ignored(why, names...)
+	for i := range out {
+		out[i].Quiet = true
+	}
+	return out
+}
 
-	// What this client always does, or logging verbosity.
-	add(Accepted, "",
-		"persist-key", "persist-tun", "resolv-retry", "float", "mute", "mute-replay-warnings",
-		"suppress-timestamps", "tun-ipv6", "disable-dco", "fast-io", "preresolve",
-		"allow-pull-fqdn", "ping-timer-rem",
-	)
+// refused lists options that make the profile fail, with why.
+func refused(why string, names ...string) []OptionInfo {
+	out := make([]OptionInfo, len(names))
+	for i, n := range names {
+		out[i] = OptionInfo{Name: n, Class: Refused, Why: why}
+	}
+	return out
+}
 
-	add(Ignored, whyWindows,
+// optionEntries is the option table. Adding an option is one entry here
+// and, for an Applied one, the test named in its Effect.
+func optionEntries() []OptionInfo {
+	t := []OptionInfo{
+		// Client mode and the profile's shape.
+		applied("client", flag(func(ps *parser) { ps.client = true }), tProfile+"TestClientModeOptions"),
+		applied("pull", flag(func(ps *parser) { ps.pull = true }), tProfile+"TestClientModeOptions"),
+		applied("tls-client", flag(func(ps *parser) { ps.tlsClient = true }), tProfile+"TestClientModeOptions"),
+		applied("mode", hMode, tProfile+"TestClientModeOptions"),
+		applied("key-method", hKeyMethod, tProfile+"TestClientModeOptions"),
+		applied("dev", hDev, tProfile+"TestClientModeOptions"),
+		applied("dev-type", hDevType, tProfile+"TestClientModeOptions"),
+		applied("setenv", (*parser).setenv, tProfile+"TestForwardCompatible", tProfile+"TestIgnoreUnknown"),
+		applied("ignore-unknown-option", hIgnoreUnknown, tProfile+"TestIgnoreUnknown"),
+		{Name: "setenv-safe", Class: Ignored, Why: "environment variables are only used by scripts", handle: hSetenvSafe, Quiet: true},
+
+		// Servers and transport.
+		applied("remote", (*parser).remote, tEngine+"TestIntegrationRemoteFailover", tEngine+"TestRemoteListConnectionBlocks"),
+		applied("proto", hProto, tEngine+"TestIntegrationTransports", tProfile+"TestClientModeOptions"),
+		applied("port", hPort, tProfile+"TestClientModeOptions"),
+		applied("rport", hPort, tProfile+"TestClientModeOptions"),
+		applied("connection", hConnection, tEngine+"TestRemoteListConnectionBlocks"),
+		applied("remote-random", flag(func(ps *parser) { ps.p.RemoteRandom = true }), tEngine+"TestRemoteRandomShuffles"),
+		notYet("remote-random-hostname", whyNotYet, flag(func(ps *parser) { ps.p.RemoteRandomHostname = true })),
+		applied("resolv-retry", hResolvRetry, tEngine+"TestResolvRetry"),
+		applied("connect-retry", hConnectRetry, tEngine+"TestRetryDelay"),
+		applied("connect-retry-max", seconds(func(p *Profile, n int) { p.ConnectRetryMax = n }), tEngine+"TestRunRetryPolicy"),
+		applied("server-poll-timeout", seconds(func(p *Profile, n int) { p.ServerPollTimeout = n }), tEngine+"TestIntegrationDeadServerFails"),
+		applied("connect-timeout", seconds(func(p *Profile, n int) { p.ServerPollTimeout = n }), tEngine+"TestProfileOptionsReachEngine"),
+		applied("nobind", flag(func(ps *parser) { ps.p.Nobind = true }), tEngine+"TestProfileOptionsReachEngine"),
+		applied("lport", hLport, tEngine+"TestProfileOptionsReachEngine"),
+		applied("http-proxy", hHTTPProxy, tEngine+"TestIntegrationHTTPProxy"),
+		applied("http-proxy-option", hHTTPProxyOption, tEngine+"TestProxyOptions"),
+		{Name: "http-proxy-user-pass", Class: Applied, handle: hHTTPProxyUserPass, Inline: true, Effect: []string{tEngine + "TestIntegrationHTTPProxy"}},
+		{Name: "float", Class: Ignored, Why: "the client does not yet accept packets from a new server address"},
+
+		// Certificates, keys and TLS.
+		{Name: "ca", Class: Applied, Inline: true, handle: pemMaterial(func(p *Profile, c string) { p.CA = c }, "CERTIFICATE"), Effect: []string{tEngine + "TestTLSVerification"}},
+		{Name: "cert", Class: Applied, Inline: true, handle: pemMaterial(func(p *Profile, c string) { p.Cert = c }, "CERTIFICATE"), Effect: []string{tEngine + "TestIntegrationCertProfiles"}},
+		{Name: "key", Class: Applied, Inline: true, handle: pemMaterial(func(p *Profile, c string) { p.Key = c }, "*PRIVATE KEY"), Effect: []string{tEngine + "TestIntegrationCertProfiles"}},
+		{Name: "extra-certs", Class: Applied, Inline: true, handle: pemMaterial(func(p *Profile, c string) { p.ExtraCerts += c }, "CERTIFICATE"), Effect: []string{tEngine + "TestProfileOptionsReachEngine"}},
+		{Name: "pkcs12", Class: Applied, Inline: true, handle: hPKCS12, Effect: []string{tEngine + "TestPKCS12"}},
+		{Name: "crl-verify", Class: Applied, Inline: true, handle: hCRLVerify, Effect: []string{tEngine + "TestCRLVerify"}},
+		{Name: "peer-fingerprint", Class: Applied, Inline: true, handle: hPeerFingerprint, Effect: []string{tEngine + "TestPeerFingerprint"}},
+		applied("remote-cert-tls", hRemoteCertTLS, tEngine+"TestTLSVerification"),
+		applied("remote-cert-ku", hRemoteCertKU, tEngine+"TestTLSVerification"),
+		applied("remote-cert-eku", word(func(p *Profile, v string) { p.RemoteCertEKU = v }), tEngine+"TestTLSVerification"),
+		applied("verify-x509-name", hVerifyX509Name, tEngine+"TestIntegrationCertProfiles"),
+		applied("tls-version-min", hTLSVersionMin, tEngine+"TestTLSVersionsAndSuites"),
+		applied("tls-version-max", choice(func(p *Profile, v string) { p.TLSVersionMax = v }, tlsVersions...), tEngine+"TestTLSVersionsAndSuites"),
+		applied("tls-cipher", word(func(p *Profile, v string) { p.TLSCipher = v }), tEngine+"TestTLSVersionsAndSuites"),
+		applied("tls-ciphersuites", word(func(p *Profile, v string) { p.TLSCipherSuites = v }), tEngine+"TestTLSVersionsAndSuites"),
+		applied("tls-groups", word(func(p *Profile, v string) { p.TLSGroups = v }), tEngine+"TestTLSVersionsAndSuites"),
+		applied("tls-cert-profile", choice(func(p *Profile, v string) { p.TLSCertProfile = v }, "insecure", "legacy", "preferred", "suiteb"), tEngine+"TestSHA1Chain"),
+		applied("hand-window", seconds(func(p *Profile, n int) { p.HandWindow = n }), tEngine+"TestIntegrationCertProfiles"),
+		applied("tls-timeout", seconds(func(p *Profile, n int) { p.TLSTimeout = n }), tEngine+"TestProfileOptionsReachEngine"),
+		{Name: "tls-auth", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSAuth"}},
+		{Name: "tls-crypt", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSCrypt"}},
+		{Name: "tls-crypt-v2", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSCryptV2"}},
+		applied("key-direction", hKeyDirection, tEngine+"TestProfileOptionsReachEngine"),
+		applied("max-packet-size", number(154, 2048, func(p *Profile, n int) { p.MaxPacketSize = n }), tProfile+"TestMaxPacketSize"),
+
+		// Data channel.
+		applied("cipher", algorithm(func(p *Profile, v string) { p.Cipher = v }), tEngine+"TestIntegrationLegacyCBC"),
+		applied("data-ciphers", hDataCiphers, tEngine+"TestOfferedCiphers"),
+		applied("ncp-ciphers", hDataCiphers, tEngine+"TestProfileOptionsReachEngine"),
+		applied("data-ciphers-fallback", algorithm(func(p *Profile, v string) { p.DataCiphersFallback = v }), tEngine+"TestProfileOptionsReachEngine"),
+		applied("auth", algorithm(func(p *Profile, v string) { p.Auth = v }), tEngine+"TestProfileOptionsReachEngine"),
+		applied("comp-lzo", hCompLZO, tEngine+"TestIntegrationCompressionFraming"),
+		applied("compress", hCompress, tEngine+"TestProfileOptionsReachEngine"),
+		notYet("allow-compression", whyNotYet, choice(func(p *Profile, v string) { p.AllowCompression = v }, "yes", "no", "asym")),
+		applied("tun-mtu", number(576, 65535, func(p *Profile, n int) { p.TunMTU = n }), tEngine+"TestMSSLimit"),
+		notYet("tun-mtu-max", whyNotYet, number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n })),
+		applied("mssfix", hMssfix, tEngine+"TestIntegrationMSSClamp"),
+		notYet("replay-window", whyNotYet, nil),
+
+		// Authentication.
+		{Name: "auth-user-pass", Class: Applied, Inline: true, handle: hAuthUserPass, Effect: []string{tBackend + "TestInputQueue"}},
+		notYet("auth-nocache", whyNotYet, flag(func(ps *parser) { ps.p.AuthNoCache = true })),
+		notYet("auth-retry", whyNotYet, choice(func(p *Profile, v string) { p.AuthRetry = v }, "none", "nointeract", "interact")),
+		applied("static-challenge", hStaticChallenge, tEngine+"TestProfileOptionsReachEngine"),
+
+		// Timers and key lifetime.
+		applied("ping", seconds(func(p *Profile, n int) { p.Ping = n }), tEngine+"TestIntegrationConnect"),
+		applied("ping-restart", seconds(func(p *Profile, n int) { p.PingRestart = n }), tEngine+"TestConnectLoopAfterConnection"),
+		applied("keepalive", hKeepalive, tEngine+"TestIntegrationReconnect"),
+		notYet("ping-exit", whyNotYet, seconds(func(p *Profile, n int) { p.PingExit = n })),
+		applied("reneg-sec", hRenegSec, tEngine+"TestIntegrationRenegotiationNoLoss"),
+		notYet("reneg-bytes", whyNotYet, count64(func(p *Profile, n int64) { p.RenegBytes = n })),
+		notYet("reneg-pkts", whyNotYet, count64(func(p *Profile, n int64) { p.RenegPkts = n })),
+		notYet("tran-window", whyNotYet, seconds(func(p *Profile, n int) { p.TranWindow = n })),
+		notYet("inactive", "inactivity timeouts are "+whyNotYet, nil),
+		notYet("session-timeout", "session timeouts are "+whyNotYet, nil),
+		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestProfileOptionsReachEngine"),
+
+		// Peer info.
+		notYet("push-peer-info", whyNotYet, flag(func(ps *parser) { ps.p.PushPeerInfo = true })),
+
+		// Routing and DNS: in push syntax, applied with the pushed ones.
+		applied("route-nopull", flag(func(ps *parser) { ps.p.RouteNoPull = true }), tPush+"TestFilters"),
+		applied("pull-filter", hPullFilter, tPush+"TestFilters", tProfile+"TestPushAssembler"),
+		applied("route", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		applied("route-ipv6", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		applied("redirect-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		notYet("redirect-private", whyNotYet, (*parser).netOption),
+		notYet("dhcp-option", whyDNS, (*parser).netOption),
+		notYet("dns", whyDNS, (*parser).netOption),
+		applied("route-metric", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		applied("route-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		applied("route-ipv6-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		applied("topology", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
+		notYet("block-ipv6", whyNotYet, (*parser).netOption),
+
+		// Logging.
+		applied("verb", number(0, 11, func(p *Profile, n int) { p.Verb = n }), tBackend+"TestLogLevelFromProfile"),
+	}
+	t = append(t, quiet(whyLog, "mute", "mute-replay-warnings", "suppress-timestamps")...)
+	t = append(t, quiet("the client keeps keys and certificates in memory across reconnects", "persist-key")...)
+	t = append(t, quiet("IPv6 is always enabled on the tun device", "tun-ipv6")...)
+	t = append(t, quiet("socket I/O is chosen by the client", "fast-io")...)
+	t = append(t, quiet("the ping-restart timer always runs", "ping-timer-rem")...)
+	t = append(t, ignored("the tun device is set up again on every reconnect", "persist-tun")...)
+	t = append(t, ignored("data channel offload is chosen by the client", "disable-dco")...)
+	t = append(t, ignored(whyNotYet, "preresolve", "allow-pull-fqdn")...)
+
+	t = append(t, ignored(whyWindows,
 		"block-outside-dns", "register-dns", "ip-win32", "route-method", "dhcp-release",
 		"dhcp-renew", "dhcp-pre-release", "tap-sleep", "win-sys", "allow-nonadmin", "pause-exit",
 		"service", "show-net-up", "msg-channel", "ip-remote-hint", "dhcp-internal", "rdns-internal",
 		"windows-driver",
-	)
-	add(Ignored, whyScript,
+	)...)
+	t = append(t, ignored(whyScript,
 		"up", "down", "down-pre", "route-up", "route-pre-down", "ipchange", "script-security",
 		"up-delay", "up-restart", "tls-verify", "tls-export-cert", "dns-updown", "plugin",
 		"x509-track", "keying-material-exporter",
-	)
-	add(Ignored, whyProcess,
+	)...)
+	t = append(t, ignored(whyProcess,
 		"daemon", "user", "group", "chroot", "cd", "writepid", "nice", "mlock", "setcon",
 		"remap-usr1", "tmp-dir", "iproute", "persist-local-ip", "persist-remote-ip",
 		"single-session", "tls-exit", "compat-mode", "engine", "providers", "askpass",
 		"route-delay", "route-noexec", "ifconfig-noexec", "ifconfig-nowarn", "route-table",
 		"allow-recursive-routing", "show-gateway",
-	)
-	add(Ignored, whyLog,
+	)...)
+	t = append(t, ignored(whyLog,
 		"log", "log-append", "syslog", "status", "status-version", "machine-readable-output",
 		"errors-to-stderr", "echo",
-	)
-	add(Ignored, whyManagement,
+	)...)
+	t = append(t, ignored(whyManagement,
 		"management", "management-client", "management-client-auth", "management-client-group",
 		"management-client-user", "management-forget-disconnect", "management-hold",
 		"management-log-cache", "management-query-passwords", "management-query-proxy",
 		"management-query-remote", "management-signal", "management-up-down",
-	)
-	add(Ignored, whyTuning,
+	)...)
+	t = append(t, ignored(whyTuning,
 		"rcvbuf", "sndbuf", "txqueuelen", "socket-flags", "tcp-nodelay", "passtos", "mtu-disc",
-		"mark", "bind-dev", "link-mtu", "udp-mtu", "replay-window",
+		"mark", "bind-dev", "link-mtu", "udp-mtu",
 		"replay-persist", "shaper", "comp-noadapt", "ecdh-curve", "proto-force", "dev-node",
 		"disable-occ",
 		"gremlin",
-	)
-	add(Ignored, "the client always binds an ephemeral local port", "local", "lport", "bind")
-	add(Ignored, "inactivity and session timeouts are not enforced by this client",
-		"inactive", "session-timeout")
-	add(Ignored, "removed from OpenVPN; no effect",
+	)...)
+	t = append(t, ignored("the client binds to any local address", "local", "bind")...)
+	t = append(t, ignored(whyRemoved,
 		"ncp-disable", "prng", "max-routes", "opt-verify", "http-proxy-retry", "http-proxy-timeout",
 		"socks-proxy-retry", "use-prediction-resistance", "mtu-dynamic", "no-name-remapping",
 		"compat-names",
-	)
-	add(Ignored, "superseded by remote-cert-tls/verify-x509-name; not checked",
-		"ns-cert-type",
-	)
-	add(PushOnly, whyPush,
+	)...)
+	t = append(t, ignored("superseded by remote-cert-tls/verify-x509-name; not checked", "ns-cert-type")...)
+	// NordVPN- and Surfshark-style profiles carry "tun-mtu-extra 32": it
+	// only sizes OpenVPN's internal buffers, nothing on the wire.
+	t = append(t, ignored("internal buffer sizing; no effect on this client", "tun-mtu-extra")...)
+	t = append(t, ignored(whyPush,
 		"auth-token", "auth-token-user", "peer-id", "push-continuation", "protocol-flags",
 		"key-derivation", "ifconfig", "ifconfig-ipv6",
-	)
-	add(ServerOnly, whyServer,
+	)...)
+	t = append(t, refused(whyServer,
 		"server", "server-bridge", "server-ipv6", "tls-server", "dh", "push", "push-reset",
 		"push-remove", "client-config-dir", "ccd-exclusive", "client-to-client", "duplicate-cn",
 		"ifconfig-pool", "ifconfig-ipv6-pool", "ifconfig-pool-persist", "ifconfig-push",
@@ -176,48 +313,60 @@ func buildTable() map[string]OptionInfo {
 		"vlan-pvid", "x509-username-field", "hash-size", "bcast-buffers", "tcp-queue-limit",
 		"disable", "client-cert-not-required", "ifconfig-pool-linear", "management-client-pf",
 		"force-tls-key-material-export", "connect-freq-initial",
-	)
-	add(NotImplemented, "internal fragmentation is not supported; use mssfix or fix the path MTU",
-		"fragment")
-	add(NotImplemented, "SOCKS proxies are not supported (http-proxy is)", "socks-proxy")
-	add(NotImplemented, "static-key mode is insecure and not supported; use TLS mode", "secret",
-		"allow-deprecated-insecure-static-crypto")
-	add(NotImplemented, "PKCS#11 tokens are not supported yet",
+	)...)
+	t = append(t, refused("internal fragmentation is not supported; use mssfix or fix the path MTU", "fragment")...)
+	t = append(t, refused("SOCKS proxies are not supported (http-proxy is)", "socks-proxy")...)
+	t = append(t, refused("static-key mode is insecure and not supported; use TLS mode", "secret",
+		"allow-deprecated-insecure-static-crypto")...)
+	t = append(t, refused("PKCS#11 tokens are not supported yet",
 		"pkcs11-providers", "pkcs11-id", "pkcs11-id-management", "pkcs11-pin-cache",
-		"pkcs11-private-mode", "pkcs11-protected-authentication", "pkcs11-cert-private")
-	add(NotImplemented, "the certificate would come from the Windows certificate store", "cryptoapicert")
-	add(NotImplemented, "external keys via the management interface are not supported",
-		"management-external-key", "management-external-cert")
-	add(NotImplemented, whyTAP, "lladdr", "server-bridge-dhcp")
-	// NordVPN- and Surfshark-style profiles carry "tun-mtu-extra 32": it
-	// only sizes OpenVPN's internal buffers, nothing on the wire.
-	add(Ignored, "internal buffer sizing; no effect on this client", "tun-mtu-extra")
-	add(NotImplemented, "CA directories cannot be part of an imported profile; inline the CA as <ca>", "capath")
-	add(NotImplemented, "verification by CA certificate hash is not supported; use <ca> or peer-fingerprint", "verify-hash")
-	add(NotImplemented, "an imported profile must be self-contained; paste the included file into the profile", "config")
-	add(NotImplemented, "weakens the VPN's security; removed from OpenVPN", "no-iv", "no-replay")
-	add(NotImplemented, "MTU testing is not supported", "mtu-test")
-	add(NotImplemented, "the NetworkManager-style client-side NAT is not supported", "client-nat")
-	add(NotImplemented, "HTTP proxy override by the management interface is not supported", "http-proxy-override")
-	add(NotImplemented, whyCommand,
+		"pkcs11-private-mode", "pkcs11-protected-authentication", "pkcs11-cert-private")...)
+	t = append(t, refused("the certificate would come from the Windows certificate store", "cryptoapicert")...)
+	t = append(t, refused("external keys via the management interface are not supported",
+		"management-external-key", "management-external-cert")...)
+	t = append(t, refused(whyTAP, "lladdr", "server-bridge-dhcp")...)
+	t = append(t, refused("CA directories cannot be part of an imported profile; inline the CA as <ca>", "capath")...)
+	t = append(t, refused("verification by CA certificate hash is not supported; use <ca> or peer-fingerprint", "verify-hash")...)
+	t = append(t, refused("an imported profile must be self-contained; paste the included file into the profile", "config")...)
+	t = append(t, refused("weakens the VPN's security; removed from OpenVPN", "no-iv", "no-replay")...)
+	t = append(t, refused("MTU testing is not supported", "mtu-test")...)
+	t = append(t, refused("the NetworkManager-style client-side NAT is not supported", "client-nat")...)
+	t = append(t, refused("HTTP proxy override by the management interface is not supported", "http-proxy-override")...)
+	t = append(t, refused(whyCommand,
 		"help", "version", "genkey", "test-crypto", "mktun", "rmtun", "show-ciphers",
 		"show-digests", "show-tls", "show-engines", "show-groups", "show-curves",
-		"show-pkcs11-ids", "show-adapters", "show-net", "show-valid-subnets", "parameter")
+		"show-pkcs11-ids", "show-adapters", "show-net", "show-valid-subnets", "parameter")...)
+	return t
+}
 
-	// Which options take an inline block.
-	for _, n := range []string{"ca", "cert", "key", "extra-certs", "tls-auth", "tls-crypt",
-		"tls-crypt-v2", "auth-user-pass", "http-proxy-user-pass", "pkcs12", "crl-verify",
-		"peer-fingerprint", "connection", "dh", "secret", "tls-crypt-v2-verify", "auth-gen-token-secret"} {
+// inlineOnlyRefused are refused options that OpenVPN lets be inline
+// blocks: refused by their reason, not as "cannot be inline".
+var inlineRefused = []string{"dh", "secret", "tls-crypt-v2-verify", "auth-gen-token-secret"}
+
+// connectionOptions may appear inside <connection> (man page "CONNECTION
+// PROFILES").
+var connectionOptions = []string{"bind", "connect-retry", "connect-retry-max", "connect-timeout",
+	"explicit-exit-notify", "float", "fragment", "http-proxy", "http-proxy-option",
+	"key-direction", "link-mtu", "local", "lport", "mssfix", "mtu-disc", "nobind", "port",
+	"proto", "remote", "rport", "socks-proxy", "tls-auth", "tls-crypt", "tls-crypt-v2",
+	"tun-mtu", "tun-mtu-extra", "server-poll-timeout"}
+
+var optionTable = buildTable()
+
+func buildTable() map[string]OptionInfo {
+	t := make(map[string]OptionInfo)
+	for _, e := range optionEntries() {
+		if _, dup := t[e.Name]; dup {
+			panic("profile: option " + e.Name + " is in the table twice")
+		}
+		t[e.Name] = e
+	}
+	for _, n := range inlineRefused {
 		i := t[n]
 		i.Inline = true
 		t[n] = i
 	}
-	// Options allowed inside <connection> (man page "CONNECTION PROFILES").
-	for _, n := range []string{"bind", "connect-retry", "connect-retry-max", "connect-timeout",
-		"explicit-exit-notify", "float", "fragment", "http-proxy", "http-proxy-option",
-		"key-direction", "link-mtu", "local", "lport", "mssfix", "mtu-disc", "nobind", "port",
-		"proto", "remote", "rport", "socks-proxy", "tls-auth", "tls-crypt", "tls-crypt-v2",
-		"tun-mtu", "tun-mtu-extra", "server-poll-timeout"} {
+	for _, n := range connectionOptions {
 		i := t[n]
 		i.InConnection = true
 		t[n] = i
