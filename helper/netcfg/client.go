@@ -110,6 +110,21 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 	if err := set("reroute_ipv6", cfg.RedirectIPv6); err != nil {
 		return nil, "", "", err
 	}
+	var flags []string
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{cfg.RedirectLocal, "local"}, {cfg.BlockLocal, "block-local"}, {cfg.BypassDHCP, "bypass-dhcp"},
+		{cfg.BypassDNS, "bypass-dns"}, {cfg.BlockIPv6, "block-ipv6"}} {
+		if f.on {
+			flags = append(flags, f.name)
+		}
+	}
+	if len(flags) > 0 {
+		if err := set("route_flags", flags); err != nil {
+			return nil, "", "", err
+		}
+	}
 	if len(cfg.Routes) > 0 {
 		nets := make([]network, 0, len(cfg.Routes))
 		for _, r := range cfg.Routes {

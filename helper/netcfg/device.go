@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ type device struct {
 	txqueuelen uint16
 	reroute4   bool
 	reroute6   bool
+	flags      []string // route_flags
 	dnsServers []string
 	dnsSearch  []string
 	dnssec     string
@@ -145,6 +147,20 @@ func (d *device) iface() *busobj.Interface {
 			{Name: "reroute_ipv6", Type: "b", Get: ro(func() any { return d.reroute6 }), Set: func(_ *busobj.Call, v any) error {
 				d.mu.Lock()
 				d.reroute6 = v.(bool)
+				d.mu.Unlock()
+				return nil
+			}},
+			// Not in openvpn3's API: redirect-gateway flags and block-ipv6,
+			// which only a backend of ours sets.
+			{Name: "route_flags", Type: "as", Get: ro(func() any { return append([]string{}, d.flags...) }), Set: func(_ *busobj.Call, v any) error {
+				flags := v.([]string)
+				for _, f := range flags {
+					if !slices.Contains(routeFlags, f) {
+						return fmt.Errorf("Invalid route flag '%s' (known: %s)", sanitize(f), strings.Join(routeFlags, ", "))
+					}
+				}
+				d.mu.Lock()
+				d.flags = slices.Clone(flags)
 				d.mu.Unlock()
 				return nil
 			}},
@@ -348,11 +364,16 @@ func (d *device) setDNSTransport(c *busobj.Call) ([]any, error) {
 // (topology net30/p2p), is the point-to-point peer.
 func (d *device) config() netconf.Config {
 	cfg := netconf.Config{
-		Routes:       append([]netconf.Route{}, d.networks...),
-		RedirectIPv4: d.reroute4,
-		RedirectIPv6: d.reroute6,
-		MTU:          int(d.mtu),
-		Remote:       d.remote,
+		Routes:        append([]netconf.Route{}, d.networks...),
+		RedirectIPv4:  d.reroute4,
+		RedirectIPv6:  d.reroute6,
+		MTU:           int(d.mtu),
+		Remote:        d.remote,
+		RedirectLocal: slices.Contains(d.flags, "local"),
+		BlockLocal:    slices.Contains(d.flags, "block-local"),
+		BypassDHCP:    slices.Contains(d.flags, "bypass-dhcp"),
+		BypassDNS:     slices.Contains(d.flags, "bypass-dns"),
+		BlockIPv6:     slices.Contains(d.flags, "block-ipv6"),
 	}
 	for _, a := range d.addrs {
 		cfg.Addresses = append(cfg.Addresses, a.prefix)
@@ -385,10 +406,19 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		return nil, netcfgError("Virtual interface is already established")
 	}
 	cfg := d.config()
+	d.svc.addBypassRoutes(&cfg, d.log)
+	j, err := d.svc.Journal("dev-" + strings.TrimPrefix(string(d.path), string(api.PathNetCfg)+"/"))
+	if err != nil {
+		d.log.Error("Establish failed", "err", err)
+		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
+	}
 	tun, err := tundev.Setup(c.Ctx, cfg, tundev.Options{
 		NetNS:      d.svc.netNS(),
 		TxQueueLen: int(d.txqueuelen),
 		Logger:     d.log,
+		Journal:    j,
+		Shared:     d.svc.sharedRoutes(),
+		Owner:      string(d.path),
 	})
 	if err != nil {
 		d.log.Error("Establish failed", "err", err)

@@ -10,6 +10,7 @@
 package netcfg
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/sharedroute"
 )
 
 // Limits on what one caller may queue, so a misbehaving client cannot make
@@ -48,7 +51,10 @@ type Service struct {
 	logLevel    uint32
 	stopWatch   func()
 	closed      bool
-	wg          sync.WaitGroup // cleanups started from the name watch
+	journal     *journal.Store     // nil: no journal (SetStateDir not called)
+	undoers     journal.Undoers    // undo functions by journal entry kind
+	shared      *sharedroute.Table // routes outside the tunnels, shared by devices
+	wg          sync.WaitGroup     // cleanups started from the name watch
 }
 
 // NewService returns a service that is not exported yet.
@@ -86,6 +92,9 @@ func (s *Service) Export(srv *busobj.Server) error {
 	}
 	s.srv = srv
 	s.mu.Unlock()
+	if err := s.startRouting(context.Background()); err != nil {
+		return err
+	}
 	if err := srv.Export(api.PathNetCfg, s.managerInterface()); err != nil {
 		return fmt.Errorf("netcfg: %w", err)
 	}
@@ -126,6 +135,14 @@ func (s *Service) Close() error {
 	}
 	s.wg.Wait()
 	s.cleanup(func(*device) bool { return true }, "service shutting down")
+	s.mu.Lock()
+	shared := s.shared
+	s.mu.Unlock()
+	if shared != nil {
+		if err := shared.Close(); err != nil {
+			s.log.Error("shared routes not fully removed", "err", err)
+		}
+	}
 	if srv != nil {
 		srv.Unexport(api.PathNetCfg)
 	}

@@ -34,9 +34,21 @@ type Config struct {
 	// RedirectIPv4/6 send the default route through the tunnel (def1 style:
 	// two half routes, so the original default route stays).
 	RedirectIPv4, RedirectIPv6 bool
-	MTU                        int
-	DNSServers                 []netip.Addr
-	SearchDomains              []string
+	// RedirectLocal (redirect-gateway local): the server is on a local
+	// network, so it gets no host route outside the tunnel.
+	RedirectLocal bool
+	// BlockLocal (redirect-gateway block-local) routes the local IPv4
+	// networks into the tunnel too, except the local gateway itself.
+	BlockLocal bool
+	// BypassDHCP and BypassDNS (redirect-gateway bypass-dhcp/bypass-dns)
+	// keep the system's DHCP server and DNS servers outside the tunnel.
+	BypassDHCP, BypassDNS bool
+	// BlockIPv6 (block-ipv6) makes IPv6 unreachable outside the tunnel
+	// while IPv4 is redirected, so IPv6 traffic cannot leak past it.
+	BlockIPv6     bool
+	MTU           int
+	DNSServers    []netip.Addr
+	SearchDomains []string
 	// Remote is the VPN server's transport address; with a redirected
 	// default route it keeps a host route outside the tunnel.
 	Remote netip.Addr

@@ -101,6 +101,10 @@ func serve(ctx context.Context, stateDir string, logLevel int, logger *slog.Logg
 		return fmt.Errorf("log service: %w", err)
 	}
 	nc := netcfg.NewService(logger.With("service", "netcfg"))
+	// Export undoes what a crashed earlier run left in the journal.
+	if err := nc.SetStateDir(stateDir); err != nil {
+		return err
+	}
 	if err := nc.Export(srv); err != nil {
 		return fmt.Errorf("netcfg: %w", err)
 	}

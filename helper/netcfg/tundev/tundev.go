@@ -3,11 +3,15 @@
 // the part of netcfg that needs CAP_NET_ADMIN and knows nothing of D-Bus.
 //
 // A Device remembers exactly what it added, so Teardown removes that and
-// nothing else, and a failed Setup leaves nothing behind. The device is not
-// persistent: it also disappears when the last copy of its file descriptor
-// is closed (for example when the process it was handed to dies); routes
-// that do not go through the device (the host route to the VPN server,
-// excluded networks) survive that and are removed only by Teardown.
+// nothing else, and a failed Setup leaves nothing behind. With a journal
+// (Options.Journal) every link, address and route is recorded before it is
+// made, so that a crashed helper can undo it (package sysrec). The device is
+// not persistent: it also disappears when the last copy of its file
+// descriptor is closed (for example when the process it was handed to
+// dies); routes that do not go through the device (the host route to the
+// VPN server, excluded and bypassed networks, block-ipv6) are shared with
+// other sessions through a sharedroute.Table, survive that, and are
+// released only by Teardown.
 package tundev
 
 import (
@@ -19,13 +23,17 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/nsexec"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/sharedroute"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/sysrec"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
 
@@ -47,7 +55,18 @@ type Options struct {
 	TxQueueLen int
 	// Logger receives notes about routes that were skipped; nil discards.
 	Logger *slog.Logger
+	// Journal, when set, records every change before it is made.
+	Journal *journal.Journal
+	// Shared holds the routes outside the tunnel (server host route,
+	// excluded networks, block-ipv6), shared with other devices under the
+	// owner name Owner. Nil: the device keeps a table of its own.
+	Shared *sharedroute.Table
+	Owner  string
 }
+
+// blockMetric is the metric of block-ipv6's unreachable routes: above any
+// real route, so that a tunnel that carries IPv6 still wins.
+const blockMetric = 1 << 24
 
 // Device is one TUN device configured by Setup.
 type Device struct {
@@ -55,13 +74,18 @@ type Device struct {
 	name  string
 	index int
 
-	mu     sync.Mutex
-	ns     netns.NsHandle  // owned; closed by Teardown
-	nlh    *netlink.Handle // bound to ns
-	file   *os.File        // nil once closed
-	addrs  []netlink.Addr  // added by us, in order
-	routes []netlink.Route // added by us, in order
-	down   bool
+	mu      sync.Mutex
+	ns      netns.NsHandle  // owned; closed by Teardown
+	nlh     *netlink.Handle // bound to ns
+	file    *os.File        // nil once closed
+	addrs   []netlink.Addr  // added by us, in order
+	routes  []netlink.Route // added by us, in order
+	j       *journal.Journal
+	shared  *sharedroute.Table
+	owner   string
+	private bool // shared is ours to close
+	seq     int
+	down    bool
 }
 
 // Setup creates a TUN device and configures it from cfg. On error
@@ -80,7 +104,7 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 	if opts.TxQueueLen < 0 {
 		return nil, fmt.Errorf("tun setup: negative txqueuelen %d", opts.TxQueueLen)
 	}
-	d := &Device{log: opts.Logger}
+	d := &Device{log: opts.Logger, j: opts.Journal, shared: opts.Shared, owner: opts.Owner}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -113,6 +137,15 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 	if d.nlh, err = netlink.NewHandleAt(d.ns); err != nil {
 		return nil, fmt.Errorf("tun setup: netlink: %w", err)
 	}
+	if d.shared == nil {
+		if d.shared, err = sharedroute.New(d.ns, nil, d.log); err != nil {
+			return nil, fmt.Errorf("tun setup: %w", err)
+		}
+		d.private = true
+	}
+	if d.owner == "" {
+		d.owner = fmt.Sprintf("tundev-%p", d)
+	}
 
 	// The plan needs the routes as they are before the tunnel changes them.
 	plan, err := d.plan(cfg)
@@ -122,10 +155,14 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tun setup: %w", err)
 	}
+	if err := d.shared.Acquire(d.owner, plan.shared); err != nil {
+		return nil, fmt.Errorf("tun setup: %w", err)
+	}
 
 	if err := d.open(name); err != nil {
 		return nil, err
 	}
+	d.shared.SetTunnel(d.owner, d.index)
 	link, err := d.nlh.LinkByIndex(d.index)
 	if err != nil {
 		return nil, fmt.Errorf("tun setup: look up %s: %w", d.name, err)
@@ -141,6 +178,9 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 		}
 	}
 	for _, a := range plan.addrs {
+		if err := d.record(sysrec.KindAddr, sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}); err != nil {
+			return nil, err
+		}
 		if err := d.nlh.AddrAdd(link, &a); err != nil {
 			return nil, fmt.Errorf("tun setup: %s: add address %v: %w", d.name, addrString(a), err)
 		}
@@ -153,23 +193,82 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 		return nil, fmt.Errorf("tun setup: %w", err)
 	}
 	for _, r := range plan.routes {
-		if r.LinkIndex == 0 {
-			r.LinkIndex = d.index
+		r.LinkIndex = d.index
+		if err := d.addRoute(r); err != nil {
+			return nil, err
 		}
-		err := d.nlh.RouteAdd(&r)
-		if errors.Is(err, unix.EEXIST) {
-			// Someone else's route (often the kernel's prefix route of
-			// our own address): it is not ours to remove later.
-			d.log.Info("route already present, left as it is", "device", d.name, "route", routeString(r))
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("tun setup: %s: add route %s: %w", d.name, routeString(r), err)
-		}
-		d.routes = append(d.routes, r)
 	}
 	return d, nil
 }
+
+// record writes a journal entry (when there is a journal) before the change
+// it describes is made.
+func (d *Device) record(kind string, v any) error {
+	if d.j == nil {
+		return nil
+	}
+	d.seq++
+	if err := d.j.Add(fmt.Sprintf("%s#%d", kind, d.seq), kind, v); err != nil {
+		return fmt.Errorf("tun setup: %w", err)
+	}
+	return nil
+}
+
+// addRoute adds a route through the device. When the same destination and
+// metric already go elsewhere (another session's tunnel), ours is appended
+// behind it: the kernel uses the first, and ours takes over when that one
+// goes, so sessions can end in any order.
+func (d *Device) addRoute(r netlink.Route) error {
+	if err := d.record(sysrec.KindRoute, sysrec.FromNetlink(r, d.name)); err != nil {
+		return err
+	}
+	err := d.nlh.RouteAdd(&r)
+	if errors.Is(err, unix.EEXIST) {
+		if d.routeOnDevice(r) {
+			// Someone else's route on our device (the kernel's prefix
+			// route of our own address): not ours to remove later.
+			d.log.Info("route already present, left as it is", "device", d.name, "route", routeString(r))
+			return nil
+		}
+		if r.Dst.IP.To4() == nil && r.Gw != nil {
+			// Two IPv6 gateway routes would become one multipath route;
+			// a point-to-point device needs no gateway.
+			r.Gw = nil
+		}
+		err = d.nlh.RouteAppend(&r)
+		if err == nil {
+			d.log.Info("route also used by another device; ours stands behind it", "device", d.name, "route", routeString(r))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("tun setup: %s: add route %s: %w", d.name, routeString(r), err)
+	}
+	d.routes = append(d.routes, r)
+	return nil
+}
+
+// routeOnDevice reports whether a route to r's destination with r's metric
+// already goes through our device.
+func (d *Device) routeOnDevice(r netlink.Route) bool {
+	family := netlink.FAMILY_V4
+	if r.Dst.IP.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	list, err := d.nlh.RouteListFiltered(family, &netlink.Route{Dst: r.Dst, LinkIndex: d.index},
+		netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
+	return err == nil && len(list) > 0
+}
+
+func peerAddr(a netlink.Addr) netip.Addr {
+	if a.Peer == nil {
+		return netip.Addr{}
+	}
+	p, _ := netip.AddrFromSlice(a.Peer.IP)
+	return p.Unmap()
+}
+
+// maxNameTries bounds the search for a free name.
+const maxNameTries = 256
 
 // open creates the TUN device. The file descriptor's namespace decides the
 // device's, so /dev/net/tun is opened from inside d.ns.
@@ -182,10 +281,31 @@ func (d *Device) open(name string) error {
 	if err != nil {
 		return fmt.Errorf("tun setup: open /dev/net/tun: %w", err)
 	}
-	ifr, err := unix.NewIfreq(name)
-	if err == nil {
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	// The name is chosen here rather than by the kernel so that it can be
+	// journalled before the device exists; IFF_TUN_EXCL refuses a name
+	// that someone took meanwhile.
+	var ifr *unix.Ifreq
+	for n := 0; ; n++ {
+		try := name
+		if strings.Contains(name, "%d") {
+			try = fmt.Sprintf(name, n)
+		}
+		if _, lerr := d.nlh.LinkByName(try); lerr == nil {
+			err = unix.EEXIST
+		} else if err = d.record(sysrec.KindLink, sysrec.Link{Name: try, Type: "tuntap"}); err == nil {
+			ifr, err = unix.NewIfreq(try)
+			if err == nil {
+				ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
+				err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+			}
+			if err != nil && d.j != nil {
+				_ = d.j.Drop(fmt.Sprintf("%s#%d", sysrec.KindLink, d.seq))
+			}
+		}
+		retry := errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EBUSY)
+		if err == nil || !retry || !strings.Contains(name, "%d") || n >= maxNameTries {
+			break
+		}
 	}
 	if err != nil {
 		unix.Close(fd)
@@ -205,7 +325,8 @@ func (d *Device) open(name string) error {
 
 type plan struct {
 	addrs  []netlink.Addr
-	routes []netlink.Route // LinkIndex 0: through the new device
+	routes []netlink.Route // through the new device
+	shared []sharedroute.Spec
 }
 
 // plan turns cfg into the addresses and routes to add.
@@ -261,55 +382,25 @@ func (d *Device) plan(cfg netconf.Config) (plan, error) {
 		}
 		return nr
 	}
-	// outside keeps dst on the path it takes now, before the tunnel.
-	outside := func(pfx netip.Prefix) (netlink.Route, bool, error) {
-		cur, err := d.nlh.RouteGet(pfx.Addr().AsSlice())
-		if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || (err == nil && len(cur) == 0) {
-			return netlink.Route{}, false, nil
-		}
-		if err != nil {
-			return netlink.Route{}, false, fmt.Errorf("tun setup: look up the current route to %v: %w", pfx.Addr(), err)
-		}
-		c := cur[0]
-		if c.Type == unix.RTN_LOCAL || c.LinkIndex == 0 {
-			return netlink.Route{}, false, nil
-		}
-		nr := netlink.Route{Dst: prefixNet(pfx), LinkIndex: c.LinkIndex, Gw: c.Gw}
-		if c.Gw == nil && pfx.Addr().Is4() {
-			nr.Scope = netlink.SCOPE_LINK
-		}
-		return nr, true, nil
-	}
 
-	if cfg.Remote.IsValid() {
+	// The server keeps a host route on its current path outside the
+	// tunnel whatever the tunnel routes (a pushed route may cover it, and
+	// another session may redirect the gateway later), unless
+	// redirect-gateway local says it is on the local network.
+	if cfg.Remote.IsValid() && !cfg.RedirectLocal {
 		remote := cfg.Remote.Unmap()
-		if (remote.Is4() && cfg.RedirectIPv4) || (remote.Is6() && cfg.RedirectIPv6) {
-			r, ok, err := outside(netip.PrefixFrom(remote, remote.BitLen()))
-			if err != nil {
-				return p, err
-			}
-			if ok {
-				p.routes = append(p.routes, r)
-			} else {
-				d.log.Info("no route to the VPN server outside the tunnel; no host route added", "remote", remote)
-			}
-		}
+		p.shared = append(p.shared, sharedroute.Spec{Kind: sharedroute.Pin, Prefix: netip.PrefixFrom(remote, remote.BitLen())})
 	}
 	for _, r := range cfg.Routes {
-		if !r.Exclude {
-			continue
+		if r.Exclude {
+			pfx := netip.PrefixFrom(r.Prefix.Addr().Unmap(), r.Prefix.Bits()).Masked()
+			p.shared = append(p.shared, sharedroute.Spec{Kind: sharedroute.Pin, Prefix: pfx, Metric: max(r.Metric, 0)})
 		}
-		pfx := netip.PrefixFrom(r.Prefix.Addr().Unmap(), r.Prefix.Bits()).Masked()
-		nr, ok, err := outside(pfx)
-		if err != nil {
-			return p, err
+	}
+	if cfg.BlockIPv6 && !cfg.RedirectIPv6 {
+		for _, s := range []string{"::/1", "8000::/1"} {
+			p.shared = append(p.shared, sharedroute.Spec{Kind: sharedroute.Unreachable, Prefix: netip.MustParsePrefix(s), Metric: blockMetric})
 		}
-		if !ok {
-			d.log.Info("excluded network has no route outside the tunnel; nothing to add", "network", pfx)
-			continue
-		}
-		nr.Priority = max(r.Metric, 0)
-		p.routes = append(p.routes, nr)
 	}
 	for _, r := range cfg.Routes {
 		if !r.Exclude {
@@ -326,7 +417,60 @@ func (d *Device) plan(cfg netconf.Config) (plan, error) {
 			p.routes = append(p.routes, viaTunnel(netconf.Route{Prefix: netip.MustParsePrefix(s)}))
 		}
 	}
+	if cfg.BlockLocal {
+		lans, gw, err := d.localNetworks()
+		if err != nil {
+			return p, err
+		}
+		for _, lan := range lans {
+			// Two halves, so they win over the connected route.
+			lo := netip.PrefixFrom(lan.Addr(), lan.Bits()+1)
+			hi := netip.PrefixFrom(lastHalf(lan), lan.Bits()+1)
+			for _, h := range []netip.Prefix{lo, hi} {
+				p.routes = append(p.routes, viaTunnel(netconf.Route{Prefix: h}))
+			}
+		}
+		if gw.IsValid() {
+			p.shared = append(p.shared, sharedroute.Spec{Kind: sharedroute.Pin, Prefix: netip.PrefixFrom(gw, gw.BitLen())})
+		}
+		d.log.Info("block-local: local networks routed into the tunnel", "networks", lans, "gateway kept outside", gw)
+	}
 	return p, nil
+}
+
+// localNetworks are the IPv4 networks directly connected to the link that
+// carries the default route outside the tunnels (for block-local), and that
+// route's gateway.
+func (d *Device) localNetworks() ([]netip.Prefix, netip.Addr, error) {
+	link, gw, ok, err := d.shared.Outside(netip.IPv4Unspecified())
+	if err != nil || !ok {
+		return nil, netip.Addr{}, err
+	}
+	list, err := d.nlh.RouteListFiltered(netlink.FAMILY_V4,
+		&netlink.Route{LinkIndex: link, Scope: netlink.SCOPE_LINK, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_SCOPE|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, netip.Addr{}, fmt.Errorf("tun setup: block-local: list local networks: %w", err)
+	}
+	var out []netip.Prefix
+	for _, r := range list {
+		pfx := netPrefix(r.Dst)
+		if r.Dst == nil || r.Gw != nil || r.Type != unix.RTN_UNICAST || pfx.Bits() == 0 || pfx.Bits() >= 31 {
+			continue
+		}
+		if !slices.Contains(out, pfx.Masked()) {
+			out = append(out, pfx.Masked())
+		}
+	}
+	return out, gw, nil
+}
+
+// lastHalf is the first address of the upper half of p.
+func lastHalf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	bit := p.Bits() // index of the bit that splits p
+	b[bit/8] |= 0x80 >> (bit % 8)
+	return netip.AddrFrom4(b)
 }
 
 // Name is the kernel's name of the device, e.g. "ovpn0".
@@ -391,7 +535,8 @@ func (d *Device) Addresses() []netip.Prefix {
 	return out
 }
 
-// Routes are the routes Setup added: destination and gateway (zero when
+// Routes are the routes Setup added through the device, then the shared
+// routes outside it this device holds: destination and gateway (zero when
 // on-link), and whether they go through the device.
 func (d *Device) Routes() []AddedRoute {
 	d.mu.Lock()
@@ -400,6 +545,11 @@ func (d *Device) Routes() []AddedRoute {
 	for _, r := range d.routes {
 		gw, _ := netip.AddrFromSlice(r.Gw)
 		out = append(out, AddedRoute{Prefix: netPrefix(r.Dst), Gateway: gw.Unmap(), ViaDevice: r.LinkIndex == d.index})
+	}
+	if d.shared != nil && !d.down {
+		for _, r := range d.shared.Held(d.owner) {
+			out = append(out, AddedRoute{Prefix: r.Dst, Gateway: r.Gw})
+		}
 	}
 	return out
 }
@@ -436,6 +586,16 @@ func (d *Device) Teardown() error {
 			}
 		}
 		d.routes = nil
+		if d.shared != nil {
+			if err := d.shared.Release(d.owner); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", d.name, err))
+			}
+			if d.private {
+				if err := d.shared.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", d.name, err))
+				}
+			}
+		}
 		if alive {
 			for _, a := range slices.Backward(d.addrs) {
 				a.LinkIndex = d.index
@@ -469,6 +629,13 @@ func (d *Device) Teardown() error {
 	if d.ns.IsOpen() {
 		if err := d.ns.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: close namespace handle: %w", d.name, err))
+		}
+	}
+	if len(errs) == 0 && d.j != nil {
+		// Everything is undone: the record can go. Otherwise it stays
+		// for the next start of the helper to finish the job.
+		if err := d.j.Remove(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.name, err))
 		}
 	}
 	return errors.Join(errs...)

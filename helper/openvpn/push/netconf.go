@@ -56,10 +56,21 @@ func (r *Reply) NetConfig() (netconf.Config, error) {
 			Exclude: rt.NetGateway,
 		})
 	}
+	// With or without def1 the default route is redirected as two half
+	// routes (as OpenVPN 3 does), so the original default route is never
+	// deleted and nothing needs restoring after a crash.
+	has := func(f string) bool { return slices.Contains(r.RedirectFlags, f) }
 	if r.RedirectGateway {
-		c.RedirectIPv4 = !slices.Contains(r.RedirectFlags, "!ipv4")
-		c.RedirectIPv6 = slices.Contains(r.RedirectFlags, "ipv6")
+		c.RedirectIPv4 = !has("!ipv4")
+		c.RedirectIPv6 = has("ipv6")
 	}
+	if r.RedirectGateway || r.RedirectPrivate {
+		c.RedirectLocal = has("local")
+		c.BlockLocal = has("block-local")
+		c.BypassDHCP = has("bypass-dhcp")
+		c.BypassDNS = has("bypass-dns")
+	}
+	c.BlockIPv6 = r.BlockIPv6
 	c.MTU = r.TunMTU
 	c.DNSServers, c.SearchDomains = r.dnsSettings()
 	if err := c.Validate(); err != nil {

@@ -125,6 +125,7 @@ func TestNet30AndRoutes(t *testing.T) {
 			{Prefix: mustPfx("203.0.113.7/32"), Metric: 7, Exclude: true},
 		},
 		RedirectIPv4: true,
+		BypassDHCP:   true,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("netconf\n got %+v\nwant %+v", c, want)
@@ -384,6 +385,39 @@ func TestProfileCompression(t *testing.T) {
 	for _, c := range cases {
 		if got := ProfileCompression(c.lzo, c.comp); got != c.want {
 			t.Errorf("ProfileCompression(%q, %q) = %q, want %q", c.lzo, c.comp, got, c.want)
+		}
+	}
+}
+
+// The redirect-gateway flags and block-ipv6 reach the network
+// configuration; route-nopull drops them with the routes.
+func TestRoutingFlagsInNetConfig(t *testing.T) {
+	base := "PUSH_REPLY,topology subnet,ifconfig 10.8.0.2 255.255.255.0,route-gateway 10.8.0.1,"
+	for _, tc := range []struct {
+		push string
+		f    Filter
+		want netconf.Config
+	}{
+		{"redirect-gateway def1 local block-local bypass-dhcp bypass-dns,block-ipv6", Filter{},
+			netconf.Config{RedirectIPv4: true, RedirectLocal: true, BlockLocal: true, BypassDHCP: true, BypassDNS: true, BlockIPv6: true}},
+		{"redirect-gateway def1 ipv6", Filter{}, netconf.Config{RedirectIPv4: true, RedirectIPv6: true}},
+		{"redirect-gateway ipv6 !ipv4", Filter{}, netconf.Config{RedirectIPv6: true}},
+		{"redirect-private local bypass-dns", Filter{}, netconf.Config{RedirectLocal: true, BypassDNS: true}},
+		{"redirect-gateway def1 block-local,block-ipv6", Filter{RouteNoPull: true}, netconf.Config{}},
+	} {
+		r, err := Parse(base+tc.push, tc.f)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.push, err)
+		}
+		c, err := r.NetConfig()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.push, err)
+		}
+		got := [6]bool{c.RedirectIPv4, c.RedirectIPv6, c.RedirectLocal, c.BlockLocal, c.BypassDHCP || c.BypassDNS, c.BlockIPv6}
+		w := tc.want
+		want := [6]bool{w.RedirectIPv4, w.RedirectIPv6, w.RedirectLocal, w.BlockLocal, w.BypassDHCP || w.BypassDNS, w.BlockIPv6}
+		if got != want || c.BypassDHCP != w.BypassDHCP || c.BypassDNS != w.BypassDNS {
+			t.Errorf("%q (nopull %v): got %v, want %v", tc.push, tc.f.RouteNoPull, got, want)
 		}
 	}
 }
