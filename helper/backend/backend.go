@@ -301,7 +301,12 @@ func (b *Backend) emitLog(group api.LogGroup, cat api.LogCategory, msg string) {
 func (b *Backend) teardown(ctx context.Context) {
 	b.teardownOnce.Do(func() {
 		b.stopEngine(ctx)
-		b.setStatus(api.StatusMajorConnection, api.StatusMinorConnDone, "")
+		b.mu.Lock()
+		done := b.status.Major == api.StatusMajorConnection && b.status.Minor == api.StatusMinorConnDone
+		b.mu.Unlock()
+		if !done { // keep the reason of a session that ended by itself
+			b.setStatus(api.StatusMajorConnection, api.StatusMinorConnDone, "")
+		}
 	})
 }
 

@@ -96,6 +96,12 @@ func (b *Backend) run(ctx context.Context, client *engine.Client, done chan stru
 		// a dynamic challenge, queued by events.State) and connects again.
 		return
 	}
+	if hasState && state == engine.StateDone {
+		// inactive or session-timeout: CONN_DONE with the reason was
+		// reported; the session ends without a failure.
+		b.requestExit(nil)
+		return
+	}
 	reason := "Client disconnected by server"
 	if err != nil {
 		reason = err.Error()
@@ -223,6 +229,10 @@ func (e events) State(s engine.State, detail string) {
 			return
 		}
 		b.setStatus(conn, api.StatusMinorConnFailed, detail)
+	case engine.StateDone:
+		// openvpn3 reports its inactivity timeout as CONN_DONE "Inactive
+		// tunnel, disconnected"; session-timeout ends the same way.
+		b.setStatus(conn, api.StatusMinorConnDone, detail)
 	}
 }
 

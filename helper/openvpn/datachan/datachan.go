@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -124,6 +125,10 @@ type Key struct {
 	send   direction
 	sentID atomic.Uint64 // last packet id used
 
+	// What the key protected (Usage): packets and bytes of both
+	// directions, plaintext blocks per direction.
+	packets, bytes, sentBlocks, recvBlocks atomic.Uint64
+
 	recvMu sync.Mutex // guards recv scratch and the window
 	recv   direction
 	cbc    *cbcKey // legacy CBC+HMAC instead of the AEAD directions
@@ -209,6 +214,45 @@ func (k *Key) SealBufferLen(n int) int { return k.Overhead() + n + TagLen }
 // PacketsSent is the number of packets sealed so far.
 func (k *Key) PacketsSent() uint64 { return k.sentID.Load() }
 
+// SetReplayWindow replaces the default replay window (64 packets, no time
+// limit) by OpenVPN's "replay-window size t": size packets back, and an
+// older packet refused once a newer one arrived more than maxAge before
+// (0: no time limit). now is the clock. Call it before the first Open.
+func (k *Key) SetReplayWindow(size int, maxAge time.Duration, now func() time.Time) {
+	w := replay.NewWindow(size)
+	w.SetTimeLimit(maxAge, now)
+	k.recvMu.Lock()
+	k.window = w
+	k.recvMu.Unlock()
+}
+
+// Usage is what a key has protected so far, for the key lifetime limits
+// (reneg-bytes, reneg-pkts, the AEAD usage limit).
+type Usage struct {
+	// Packets and Bytes count data packets sealed and opened (Bytes: their
+	// size on the wire), like OpenVPN's n_packets/n_bytes.
+	Packets, Bytes uint64
+	// SentBlocks/RecvBlocks are the 16-byte plaintext blocks encrypted or
+	// decrypted; SentID/RecvID the highest packet ids used.
+	SentBlocks, RecvBlocks uint64
+	SentID, RecvID         uint64
+}
+
+// Usage returns the key's counters; safe at any time.
+func (k *Key) Usage() Usage {
+	k.recvMu.Lock()
+	recvID := k.window.Highest()
+	k.recvMu.Unlock()
+	return Usage{
+		Packets: k.packets.Load(), Bytes: k.bytes.Load(),
+		SentBlocks: k.sentBlocks.Load(), RecvBlocks: k.recvBlocks.Load(),
+		SentID: k.sentID.Load(), RecvID: recvID,
+	}
+}
+
+// blocks is the number of 16-byte blocks n plaintext bytes take.
+func blocks(n int) uint64 { return uint64(n+15) / 16 }
+
 // NeedsRenegotiation reports that the send packet ids are running out.
 func (k *Key) NeedsRenegotiation() bool { return k.sentID.Load() >= RenegotiateAt }
 
@@ -229,7 +273,11 @@ func (k *Key) Seal(dst, plaintext []byte) ([]byte, error) {
 		return dst, fmt.Errorf("seal: %w", ErrExhausted)
 	}
 	if k.cbc != nil {
-		return k.sealCBC(dst, plaintext, uint32(id))
+		out, err := k.sealCBC(dst, plaintext, uint32(id))
+		if err == nil {
+			k.count(&k.sentBlocks, len(plaintext), len(out)-len(dst))
+		}
+		return out, err
 	}
 	start := len(dst)
 	hl := k.headerLen()
@@ -257,7 +305,16 @@ func (k *Key) Seal(dst, plaintext []byte) ([]byte, error) {
 	k.sendMu.Unlock()
 	// Go's AEAD writes ciphertext‖tag; OpenVPN puts the tag first.
 	copy(out[ctAt-TagLen:ctAt], out[end:end+TagLen])
+	k.count(&k.sentBlocks, len(plaintext), end-start)
 	return out[:end], nil
+}
+
+// count adds one packet of plain bytes (wire bytes on the wire) to the
+// usage counters.
+func (k *Key) count(blk *atomic.Uint64, plain, wire int) {
+	k.packets.Add(1)
+	k.bytes.Add(uint64(wire))
+	blk.Add(blocks(plain))
 }
 
 // Open verifies and decrypts one DATA_V1 or DATA_V2 packet for this key,
@@ -282,7 +339,11 @@ func (k *Key) Open(dst, packet []byte) ([]byte, error) {
 		return dst, fmt.Errorf("open: %w: got %d, key is %d", ErrKeyID, keyID, k.keyID)
 	}
 	if k.cbc != nil {
-		return k.openCBC(dst, packet, op, hl)
+		out, err := k.openCBC(dst, packet, op, hl)
+		if err == nil {
+			k.count(&k.recvBlocks, len(out)-len(dst), len(packet))
+		}
+		return out, err
 	}
 	if len(packet) < hl+PacketIDLen+TagLen {
 		return dst, fmt.Errorf("open %v: %w: %d bytes", op, ErrShort, len(packet))
@@ -316,5 +377,6 @@ func (k *Key) Open(dst, packet []byte) ([]byte, error) {
 	if !k.window.Accept(uint64(id)) {
 		return dst[:start], fmt.Errorf("open %v: %w: id %d", op, ErrReplay, id)
 	}
+	k.count(&k.recvBlocks, len(pt), len(packet))
 	return dst[:start+len(pt)], nil
 }

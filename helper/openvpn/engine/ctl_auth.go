@@ -103,12 +103,15 @@ func (c *Client) ProvideCRResponse(response string) error {
 	}
 }
 
-// retryError ends a connection attempt that should be tried again on the
-// same server after a pause: AUTH_FAILED,TEMP, or a rejected auth-token
-// (then with the real credentials at once).
+// retryError ends a connection attempt that should be tried again after a
+// pause: AUTH_FAILED,TEMP, or a rejected auth-token (then with the real
+// credentials at once, on the same server). advance is AUTH_FAILED,TEMP's
+// flag: "no" tries the same server again, "addr" (the default, as in
+// OpenVPN) the next address, "remote" the next remote.
 type retryError struct {
-	after time.Duration
-	err   error
+	after   time.Duration
+	advance string
+	err     error
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
@@ -125,7 +128,7 @@ func (a *attempt) run(ctx context.Context) error {
 		if !errors.As(err, &re) || ctx.Err() != nil {
 			return err
 		}
-		a.log.Warn("retrying", "after", re.after, "reason", re.err)
+		a.log.Warn("retrying", "after", re.after, "reason", re.err, "advance", re.advance)
 		if re.after > 0 {
 			a.c.setState(StateReconnecting, fmt.Sprintf("%v; retrying in %s", re.err, fmtDuration(re.after)))
 			select {
@@ -133,6 +136,10 @@ func (a *attempt) run(ctx context.Context) error {
 				return nil
 			case <-time.After(re.after):
 			}
+		}
+		if re.advance != "no" {
+			// The caller moves on to the next address or remote.
+			return &advanceError{nextRemote: re.advance == "remote", err: re.err}
 		}
 		cur = newAttempt(a.c, a.dp, a.ep)
 	}
@@ -151,14 +158,18 @@ func (a *attempt) authFailed(body string) error {
 		// The server no longer takes the token (expired, server restarted):
 		// forget it and log in with the real credentials.
 		a.c.sess.dropToken()
-		return &retryError{err: fmt.Errorf("auth-token refused (%s); using the credentials again", f.Reason)}
+		return &retryError{advance: "no", err: fmt.Errorf("auth-token refused (%s); using the credentials again", f.Reason)}
 	}
 	if f.Temp {
 		after := time.Duration(f.Backoff) * time.Second
 		if after <= 0 {
 			after = defaultTempBackoff
 		}
-		return &retryError{after: after, err: fmt.Errorf("temporary authentication failure: %s", f.Reason)}
+		adv := f.Advance
+		if adv == "" {
+			adv = "addr"
+		}
+		return &retryError{after: after, advance: adv, err: fmt.Errorf("temporary authentication failure: %s", f.Reason)}
 	}
 	text := body
 	if text == "" {
@@ -168,17 +179,29 @@ func (a *attempt) authFailed(body string) error {
 }
 
 // authPending handles AUTH_PENDING: the handshake may take as long as the
-// server says (bounded by hand-window as OpenVPN does), and the user is told.
+// server says (bounded as in authPendingWait), and the user is told.
 func (a *attempt) authPending(body string) {
 	timeout, err := ctlmsg.ParseAuthPending(body)
 	if err != nil {
 		a.log.Debug("AUTH_PENDING", "err", err)
 	}
 	if timeout > 0 {
-		a.handWindow = time.Since(a.started) + min(time.Duration(timeout)*time.Second, a.o.handWindow)
+		a.handWindow = a.c.now().Sub(a.started) + a.authPendingWait(timeout)
 	}
 	a.authPendingSeen = true
 	a.c.setState(StateWaitingForServer, "authentication pending")
+}
+
+// authPendingWait is how long the handshake may wait after AUTH_PENDING
+// with the server's timeout in seconds: as OpenVPN, at most
+// max(reneg-sec/2, hand-window). Compared in seconds, so a huge timeout
+// cannot overflow time.Duration (which would end the handshake at once).
+func (a *attempt) authPendingWait(timeout int) time.Duration {
+	limit := max(a.o.lim.renegSec/2, a.o.handWindow)
+	if int64(timeout) >= int64(limit/time.Second) {
+		return limit
+	}
+	return time.Duration(timeout) * time.Second
 }
 
 // pendingInfo surfaces INFO_PRE/INFO while (or before) auth is pending.
@@ -218,6 +241,18 @@ func (a *attempt) sendCRResponse(answer string) {
 		a.log.Debug("CR_RESPONSE", "err", err)
 	}
 }
+
+// advanceError ends the tries of one address after AUTH_FAILED,TEMP (the
+// pause is over): the server answered, so it does not count against the
+// connect-retry limits; the next address is tried, or with nextRemote the
+// next remote.
+type advanceError struct {
+	nextRemote bool
+	err        error
+}
+
+func (e *advanceError) Error() string { return e.err.Error() }
+func (e *advanceError) Unwrap() error { return e.err }
 
 // restartError is the server's RESTART: reconnect, to the next remote if
 // it said [N].

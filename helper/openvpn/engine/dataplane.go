@@ -78,7 +78,7 @@ func (d *dataPlane) sendFramed(buf []byte, off, n int) error {
 	if err != nil {
 		return err
 	}
-	d.lastSent.Store(time.Now().UnixNano())
+	d.lastSent.Store(d.c.now().UnixNano())
 	d.c.ctr.bytesOut.Add(int64(n))
 	d.c.ctr.pktsOut.Add(1)
 	return nil
@@ -183,7 +183,7 @@ func (a *attempt) socketReader() {
 			a.log.Debug("data packet dropped", "err", err)
 			continue
 		}
-		a.lastRecv.Store(time.Now().UnixNano())
+		a.lastRecv.Store(a.c.now().UnixNano())
 		if bytes.Equal(p, datachan.PingPayload[:]) {
 			continue
 		}

@@ -37,6 +37,9 @@ const (
 	StateDisconnected
 	StateAuthFailed
 	StateFailed
+	// StateDone: the session ended by its own limits (inactive,
+	// session-timeout); detail says which. Nothing failed.
+	StateDone
 )
 
 func (s State) String() string {
@@ -55,6 +58,8 @@ func (s State) String() string {
 		return "auth-failed"
 	case StateFailed:
 		return "failed"
+	case StateDone:
+		return "done"
 	}
 	return fmt.Sprintf("state(%d)", int(s))
 }
@@ -152,6 +157,7 @@ type Client struct {
 	remotes  []connEntry
 	retry    retryPolicy
 	resolver *net.Resolver
+	clock    Clock
 
 	mu       sync.Mutex
 	conn     ConnInfo
@@ -192,7 +198,7 @@ func New(cfg Config) (*Client, error) {
 	if res == nil {
 		res = net.DefaultResolver
 	}
-	return &Client{cfg: cfg, opts: opts, log: log, events: ev, remotes: remotes, retry: retry, resolver: res}, nil
+	return &Client{cfg: cfg, opts: opts, log: log, events: ev, remotes: remotes, retry: retry, resolver: res, clock: systemClock{}}, nil
 }
 
 type nopEvents struct{}

@@ -35,7 +35,7 @@ type options struct {
 	explicitExit int
 	tunMTU       int
 	maxCtlPacket int
-	renegSec     time.Duration // client-initiated renegotiation; 0 = leave it to the server
+	lim          limitOptions // key lifetime and session limits (limits.go)
 
 	noEKM bool // tests only: do not announce TLS-EKM support
 }
@@ -94,7 +94,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 	if p.TunMTU > 0 {
 		o.tunMTU = p.TunMTU
 	}
-	o.renegSec = time.Duration(p.RenegSec) * time.Second
+	o.lim = limitsFromProfile(p)
 	if p.MaxPacketSize > 0 {
 		o.maxCtlPacket = p.MaxPacketSize
 	}

@@ -68,6 +68,14 @@ func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(con
 			return err
 		}
 		lastErr = err
+		var ae *advanceError
+		if !connected && errors.As(err, &ae) {
+			// AUTH_FAILED,TEMP: the server answered and asked to come back
+			// later (the pause is over), elsewhere unless advance says no.
+			i = (i + 1) % len(list)
+			c.setState(StateReconnecting, errText(err))
+			continue
+		}
 		if connected {
 			// A working connection broke: try the same remote again first
 			// (it worked a moment ago), then the others, like OpenVPN's
@@ -132,6 +140,10 @@ func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, clamp *mssClamp, e
 			return a.connected, err
 		}
 		c.log.Warn("connection ended", "server", ep.String(), "err", err)
+		var ae *advanceError
+		if errors.As(err, &ae) && ae.nextRemote {
+			return a.connected, err
+		}
 		if a.connected {
 			return true, err
 		}

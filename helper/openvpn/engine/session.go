@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -59,7 +60,10 @@ type keyState struct {
 	tlsDone  bool
 	retired  bool // replaced by a renegotiated key; its TLS session was closed on purpose
 	started  time.Time
-	dataKey  *datachan.Key
+	// established: when its data key came into use (the reneg-sec age);
+	// mustDie: when a lame-duck key stops decrypting (tran-window).
+	established, mustDie time.Time
+	dataKey              *datachan.Key
 }
 
 type tlsEvent struct {
@@ -97,6 +101,7 @@ type attempt struct {
 	keys    [8]*keyState
 	cur     *keyState // newest key (being negotiated or active)
 	primary *keyState // key the data channel sends with
+	lame    *keyState // previous primary, still decrypting until lame.mustDie
 	rx      atomic.Pointer[rxKeys]
 
 	started   time.Time
@@ -112,8 +117,17 @@ type attempt struct {
 	handWindow time.Duration
 	ping       time.Duration
 	pingRst    time.Duration
-	ccExit     bool
-	comp       framing // compression framing of data payloads (data_comp.go)
+	pingExit   time.Duration // > 0: ping-exit instead of ping-restart
+	// Session limits (timers.go): the connection came up at connectedAt;
+	// inactive counts tunnel bytes from inactMark since inactSince.
+	renegAfter              time.Duration
+	connectedAt, inactSince time.Time
+	inactMark               int64
+	inactive                time.Duration
+	inactiveBytes           int64
+	sessionTimeout          time.Duration
+	ccExit                  bool
+	comp                    framing // compression framing of data payloads (data_comp.go)
 	// sentToken: the key-method 2 message carried the auth-token instead
 	// of the password, so an AUTH_FAILED means the token was refused.
 	sentToken       bool
@@ -137,6 +151,7 @@ func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
 		handWindow: c.opts.handWindow,
 		ping:       c.opts.ping,
 		pingRst:    c.opts.pingRestart,
+		pingExit:   c.opts.lim.pingExit,
 	}
 }
 
@@ -146,7 +161,8 @@ func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
 func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	defer a.cancel()
-	a.started = time.Now()
+	a.started = a.c.now()
+	a.renegAfter = a.o.lim.renegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
 	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
 	a.tr, err = dialTransport(dctx, a.c.cfg.Dial, a.ep)
 	dcancel()
@@ -223,7 +239,7 @@ func (a *attempt) newKey(id uint8) (*keyState, error) {
 		id:      id,
 		rel:     reliable.New(reliable.Config{Timeout: a.o.tlsTimeout}),
 		firstOp: wire.OpControlV1,
-		started: time.Now(),
+		started: a.c.now(),
 	}
 	k.conn = newCtlConn(a.wake, a.tr.RemoteAddr(), a.tr.RemoteAddr())
 	k.tls = tls.Client(k.conn, cfg)
@@ -271,14 +287,14 @@ func (a *attempt) loop() error {
 		if err := a.flush(); err != nil {
 			return err
 		}
-		now := time.Now()
+		now := a.c.now()
 		if err := a.checkTimers(now); err != nil {
 			return err
 		}
 		if err := a.flush(); err != nil {
 			return err
 		}
-		timer.Reset(max(time.Until(a.nextWake(now)), time.Millisecond))
+		timer.Reset(max(a.nextWake(now).Sub(now), time.Millisecond))
 		select {
 		case <-a.ctx.Done():
 			a.sayGoodbye()
@@ -315,7 +331,7 @@ func (a *attempt) loop() error {
 // flush moves TLS output into the reliability layers and puts due packets
 // on the wire.
 func (a *attempt) flush() error {
-	now := time.Now()
+	now := a.c.now()
 	for _, k := range a.keys {
 		if k == nil {
 			continue
@@ -390,14 +406,16 @@ func (a *attempt) handlePacket(b []byte) error {
 		a.log.Debug("dropped control packet acking another session", "op", p.Opcode)
 		return nil
 	}
-	now := time.Now()
+	now := a.c.now()
 	a.lastRecv.Store(now.UnixNano())
 	a.heard = true
 
 	k := a.keys[p.KeyID]
 	// A SOFT_RESET on a key_id that is not the one being negotiated starts
-	// a renegotiation; on the current one it is a retransmission.
-	if p.Opcode == wire.OpControlSoftResetV1 && (k == nil || k != a.cur) {
+	// a renegotiation; on the current one, or on the primary key while
+	// another is being negotiated (a late retransmission), it goes to that
+	// key's reliability layer, which acknowledges it.
+	if p.Opcode == wire.OpControlSoftResetV1 && (k == nil || (k != a.cur && k != a.primary)) {
 		if a.primary == nil {
 			return nil // no renegotiation before the first key is up
 		}
@@ -473,7 +491,7 @@ func (a *attempt) handleTLS(ev tlsEvent) error {
 		k.tlsDone = true
 		cs := k.tls.ConnectionState()
 		a.log.Info("TLS handshake done", "key_id", k.id, "version", tls.VersionName(cs.Version),
-			"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", time.Since(k.started).Round(time.Millisecond))
+			"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", a.c.now().Sub(k.started).Round(time.Millisecond))
 		return a.sendKeyMethod2(k)
 	}
 	if ev.err != nil {
@@ -486,7 +504,7 @@ func (a *attempt) handleTLS(ev tlsEvent) error {
 		}
 		k.server = &srv
 		if k.id == 0 {
-			a.sendPushRequest(time.Now())
+			a.sendPushRequest(a.c.now())
 			return nil
 		}
 		return a.activateRenegotiated(k)
@@ -649,6 +667,7 @@ func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data channel key (%s): %w", cipher, err)
 	}
+	key.SetReplayWindow(a.o.lim.replayWindow, a.o.lim.replayTime, a.c.now)
 	return key, nil
 }
 
@@ -665,6 +684,13 @@ func (a *attempt) establish(r *push.Reply) error {
 	if r.PingRestart > 0 {
 		a.pingRst = time.Duration(r.PingRestart) * time.Second
 	}
+	// ping-exit and ping-restart set one timeout action; a pushed one wins.
+	switch {
+	case r.PingExit > 0:
+		a.pingExit = secs(r.PingExit)
+	case r.PingRestart > 0:
+		a.pingExit = 0
+	}
 	a.ccExit = r.CCExit
 	a.c.sess.setToken(r.AuthTokenUser, r.AuthToken)
 	k := a.keys[0]
@@ -673,6 +699,7 @@ func (a *attempt) establish(r *push.Reply) error {
 		return fatal(StateFailed, "%w", err)
 	}
 	k.dataKey = key
+	k.established = a.c.now()
 
 	cfg, err := r.NetConfig()
 	if err != nil {
@@ -702,10 +729,11 @@ func (a *attempt) establish(r *push.Reply) error {
 	a.rx.Store(&rx)
 	a.primary = k
 	a.dp.tx.Store(newTxPath(a.tr, key, a.comp))
-	a.dp.lastSent.Store(time.Now().UnixNano())
+	a.dp.lastSent.Store(a.c.now().UnixNano())
 	a.connected = true
+	a.startSessionTimers(a.c.now(), r.InactiveSeconds, r.SessionTimeout)
 	a.log.Info("connected", "tun", a.dp.tun.Name(), "cipher", key.Cipher(), "peer_id", r.PeerID,
-		"ekm", r.TLSEKM, "framing", a.comp.String(), "took", time.Since(a.started).Round(time.Millisecond))
+		"ekm", r.TLSEKM, "framing", a.comp.String(), "took", a.c.now().Sub(a.started).Round(time.Millisecond))
 	a.c.setState(StateConnected, "")
 	return nil
 }
@@ -718,81 +746,35 @@ func (a *attempt) activateRenegotiated(k *keyState) error {
 	if err != nil {
 		return err
 	}
+	a.useKey(k, key)
+	return nil
+}
+
+// useKey makes k, with its new data key, the primary key.
+func (a *attempt) useKey(k *keyState, key *datachan.Key) {
 	k.dataKey = key
+	k.established = a.c.now()
+	// Keep only the previous primary as lame duck, until tran-window
+	// after this renegotiation started.
 	var rx rxKeys
-	if old := a.rx.Load(); old != nil {
-		rx = *old
-	}
-	// Keep only the previous primary as lame duck.
-	for i := range rx {
-		if a.primary == nil || uint8(i) != a.primary.id {
-			rx[i] = nil
-		}
+	if old := a.primary; old != nil && old != k && old.dataKey != nil {
+		rx[old.id] = old.dataKey
 	}
 	rx[k.id] = key
 	a.rx.Store(&rx)
 	a.dp.tx.Store(newTxPath(a.tr, key, a.comp))
+	a.lame = nil
 	if old := a.primary; old != nil && old != k {
 		// The old TLS session is no longer needed; its reliability
 		// layer stays so late retransmissions are still acknowledged.
 		old.retired = true
 		old.conn.Close()
+		old.mustDie = k.started.Add(a.o.lim.tranWindow)
+		a.lame = old
 	}
 	a.primary = k
 	a.c.ctr.keyRotations.Add(1)
-	a.log.Info("renegotiated", "key_id", k.id, "took", time.Since(k.started).Round(time.Millisecond))
-	return nil
-}
-
-func (a *attempt) checkTimers(now time.Time) error {
-	if !a.heard && now.Sub(a.started) >= a.ep.firstResponseTimeout() {
-		return fmt.Errorf("%w %s (nothing received for %s)", errNoResponse, a.ep, fmtDuration(a.ep.firstResponseTimeout()))
-	}
-	if !a.connected {
-		if now.Sub(a.started) >= a.handWindow {
-			return fmt.Errorf("handshake with %s did not complete within %s (hand-window)", a.ep, fmtDuration(a.handWindow))
-		}
-		if a.keys[0] != nil && a.keys[0].server != nil && !a.pushNext.IsZero() && !now.Before(a.pushNext) {
-			a.sendPushRequest(now)
-		}
-		return nil
-	}
-	if a.pingRst > 0 && now.Sub(time.Unix(0, a.lastRecv.Load())) >= a.pingRst {
-		return fmt.Errorf("ping-restart: nothing received from %s for %s", a.ep, fmtDuration(a.pingRst))
-	}
-	if a.ping > 0 && now.Sub(time.Unix(0, a.dp.lastSent.Load())) >= a.ping {
-		if err := a.dp.sendPing(); err != nil {
-			a.log.Debug("ping", "err", err)
-		}
-	}
-	if k := a.cur; k != nil && k != a.primary && k.server == nil && now.Sub(k.started) >= a.o.handWindow {
-		return fmt.Errorf("renegotiation of key %d did not complete within %s", k.id, fmtDuration(a.o.handWindow))
-	}
-	if p := a.primary; p != nil && a.cur == p && p.dataKey != nil &&
-		((a.o.renegSec > 0 && now.Sub(p.started) >= a.o.renegSec) || p.dataKey.NeedsRenegotiation()) {
-		// Key ids run 1..7 after the first key and never return to 0.
-		next := p.id%7 + 1
-		if _, err := a.startRenegotiation(next); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (a *attempt) nextWake(now time.Time) time.Time {
-	next := now.Add(time.Second)
-	for _, k := range a.keys {
-		if k == nil {
-			continue
-		}
-		if d, ok := k.rel.Deadline(); ok && d.Before(next) {
-			next = d
-		}
-	}
-	if !a.connected && !a.pushNext.IsZero() && a.pushNext.Before(next) {
-		next = a.pushNext
-	}
-	return next
+	a.log.Info("renegotiated", "key_id", k.id, "took", a.c.now().Sub(k.started).Round(time.Millisecond))
 }
 
 // sayGoodbye tells the server we are leaving when explicit-exit-notify

@@ -491,10 +491,12 @@ func hRenegSec(ps *parser, o Option) {
 		return
 	}
 	if n, ok := ps.intArg(o, o.Args[0], 0, 1<<30); ok {
-		ps.p.RenegSec = n
+		ps.p.RenegSec, ps.p.RenegSecSet = n, true
 	}
 	if len(o.Args) == 2 {
-		ps.intArg(o, o.Args[1], 0, 1<<30)
+		if n, ok := ps.intArg(o, o.Args[1], 0, 1<<30); ok {
+			ps.p.RenegSecMin = n
+		}
 	}
 }
 

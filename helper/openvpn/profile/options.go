@@ -180,7 +180,7 @@ func optionEntries() []OptionInfo {
 		applied("tls-ciphersuites", word(func(p *Profile, v string) { p.TLSCipherSuites = v }), tEngine+"TestTLSVersionsAndSuites"),
 		applied("tls-groups", word(func(p *Profile, v string) { p.TLSGroups = v }), tEngine+"TestTLSVersionsAndSuites"),
 		applied("tls-cert-profile", choice(func(p *Profile, v string) { p.TLSCertProfile = v }, "insecure", "legacy", "preferred", "suiteb"), tEngine+"TestSHA1Chain"),
-		applied("hand-window", seconds(func(p *Profile, n int) { p.HandWindow = n }), tEngine+"TestIntegrationCertProfiles"),
+		applied("hand-window", seconds(func(p *Profile, n int) { p.HandWindow = n }), tEngine+"TestIntegrationCertProfiles", tEngine+"TestTimerHandWindow"),
 		applied("tls-timeout", seconds(func(p *Profile, n int) { p.TLSTimeout = n }), tEngine+"TestProfileOptionsReachEngine"),
 		{Name: "tls-auth", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSAuth"}},
 		{Name: "tls-crypt", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSCrypt"}},
@@ -200,7 +200,7 @@ func optionEntries() []OptionInfo {
 		applied("tun-mtu", number(576, 65535, func(p *Profile, n int) { p.TunMTU = n }), tEngine+"TestMSSLimit"),
 		notYet("tun-mtu-max", whyNotYet, number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n })),
 		applied("mssfix", hMssfix, tEngine+"TestIntegrationMSSClamp"),
-		notYet("replay-window", whyNotYet, nil),
+		applied("replay-window", (*parser).limitOption, tEngine+"TestReplayWindowOption", tProfile+"TestLimitOptions"),
 
 		// Authentication.
 		{Name: "auth-user-pass", Class: Applied, Inline: true, handle: hAuthUserPass, Effect: []string{tBackend + "TestInputQueue"}},
@@ -212,13 +212,13 @@ func optionEntries() []OptionInfo {
 		applied("ping", seconds(func(p *Profile, n int) { p.Ping = n }), tEngine+"TestIntegrationConnect"),
 		applied("ping-restart", seconds(func(p *Profile, n int) { p.PingRestart = n }), tEngine+"TestConnectLoopAfterConnection"),
 		applied("keepalive", hKeepalive, tEngine+"TestIntegrationReconnect"),
-		notYet("ping-exit", whyNotYet, seconds(func(p *Profile, n int) { p.PingExit = n })),
-		applied("reneg-sec", hRenegSec, tEngine+"TestIntegrationRenegotiationNoLoss"),
-		notYet("reneg-bytes", whyNotYet, count64(func(p *Profile, n int64) { p.RenegBytes = n })),
-		notYet("reneg-pkts", whyNotYet, count64(func(p *Profile, n int64) { p.RenegPkts = n })),
-		notYet("tran-window", whyNotYet, seconds(func(p *Profile, n int) { p.TranWindow = n })),
-		notYet("inactive", "inactivity timeouts are "+whyNotYet, nil),
-		notYet("session-timeout", "session timeouts are "+whyNotYet, nil),
+		applied("ping-exit", seconds(func(p *Profile, n int) { p.PingExit = n }), tEngine+"TestTimerPingExit"),
+		applied("reneg-sec", hRenegSec, tEngine+"TestIntegrationRenegotiationNoLoss", tEngine+"TestKeyLimitRenegSecJitter", tEngine+"TestKeyLimitRenegSecOff"),
+		applied("reneg-bytes", count64(func(p *Profile, n int64) { p.RenegBytes = n }), tEngine+"TestKeyLimitRenegBytes"),
+		applied("reneg-pkts", count64(func(p *Profile, n int64) { p.RenegPkts = n }), tEngine+"TestKeyLimitRenegPkts"),
+		applied("tran-window", seconds(func(p *Profile, n int) { p.TranWindow = n }), tEngine+"TestKeyLimitTranWindow"),
+		applied("inactive", (*parser).limitOption, tEngine+"TestTimerInactive", tEngine+"TestTimerInactiveByteThreshold"),
+		applied("session-timeout", (*parser).limitOption, tEngine+"TestTimerSessionTimeout"),
 		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestProfileOptionsReachEngine"),
 
 		// Peer info.

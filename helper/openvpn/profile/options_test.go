@@ -122,11 +122,11 @@ func testLiterals(t *testing.T, dir string) map[string]string {
 // warning giving its reason (silently when Quiet), its arguments still
 // checked, and a refused one fails naming its line.
 func TestIgnoredOptionsWarn(t *testing.T) {
-	p := mustParse(t, minimal+"reneg-bytes 1000\nmute 20\n")
-	if p.RenegBytes != 1000 {
-		t.Errorf("RenegBytes = %d", p.RenegBytes)
+	p := mustParse(t, minimal+"remote-random-hostname\nmute 20\n")
+	if !p.RemoteRandomHostname {
+		t.Error("RemoteRandomHostname not set")
 	}
-	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].String(), "option 'reneg-bytes' ignored: "+whyNotYet) {
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].String(), "option 'remote-random-hostname' ignored: "+whyNotYet) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 	if _, err := Parse(minimal + "reneg-bytes lots\n"); err == nil || !strings.Contains(err.Error(), "not a non-negative number") {

@@ -244,7 +244,7 @@ type Profile struct {
 	ConnectRetryMax      int // attempts over the remote list, 0 = unlimited
 	ServerPollTimeout    int // seconds, 120 unless set
 
-	RenegSec               int // 0: server decides
+	RenegSec               int // with RenegSecSet; otherwise the engine's default, 3600 s
 	RenegBytes, RenegPkts  int64
 	HandWindow, TLSTimeout int
 	TranWindow             int
@@ -253,6 +253,20 @@ type Profile struct {
 	Setenv                 map[string]string
 	ASMeta                 map[string]string // "# OVPN_ACCESS_SERVER_<KEY>=<VALUE>"
 	Warnings               []Warning
+
+	// Key and session limits (limits.go).
+	RenegSecSet bool // reneg-sec given (0 turns client-side renegotiation off)
+	RenegSecMin int  // "reneg-sec max min": jitter down to min; 0 unset
+	// Inactive ends the session after that many seconds with less than
+	// InactiveBytes of tunnel traffic; SessionTimeout after that many
+	// seconds connected. 0: off.
+	Inactive       int
+	InactiveBytes  int64
+	SessionTimeout int
+	// ReplayWindow/ReplayTime: "replay-window n [t]" when ReplayWindowSet
+	// (otherwise OpenVPN's 64 packets and 15 s); ReplayTime -1: not given.
+	ReplayWindowSet          bool
+	ReplayWindow, ReplayTime int
 }
 
 // Defaults of OpenVPN 2.6 clients.

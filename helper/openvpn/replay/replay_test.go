@@ -3,6 +3,7 @@ package replay
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 func TestInOrder(t *testing.T) {
@@ -115,5 +116,38 @@ func BenchmarkAccept(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		w.Accept(uint64(i) + 1)
+	}
+}
+
+// The time limit (replay-window n t): an older id is refused once a newer
+// one was accepted more than t ago, even inside the window; newer ids
+// still pass.
+func TestWindowTimeLimit(t *testing.T) {
+	now := time.Unix(1000, 0)
+	w := NewWindow(64)
+	w.SetTimeLimit(15*time.Second, func() time.Time { return now })
+	for _, id := range []uint64{1, 2, 5} {
+		if !w.Accept(id) {
+			t.Fatalf("id %d refused", id)
+		}
+	}
+	now = now.Add(10 * time.Second)
+	if !w.Check(4) || !w.Accept(4) {
+		t.Fatal("id 4, 10 s after id 5 with t=15: refused")
+	}
+	now = now.Add(6 * time.Second) // id 5 is now 16 s old
+	if w.Check(3) || w.Accept(3) {
+		t.Fatal("id 3, 16 s after id 5 with t=15: accepted")
+	}
+	if !w.Accept(6) {
+		t.Fatal("a new highest id refused after the time limit")
+	}
+	// Without a time limit the same late id would pass.
+	w2 := NewWindow(64)
+	for _, id := range []uint64{1, 2, 5} {
+		w2.Accept(id)
+	}
+	if !w2.Accept(3) {
+		t.Fatal("no time limit: id 3 refused")
 	}
 }
