@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -140,19 +142,8 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 			return nil, "", "", err
 		}
 	}
-	if len(cfg.SearchDomains) > 0 {
-		if err := call("AddDNSSearch", cfg.SearchDomains); err != nil {
-			return nil, "", "", err
-		}
-	}
-	if len(cfg.DNSServers) > 0 {
-		servers := make([]string, 0, len(cfg.DNSServers))
-		for _, s := range cfg.DNSServers {
-			servers = append(servers, s.Unmap().String())
-		}
-		if err := call("AddDNS", servers); err != nil {
-			return nil, "", "", err
-		}
+	if err := setDNS(cfg.DNS, call); err != nil {
+		return nil, "", "", err
 	}
 
 	var fd dbus.UnixFD
@@ -235,4 +226,46 @@ func (t *Tun) Close() error {
 		t.err = errors.Join(ferr, t.client.Destroy(ctx, t.path))
 	})
 	return t.err
+}
+
+// setDNS describes the tunnel's DNS on the device: servers as
+// "addr[:port][#tls-name]", search domains, and routing-only domains as
+// "~domain".
+func setDNS(d netconf.DNS, call func(method string, args ...any) error) error {
+	domains := slices.Clone(d.Search)
+	for _, r := range d.Routing {
+		domains = append(domains, "~"+r)
+	}
+	if len(domains) > 0 {
+		if err := call("AddDNSSearch", domains); err != nil {
+			return err
+		}
+	}
+	if len(d.Servers) > 0 {
+		servers := make([]string, 0, len(d.Servers))
+		for _, s := range d.Servers {
+			t := s.Addr().Unmap().String()
+			if s.Port() != 0 {
+				t = netip.AddrPortFrom(s.Addr().Unmap(), s.Port()).String()
+			}
+			if d.SNI != "" && d.Transport == "dot" {
+				t += "#" + d.SNI
+			}
+			servers = append(servers, t)
+		}
+		if err := call("AddDNS", servers); err != nil {
+			return err
+		}
+	}
+	if d.DNSSEC != "" {
+		if err := call("SetDNSSEC", d.DNSSEC); err != nil {
+			return err
+		}
+	}
+	if d.Transport != "" {
+		if err := call("SetDNSTransport", d.Transport); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/tundev"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
@@ -53,6 +54,7 @@ type device struct {
 	dnssec     string
 	transport  string
 	dnsScope   string
+	dnsApplied bool // dnshook.go
 	tun        *tundev.Device
 	gone       bool
 }
@@ -292,7 +294,9 @@ func (d *device) addNetworks(c *busobj.Call) ([]any, error) {
 func (d *device) addDNS(c *busobj.Call) ([]any, error) {
 	list := c.Args[0].([]string)
 	for _, s := range list {
-		if a, err := netip.ParseAddr(s); err != nil || a.Zone() != "" {
+		// "addr", "addr:port", "[v6]:port", each optionally "#tls-name".
+		_, sni, err := dns.ParseServer(s)
+		if err != nil || sni != "" && netconf.CheckDomain(sni) != nil {
 			return nil, netcfgError("[AddDNS] Invalid DNS server address '%s'", sanitize(s))
 		}
 	}
@@ -305,22 +309,11 @@ func (d *device) addDNS(c *busobj.Call) ([]any, error) {
 	return nil, nil
 }
 
-func validDomain(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f || strings.ContainsRune(`/\,;"'`, r) {
-			return false
-		}
-	}
-	return true
-}
-
 func (d *device) addDNSSearch(c *busobj.Call) ([]any, error) {
 	list := c.Args[0].([]string)
 	for _, s := range list {
-		if !validDomain(s) {
+		// "~domain" is routing-only (split DNS), "~." all DNS.
+		if s != "~." && netconf.CheckDomain(strings.TrimPrefix(s, "~")) != nil {
 			return nil, netcfgError("[AddDNSSearch] Invalid search domain '%s'", sanitize(s))
 		}
 	}
@@ -389,10 +382,7 @@ func (d *device) config() netconf.Config {
 			cfg.Gateway6 = a.gateway
 		}
 	}
-	for _, s := range d.dnsServers {
-		cfg.DNSServers = append(cfg.DNSServers, netip.MustParseAddr(s))
-	}
-	cfg.SearchDomains = append(cfg.SearchDomains, d.dnsSearch...)
+	// DNS is not part of it: dnshook.go applies it once the device exists.
 	return cfg
 }
 
@@ -424,16 +414,19 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		d.log.Error("Establish failed", "err", err)
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
 	}
+	if err := d.applyDNS(c.Ctx, tun); err != nil {
+		d.log.Error("Establish failed: DNS", "err", err)
+		if terr := tun.Teardown(); terr != nil {
+			d.log.Error("teardown after failed DNS setup incomplete", "err", terr)
+		}
+		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
+	}
 	// The reply carries the fd; once it is on its way our copy goes, so
 	// the device lives exactly as long as the backend holds it.
 	f := tun.File()
 	c.CloseAfterReply(closerFunc(tun.CloseFile))
 	d.tun = tun
 	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()))
-	if len(d.dnsServers) > 0 || len(d.dnsSearch) > 0 || d.dnssec != "unset" || d.transport != "unset" {
-		d.log.Warn("DNS settings stored but not applied: no resolver backend yet",
-			"servers", d.dnsServers, "search", d.dnsSearch, "dnssec", d.dnssec, "transport", d.transport, "scope", d.dnsScope)
-	}
 	d.announce(tun, true)
 	return []any{dbus.UnixFD(rawFD(f))}, nil
 }
@@ -511,6 +504,7 @@ func (d *device) disable(why string) {
 	if tun == nil {
 		return
 	}
+	d.revertDNS(tun)
 	d.announce(tun, false)
 	if err := tun.Teardown(); err != nil {
 		d.log.Error("teardown incomplete", "reason", why, "err", err)

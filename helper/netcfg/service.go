@@ -24,6 +24,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/sharedroute"
 )
@@ -54,6 +55,7 @@ type Service struct {
 	journal     *journal.Store     // nil: no journal (SetStateDir not called)
 	undoers     journal.Undoers    // undo functions by journal entry kind
 	shared      *sharedroute.Table // routes outside the tunnels, shared by devices
+	dns         *dns.Manager       // nil: no resolver backend (dnshook.go)
 	wg          sync.WaitGroup     // cleanups started from the name watch
 }
 
@@ -260,9 +262,15 @@ func (s *Service) managerInterface() *busobj.Interface {
 			{Name: "NetworkChange", Args: []busobj.Arg{{Name: "type", Type: "u"}, {Name: "device", Type: "s"}, {Name: "details", Type: "a{ss}"}}},
 		},
 		Properties: []busobj.Property{
-			// No resolver backend yet: nothing is applied globally.
-			{Name: "global_dns_servers", Type: "as", Get: func(*busobj.Call) (any, error) { return []string{}, nil }},
-			{Name: "global_dns_search", Type: "as", Get: func(*busobj.Call) (any, error) { return []string{}, nil }},
+			// What the resolver backend applied for all devices.
+			{Name: "global_dns_servers", Type: "as", Get: func(*busobj.Call) (any, error) {
+				servers, _ := s.globalDNS()
+				return servers, nil
+			}},
+			{Name: "global_dns_search", Type: "as", Get: func(*busobj.Call) (any, error) {
+				_, search := s.globalDNS()
+				return search, nil
+			}},
 			{Name: "log_level", Type: "u",
 				Get: func(*busobj.Call) (any, error) {
 					s.mu.Lock()

@@ -157,15 +157,14 @@ func mp(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ma(s string) netip.Addr   { return netip.MustParseAddr(s) }
 
 var testCfg = netconf.Config{
-	Addresses:     []netip.Prefix{mp("10.8.0.2/24"), mp("fd00:8::2/64")},
-	Gateway4:      ma("10.8.0.1"),
-	Gateway6:      ma("fd00:8::1"),
-	Routes:        []netconf.Route{{Prefix: mp("192.168.50.0/24"), Metric: 20}, {Prefix: mp("fd00:99::/48")}, {Prefix: mp("198.51.100.0/24"), Exclude: true}},
-	RedirectIPv4:  true,
-	MTU:           1420,
-	DNSServers:    []netip.Addr{ma("10.8.0.1"), ma("fd00:8::1")},
-	SearchDomains: []string{"vpn.example"},
-	Remote:        ma("203.0.113.5"),
+	Addresses:    []netip.Prefix{mp("10.8.0.2/24"), mp("fd00:8::2/64")},
+	Gateway4:     ma("10.8.0.1"),
+	Gateway6:     ma("fd00:8::1"),
+	Routes:       []netconf.Route{{Prefix: mp("192.168.50.0/24"), Metric: 20}, {Prefix: mp("fd00:99::/48")}, {Prefix: mp("198.51.100.0/24"), Exclude: true}},
+	RedirectIPv4: true,
+	MTU:          1420,
+	DNS:          netconf.DNS{Servers: []netip.AddrPort{netip.AddrPortFrom(ma("10.8.0.1"), 0), netip.AddrPortFrom(ma("fd00:8::1"), 0)}, Search: []string{"vpn.example"}},
+	Remote:       ma("203.0.113.5"),
 }
 
 func TestEstablishAndDestroy(t *testing.T) {

@@ -8,6 +8,7 @@ package netconf
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // Route is one network reached through the tunnel (or, with Exclude, kept
@@ -45,10 +46,9 @@ type Config struct {
 	BypassDHCP, BypassDNS bool
 	// BlockIPv6 (block-ipv6) makes IPv6 unreachable outside the tunnel
 	// while IPv4 is redirected, so IPv6 traffic cannot leak past it.
-	BlockIPv6     bool
-	MTU           int
-	DNSServers    []netip.Addr
-	SearchDomains []string
+	BlockIPv6 bool
+	MTU       int
+	DNS       DNS
 	// Remote is the VPN server's transport address; with a redirected
 	// default route it keeps a host route outside the tunnel.
 	Remote netip.Addr
@@ -70,6 +70,78 @@ func (c *Config) Validate() error {
 		}
 		if r.Gateway.IsValid() && r.Gateway.Is4() != r.Prefix.Addr().Is4() {
 			return fmt.Errorf("route %v: gateway %v is of the other address family", r.Prefix, r.Gateway)
+		}
+	}
+	return c.DNS.Validate()
+}
+
+// DNS is the resolver configuration of a tunnel, from the pushed
+// "dhcp-option DNS/DOMAIN…" or the 2.6 "dns" option.
+type DNS struct {
+	// Servers in order of preference; port 0 means 53.
+	Servers []netip.AddrPort
+	// Search are search domains, appended to names without a dot.
+	Search []string
+	// Routing are the domains resolved through the tunnel's servers
+	// ("dns server N resolve-domains", split DNS). Empty means every name
+	// not routed elsewhere: the tunnel takes all DNS.
+	Routing []string
+	// DNSSEC is "" (not pushed), "yes", "no" or "optional".
+	DNSSEC string
+	// Transport is "" (not pushed), "plain" or "dot" (DNS over TLS).
+	Transport string
+	// SNI is the TLS server name for DNS over TLS.
+	SNI string
+}
+
+// IsZero reports whether nothing about DNS was pushed.
+func (d *DNS) IsZero() bool {
+	return len(d.Servers) == 0 && len(d.Search) == 0 && len(d.Routing) == 0 &&
+		d.DNSSEC == "" && d.Transport == "" && d.SNI == ""
+}
+
+// Validate reports the first DNS setting that cannot be applied.
+func (d *DNS) Validate() error {
+	for _, s := range d.Servers {
+		if !s.Addr().IsValid() || s.Addr().Zone() != "" {
+			return fmt.Errorf("invalid DNS server %v", s)
+		}
+	}
+	for _, l := range [][]string{d.Search, d.Routing} {
+		for _, n := range l {
+			if err := CheckDomain(n); err != nil {
+				return err
+			}
+		}
+	}
+	switch d.DNSSEC {
+	case "", "yes", "no", "optional":
+	default:
+		return fmt.Errorf("invalid DNSSEC mode %q", d.DNSSEC)
+	}
+	switch d.Transport {
+	case "", "plain", "dot":
+	default:
+		return fmt.Errorf("invalid DNS transport %q", d.Transport)
+	}
+	if d.SNI != "" {
+		if err := CheckDomain(d.SNI); err != nil {
+			return fmt.Errorf("DNS server name: %w", err)
+		}
+	}
+	return nil
+}
+
+// CheckDomain accepts a DNS name as OpenVPN does: letters, digits, '-',
+// '_' and '.', at most 253 bytes. "." alone (the root) is refused: routing
+// everything is expressed by an empty Routing list.
+func CheckDomain(d string) error {
+	if d == "" || len(d) > 253 || strings.Trim(d, ".") == "" {
+		return fmt.Errorf("bad domain %q", d)
+	}
+	for _, c := range []byte(d) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return fmt.Errorf("bad domain %q", d)
 		}
 	}
 	return nil

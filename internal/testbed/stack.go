@@ -85,7 +85,14 @@ type Stack struct {
 	Bus    *BusDaemon
 	Helper *Process
 	Conn   *dbus.Conn // a client connection to the private bus (root)
+	// ResolvConf is the resolv.conf the helper rewrites when no
+	// systemd-resolved runs: a file of the stack's (holding
+	// StackResolvConf at start), never the host's /etc/resolv.conf.
+	ResolvConf string
 }
+
+// StackResolvConf is what Stack.ResolvConf holds before any VPN changes it.
+const StackResolvConf = "# the test stack's resolv.conf\nnameserver 192.0.2.53\nsearch lan.example\n"
 
 // StartStack brings the stack up and waits until the helper owns the
 // configuration and session manager names. On error everything already
@@ -128,7 +135,11 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return s, err
 	}
-	args := append([]string{"--state-dir", stateDir}, opts.HelperArgs...)
+	s.ResolvConf = filepath.Join(s.Dir, "resolv.conf")
+	if err := os.WriteFile(s.ResolvConf, []byte(StackResolvConf), 0o644); err != nil {
+		return s, err
+	}
+	args := append([]string{"--state-dir", stateDir, "--resolv-conf", s.ResolvConf}, opts.HelperArgs...)
 	cmd := Command(context.Background(), s.Pair.ClientNS, s.Bin.Helper, args...)
 	cmd.Env = s.Env()
 	if s.Helper, err = StartProcess("ovpn3-helper", filepath.Join(s.Dir, "helper.log"), cmd); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/polkit"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 )
@@ -60,8 +61,11 @@ func runDaemon(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", configmgr.DefaultStateDir, "directory for persistent profiles")
 	logLevel := parseLogLevel(fs)
+	var dnsOpts dnsFlags
+	fs.StringVar(&dnsOpts.resolvConf, "resolv-conf", dns.DefaultResolvConf, "resolv.conf file to rewrite when systemd-resolved does not run")
+	fs.StringVar(&dnsOpts.resolvedBus, "resolved-bus", "", "D-Bus address where systemd-resolved runs (default: the system bus)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--resolv-conf FILE] [--resolved-bus ADDRESS]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +78,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, *stateDir, *logLevel, logger); err != nil {
+	if err := serve(ctx, *stateDir, *logLevel, dnsOpts, logger); err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
 	}
@@ -82,7 +86,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 }
 
 // serve runs the daemon until ctx ends, then disconnects every session.
-func serve(ctx context.Context, stateDir string, logLevel int, logger *slog.Logger) error {
+func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags, logger *slog.Logger) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -105,6 +109,11 @@ func serve(ctx context.Context, stateDir string, logLevel int, logger *slog.Logg
 	if err := nc.SetStateDir(stateDir); err != nil {
 		return err
 	}
+	resolver, err := newDNS(ctx, srv.Conn(), stateDir, dnsOpts, logger.With("service", "netcfg"))
+	if err != nil {
+		return err
+	}
+	nc.SetDNS(resolver)
 	if err := nc.Export(srv); err != nil {
 		return fmt.Errorf("netcfg: %w", err)
 	}
@@ -194,4 +203,30 @@ func runBackend(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// dnsFlags say where the resolvers are; tests point them at their own.
+type dnsFlags struct {
+	resolvConf  string
+	resolvedBus string
+}
+
+// newDNS picks the resolver backend and undoes what a crashed helper left
+// applied (its journal is in the state directory). A failed recovery is
+// logged, not fatal: the helper is still needed to undo the rest later.
+func newDNS(ctx context.Context, system *dbus.Conn, stateDir string, f dnsFlags, logger *slog.Logger) (*dns.Manager, error) {
+	bus := system
+	if f.resolvedBus != "" {
+		conn, err := dbus.Connect(f.resolvedBus, dbus.WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("resolved bus %s: %w", f.resolvedBus, err)
+		}
+		bus = conn // lives as long as the process
+	}
+	m, err := dns.New(ctx, dns.Options{StateDir: stateDir, ResolvConf: f.resolvConf, Bus: bus, Logger: logger})
+	if err != nil {
+		logger.Error("DNS settings left by an earlier helper not fully undone", "err", err)
+	}
+	logger.Info("DNS resolver backend", "backend", m.Backend())
+	return m, nil
 }

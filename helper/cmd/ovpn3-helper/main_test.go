@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +53,7 @@ func TestNameTaken(t *testing.T) {
 		t.Fatalf("squat: %v %v", r, err)
 	}
 	var logs bytes.Buffer
-	err = serve(context.Background(), t.TempDir(), 3, slog.New(slog.NewTextHandler(&logs, nil)))
+	err = serve(context.Background(), t.TempDir(), 3, testDNS(t), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil || !strings.Contains(err.Error(), api.ServiceSessions) || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("serve with a taken name: %v", err)
 	}
@@ -68,7 +69,7 @@ func TestShutdownDisconnectsSessions(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { served <- serve(ctx, t.TempDir(), 3, logger) }()
+	go func() { served <- serve(ctx, t.TempDir(), 3, testDNS(t), logger) }()
 
 	client, err := dbus.Connect(addr)
 	if err != nil {
@@ -141,4 +142,9 @@ func waitName(t *testing.T, c *dbus.Conn, name string, served <-chan error) {
 		}
 	}
 	t.Fatalf("%s never owned", name)
+}
+
+// testDNS keeps the helper away from the host's /etc/resolv.conf.
+func testDNS(t *testing.T) dnsFlags {
+	return dnsFlags{resolvConf: filepath.Join(t.TempDir(), "resolv.conf")}
 }

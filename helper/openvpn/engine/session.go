@@ -26,8 +26,11 @@ import (
 )
 
 // protoBits are the IV_PROTO capabilities this engine implements.
+// ProtoDNSOptionV2: the push package parses the 2.6 "dns" option and netcfg
+// applies it (helper/netcfg/dns).
 const protoBits = ctlmsg.ProtoDataV2 | ctlmsg.ProtoRequestPush | ctlmsg.ProtoTLSKeyExport |
-	ctlmsg.ProtoAuthPendingKW | ctlmsg.ProtoCCExitNotify | ctlmsg.ProtoAuthFailTemp
+	ctlmsg.ProtoAuthPendingKW | ctlmsg.ProtoCCExitNotify | ctlmsg.ProtoAuthFailTemp |
+	ctlmsg.ProtoDNSOptionV2
 
 // fatalError ends Run: retrying would not help (bad credentials, the
 // server's HALT, a certificate that does not verify).

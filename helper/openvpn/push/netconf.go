@@ -72,7 +72,7 @@ func (r *Reply) NetConfig() (netconf.Config, error) {
 	}
 	c.BlockIPv6 = r.BlockIPv6
 	c.MTU = r.TunMTU
-	c.DNSServers, c.SearchDomains = r.dnsSettings()
+	c.DNS = r.dnsSettings()
 	if err := c.Validate(); err != nil {
 		return netconf.Config{}, fmt.Errorf("pushed network settings: %w", err)
 	}
@@ -80,39 +80,60 @@ func (r *Reply) NetConfig() (netconf.Config, error) {
 }
 
 // dnsSettings prefers the 2.6 "dns" option over "dhcp-option", as
-// OpenVPN does when both are pushed. Servers using DoH/DoT are left out:
-// the resolver configuration we write can only express plain DNS.
-func (r *Reply) dnsSettings() ([]netip.Addr, []string) {
-	var servers []netip.Addr
-	var domains []string
+// OpenVPN does when both are pushed. The server entry with the lowest
+// priority number that does not need DNS over HTTPS (which no Linux
+// resolver backend speaks) is the primary one: its resolve-domains,
+// DNSSEC and transport apply; the other entries of the same transport
+// follow as fallback servers (their resolve-domains do not narrow what
+// the primary one resolves).
+func (r *Reply) dnsSettings() netconf.DNS {
+	var d netconf.DNS
 	if len(r.DNSServers) > 0 {
 		byPrio := slices.Clone(r.DNSServers)
 		slices.SortStableFunc(byPrio, func(a, b DNSServer) int { return cmp.Compare(a.Priority, b.Priority) })
-		for _, s := range byPrio {
-			if s.Transport == "DoH" || s.Transport == "DoT" {
+		var primary *DNSServer
+		for i, s := range byPrio {
+			if s.Transport == "DoH" || len(s.Addresses) == 0 {
+				continue
+			}
+			if primary == nil {
+				primary = &byPrio[i]
+				d.DNSSEC = s.DNSSEC
+				switch s.Transport {
+				case "DoT":
+					d.Transport, d.SNI = "dot", s.SNI
+				case "plain":
+					d.Transport = "plain"
+				}
+			} else if s.Transport != primary.Transport && !(isPlain(s.Transport) && isPlain(primary.Transport)) {
 				continue
 			}
 			for _, ap := range s.Addresses {
-				if !slices.Contains(servers, ap.Addr()) {
-					servers = append(servers, ap.Addr())
+				if !slices.Contains(d.Servers, ap) {
+					d.Servers = append(d.Servers, ap)
 				}
+			}
+			if primary == &byPrio[i] {
+				d.Routing = slices.Clone(s.ResolveDomains)
 			}
 		}
 	} else {
 		for _, a := range r.DHCPDNS {
-			if !slices.Contains(servers, a) {
-				servers = append(servers, a)
+			if ap := netip.AddrPortFrom(a, 0); !slices.Contains(d.Servers, ap) {
+				d.Servers = append(d.Servers, ap)
 			}
 		}
 	}
 	if len(r.DNSSearchDomains) > 0 {
-		domains = slices.Clone(r.DNSSearchDomains)
+		d.Search = slices.Clone(r.DNSSearchDomains)
 	} else {
-		for _, d := range append(slices.Clone(r.DHCPDomain), r.DHCPSearch...) {
-			if !slices.Contains(domains, d) {
-				domains = append(domains, d)
+		for _, dom := range append(slices.Clone(r.DHCPDomain), r.DHCPSearch...) {
+			if !slices.Contains(d.Search, dom) {
+				d.Search = append(d.Search, dom)
 			}
 		}
 	}
-	return servers, domains
+	return d
 }
+
+func isPlain(transport string) bool { return transport == "" || transport == "plain" }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
 
 // Limits against a hostile or broken server.
@@ -754,17 +756,7 @@ func (r *Reply) dhcpOption(a []string) error {
 }
 
 // checkDomain accepts a DNS name: letters, digits, '-', '_', '.'.
-func checkDomain(d string) error {
-	if d == "" || len(d) > 253 {
-		return fmt.Errorf("bad domain %q", d)
-	}
-	for _, c := range []byte(d) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return fmt.Errorf("bad domain %q", d)
-		}
-	}
-	return nil
-}
+func checkDomain(d string) error { return netconf.CheckDomain(d) }
 
 func (r *Reply) dnsServer(prio int) *DNSServer {
 	for i := range r.DNSServers {
@@ -777,6 +769,16 @@ func (r *Reply) dnsServer(prio int) *DNSServer {
 }
 
 func (r *Reply) dns(a []string) error {
+	if len(a) < 2 {
+		return errors.New("incomplete dns option")
+	}
+	if a[1] != "search-domains" && a[1] != "server" {
+		// A newer server may know more; OpenVPN refuses the line, but a
+		// resolver setting we do not understand is no reason to fail the
+		// connection.
+		r.Warnings = append(r.Warnings, fmt.Sprintf("dns: unknown sub-option %q skipped", a[1]))
+		return nil
+	}
 	if len(a) < 3 {
 		return errors.New("incomplete dns option")
 	}
@@ -789,9 +791,6 @@ func (r *Reply) dns(a []string) error {
 			r.DNSSearchDomains = append(r.DNSSearchDomains, d)
 		}
 		return nil
-	case "server":
-	default:
-		return fmt.Errorf("unknown dns sub-option %q", a[1])
 	}
 	if len(a) < 5 {
 		return errors.New("dns server: want \"dns server N keyword value…\"")
@@ -816,7 +815,8 @@ func (r *Reply) dns(a []string) error {
 		}
 	case "resolve-domains":
 		for _, d := range vals {
-			if err := checkDomain(strings.TrimPrefix(d, "~")); err != nil {
+			d = strings.TrimPrefix(d, "~")
+			if err := checkDomain(d); err != nil {
 				return err
 			}
 			s.ResolveDomains = append(s.ResolveDomains, d)
@@ -837,7 +837,7 @@ func (r *Reply) dns(a []string) error {
 		}
 		s.SNI = vals[0]
 	default:
-		return fmt.Errorf("unknown dns server keyword %q", a[3])
+		r.Warnings = append(r.Warnings, fmt.Sprintf("dns server %d: unknown keyword %q skipped", prio, a[3]))
 	}
 	return nil
 }

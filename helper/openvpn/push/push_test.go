@@ -71,11 +71,10 @@ func TestTestbed(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := netconf.Config{
-		Addresses:     []netip.Prefix{mustPfx("198.19.0.2/24")},
-		Gateway4:      mustAddr("198.19.0.1"),
-		Routes:        []netconf.Route{{Prefix: mustPfx("198.19.1.0/24")}},
-		DNSServers:    []netip.Addr{mustAddr("198.19.0.1")},
-		SearchDomains: []string{"testbed.example"},
+		Addresses: []netip.Prefix{mustPfx("198.19.0.2/24")},
+		Gateway4:  mustAddr("198.19.0.1"),
+		Routes:    []netconf.Route{{Prefix: mustPfx("198.19.1.0/24")}},
+		DNS:       netconf.DNS{Servers: []netip.AddrPort{ap("198.19.0.1")}, Search: []string{"testbed.example"}},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("netconf\n got %+v\nwant %+v", c, want)
@@ -93,7 +92,7 @@ func TestTestbed(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.Addresses, []netip.Prefix{mustPfx("198.19.0.2/24"), mustPfx("2001:2:0:8::1000/64")}) ||
 		c.Gateway6 != mustAddr("2001:2:0:8::1") ||
-		!reflect.DeepEqual(c.DNSServers, []netip.Addr{mustAddr("198.19.0.1"), mustAddr("2001:2:0:8::1")}) ||
+		!reflect.DeepEqual(c.DNS.Servers, []netip.AddrPort{ap("198.19.0.1"), ap("2001:2:0:8::1")}) ||
 		len(c.Routes) != 2 || c.Routes[1].Prefix != mustPfx("2001:2:0:9::/64") {
 		t.Fatalf("netconf %+v", c)
 	}
@@ -239,9 +238,10 @@ func TestOptionValues(t *testing.T) {
 	if !reflect.DeepEqual(r.Unhandled, []string{"echo hello world", "dhcp-option WINS 10.0.0.2", "setenv-safe FOO a b"}) {
 		t.Fatalf("unhandled %q", r.Unhandled)
 	}
-	servers, _ := r.dnsSettings()
-	if !reflect.DeepEqual(servers, []netip.Addr{mustAddr("10.0.0.1"), mustAddr("10.0.0.53"), mustAddr("fd00::53")}) {
-		t.Fatalf("dns order %v", servers)
+	dns := r.dnsSettings()
+	if !reflect.DeepEqual(dns, netconf.DNS{Servers: []netip.AddrPort{ap("10.0.0.1"),
+		netip.MustParseAddrPort("10.0.0.53:5353"), netip.MustParseAddrPort("[fd00::53]:53")}}) {
+		t.Fatalf("dns %+v", dns)
 	}
 	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "weird") {
 		t.Fatalf("warnings %q", r.Warnings)
@@ -283,8 +283,8 @@ func TestErrors(t *testing.T) {
 		{"dhcp-option DOMAIN bad;name", "bad domain"},
 		{"dns server x address 1.1.1.1", "priority"},
 		{"dns server 1 address 1.1.1.1:99999", "address[:port]"},
-		{"dns server 1 frob 1", "unknown dns server keyword"},
-		{"dns foo bar", "unknown dns sub-option"},
+		{"dns server 1 resolve-domains a/b", "bad domain"},
+		{"dns search-domains", "incomplete"},
 		{"dns server 1 transport QUIC", "plain|DoH|DoT"},
 		{"key-derivation prf", "unknown key derivation"},
 		{`echo "unterminated`, "unterminated quote"},
@@ -419,5 +419,51 @@ func TestRoutingFlagsInNetConfig(t *testing.T) {
 		if got != want || c.BypassDHCP != w.BypassDHCP || c.BypassDNS != w.BypassDNS {
 			t.Errorf("%q (nopull %v): got %v, want %v", tc.push, tc.f.RouteNoPull, got, want)
 		}
+	}
+}
+
+// TestDNSOption: the 2.6 "dns" option wins over dhcp-option; the primary
+// server entry decides split DNS, DNSSEC and transport; what this client
+// does not know is skipped with a warning instead of failing the reply.
+func TestDNSOption(t *testing.T) {
+	const base = "PUSH_REPLY,topology subnet,ifconfig 10.8.0.2 255.255.255.0,"
+	cases := []struct {
+		name, push string
+		want       netconf.DNS
+		warnings   int
+	}{
+		{"dhcp-option", "dhcp-option DNS 10.8.0.1,dhcp-option DNS6 fd00:8::1,dhcp-option DOMAIN corp.example," +
+			"dhcp-option DOMAIN-SEARCH eu.corp.example,dhcp-option ADAPTER_DOMAIN_SUFFIX ad.example,dhcp-option DOMAIN corp.example",
+			netconf.DNS{Servers: []netip.AddrPort{ap("10.8.0.1"), ap("fd00:8::1")},
+				Search: []string{"corp.example", "ad.example", "eu.corp.example"}}, 0},
+		{"split", "dhcp-option DNS 10.8.0.9,dns server 1 address 10.8.0.1:5353 [fd00:8::1]:53," +
+			"dns server 1 resolve-domains corp.example ~intra.example,dns search-domains corp.example,dns server 1 dnssec optional",
+			netconf.DNS{Servers: []netip.AddrPort{netip.MustParseAddrPort("10.8.0.1:5353"), netip.MustParseAddrPort("[fd00:8::1]:53")},
+				Search: []string{"corp.example"}, Routing: []string{"corp.example", "intra.example"}, DNSSEC: "optional"}, 0},
+		{"doh skipped, dot kept", "dns server 1 address 10.8.0.1,dns server 1 transport DoH," +
+			"dns server 2 address 10.8.0.2:853,dns server 2 transport DoT,dns server 2 sni dns.corp.example," +
+			"dns server 3 address 10.8.0.3,dns server 4 address 10.8.0.4,dns server 4 transport DoT",
+			netconf.DNS{Servers: []netip.AddrPort{netip.MustParseAddrPort("10.8.0.2:853"), ap("10.8.0.4")},
+				Transport: "dot", SNI: "dns.corp.example"}, 0},
+		{"unknown sub-options", "dns server 1 address 10.8.0.1,dns server 1 frob 1,dns exclude-domains x.example,dns future",
+			netconf.DNS{Servers: []netip.AddrPort{ap("10.8.0.1")}}, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := Parse(base+c.push, Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Warnings) != c.warnings {
+				t.Errorf("warnings %q, want %d", r.Warnings, c.warnings)
+			}
+			cfg, err := r.NetConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(cfg.DNS, c.want) {
+				t.Errorf("dns\n got %+v\nwant %+v", cfg.DNS, c.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,391 @@
+package dns
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultResolvConf is the file the resolv.conf backend rewrites.
+const DefaultResolvConf = "/etc/resolv.conf"
+
+// maxNameservers is glibc's MAXNS: further nameserver lines are ignored.
+const maxNameservers = 3
+
+// ResolvConf writes the tunnels' settings into a resolv.conf file. Before
+// the first change it records the file as it was (a regular file's bytes,
+// mode and owner, or a symlink's target) in its journal; when the last
+// tunnel goes it puts that back, unless something else rewrote the file
+// meanwhile, whose version then stays. A file that cannot be replaced by
+// rename (a bind mount, as in containers) is written in place.
+type ResolvConf struct {
+	path string
+	j    journal
+	log  *slog.Logger
+}
+
+// NewResolvConf returns the backend for path (DefaultResolvConf on a real
+// system) journalling in stateDir.
+func NewResolvConf(path, stateDir string, logger *slog.Logger) *ResolvConf {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &ResolvConf{path: path, j: journal{filepath.Join(stateDir, "dns-resolvconf.json")}, log: logger}
+}
+
+// Name implements Backend.
+func (r *ResolvConf) Name() string { return "resolv.conf" }
+
+// resolvRecord is the journal: the original file and what we last wrote.
+type resolvRecord struct {
+	Path string
+	// The original: a symlink (Symlink set), a regular file (Content,
+	// Mode, UID, GID) or nothing (Missing).
+	Symlink  string `json:",omitempty"`
+	Missing  bool   `json:",omitempty"`
+	Content  []byte `json:",omitempty"`
+	Mode     uint32
+	UID, GID int
+	// Base is the original's text as read through a symlink: its
+	// nameservers stay behind the tunnels' with split DNS.
+	Base []byte `json:",omitempty"`
+	// Written is what we wrote last; InPlace says it was written into
+	// the existing file, which a crash can leave half done.
+	Written []byte
+	InPlace bool `json:",omitempty"`
+}
+
+// capture records path as it is now.
+func (r *ResolvConf) capture() (resolvRecord, error) {
+	rec := resolvRecord{Path: r.path, Mode: 0o644}
+	fi, err := os.Lstat(r.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rec.Missing = true
+		return rec, nil
+	case err != nil:
+		return rec, err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		if rec.Symlink, err = os.Readlink(r.path); err != nil {
+			return rec, err
+		}
+		rec.Base, _ = os.ReadFile(r.path) // a dangling link has no text
+		return rec, nil
+	case !fi.Mode().IsRegular():
+		return rec, fmt.Errorf("%s is not a regular file (%v)", r.path, fi.Mode().Type())
+	}
+	if rec.Content, err = os.ReadFile(r.path); err != nil {
+		return rec, err
+	}
+	if rec.Content == nil {
+		rec.Content = []byte{} // an empty original is not a missing one
+	}
+	rec.Mode = uint32(fi.Mode().Perm())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		rec.UID, rec.GID = int(st.Uid), int(st.Gid)
+	}
+	rec.Base = rec.Content
+	return rec, nil
+}
+
+// ours reports whether the file still holds what we wrote (or, after an
+// interrupted in-place write, a beginning of it).
+func (r *ResolvConf) ours(rec resolvRecord) bool {
+	fi, err := os.Lstat(r.path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	cur, err := os.ReadFile(r.path)
+	if err != nil {
+		return false
+	}
+	return bytes.Equal(cur, rec.Written) || rec.InPlace && bytes.HasPrefix(rec.Written, cur)
+}
+
+// Apply implements Backend.
+func (r *ResolvConf) Apply(_ context.Context, l Link, all []Link) (Applied, error) {
+	rec, ok, err := r.current()
+	if err != nil {
+		return Applied{}, err
+	}
+	if !ok {
+		if rec, err = r.capture(); err != nil {
+			return Applied{}, fmt.Errorf("record %s: %w", r.path, err)
+		}
+	}
+	text, applied := r.render(rec.Base, all)
+	if err := r.write(&rec, text); err != nil {
+		return Applied{}, err
+	}
+	return applied[l.Key], nil
+}
+
+// current loads the journal; when the file no longer holds what we wrote,
+// the newer version (someone else's) becomes the one to restore.
+func (r *ResolvConf) current() (resolvRecord, bool, error) {
+	var rec resolvRecord
+	ok, err := r.j.load(&rec)
+	if err != nil || !ok {
+		return rec, false, err
+	}
+	if rec.Path != r.path {
+		return rec, false, fmt.Errorf("journal is for %s, not %s", rec.Path, r.path)
+	}
+	if r.ours(rec) {
+		return rec, true, nil
+	}
+	r.log.Warn("resolv.conf was rewritten by someone else while a VPN was active; theirs is what will be restored", "path", r.path)
+	return resolvRecord{}, false, nil
+}
+
+// write journals text as ours, then puts it into the file.
+func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
+	fi, err := os.Lstat(r.path)
+	// A symlink is replaced by a regular file (and recreated on
+	// restore); a regular file is replaced by rename where possible.
+	inPlace := err == nil && fi.Mode().IsRegular() && !renameable(r.path)
+	rec.Written, rec.InPlace = text, inPlace || rec.InPlace
+	if err := r.j.store(rec); err != nil {
+		return err
+	}
+	if inPlace {
+		return writeInPlace(r.path, text)
+	}
+	err = writeReplaceOwned(r.path, text, fs.FileMode(rec.Mode), rec.UID, rec.GID)
+	if errors.Is(err, syscall.EBUSY) && !rec.InPlace {
+		// A mount point the probe did not see (no STATX_MNT_ID).
+		rec.InPlace = true
+		if err := r.j.store(rec); err != nil {
+			return err
+		}
+		return writeInPlace(r.path, text)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", r.path, err)
+	}
+	return nil
+}
+
+// renameable reports whether path can be replaced by rename: not when it is
+// a mount point of its own (a bind-mounted file, as in containers), which
+// rename refuses with EBUSY.
+func renameable(path string) bool {
+	var d, f unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, filepath.Dir(path), 0, unix.STATX_MNT_ID, &d) != nil ||
+		unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &f) != nil {
+		return false
+	}
+	return d.Mnt_id == f.Mnt_id
+}
+
+// writeInPlace truncates and rewrites the existing file.
+func writeInPlace(path string, text []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("write %s in place: %w", path, err)
+	}
+	_, err = f.Write(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s in place: %w", path, err)
+	}
+	return nil
+}
+
+func writeReplaceOwned(path string, b []byte, mode fs.FileMode, uid, gid int) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil && os.Geteuid() == 0 {
+		err = f.Chown(uid, gid)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// Revert implements Backend.
+func (r *ResolvConf) Revert(_ context.Context, _ Link, rest []Link) error {
+	rec, ok, err := r.current()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Nothing of ours in the file (any more): leave it, forget.
+		return r.j.remove()
+	}
+	if len(rest) > 0 {
+		text, _ := r.render(rec.Base, rest)
+		return r.write(&rec, text)
+	}
+	return r.restore(rec)
+}
+
+// Recover implements Backend.
+func (r *ResolvConf) Recover(context.Context) error {
+	var rec resolvRecord
+	ok, err := r.j.load(&rec)
+	if err != nil || !ok {
+		return err
+	}
+	if rec.Path != r.path {
+		return fmt.Errorf("journal is for %s, not %s", rec.Path, r.path)
+	}
+	if !r.ours(rec) {
+		r.log.Warn("resolv.conf left by a crashed helper was rewritten since; keeping the current one", "path", r.path)
+		return r.j.remove()
+	}
+	r.log.Info("restoring resolv.conf left by a crashed helper", "path", r.path)
+	return r.restore(rec)
+}
+
+// restore puts the original back and drops the journal.
+func (r *ResolvConf) restore(rec resolvRecord) error {
+	var err error
+	switch {
+	case rec.Symlink != "":
+		err = replaceWithSymlink(r.path, rec.Symlink)
+	case rec.Missing:
+		err = os.Remove(r.path)
+	case rec.InPlace:
+		err = writeInPlace(r.path, rec.Content)
+	default:
+		err = writeReplaceOwned(r.path, rec.Content, fs.FileMode(rec.Mode), rec.UID, rec.GID)
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", r.path, err)
+	}
+	return r.j.remove()
+}
+
+func replaceWithSymlink(path, target string) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".link")
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// render builds the file for the active links. resolv.conf has no routing
+// domains, ports, DNSSEC or DNS over TLS: with full DNS (some link takes the
+// default route) only the tunnels' servers are listed, so no lookup leaks to
+// the original servers; with split DNS only, the original servers follow the
+// tunnels' as a fallback. What cannot be expressed is logged.
+func (r *ResolvConf) render(base []byte, links []Link) ([]byte, map[string]Applied) {
+	var origServers, origSearch, options []string
+	for line := range strings.SplitSeq(string(base), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], ";") {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			origServers = append(origServers, f[1])
+		case "search", "domain":
+			origSearch = f[1:] // the last one wins, as in glibc
+		case "options":
+			options = append(options, strings.Join(f[1:], " "))
+		}
+	}
+	applied := map[string]Applied{}
+	var servers, search, names []string
+	full := false
+	for _, l := range links {
+		names = append(names, l.Name)
+		full = full || l.DefaultRoute
+		a := Applied{Servers: []string{}, Search: []string{}}
+		switch {
+		case l.Transport == "dot":
+			r.log.Warn("resolv.conf cannot do DNS over TLS: the link's servers are left out", "link", l.Name)
+		default:
+			for _, s := range l.Servers {
+				if s.Port() != 0 && s.Port() != 53 {
+					r.log.Warn("resolv.conf cannot name a port: server left out", "link", l.Name, "server", s.String())
+					continue
+				}
+				if len(servers) == maxNameservers {
+					r.log.Warn("resolv.conf takes at most 3 nameservers: server left out", "link", l.Name, "server", s.Addr().String())
+					continue
+				}
+				if t := s.Addr().String(); !slices.Contains(servers, t) {
+					servers = append(servers, t)
+					a.Servers = append(a.Servers, t)
+				}
+			}
+		}
+		if l.DNSSEC == "yes" {
+			r.log.Warn("resolv.conf cannot enforce DNSSEC", "link", l.Name)
+		}
+		if len(l.Routing) > 0 {
+			r.log.Warn("resolv.conf has no split DNS: routing domains are not applied", "link", l.Name, "domains", l.Routing)
+		}
+		for _, d := range l.Search {
+			if !slices.Contains(search, d) {
+				search = append(search, d)
+				a.Search = append(a.Search, d)
+			}
+		}
+		applied[l.Key] = a
+	}
+	if !full {
+		for _, s := range origServers {
+			if len(servers) < maxNameservers && !slices.Contains(servers, s) {
+				servers = append(servers, s)
+			}
+		}
+	}
+	for _, d := range origSearch {
+		if !slices.Contains(search, d) {
+			search = append(search, d)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by ovpn3go for %s; the previous file comes back when the VPN disconnects.\n", strings.Join(names, ", "))
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	for _, o := range options {
+		fmt.Fprintf(&b, "options %s\n", o)
+	}
+	return []byte(b.String()), applied
+}
