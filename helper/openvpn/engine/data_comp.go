@@ -85,35 +85,51 @@ func (f framing) frame(buf []byte, off, n int) []byte {
 	return p
 }
 
-var errCompressed = errors.New("compressed data packet refused (this client never decompresses)")
+var errCompressed = errors.New("compressed data packet refused (allow-compression is not asym)")
 
 // unframe strips the framing from a received payload, in place. A packet
-// that says it is compressed is an error: we never announced compression.
-func (f framing) unframe(p []byte) ([]byte, error) {
+// that says it is compressed is decompressed by d (the result is d's
+// buffer), or is an error when d is nil: decompression was not allowed.
+func (f framing) unframe(p []byte, d *decompressor) ([]byte, error) {
 	if f == framingNone || len(p) == 0 {
 		return p, nil
 	}
 	switch f {
 	case framingLZOStub:
-		if p[0] != noCompressByte {
-			return nil, fmt.Errorf("comp-lzo header 0x%02x: %w", p[0], errCompressed)
+		switch {
+		case p[0] == noCompressByte:
+			return p[1:], nil
+		case p[0] == lzoCompressByte && d != nil:
+			return d.lzo(p[1:])
 		}
-		return p[1:], nil
+		return nil, fmt.Errorf("comp-lzo header 0x%02x: %w", p[0], errCompressed)
 	case framingStub:
-		if p[0] != noCompressByteSwap {
-			return nil, fmt.Errorf("compress stub header 0x%02x: %w", p[0], errCompressed)
+		c := p[0]
+		if c != noCompressByteSwap && (c != lz4CompressByte || d == nil) {
+			return nil, fmt.Errorf("compress stub header 0x%02x: %w", c, errCompressed)
 		}
 		last := len(p) - 1
 		p[0] = p[last]
+		if c == lz4CompressByte {
+			return d.lz4(p[:last])
+		}
 		return p[:last], nil
 	case framingStubV2:
 		if p[0] != compV2Indicator {
 			return p, nil
 		}
-		if len(p) < 2 || p[1] != compV2Uncompressed {
-			return nil, fmt.Errorf("compress stub-v2 algorithm byte: %w", errCompressed)
+		if len(p) < 2 {
+			return nil, fmt.Errorf("compress stub-v2: truncated header: %w", errCompressed)
 		}
-		return p[2:], nil
+		switch {
+		case p[1] == compV2Uncompressed:
+			return p[2:], nil
+		case p[1] == compV2LZ4 && d != nil:
+			return d.lz4(p[2:])
+		case p[1] == compV2LZO && d != nil:
+			return d.lzo(p[2:])
+		}
+		return nil, fmt.Errorf("compress stub-v2 algorithm byte 0x%02x: %w", p[1], errCompressed)
 	}
 	return p, nil
 }

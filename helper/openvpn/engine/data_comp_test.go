@@ -27,7 +27,7 @@ func TestFramingWire(t *testing.T) {
 		if string(got) != c.wire {
 			t.Errorf("%v frame(%x) = %x, want %x", c.f, c.payload, got, c.wire)
 		}
-		back, err := c.f.unframe([]byte(c.wire))
+		back, err := c.f.unframe([]byte(c.wire), nil)
 		if err != nil || string(back) != c.payload {
 			t.Errorf("%v unframe(%x) = %x, %v; want %x", c.f, c.wire, back, err, c.payload)
 		}
@@ -47,7 +47,7 @@ func TestFramingRefusesCompressed(t *testing.T) {
 		{framingStubV2, []byte{0x50}},
 	}
 	for _, c := range cases {
-		if _, err := c.f.unframe(bytes.Clone(c.wire)); !errors.Is(err, errCompressed) {
+		if _, err := c.f.unframe(bytes.Clone(c.wire), nil); !errors.Is(err, errCompressed) {
 			t.Errorf("%v unframe(%x) = %v, want errCompressed", c.f, c.wire, err)
 		}
 	}

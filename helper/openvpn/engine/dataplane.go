@@ -149,6 +149,10 @@ func (a *attempt) socketReader() {
 	defer a.wg.Done()
 	buf := make([]byte, maxPacket)
 	plain := make([]byte, 0, maxPacket)
+	var dec *decompressor // nil: compressed packets are refused
+	if a.c.cfg.Profile.Decompress() {
+		dec = &decompressor{count: &a.c.ctr.decompressed}
+	}
 	for {
 		n, err := a.tr.ReadPacket(buf)
 		if err != nil {
@@ -178,7 +182,7 @@ func (a *attempt) socketReader() {
 			a.dropped.Add(1)
 			continue
 		}
-		if p, err = a.comp.unframe(p); err != nil {
+		if p, err = a.comp.unframe(p, dec); err != nil {
 			a.dropped.Add(1)
 			a.log.Debug("data packet dropped", "err", err)
 			continue

@@ -127,6 +127,9 @@ type Stats struct {
 	// KeyRotations counts data-channel keys that replaced an earlier one
 	// within a connection (renegotiations from either side).
 	KeyRotations int64
+	// Decompressed counts data packets the server sent compressed and
+	// the client decompressed (allow-compression asym).
+	Decompressed int64
 }
 
 // ConnInfo describes the current (or last) server connection.
@@ -141,6 +144,7 @@ type counters struct {
 	bytesIn, bytesOut, pktsIn, pktsOut             atomic.Int64
 	tunBytesIn, tunBytesOut, tunPktsIn, tunPktsOut atomic.Int64
 	keyRotations                                   atomic.Int64
+	decompressed                                   atomic.Int64
 }
 
 // Client is one VPN session. Run it once.
@@ -225,6 +229,7 @@ func (c *Client) Stats() Stats {
 		TunBytesIn: c.ctr.tunBytesIn.Load(), TunBytesOut: c.ctr.tunBytesOut.Load(),
 		TunPacketsIn: c.ctr.tunPktsIn.Load(), TunPacketsOut: c.ctr.tunPktsOut.Load(),
 		KeyRotations: c.ctr.keyRotations.Load(),
+		Decompressed: c.ctr.decompressed.Load(),
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // applies this profile's route-nopull and pull-filter rules and its own
 // network options (route, redirect-gateway, dhcp-option, dns, …).
 func (p *Profile) PushAssembler() *push.Assembler {
-	f := push.Filter{RouteNoPull: p.RouteNoPull}
+	f := push.Filter{RouteNoPull: p.RouteNoPull, Decompress: p.Decompress()}
 	for _, pf := range p.PullFilters {
 		f.PullFilters = append(f.PullFilters, push.PullFilter{Action: pf.Action, Text: pf.Text})
 	}
@@ -21,4 +21,11 @@ func (p *Profile) PushAssembler() *push.Assembler {
 // server pushes one (this client never compresses).
 func (p *Profile) Compression() push.Compression {
 	return push.ProfileCompression(p.CompLZO, p.Compress)
+}
+
+// Decompress reports whether compressed packets from the server are
+// accepted and decompressed ("allow-compression asym"; "yes" means the
+// same here, as this client never compresses). Default: refused.
+func (p *Profile) Decompress() bool {
+	return p.AllowCompression == "asym" || p.AllowCompression == "yes"
 }

@@ -402,7 +402,7 @@ func hCompLZO(ps *parser, o Option) {
 		v = o.Args[0]
 	}
 	if v != "no" {
-		ps.warn(o.Line, o.Name, "%q: this client never compresses; only the framing is used, and a server sending compressed packets is refused", v)
+		ps.warn(o.Line, o.Name, "%q: %s", v, whyNoCompress)
 	}
 	ps.p.CompLZO = v
 }
@@ -423,7 +423,7 @@ func hCompress(ps *parser, o Option) {
 		v = o.Args[0]
 	}
 	if v != "stub" && v != "stub-v2" {
-		ps.warn(o.Line, o.Name, "%q: this client never compresses; only the framing is used, and a server sending compressed packets is refused", v)
+		ps.warn(o.Line, o.Name, "%q: %s", v, whyNoCompress)
 	}
 	ps.p.Compress = v
 }
@@ -588,4 +588,17 @@ func hLport(ps *parser, o Option) {
 	if ps.nargs(o, 1, 1) && o.Args[0] != "0" {
 		ps.port(o, o.Args[0])
 	}
+}
+
+// whyNoCompress qualifies a compression algorithm in a profile.
+const whyNoCompress = "this client never compresses; only the framing is used, and compressed packets from the server are refused unless allow-compression asym"
+
+func hAllowCompression(ps *parser, o Option) {
+	if !ps.nargs(o, 1, 1) || !ps.oneOf(o, o.Args[0], "yes", "no", "asym") {
+		return
+	}
+	if o.Args[0] == "yes" {
+		ps.warn(o.Line, o.Name, "'yes' is taken as 'asym': this client never compresses, it only decompresses what the server sends")
+	}
+	ps.p.AllowCompression = o.Args[0]
 }

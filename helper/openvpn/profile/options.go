@@ -196,7 +196,7 @@ func optionEntries() []OptionInfo {
 		applied("auth", algorithm(func(p *Profile, v string) { p.Auth = v }), tEngine+"TestProfileOptionsReachEngine"),
 		applied("comp-lzo", hCompLZO, tEngine+"TestIntegrationCompressionFraming"),
 		applied("compress", hCompress, tEngine+"TestProfileOptionsReachEngine"),
-		notYet("allow-compression", whyNotYet, choice(func(p *Profile, v string) { p.AllowCompression = v }, "yes", "no", "asym")),
+		applied("allow-compression", hAllowCompression, tEngine+"TestIntegrationDecompression"),
 		applied("tun-mtu", number(576, 65535, func(p *Profile, n int) { p.TunMTU = n }), tEngine+"TestMSSLimit"),
 		notYet("tun-mtu-max", whyNotYet, number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n })),
 		applied("mssfix", hMssfix, tEngine+"TestIntegrationMSSClamp"),

@@ -2,6 +2,7 @@ package push
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +47,32 @@ func TestProfileRoutingOptions(t *testing.T) {
 	}
 	if !c.RedirectIPv4 || !c.RedirectIPv6 {
 		t.Errorf("redirect-gateway def1 ipv6: redirect v4 %v v6 %v", c.RedirectIPv4, c.RedirectIPv6)
+	}
+}
+
+// TestDecompressFilter: real compression pushed by the server is refused
+// unless the client allows decompression (allow-compression asym); then
+// the reply carries the algorithm's framing (this client never
+// compresses).
+func TestDecompressFilter(t *testing.T) {
+	cases := map[string]Compression{
+		"compress lz4-v2": CompressionStubV2,
+		"compress lz4":    CompressionStub,
+		"compress lzo":    CompressionLZOStub,
+		"comp-lzo yes":    CompressionLZOStub,
+		"comp-lzo":        CompressionLZOStub,
+	}
+	for opt, want := range cases {
+		msg := "PUSH_REPLY,ifconfig 10.8.0.2 255.255.255.0,topology subnet," + opt
+		if _, err := Parse(msg, Filter{}); err == nil || !strings.Contains(err.Error(), "VORACLE") || !strings.Contains(err.Error(), "allow-compression asym") {
+			t.Errorf("%s without Decompress: %v", opt, err)
+		}
+		r, err := Parse(msg, Filter{Decompress: true})
+		if err != nil || r.Compression != want || !r.CompressionPushed {
+			t.Errorf("%s with Decompress: %+v, %v; want %q", opt, r, err, want)
+		}
+	}
+	if _, err := Parse("PUSH_REPLY,ifconfig 10.8.0.2 255.255.255.0,compress snappy", Filter{Decompress: true}); err == nil {
+		t.Error("unknown algorithm accepted")
 	}
 }

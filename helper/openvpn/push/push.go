@@ -133,6 +133,8 @@ type Reply struct {
 	CompressionPushed           bool
 	InactiveSeconds             int
 	SessionTimeout              int
+
+	decompress bool // Filter.Decompress
 }
 
 // PullFilter is one client-side "pull-filter accept|ignore|reject text".
@@ -149,6 +151,12 @@ type Filter struct {
 	// keeps everything else (addresses, keepalive, cipher…).
 	RouteNoPull bool
 	PullFilters []PullFilter
+	// Decompress ("allow-compression asym") accepts a pushed compression
+	// algorithm (comp-lzo yes/adaptive, compress lzo/lz4/lz4-v2) for
+	// decompressing what the server sends; the client still never
+	// compresses, so the Reply's Compression is the algorithm's framing.
+	// Without it such a push is refused.
+	Decompress bool
 }
 
 // ErrRejected is wrapped when a pull-filter "reject" matched; OpenVPN
@@ -280,7 +288,7 @@ func filterLine(line, name string, f Filter) (keep bool, why string, err error) 
 }
 
 func parse(local, lines []string, f Filter) (*Reply, error) {
-	r := &Reply{PeerID: -1}
+	r := &Reply{PeerID: -1, decompress: f.Decompress}
 	var errs []error
 	for i, line := range slices.Concat(local, lines) {
 		isLocal := i < len(local)
@@ -612,11 +620,11 @@ func (r *Reply) apply(a []string) error {
 		if err := nargs(a, 0, 1); err != nil {
 			return err
 		}
-		if len(a) == 2 && a[1] == "no" {
+		if len(a) == 2 && a[1] == "no" || r.decompress {
 			r.Compression, r.CompressionPushed = CompressionLZOStub, true
 			return nil
 		}
-		return errors.New("server pushes LZO compression; compression is refused because compressing encrypted traffic leaks plaintext (VORACLE) — remove comp-lzo from the server or push \"comp-lzo no\"")
+		return errors.New("server pushes LZO compression; compression is refused because compressing encrypted traffic leaks plaintext (VORACLE) — remove comp-lzo from the server or push \"comp-lzo no\", or set allow-compression asym to accept decompressing it")
 	case "compress":
 		if err := nargs(a, 0, 1); err != nil {
 			return err
@@ -625,13 +633,19 @@ func (r *Reply) apply(a []string) error {
 		if len(a) == 2 {
 			alg = a[1]
 		}
-		switch alg {
-		case "", "stub":
+		switch {
+		case alg == "" || alg == "stub":
 			r.Compression = CompressionStub
-		case "stub-v2":
+		case alg == "stub-v2":
 			r.Compression = CompressionStubV2
+		case r.decompress && (alg == "lz4" || alg == "lz4-v2" || alg == "lzo"):
+			// Decompressed on receipt; sent uncompressed in the
+			// algorithm's framing.
+			r.Compression = ProfileCompression("", alg)
+		case alg == "lz4" || alg == "lz4-v2" || alg == "lzo":
+			return fmt.Errorf("server pushes compression %q; compression is refused because compressing encrypted traffic leaks plaintext (VORACLE) — use \"compress stub-v2\" or no compression on the server, or set allow-compression asym to accept decompressing it", alg)
 		default:
-			return fmt.Errorf("server pushes compression %q; compression is refused because compressing encrypted traffic leaks plaintext (VORACLE) — use \"compress stub-v2\" or no compression on the server", alg)
+			return fmt.Errorf("server pushes unknown compression %q", alg)
 		}
 		r.CompressionPushed = true
 	default:
