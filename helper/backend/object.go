@@ -247,6 +247,15 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
 		return "", errClient("Configuration parsing failed: " + err.Error())
 	}
+	var ov dbus.Variant
+	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "overrides").Store(&ov); err == nil {
+		overrides, _ := ov.Value().(map[string]dbus.Variant)
+		if err := applyOverrides(prof, overrides); err != nil {
+			msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
+			b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
+			return "", errClient("Configuration override refused: " + err.Error())
+		}
+	}
 	b.mu.Lock()
 	b.prof = prof
 	b.configName = name
