@@ -237,7 +237,7 @@ func optionEntries() []OptionInfo {
 		applied("route-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("route-ipv6-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("topology", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
-		notYet("block-ipv6", whyNotYet, (*parser).netOption),
+		applied("block-ipv6", (*parser).netOption, "e2e.TestRoutingRedirectGateway"),
 
 		// Logging.
 		applied("verb", number(0, 11, func(p *Profile, n int) { p.Verb = n }), tBackend+"TestLogLevelFromProfile"),
