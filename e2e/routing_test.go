@@ -472,4 +472,3 @@ func TestRoutingServerRouteFollowsGateway(t *testing.T) {
 	want := strings.Replace(start, "default via "+gw1, "default via "+gw2, 1)
 	wantSnapshot(t, ns, want, "after disconnect,")
 }
-
