@@ -9,6 +9,11 @@ GO ?= go
 APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus systemd \
 	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev
 
+# The release, the one place it is written; internal/version.Version gets it
+# at link time (a plain go build says "dev").
+VERSION ?= 0.1.0-dev
+LDFLAGS := -X github.com/ovpn3go/ovpn3go/internal/version.Version=$(VERSION)
+
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 1m
 
@@ -29,8 +34,8 @@ deps:
 	@$(GO) mod download
 
 build:
-	$(GO) build -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
-	$(GO) build -o bin/ovpn3 ./app/cli
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3 ./app/cmd/ovpn3
 
 vet:
 	$(GO) vet ./...
@@ -56,7 +61,7 @@ fuzz:
 test: deps vet fmt-check unit fuzz-smoke
 
 demo: deps build
-	$(GO) build -o bin/ovpn3go-demo ./e2e/cmd/demo
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3go-demo ./e2e/cmd/demo
 	bin/ovpn3go-demo --bin bin $(DEMO_ARGS)
 
 clean:

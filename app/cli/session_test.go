@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/ovpn3go/ovpn3go/app/client"
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
@@ -49,11 +50,11 @@ func TestStatsOrderAndServerFormat(t *testing.T) {
 	if want := []string{"BYTES_IN", "BYTES_OUT", "TUN_BYTES_IN", "ALPHA", "ZETA"}; strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("sortedStatKeys = %v, want %v", got, want)
 	}
-	if s := formatServer("udp", "2001:2::1", 1194); s != "udp:[2001:2::1]:1194" {
-		t.Errorf("formatServer = %q", s)
+	if s := (client.Endpoint{Proto: "udp", IP: "2001:2::1", Port: 1194}).String(); s != "udp:[2001:2::1]:1194" {
+		t.Errorf("Endpoint = %q", s)
 	}
-	if s := formatServer("tcp", "198.18.0.1", 0); s != "tcp:198.18.0.1" {
-		t.Errorf("formatServer without port = %q", s)
+	if s := (client.Endpoint{Proto: "tcp", IP: "198.18.0.1"}).String(); s != "tcp:198.18.0.1" {
+		t.Errorf("Endpoint without port = %q", s)
 	}
 }
 
@@ -285,25 +286,5 @@ func checkLogFollows(t *testing.T) {
 	}
 	if err := conn.Object(api.ServiceSessions, paths[0]).Call(api.InterfaceSessions+".Resume", 0).Err; err != nil {
 		t.Errorf("Resume: %v", err)
-	}
-}
-
-// The end of a session can be polled before its forwarded failure is read:
-// awaitFailure must still find the reason among the pending signals.
-func TestAwaitFailureFindsPendingReason(t *testing.T) {
-	path := dbus.ObjectPath("/net/openvpn/v3/sessions/x")
-	status := func(minor api.StatusMinor, msg string) *dbus.Signal {
-		return &dbus.Signal{Path: path, Name: api.InterfaceBackends + ".StatusChange",
-			Body: []any{uint32(api.StatusMajorConnection), uint32(minor), msg}}
-	}
-	sigs := make(chan *dbus.Signal, 4)
-	sigs <- status(api.StatusMinorConnConnecting, "")
-	sigs <- status(api.StatusMinorConnFailed, "no response from server")
-	st, ok := awaitFailure(sigs, path, time.Second)
-	if !ok || st.Minor != api.StatusMinorConnFailed || st.Message != "no response from server" {
-		t.Fatalf("awaitFailure = %v, %v", st, ok)
-	}
-	if _, ok := awaitFailure(sigs, path, 10*time.Millisecond); ok {
-		t.Fatal("awaitFailure found a failure in an empty channel")
 	}
 }

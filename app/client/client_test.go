@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
 
@@ -270,5 +272,19 @@ func TestServiceOwners(t *testing.T) {
 	}
 	if o := <-owners; o != (ServiceOwner{api.ServiceSessions, false}) {
 		t.Fatalf("after release: %v", o)
+	}
+}
+
+// The end of a session can be polled before its forwarded failure is read:
+// awaitFailure must still find the reason among the pending events.
+func TestAwaitFailureFindsPendingReason(t *testing.T) {
+	path := dbus.ObjectPath("/net/openvpn/v3/sessions/x")
+	events := make(chan Event, 4)
+	events <- StatusChange{path, api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnConnecting}}
+	events <- StatusChange{path, api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnFailed, Message: "no response from server"}}
+	w := &waiter{events: events}
+	st, ok := w.awaitFailure()
+	if !ok || st.Minor != api.StatusMinorConnFailed || st.Message != "no response from server" {
+		t.Fatalf("awaitFailure = %v, %v", st, ok)
 	}
 }
