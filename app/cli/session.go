@@ -142,7 +142,9 @@ func runSessionStart(ctx context.Context, args []string) error {
 	disconnect := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
-		_ = s.Disconnect(dctx)
+		if err := s.Close(dctx); err != nil {
+			fmt.Fprintf(stderr, "ovpn3 session-start: could not remove the failed session %s: %s\n", s.Path, describeError(err))
+		}
 	}
 	if dco.set {
 		if err := s.SetDCO(ctx, dco.value); err != nil {
