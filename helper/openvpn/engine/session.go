@@ -549,18 +549,7 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 			a.sentToken = true
 		}
 	}
-	m.PeerInfo = ctlmsg.PeerInfo(ctlmsg.PeerInfoParams{
-		Version:    a.c.cfg.Version,
-		GUIVersion: a.c.cfg.Version,
-		Ciphers:    a.o.dataCiphers,
-		TCP:        tcp,
-		MTU:        1600,
-		ProtoBits:  a.protoBits(),
-		SSO:        ssoMethods,
-		// Every framing is implemented (never compression itself), so a
-		// "compress migrate" server may push stub-v2.
-		LZOStub: true, CompStub: true, CompStubV2: true,
-	})
+	m.PeerInfo = ctlmsg.PeerInfo(a.peerInfoParams(tcp)) // peerinfo.go
 	if err := m.Validate(); err != nil {
 		return fatal(StateFailed, "key-method 2: %w", err)
 	}
@@ -711,9 +700,7 @@ func (a *attempt) establish(r *push.Reply) error {
 	if ap, err := netip.ParseAddrPort(a.ep.addr); err == nil {
 		cfg.Remote = ap.Addr()
 	}
-	if cfg.MTU == 0 {
-		cfg.MTU = a.o.tunMTU
-	}
+	cfg.MTU = a.acceptedTunMTU(cfg.MTU) // peerinfo.go
 	if a.dp.tun != nil && !sameNetConfig(a.dp.tunCfg, cfg) {
 		a.dp.closeTun()
 	}

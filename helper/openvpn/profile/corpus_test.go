@@ -49,7 +49,7 @@ func TestAccessServerProfile(t *testing.T) {
 		!p.PushPeerInfo || p.TLSCipher != "DEFAULT:@SECLEVEL=0" || p.DevType != "tun" {
 		t.Errorf("fields %+v", p)
 	}
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"push-peer-info", "block-outside-dns"}) {
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"block-outside-dns"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 
@@ -157,7 +157,7 @@ func TestBOMCRLFQuotes(t *testing.T) {
 func TestIgnoreUnknown(t *testing.T) {
 	p := parseFile(t, "ignore-unknown")
 	want := []string{"fragment", "fragment", "some-future-option", "another-future-option", "socks-proxy", "user",
-		"group", "daemon", "log", "status", "management", "tun-mtu-max", "ifconfig", "auth-token"}
+		"group", "daemon", "log", "status", "management", "ifconfig", "auth-token"}
 	if got := warningOptions(p); !reflect.DeepEqual(got, want) {
 		t.Errorf("warnings %v", p.Warnings)
 	}

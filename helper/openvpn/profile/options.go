@@ -138,7 +138,7 @@ func optionEntries() []OptionInfo {
 		applied("key-method", hKeyMethod, tProfile+"TestClientModeOptions"),
 		applied("dev", hDev, tProfile+"TestClientModeOptions"),
 		applied("dev-type", hDevType, tProfile+"TestClientModeOptions"),
-		applied("setenv", (*parser).setenv, tProfile+"TestForwardCompatible", tProfile+"TestIgnoreUnknown"),
+		applied("setenv", (*parser).setenv, tProfile+"TestForwardCompatible", tProfile+"TestIgnoreUnknown", tEngine+"TestIntegrationPeerInfo"),
 		applied("ignore-unknown-option", hIgnoreUnknown, tProfile+"TestIgnoreUnknown"),
 		{Name: "setenv-safe", Class: Ignored, Why: "environment variables are only used by scripts", handle: hSetenvSafe, Quiet: true},
 
@@ -198,7 +198,7 @@ func optionEntries() []OptionInfo {
 		applied("compress", hCompress, tEngine+"TestProfileOptionsReachEngine"),
 		applied("allow-compression", hAllowCompression, tEngine+"TestIntegrationDecompression"),
 		applied("tun-mtu", number(576, 65535, func(p *Profile, n int) { p.TunMTU = n }), tEngine+"TestMSSLimit"),
-		notYet("tun-mtu-max", whyNotYet, number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n })),
+		applied("tun-mtu-max", number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n }), tEngine+"TestIntegrationPeerInfo", tEngine+"TestPushedTunMTUOverMax"),
 		applied("mssfix", hMssfix, tEngine+"TestIntegrationMSSClamp"),
 		applied("replay-window", (*parser).limitOption, tEngine+"TestReplayWindowOption", tProfile+"TestLimitOptions"),
 
@@ -222,7 +222,7 @@ func optionEntries() []OptionInfo {
 		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestProfileOptionsReachEngine"),
 
 		// Peer info.
-		notYet("push-peer-info", whyNotYet, flag(func(ps *parser) { ps.p.PushPeerInfo = true })),
+		applied("push-peer-info", flag(func(ps *parser) { ps.p.PushPeerInfo = true }), tEngine+"TestIntegrationPeerInfo", tEngine+"TestPeerInfoDetail"),
 
 		// Routing and DNS: in push syntax, applied with the pushed ones.
 		applied("route-nopull", flag(func(ps *parser) { ps.p.RouteNoPull = true }), tPush+"TestFilters"),
