@@ -21,7 +21,7 @@ func TestIntegrationPeerInfo(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "openvpn")
 	cases := []struct {
-		name, extra   string
+		name, extra  string
 		want, absent []string
 	}{
 		{name: "push-peer-info", extra: "push-peer-info\nsetenv UV_TEAM blue\nsetenv UV_SEAT 'row 4'\ntun-mtu-max 1580\n",
