@@ -19,6 +19,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
@@ -162,6 +163,8 @@ type Client struct {
 	retry    retryPolicy
 	resolver *net.Resolver
 	clock    Clock
+	// exitAfter paces OCC EXIT packets (exit_notify.go); nil: time.After.
+	exitAfter func(time.Duration) <-chan time.Time
 
 	mu       sync.Mutex
 	conn     ConnInfo

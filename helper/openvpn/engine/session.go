@@ -805,9 +805,7 @@ func (a *attempt) sayGoodbye() {
 		return
 	}
 	if a.ep.proto() == "udp" {
-		for range n {
-			_ = a.dp.send(occExit)
-		}
+		a.paceExitPackets(n) // exit_notify.go
 	}
 }
 

@@ -219,7 +219,7 @@ func optionEntries() []OptionInfo {
 		applied("tran-window", seconds(func(p *Profile, n int) { p.TranWindow = n }), tEngine+"TestKeyLimitTranWindow"),
 		applied("inactive", (*parser).limitOption, tEngine+"TestTimerInactive", tEngine+"TestTimerInactiveByteThreshold"),
 		applied("session-timeout", (*parser).limitOption, tEngine+"TestTimerSessionTimeout"),
-		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestProfileOptionsReachEngine"),
+		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestExplicitExitNotifyPaced", tEngine+"TestProfileOptionsReachEngine"),
 
 		// Peer info.
 		applied("push-peer-info", flag(func(ps *parser) { ps.p.PushPeerInfo = true }), tEngine+"TestIntegrationPeerInfo", tEngine+"TestPeerInfoDetail"),
