@@ -14,6 +14,11 @@ APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus syst
 VERSION ?= 0.1.0-dev
 LDFLAGS := -X github.com/ovpn3go/ovpn3go/internal/version.Version=$(VERSION)
 
+# systemd-resolved for the DNS tests: unpacked (dpkg -x), never installed —
+# installing it would take over the host's /etc/resolv.conf. The tests run it
+# in their own namespaces on a private bus (internal/testbed/resolved.go).
+RESOLVED_ROOT ?= /var/cache/ovpn3go/systemd-resolved
+
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 1m
 
@@ -31,6 +36,13 @@ deps:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
+	@if [ ! -x $(RESOLVED_ROOT)/lib/systemd/systemd-resolved ]; then \
+		echo "deps: unpacking systemd-resolved into $(RESOLVED_ROOT)"; \
+		ver=$$(dpkg-query -W -f='$${Version}' systemd) && tmp=$$(mktemp -d) && chmod 755 $$tmp && \
+		( cd $$tmp && { apt-get download -qq systemd-resolved=$$ver 2>/dev/null || \
+			{ apt-get update -qq && apt-get download -qq systemd-resolved=$$ver; }; } ) && \
+		mkdir -p $(RESOLVED_ROOT) && dpkg -x $$tmp/systemd-resolved_*.deb $(RESOLVED_ROOT) && rm -rf $$tmp; \
+	fi
 	@$(GO) mod download
 
 build:
@@ -46,7 +58,7 @@ fmt-check:
 
 # Unit, integration and e2e tests (fuzz targets run their seed corpora here).
 unit:
-	CI=$${CI:-1} $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	CI=$${CI:-1} OVPN3GO_RESOLVED_ROOT=$(RESOLVED_ROOT) $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 # Every fuzz target fuzzes beyond its seeds for the execution count that
 # .ci/fuzz-budgets names (about two minutes in all): a count, never a

@@ -218,6 +218,10 @@ func (r *Resolved) Recover(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
+	if !Running(ctx, r.conn) {
+		// Its per-link settings of links gone since are gone with it.
+		return r.j.remove()
+	}
 	name := r.LinkName
 	if name == nil {
 		name = func(i int) (string, error) {

@@ -128,7 +128,7 @@ func TestInlineCredentialsProfile(t *testing.T) {
 		t.Errorf("proxy %+v", hp)
 	}
 	// Parsed but not applied yet: said so.
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"dhcp-option", "dns", "auth-nocache"}) {
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"auth-nocache"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 	for _, w := range p.Warnings {

@@ -76,7 +76,6 @@ const (
 	whyRemoved    = "removed from OpenVPN; no effect"
 	// Parsed options that do not take effect yet.
 	whyNotYet = "not applied by this client yet"
-	whyDNS    = "DNS settings are not applied to the system yet"
 )
 
 // Tests named by Effect (directory.TestName, see OptionInfo.Effect).
@@ -231,8 +230,8 @@ func optionEntries() []OptionInfo {
 		applied("route-ipv6", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("redirect-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		notYet("redirect-private", whyNotYet, (*parser).netOption),
-		notYet("dhcp-option", whyDNS, (*parser).netOption),
-		notYet("dns", whyDNS, (*parser).netOption),
+		applied("dhcp-option", (*parser).netOption, tPush+"TestDNSOption", "e2e.TestDNSPushedResolvConf"),
+		applied("dns", (*parser).netOption, tPush+"TestDNSOption", "e2e.TestDNSPushedResolved"),
 		applied("route-metric", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("route-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("route-ipv6-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
