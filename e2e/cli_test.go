@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/app/client"
+	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
@@ -108,4 +112,81 @@ func TestSessionStartPipedDynamicChallenge(t *testing.T) {
 	if out, err := st.CLI(ctx, "configs-list", "--count"); err != nil || strings.TrimSpace(out) != "0" {
 		t.Errorf("configs-list --count after the session: %q %v", out, err)
 	}
+}
+
+// TestLogSentencesOfAConnection follows a real connection's log through
+// LogForward with app/client (as `ovpn3 log` and the tray do): every
+// forwarded line is a sentence — no "key=value" fragments — and the
+// milestones read as people expect, at INFO. The profile's verb 6 makes
+// the backend forward its debug events too: sentences as well.
+func TestLogSentencesOfAConnection(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	st := testbed.NewStack(t, bin, testbed.VariantA)
+	name := "e2e-log-sentences"
+	// verb 6: the backend forwards every event, debug ones too.
+	importProfile(t, st, testbed.VariantA, name, "verb 6")
+	conn, err := dbus.Connect(st.Bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cl := client.New(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	profiles, err := cl.LookupProfile(ctx, name)
+	if err != nil || len(profiles) != 1 {
+		t.Fatalf("LookupProfile: %v %v", profiles, err)
+	}
+	s, err := cl.NewTunnel(ctx, profiles[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("close the session: %v", err)
+		}
+	}()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	events, err := s.Follow(fctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, client.StartOptions{Timeout: 90 * time.Second}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	dev, err := s.DeviceName(ctx)
+	if err != nil || dev == "" {
+		t.Fatalf("device name %q, %v", dev, err)
+	}
+	want := []string{
+		"Connecting to " + testbed.ServerIP4 + ":" + fmt.Sprint(testbed.Port) + " over UDP",
+		"TLS 1.3 handshake with the server done (TLS_AES_256_GCM_SHA384)",
+		"Connected: tunnel " + dev + ", AES-256-GCM",
+	}
+	var lines []string
+	found := 0
+	for found < len(want) {
+		select {
+		case e := <-events:
+			l, ok := e.(client.LogLine)
+			if !ok {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s %s: %s", l.Group, l.Category, l.Message))
+			if strings.Contains(l.Message, "=") {
+				t.Errorf("log line with a key=value fragment: %q", l.Message)
+			}
+			if strings.HasPrefix(l.Message, want[found]) {
+				if l.Category != api.LogCategoryInfo || l.Group != api.LogGroupClient {
+					t.Errorf("%q came as %s/%s, want Client/INFO", l.Message, l.Group, l.Category)
+				}
+				found++
+			}
+		case <-ctx.Done():
+			t.Fatalf("saw %d of the expected lines; want next %q; log:\n%s", found, want[found], strings.Join(lines, "\n"))
+		}
+	}
+	t.Logf("log:\n%s", strings.Join(lines, "\n"))
 }
