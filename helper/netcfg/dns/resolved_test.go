@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/internal/nstest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
@@ -78,6 +80,55 @@ func (s *resolvedScene) resolve(t *testing.T, name string) string {
 	return fmt.Sprint(addrs)
 }
 
+// linkState reads resolved's view of the tunnel link.
+type linkState struct {
+	DNS          []string // "addr:port#name"
+	Domains      []string // "~" marks routing-only
+	DefaultRoute bool
+	DNSSEC       string
+	DNSOverTLS   string
+}
+
+func (s *resolvedScene) linkState(t *testing.T) linkState {
+	t.Helper()
+	var path dbus.ObjectPath
+	mgr := s.res.Conn.Object(ResolvedName, resolvedPath)
+	if err := mgr.Call(resolvedManager+".GetLink", 0, int32(s.tun.Index)).Store(&path); err != nil {
+		t.Fatal(err)
+	}
+	link := s.res.Conn.Object(ResolvedName, path)
+	get := func(name string, out any) {
+		t.Helper()
+		v, err := link.GetProperty("org.freedesktop.resolve1.Link." + name)
+		if err != nil {
+			t.Fatalf("link property %s: %v", name, err)
+		}
+		if err := dbus.Store([]any{v.Value()}, out); err != nil {
+			t.Fatalf("link property %s: %v", name, err)
+		}
+	}
+	var st linkState
+	var dnsEx []dnsEx
+	get("DNSEx", &dnsEx)
+	for _, d := range dnsEx {
+		a, _ := netip.AddrFromSlice(d.Address)
+		st.DNS = append(st.DNS, fmt.Sprintf("%v#%s", netip.AddrPortFrom(a, d.Port), d.Name))
+	}
+	var doms []domainEntry
+	get("Domains", &doms)
+	for _, d := range doms {
+		if d.RoutingOnly {
+			st.Domains = append(st.Domains, "~"+d.Domain)
+		} else {
+			st.Domains = append(st.Domains, d.Domain)
+		}
+	}
+	get("DefaultRoute", &st.DefaultRoute)
+	get("DNSSEC", &st.DNSSEC)
+	get("DNSOverTLS", &st.DNSOverTLS)
+	return st
+}
+
 func (s *resolvedScene) linkNames(i int) (string, error) {
 	l, err := s.client.Netlink.LinkByIndex(i)
 	if err != nil {
@@ -109,9 +160,13 @@ func TestResolvedSplitAndFullDNS(t *testing.T) {
 	split := s.tun
 	split.Routing = []string{"corp.example"}
 	split.Search = []string{"search.example"}
+	split.DNSSEC, split.Transport = "optional", "plain"
 	a, err := m.Apply(ctx, split)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st := s.linkState(t); fmt.Sprintf("%+v", st) != "{DNS:[10.53.0.1:5353#] Domains:[search.example ~corp.example] DefaultRoute:false DNSSEC:allow-downgrade DNSOverTLS:no}" {
+		t.Errorf("resolved's link with split DNS: %+v", st)
 	}
 	if fmt.Sprint(a.Servers, a.Search) != "[10.53.0.1:5353] [search.example ~corp.example]" {
 		t.Errorf("applied %+v", a)
@@ -134,6 +189,9 @@ func TestResolvedSplitAndFullDNS(t *testing.T) {
 	if _, err := m.Apply(ctx, full); err != nil {
 		t.Fatal(err)
 	}
+	if st := s.linkState(t); !st.DefaultRoute || !slices.Equal(st.Domains, []string{"~."}) {
+		t.Errorf("resolved's link with full DNS: %+v", st)
+	}
 	for _, name := range []string{"c.example.com", "c.corp.example"} {
 		if got := s.resolve(t, name); got != "vpn" {
 			t.Errorf("full DNS: %s from %s, want vpn", name, got)
@@ -145,6 +203,9 @@ func TestResolvedSplitAndFullDNS(t *testing.T) {
 
 	if _, err := m.Revert(ctx, full.Key); err != nil {
 		t.Fatal(err)
+	}
+	if st := s.linkState(t); len(st.DNS)+len(st.Domains) != 0 {
+		t.Errorf("resolved's link after RevertLink: %+v", st)
 	}
 	for _, name := range []string{"d.example.com", "d.corp.example"} {
 		if got := s.resolve(t, name); got != "lan" {
@@ -183,5 +244,28 @@ func TestResolvedRecover(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "dns-resolved.json")); !os.IsNotExist(err) {
 		t.Errorf("journal left after recovery: %v", err)
+	}
+}
+
+// TestResolvedDNSOverTLS: a DoT server reaches resolved with its name, and
+// the link gets DNSOverTLS=yes (not queried: the test server speaks no TLS).
+func TestResolvedDNSOverTLS(t *testing.T) {
+	s := newResolvedScene(t)
+	m, err := New(context.Background(), Options{StateDir: t.TempDir(), ResolvConf: filepath.Join(t.TempDir(), "resolv.conf"),
+		Bus: s.res.Conn, LinkName: s.linkNames, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dot := s.tun
+	dot.Servers = []netip.AddrPort{netip.AddrPortFrom(vpnServer, 8853)}
+	dot.Transport, dot.SNI, dot.DNSSEC, dot.DefaultRoute = "dot", "dns.corp.example", "yes", true
+	if _, err := m.Apply(context.Background(), dot); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.linkState(t); fmt.Sprintf("%+v", st) != "{DNS:[10.53.0.1:8853#dns.corp.example] Domains:[~.] DefaultRoute:true DNSSEC:yes DNSOverTLS:yes}" {
+		t.Errorf("resolved's link with DNS over TLS: %+v", st)
+	}
+	if _, err := m.Revert(context.Background(), dot.Key); err != nil {
+		t.Fatal(err)
 	}
 }
