@@ -110,6 +110,9 @@ type Config struct {
 	// net.Dialer (e.g. to create the socket in another network namespace
 	// or with a firewall mark). It must return a connected socket.
 	Dial DialFunc
+	// ListenPacket, if set, opens the unconnected UDP socket of a profile
+	// with "float" instead of net.ListenConfig (net_float.go).
+	ListenPacket ListenFunc
 	// ProxyCredentials answer an http-proxy whose profile line says
 	// "auto", "auto-nct" or "stdin" (the backend asks the user for them).
 	ProxyCredentials Credentials

@@ -167,7 +167,7 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.started = a.c.now()
 	a.renegAfter = a.o.lim.renegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
 	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
-	a.tr, err = dialTransport(dctx, a.c.cfg.Dial, a.ep)
+	a.tr, err = a.openTransport(dctx) // net_float.go
 	dcancel()
 	if err != nil {
 		return err

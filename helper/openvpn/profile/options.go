@@ -159,7 +159,7 @@ func optionEntries() []OptionInfo {
 		applied("http-proxy", hHTTPProxy, tEngine+"TestIntegrationHTTPProxy"),
 		applied("http-proxy-option", hHTTPProxyOption, tEngine+"TestProxyOptions"),
 		{Name: "http-proxy-user-pass", Class: Applied, handle: hHTTPProxyUserPass, Inline: true, Effect: []string{tEngine + "TestIntegrationHTTPProxy"}},
-		{Name: "float", Class: Ignored, Why: "the client does not yet accept packets from a new server address"},
+		applied("float", flag(func(ps *parser) { ps.p.Float = true }), tEngine+"TestIntegrationFloat"),
 
 		// Certificates, keys and TLS.
 		{Name: "ca", Class: Applied, Inline: true, handle: pemMaterial(func(p *Profile, c string) { p.CA = c }, "CERTIFICATE"), Effect: []string{tEngine + "TestTLSVerification"}},
