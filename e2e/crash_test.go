@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ import (
 // and makes it the stack's helper.
 func restartHelper(t *testing.T, st *testbed.Stack, n int) {
 	t.Helper()
-	cmd := testbed.Command(context.Background(), st.Pair.ClientNS, st.Bin.Helper, "--state-dir", filepath.Join(st.Dir, "state"))
+	cmd := testbed.Command(context.Background(), st.Pair.ClientNS, st.Bin.Helper,
+		"--state-dir", filepath.Join(st.Dir, "state"), "--resolv-conf", st.ResolvConf)
 	cmd.Env = st.Env()
 	p, err := testbed.StartProcess("ovpn3-helper", filepath.Join(st.Dir, fmt.Sprintf("helper-%d.log", n)), cmd)
 	if err != nil {
@@ -79,31 +81,21 @@ func containsState(stat []byte, state byte) bool {
 // block-ipv6 and pushed DNS; the backend and the helper are SIGKILLed at
 // several points, and once the helper has started again the client
 // namespace's links, IPv4 and IPv6 routes (all tables), rules and its
-// resolv.conf equal their state before the test.
+// resolv.conf (the stack's own) equal their state before the test.
 func TestCrashLeavesNothing(t *testing.T) {
 	t.Parallel()
 	st := routingStack(t)
 	ns := st.Pair.ClientNS
-	// A resolv.conf of the namespace's own, which `ip netns exec` puts in
-	// place of /etc/resolv.conf for the helper (restarted to see it).
-	etc := filepath.Join("/etc/netns", ns)
-	if err := os.MkdirAll(etc, 0o755); err != nil {
+	resolvConf, err := os.ReadFile(st.ResolvConf)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	const resolvConf = "# the test's own resolv.conf\nnameserver 192.0.2.53\nsearch lan.example\n"
-	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(resolvConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	killHelper(t, st)
-	restartHelper(t, st, 1)
-
 	start := netSnapshot(t, ns)
 	check := func(when string) {
 		t.Helper()
 		wantSnapshot(t, ns, start, when)
-		got, err := os.ReadFile(filepath.Join(etc, "resolv.conf"))
-		if err != nil || string(got) != resolvConf {
+		got, err := os.ReadFile(st.ResolvConf)
+		if err != nil || string(got) != string(resolvConf) {
 			t.Errorf("%s resolv.conf is %q (%v), want %q", when, got, err, resolvConf)
 		}
 	}
@@ -114,6 +106,9 @@ func TestCrashLeavesNothing(t *testing.T) {
 		path, dev := startNamed(t, st, "crash")
 		if d := routeDev(t, ns, netHost4); d != dev {
 			t.Fatalf("the session does not redirect: %s goes to %s", netHost4, d)
+		}
+		if got, _ := os.ReadFile(st.ResolvConf); !strings.Contains(string(got), testbed.TunnelServer4) {
+			t.Fatalf("the pushed DNS server is not in resolv.conf while connected:\n%s", got)
 		}
 		v, err := st.SessionProperty(context.Background(), path, "backend_pid")
 		if err != nil {

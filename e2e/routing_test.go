@@ -472,3 +472,58 @@ func TestRoutingServerRouteFollowsGateway(t *testing.T) {
 	want := strings.Replace(start, "default via "+gw1, "default via "+gw2, 1)
 	wantSnapshot(t, ns, want, "after disconnect,")
 }
+
+func setOverride(t *testing.T, st *testbed.Stack, name, key string, v any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var cfgs []dbus.ObjectPath
+	if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
+		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, name).Store(&cfgs); err != nil || len(cfgs) != 1 {
+		t.Fatalf("LookupConfigName %s: %v %v", name, cfgs, err)
+	}
+	if err := st.Conn.Object(api.ServiceConfiguration, cfgs[0]).CallWithContext(ctx, api.InterfaceConfiguration+".SetOverride", 0,
+		key, dbus.MakeVariant(v)).Err; err != nil {
+		t.Fatalf("SetOverride %s: %v", key, err)
+	}
+}
+
+// TestRoutingOverrides: profile overrides reach the tunnel (ipv6 no: no
+// IPv6 address or route although the server pushes them; dns-setup-disabled:
+// the namespace's resolv.conf stays as it is), and one this client cannot
+// honour makes the session fail with CFG_ERROR naming it and the reason.
+func TestRoutingOverrides(t *testing.T) {
+	t.Parallel()
+	st := routingStack(t)
+	ns := st.Pair.ClientNS
+	start := netSnapshot(t, ns)
+
+	importProfile(t, st, testbed.VariantI, "ov-apply", "redirect-gateway def1 ipv6")
+	setOverride(t, st, "ov-apply", "ipv6", "no")
+	_, dev := startNamed(t, st, "ov-apply")
+	if out := ipIn(t, ns, "-6", "addr", "show", "dev", dev, "scope", "global"); strings.Contains(out, "inet6") {
+		t.Errorf("ipv6 no, but %s has IPv6 addresses:\n%s", dev, out)
+	}
+	if out := ipIn(t, ns, "-6", "route", "show", "dev", dev); strings.Contains(out, "2001:2:0:9::/64") || strings.Contains(out, "::/1") {
+		t.Errorf("ipv6 no, but IPv6 routes go to %s:\n%s", dev, out)
+	}
+	if d := routeDev(t, ns, netHost4); d != dev {
+		t.Errorf("IPv4 redirect lost with ipv6 no: %s goes to %s", netHost4, d)
+	}
+	pingOK(t, ns, testbed.TunnelServer4, "with ipv6 no")
+	stopNamed(t, st, "ov-apply")
+	wantSnapshot(t, ns, start, "after the ipv6-no session,")
+
+	importProfile(t, st, testbed.VariantI, "ov-refuse")
+	setOverride(t, st, "ov-refuse", "enterprise-profile", "corp")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := st.CLI(ctx, "session-start", "--config", "ov-refuse")
+	if err == nil {
+		t.Fatalf("session-start with a refused override succeeded:\n%s", out)
+	}
+	if !strings.Contains(out, "enterprise-profile") || !strings.Contains(out, "device posture checks are not supported") {
+		t.Errorf("session-start does not name the refused override and why:\n%s", out)
+	}
+	wantSnapshot(t, ns, start, "after the refused session,")
+}
