@@ -95,7 +95,7 @@ func Main(args []string) int { return run(args) }
 
 func run(args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(os.Stderr)
+		usage(stderr)
 		if len(args) == 0 {
 			return 2
 		}
@@ -103,8 +103,8 @@ func run(args []string) int {
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "ovpn3: unknown command %q\n", args[0])
-		usage(os.Stderr)
+		fmt.Fprintf(stderr, "ovpn3: unknown command %q\n", args[0])
+		usage(stderr)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -122,10 +122,10 @@ func run(args []string) int {
 			if msg == errUsage.Error() {
 				msg = "wrong arguments"
 			}
-			fmt.Fprintf(os.Stderr, "ovpn3 %s: %s (see 'ovpn3 %s -h')\n", cmd.name, msg, cmd.name)
+			fmt.Fprintf(stderr, "ovpn3 %s: %s (see 'ovpn3 %s -h')\n", cmd.name, msg, cmd.name)
 			return 2
 		}
-		fmt.Fprintf(os.Stderr, "ovpn3 %s: %s\n", cmd.name, msg)
+		fmt.Fprintf(stderr, "ovpn3 %s: %s\n", cmd.name, msg)
 		return 1
 	}
 	return 0

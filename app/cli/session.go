@@ -200,7 +200,9 @@ func startSession(ctx context.Context, s *client.Session, action client.Action, 
 	var se *client.StartError
 	switch {
 	case err == nil && background:
-		fmt.Fprintln(stdout, "Connecting in the background")
+		if action == client.ActionConnect {
+			fmt.Fprintln(stdout, "Connecting in the background")
+		}
 		return nil
 	case err == nil:
 		printConnected(ctx, s)

@@ -27,6 +27,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 func TestSessionArgumentErrors(t *testing.T) {
@@ -168,6 +169,7 @@ func TestSessionCommands(t *testing.T) {
 	}
 	checkSessionACL(t)
 	checkLogFollows(t)
+	checkServiceCommands(t)
 	if out, err := runCmd(t, "session-stats", "--config", "cli-test"); err != nil || !strings.Contains(out, "Connection statistics:") {
 		t.Errorf("session-stats: %v\n%s", err, out)
 	}
@@ -286,5 +288,61 @@ func checkLogFollows(t *testing.T) {
 	}
 	if err := conn.Object(api.ServiceSessions, paths[0]).Call(api.InterfaceSessions+".Resume", 0).Err; err != nil {
 		t.Errorf("Resume: %v", err)
+	}
+}
+
+// checkServiceCommands runs openvpn3-admin's service commands against the
+// stack of TestSessionCommands (no netcfg service in it).
+func checkServiceCommands(t *testing.T) {
+	t.Helper()
+	out, err := runCmd(t, "version", "--services")
+	if err != nil {
+		t.Fatalf("version --services: %v", err)
+	}
+	for _, want := range []string{
+		"ovpn3 (ovpn3go) " + version.Version,
+		api.ServiceConfiguration + ":", api.ServiceSessions + ":", api.ServiceLog + ":",
+		version.Service(),
+		api.ServiceNetCfg + ":",
+		"(not running)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version --services lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, " "+version.Service()+"\n"); n != 3 {
+		t.Errorf("version --services: %d services report %s, want 3:\n%s", n, version.Service(), out)
+	}
+	out, err = runCmd(t, "sessionmgr-service", "--list-sessions-verbose")
+	if err != nil || !strings.Contains(out, "Session: /net/openvpn/v3/sessions/") || !strings.Contains(out, "Config: cli-test") ||
+		!strings.Contains(out, "Status: Connection, ") {
+		t.Errorf("sessionmgr-service --list-sessions-verbose: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "log-service", "--log-level", "5", "--timestamp", "true"); err != nil ||
+		!strings.Contains(out, "Current log level: 5") || !strings.Contains(out, "Log timestamps: enabled") {
+		t.Errorf("log-service --log-level 5 --timestamp true: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "log-service", "--list-subscriptions"); err != nil || !strings.Contains(out, api.InterfaceBackends) {
+		t.Errorf("log-service --list-subscriptions (a backend is attached): %v\n%s", err, out)
+	}
+	if _, err := runCmd(t, "log-service", "--config-show"); err == nil || !strings.Contains(err.Error(), "has no configuration file") {
+		t.Errorf("log-service --config-show: %v", err)
+	}
+	if _, err := runCmd(t, "netcfg-service", "--list-subscribers"); err == nil {
+		t.Error("netcfg-service without a netcfg service succeeded")
+	}
+	// session-manage --log-level shows the level; --log-level=N sets it.
+	if out, err := runCmd(t, "session-manage", "-c", "cli-test", "--log-level=2"); err != nil ||
+		!strings.Contains(out, "Current log level: ") || !strings.Contains(out, "New log level: 2") {
+		t.Errorf("session-manage --log-level=2: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "session-manage", "-c", "cli-test", "--log-level"); err != nil || out != "Current log level: 2\n" {
+		t.Errorf("session-manage --log-level: %v\n%s", err, out)
+	}
+	if _, err := runCmd(t, "session-manage", "-c", "cli-test", "--log-level=9"); !errors.Is(err, errUsage) {
+		t.Errorf("session-manage --log-level=9: %v", err)
+	}
+	if _, err := runCmd(t, "netcfg-service"); !errors.Is(err, errUsage) {
+		t.Errorf("netcfg-service without an action: %v", err)
 	}
 }
