@@ -7,7 +7,15 @@ GO ?= go
 # Programs the tests and the demo drive (iperf3/nftables/polkitd: later issues);
 # gcc and libc6-dev because go test -race needs cgo.
 APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus systemd \
-	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev
+	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev \
+	$(TRAY_PACKAGES)
+
+# The tray: Fyne's cgo GL build (pkg-config, GL and X11 headers), Xvfb for the
+# integration test and screenshots, gnome-keyring as the real Secret Service,
+# xfce4-panel as a real StatusNotifierItem host, ImageMagick to capture
+# screenshots, x11-utils (xwininfo) to find windows.
+TRAY_PACKAGES := pkg-config libgl1-mesa-dev libgl1-mesa-dri xorg-dev xvfb xauth gnome-keyring \
+	xfce4-panel imagemagick x11-utils
 
 # The release, the one place it is written; internal/version.Version gets it
 # at link time (a plain go build says "dev").
