@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"maps"
 	"strings"
 	"testing"
@@ -199,4 +200,29 @@ func TestConfigManageOverrideOptions(t *testing.T) {
 			t.Errorf("--%s %s: %v %v", o.key, v, got, err)
 		}
 	}
+}
+
+// FuzzGetopt: any command line either parses or fails with a usage error
+// (or help); it never panics, and what parses names only real options.
+func FuzzGetopt(f *testing.F) {
+	f.Add("-c\x00n\x00--timeout\x0030")
+	f.Add("--disc\x00-sjc\x00x\x00--\x00-c")
+	f.Add("--log-level=\x00-I")
+	old := stdout
+	stdout = io.Discard // -h prints the options
+	defer func() { stdout = old }()
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Split(line, "\x00")
+		fs, _, _, _ := sessionFlags("session-manage")
+		fs.Bool("disconnect", false, "")
+		fs.Bool("show", false, "")
+		alias(fs, "show", "s")
+		fs.Var(&optionalArg{}, "log-level", "")
+		secondsFlag(fs, "timeout", "")
+		fs.SetOutput(io.Discard)
+		err := parseArgs(fs, args)
+		if err != nil && !errors.Is(err, errUsage) && !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%q: %v is neither a usage error nor help", args, err)
+		}
+	})
 }
