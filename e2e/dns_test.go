@@ -165,13 +165,18 @@ func TestDNSPushedResolved(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		extra []string
+		// config-manage arguments (overrides) after the import
+		manage []string
 		// which server answers a name under corp.example and one under
-		// example.com while connected
+		// example.com while connected (testbed.example, the pushed
+		// search domain, always goes to the VPN)
 		corp, other string
 		search      []string
 	}{
-		{"split", []string{`push "dns server 1 resolve-domains corp.example"`}, "vpn", "lan", []string{"testbed.example", "~corp.example"}},
-		{"full", nil, "vpn", "vpn", []string{"testbed.example", "~."}},
+		{"split", []string{`push "dns server 1 resolve-domains corp.example"`}, nil, "vpn", "lan", []string{"testbed.example", "~corp.example"}},
+		{"full", nil, nil, "vpn", "vpn", []string{"testbed.example", "~."}},
+		// The dns-scope override keeps a full-DNS tunnel to its domains.
+		{"full with dns-scope tunnel", nil, []string{"--dns-scope", "tunnel"}, "lan", "lan", []string{"testbed.example"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := testbed.NewResolved(t)
@@ -204,20 +209,30 @@ func TestDNSPushedResolved(t *testing.T) {
 
 			w := watch(t, st)
 			importProfile(t, st, testbed.VariantA, "dns-res")
+			if tc.manage != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if _, err := st.CLI(ctx, append([]string{"config-manage", "--config", "dns-res"}, tc.manage...)...); err != nil {
+					t.Fatal(err)
+				}
+			}
 			path := connect(t, st, w, "dns-res")
+			if got := from("b.testbed.example"); got != "vpn" {
+				t.Errorf("connected: b.testbed.example from %s, want vpn", got)
+			}
 			if got := from("b.corp.example"); got != tc.corp {
 				t.Errorf("connected: b.corp.example from %s, want %s", got, tc.corp)
 			}
 			if got := from("b.example.com"); got != tc.other {
 				t.Errorf("connected: b.example.com from %s, want %s", got, tc.other)
 			}
-			if lan.Asked("b.corp.example") {
+			if tc.corp == "vpn" && lan.Asked("b.corp.example") {
 				t.Error("b.corp.example leaked to the LAN server")
 			}
 			if tc.other == "vpn" && lan.Asked("b.example.com") {
 				t.Error("full DNS: b.example.com leaked to the LAN server")
 			}
-			if !vpn.Asked("b.corp.example") {
+			if tc.corp == "vpn" && !vpn.Asked("b.corp.example") {
 				t.Errorf("the VPN's server never saw b.corp.example: %q", vpn.Queries())
 			}
 			servers, search := netcfgGlobal(t, st)
@@ -236,4 +251,28 @@ func TestDNSPushedResolved(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDNSSetupDisabled: with the dns-setup-disabled override the pushed DNS
+// settings are not applied: resolv.conf stays as it was and netcfg reports
+// nothing.
+func TestDNSSetupDisabled(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	st := testbed.NewStack(t, bin, testbed.VariantA)
+	w := watch(t, st)
+	importProfile(t, st, testbed.VariantA, "dns-off")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := st.CLI(ctx, "config-manage", "--config", "dns-off", "--dns-setup-disabled", "true"); err != nil {
+		t.Fatal(err)
+	}
+	path := connect(t, st, w, "dns-off")
+	if text, _ := os.ReadFile(st.ResolvConf); string(text) != testbed.StackResolvConf {
+		t.Errorf("resolv.conf changed with dns-setup-disabled:\n%s", text)
+	}
+	if servers, search := netcfgGlobal(t, st); len(servers)+len(search) != 0 {
+		t.Errorf("dns-setup-disabled: global_dns_servers %q, global_dns_search %q", servers, search)
+	}
+	disconnect(t, st, w, "dns-off", path)
 }

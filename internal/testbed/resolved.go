@@ -78,12 +78,16 @@ func NewResolved(t testing.TB) *Resolved {
 		}
 		t.Skipf("systemd-resolved not unpacked at %s (run make deps)", ResolvedRoot())
 	}
-	dir := t.TempDir()
-	// resolved drops to its own user before it connects to the bus.
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	// Not t.TempDir: the test's name could put a ',' into the bus
+	// address. resolved drops to its own user before it connects, so the
+	// directory is world-readable (what is in it is not secret).
+	dir, err := os.MkdirTemp("", "ovpn3go-resolved-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	socket := filepath.Join(dir, "bus_socket")
 	conf := filepath.Join(dir, "bus.conf")
