@@ -150,6 +150,16 @@ var phrasings = map[string]phrasing{
 	"server reset": at(api.LogCategoryVerb2, func(fields) string {
 		return "The server answered the connection request"
 	}),
+	"server address changed (float)": at(api.LogCategoryInfo, func(f fields) string {
+		s := "The server moved"
+		if from := f.str("from"); from != "" {
+			s += " from " + from
+		}
+		if to := f.str("to"); to != "" {
+			s += " to " + to
+		}
+		return s + " (float)"
+	}),
 	"auth-token renewed": at(api.LogCategoryVerb1, func(fields) string {
 		return "The server renewed the session's authentication token"
 	}),

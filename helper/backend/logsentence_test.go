@@ -50,6 +50,8 @@ func TestPhrasings(t *testing.T) {
 		{"TUN device ready", slog.LevelInfo, []slog.Attr{a("device", "ovpn0"), a("path", "/net/openvpn/v3/netcfg/1_ovpn0")}, "Tunnel device ovpn0 is ready", api.LogCategoryVerb1},
 		{"web authentication required", slog.LevelInfo, []slog.Attr{a("method", "WEB_AUTH"), a("url", "https://sso.example/x")}, "The server asks for web authentication: open https://sso.example/x", api.LogCategoryInfo},
 		{"server reset", slog.LevelDebug, []slog.Attr{a("server", "198.18.0.1:1194/udp"), a("server_session", "80f5")}, "The server answered the connection request", api.LogCategoryVerb2},
+		{"server address changed (float)", slog.LevelInfo, []slog.Attr{a("from", "198.18.0.1:1194"), a("to", "198.18.0.9:1194")},
+			"The server moved from 198.18.0.1:1194 to 198.18.0.9:1194 (float)", api.LogCategoryInfo},
 		// no phrasing: still a sentence
 		{"dropped control packet", slog.LevelDebug, []slog.Attr{a("op", 4), a("err", "bad HMAC")}, "Dropped control packet (op 4): bad HMAC", api.LogCategoryVerb2},
 	} {
