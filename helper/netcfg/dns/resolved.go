@@ -39,7 +39,7 @@ func NewResolved(conn *dbus.Conn, stateDir string, logger *slog.Logger) *Resolve
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Resolved{conn: conn, j: journal{filepath.Join(stateDir, "dns-resolved.json")}, log: logger}
+	return &Resolved{conn: conn, j: journal{filepath.Join(stateDir, JournalDir, "resolved.json")}, log: logger}
 }
 
 // Name implements Backend.

@@ -171,7 +171,7 @@ func TestResolvedSplitAndFullDNS(t *testing.T) {
 	if fmt.Sprint(a.Servers, a.Search) != "[10.53.0.1:5353] [search.example ~corp.example]" {
 		t.Errorf("applied %+v", a)
 	}
-	if _, err := os.Stat(filepath.Join(state, "dns-resolved.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolved.json")); err != nil {
 		t.Errorf("no journal while applied: %v", err)
 	}
 	if got := s.resolve(t, "b.corp.example"); got != "vpn" {
@@ -212,7 +212,7 @@ func TestResolvedSplitAndFullDNS(t *testing.T) {
 			t.Errorf("after revert: %s from %s, want lan", name, got)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(state, "dns-resolved.json")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolved.json")); !os.IsNotExist(err) {
 		t.Errorf("journal left after revert: %v", err)
 	}
 }
@@ -242,7 +242,7 @@ func TestResolvedRecover(t *testing.T) {
 	if got := s.resolve(t, "f.example.com"); got != "lan" {
 		t.Errorf("after recovery: f.example.com from %s, want lan", got)
 	}
-	if _, err := os.Stat(filepath.Join(state, "dns-resolved.json")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolved.json")); !os.IsNotExist(err) {
 		t.Errorf("journal left after recovery: %v", err)
 	}
 }
