@@ -2,23 +2,23 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
 
 // signalHandler is a slog.Handler that passes records on to an inner
-// handler (the process's stderr, copied into the helper's journal, with
-// every structured field) and also sends them as Log signals to the
-// session manager — as the sentence a person reads in `openvpn3 log`, at
-// the openvpn3 category that fits (logsentence.go). Records carry no
+// handler (the process's stderr, copied into the helper's log) and also
+// sends them as Log signals to the session manager. Records carry no
 // secrets: the engine and the backend never log credentials or keys.
 type signalHandler struct {
 	inner  slog.Handler
 	b      *Backend
 	group  api.LogGroup
-	prefix string      // from WithGroup
-	attrs  []slog.Attr // from WithAttrs, keys already prefixed
+	prefix string // from WithGroup
+	attrs  string // pre-rendered WithAttrs
 }
 
 func newSignalHandler(inner slog.Handler, b *Backend, group api.LogGroup) *signalHandler {
@@ -34,21 +34,18 @@ func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
 	if h.inner.Enabled(ctx, r.Level) {
 		err = h.inner.Handle(ctx, r)
 	}
-	attrs := append([]slog.Attr(nil), h.attrs...)
+	var sb strings.Builder
+	sb.WriteString(r.Message)
+	sb.WriteString(h.attrs)
 	r.Attrs(func(a slog.Attr) bool {
-		attrs = flatten(attrs, h.prefix, a)
+		writeAttr(&sb, h.prefix, a)
 		return true
 	})
-	text, cat := phrase(r.Message, r.Level, attrs)
-	if text != "" {
-		h.b.emitLog(h.group, cat, sanitize(text))
-	}
+	h.b.emitLog(h.group, category(r.Level), sanitize(sb.String()))
 	return err
 }
 
-// flatten appends a with its key prefixed, groups opened into their
-// members ("tls.alert").
-func flatten(out []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
+func writeAttr(sb *strings.Builder, prefix string, a slog.Attr) {
 	a.Value = a.Value.Resolve()
 	if a.Value.Kind() == slog.KindGroup {
 		p := prefix + a.Key + "."
@@ -56,22 +53,23 @@ func flatten(out []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 			p = prefix
 		}
 		for _, g := range a.Value.Group() {
-			out = flatten(out, p, g)
+			writeAttr(sb, p, g)
 		}
-		return out
+		return
 	}
 	if a.Equal(slog.Attr{}) {
-		return out
+		return
 	}
-	return append(out, slog.Attr{Key: prefix + a.Key, Value: a.Value})
+	fmt.Fprintf(sb, " %s%s=%v", prefix, a.Key, a.Value.Any())
 }
 
 func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	attrs := append([]slog.Attr(nil), h.attrs...)
+	var sb strings.Builder
+	sb.WriteString(h.attrs)
 	for _, a := range as {
-		attrs = flatten(attrs, h.prefix, a)
+		writeAttr(&sb, h.prefix, a)
 	}
-	return &signalHandler{inner: h.inner.WithAttrs(as), b: h.b, group: h.group, prefix: h.prefix, attrs: attrs}
+	return &signalHandler{inner: h.inner.WithAttrs(as), b: h.b, group: h.group, prefix: h.prefix, attrs: sb.String()}
 }
 
 func (h *signalHandler) WithGroup(name string) slog.Handler {

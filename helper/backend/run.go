@@ -90,6 +90,10 @@ func (b *Backend) run(ctx context.Context, client *engine.Client, done chan stru
 	proxyRetry := b.proxyRetry
 	b.proxyRetry = false
 	b.mu.Unlock()
+	if hasState && state == engine.StateCredentialsNeeded {
+		b.credentialsNeeded()
+		return
+	}
 	if hasState && state == engine.StateAuthFailed || proxyRetry {
 		// The session stays (as upstream): the front-end reads the status
 		// and disconnects, or provides new credentials (or the answer to
@@ -229,10 +233,34 @@ func (e events) State(s engine.State, detail string) {
 			return
 		}
 		b.setStatus(conn, api.StatusMinorConnFailed, detail)
+	case engine.StateCredentialsNeeded:
+		b.log.Info("the server needs the credentials again", "detail", detail)
 	case engine.StateDone:
 		// openvpn3 reports its inactivity timeout as CONN_DONE "Inactive
 		// tunnel, disconnected"; session-timeout ends the same way.
 		b.setStatus(conn, api.StatusMinorConnDone, detail)
+	}
+}
+
+// credentialsNeeded handles an engine that stopped because the server
+// needs credentials it may send only once (a static-challenge or dynamic
+// challenge answer, auth-nocache) and no auth-token stands in for them:
+// those slots are asked for again (CFG_REQUIRE_USER, AttentionRequired)
+// and the session waits for the answers and Connect, as after a dynamic
+// challenge. When nothing is left to ask (only a used CRV1 answer), it
+// reconnects at once with the plain credentials.
+func (b *Backend) credentialsNeeded() {
+	q := b.queue()
+	b.mu.Lock()
+	noCache := b.prof != nil && b.prof.AuthNoCache
+	b.mu.Unlock()
+	q.askAgain(noCache)
+	if q.pending() {
+		b.announceInput()
+		return
+	}
+	if err := b.connect(); err != nil {
+		b.log.Warn("reconnect with the credentials", "err", err)
 	}
 }
 
@@ -265,9 +293,6 @@ type tunProvider struct{ b *Backend }
 
 func (p tunProvider) OpenTun(ctx context.Context, cfg netconf.Config) (engine.TunDevice, error) {
 	b := p.b
-	b.mu.Lock()
-	cfg = b.netOv.apply(cfg)
-	b.mu.Unlock()
 	tun, err := netcfg.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open TUN device: %w", err)

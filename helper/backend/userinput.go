@@ -361,6 +361,19 @@ func (q *inputQueue) credentials() engine.Credentials {
 	return c
 }
 
+// askAgain empties the slots whose values may be sent only once: the
+// static-challenge answer, and with auth-nocache the username and
+// password the user typed (inline ones stay in the profile anyway).
+func (q *inputQueue) askAgain(noCache bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, s := range q.slots {
+		if s.name == slotStatic || (noCache && (s.name == slotUsername || s.name == slotPassword)) {
+			s.provided, s.value = false, ""
+		}
+	}
+}
+
 // resetProxy asks for the HTTP proxy credentials again; false when the
 // profile has no proxy slots (its credentials are inline).
 func (q *inputQueue) resetProxy() bool {

@@ -112,6 +112,15 @@ func certRun(t *testing.T, pair *testbed.Pair, text string, creds Credentials) e
 					t.Errorf("state %v (%s) but Run returned nil", s, states.last())
 				}
 				return err
+			case StateReconnecting:
+				// The server answered and the attempt failed: the engine
+				// keeps trying (as OpenVPN); the reason is the outcome.
+				reason := states.last()
+				cancel()
+				if err := <-runErr; err != nil {
+					t.Errorf("Run after cancel: %v", err)
+				}
+				return errors.New(reason)
 			}
 		case err := <-runErr:
 			if err == nil {

@@ -124,6 +124,7 @@ func (a *attempt) run(ctx context.Context) error {
 	for {
 		err := cur.runOnce(ctx)
 		a.connected = a.connected || cur.connected
+		a.heard = a.heard || cur.heard
 		var re *retryError
 		if !errors.As(err, &re) || ctx.Err() != nil {
 			return err

@@ -19,7 +19,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
@@ -41,6 +40,11 @@ const (
 	// StateDone: the session ended by its own limits (inactive,
 	// session-timeout); detail says which. Nothing failed.
 	StateDone
+	// StateCredentialsNeeded: the server needs the credentials again and
+	// they may not be re-sent (static challenge, CRV1 answer,
+	// auth-nocache) while no auth-token stands in for them: Run returns;
+	// the caller asks the user and starts a new Client.
+	StateCredentialsNeeded
 )
 
 func (s State) String() string {
@@ -61,6 +65,8 @@ func (s State) String() string {
 		return "failed"
 	case StateDone:
 		return "done"
+	case StateCredentialsNeeded:
+		return "credentials-needed"
 	}
 	return fmt.Sprintf("state(%d)", int(s))
 }
@@ -110,9 +116,6 @@ type Config struct {
 	// net.Dialer (e.g. to create the socket in another network namespace
 	// or with a firewall mark). It must return a connected socket.
 	Dial DialFunc
-	// ListenPacket, if set, opens the unconnected UDP socket of a profile
-	// with "float" instead of net.ListenConfig (net_float.go).
-	ListenPacket ListenFunc
 	// ProxyCredentials answer an http-proxy whose profile line says
 	// "auto", "auto-nct" or "stdin" (the backend asks the user for them).
 	ProxyCredentials Credentials
@@ -159,6 +162,9 @@ type Client struct {
 	events Events
 
 	ctr counters
+	// credsSent: the user's credentials (not an auth-token) went to a
+	// server; one-time credentials are not sent again (creds.go).
+	credsSent atomic.Bool
 
 	sess sessionState // auth-token, pending challenge (ctl_auth.go)
 
@@ -166,8 +172,6 @@ type Client struct {
 	retry    retryPolicy
 	resolver *net.Resolver
 	clock    Clock
-	// exitAfter paces OCC EXIT packets (exit_notify.go); nil: time.After.
-	exitAfter func(time.Duration) <-chan time.Time
 
 	mu       sync.Mutex
 	conn     ConnInfo

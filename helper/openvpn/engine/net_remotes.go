@@ -31,6 +31,11 @@ import (
 //     list when that is set, otherwise after one pass — a user who started
 //     a session wants to hear "no response from server" rather than wait
 //     forever.
+//   - A server that answered but whose handshake failed (a certificate
+//     that does not verify, a TLS error, a push reply that cannot be
+//     used) is retried without end, like OpenVPN, with the reason in the
+//     state (Reconnecting): the server or the clock may be fixed without
+//     the user doing anything. connect-retry-max bounds it when set.
 //   - Once connected, a lost connection is retried without end (state
 //     Reconnecting) — a laptop that lost its network comes back by itself —
 //     unless connect-retry-max is set, which then bounds the passes. The

@@ -27,6 +27,10 @@ type options struct {
 	authUserPass bool
 	creds        Credentials
 	challenge    string // static-challenge format: "", "scrv1", "concat"
+	// oneTimeCreds: the credentials may go to the server once (a
+	// static-challenge answer, a CRV1 answer, auth-nocache); noCache:
+	// auth-nocache, the password is forgotten once sent (creds.go).
+	oneTimeCreds, noCache bool
 
 	handWindow   time.Duration
 	tlsTimeout   time.Duration
@@ -116,6 +120,8 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 	if o.creds.Username == "" && o.creds.Password == "" && p.AuthUsername != "" {
 		o.creds = Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
 	}
+	o.noCache = p.AuthNoCache
+	o.oneTimeCreds = o.noCache || o.creds.ChallengeResponse != "" || strings.HasPrefix(o.creds.Password, "CRV1::")
 	if o.handWindow <= 0 {
 		o.handWindow = 60 * time.Second
 	}

@@ -42,6 +42,11 @@ func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(con
 	// failed counts consecutive failed tries since the start or since the
 	// last working connection; every len(list) of them is one pass.
 	failed := 0
+	// answered: a server answered but the attempt failed (TLS, push,
+	// handshake): from then on keep trying, as OpenVPN does — the server
+	// or the clock may be fixed meanwhile (connect-retry-max still bounds
+	// it when set).
+	answered := false
 	var lastErr error
 	for i := 0; ; {
 		k := failed
@@ -90,14 +95,19 @@ func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(con
 		}
 		failed++
 		i = (i + 1) % len(list)
-		if everConnected {
+		var sf *serverFailure
+		if errors.As(err, &sf) {
+			answered = true
+		}
+		if everConnected || answered {
+			// The reason goes to the status while the policy retries.
 			c.setState(StateReconnecting, errText(err))
 		}
 		if failed%len(list) != 0 {
 			continue
 		}
 		limit := c.retry.maxPasses
-		if limit == 0 && !everConnected {
+		if limit == 0 && !everConnected && !answered {
 			limit = 1
 		}
 		if limit > 0 && failed/len(list) >= limit {
@@ -109,6 +119,13 @@ func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(con
 		}
 	}
 }
+
+// serverFailure is an attempt that reached the server (it answered) and
+// failed before the tunnel came up.
+type serverFailure struct{ err error }
+
+func (e *serverFailure) Error() string { return e.err.Error() }
+func (e *serverFailure) Unwrap() error { return e.err }
 
 func errText(err error) string {
 	if err == nil {
@@ -140,6 +157,9 @@ func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, clamp *mssClamp, e
 			return a.connected, err
 		}
 		c.log.Warn("connection ended", "server", ep.String(), "err", err)
+		if a.heard && !a.connected {
+			err = &serverFailure{err: err}
+		}
 		var ae *advanceError
 		if errors.As(err, &ae) && ae.nextRemote {
 			return a.connected, err

@@ -167,7 +167,7 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.started = a.c.now()
 	a.renegAfter = a.o.lim.renegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
 	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
-	a.tr, err = a.openTransport(dctx) // net_float.go
+	a.tr, err = dialTransport(dctx, a.c.cfg.Dial, a.ep)
 	dcancel()
 	if err != nil {
 		return err
@@ -487,7 +487,10 @@ func (a *attempt) handleTLS(ev tlsEvent) error {
 	if ev.handshake {
 		if ev.err != nil {
 			if k.id == 0 {
-				return fatal(StateFailed, "TLS handshake with %s: %w", a.ep, explainHandshakeError(ev.err)) // tlsconfig.go
+				// Not fatal, as in OpenVPN: a server with an expired
+				// certificate or a client clock that is wrong at boot
+				// gets fixed while the reconnect policy keeps trying.
+				return fmt.Errorf("TLS handshake with %s: %w", a.ep, explainHandshakeError(ev.err)) // tlsconfig.go
 			}
 			return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, ev.err)
 		}
@@ -539,17 +542,28 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 		TLSAuth:         a.o.wrapMode == "tls-auth",
 	})
 	if a.o.authUserPass {
-		m.Username = a.o.creds.Username
-		m.Password = a.o.password()
 		if user, token := a.c.sess.authToken(); token != "" {
-			m.Password = token
+			m.Username, m.Password = a.o.creds.Username, token
 			if user != "" {
 				m.Username = user
 			}
 			a.sentToken = true
+		} else if err := a.useCredentials(m); err != nil {
+			return err
 		}
 	}
-	m.PeerInfo = ctlmsg.PeerInfo(a.peerInfoParams(tcp)) // peerinfo.go
+	m.PeerInfo = ctlmsg.PeerInfo(ctlmsg.PeerInfoParams{
+		Version:    a.c.cfg.Version,
+		GUIVersion: a.c.cfg.Version,
+		Ciphers:    a.o.dataCiphers,
+		TCP:        tcp,
+		MTU:        1600,
+		ProtoBits:  a.protoBits(),
+		SSO:        ssoMethods,
+		// Every framing is implemented (never compression itself), so a
+		// "compress migrate" server may push stub-v2.
+		LZOStub: true, CompStub: true, CompStubV2: true,
+	})
 	if err := m.Validate(); err != nil {
 		return fatal(StateFailed, "key-method 2: %w", err)
 	}
@@ -595,15 +609,21 @@ func (a *attempt) handleMessage(k *keyState, msg ctlmsg.Message) error {
 		}
 		done, err := a.asm.Add(msg.Body)
 		if err != nil {
-			return fatal(StateFailed, "PUSH_REPLY: %w", err)
+			return fmt.Errorf("PUSH_REPLY: %w", err)
 		}
 		if !done {
 			return nil
 		}
 		reply, err := a.asm.Reply()
-		if err != nil {
+		if errors.Is(err, push.ErrCompressionRefused) {
 			return fatal(StateFailed, "PUSH_REPLY: %w", err)
 		}
+		if err != nil {
+			// What cannot be skipped safely restarts the connection
+			// (push/failures.go), as OpenVPN's options errors do.
+			return fmt.Errorf("PUSH_REPLY: %w", err)
+		}
+		a.logPushProblems(reply)
 		return a.establish(reply)
 	case ctlmsg.AuthFailed:
 		return a.authFailed(msg.Body)
@@ -628,6 +648,18 @@ func (a *attempt) handleMessage(k *keyState, msg ctlmsg.Message) error {
 	}
 	a.log.Debug("ignored control message", "kind", msg.Kind)
 	return nil
+}
+
+// logPushProblems warns about pushed options that were skipped or not
+// understood, so a user or admin can see them in the session log.
+func (a *attempt) logPushProblems(r *push.Reply) {
+	for _, w := range r.Warnings {
+		a.log.Warn("pushed option not applied", "detail", w)
+	}
+	for _, u := range r.Unhandled {
+		name, _, _ := strings.Cut(u, " ")
+		a.log.Warn("pushed option unknown to this client, ignored", "option", name)
+	}
 }
 
 // deriveKey computes the data-channel key of k from the TLS session.
@@ -688,19 +720,21 @@ func (a *attempt) establish(r *push.Reply) error {
 	k := a.keys[0]
 	key, err := a.deriveKey(k)
 	if err != nil {
-		return fatal(StateFailed, "%w", err)
+		return err // e.g. a pushed cipher that was not offered: reconnect
 	}
 	k.dataKey = key
 	k.established = a.c.now()
 
 	cfg, err := r.NetConfig()
 	if err != nil {
-		return fatal(StateFailed, "pushed network settings: %w", err)
+		return fmt.Errorf("pushed network settings: %w", err)
 	}
 	if ap, err := netip.ParseAddrPort(a.ep.addr); err == nil {
 		cfg.Remote = ap.Addr()
 	}
-	cfg.MTU = a.acceptedTunMTU(cfg.MTU) // peerinfo.go
+	if cfg.MTU == 0 {
+		cfg.MTU = a.o.tunMTU
+	}
 	if a.dp.tun != nil && !sameNetConfig(a.dp.tunCfg, cfg) {
 		a.dp.closeTun()
 	}
@@ -805,7 +839,9 @@ func (a *attempt) sayGoodbye() {
 		return
 	}
 	if a.ep.proto() == "udp" {
-		a.paceExitPackets(n) // exit_notify.go
+		for range n {
+			_ = a.dp.send(occExit)
+		}
 	}
 }
 

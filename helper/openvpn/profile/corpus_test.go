@@ -49,7 +49,7 @@ func TestAccessServerProfile(t *testing.T) {
 		!p.PushPeerInfo || p.TLSCipher != "DEFAULT:@SECLEVEL=0" || p.DevType != "tun" {
 		t.Errorf("fields %+v", p)
 	}
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"block-outside-dns"}) {
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"push-peer-info", "block-outside-dns"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 
@@ -89,7 +89,7 @@ func TestProviderProfile(t *testing.T) {
 	if !reflect.DeepEqual(p.PullFilters, wantFilters) {
 		t.Errorf("pull filters %+v", p.PullFilters)
 	}
-	wantWarn := []string{"persist-tun", "script-security", "up", "down", "block-outside-dns", "register-dns", "ip-win32", "route-method", "route-delay", "auth-nocache", "auth-retry"}
+	wantWarn := []string{"persist-tun", "script-security", "up", "down", "block-outside-dns", "register-dns", "ip-win32", "route-method", "route-delay", "auth-retry"}
 	if got := warningOptions(p); !reflect.DeepEqual(got, wantWarn) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
@@ -128,7 +128,7 @@ func TestInlineCredentialsProfile(t *testing.T) {
 		t.Errorf("proxy %+v", hp)
 	}
 	// Parsed but not applied yet: said so.
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"auth-nocache"}) {
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"dhcp-option", "dns"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 	for _, w := range p.Warnings {
@@ -157,7 +157,7 @@ func TestBOMCRLFQuotes(t *testing.T) {
 func TestIgnoreUnknown(t *testing.T) {
 	p := parseFile(t, "ignore-unknown")
 	want := []string{"fragment", "fragment", "some-future-option", "another-future-option", "socks-proxy", "user",
-		"group", "daemon", "log", "status", "management", "ifconfig", "auth-token"}
+		"group", "daemon", "log", "status", "management", "tun-mtu-max", "ifconfig", "auth-token"}
 	if got := warningOptions(p); !reflect.DeepEqual(got, want) {
 		t.Errorf("warnings %v", p.Warnings)
 	}

@@ -294,7 +294,11 @@ func parse(local, lines []string, f Filter) (*Reply, error) {
 		isLocal := i < len(local)
 		args, err := tokenize(line)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pushed option %.60q: %w", line, err))
+			if isLocal {
+				errs = append(errs, fmt.Errorf("profile option %.60q: %w", line, err))
+			} else if err := r.optionFailed(strings.Fields(line), line, err); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if len(args) == 0 {
@@ -321,7 +325,9 @@ func parse(local, lines []string, f Filter) (*Reply, error) {
 			if strings.HasPrefix(args[0], "auth-token") {
 				shown = args[0] + " …"
 			}
-			errs = append(errs, fmt.Errorf("pushed option %.80q: %w", shown, err))
+			if err := r.optionFailed(args, shown, err); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

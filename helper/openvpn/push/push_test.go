@@ -275,10 +275,6 @@ func TestErrors(t *testing.T) {
 		{"route-ipv6 10.0.0.0/8", "not an IPv6"},
 		{"peer-id 16777215", "not a number"},
 		{"peer-id -1", "not a number"},
-		{"ping x", "not a number"},
-		{"tun-mtu 100", "576"},
-		{"auth-token a b", "exactly one"},
-		{"auth-token-user !!", "base64"},
 		{"dhcp-option DNS nope", "not an IP"},
 		{"dhcp-option DOMAIN bad;name", "bad domain"},
 		{"dns server x address 1.1.1.1", "priority"},
@@ -297,15 +293,59 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want containing %q", c.in, err, c.want)
 		}
 	}
+	for _, c := range []string{"comp-lzo", "compress lz4-v2"} {
+		if _, err := Parse("PUSH_REPLY,"+c, Filter{}); !errors.Is(err, ErrCompressionRefused) {
+			t.Errorf("%q: %v, want ErrCompressionRefused", c, err)
+		}
+	}
+	if _, err := Parse("PUSH_REPLY,topology star", Filter{}); errors.Is(err, ErrCompressionRefused) {
+		t.Error("a bad topology is not a compression refusal")
+	}
 	// All problems are reported at once.
-	_, err := Parse("PUSH_REPLY,ping x,peer-id y", Filter{})
-	if err == nil || !strings.Contains(err.Error(), "ping x") || !strings.Contains(err.Error(), "peer-id y") {
+	_, err := Parse("PUSH_REPLY,route x,peer-id y", Filter{})
+	if err == nil || !strings.Contains(err.Error(), "route x") || !strings.Contains(err.Error(), "peer-id y") {
 		t.Errorf("joined errors: %v", err)
 	}
-	// Secrets stay out of errors.
-	_, err = Parse("PUSH_REPLY,auth-token secret1 secret2", Filter{})
-	if err == nil || strings.Contains(err.Error(), "secret") {
-		t.Errorf("auth-token error leaks: %v", err)
+}
+
+// Values the client cannot use where skipping keeps the tunnel working
+// and secure are skipped with a warning; the rest of the reply applies.
+func TestSkippedOptions(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"ping x", "not a number"},
+		{"ping-restart 1 2 3", "argument"},
+		{"inactive -5", "not a number"},
+		{"session-timeout soon", "not a number"},
+		{"tun-mtu 100", "576"},
+		{"explicit-exit-notify many", "not a number"},
+		{"route-metric x", "not a number"},
+		{"auth-token a b", "exactly one"},
+		{"auth-token-user !!", "base64"},
+		{"dns server 1 frob 1", "unknown keyword"},
+		{"dns foo bar", "unknown sub-option"},
+	}
+	for _, c := range cases {
+		r, err := Parse("PUSH_REPLY,ifconfig 10.8.0.2 10.8.0.1,"+c.in+",ping 7", Filter{})
+		if err != nil {
+			t.Errorf("%q: %v, want it skipped", c.in, err)
+			continue
+		}
+		if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], c.want) || !strings.Contains(r.Warnings[0], "skipped") {
+			t.Errorf("%q: warnings %q, want one containing %q", c.in, r.Warnings, c.want)
+		}
+		if r.Ping != 7 || r.IfconfigLocal.String() != "10.8.0.2" {
+			t.Errorf("%q: the rest of the reply was not applied: %+v", c.in, r)
+		}
+	}
+	// A newer server's dns parts are skipped, the known ones still apply.
+	r, err := Parse("PUSH_REPLY,dns server 1 address 10.8.0.1,dns server 1 frob x,dns search-domains example.org", Filter{})
+	if err != nil || len(r.DNSServers) != 1 || len(r.DNSServers[0].Addresses) != 1 || len(r.DNSSearchDomains) != 1 {
+		t.Errorf("dns with a newer keyword: %+v, %v", r, err)
+	}
+	// Secrets stay out of warnings.
+	r, err = Parse("PUSH_REPLY,auth-token secret1 secret2", Filter{})
+	if err != nil || len(r.Warnings) != 1 || strings.Contains(r.Warnings[0], "secret") {
+		t.Errorf("auth-token warning leaks or fails: %v %q", err, r.Warnings)
 	}
 	if _, err := Parse("NOT_A_REPLY,ping 1", Filter{}); err != nil {
 		// A bare option list is allowed, so this parses as an unknown option.
