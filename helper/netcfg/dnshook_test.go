@@ -170,3 +170,52 @@ func TestDNSSplitAndRefused(t *testing.T) {
 	}
 	f.waitClean(t)
 }
+
+// TestDNSTwoDevices: two tunnels with DNS through one resolv.conf; the
+// first one's disconnect leaves the second's settings in place, the second
+// one's brings the original back, and global_dns_* follow.
+func TestDNSTwoDevices(t *testing.T) {
+	f := newFixture(t, "ncdn2")
+	const orig = "nameserver 10.99.0.254\n"
+	path := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.SetDNS(dns.NewManager(dns.NewResolvConf(path, t.TempDir(), slog.New(slog.NewTextHandler(testWriter{t}, nil))), nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mgr := f.conn.Object(api.ServiceNetCfg, api.PathNetCfg)
+
+	one := netconf.Config{Addresses: []netip.Prefix{mp("10.8.0.2/24")},
+		DNS: netconf.DNS{Servers: []netip.AddrPort{netip.AddrPortFrom(ma("10.8.0.1"), 0)}, Search: []string{"one.example"}}}
+	two := netconf.Config{Addresses: []netip.Prefix{mp("10.9.0.2/24")},
+		DNS: netconf.DNS{Servers: []netip.AddrPort{netip.AddrPortFrom(ma("10.9.0.1"), 0)}, Routing: []string{"two.example"}}}
+	tun1, p1, _, err := f.client.Establish(ctx, "dnsone", one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun1.Close()
+	tun2, p2, _, err := f.client.Establish(ctx, "dnstwo", two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun2.Close()
+	checkProp(t, mgr, "global_dns_servers", []string{"10.8.0.1", "10.9.0.1"})
+	checkProp(t, mgr, "global_dns_search", []string{"one.example"})
+
+	if err := f.client.Destroy(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if !strings.Contains(string(got), "nameserver 10.9.0.1\nnameserver 10.99.0.254\n") || strings.Contains(string(got), "10.8.0.1") {
+		t.Errorf("after the first device went:\n%s", got)
+	}
+	checkProp(t, mgr, "global_dns_servers", []string{"10.9.0.1"})
+	if err := f.client.Destroy(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != orig {
+		t.Errorf("after both went:\n%s", got)
+	}
+	checkProp(t, mgr, "global_dns_servers", []string{})
+}
