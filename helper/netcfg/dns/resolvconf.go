@@ -98,8 +98,9 @@ func (r *ResolvConf) capture() (resolvRecord, error) {
 	return rec, nil
 }
 
-// ours reports whether the file still holds what we wrote (or, after an
-// interrupted in-place write, a beginning of it).
+// ours reports whether the file still holds what we wrote, or, after an
+// in-place write (or restore) that a crash interrupted, a beginning of
+// what we were writing.
 func (r *ResolvConf) ours(rec resolvRecord) bool {
 	fi, err := os.Lstat(r.path)
 	if err != nil || !fi.Mode().IsRegular() {
@@ -109,7 +110,8 @@ func (r *ResolvConf) ours(rec resolvRecord) bool {
 	if err != nil {
 		return false
 	}
-	return bytes.Equal(cur, rec.Written) || rec.InPlace && bytes.HasPrefix(rec.Written, cur)
+	return bytes.Equal(cur, rec.Written) ||
+		rec.InPlace && (bytes.HasPrefix(rec.Written, cur) || bytes.HasPrefix(rec.Content, cur))
 }
 
 // Apply implements Backend.

@@ -319,6 +319,22 @@ func bindMountScenario(t *testing.T, dir string) {
 		t.Errorf("file now %v %v", fi, err)
 	}
 	wantNoJournal(t, state)
+
+	// A crash in the middle of writing in place (here: of restoring the
+	// original) leaves a torn file; the next start still restores it.
+	if _, err := m.Apply(ctx, fullLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(original[:17]), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, Options{StateDir: state, ResolvConf: path, Logger: testLogger(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); got != original {
+		t.Errorf("torn in-place write not recovered: %q", got)
+	}
+	wantNoJournal(t, state)
 }
 
 func TestParseServer(t *testing.T) {
