@@ -7,12 +7,30 @@ GO ?= go
 # Programs the tests and the demo drive (iperf3/nftables/polkitd: later issues);
 # gcc and libc6-dev because go test -race needs cgo.
 APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus systemd \
-	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev
+	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev \
+	$(TRAY_PACKAGES)
+
+# The tray: Fyne's cgo GL build (pkg-config, GL and X11 headers), Xvfb for the
+# integration test and screenshots, gnome-keyring as the real Secret Service,
+# xfce4-panel as a real StatusNotifierItem host, ImageMagick to capture
+# screenshots, x11-utils (xwininfo) to find windows.
+TRAY_PACKAGES := pkg-config libgl1-mesa-dev libgl1-mesa-dri xorg-dev xvfb xauth gnome-keyring \
+	xfce4-panel imagemagick x11-utils
+
+# The release, the one place it is written; internal/version.Version gets it
+# at link time (a plain go build says "dev").
+VERSION ?= 0.1.0-dev
+LDFLAGS := -X github.com/ovpn3go/ovpn3go/internal/version.Version=$(VERSION)
+
+# systemd-resolved for the DNS tests: unpacked (dpkg -x), never installed —
+# installing it would take over the host's /etc/resolv.conf. The tests run it
+# in their own namespaces on a private bus (internal/testbed/resolved.go).
+RESOLVED_ROOT ?= /var/cache/ovpn3go/systemd-resolved
 
 TEST_TIMEOUT ?= 25m
-FUZZTIME ?= 5s
+FUZZTIME ?= 1m
 
-.PHONY: all deps build test vet fmt-check unit fuzz-smoke demo clean
+.PHONY: all deps build test vet fmt-check unit fuzz-smoke fuzz demo clean
 
 all: build
 
@@ -26,11 +44,18 @@ deps:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
+	@if [ ! -x $(RESOLVED_ROOT)/lib/systemd/systemd-resolved ]; then \
+		echo "deps: unpacking systemd-resolved into $(RESOLVED_ROOT)"; \
+		ver=$$(dpkg-query -W -f='$${Version}' systemd) && tmp=$$(mktemp -d) && chmod 755 $$tmp && \
+		( cd $$tmp && { apt-get download -qq systemd-resolved=$$ver 2>/dev/null || \
+			{ apt-get update -qq && apt-get download -qq systemd-resolved=$$ver; }; } ) && \
+		mkdir -p $(RESOLVED_ROOT) && dpkg -x $$tmp/systemd-resolved_*.deb $(RESOLVED_ROOT) && rm -rf $$tmp; \
+	fi
 	@$(GO) mod download
 
 build:
-	$(GO) build -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
-	$(GO) build -o bin/ovpn3 ./app/cli
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3 ./app/cmd/ovpn3
 
 vet:
 	$(GO) vet ./...
@@ -41,16 +66,22 @@ fmt-check:
 
 # Unit, integration and e2e tests (fuzz targets run their seed corpora here).
 unit:
-	CI=$${CI:-1} $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	CI=$${CI:-1} OVPN3GO_RESOLVED_ROOT=$(RESOLVED_ROOT) $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
-# Every fuzz target fuzzes for FUZZTIME beyond its seeds.
+# Every fuzz target fuzzes beyond its seeds for the execution count that
+# .ci/fuzz-budgets names (about two minutes in all): a count, never a
+# duration, so this step fails only on a finding, never by timing.
 fuzz-smoke:
-	FUZZTIME=$(FUZZTIME) .ci/fuzz-smoke
+	.ci/fuzz-smoke
+
+# Long fuzzing on purpose: every target for FUZZTIME (a duration, or Nx).
+fuzz:
+	.ci/fuzz-smoke --fuzztime $(FUZZTIME)
 
 test: deps vet fmt-check unit fuzz-smoke
 
 demo: deps build
-	$(GO) build -o bin/ovpn3go-demo ./e2e/cmd/demo
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3go-demo ./e2e/cmd/demo
 	bin/ovpn3go-demo --bin bin $(DEMO_ARGS)
 
 clean:

@@ -36,6 +36,9 @@ type interopCase struct {
 	// helperArgs are extra ovpn3-helper arguments, e.g. --log-level 6
 	// while debugging a case.
 	helperArgs []string
+	// overrides are `ovpn3 config-manage` arguments applied after the
+	// import, e.g. --allow-compression asym.
+	overrides []string
 }
 
 // interopCases is issue 5's matrix: every test-bed variant over UDP and
@@ -76,6 +79,11 @@ func interopCases() []interopCase {
 		// The other no-compression framings of issue 5's deliverables.
 		interopCase{name: "a-compress-stub", v: testbed.VariantA, opts: testbed.ServerOptions{Compress: "stub"}},
 		interopCase{name: "a-comp-lzo-no", v: testbed.VariantA, opts: testbed.ServerOptions{CompLZONo: true}},
+		// Real compression from the server, decompressed under the
+		// allow-compression override (refused without it): the
+		// zero-filled transfers compress well.
+		interopCase{name: "a-lz4-v2-asym", v: testbed.VariantA, opts: testbed.ServerOptions{Compress: "lz4-v2"},
+			overrides: []string{"--allow-compression", "asym"}},
 	)
 }
 
@@ -155,6 +163,14 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 	}
 	name := "interop-" + c.name
 	importProfile(t, st, c.v, name)
+	if len(c.overrides) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := st.CLI(ctx, append([]string{"config-manage", "--config", name}, c.overrides...)...)
+		cancel()
+		if err != nil {
+			t.Fatalf("config-manage %v: %v\n%s", c.overrides, err, out)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/app/client"
 )
 
 func init() {
@@ -45,8 +45,8 @@ func runConfigImport(ctx context.Context, args []string) error {
 	fs.BoolVar(&persistent, "persistent", false, "keep the profile across restarts of the service")
 	fs.BoolVar(&persistent, "p", false, "short for --persistent")
 	fs.Var(&tags, "tag", "tag the profile with `TAG` (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if file == "" || fs.NArg() != 0 {
 		return fmt.Errorf("--config FILE is required (and takes no other arguments): %w", errUsage)
@@ -59,32 +59,41 @@ func runConfigImport(ctx context.Context, args []string) error {
 			return fmt.Errorf("--tag %q: a tag has 1 to 128 characters: %w", tag, errUsage)
 		}
 	}
-	text, err := readProfile(file)
-	if err != nil {
-		return err
-	}
 	if name == "" {
 		name = filepath.Base(file)
 	}
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	var path dbus.ObjectPath
-	err = callMethod(ctx, conn, api.ServiceConfiguration, api.PathConfiguration, api.InterfaceConfiguration, "Import",
-		[]any{name, text, false, persistent}, &path)
+	defer cl.Close()
+	prof, err := importFile(ctx, cl, file, name, client.ImportOptions{Persistent: persistent}, tags)
 	if err != nil {
-		return fmt.Errorf("import %s: %w", file, err)
+		return err
 	}
-	call := func(method string, args ...any) error {
-		return callMethod(ctx, conn, api.ServiceConfiguration, path, api.InterfaceConfiguration, method, args)
+	fmt.Fprintln(stdout, prof.Path)
+	if err := prof.Validate(ctx); err != nil {
+		fmt.Fprintf(stderr, "ovpn3 config-import: warning: imported, but not usable yet: %s\n", describeError(err))
 	}
-	// As openvpn3 does: persist-tun in the file becomes the override the
-	// session manager honours; then the tags.
+	return nil
+}
+
+// importFile reads a profile file, embeds the files it names and imports
+// it as name; then, as openvpn3 does, persist-tun in the file becomes the
+// override the session manager honours, and the tags are added. A failure
+// after Import removes the profile again.
+func importFile(ctx context.Context, cl *client.Client, file, name string, opts client.ImportOptions, tags []string) (*client.Profile, error) {
+	text, err := readProfile(file)
+	if err != nil {
+		return nil, err
+	}
+	prof, err := cl.ImportProfile(ctx, name, text, opts)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", file, err)
+	}
 	var after error
 	if hasOption(text, "persist-tun") {
-		if err := call("SetOverride", "persist-tun", dbus.MakeVariant(true)); err != nil {
+		if err := prof.SetOverride(ctx, "persist-tun", true); err != nil {
 			after = fmt.Errorf("set the persist-tun override: %w", err)
 		}
 	}
@@ -92,20 +101,16 @@ func runConfigImport(ctx context.Context, args []string) error {
 		if after != nil {
 			break
 		}
-		if err := call("AddTag", tag); err != nil {
+		if err := prof.AddTag(ctx, tag); err != nil {
 			after = fmt.Errorf("tag %q: %w", tag, err)
 		}
 	}
 	if after != nil {
 		// Leave nothing half-done behind.
-		_ = call("Remove")
-		return fmt.Errorf("import %s: %w", file, after)
+		_ = prof.Remove(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("import %s: %w", file, after)
 	}
-	fmt.Fprintln(stdout, path)
-	if err := call("Validate"); err != nil {
-		fmt.Fprintf(stderr, "ovpn3 config-import: warning: imported, but not usable yet: %s\n", describeError(err))
-	}
-	return nil
+	return prof, nil
 }
 
 // hasOption reports whether the profile text has option name on a line of
@@ -125,6 +130,18 @@ func hasOption(text, name string) bool {
 			continue
 		}
 		if f := strings.Fields(l); len(f) > 0 && strings.TrimPrefix(f[0], "--") == name {
+			return true
+		}
+	}
+	return false
+}
+
+// hasAnyOption reports whether the profile text has at least one option
+// line or inline block: a line that is not blank and not a comment.
+func hasAnyOption(text string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		l := strings.TrimSpace(line)
+		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, ";") {
 			return true
 		}
 	}
@@ -165,6 +182,9 @@ func readProfile(file string) (string, error) {
 	}
 	if err := checkText(text); err != nil {
 		return "", err
+	}
+	if !hasAnyOption(text) {
+		return "", fmt.Errorf("profile %s has no options (empty, or only comments): is this an OpenVPN profile?", file)
 	}
 	return embedFiles(text, filepath.Dir(file), readFile)
 }
@@ -305,8 +325,8 @@ func runConfigsList(ctx context.Context, args []string) error {
 	prefix := fs.String("filter-config", "", "only profiles whose name starts with `PREFIX`")
 	tag := fs.String("filter-tag", "", "only profiles tagged `TAG`")
 	owner := fs.String("filter-owner", "", "only profiles owned by `USER` (name or UID)")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
@@ -317,60 +337,39 @@ func runConfigsList(ctx context.Context, args []string) error {
 	if n := btoi(*asJSON) + btoi(*count) + btoi(verbose); n > 1 {
 		return fmt.Errorf("--json, --count and --verbose exclude each other: %w", errUsage)
 	}
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	method, margs := "FetchAvailableConfigs", []any(nil)
+	defer cl.Close()
+	var profiles []*client.Profile
 	switch {
 	case *tag != "":
-		method, margs = "SearchByTag", []any{*tag}
+		profiles, err = cl.ProfilesByTag(ctx, *tag)
 	case *owner != "":
-		method, margs = "SearchByOwner", []any{*owner}
+		profiles, err = cl.ProfilesByOwner(ctx, *owner)
+	default:
+		profiles, err = cl.Profiles(ctx)
 	}
-	var paths []dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, api.PathConfiguration, api.InterfaceConfiguration,
-		method, margs, &paths); err != nil {
+	if err != nil {
 		return fmt.Errorf("list profiles: %w", err)
 	}
 	entries := []configEntry{}
-	for _, p := range paths {
-		var props map[string]dbus.Variant
-		if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceProperties, "GetAll",
-			[]any{api.InterfaceConfiguration}, &props); err != nil {
+	for _, prof := range profiles {
+		in, err := prof.Info(ctx)
+		if err != nil {
 			continue // removed meanwhile
 		}
-		e := configEntry{Path: p, Tags: []string{}, ACL: []string{}}
-		get := func(name string, out any) {
-			if v, ok := props[name]; ok {
-				_ = dbus.Store([]any{v.Value()}, out)
-			}
-		}
-		get("name", &e.Name)
-		if !strings.HasPrefix(e.Name, *prefix) {
+		if !strings.HasPrefix(in.Name, *prefix) {
 			continue
 		}
-		var ownerUID uint32
-		var imported, used uint64
-		var acl []uint32
-		get("owner", &ownerUID)
-		get("import_timestamp", &imported)
-		get("last_used_timestamp", &used)
-		get("used_count", &e.UsedCount)
-		get("valid", &e.Valid)
-		get("persistent", &e.Persistent)
-		get("tags", &e.Tags)
-		get("dco", &e.DCO)
-		get("transfer_owner_session", &e.TransferOwnerSession)
-		get("locked_down", &e.LockedDown)
-		get("public_access", &e.PublicAccess)
-		get("acl", &acl)
-		e.Tags = userTags(e.Tags)
-		for _, u := range acl {
+		e := configEntry{Path: prof.Path, Name: in.Name, UsedCount: in.UsedCount, Valid: in.Valid, Persistent: in.Persistent,
+			Tags: userTags(in.Tags), DCO: in.DCO, TransferOwnerSession: in.TransferOwnerSession, LockedDown: in.LockedDown,
+			PublicAccess: in.PublicAccess, ACL: []string{}, Owner: userName(in.Owner),
+			Imported: formatTime(in.Imported), LastUsed: formatTime(in.LastUsed)}
+		for _, u := range in.ACL {
 			e.ACL = append(e.ACL, userName(u))
 		}
-		e.Owner, e.Imported, e.LastUsed = userName(ownerUID), timestamp(imported), timestamp(used)
 		entries = append(entries, e)
 	}
 	switch {
@@ -420,49 +419,49 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// lookupConfig finds the one profile path the caller means: a path as
-// given, or the unique profile with that name.
-func lookupConfig(ctx context.Context, conn *dbus.Conn, name string, path dbus.ObjectPath) (dbus.ObjectPath, error) {
+// lookupConfig finds the one profile the caller means: a path as given,
+// or the unique profile with that name.
+func lookupConfig(ctx context.Context, cl *client.Client, name string, path dbus.ObjectPath) (*client.Profile, error) {
 	if path != "" {
 		if !path.IsValid() {
-			return "", fmt.Errorf("%q is not a valid object path", path)
+			return nil, fmt.Errorf("%q is not a valid object path", path)
 		}
-		return path, nil
+		return cl.Profile(path), nil
 	}
-	var paths []dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, api.PathConfiguration, api.InterfaceConfiguration,
-		"LookupConfigName", []any{name}, &paths); err != nil {
-		return "", fmt.Errorf("look up profile %q: %w", name, err)
+	found, err := cl.LookupProfile(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("look up profile %q: %w", name, err)
 	}
-	switch len(paths) {
+	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("no configuration profile named %q", name)
+		return nil, fmt.Errorf("no configuration profile named %q", name)
 	case 1:
-		return paths[0], nil
+		return found[0], nil
 	}
-	return "", fmt.Errorf("More than one configuration profile was found with the name %q; use --path", name)
+	return nil, fmt.Errorf("More than one configuration profile was found with the name %q; use --path", name)
 }
 
 func runConfigRemove(ctx context.Context, args []string) error {
 	fs, byName, byPath := profileFlags("config-remove")
 	fs.StringVar(byPath, "config-path", "", "alias of --path")
 	force := fs.Bool("force", false, "remove without asking")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	name, path := *byName, *byPath
 	if (name == "") == (path == "") || fs.NArg() != 0 {
 		return fmt.Errorf("give exactly one of --config NAME or --path PATH: %w", errUsage)
 	}
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	p, err := lookupConfig(ctx, conn, name, dbus.ObjectPath(path))
+	defer cl.Close()
+	prof, err := lookupConfig(ctx, cl, name, dbus.ObjectPath(path))
 	if err != nil {
 		return err
 	}
+	p := prof.Path
 	if !*force {
 		fmt.Fprintf(stderr, "This will remove the configuration profile %s.\nAre you sure? (enter YES in upper case) ", p)
 		answer, _ := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
@@ -470,7 +469,7 @@ func runConfigRemove(ctx context.Context, args []string) error {
 			return errors.New("not removed: the answer was not YES")
 		}
 	}
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, "Remove", nil); err != nil {
+	if err := prof.Remove(ctx); err != nil {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
 	fmt.Fprintln(stdout, "Configuration removed.")
@@ -495,27 +494,28 @@ func runConfigDump(ctx context.Context, args []string) error {
 	var asJSON bool
 	fs.BoolVar(&asJSON, "json", false, "print the options as JSON")
 	fs.BoolVar(&asJSON, "j", false, "short for --json")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if (*name == "") == (*path == "") || fs.NArg() != 0 {
 		return fmt.Errorf("give exactly one of --config NAME or --path PATH: %w", errUsage)
 	}
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	p, err := lookupConfig(ctx, conn, *name, dbus.ObjectPath(*path))
+	defer cl.Close()
+	prof, err := lookupConfig(ctx, cl, *name, dbus.ObjectPath(*path))
 	if err != nil {
 		return err
 	}
-	method := "Fetch"
+	p := prof.Path
+	fetch := prof.Fetch
 	if asJSON {
-		method = "FetchJSON"
+		fetch = prof.FetchJSON
 	}
-	var text string
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, method, nil, &text); err != nil {
+	text, err := fetch(ctx)
+	if err != nil {
 		return fmt.Errorf("fetch %s: %w", p, err)
 	}
 	if asJSON {

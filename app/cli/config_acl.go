@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/app/client"
 )
 
 func init() {
@@ -32,8 +32,8 @@ func runConfigACL(ctx context.Context, args []string) error {
 	fs.BoolVar(&seal, "S", false, "short for --seal")
 	fs.BoolVar(&show, "show", false, "show the access settings")
 	fs.BoolVar(&show, "s", false, "short for --show")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if (*byName == "") == (*byPath == "") || fs.NArg() != 0 {
 		return fmt.Errorf("give exactly one of --config NAME or --path PATH: %w", errUsage)
@@ -62,29 +62,29 @@ func runConfigACL(ctx context.Context, args []string) error {
 		return err
 	}
 
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	p, err := lookupConfig(ctx, conn, *byName, dbus.ObjectPath(*byPath))
+	defer cl.Close()
+	prof, err := lookupConfig(ctx, cl, *byName, dbus.ObjectPath(*byPath))
 	if err != nil {
 		return err
 	}
-	call := func(what, method string, args ...any) error {
-		if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, method, args); err != nil {
+	call := func(what string, err error) error {
+		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	}
 	for i, uid := range grantUIDs {
-		if err := call("grant "+grant[i], "AccessGrant", uid); err != nil {
+		if err := call("grant "+grant[i], prof.Grant(ctx, uid)); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "Granted access to %s (uid %d)\n", userName(uid), uid)
 	}
 	for i, uid := range revokeUIDs {
-		if err := call("revoke "+revoke[i], "AccessRevoke", uid); err != nil {
+		if err := call("revoke "+revoke[i], prof.Revoke(ctx, uid)); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "Revoked access from %s (uid %d)\n", userName(uid), uid)
@@ -97,26 +97,27 @@ func runConfigACL(ctx context.Context, args []string) error {
 		if !f.arg.set {
 			continue
 		}
-		if err := setConfigProperty(ctx, conn, p, f.prop, f.arg.value); err != nil {
+		if err := prof.Set(ctx, f.prop, f.arg.value); err != nil {
 			return fmt.Errorf("%s: %w", f.flag, err)
 		}
 		fmt.Fprintf(stdout, "%s set to %s\n", f.prop, strconv.FormatBool(f.arg.value))
 	}
 	// Seal last: nothing can change afterwards.
 	if seal {
-		if err := call("seal", "Seal"); err != nil {
+		if err := call("seal", prof.Seal(ctx)); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "Configuration sealed: it cannot be changed any more, only removed.")
 	}
 	if show {
-		return showACL(ctx, conn, p)
+		return showACL(ctx, prof)
 	}
 	return nil
 }
 
-func showACL(ctx context.Context, conn *dbus.Conn, p dbus.ObjectPath) error {
-	props, err := configProps(ctx, conn, p)
+func showACL(ctx context.Context, prof *client.Profile) error {
+	p := prof.Path
+	props, err := configProps(ctx, prof)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/app/client"
 )
 
 func init() {
@@ -131,8 +131,8 @@ func runConfigManage(ctx context.Context, args []string) error {
 	for _, o := range overrides {
 		fs.Var(&orderedValue{key: o.key, dst: &set}, o.key, o.help)
 	}
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if (*byName == "") == (*byPath == "") || fs.NArg() != 0 {
 		return fmt.Errorf("give exactly one of --config NAME or --path PATH: %w", errUsage)
@@ -172,15 +172,15 @@ func runConfigManage(ctx context.Context, args []string) error {
 		}
 	}
 
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	p, err := lookupConfig(ctx, conn, *byName, dbus.ObjectPath(*byPath))
+	defer cl.Close()
+	prof, err := lookupConfig(ctx, cl, *byName, dbus.ObjectPath(*byPath))
 	if exists {
 		if err == nil {
-			err = profileExists(ctx, conn, p)
+			err = profileExists(ctx, prof)
 		}
 		if err != nil {
 			if quiet {
@@ -196,40 +196,40 @@ func runConfigManage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	call := func(what, method string, args ...any) error {
-		if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceConfiguration, method, args); err != nil {
+	call := func(what string, err error) error {
+		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	}
 	if rename != "" {
-		if err := setConfigProperty(ctx, conn, p, "name", rename); err != nil {
+		if err := prof.Rename(ctx, rename); err != nil {
 			return fmt.Errorf("rename: %w", err)
 		}
 		fmt.Fprintf(stdout, "Configuration renamed to %q\n", rename)
 	}
 	if dco.set {
-		if err := setConfigProperty(ctx, conn, p, "dco", dco.value); err != nil {
+		if err := prof.SetDCO(ctx, dco.value); err != nil {
 			return fmt.Errorf("--dco: %w", err)
 		}
 	}
 	for _, tag := range addTags {
-		if err := call("add tag "+strconv.Quote(tag), "AddTag", tag); err != nil {
+		if err := call("add tag "+strconv.Quote(tag), prof.AddTag(ctx, tag)); err != nil {
 			return err
 		}
 	}
 	for _, tag := range removeTags {
-		if err := call("remove tag "+strconv.Quote(tag), "RemoveTag", tag); err != nil {
+		if err := call("remove tag "+strconv.Quote(tag), prof.RemoveTag(ctx, tag)); err != nil {
 			return err
 		}
 	}
 	for i, kv := range set {
-		if err := call("--"+kv[0], "SetOverride", kv[0], values[i]); err != nil {
+		if err := call("--"+kv[0], prof.SetOverride(ctx, kv[0], values[i].Value())); err != nil {
 			return err
 		}
 	}
 	for _, k := range unset {
-		if err := call("--unset-override "+k, "UnsetOverride", k); err != nil {
+		if err := call("--unset-override "+k, prof.UnsetOverride(ctx, k)); err != nil {
 			return err
 		}
 	}
@@ -237,35 +237,29 @@ func runConfigManage(ctx context.Context, args []string) error {
 		fmt.Fprintln(stdout, "Configuration updated.")
 	}
 	if show {
-		return showConfig(ctx, conn, p)
+		return showConfig(ctx, prof)
 	}
 	return nil
 }
 
 // profileExists asks for the profile's properties, as openvpn3's CLI does.
-func profileExists(ctx context.Context, conn *dbus.Conn, p dbus.ObjectPath) error {
-	var props map[string]dbus.Variant
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceProperties, "GetAll",
-		[]any{api.InterfaceConfiguration}, &props); err != nil {
-		return fmt.Errorf("configuration profile %s: %w", p, err)
+func profileExists(ctx context.Context, prof *client.Profile) error {
+	props, err := configProps(ctx, prof)
+	if err != nil {
+		return fmt.Errorf("configuration profile %s: %w", prof.Path, err)
 	}
 	if len(props) == 0 {
-		return fmt.Errorf("configuration profile %s: not found", p)
+		return fmt.Errorf("configuration profile %s: not found", prof.Path)
 	}
 	return nil
 }
 
-func setConfigProperty(ctx context.Context, conn *dbus.Conn, p dbus.ObjectPath, name string, v any) error {
-	return callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceProperties, "Set",
-		[]any{api.InterfaceConfiguration, name, dbus.MakeVariant(v)})
-}
-
-// configProps reads every property the caller may read.
-func configProps(ctx context.Context, conn *dbus.Conn, p dbus.ObjectPath) (map[string]dbus.Variant, error) {
-	var props map[string]dbus.Variant
-	if err := callMethod(ctx, conn, api.ServiceConfiguration, p, api.InterfaceProperties, "GetAll",
-		[]any{api.InterfaceConfiguration}, &props); err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+// configProps reads every property the caller may read (Profile.Info
+// would hide which ones were missing).
+func configProps(ctx context.Context, prof *client.Profile) (map[string]dbus.Variant, error) {
+	props, err := prof.Properties(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", prof.Path, err)
 	}
 	return props, nil
 }
@@ -319,8 +313,9 @@ func propText(props map[string]dbus.Variant, name string) string {
 	return fmt.Sprint(v.Value())
 }
 
-func showConfig(ctx context.Context, conn *dbus.Conn, p dbus.ObjectPath) error {
-	props, err := configProps(ctx, conn, p)
+func showConfig(ctx context.Context, prof *client.Profile) error {
+	p := prof.Path
+	props, err := configProps(ctx, prof)
 	if err != nil {
 		return err
 	}

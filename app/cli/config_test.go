@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -105,6 +105,25 @@ func TestConfigImportTagsOverrideValidate(t *testing.T) {
 		if !errors.Is(err, errUsage) {
 			t.Errorf("--tag %.10s…: %v", tag, err)
 		}
+	}
+	// An empty or option-less file is refused by the CLI, naming the
+	// file; the D-Bus Import itself keeps openvpn3's semantics.
+	for _, text := range []string{"", "\n\n", "# only a comment\n; and another\n  \n"} {
+		file := writeProfile(t, "empty.ovpn", text)
+		_, err := runCmd(t, "config-import", "--config", file)
+		if err == nil || describeError(err) != "profile "+file+" has no options (empty, or only comments): is this an OpenVPN profile?" {
+			t.Errorf("config-import of %q: %v", text, err)
+		}
+		// session-start's file fallback reads the file the same way
+		if _, err := runCmd(t, "session-start", "--config", file); err == nil || !strings.Contains(describeError(err), "has no options") {
+			t.Errorf("session-start of %q: %v", text, err)
+		}
+	}
+	var empty dbus.ObjectPath
+	if err := conn.Object(api.ServiceConfiguration, api.PathConfiguration).Call(api.InterfaceConfiguration+".Import", 0, "empty", "", false, false).Store(&empty); err != nil {
+		t.Errorf("D-Bus Import of an empty profile: %v (openvpn3 accepts it)", err)
+	} else if err := conn.Object(api.ServiceConfiguration, empty).Call(api.InterfaceConfiguration+".Remove", 0).Err; err != nil {
+		t.Error(err)
 	}
 	var paths []dbus.ObjectPath
 	if err := conn.Object(api.ServiceConfiguration, api.PathConfiguration).Call(api.InterfaceConfiguration+".FetchAvailableConfigs", 0).Store(&paths); err != nil || len(paths) != 2 {

@@ -1,7 +1,9 @@
-package main
+package cli
 
 // The session commands: session-start, sessions-list, session-stats and
 // session-manage, talking to net.openvpn.v3.sessions like openvpn3's CLI.
+// The start loop itself is app/client's Session.Start; this file gives it
+// a terminal (or piped standard input) to ask through.
 
 import (
 	"bufio"
@@ -9,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -18,38 +21,33 @@ import (
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovpn3go/ovpn3go/app/client"
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
 
 func init() {
-	register("session-start", "Start a VPN session from an imported profile", runSessionStart)
+	register("session-start", "Start a VPN session from an imported profile or a profile file", runSessionStart)
 	register("sessions-list", "List the VPN sessions you can access", runSessionsList)
 	register("session-stats", "Show the traffic statistics of a session", runSessionStats)
-	register("session-manage", "Disconnect, restart, pause or resume a session", runSessionManage)
+	register("session-manage", "Disconnect, restart, pause or resume a session, or show/set its log level", runSessionManage)
 }
 
-// statusPollInterval is how often session-start reads the status property
-// besides watching StatusChange signals (the signals are the fast path;
-// polling covers a front-end that cannot receive them).
-const statusPollInterval = time.Second
-
-// sessionStatus is the (uus) status property.
-type sessionStatus struct {
-	Major, Minor uint32
-	Message      string
+// sessionFlags adds --path/-o (alias --session-path), --config/-c and
+// --interface/-I, which select one session.
+func sessionFlags(name string) (fs *flagSet, path, config, iface *string) {
+	fs = newFlags(name)
+	path = fs.String("path", "", "session object `PATH`")
+	alias(fs, "path", "o")
+	alias(fs, "path", "session-path")
+	config = fs.String("config", "", "`NAME` of the profile the session was started from")
+	alias(fs, "config", "c")
+	iface = fs.String("interface", "", "tunnel `DEVICE` of the session")
+	alias(fs, "interface", "I")
+	return fs, path, config, iface
 }
 
-func (s sessionStatus) api() api.Status {
-	return api.Status{Major: api.StatusMajor(s.Major), Minor: api.StatusMinor(s.Minor), Message: s.Message}
-}
-
-// sessionByFlags resolves --path, --config or --interface (the last
-// argument, optional) to one session path.
-func sessionByFlags(ctx context.Context, conn *dbus.Conn, path, config string, iface ...string) (dbus.ObjectPath, error) {
-	dev := ""
-	if len(iface) > 0 {
-		dev = iface[0]
-	}
+// sessionByFlags resolves --path, --config or --interface to one session.
+func sessionByFlags(ctx context.Context, cl *client.Client, path, config, dev string) (*client.Session, error) {
 	n := 0
 	for _, v := range []string{path, config, dev} {
 		if v != "" {
@@ -58,399 +56,207 @@ func sessionByFlags(ctx context.Context, conn *dbus.Conn, path, config string, i
 	}
 	switch {
 	case n > 1:
-		return "", fmt.Errorf("give only one of --path, --config, --interface: %w", errUsage)
+		return nil, fmt.Errorf("give only one of --path, --config, --interface: %w", errUsage)
 	case dev != "":
-		var p dbus.ObjectPath
-		if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-			"LookupInterface", []any{dev}, &p); err != nil {
-			return "", fmt.Errorf("look up the session of interface %q: %w", dev, err)
+		s, err := cl.LookupInterface(ctx, dev)
+		if err != nil {
+			return nil, fmt.Errorf("look up the session of interface %q: %w", dev, err)
 		}
-		return p, nil
+		return s, nil
 	case path != "":
 		p := dbus.ObjectPath(path)
 		if !p.IsValid() {
-			return "", fmt.Errorf("invalid session path %q", path)
+			return nil, fmt.Errorf("invalid session path %q", path)
 		}
-		return p, nil
+		return cl.Session(p), nil
 	case config != "":
-		var paths []dbus.ObjectPath
-		if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-			"LookupConfigName", []any{config}, &paths); err != nil {
-			return "", fmt.Errorf("look up sessions of %q: %w", config, err)
+		found, err := cl.LookupSessions(ctx, config)
+		if err != nil {
+			return nil, fmt.Errorf("look up sessions of %q: %w", config, err)
 		}
-		switch len(paths) {
+		switch len(found) {
 		case 0:
-			return "", fmt.Errorf("no session started from profile %q", config)
+			return nil, fmt.Errorf("no session started from profile %q", config)
 		case 1:
-			return paths[0], nil
+			return found[0], nil
 		default:
-			return "", fmt.Errorf("%d sessions run profile %q; use --path", len(paths), config)
+			return nil, fmt.Errorf("%d sessions run profile %q; use --path", len(found), config)
 		}
 	}
-	return "", fmt.Errorf("--path or --config is required: %w", errUsage)
-}
-
-func sessionCall(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, method string, args ...any) error {
-	return callMethod(ctx, conn, api.ServiceSessions, path, api.InterfaceSessions, method, args)
-}
-
-func sessionProp(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, name string, out any) error {
-	return getProperty(ctx, conn, api.ServiceSessions, path, api.InterfaceSessions, name, out)
+	return nil, fmt.Errorf("--path, --config or --interface is required: %w", errUsage)
 }
 
 // ---- session-start ----
 
 func runSessionStart(ctx context.Context, args []string) error {
 	fs := newFlags("session-start")
-	config := fs.String("config", "", "name of the imported profile")
-	configPath := fs.String("config-path", "", "D-Bus path of the profile (instead of --config)")
-	timeout := fs.Duration("timeout", 90*time.Second, "give up (and disconnect) when not connected after this long")
-	background := fs.Bool("background", false, "start the connection and return without waiting for it")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	config := fs.String("config", "", "`NAME` of an imported profile, or a profile `FILE` to start directly")
+	alias(fs, "config", "c")
+	configPath := fs.String("config-path", "", "D-Bus `PATH` of an imported profile")
+	alias(fs, "config-path", "p")
+	persistTun := fs.Bool("persist-tun", false, "keep the tun device across reconnects (only with --config)")
+	timeout := secondsFlag(fs, "timeout", "give up (and disconnect) when not connected after `SECS` seconds (default: wait)")
+	background := fs.Bool("background", false, "start the connection and return once the credentials are given")
+	var dco boolArg
+	fs.Var(&dco, "dco", "use data channel offload: true or false")
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 || (*config == "") == (*configPath == "") {
-		return fmt.Errorf("give one of --config NAME or --config-path PATH: %w", errUsage)
+		return fmt.Errorf("give one of --config NAME|FILE or --config-path PATH: %w", errUsage)
 	}
-	conn, err := connectBus(ctx)
+	if *persistTun && *config == "" {
+		return fmt.Errorf("--persist-tun can only be used with --config: %w", errUsage)
+	}
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	cfg, err := lookupConfig(ctx, conn, *config, dbus.ObjectPath(*configPath))
+	defer cl.Close()
+	var prof *client.Profile
+	if *config != "" {
+		if prof, err = profileOrFile(ctx, cl, *config); err != nil {
+			return err
+		}
+	} else {
+		p := dbus.ObjectPath(*configPath)
+		if !p.IsValid() {
+			return fmt.Errorf("%q is not a valid object path", *configPath)
+		}
+		prof = cl.Profile(p)
+	}
+	if err := prof.Validate(ctx); err != nil {
+		return fmt.Errorf("profile %s: %w", prof.Path, err)
+	}
+	if *persistTun {
+		if err := prof.SetOverride(ctx, "persist-tun", true); err != nil {
+			return fmt.Errorf("--persist-tun: %w", err)
+		}
+	}
+	s, err := cl.NewTunnel(ctx, prof.Path)
 	if err != nil {
-		return err
-	}
-
-	// Subscribe before the session exists so no early signal is missed.
-	sigs := make(chan *dbus.Signal, 64)
-	conn.Signal(sigs)
-	defer conn.RemoveSignal(sigs)
-	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchInterface(api.InterfaceSessions)); err != nil {
-		return fmt.Errorf("subscribe to session signals: %w", err)
-	}
-
-	var path dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-		"NewTunnel", []any{cfg}, &path); err != nil {
 		return fmt.Errorf("start session: %w", err)
 	}
-	fmt.Fprintf(stdout, "Session path: %s\n", path)
-	followSession(ctx, conn, path)
-
+	fmt.Fprintf(stdout, "Session path: %s\n", s.Path)
 	// disconnect ends a session that failed or was given up.
 	disconnect := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
-		_ = sessionCall(dctx, conn, path, "Disconnect")
-	}
-	if *background {
-		if err := sessionReady(ctx, conn, path); err != nil {
-			disconnect()
-			return err
+		if err := s.Close(dctx); err != nil {
+			fmt.Fprintf(stderr, "ovpn3 session-start: could not remove the failed session %s: %s\n", s.Path, describeError(err))
 		}
-		if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
-			disconnect()
-			return fmt.Errorf("connect: %w", err)
-		}
-		fmt.Fprintln(stdout, "Connecting in the background")
-		return nil
 	}
-	err = connectSession(ctx, conn, path, sigs, *timeout)
-	if err != nil && !errors.Is(err, errSessionGone) {
+	if dco.set {
+		if err := s.SetDCO(ctx, dco.value); err != nil {
+			disconnect()
+			return fmt.Errorf("--dco: %w", err)
+		}
+	}
+	err = startSession(ctx, s, client.ActionConnect, *timeout, *background)
+	if err != nil && !errors.Is(err, client.ErrSessionEnded) && !errors.Is(err, client.ErrWebAuth) {
 		disconnect()
 	}
 	return err
 }
 
-// errNeedInput: after Connect the backend asks for user input again (a
-// dynamic challenge, a rejected passphrase).
-var errNeedInput = errors.New("the session needs user input")
-
-// connectSession is openvpn3's start_session(): up to ten rounds of
-// filling the user-input queue until Ready passes, Connect, and waiting for
-// the outcome; a round ends early when the backend asks for more input.
-func connectSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, sigs <-chan *dbus.Signal, timeout time.Duration) error {
-	for round := 0; round < 10; round++ {
-		if err := sessionReady(ctx, conn, path); err != nil {
-			return err
-		}
-		// The status before Connect is stale once Connect returns: a
-		// previous CONN_AUTH_FAILED must not end this round.
-		var before sessionStatus
-		_ = sessionProp(ctx, conn, path, "status", &before)
-		if err := sessionCall(ctx, conn, path, "Connect"); err != nil {
-			if strings.Contains(api.ErrorText(err), "PEM_PASSWORD_FAIL") {
-				// The backend asks for the passphrase again.
-				fmt.Fprintln(os.Stderr, "Incorrect private key passphrase")
-				continue
-			}
-			return fmt.Errorf("connect: %w", err)
-		}
-		err := waitConnected(ctx, conn, path, sigs, timeout, before.api())
-		if !errors.Is(err, errNeedInput) {
-			return err
-		}
+// profileOrFile is openvpn3's --config lookup: an imported profile of that
+// name, else the file of that name imported as a single-use profile.
+func profileOrFile(ctx context.Context, cl *client.Client, name string) (*client.Profile, error) {
+	found, err := cl.LookupProfile(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("look up profile %q: %w", name, err)
 	}
-	return errors.New("the session still asks for input after ten rounds")
+	switch len(found) {
+	case 1:
+		fmt.Fprintf(stdout, "Using pre-loaded configuration profile '%s'\n", name)
+		return found[0], nil
+	case 0:
+	default:
+		return nil, fmt.Errorf("More than one configuration profile was found with the name %q; use --config-path", name)
+	}
+	if _, err := os.Stat(name); err != nil {
+		return nil, fmt.Errorf("no configuration profile named %q, and no such file", name)
+	}
+	prof, err := importFile(ctx, cl, name, name, client.ImportOptions{SingleUse: true}, nil)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "Using configuration profile from file: %s\n", name)
+	return prof, nil
 }
 
-// sessionReady calls Ready until the backend is ready, asking the user for
-// the credentials it needs (up to a few rounds, as openvpn3 does).
-func sessionReady(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath) error {
-	for round := 0; round < 5; round++ {
-		err := sessionCall(ctx, conn, path, "Ready")
-		if err == nil {
-			return nil
-		}
-		if !api.IsDomain(err, api.DomainReady) {
-			return fmt.Errorf("session not ready: %w", err)
-		}
-		if err := provideUserInput(ctx, conn, path); err != nil {
-			return err
-		}
+// startSession runs the start loop with the terminal as the prompter and
+// progress on stdout, and reports the outcome.
+func startSession(ctx context.Context, s *client.Session, action client.Action, timeout time.Duration, background bool) error {
+	opts := client.StartOptions{
+		Prompter:   newTerminalPrompter(),
+		Action:     action,
+		Timeout:    timeout,
+		Background: background,
+		OnStatus:   func(st api.Status) { fmt.Fprintf(stdout, "  %s\n", st) },
+		OnNotice:   func(msg string) { fmt.Fprintln(stderr, msg) },
 	}
-	return errors.New("session is still not ready after providing the requested input")
+	err := s.Start(ctx, opts)
+	var se *client.StartError
+	switch {
+	case err == nil && background:
+		if action == client.ActionConnect {
+			fmt.Fprintln(stdout, "Connecting in the background")
+		}
+		return nil
+	case err == nil:
+		printConnected(ctx, s)
+		return nil
+	case errors.As(err, &se) && se.Kind == client.ErrWebAuth:
+		fmt.Fprintf(stdout, "Open this URL to authenticate: %s\n", se.Status.Message)
+		return nil
+	}
+	return err
 }
 
-type typeGroup struct{ Type, Group uint32 }
-
-// provideUserInput asks for every pending credential slot on the terminal.
-func provideUserInput(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath) error {
-	var groups []typeGroup
-	if err := callMethod(ctx, conn, api.ServiceSessions, path, api.InterfaceSessions,
-		"UserInputQueueGetTypeGroup", nil, &groups); err != nil {
-		return fmt.Errorf("read the user input queue: %w", err)
+func printConnected(ctx context.Context, s *client.Session) {
+	in, err := s.Info(ctx)
+	if err == nil && in.ConnectedTo.IP != "" {
+		fmt.Fprintf(stdout, "Connected to %s (device %s)\n", in.ConnectedTo, orDash(in.DeviceName))
+		return
 	}
-	in := bufio.NewReader(os.Stdin)
-	asked := false
-	for _, tg := range groups {
-		if api.AttentionType(tg.Type) != api.AttentionTypeCredentials {
-			continue
-		}
-		var ids []uint32
-		if err := callMethod(ctx, conn, api.ServiceSessions, path, api.InterfaceSessions,
-			"UserInputQueueCheck", []any{tg.Type, tg.Group}, &ids); err != nil {
-			return fmt.Errorf("read the user input queue: %w", err)
-		}
-		for _, id := range ids {
-			var typ, group, sid uint32
-			var name, description string
-			var hidden bool
-			if err := callMethod(ctx, conn, api.ServiceSessions, path, api.InterfaceSessions,
-				"UserInputQueueFetch", []any{tg.Type, tg.Group, id}, &typ, &group, &sid, &name, &description, &hidden); err != nil {
-				return fmt.Errorf("read the user input queue: %w", err)
-			}
-			value, err := prompt(in, description, hidden)
-			if err != nil {
-				return err
-			}
-			asked = true
-			if err := callMethod(ctx, conn, api.ServiceSessions, path, api.InterfaceSessions,
-				"UserInputProvide", []any{tg.Type, tg.Group, id, value}); err != nil {
-				return fmt.Errorf("provide %s: %w", description, err)
-			}
-		}
-	}
-	if !asked {
-		return errors.New("the session is not ready, but asks for no input this program can provide")
-	}
-	return nil
+	fmt.Fprintf(stdout, "Connected (device %s)\n", orDash(in.DeviceName))
 }
 
-// prompt reads one line from the terminal (echo off for hidden input) or
-// from standard input when it is not a terminal.
-func prompt(in *bufio.Reader, description string, hidden bool) (string, error) {
-	fmt.Fprintf(os.Stderr, "%s: ", description)
-	fd := int(os.Stdin.Fd())
-	if hidden {
+// terminalPrompter asks on stderr and reads standard input: a terminal
+// (echo off for hidden input) or a pipe. One reader serves every round of
+// questions, so answers piped for a later round (a dynamic challenge
+// after the password) are not lost in an earlier round's buffer.
+type terminalPrompter struct {
+	in *bufio.Reader
+}
+
+func newTerminalPrompter() *terminalPrompter {
+	return &terminalPrompter{in: bufio.NewReader(stdin)}
+}
+
+func (p *terminalPrompter) Answer(ctx context.Context, _ *client.Session, slot client.Slot) (string, error) {
+	fmt.Fprintf(stderr, "%s: ", slot.Description)
+	if f, ok := stdin.(*os.File); ok && slot.Hidden {
+		fd := int(f.Fd())
 		if old, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
 			noEcho := *old
 			noEcho.Lflag &^= unix.ECHO
 			_ = unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho)
 			defer func() {
 				_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
-				fmt.Fprintln(os.Stderr)
+				fmt.Fprintln(stderr)
 			}()
 		}
 	}
-	line, err := in.ReadString('\n')
+	line, err := p.in.ReadString('\n')
 	if err != nil && line == "" {
-		return "", fmt.Errorf("read %s: %w", description, err)
+		if err == io.EOF {
+			return "", fmt.Errorf("read %s: no more input", slot.Description)
+		}
+		return "", fmt.Errorf("read %s: %w", slot.Description, err)
 	}
 	return strings.TrimRight(line, "\r\n"), nil
-}
-
-var errSessionGone = errors.New("session ended")
-
-// waitConnected follows the session's status (signals, plus polling) until
-// it is connected, fails, disappears, or the timeout or ctx ends.
-//
-// stale is the status from before Connect: until the status changes it
-// ends nothing. CFG_REQUIRE_USER after a change returns errNeedInput.
-func waitConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath, sigs <-chan *dbus.Signal, timeout time.Duration, stale api.Status) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	poll := time.NewTicker(statusPollInterval)
-	defer poll.Stop()
-	var last api.Status
-	changed := false
-	// handle reports a status; done is true when waiting is over.
-	var handle func(st api.Status) (done bool, err error)
-	handle = func(st api.Status) (done bool, err error) {
-		if !changed {
-			if st == stale && st.Minor != api.StatusMinorConnConnected {
-				return false, nil
-			}
-			changed = true
-		}
-		if st != last {
-			last = st
-			fmt.Fprintf(stdout, "  %s\n", st)
-		}
-		switch st.Minor {
-		case api.StatusMinorCfgRequireUser:
-			return true, errNeedInput
-		case api.StatusMinorConnConnected:
-			printConnected(ctx, conn, path)
-			return true, nil
-		case api.StatusMinorConnFailed:
-			return true, fmt.Errorf("connection failed: %s", orUnknown(st.Message))
-		case api.StatusMinorConnAuthFailed:
-			return true, fmt.Errorf("user authentication failed: %s", orUnknown(st.Message))
-		case api.StatusMinorCfgError:
-			return true, fmt.Errorf("configuration error: %s", orUnknown(st.Message))
-		case api.StatusMinorProcStopped, api.StatusMinorProcKilled, api.StatusMinorConnDone:
-			// A polled status can overtake the forwarded failure that
-			// came just before the end: the reason matters more.
-			if failure, ok := awaitFailure(sigs, path, 2*time.Second); ok {
-				return handle(failure)
-			}
-			return true, fmt.Errorf("%w: %s", errSessionGone, st)
-		}
-		return false, nil
-	}
-	check := func() (bool, error) {
-		var s sessionStatus
-		err := sessionProp(ctx, conn, path, "status", &s)
-		switch {
-		case err == nil:
-			return handle(s.api())
-		case api.IsErrorName(err, api.ErrNameUnknownMethod):
-			// The object is gone: the backend ended. Its last events
-			// (CONN_FAILED with the reason) may still be on their way
-			// from the log service: give them a moment.
-			grace := time.NewTimer(2 * time.Second)
-			defer grace.Stop()
-			for {
-				if last.Minor == api.StatusMinorConnFailed || last.Minor == api.StatusMinorConnAuthFailed {
-					return handle(last)
-				}
-				select {
-				case s := <-sigs:
-					if st, ok := forwardedStatus(s, path); ok {
-						if done, err := handle(st); done {
-							return done, err
-						}
-					}
-					continue
-				case <-grace.C:
-				}
-				return true, fmt.Errorf("%w before connecting (last status: %s)", errSessionGone, last)
-			}
-		}
-		return false, nil // transient: keep waiting
-	}
-	if done, err := check(); done {
-		return err
-	}
-	for {
-		select {
-		case s := <-sigs:
-			switch {
-			case s.Path == path && s.Name == api.InterfaceBackends+".StatusChange" && len(s.Body) == 3:
-				st, _ := forwardedStatus(s, path)
-				if done, err := handle(st); done {
-					return err
-				}
-			case s.Name == api.InterfaceSessions+".SessionManagerEvent" && len(s.Body) == 3 && s.Body[0] == path &&
-				s.Body[1] == uint16(api.SessionEventDestroyed):
-				if done, err := check(); done {
-					return err
-				}
-			}
-		case <-poll.C:
-			if done, err := check(); done {
-				return err
-			}
-		case <-deadline.C:
-			return fmt.Errorf("not connected after %v (last status: %s)", timeout, last)
-		case <-ctx.Done():
-			return fmt.Errorf("interrupted (last status: %s)", last)
-		}
-	}
-}
-
-// awaitFailure looks, for up to grace, among the session's forwarded
-// signals for the status that says why it failed.
-func awaitFailure(sigs <-chan *dbus.Signal, path dbus.ObjectPath, grace time.Duration) (api.Status, bool) {
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	for {
-		select {
-		case s := <-sigs:
-			st, ok := forwardedStatus(s, path)
-			if ok && (st.Minor == api.StatusMinorConnFailed || st.Minor == api.StatusMinorConnAuthFailed ||
-				st.Minor == api.StatusMinorCfgError) {
-				return st, true
-			}
-		case <-t.C:
-			return api.Status{}, false
-		}
-	}
-}
-
-// forwardedStatus decodes a StatusChange forwarded for the session.
-func forwardedStatus(s *dbus.Signal, path dbus.ObjectPath) (api.Status, bool) {
-	if s.Path != path || s.Name != api.InterfaceBackends+".StatusChange" || len(s.Body) != 3 {
-		return api.Status{}, false
-	}
-	major, _ := s.Body[0].(uint32)
-	minor, _ := s.Body[1].(uint32)
-	msg, _ := s.Body[2].(string)
-	return api.Status{Major: api.StatusMajor(major), Minor: api.StatusMinor(minor), Message: msg}, true
-}
-
-func orUnknown(s string) string {
-	if strings.TrimSpace(s) == "" {
-		return "no reason given"
-	}
-	return s
-}
-
-func printConnected(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath) {
-	var ct struct {
-		Proto, IP string
-		Port      uint32
-	}
-	var dev string
-	_ = sessionProp(ctx, conn, path, "device_name", &dev)
-	if err := sessionProp(ctx, conn, path, "connected_to", &ct); err == nil && ct.IP != "" {
-		fmt.Fprintf(stdout, "Connected to %s (device %s)\n", formatServer(ct.Proto, ct.IP, ct.Port), orDash(dev))
-		return
-	}
-	fmt.Fprintf(stdout, "Connected (device %s)\n", orDash(dev))
-}
-
-func formatServer(proto, ip string, port uint32) string {
-	if strings.Contains(ip, ":") {
-		ip = "[" + ip + "]"
-	}
-	s := proto + ":" + ip
-	if port != 0 {
-		s += ":" + strconv.FormatUint(uint64(port), 10)
-	}
-	return s
 }
 
 func orDash(s string) string {
@@ -460,87 +266,49 @@ func orDash(s string) string {
 	return s
 }
 
-// followSession asks the session manager to forward the session's events
-// to this connection (LogForward, as openvpn3's CLI does): StatusChange
-// then arrives from net.openvpn.v3.log with the session path and the
-// backends interface. Without it (no right to the log, old service) the
-// status property is polled.
-func followSession(ctx context.Context, conn *dbus.Conn, path dbus.ObjectPath) {
-	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(api.ServiceLog),
-		dbus.WithMatchInterface(api.InterfaceBackends), dbus.WithMatchObjectPath(path)); err != nil {
-		return
-	}
-	_ = sessionCall(ctx, conn, path, "LogForward", true)
-}
-
-// fetchSessions lists the sessions the caller may see.
-func fetchSessions(ctx context.Context, conn *dbus.Conn) ([]dbus.ObjectPath, error) {
-	var paths []dbus.ObjectPath
-	if err := callMethod(ctx, conn, api.ServiceSessions, api.PathSessions, api.InterfaceSessions,
-		"FetchAvailableSessions", nil, &paths); err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	return paths, nil
-}
-
 // ---- sessions-list ----
 
 func runSessionsList(ctx context.Context, args []string) error {
 	fs := newFlags("sessions-list")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q: %w", fs.Args(), errUsage)
 	}
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	paths, err := fetchSessions(ctx, conn)
+	defer cl.Close()
+	sessions, err := cl.Sessions(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("list sessions: %w", err)
 	}
-	if len(paths) == 0 {
+	if len(sessions) == 0 {
 		fmt.Fprintln(stdout, "No sessions available")
 		return nil
 	}
 	line := strings.Repeat("-", 77)
 	fmt.Fprintln(stdout, line)
-	for _, p := range paths {
-		var props map[string]dbus.Variant
-		if err := callMethod(ctx, conn, api.ServiceSessions, p, api.InterfaceProperties, "GetAll",
-			[]any{api.InterfaceSessions}, &props); err != nil {
-			fmt.Fprintf(stdout, "        Path: %s\n      Status: (unavailable: %s)\n%s\n", p, describeError(err), line)
+	for _, s := range sessions {
+		in, err := s.Info(ctx)
+		if err != nil {
+			fmt.Fprintf(stdout, "        Path: %s\n      Status: (unavailable: %s)\n%s\n", s.Path, describeError(err), line)
 			continue
 		}
-		str := func(k string) string { s, _ := props[k].Value().(string); return s }
-		u32 := func(k string) uint32 { v, _ := props[k].Value().(uint32); return v }
 		created := ""
-		if t, ok := props["session_created"].Value().(uint64); ok {
-			created = time.Unix(int64(t), 0).Format("2006-01-02 15:04:05")
+		if !in.Created.IsZero() {
+			created = in.Created.Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(stdout, "        Path: %s\n", p)
-		fmt.Fprintf(stdout, "     Created: %-28s PID: %d\n", created, u32("backend_pid"))
-		fmt.Fprintf(stdout, "       Owner: %-25s Device: %s\n", userName(u32("owner")), orDash(str("device_name")))
-		fmt.Fprintf(stdout, " Config name: %s\n", str("config_name"))
-		if ct, ok := props["connected_to"].Value().([]any); ok && len(ct) == 3 {
-			proto, _ := ct[0].(string)
-			ip, _ := ct[1].(string)
-			port, _ := ct[2].(uint32)
-			if ip != "" {
-				fmt.Fprintf(stdout, "Connected to: %s\n", formatServer(proto, ip, port))
-			}
+		fmt.Fprintf(stdout, "        Path: %s\n", s.Path)
+		fmt.Fprintf(stdout, "     Created: %-28s PID: %d\n", created, in.BackendPID)
+		fmt.Fprintf(stdout, "       Owner: %-25s Device: %s\n", userName(in.Owner), orDash(in.DeviceName))
+		fmt.Fprintf(stdout, " Config name: %s\n", in.ConfigName)
+		if in.ConnectedTo.IP != "" {
+			fmt.Fprintf(stdout, "Connected to: %s\n", in.ConnectedTo)
 		}
-		st := api.Status{}
-		if v, ok := props["status"].Value().([]any); ok && len(v) == 3 {
-			major, _ := v[0].(uint32)
-			minor, _ := v[1].(uint32)
-			msg, _ := v[2].(string)
-			st = api.Status{Major: api.StatusMajor(major), Minor: api.StatusMinor(minor), Message: msg}
-		}
-		fmt.Fprintf(stdout, "      Status: %s\n", st)
+		fmt.Fprintf(stdout, "      Status: %s\n", in.Status)
 		fmt.Fprintln(stdout, line)
 	}
 	return nil
@@ -553,28 +321,26 @@ var statsOrder = []string{"BYTES_IN", "BYTES_OUT", "PACKETS_IN", "PACKETS_OUT",
 	"TUN_BYTES_IN", "TUN_BYTES_OUT", "TUN_PACKETS_IN", "TUN_PACKETS_OUT"}
 
 func runSessionStats(ctx context.Context, args []string) error {
-	fs := newFlags("session-stats")
-	path := fs.String("path", "", "session path")
-	config := fs.String("config", "", "name of the profile the session was started from")
-	iface := fs.String("interface", "", "tunnel interface of the session")
+	fs, path, config, iface := sessionFlags("session-stats")
 	asJSON := fs.Bool("json", false, "print a JSON object")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	alias(fs, "json", "j")
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q: %w", fs.Args(), errUsage)
 	}
-	conn, err := connectBus(ctx)
+	cl, err := connectBus(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	p, err := sessionByFlags(ctx, conn, *path, *config, *iface)
+	defer cl.Close()
+	s, err := sessionByFlags(ctx, cl, *path, *config, *iface)
 	if err != nil {
 		return err
 	}
-	stats := map[string]int64{}
-	if err := sessionProp(ctx, conn, p, "statistics", &stats); err != nil {
+	stats, err := s.Statistics(ctx)
+	if err != nil {
 		return fmt.Errorf("read statistics: %w", err)
 	}
 	if *asJSON {
@@ -586,13 +352,16 @@ func runSessionStats(ctx context.Context, args []string) error {
 		return nil
 	}
 	fmt.Fprintln(stdout, "\nConnection statistics:")
-	for _, k := range sortedStatKeys(stats) {
-		v := strconv.FormatInt(stats[k], 10)
-		dots := max(3, 36-len(k)-len(v))
-		fmt.Fprintf(stdout, "     %s%s%s\n", k, strings.Repeat(".", dots), v)
-	}
+	printStats(stats)
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+func printStats(stats map[string]int64) {
+	for _, k := range sortedStatKeys(stats) {
+		v := strconv.FormatInt(stats[k], 10)
+		fmt.Fprintf(stdout, "     %s%s%s\n", k, strings.Repeat(".", max(3, 36-len(k)-len(v))), v)
+	}
 }
 
 func sortedStatKeys(stats map[string]int64) []string {
@@ -620,93 +389,122 @@ func sortedStatKeys(stats map[string]int64) []string {
 // ---- session-manage ----
 
 func runSessionManage(ctx context.Context, args []string) error {
-	fs := newFlags("session-manage")
-	path := fs.String("path", "", "session path")
-	config := fs.String("config", "", "name of the profile the session was started from")
-	iface := fs.String("interface", "", "tunnel interface of the session")
+	fs, path, config, iface := sessionFlags("session-manage")
 	disconnect := fs.Bool("disconnect", false, "disconnect and remove the session")
+	alias(fs, "disconnect", "D")
 	restart := fs.Bool("restart", false, "reconnect the session")
 	pause := fs.Bool("pause", false, "pause the session")
+	alias(fs, "pause", "P")
 	resume := fs.Bool("resume", false, "resume a paused session")
+	alias(fs, "resume", "R")
 	cleanup := fs.Bool("cleanup", false, "disconnect every session of yours that has no status (stale)")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+	var logLevel optionalArg
+	fs.Var(&logLevel, "log-level", "show the session's log level; --log-level=`LEVEL` (0-6) sets it")
+	timeout := secondsFlag(fs, "timeout", "with --resume/--restart: wait up to `SECS` seconds for the connection (default: return at once)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	var action string
 	n := 0
 	for _, a := range []struct {
 		set    bool
 		method string
-	}{{*disconnect, "Disconnect"}, {*restart, "Restart"}, {*pause, "Pause"}, {*resume, "Resume"}, {*cleanup, "cleanup"}} {
+	}{{*disconnect, "Disconnect"}, {*restart, "Restart"}, {*pause, "Pause"}, {*resume, "Resume"}, {*cleanup, "cleanup"},
+		{logLevel.set, "log-level"}} {
 		if a.set {
 			action = a.method
 			n++
 		}
 	}
 	if fs.NArg() != 0 || n != 1 {
-		return fmt.Errorf("give exactly one of --disconnect, --restart, --pause, --resume, --cleanup: %w", errUsage)
+		return fmt.Errorf("give exactly one of --pause, --resume, --restart, --disconnect, --cleanup, --log-level: %w", errUsage)
 	}
-	conn, err := connectBus(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if action == "cleanup" {
-		return cleanupSessions(ctx, conn)
-	}
-	p, err := sessionByFlags(ctx, conn, *path, *config, *iface)
-	if err != nil {
-		return err
-	}
-	var callArgs []any
-	if action == "Pause" {
-		callArgs = []any{"Front-end request"}
-	}
-	if action == "Disconnect" {
-		// Show the final statistics first, as openvpn3 does.
-		stats := map[string]int64{}
-		if err := sessionProp(ctx, conn, p, "statistics", &stats); err == nil && len(stats) > 0 {
-			fmt.Fprintln(stdout, "Connection statistics:")
-			for _, k := range sortedStatKeys(stats) {
-				v := strconv.FormatInt(stats[k], 10)
-				fmt.Fprintf(stdout, "     %s%s%s\n", k, strings.Repeat(".", max(3, 36-len(k)-len(v))), v)
-			}
+	var level uint64
+	if logLevel.hasValue {
+		var err error
+		if level, err = strconv.ParseUint(logLevel.value, 10, 32); err != nil || level > api.MaxLogLevel {
+			return fmt.Errorf("--log-level %q: the levels are 0 to %d: %w", logLevel.value, api.MaxLogLevel, errUsage)
 		}
 	}
-	if err := sessionCall(ctx, conn, p, action, callArgs...); err != nil {
-		return fmt.Errorf("%s: %w", strings.ToLower(action), err)
+	cl, err := connectBus(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if action == "cleanup" {
+		return cleanupSessions(ctx, cl)
+	}
+	s, err := sessionByFlags(ctx, cl, *path, *config, *iface)
+	if err != nil {
+		return err
 	}
 	switch action {
+	case "log-level":
+		var cur uint32
+		if err := s.Get(ctx, "log_verbosity", &cur); err != nil {
+			return fmt.Errorf("read the log level: %w", err)
+		}
+		fmt.Fprintf(stdout, "Current log level: %d\n", cur)
+		if logLevel.hasValue && uint32(level) != cur {
+			if err := s.SetLogVerbosity(ctx, uint32(level)); err != nil {
+				return fmt.Errorf("set the log level: %w", err)
+			}
+			fmt.Fprintf(stdout, "New log level: %d\n", level)
+		}
+		return nil
 	case "Disconnect":
+		// Show the final statistics first, as openvpn3 does.
+		if stats, err := s.Statistics(ctx); err == nil && len(stats) > 0 {
+			fmt.Fprintln(stdout, "Connection statistics:")
+			printStats(stats)
+		}
+		if err := s.Disconnect(ctx); err != nil {
+			return fmt.Errorf("disconnect: %w", err)
+		}
 		fmt.Fprintln(stdout, "Session closed")
-	case "Restart":
-		fmt.Fprintln(stdout, "Session restarting")
 	case "Pause":
+		if err := s.Pause(ctx, "Front-end request"); err != nil {
+			return fmt.Errorf("pause: %w", err)
+		}
 		fmt.Fprintln(stdout, "Session paused")
-	case "Resume":
-		fmt.Fprintln(stdout, "Session resuming")
+	case "Resume", "Restart":
+		// As openvpn3: fill the input queue, then the action; wait only
+		// with --timeout.
+		a := client.ActionResume
+		if action == "Restart" {
+			a = client.ActionRestart
+		}
+		if err := startSession(ctx, s, a, *timeout, *timeout == 0); err != nil {
+			return fmt.Errorf("%s: %w", strings.ToLower(action), err)
+		}
+		if *timeout == 0 {
+			if action == "Restart" {
+				fmt.Fprintln(stdout, "Session restarting")
+			} else {
+				fmt.Fprintln(stdout, "Session resuming")
+			}
+		}
 	}
 	return nil
 }
 
 // cleanupSessions disconnects the caller's sessions whose status is unset
 // or unreadable: leftovers of front-ends that died before Connect.
-func cleanupSessions(ctx context.Context, conn *dbus.Conn) error {
-	paths, err := fetchSessions(ctx, conn)
+func cleanupSessions(ctx context.Context, cl *client.Client) error {
+	sessions, err := cl.Sessions(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("list sessions: %w", err)
 	}
 	n := 0
-	for _, p := range paths {
-		var st sessionStatus
-		if err := sessionProp(ctx, conn, p, "status", &st); err == nil && st != (sessionStatus{}) {
+	for _, s := range sessions {
+		if st, err := s.Status(ctx); err == nil && st != (api.Status{}) {
 			continue
 		}
-		if err := sessionCall(ctx, conn, p, "Disconnect"); err != nil {
-			fmt.Fprintf(stdout, "Could not remove %s: %s\n", p, describeError(err))
+		if err := s.Disconnect(ctx); err != nil {
+			fmt.Fprintf(stdout, "Could not remove %s: %s\n", s.Path, describeError(err))
 			continue
 		}
-		fmt.Fprintf(stdout, "Removed %s\n", p)
+		fmt.Fprintf(stdout, "Removed %s\n", s.Path)
 		n++
 	}
 	fmt.Fprintf(stdout, "%d stale session(s) removed\n", n)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
 
@@ -270,5 +272,59 @@ func TestServiceOwners(t *testing.T) {
 	}
 	if o := <-owners; o != (ServiceOwner{api.ServiceSessions, false}) {
 		t.Fatalf("after release: %v", o)
+	}
+}
+
+// The end of a session can be polled before its forwarded failure is read:
+// awaitFailure must still find the reason among the pending events.
+func TestAwaitFailureFindsPendingReason(t *testing.T) {
+	path := dbus.ObjectPath("/net/openvpn/v3/sessions/x")
+	events := make(chan Event, 4)
+	events <- StatusChange{path, api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnConnecting}}
+	events <- StatusChange{path, api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnFailed, Message: "no response from server"}}
+	w := &waiter{events: events}
+	st, ok := w.awaitFailure()
+	if !ok || st.Minor != api.StatusMinorConnFailed || st.Message != "no response from server" {
+		t.Fatalf("awaitFailure = %v, %v", st, ok)
+	}
+}
+
+// form is a FormPrompter: it is asked once per round with all slots.
+type form struct {
+	values map[string]string
+	rounds [][]string
+}
+
+func (f *form) Answer(context.Context, *Session, Slot) (string, error) {
+	return "", errors.New("Answer called on a FormPrompter")
+}
+
+func (f *form) AnswerAll(_ context.Context, _ *Session, slots []Slot) ([]string, error) {
+	var names, out []string
+	for _, sl := range slots {
+		names = append(names, sl.Name)
+		out = append(out, f.values[sl.Name])
+	}
+	f.rounds = append(f.rounds, names)
+	return out, nil
+}
+
+func TestStartAsksAFormPrompterPerRound(t *testing.T) {
+	_, c := startFake(t, true)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &form{values: map[string]string{"username": "alice", "password": "secret", "dynamic_challenge": "1"}}
+	if err := s.Start(ctx, StartOptions{Prompter: f}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if want := [][]string{{"username", "password"}, {"dynamic_challenge"}}; !reflect.DeepEqual(f.rounds, want) {
+		t.Errorf("rounds %v, want %v", f.rounds, want)
 	}
 }

@@ -211,3 +211,9 @@ func (p *Profile) Seal(ctx context.Context) error { return p.call(ctx, "Seal", n
 
 // Remove deletes the profile.
 func (p *Profile) Remove(ctx context.Context) error { return p.call(ctx, "Remove", nil) }
+
+// Properties reads every property of the profile the caller may read, as
+// the service sends them.
+func (p *Profile) Properties(ctx context.Context) (map[string]dbus.Variant, error) {
+	return p.c.GetAllProperties(ctx, api.ServiceConfiguration, p.Path, api.InterfaceConfiguration)
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -305,4 +306,40 @@ func (s *Session) PendingInput(ctx context.Context) ([]Slot, error) {
 // Provide answers one slot.
 func (s *Session) Provide(ctx context.Context, slot Slot, value string) error {
 	return s.call(ctx, "UserInputProvide", []any{uint32(slot.Type), uint32(slot.Group), slot.ID, value})
+}
+
+// Close disconnects the session and returns once it is gone. A session
+// whose backend already ended refuses Disconnect ("VPN session is
+// stopped") until the session manager has noticed; Close then waits for
+// its SESS_DESTROYED (or for the object to vanish) until ctx ends.
+func (s *Session) Close(ctx context.Context) error {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	events, subErr := s.c.SessionManagerEvents(sctx)
+	err := s.Disconnect(ctx)
+	if err == nil || errors.Is(err, ErrObjectGone) {
+		return nil
+	}
+	if !errors.Is(err, ErrSessionStopped) || subErr != nil {
+		return err
+	}
+	poll := time.NewTicker(statusPoll)
+	defer poll.Stop()
+	for {
+		if _, serr := s.Status(ctx); errors.Is(serr, ErrObjectGone) {
+			return nil
+		}
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return err
+			}
+			if ev.Path == s.Path && ev.Type == api.SessionEventDestroyed {
+				return nil
+			}
+		case <-poll.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%w (and it was not removed: %w)", err, ctx.Err())
+		}
+	}
 }

@@ -18,6 +18,15 @@ type Prompter interface {
 	Answer(ctx context.Context, s *Session, slot Slot) (string, error)
 }
 
+// FormPrompter is a Prompter that can ask for every unanswered slot of a
+// round at once (a dialog with a user name and a password field). Start
+// calls AnswerAll instead of Answer when the Prompter has it; it returns
+// one value per slot, in the order given.
+type FormPrompter interface {
+	Prompter
+	AnswerAll(ctx context.Context, s *Session, slots []Slot) ([]string, error)
+}
+
 // PromptFunc is a function that is a Prompter.
 type PromptFunc func(ctx context.Context, s *Session, slot Slot) (string, error)
 
@@ -243,12 +252,12 @@ func (s *Session) fillQueue(ctx context.Context, opts StartOptions) error {
 			st, _ := s.Status(ctx)
 			return &StartError{Kind: ErrNeedsInput, Status: st}
 		}
-		for _, sl := range slots {
-			v, err := opts.Prompter.Answer(ctx, s, sl)
-			if err != nil {
-				return err
-			}
-			if err := s.Provide(ctx, sl, v); err != nil {
+		values, err := answerAll(ctx, opts.Prompter, s, slots)
+		if err != nil {
+			return err
+		}
+		for i, sl := range slots {
+			if err := s.Provide(ctx, sl, values[i]); err != nil {
 				if strings.Contains(ErrorText(err), "No value provided for") {
 					notice(opts, "Empty input not allowed")
 					continue
@@ -259,6 +268,30 @@ func (s *Session) fillQueue(ctx context.Context, opts StartOptions) error {
 	}
 	st, _ := s.Status(ctx)
 	return &StartError{Kind: ErrNeedsInput, Status: st, Detail: "still not ready after the input was given"}
+}
+
+// answerAll asks p for every slot: at once if it is a FormPrompter, else
+// one by one.
+func answerAll(ctx context.Context, p Prompter, s *Session, slots []Slot) ([]string, error) {
+	if fp, ok := p.(FormPrompter); ok {
+		values, err := fp.AnswerAll(ctx, s, slots)
+		if err != nil {
+			return nil, err
+		}
+		if len(values) != len(slots) {
+			return nil, fmt.Errorf("the prompter gave %d answers for %d questions", len(values), len(slots))
+		}
+		return values, nil
+	}
+	values := make([]string, len(slots))
+	for i, sl := range slots {
+		v, err := p.Answer(ctx, s, sl)
+		if err != nil {
+			return nil, err
+		}
+		values[i] = v
+	}
+	return values, nil
 }
 
 // waiter follows one session's status across the rounds of Start.

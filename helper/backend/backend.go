@@ -172,6 +172,8 @@ type Backend struct {
 	creds       engine.Credentials
 	inputs      *inputQueue
 	logLevel    uint32
+	ovLogLevel  uint32       // log-level override; 0 none
+	netOv       netOverrides // overrides applied to the tunnel's network configuration
 	dco         bool
 	status      api.Status
 	lastLog     logLine

@@ -2,23 +2,23 @@ package backend
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
 
 // signalHandler is a slog.Handler that passes records on to an inner
-// handler (the process's stderr, copied into the helper's log) and also
-// sends them as Log signals to the session manager. Records carry no
+// handler (the process's stderr, copied into the helper's journal, with
+// every structured field) and also sends them as Log signals to the
+// session manager — as the sentence a person reads in `openvpn3 log`, at
+// the openvpn3 category that fits (logsentence.go). Records carry no
 // secrets: the engine and the backend never log credentials or keys.
 type signalHandler struct {
 	inner  slog.Handler
 	b      *Backend
 	group  api.LogGroup
-	prefix string // from WithGroup
-	attrs  string // pre-rendered WithAttrs
+	prefix string      // from WithGroup
+	attrs  []slog.Attr // from WithAttrs, keys already prefixed
 }
 
 func newSignalHandler(inner slog.Handler, b *Backend, group api.LogGroup) *signalHandler {
@@ -34,18 +34,21 @@ func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
 	if h.inner.Enabled(ctx, r.Level) {
 		err = h.inner.Handle(ctx, r)
 	}
-	var sb strings.Builder
-	sb.WriteString(r.Message)
-	sb.WriteString(h.attrs)
+	attrs := append([]slog.Attr(nil), h.attrs...)
 	r.Attrs(func(a slog.Attr) bool {
-		writeAttr(&sb, h.prefix, a)
+		attrs = flatten(attrs, h.prefix, a)
 		return true
 	})
-	h.b.emitLog(h.group, category(r.Level), sanitize(sb.String()))
+	text, cat := phrase(r.Message, r.Level, attrs)
+	if text != "" {
+		h.b.emitLog(h.group, cat, sanitize(text))
+	}
 	return err
 }
 
-func writeAttr(sb *strings.Builder, prefix string, a slog.Attr) {
+// flatten appends a with its key prefixed, groups opened into their
+// members ("tls.alert").
+func flatten(out []slog.Attr, prefix string, a slog.Attr) []slog.Attr {
 	a.Value = a.Value.Resolve()
 	if a.Value.Kind() == slog.KindGroup {
 		p := prefix + a.Key + "."
@@ -53,23 +56,22 @@ func writeAttr(sb *strings.Builder, prefix string, a slog.Attr) {
 			p = prefix
 		}
 		for _, g := range a.Value.Group() {
-			writeAttr(sb, p, g)
+			out = flatten(out, p, g)
 		}
-		return
+		return out
 	}
 	if a.Equal(slog.Attr{}) {
-		return
+		return out
 	}
-	fmt.Fprintf(sb, " %s%s=%v", prefix, a.Key, a.Value.Any())
+	return append(out, slog.Attr{Key: prefix + a.Key, Value: a.Value})
 }
 
 func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	var sb strings.Builder
-	sb.WriteString(h.attrs)
+	attrs := append([]slog.Attr(nil), h.attrs...)
 	for _, a := range as {
-		writeAttr(&sb, h.prefix, a)
+		attrs = flatten(attrs, h.prefix, a)
 	}
-	return &signalHandler{inner: h.inner.WithAttrs(as), b: h.b, group: h.group, prefix: h.prefix, attrs: sb.String()}
+	return &signalHandler{inner: h.inner.WithAttrs(as), b: h.b, group: h.group, prefix: h.prefix, attrs: attrs}
 }
 
 func (h *signalHandler) WithGroup(name string) slog.Handler {

@@ -247,10 +247,34 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
 		return "", errClient("Configuration parsing failed: " + err.Error())
 	}
+	var ov dbus.Variant
+	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "overrides").Store(&ov); err == nil {
+		overrides, _ := ov.Value().(map[string]dbus.Variant)
+		err := refuseUnapplied(overrides)
+		if err == nil {
+			err = applyOverrides(prof, overrides)
+		}
+		var nov netOverrides
+		var lvl uint32
+		if err == nil {
+			nov, err = applyProfileOverrides(prof, overrides, &lvl)
+		}
+		b.mu.Lock()
+		b.netOv, b.ovLogLevel = nov, lvl
+		b.mu.Unlock()
+		if err != nil {
+			msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
+			b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
+			return "", errClient("Configuration override refused: " + err.Error())
+		}
+	}
 	b.mu.Lock()
 	b.prof = prof
 	b.configName = name
 	b.logLevel = profileLogLevel(prof, b.logLevel)
+	if b.ovLogLevel != 0 {
+		b.logLevel = b.ovLogLevel // the log-level override wins over verb
+	}
 	b.mu.Unlock()
 	// The engine knows which keys need a passphrase (PEM, PKCS#8, PKCS#12).
 	_, perr := engine.New(engine.Config{Profile: prof, Tun: tunProvider{b}})

@@ -293,6 +293,9 @@ type tunProvider struct{ b *Backend }
 
 func (p tunProvider) OpenTun(ctx context.Context, cfg netconf.Config) (engine.TunDevice, error) {
 	b := p.b
+	b.mu.Lock()
+	cfg = b.netOv.apply(cfg)
+	b.mu.Unlock()
 	tun, err := netcfg.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open TUN device: %w", err)

@@ -78,17 +78,23 @@ func TestInputQueue(t *testing.T) {
 func TestLogForwardingRespectsLevel(t *testing.T) {
 	b := &Backend{logLevel: 3}
 	log := slog.New(newSignalHandler(slog.DiscardHandler, b, api.LogGroupClient)).With("remote", "198.18.0.1")
-	log.Info("connecting", "try", 1)
-	if b.lastLog.message != "connecting remote=198.18.0.1 try=1" || b.lastLog.group != uint32(api.LogGroupClient) ||
+	log.Info("opened the socket", "try", 1)
+	if b.lastLog.message != "Opened the socket (remote 198.18.0.1, try 1)" || b.lastLog.group != uint32(api.LogGroupClient) ||
 		b.lastLog.category != uint32(api.LogCategoryInfo) {
 		t.Errorf("last log = %+v", b.lastLog)
 	}
 	log.Debug("details")
-	if b.lastLog.message == "details" {
+	if b.lastLog.message == "Details" {
 		t.Error("debug line forwarded at log level 3")
 	}
-	log.WithGroup("tls").Warn("odd\nline", "alert", 40)
-	if b.lastLog.message != "odd line remote=198.18.0.1 tls.alert=40" || b.lastLog.category != uint32(api.LogCategoryWarn) {
+	log.WithGroup("tls").Warn("odd\nline", "alert", 40, "err", "bad record")
+	if b.lastLog.message != "Odd line (remote 198.18.0.1, tls.alert 40): bad record" || b.lastLog.category != uint32(api.LogCategoryWarn) {
+		t.Errorf("last log = %+v", b.lastLog)
+	}
+	// A phrased event may say more than its slog level: the attempt's
+	// "connecting" is a debug record for the journal, INFO for a person.
+	log.With("server", "198.18.0.1:1194/udp").Debug("connecting", "session", "0011")
+	if b.lastLog.message != "Connecting to 198.18.0.1:1194 over UDP" || b.lastLog.category != uint32(api.LogCategoryInfo) {
 		t.Errorf("last log = %+v", b.lastLog)
 	}
 }

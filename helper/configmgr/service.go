@@ -25,6 +25,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 // DefaultStateDir is where persistent profiles are kept unless --state-dir
@@ -150,7 +151,7 @@ func (s *Service) managerInterface() *busobj.Interface {
 			{Name: "ConfigurationManagerEvent", Args: []busobj.Arg{{Name: "path", Type: "o"}, {Name: "type", Type: "q"}, {Name: "owner", Type: "u"}}},
 		},
 		Properties: []busobj.Property{
-			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return api.Version, nil }},
+			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return version.Service(), nil }},
 		},
 	}
 }

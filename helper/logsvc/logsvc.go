@@ -19,6 +19,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 // DefaultLogLevel is the services' default log level (spec §3.6).
@@ -198,7 +199,7 @@ func (s *Service) managerInterface() *busobj.Interface {
 				}},
 		},
 		Properties: []busobj.Property{
-			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return api.Version, nil }},
+			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return version.Service(), nil }},
 			{Name: "log_method", Type: "s", Get: func(*busobj.Call) (any, error) { return "slog", nil }},
 			{Name: "config_file", Type: "s", Get: func(*busobj.Call) (any, error) { return "", nil }},
 			{Name: "num_attached", Type: "u", Get: func(*busobj.Call) (any, error) { return uint32(s.NumAttached()), nil }},

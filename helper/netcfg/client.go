@@ -142,6 +142,11 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 			return nil, "", "", err
 		}
 	}
+	if cfg.DNSScope != "" {
+		if err := set("dns_scope", cfg.DNSScope); err != nil {
+			return nil, "", "", err
+		}
+	}
 	if err := setDNS(cfg.DNS, call); err != nil {
 		return nil, "", "", err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/sharedroute"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 // Limits on what one caller may queue, so a misbehaving client cannot make
@@ -288,7 +289,7 @@ func (s *Service) managerInterface() *busobj.Interface {
 					return nil
 				}},
 			{Name: "config_file", Type: "s", Get: func(*busobj.Call) (any, error) { return "", nil }},
-			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return api.Version, nil }},
+			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return version.Service(), nil }},
 		},
 		Authorize: func(c *busobj.Call) error {
 			if c.Op == busobj.OpMethod && c.Member == "NotificationSubscriberList" && c.UID != 0 {

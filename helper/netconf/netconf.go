@@ -49,6 +49,9 @@ type Config struct {
 	BlockIPv6 bool
 	MTU       int
 	DNS       DNS
+	// DNSScope is the dns-scope override: "global", "tunnel", or ""
+	// (netcfg's default).
+	DNSScope string
 	// Remote is the VPN server's transport address; with a redirected
 	// default route it keeps a host route outside the tunnel.
 	Remote netip.Addr

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 // Export publishes the manager object on srv and makes srv the exporter of
@@ -93,7 +94,7 @@ func (m *Manager) managerInterface() *busobj.Interface {
 			{Name: "SessionManagerEvent", Args: []busobj.Arg{{Name: "path", Type: "o"}, {Name: "type", Type: "q"}, {Name: "owner", Type: "u"}}},
 		},
 		Properties: []busobj.Property{
-			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return api.Version, nil }},
+			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return version.Service(), nil }},
 		},
 	}
 }

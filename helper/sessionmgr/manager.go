@@ -399,7 +399,13 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 		token, path, configPath).Store(&name)
 	if err != nil {
 		m.backendObj(s).Call(api.InterfaceBackends+".ForceShutdown", dbus.FlagNoReplyExpected)
-		return fail("registration confirmation failed", "err", err)
+		fail("registration confirmation failed", "err", err)
+		// The backend's reason (a profile or override it refused) is
+		// what the user needs to read; its text is the backend's own.
+		if why := api.ErrorText(err); why != "" && api.IsDomain(err, api.DomainClient) {
+			return "", errRequest(textCouldNotStart + ": " + why)
+		}
+		return "", errRequest(textCouldNotStart)
 	}
 
 	m.mu.Lock()

@@ -53,7 +53,7 @@ func BuildBinaries(ctx context.Context, outDir string) (Binaries, error) {
 		return Binaries{}, err
 	}
 	bin := Binaries{Helper: filepath.Join(outDir, "ovpn3-helper"), CLI: filepath.Join(outDir, "ovpn3")}
-	for _, b := range []struct{ out, pkg string }{{bin.Helper, "./helper/cmd/ovpn3-helper"}, {bin.CLI, "./app/cli"}} {
+	for _, b := range []struct{ out, pkg string }{{bin.Helper, "./helper/cmd/ovpn3-helper"}, {bin.CLI, "./app/cmd/ovpn3"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/polkit"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 func main() {
@@ -198,7 +199,7 @@ func runBackend(args []string, stderr io.Writer) int {
 	// or an administrator ends it cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := backend.Run(ctx, fs.Arg(0), backend.Options{Logger: logger, Version: "ovpn3go " + api.Version})
+	err := backend.Run(ctx, fs.Arg(0), backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return 1
 	}

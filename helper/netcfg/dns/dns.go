@@ -70,10 +70,14 @@ type Backend interface {
 
 // Manager keeps the active links of one backend.
 type Manager struct {
-	b   Backend
 	log *slog.Logger
+	// pick chooses the backend again whenever no link is active, so a
+	// resolved started (or stopped) after the helper is noticed; nil
+	// keeps b.
+	pick func(context.Context) Backend
 
 	mu      sync.Mutex
+	b       Backend
 	links   []Link // activation order
 	applied map[string]Applied
 }
@@ -83,17 +87,28 @@ func NewManager(b Backend, logger *slog.Logger) *Manager {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Manager{b: b, log: logger.With("dns_backend", b.Name()), applied: map[string]Applied{}}
+	return &Manager{b: b, log: logger, applied: map[string]Applied{}}
 }
 
-// Backend names the backend in use.
-func (m *Manager) Backend() string { return m.b.Name() }
+// Backend names the backend in use (or, with no link active, the one used
+// last).
+func (m *Manager) Backend() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.b.Name()
+}
 
 // Apply configures l, replacing what was applied under l.Key before. On
 // error nothing of l stays applied.
 func (m *Manager) Apply(ctx context.Context, l Link) (Applied, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.links) == 0 && m.pick != nil {
+		if b := m.pick(ctx); b.Name() != m.b.Name() {
+			m.log.Info("DNS resolver backend changed", "from", m.b.Name(), "to", b.Name())
+			m.b = b
+		}
+	}
 	all := slices.DeleteFunc(slices.Clone(m.links), func(x Link) bool { return x.Key == l.Key })
 	all = append(all, l)
 	a, err := m.b.Apply(ctx, l, all)
@@ -108,7 +123,7 @@ func (m *Manager) Apply(ctx context.Context, l Link) (Applied, error) {
 	}
 	m.links = all
 	m.applied[l.Key] = a
-	m.log.Info("DNS applied", "link", l.Name, "servers", a.Servers, "domains", a.Search, "default_route", l.DefaultRoute)
+	m.log.Info("DNS applied", "backend", m.b.Name(), "link", l.Name, "servers", a.Servers, "domains", a.Search, "default_route", l.DefaultRoute)
 	return a, nil
 }
 
@@ -129,7 +144,7 @@ func (m *Manager) Revert(ctx context.Context, key string) (Applied, error) {
 	if err := m.b.Revert(ctx, l, rest); err != nil {
 		return a, fmt.Errorf("dns (%s) revert for %s: %w", m.b.Name(), l.Name, err)
 	}
-	m.log.Info("DNS reverted", "link", l.Name)
+	m.log.Info("DNS reverted", "backend", m.b.Name(), "link", l.Name)
 	return a, nil
 }
 
@@ -155,14 +170,6 @@ func (m *Manager) Global() (servers, search []string) {
 	return servers, search
 }
 
-// Recover undoes what an earlier helper left applied.
-func (m *Manager) Recover(ctx context.Context) error {
-	if err := m.b.Recover(ctx); err != nil {
-		return fmt.Errorf("dns (%s) recovery: %w", m.b.Name(), err)
-	}
-	return nil
-}
-
 // Options say where the resolvers are.
 type Options struct {
 	// StateDir holds the backends' journals (the helper's state
@@ -182,7 +189,8 @@ type Options struct {
 
 // New undoes what an earlier helper left applied in either backend's
 // journal, then returns a manager using systemd-resolved when it owns its
-// bus name on o.Bus, else the resolv.conf file.
+// bus name on o.Bus, else the resolv.conf file; the choice is made again
+// whenever no tunnel has DNS applied.
 func New(ctx context.Context, o Options) (*Manager, error) {
 	if o.ResolvConf == "" {
 		o.ResolvConf = DefaultResolvConf
@@ -209,7 +217,16 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			errs = append(errs, fmt.Errorf("dns (systemd-resolved) recovery: %w", err))
 		}
 	}
-	return NewManager(b, o.Logger), errors.Join(errs...)
+	m := NewManager(b, o.Logger)
+	if res != nil {
+		m.pick = func(ctx context.Context) Backend {
+			if Running(ctx, o.Bus) {
+				return res
+			}
+			return rc
+		}
+	}
+	return m, errors.Join(errs...)
 }
 
 // serverString renders a server as resolved and netcfg's AddDNS write it.

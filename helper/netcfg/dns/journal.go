@@ -9,6 +9,11 @@ import (
 	"path/filepath"
 )
 
+// JournalDir is the backends' directory in the state directory (a
+// directory of its own: the configuration manager owns the *.json files at
+// the top).
+const JournalDir = "dns"
+
 // journal is one JSON file in the state directory, replaced atomically and
 // synced before the change it describes is made, so that a helper killed at
 // any point finds either the old or the new record.

@@ -40,7 +40,7 @@ func NewResolvConf(path, stateDir string, logger *slog.Logger) *ResolvConf {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &ResolvConf{path: path, j: journal{filepath.Join(stateDir, "dns-resolvconf.json")}, log: logger}
+	return &ResolvConf{path: path, j: journal{filepath.Join(stateDir, JournalDir, "resolvconf.json")}, log: logger}
 }
 
 // Name implements Backend.

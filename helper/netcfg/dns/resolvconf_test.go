@@ -68,7 +68,7 @@ func nameservers(text string) []string {
 
 func wantNoJournal(t *testing.T, state string) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(state, "dns-resolvconf.json")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolvconf.json")); !os.IsNotExist(err) {
 		t.Errorf("journal left behind: %v", err)
 	}
 }

@@ -39,7 +39,7 @@ func NewResolved(conn *dbus.Conn, stateDir string, logger *slog.Logger) *Resolve
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Resolved{conn: conn, j: journal{filepath.Join(stateDir, "dns-resolved.json")}, log: logger}
+	return &Resolved{conn: conn, j: journal{filepath.Join(stateDir, JournalDir, "resolved.json")}, log: logger}
 }
 
 // Name implements Backend.
@@ -217,6 +217,10 @@ func (r *Resolved) Recover(ctx context.Context) error {
 	ok, err := r.j.load(&rec)
 	if err != nil || !ok {
 		return err
+	}
+	if !Running(ctx, r.conn) {
+		// Its per-link settings of links gone since are gone with it.
+		return r.j.remove()
 	}
 	name := r.LinkName
 	if name == nil {

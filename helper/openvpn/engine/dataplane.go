@@ -149,7 +149,8 @@ func (a *attempt) socketReader() {
 	defer a.wg.Done()
 	buf := make([]byte, maxPacket)
 	plain := make([]byte, 0, maxPacket)
-	var dec *decompressor // nil: compressed packets are refused
+	fl, _ := a.tr.(*floatTransport) // nil unless the profile says float
+	var dec *decompressor           // nil: compressed packets are refused
 	if a.c.cfg.Profile.Decompress() {
 		dec = &decompressor{count: &a.c.ctr.decompressed}
 	}
@@ -165,6 +166,9 @@ func (a *attempt) socketReader() {
 		a.c.ctr.bytesIn.Add(int64(n))
 		a.c.ctr.pktsIn.Add(1)
 		op, keyID := wire.SplitHeader(buf[0])
+		if fl != nil && !fl.fromPeer() && !op.IsData() {
+			continue // from elsewhere and not authenticated (net_float.go)
+		}
 		if !op.IsData() {
 			pkt := append([]byte(nil), buf[:n]...)
 			select {
@@ -181,6 +185,11 @@ func (a *attempt) socketReader() {
 		if err != nil {
 			a.dropped.Add(1)
 			continue
+		}
+		if fl != nil && !fl.fromPeer() {
+			// Authenticated by the data key: the server moved (float).
+			old, now := fl.follow()
+			a.log.Info("server address changed (float)", "from", old, "to", now)
 		}
 		if p, err = a.comp.unframe(p, dec); err != nil {
 			a.dropped.Add(1)

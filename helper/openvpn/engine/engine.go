@@ -19,6 +19,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
@@ -116,6 +117,9 @@ type Config struct {
 	// net.Dialer (e.g. to create the socket in another network namespace
 	// or with a firewall mark). It must return a connected socket.
 	Dial DialFunc
+	// ListenPacket, if set, opens the unconnected UDP socket of a profile
+	// with "float" instead of net.ListenConfig (net_float.go).
+	ListenPacket ListenFunc
 	// ProxyCredentials answer an http-proxy whose profile line says
 	// "auto", "auto-nct" or "stdin" (the backend asks the user for them).
 	ProxyCredentials Credentials
@@ -172,6 +176,8 @@ type Client struct {
 	retry    retryPolicy
 	resolver *net.Resolver
 	clock    Clock
+	// exitAfter paces OCC EXIT packets (exit_notify.go); nil: time.After.
+	exitAfter func(time.Duration) <-chan time.Time
 
 	mu       sync.Mutex
 	conn     ConnInfo

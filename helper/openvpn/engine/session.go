@@ -167,7 +167,7 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.started = a.c.now()
 	a.renegAfter = a.o.lim.renegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
 	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
-	a.tr, err = dialTransport(dctx, a.c.cfg.Dial, a.ep)
+	a.tr, err = a.openTransport(dctx) // net_float.go
 	dcancel()
 	if err != nil {
 		return err
@@ -552,18 +552,7 @@ func (a *attempt) sendKeyMethod2(k *keyState) error {
 			return err
 		}
 	}
-	m.PeerInfo = ctlmsg.PeerInfo(ctlmsg.PeerInfoParams{
-		Version:    a.c.cfg.Version,
-		GUIVersion: a.c.cfg.Version,
-		Ciphers:    a.o.dataCiphers,
-		TCP:        tcp,
-		MTU:        1600,
-		ProtoBits:  a.protoBits(),
-		SSO:        ssoMethods,
-		// Every framing is implemented (never compression itself), so a
-		// "compress migrate" server may push stub-v2.
-		LZOStub: true, CompStub: true, CompStubV2: true,
-	})
+	m.PeerInfo = ctlmsg.PeerInfo(a.peerInfoParams(tcp)) // peerinfo.go
 	if err := m.Validate(); err != nil {
 		return fatal(StateFailed, "key-method 2: %w", err)
 	}
@@ -732,9 +721,7 @@ func (a *attempt) establish(r *push.Reply) error {
 	if ap, err := netip.ParseAddrPort(a.ep.addr); err == nil {
 		cfg.Remote = ap.Addr()
 	}
-	if cfg.MTU == 0 {
-		cfg.MTU = a.o.tunMTU
-	}
+	cfg.MTU = a.acceptedTunMTU(cfg.MTU) // peerinfo.go
 	if a.dp.tun != nil && !sameNetConfig(a.dp.tunCfg, cfg) {
 		a.dp.closeTun()
 	}
@@ -839,9 +826,7 @@ func (a *attempt) sayGoodbye() {
 		return
 	}
 	if a.ep.proto() == "udp" {
-		for range n {
-			_ = a.dp.send(occExit)
-		}
+		a.paceExitPackets(n) // exit_notify.go
 	}
 }
 

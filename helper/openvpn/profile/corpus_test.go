@@ -49,7 +49,7 @@ func TestAccessServerProfile(t *testing.T) {
 		!p.PushPeerInfo || p.TLSCipher != "DEFAULT:@SECLEVEL=0" || p.DevType != "tun" {
 		t.Errorf("fields %+v", p)
 	}
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"push-peer-info", "block-outside-dns"}) {
+	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"block-outside-dns"}) {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 
@@ -127,8 +127,8 @@ func TestInlineCredentialsProfile(t *testing.T) {
 		hp.UserPass != "proxyuser\nproxypass\n" || !reflect.DeepEqual(hp.Options, [][]string{{"AGENT", "Mozilla/5.0 (X11; Linux)"}}) {
 		t.Errorf("proxy %+v", hp)
 	}
-	// Parsed but not applied yet: said so.
-	if got := warningOptions(p); !reflect.DeepEqual(got, []string{"dhcp-option", "dns"}) {
+	// Every option of it is applied: no warnings.
+	if got := warningOptions(p); len(got) != 0 {
 		t.Errorf("warnings %v", p.Warnings)
 	}
 	for _, w := range p.Warnings {
@@ -157,7 +157,7 @@ func TestBOMCRLFQuotes(t *testing.T) {
 func TestIgnoreUnknown(t *testing.T) {
 	p := parseFile(t, "ignore-unknown")
 	want := []string{"fragment", "fragment", "some-future-option", "another-future-option", "socks-proxy", "user",
-		"group", "daemon", "log", "status", "management", "tun-mtu-max", "ifconfig", "auth-token"}
+		"group", "daemon", "log", "status", "management", "ifconfig", "auth-token"}
 	if got := warningOptions(p); !reflect.DeepEqual(got, want) {
 		t.Errorf("warnings %v", p.Warnings)
 	}

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
@@ -28,4 +29,15 @@ func (p *Profile) Compression() push.Compression {
 // same here, as this client never compresses). Default: refused.
 func (p *Profile) Decompress() bool {
 	return p.AllowCompression == "asym" || p.AllowCompression == "yes"
+}
+
+// SetAllowCompression sets allow-compression as the override of the same
+// name does (no, asym, yes; yes is taken as asym).
+func (p *Profile) SetAllowCompression(v string) error {
+	switch v {
+	case "no", "asym", "yes":
+		p.AllowCompression = v
+		return nil
+	}
+	return fmt.Errorf("allow-compression %q: want no, asym or yes", v)
 }

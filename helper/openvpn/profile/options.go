@@ -76,7 +76,6 @@ const (
 	whyRemoved    = "removed from OpenVPN; no effect"
 	// Parsed options that do not take effect yet.
 	whyNotYet = "not applied by this client yet"
-	whyDNS    = "DNS settings are not applied to the system yet"
 )
 
 // Tests named by Effect (directory.TestName, see OptionInfo.Effect).
@@ -138,7 +137,7 @@ func optionEntries() []OptionInfo {
 		applied("key-method", hKeyMethod, tProfile+"TestClientModeOptions"),
 		applied("dev", hDev, tProfile+"TestClientModeOptions"),
 		applied("dev-type", hDevType, tProfile+"TestClientModeOptions"),
-		applied("setenv", (*parser).setenv, tProfile+"TestForwardCompatible", tProfile+"TestIgnoreUnknown"),
+		applied("setenv", (*parser).setenv, tProfile+"TestForwardCompatible", tProfile+"TestIgnoreUnknown", tEngine+"TestIntegrationPeerInfo"),
 		applied("ignore-unknown-option", hIgnoreUnknown, tProfile+"TestIgnoreUnknown"),
 		{Name: "setenv-safe", Class: Ignored, Why: "environment variables are only used by scripts", handle: hSetenvSafe, Quiet: true},
 
@@ -160,7 +159,7 @@ func optionEntries() []OptionInfo {
 		applied("http-proxy", hHTTPProxy, tEngine+"TestIntegrationHTTPProxy"),
 		applied("http-proxy-option", hHTTPProxyOption, tEngine+"TestProxyOptions"),
 		{Name: "http-proxy-user-pass", Class: Applied, handle: hHTTPProxyUserPass, Inline: true, Effect: []string{tEngine + "TestIntegrationHTTPProxy"}},
-		{Name: "float", Class: Ignored, Why: "the client does not yet accept packets from a new server address"},
+		applied("float", flag(func(ps *parser) { ps.p.Float = true }), tEngine+"TestIntegrationFloat"),
 
 		// Certificates, keys and TLS.
 		{Name: "ca", Class: Applied, Inline: true, handle: pemMaterial(func(p *Profile, c string) { p.CA = c }, "CERTIFICATE"), Effect: []string{tEngine + "TestTLSVerification"}},
@@ -198,7 +197,7 @@ func optionEntries() []OptionInfo {
 		applied("compress", hCompress, tEngine+"TestProfileOptionsReachEngine"),
 		applied("allow-compression", hAllowCompression, tEngine+"TestIntegrationDecompression"),
 		applied("tun-mtu", number(576, 65535, func(p *Profile, n int) { p.TunMTU = n }), tEngine+"TestMSSLimit"),
-		notYet("tun-mtu-max", whyNotYet, number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n })),
+		applied("tun-mtu-max", number(576, 65535, func(p *Profile, n int) { p.TunMTUMax = n }), tEngine+"TestIntegrationPeerInfo", tEngine+"TestPushedTunMTUOverMax"),
 		applied("mssfix", hMssfix, tEngine+"TestIntegrationMSSClamp"),
 		applied("replay-window", (*parser).limitOption, tEngine+"TestReplayWindowOption", tProfile+"TestLimitOptions"),
 
@@ -219,10 +218,10 @@ func optionEntries() []OptionInfo {
 		applied("tran-window", seconds(func(p *Profile, n int) { p.TranWindow = n }), tEngine+"TestKeyLimitTranWindow"),
 		applied("inactive", (*parser).limitOption, tEngine+"TestTimerInactive", tEngine+"TestTimerInactiveByteThreshold"),
 		applied("session-timeout", (*parser).limitOption, tEngine+"TestTimerSessionTimeout"),
-		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestProfileOptionsReachEngine"),
+		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestExplicitExitNotifyPaced", tEngine+"TestProfileOptionsReachEngine"),
 
 		// Peer info.
-		notYet("push-peer-info", whyNotYet, flag(func(ps *parser) { ps.p.PushPeerInfo = true })),
+		applied("push-peer-info", flag(func(ps *parser) { ps.p.PushPeerInfo = true }), tEngine+"TestIntegrationPeerInfo", tEngine+"TestPeerInfoDetail"),
 
 		// Routing and DNS: in push syntax, applied with the pushed ones.
 		applied("route-nopull", flag(func(ps *parser) { ps.p.RouteNoPull = true }), tPush+"TestFilters"),
@@ -231,13 +230,13 @@ func optionEntries() []OptionInfo {
 		applied("route-ipv6", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("redirect-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		notYet("redirect-private", whyNotYet, (*parser).netOption),
-		notYet("dhcp-option", whyDNS, (*parser).netOption),
-		notYet("dns", whyDNS, (*parser).netOption),
+		applied("dhcp-option", (*parser).netOption, tPush+"TestDNSOption", "e2e.TestDNSPushedResolvConf"),
+		applied("dns", (*parser).netOption, tPush+"TestDNSOption", "e2e.TestDNSPushedResolved"),
 		applied("route-metric", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("route-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("route-ipv6-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("topology", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
-		notYet("block-ipv6", whyNotYet, (*parser).netOption),
+		applied("block-ipv6", (*parser).netOption, "e2e.TestRoutingRedirectGateway"),
 
 		// Logging.
 		applied("verb", number(0, 11, func(p *Profile, n int) { p.Verb = n }), tBackend+"TestLogLevelFromProfile"),

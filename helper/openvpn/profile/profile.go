@@ -237,6 +237,7 @@ type Profile struct {
 	PingRestart        int // 120 unless set
 	PingExit           int
 
+	Float                bool // accept the server at a new address once authenticated
 	RemoteRandom         bool
 	RemoteRandomHostname bool
 	ConnectRetry         int // seconds, 1 unless set

@@ -1,6 +1,7 @@
-// Command ovpn3 is the command-line front-end of ovpn3go: it talks to the
+// Package cli is the ovpn3 command line (app/cmd/ovpn3 is its main): the
+// commands of openvpn3's CLI with its option spellings, talking to the
 // net.openvpn.v3.* services on the system bus (DBUS_SYSTEM_BUS_ADDRESS is
-// honoured) like openvpn3's own CLI.
+// honoured) through app/client.
 //
 // Adding commands: every file of this package registers its commands from
 // init() with
@@ -11,15 +12,20 @@
 //	func runSessionStart(ctx context.Context, args []string) error { … }
 //
 // args are the arguments after the command name; parse them with
-// newFlags(name). Write normal output to stdout (a variable, so tests can
-// capture it). Return an error to fail: main prints "ovpn3 <command>: <reason>"
-// on one line, with D-Bus errors decoded to their text (describeError), and
-// exits 1 (2 for errors wrapping errUsage: bad arguments). Shared helpers: connectBus, callMethod, getProperty, lookupConfig.
+// newFlags(name) and parseArgs (getopt_long rules, as openvpn3: long and
+// short options, --opt=value, -cVALUE, grouped short flags, abbreviated long
+// options, options after other arguments). Register short spellings and
+// aliases with alias(fs, long, short). Write normal output to stdout (a
+// variable, so tests can capture it). Return an error to fail: Main prints
+// "ovpn3 <command>: <reason>" on one line, with service errors reduced to
+// their text (describeError), and exits 1 (2 for errors wrapping errUsage:
+// bad arguments). connectBus gives the app/client Client every command uses.
 // config.go, config_manage.go and config_acl.go hold the configuration
-// commands (flags.go their option types), session.go the session ones.
+// commands (flags.go their option types), session.go the session ones,
+// services.go the service administration commands.
 // Options take their openvpn3 names (spec §8.1); boolean options that
 // openvpn3 gives a value ("--dco true") use boolArg.
-package main
+package cli
 
 import (
 	"context"
@@ -32,9 +38,9 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/ovpn3go/ovpn3go/app/client"
 	"github.com/ovpn3go/ovpn3go/helper/api"
 )
 
@@ -70,13 +76,6 @@ var errUsage = errors.New("usage")
 // --quiet): exit status 1 says it all.
 var errSilent = errors.New("failed")
 
-func init() {
-	register("version", "Show the program version", func(context.Context, []string) error {
-		fmt.Fprintf(stdout, "ovpn3 (ovpn3go) %s\n", api.Version)
-		return nil
-	})
-}
-
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: ovpn3 <command> [options]\n\ncommands:")
 	names := make([]string, 0, len(commands))
@@ -90,13 +89,13 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'ovpn3 <command> -h' for the options of a command.")
 }
 
-func main() {
-	os.Exit(run(os.Args[1:]))
-}
+// Main runs the command line args (without the program name) and returns
+// the exit status.
+func Main(args []string) int { return run(args) }
 
 func run(args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(os.Stderr)
+		usage(stderr)
 		if len(args) == 0 {
 			return 2
 		}
@@ -104,8 +103,8 @@ func run(args []string) int {
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "ovpn3: unknown command %q\n", args[0])
-		usage(os.Stderr)
+		fmt.Fprintf(stderr, "ovpn3: unknown command %q\n", args[0])
+		usage(stderr)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -123,85 +122,34 @@ func run(args []string) int {
 			if msg == errUsage.Error() {
 				msg = "wrong arguments"
 			}
-			fmt.Fprintf(os.Stderr, "ovpn3 %s: %s (see 'ovpn3 %s -h')\n", cmd.name, msg, cmd.name)
+			fmt.Fprintf(stderr, "ovpn3 %s: %s (see 'ovpn3 %s -h')\n", cmd.name, msg, cmd.name)
 			return 2
 		}
-		fmt.Fprintf(os.Stderr, "ovpn3 %s: %s\n", cmd.name, msg)
+		fmt.Fprintf(stderr, "ovpn3 %s: %s\n", cmd.name, msg)
 		return 1
 	}
 	return 0
 }
 
-// newFlags returns a flag set for a command that reports errors instead of
-// exiting, so that every failure goes through main's one-line report.
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("ovpn3 "+name, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	return fs
-}
-
-// flagError marks a flag-parsing failure as a usage error (-h stays help).
-func flagError(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", err, errUsage)
-}
-
-// describeError renders err on one line; a D-Bus error inside it is
-// replaced by its decoded text ("GDBus.Error:<domain>: " removed).
+// describeError renders err on one line; a service error inside it is
+// reduced to its text (the command's own wrapping says what was done).
 func describeError(err error) string {
 	msg := err.Error()
+	var ce *client.Error
 	var de *dbus.Error
 	var dv dbus.Error
-	raw := ""
 	switch {
+	case errors.As(err, &ce):
+		msg = strings.Replace(msg, ce.Error(), client.ErrorText(ce), 1)
 	case errors.As(err, &de) && de != nil:
-		raw = de.Error()
+		msg = strings.Replace(msg, de.Error(), api.ErrorText(err), 1)
 	case errors.As(err, &dv):
-		raw = dv.Error()
-	}
-	if raw != "" {
-		msg = strings.Replace(msg, raw, api.ErrorText(err), 1)
+		msg = strings.Replace(msg, dv.Error(), api.ErrorText(err), 1)
 	}
 	return strings.Join(strings.Fields(msg), " ")
 }
 
-// callTimeout bounds every D-Bus call the CLI makes.
-const callTimeout = 30 * time.Second
-
-// connectBus opens a connection to the system bus.
-func connectBus(ctx context.Context) (*dbus.Conn, error) {
-	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to the system bus: %w", err)
-	}
-	return conn, nil
-}
-
-// callMethod calls iface.method on path of service and stores the reply in
-// out (pointers), with a timeout.
-func callMethod(ctx context.Context, conn *dbus.Conn, service string, path dbus.ObjectPath, iface, method string, args []any, out ...any) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	call := conn.Object(service, path).CallWithContext(ctx, iface+"."+method, 0, args...)
-	if call.Err != nil {
-		return call.Err
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return call.Store(out...)
-}
-
-// getProperty reads one property into out.
-func getProperty(ctx context.Context, conn *dbus.Conn, service string, path dbus.ObjectPath, iface, name string, out any) error {
-	var v dbus.Variant
-	if err := callMethod(ctx, conn, service, path, api.InterfaceProperties, "Get", []any{iface, name}, &v); err != nil {
-		return err
-	}
-	if err := dbus.Store([]any{v.Value()}, out); err != nil {
-		return fmt.Errorf("property %s: %w", name, err)
-	}
-	return nil
+// connectBus connects to the system bus.
+func connectBus(ctx context.Context) (*client.Client, error) {
+	return client.Connect(ctx)
 }

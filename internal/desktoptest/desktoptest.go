@@ -1,0 +1,200 @@
+// Package desktoptest is the desktop half of the test harness: a private
+// session bus, a real Secret Service (gnome-keyring) on it, a fake
+// StatusNotifierWatcher that records the items registering with it, a
+// notification server that records every Notify call, and an Xvfb display.
+// The tray's tests and `make screenshots` use it; everything it starts is
+// owned by the caller and stopped by PID.
+package desktoptest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+)
+
+// sessionConfig is a session-bus policy with no activatable services, so
+// nothing on the host (a real gnome-keyring, a desktop's notification
+// daemon) is started behind the test's back.
+const sessionConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+`
+
+// SessionBus is a private session bus.
+type SessionBus struct {
+	Address string
+	*testbed.Process
+}
+
+// StartSessionBus starts dbus-daemon with the policy above; its socket and
+// log live in dir.
+func StartSessionBus(ctx context.Context, dir string) (*SessionBus, error) {
+	sock := filepath.Join(dir, "session.sock")
+	conf := filepath.Join(dir, "session.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(sessionConfig, sock)), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("dbus-daemon", "--nofork", "--config-file="+conf)
+	p, err := testbed.StartProcess("session dbus-daemon", filepath.Join(dir, "session-bus.log"), cmd)
+	if err != nil {
+		return nil, err
+	}
+	b := &SessionBus{Address: "unix:path=" + sock, Process: p}
+	for {
+		if c, err := dbus.Connect(b.Address); err == nil {
+			c.Close()
+			return b, nil
+		}
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("session dbus-daemon exited: %s", p.LogTail(10))
+		case <-ctx.Done():
+			_ = p.Stop(time.Second)
+			return nil, fmt.Errorf("session bus did not come up: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Keyring is a gnome-keyring-daemon serving org.freedesktop.secrets on a
+// session bus, with a fresh unlocked login keyring in its own HOME.
+type Keyring struct {
+	Home string
+	*testbed.Process
+}
+
+// StartKeyring starts gnome-keyring-daemon --foreground --unlock (password
+// on stdin) with HOME and XDG_RUNTIME_DIR under dir, and waits until it owns
+// org.freedesktop.secrets.
+func StartKeyring(ctx context.Context, dir, busAddress string) (*Keyring, error) {
+	home := filepath.Join(dir, "keyring-home")
+	run := filepath.Join(dir, "keyring-run")
+	for _, d := range []string{home, run} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.Command("gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets")
+	cmd.Env = append(cleanEnv(), "HOME="+home, "XDG_RUNTIME_DIR="+run, "XDG_DATA_HOME="+filepath.Join(home, ".local/share"),
+		"DBUS_SESSION_BUS_ADDRESS="+busAddress)
+	cmd.Stdin = strings.NewReader("test-keyring-password")
+	p, err := testbed.StartProcess("gnome-keyring-daemon", filepath.Join(dir, "keyring.log"), cmd)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keyring{Home: home, Process: p}
+	if err := WaitForName(ctx, busAddress, "org.freedesktop.secrets", p, 20*time.Second); err != nil {
+		_ = p.Stop(2 * time.Second)
+		return nil, err
+	}
+	return k, nil
+}
+
+// cleanEnv is the environment without the host's desktop session variables.
+func cleanEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		k, _, _ := strings.Cut(e, "=")
+		switch k {
+		case "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME":
+			continue
+		}
+		env = append(env, e)
+	}
+	return env
+}
+
+// CleanEnv is the environment without the host's desktop session variables
+// (bus address, display, HOME, XDG dirs): callers add their own.
+func CleanEnv() []string { return cleanEnv() }
+
+// WaitForName waits until name has an owner on the bus at address; p (may
+// be nil) is the process expected to own it, whose exit ends the wait.
+func WaitForName(ctx context.Context, address, name string, p *testbed.Process, timeout time.Duration) error {
+	conn, err := dbus.Connect(address)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		var has bool
+		if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has); err == nil && has {
+			return nil
+		}
+		var done <-chan struct{}
+		if p != nil {
+			done = p.Done()
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s exited before owning %s: %s", p.Name, name, p.LogTail(15))
+		case <-ctx.Done():
+			tailText := ""
+			if p != nil {
+				tailText = p.LogTail(15)
+			}
+			return errors.Join(fmt.Errorf("%s has no owner after %v", name, timeout), errors.New(tailText))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Xvfb is a virtual X display.
+type Xvfb struct {
+	Display string // ":N"
+	*testbed.Process
+}
+
+// StartXvfb starts Xvfb on a free display number (it picks one and writes it
+// to a pipe: -displayfd) with a 1024×768 screen.
+func StartXvfb(ctx context.Context, dir string) (*Xvfb, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	p, err := testbed.StartProcess("Xvfb", filepath.Join(dir, "xvfb.log"), cmd)
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	select {
+	case n := <-line:
+		if n == "" {
+			_ = p.Stop(time.Second)
+			return nil, fmt.Errorf("Xvfb gave no display number: %s", p.LogTail(10))
+		}
+		return &Xvfb{Display: ":" + n, Process: p}, nil
+	case <-ctx.Done():
+		_ = p.Stop(time.Second)
+		return nil, fmt.Errorf("Xvfb did not start: %w", ctx.Err())
+	}
+}
