@@ -206,8 +206,7 @@ func runInteropCase(t *testing.T, bin testbed.Binaries, c interopCase) time.Dura
 		t.Errorf("ping the client's tunnel address %s from the server: %v", clientTun, err)
 	}
 	// From the LAN host's address: the reply must take the pushed route.
-	if _, err := testbed.Run(ctx, st.Pair.ServerNS, "ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "2",
-		"-I", testbed.LANHost4, clientTun); err != nil {
+	if err := testbed.PingWith(ctx, st.Pair.ServerNS, clientTun, 2, testbed.PingOptions{Source: testbed.LANHost4}); err != nil {
 		t.Errorf("ping the client from the LAN host: %v", err)
 	}
 	if c.v == testbed.VariantI {

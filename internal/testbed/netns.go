@@ -183,13 +183,6 @@ func Run(ctx context.Context, ns, name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Ping sends count pings from namespace ns to addr and fails unless all
-// of them are answered.
-func Ping(ctx context.Context, ns, addr string, count int) error {
-	_, err := Run(ctx, ns, "ping", "-q", "-n", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", addr)
-	return err
-}
-
 // InNamespace runs fn with the calling goroutine's work moved to an OS
 // thread that is switched into network namespace ns, and waits for it.
 //

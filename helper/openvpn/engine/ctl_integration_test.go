@@ -179,8 +179,8 @@ func TestIntegrationCompressionFraming(t *testing.T) {
 			ctlPingTunnel(t, pair, 5)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if out, err := testbed.Run(ctx, pair.ClientNS, "ping", "-c", "3", "-i", "0.2", "-s", "1200", "-W", "2", testbed.TunnelServer4); err != nil {
-				t.Errorf("large ping: %v\n%s", err, out)
+			if err := testbed.PingWith(ctx, pair.ClientNS, testbed.TunnelServer4, 3, testbed.PingOptions{Size: 1200}); err != nil {
+				t.Errorf("large ping: %v", err)
 			}
 			// stub-v2 only differs on the wire for payloads starting with
 			// 0x50, which IP packets never do: check what was negotiated.

@@ -286,14 +286,24 @@ func renegotiate(t *testing.T, byClient bool) {
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()
 	states.waitFor(t, StateConnected, 30*time.Second)
-	// Three renegotiations at 3 s intervals (key ids 1, 2, 3).
-	if err := testbed.Ping(ctx, pair.ClientNS, testbed.TunnelServer4, 50); err != nil {
-		t.Errorf("ping across renegotiations: %v", err)
+	// Three renegotiations at 3 s intervals (key ids 1, 2, 3), with the
+	// tunnel pinged all along: rounds of pings, every one answered, until
+	// the third new key is in use, then one round on that key.
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer pcancel()
+	for rounds := 0; ; rounds++ {
+		rot := c.Stats().KeyRotations
+		if err := testbed.Ping(pctx, pair.ClientNS, testbed.TunnelServer4, 10); err != nil {
+			t.Fatalf("ping round %d across renegotiations (%d key rotations before it): %v", rounds+1, rot, err)
+		}
+		if rot >= 3 {
+			break
+		}
 	}
 	// One TLS session for the connection plus one per renegotiation.
 	n := strings.Count(srv.Log(), "Control Channel: TLS")
-	if n < 3 {
-		t.Errorf("server saw %d TLS sessions, want at least 3; log:\n%s", n, srv.LogTail(40))
+	if n < 4 {
+		t.Errorf("server saw %d TLS sessions, want at least 4; log:\n%s", n, srv.LogTail(40))
 	}
 	for _, s := range states.all() {
 		if s == StateReconnecting {

@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,15 +48,12 @@ func captureLog(t *testing.T) (*slog.Logger, *logCapture) {
 // interval seconds apart) and fails unless every request was answered.
 func strictPing(ctx context.Context, t *testing.T, ns, addr string, count int, interval string, size int) {
 	t.Helper()
-	out, err := testbed.Run(ctx, ns, "ping", "-n", "-q", "-i", interval, "-s", strconv.Itoa(size), "-c", strconv.Itoa(count), "-W", "2", addr)
-	m := pingSummary.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no ping summary (err %v): %s", err, out)
+	iv, err := time.ParseDuration(interval + "s")
+	if err != nil {
+		t.Fatal(err)
 	}
-	sent, _ := strconv.Atoi(m[1])
-	recv, _ := strconv.Atoi(m[2])
-	if sent != count || recv != sent {
-		t.Errorf("ping: %d sent, %d answered of %d, want every one answered:\n%s", sent, recv, count, out)
+	if err := testbed.PingWith(ctx, ns, addr, count, testbed.PingOptions{Size: size, Interval: iv}); err != nil {
+		t.Error(err)
 	}
 }
 
