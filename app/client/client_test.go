@@ -328,3 +328,30 @@ func TestStartAsksAFormPrompterPerRound(t *testing.T) {
 		t.Errorf("rounds %v, want %v", f.rounds, want)
 	}
 }
+
+// A session whose backend already ended refuses Disconnect until the
+// session manager notices; Close returns once it is really gone.
+func TestCloseWaitsForAStoppedSession(t *testing.T) {
+	f, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	if err := s.Disconnect(ctx); !errors.Is(err, ErrSessionStopped) {
+		t.Fatalf("Disconnect = %v, want ErrSessionStopped", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := s.Status(ctx); !errors.Is(err, ErrObjectGone) {
+		t.Errorf("after Close the session is still there: %v", err)
+	}
+}

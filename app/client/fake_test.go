@@ -8,6 +8,7 @@ package client
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -36,6 +37,7 @@ type fakeServices struct {
 	forwards  []bool // LogForward calls, in order
 	password  string // the right password
 	challenge bool   // after the password, ask a dynamic challenge
+	stopped   bool   // the backend ended: Disconnect fails, the manager removes the session a moment later
 	answers   map[string]string
 }
 
@@ -270,13 +272,27 @@ func (s fakeSession) LogForward(enable bool) *dbus.Error {
 func (s fakeSession) Disconnect() *dbus.Error {
 	f := s.f
 	f.mu.Lock()
+	stopped := f.stopped
+	f.mu.Unlock()
+	if stopped {
+		go func() { // the session manager notices the dead backend later
+			time.Sleep(200 * time.Millisecond)
+			f.remove()
+		}()
+		return api.Error(api.DomainGDBusPP, "VPN session is stopped")
+	}
+	f.remove()
+	return nil
+}
+
+func (f *fakeServices) remove() {
+	f.mu.Lock()
 	p := f.session
 	f.session = ""
 	f.mu.Unlock()
 	f.conn.Export(nil, p, api.InterfaceSessions)
 	f.conn.Export(nil, p, api.InterfaceProperties)
 	_ = f.conn.Emit(api.PathSessions, api.InterfaceSessions+".SessionManagerEvent", p, uint16(api.SessionEventDestroyed), uint32(0))
-	return nil
 }
 
 // fakeProps serves Properties of a profile or the session.
