@@ -178,6 +178,8 @@ type Client struct {
 	clock    Clock
 	// exitAfter paces OCC EXIT packets (exit_notify.go); nil: time.After.
 	exitAfter func(time.Duration) <-chan time.Time
+	// raceWait paces happy eyeballs (net_happy.go); nil: time.After.
+	raceWait func(time.Duration) <-chan time.Time
 
 	mu       sync.Mutex
 	conn     ConnInfo

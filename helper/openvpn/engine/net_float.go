@@ -14,10 +14,15 @@ import (
 // use it to create the socket in a network namespace).
 type ListenFunc func(ctx context.Context, network, address string) (net.PacketConn, error)
 
-// openTransport opens the attempt's transport: a connected socket, or for
-// a UDP remote of a profile with "float" (no proxy) an unconnected one
-// that may follow the server to a new address.
+// openTransport opens the attempt's transport: the one happy eyeballs
+// already opened, a connected socket, or for a UDP remote of a profile
+// with "float" (no proxy) an unconnected one that may follow the server to
+// a new address.
 func (a *attempt) openTransport(ctx context.Context) (transport, error) {
+	if tr := a.pre; tr != nil {
+		a.pre = nil
+		return tr, nil
+	}
 	if !a.c.cfg.Profile.Float || a.ep.proto() != "udp" || a.ep.proxy != nil {
 		return dialTransport(ctx, a.c.cfg.Dial, a.ep)
 	}

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"regexp"
 	"strings"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -114,21 +111,8 @@ func TestIntegrationFloat(t *testing.T) {
 			if float {
 				text += "float\n"
 			}
-			prof, err := profile.Parse(text)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ev := newCtlEvents()
-			logger := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &ev.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-			c, err := New(Config{Profile: prof, Tun: &nsTun{ns: clientNS(t, pair)}, Events: ev, Logger: logger,
-				Version: "ovpn3go-test", Dial: nsDial(pair.ClientNS), ListenPacket: nsListen(pair.ClientNS)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { c.Run(ctx); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
+			startClientWith(t, pair, text, ev, nil)
 			ev.waitFor(t, StateConnected, 30*time.Second)
 			pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer pcancel()
@@ -136,7 +120,7 @@ func TestIntegrationFloat(t *testing.T) {
 				t.Fatalf("ping before the move: %v", err)
 			}
 			relay.moved.Store(true)
-			err = testbed.Ping(pctx, pair.ClientNS, testbed.TunnelServer4, 5)
+			err := testbed.Ping(pctx, pair.ClientNS, testbed.TunnelServer4, 5)
 			switch {
 			case float && err != nil:
 				t.Errorf("ping after the server moved: %v", err)

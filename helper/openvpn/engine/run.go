@@ -142,13 +142,27 @@ func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, clamp *mssClamp, e
 		c.log.Warn("remote not usable", "remote", e.remote.Host, "err", err)
 		return false, err
 	}
-	for _, ep := range eps {
+	eps, first, err := c.raceAddresses(ctx, eps) // net_happy.go
+	if err != nil {
+		c.log.Warn("no address of the remote answered", "remote", e.remote.Host, "err", err)
+		return false, err
+	}
+	for i, ep := range eps {
 		if ctx.Err() != nil {
+			if first != nil {
+				first.Close()
+			}
 			return false, ctx.Err()
 		}
 		clamp.configure(e, ep)
 		a := newAttempt(c, dp, ep)
+		if i == 0 {
+			a.pre = first
+		}
 		err = a.run(ctx)
+		if a.pre != nil { // never opened: ctx ended first
+			a.pre.Close()
+		}
 		if ctx.Err() != nil {
 			return a.connected, err
 		}

@@ -85,6 +85,7 @@ type attempt struct {
 	dp  *dataPlane
 	ep  endpoint
 	tr  transport
+	pre transport // opened by happy eyeballs for the first runOnce (net_happy.go)
 	log *slog.Logger
 
 	wrap      ctlwrap.Wrapper
