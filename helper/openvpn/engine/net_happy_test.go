@@ -36,7 +36,7 @@ func (f *fakeStagger) fire(i int) {
 // fakeTransport is a transport that only records Close.
 type fakeTransport struct{ closed chan struct{} }
 
-func newFakeTransport() *fakeTransport                 { return &fakeTransport{closed: make(chan struct{})} }
+func newFakeTransport() *fakeTransport                  { return &fakeTransport{closed: make(chan struct{})} }
 func (f *fakeTransport) ReadPacket([]byte) (int, error) { <-f.closed; return 0, net.ErrClosed }
 func (f *fakeTransport) WritePacket([]byte) error       { return nil }
 func (f *fakeTransport) Close() error                   { close(f.closed); return nil }
@@ -127,7 +127,9 @@ func TestRaceEndpointsFailFast(t *testing.T) {
 	if !slices.Equal(order, []string{"192.0.2.1:1194", "192.0.2.2:1194", "192.0.2.3:1194"}) {
 		t.Errorf("order %v", order)
 	}
-	probeFail := func(ctx context.Context, ep endpoint) (transport, error) { return nil, errors.New("refused " + ep.addr) }
+	probeFail := func(ctx context.Context, ep endpoint) (transport, error) {
+		return nil, errors.New("refused " + ep.addr)
+	}
 	_, _, err = raceEndpoints(context.Background(), eps("192.0.2.1:1194", "192.0.2.2:1194"), connectionAttemptDelay, st.wait, probeFail)
 	if err == nil || err.Error() != "refused 192.0.2.1:1194\nrefused 192.0.2.2:1194" {
 		t.Errorf("all failed: %v", err)
