@@ -56,6 +56,7 @@ deps:
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3 ./app/cmd/ovpn3
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3-tray ./app/cmd/ovpn3-tray
 
 vet:
 	$(GO) vet ./...

@@ -490,6 +490,22 @@ func (t *Tray) NotificationAction(id uint32, action string) {
 	}
 }
 
+// Install sets the first icon and menu; call it on the main goroutine
+// before fyne.App.Run, so the tray item exists from the start.
+func (t *Tray) Install() {
+	m := t.Model()
+	menu := BuildMenu(m, t.Do)
+	if d, ok := t.app.(desktop.App); ok {
+		if icon, err := assets.TrayIcon(m.Icon().AssetName()); err == nil {
+			d.SetSystemTrayIcon(fyne.NewStaticResource("ovpn3go-"+m.Icon().AssetName()+".png", icon))
+		}
+		d.SetSystemTrayMenu(menu)
+	}
+	t.mu.Lock()
+	t.menu = menu
+	t.mu.Unlock()
+}
+
 // publish pushes the model to the icon, the menu and the main window.
 func (t *Tray) publish() {
 	m := t.Model()

@@ -1,0 +1,474 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/app/tray"
+	"github.com/ovpn3go/ovpn3go/app/tray/secrets"
+	"github.com/ovpn3go/ovpn3go/assets"
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/desktoptest"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+var (
+	trayOnce sync.Once
+	trayBin  string
+	trayErr  error
+)
+
+// trayBinary builds ovpn3-tray once (cgo: Fyne's GL driver).
+func trayBinary(t *testing.T) string {
+	t.Helper()
+	testenv.RequireCommand(t, "go")
+	trayOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ovpn3go-e2e-tray-")
+		if err != nil {
+			trayErr = err
+			return
+		}
+		root, err := testbed.ModuleRoot()
+		if err != nil {
+			trayErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		trayBin = filepath.Join(dir, "ovpn3-tray")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", trayBin, "./app/cmd/ovpn3-tray")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			trayErr = fmt.Errorf("go build ovpn3-tray: %v\n%s", err, out)
+		}
+	})
+	if trayErr != nil {
+		t.Fatal(trayErr)
+	}
+	return trayBin
+}
+
+// trayDesktop is a desktop session for one ovpn3-tray: Xvfb, a private
+// session bus with a StatusNotifierWatcher, a recording notification
+// server and gnome-keyring, and the tray process itself.
+type trayDesktop struct {
+	t       *testing.T
+	bus     *desktoptest.SessionBus
+	watcher *desktoptest.Watcher
+	notes   *desktoptest.NotificationServer
+	conn    *dbus.Conn // the test's own session-bus connection
+	proc    *testbed.Process
+	item    desktoptest.Item
+	menu    dbus.ObjectPath
+	env     []string
+}
+
+func startTrayDesktop(t *testing.T, st *testbed.Stack, args ...string) *trayDesktop {
+	t.Helper()
+	for _, c := range []string{"Xvfb", "gnome-keyring-daemon", "dbus-daemon"} {
+		testenv.RequireCommand(t, c)
+	}
+	bin := trayBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	d := &trayDesktop{t: t}
+	x, err := desktoptest.StartXvfb(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = x.Stop(2 * time.Second) })
+	if d.bus, err = desktoptest.StartSessionBus(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.bus.Stop(2 * time.Second) })
+	kr, err := desktoptest.StartKeyring(ctx, dir, d.bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kr.Stop(2 * time.Second) })
+	if d.watcher, err = desktoptest.StartWatcher(d.bus.Address); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.watcher.Close() })
+	if d.notes, err = desktoptest.StartNotificationServer(d.bus.Address); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.notes.Close() })
+	if d.conn, err = dbus.Connect(d.bus.Address); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.conn.Close() })
+
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d.env = append(desktoptest.CleanEnv(), "DISPLAY="+x.Display, "DBUS_SESSION_BUS_ADDRESS="+d.bus.Address,
+		"DBUS_SYSTEM_BUS_ADDRESS="+st.Bus.Address, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
+		"LANG=en_US.UTF-8", "LANGUAGE=en", tray.ControlEnv+"=1")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = d.env
+	if d.proc, err = testbed.StartProcess("ovpn3-tray", filepath.Join(dir, "tray.log"), cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ovpn3-tray log:\n%s", d.proc.LogTail(40))
+		}
+		_ = d.proc.Stop(5 * time.Second)
+	})
+	select {
+	case d.item = <-d.watcher.Registered():
+	case <-d.proc.Done():
+		t.Fatalf("ovpn3-tray exited: %s", d.proc.LogTail(20))
+	case <-ctx.Done():
+		t.Fatalf("no StatusNotifierItem registered: %s", d.proc.LogTail(20))
+	}
+	v, err := d.conn.Object(d.item.Bus, d.item.Path).GetProperty("org.kde.StatusNotifierItem.Menu")
+	if err != nil {
+		t.Fatalf("Menu property: %v", err)
+	}
+	d.menu, _ = v.Value().(dbus.ObjectPath)
+	if err := desktoptest.WaitForName(ctx, d.bus.Address, tray.ControlName, d.proc, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// menuEntry is one dbusmenu item.
+type menuEntry struct {
+	ID       int32
+	Label    string
+	Enabled  bool
+	Children []menuEntry
+}
+
+func parseLayout(v []any) menuEntry {
+	var e menuEntry
+	e.Enabled = true
+	if len(v) != 3 {
+		return e
+	}
+	e.ID, _ = v[0].(int32)
+	if props, ok := v[1].(map[string]dbus.Variant); ok {
+		if l, ok := props["label"].Value().(string); ok {
+			e.Label = l
+		}
+		if en, ok := props["enabled"].Value().(bool); ok {
+			e.Enabled = en
+		}
+	}
+	if kids, ok := v[2].([]dbus.Variant); ok {
+		for _, k := range kids {
+			if kv, ok := k.Value().([]any); ok {
+				e.Children = append(e.Children, parseLayout(kv))
+			}
+		}
+	}
+	return e
+}
+
+// layout reads the whole exported menu.
+func (d *trayDesktop) layout() menuEntry {
+	var rev uint32
+	var root []any
+	err := d.conn.Object(d.item.Bus, d.menu).Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &root)
+	if err != nil {
+		d.t.Fatalf("GetLayout: %v", err)
+	}
+	return parseLayout(root)
+}
+
+// find returns the first item whose label starts with prefix (depth first).
+func (e menuEntry) find(prefix string) (menuEntry, bool) {
+	for _, c := range e.Children {
+		if strings.HasPrefix(c.Label, prefix) {
+			return c, true
+		}
+		if f, ok := c.find(prefix); ok {
+			return f, true
+		}
+	}
+	return menuEntry{}, false
+}
+
+func (e menuEntry) String() string {
+	var b strings.Builder
+	var walk func(menuEntry, string)
+	walk = func(m menuEntry, ind string) {
+		for _, c := range m.Children {
+			fmt.Fprintf(&b, "%s%s enabled=%v\n", ind, c.Label, c.Enabled)
+			walk(c, ind+"  ")
+		}
+	}
+	walk(e, "")
+	return b.String()
+}
+
+// waitMenu waits until an enabled item starting with prefix exists.
+func (d *trayDesktop) waitMenu(prefix string, timeout time.Duration) menuEntry {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		l := d.layout()
+		if it, ok := l.find(prefix); ok && it.Enabled {
+			return it
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("no enabled menu item %q within %v; menu:\n%s", prefix, timeout, l)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// click sends the dbusmenu "clicked" event a tray host sends.
+func (d *trayDesktop) click(it menuEntry) {
+	d.t.Helper()
+	err := d.conn.Object(d.item.Bus, d.menu).Call("com.canonical.dbusmenu.Event", 0, it.ID, "clicked", dbus.MakeVariant(""), uint32(time.Now().Unix())).Err
+	if err != nil {
+		d.t.Fatalf("click %q: %v", it.Label, err)
+	}
+}
+
+// dialogs lists the open credential dialogs (test control).
+func (d *trayDesktop) dialogs() []string {
+	var out []string
+	if err := d.conn.Object(tray.ControlName, tray.ControlPath).Call(tray.ControlInterface+".Dialogs", 0).Store(&out); err != nil {
+		d.t.Fatalf("Dialogs: %v", err)
+	}
+	return out
+}
+
+// waitDialog waits for one credential dialog: its session and slot names.
+func (d *trayDesktop) waitDialog(timeout time.Duration) (dbus.ObjectPath, string) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if ds := d.dialogs(); len(ds) == 1 {
+			path, slots, _ := strings.Cut(ds[0], " ")
+			return dbus.ObjectPath(path), slots
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("no credential dialog within %v; log:\n%s", timeout, d.proc.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *trayDesktop) answer(session dbus.ObjectPath, values []string, remember bool) {
+	d.t.Helper()
+	if err := d.conn.Object(tray.ControlName, tray.ControlPath).Call(tray.ControlInterface+".AnswerDialog", 0, session, values, remember).Err; err != nil {
+		d.t.Fatalf("AnswerDialog: %v", err)
+	}
+}
+
+// iconPixels is what fyne.io/systray exports as IconPixmap for a PNG:
+// ARGB bytes, row by row.
+func iconPixels(t *testing.T, state string) []byte {
+	b, err := assets.TrayIcon(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	bnd := img.Bounds()
+	for y := bnd.Min.Y; y < bnd.Max.Y; y++ {
+		for x := bnd.Min.X; x < bnd.Max.X; x++ {
+			r, g, b, a := img.At(x, y).RGBA()
+			out = append(out, byte(a), byte(r), byte(g), byte(b))
+		}
+	}
+	_ = image.Point{}
+	return out
+}
+
+// iconState returns which state's PNG the item shows ("" if none).
+func (d *trayDesktop) iconState() string {
+	v, err := d.conn.Object(d.item.Bus, d.item.Path).GetProperty("org.kde.StatusNotifierItem.IconPixmap")
+	if err != nil {
+		d.t.Fatalf("IconPixmap: %v", err)
+	}
+	pix, ok := v.Value().([][]any)
+	if !ok || len(pix) == 0 || len(pix[0]) != 3 {
+		return ""
+	}
+	data, _ := pix[0][2].([]byte)
+	for _, s := range assets.States {
+		if bytes.Equal(data, iconPixels(d.t, s)) {
+			return s
+		}
+	}
+	return ""
+}
+
+func (d *trayDesktop) waitIcon(state string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for d.iconState() != state {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("icon is %q, not %q after %v; menu:\n%s\nlog:\n%s", d.iconState(), state, timeout, d.layout(), d.proc.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connectedNotes counts "Connected" notifications for profile.
+func (d *trayDesktop) connectedNotes(profile string) int {
+	n := 0
+	for _, c := range d.notes.Calls() {
+		if c.Summary == profile && c.Body == "Connected" {
+			n++
+		}
+	}
+	return n
+}
+
+func (d *trayDesktop) keyring(ctx context.Context, attrs map[string]string) (string, bool) {
+	d.t.Helper()
+	s, err := secrets.Open(ctx, d.conn)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer s.Close()
+	v, found, err := s.Lookup(ctx, attrs)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return v, found
+}
+
+func sessionCount(t *testing.T, st *testbed.Stack) int {
+	var paths []dbus.ObjectPath
+	if err := st.Conn.Object(api.ServiceSessions, api.PathSessions).Call(api.InterfaceSessions+".FetchAvailableSessions", 0).Store(&paths); err != nil {
+		t.Fatal(err)
+	}
+	return len(paths)
+}
+
+func waitNoSession(t *testing.T, st *testbed.Stack, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for sessionCount(t, st) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("session still there after %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestTrayUserPassword runs the real ovpn3-tray under Xvfb against the real
+// helper and the OpenVPN 2.6 server with username/password (variant f):
+// --import, Connect through the exported dbusmenu, the credential dialog
+// answered with Remember, the icon reaching connected, exactly one
+// "connected" notification, Disconnect, and Connect again without a dialog
+// from the keyring.
+func TestTrayUserPassword(t *testing.T) {
+	bin := binaries(t)
+	st := testbed.NewStack(t, bin, testbed.VariantF)
+	profile, err := st.WriteProfile(testbed.VariantF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := tray.ProfileName(profile)
+	d := startTrayDesktop(t, st, "--import", profile)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	d.click(d.waitMenu("Connect "+name, 60*time.Second))
+	session, slots := d.waitDialog(60 * time.Second)
+	if slots != "username,password" {
+		t.Fatalf("dialog asks for %q, want username,password", slots)
+	}
+	d.answer(session, []string{testbed.TestUser, testbed.TestPass}, true)
+	d.waitIcon("connected", 90*time.Second)
+	if v, ok := d.keyring(ctx, map[string]string{"application": "ovpn3go", "slot": "password"}); !ok || v != testbed.TestPass {
+		t.Fatalf("password in the keyring: %q %v", v, ok)
+	}
+	if _, ok := d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect"); !ok {
+		t.Fatalf("no Disconnect under the session: %s", d.layout())
+	}
+	// a connected tunnel that stays up notifies once
+	time.Sleep(2 * time.Second)
+	if n := d.connectedNotes(name); n != 1 {
+		t.Fatalf("%d 'Connected' notifications, want exactly 1: %+v", n, d.notes.Calls())
+	}
+
+	sess, _ := d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect")
+	d.click(sess)
+	waitNoSession(t, st, 30*time.Second)
+	d.waitIcon("disconnected", 30*time.Second)
+
+	// again: the keyring answers, no dialog
+	d.click(d.waitMenu("Connect "+name, 30*time.Second))
+	deadline := time.Now().Add(90 * time.Second)
+	for d.iconState() != "connected" {
+		if ds := d.dialogs(); len(ds) != 0 {
+			t.Fatalf("dialog shown although the credentials are remembered: %v", ds)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not connected again; icon %q; log:\n%s", d.iconState(), d.proc.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := d.connectedNotes(name); n != 2 {
+		t.Fatalf("%d 'Connected' notifications after the second connect, want 2", n)
+	}
+	sess, _ = d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect")
+	d.click(sess)
+	waitNoSession(t, st, 30*time.Second)
+}
+
+// TestTrayStaticChallenge: with a static-challenge profile (variant g) the
+// dialog asks for the OTP on every connect; Remember keeps username and
+// password (filled in the second time) but never the OTP.
+func TestTrayStaticChallenge(t *testing.T) {
+	bin := binaries(t)
+	st := testbed.NewStack(t, bin, testbed.VariantG)
+	profile, err := st.WriteProfile(testbed.VariantG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := tray.ProfileName(profile)
+	d := startTrayDesktop(t, st, "--import", profile)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for round := 0; round < 2; round++ {
+		d.click(d.waitMenu("Connect "+name, 60*time.Second))
+		session, slots := d.waitDialog(60 * time.Second)
+		if slots != "username,password,static_challenge" {
+			t.Fatalf("round %d: dialog asks for %q", round, slots)
+		}
+		answers := []string{testbed.TestUser, testbed.TestPass, testbed.TestOTP}
+		if round == 1 {
+			answers = []string{"", "", testbed.TestOTP} // username and password come from the keyring
+		}
+		d.answer(session, answers, true)
+		d.waitIcon("connected", 90*time.Second)
+		if _, ok := d.keyring(ctx, map[string]string{"application": "ovpn3go", "slot": "static_challenge"}); ok {
+			t.Fatal("the OTP was stored in the keyring")
+		}
+		if v, ok := d.keyring(ctx, map[string]string{"application": "ovpn3go", "slot": "password"}); !ok || v != testbed.TestPass {
+			t.Fatalf("password in the keyring: %q %v", v, ok)
+		}
+		it, _ := d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect")
+		d.click(it)
+		waitNoSession(t, st, 30*time.Second)
+	}
+}
