@@ -527,3 +527,52 @@ func TestRoutingOverrides(t *testing.T) {
 	}
 	wantSnapshot(t, ns, start, "after the refused session,")
 }
+
+// TestDCOFallsBackToTUN: a session that asks for data channel offload on
+// a kernel without the ovpn module connects over TUN; its dco property
+// then reads false and the log says why. (On a kernel with the module the
+// engine does not hand over yet, so the same happens, with that reason.)
+func TestDCOFallsBackToTUN(t *testing.T) {
+	t.Parallel()
+	st := routingStack(t)
+	importProfile(t, st, testbed.VariantI, "dco")
+	path, sess := newSession(t, st, "dco")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := sess.CallWithContext(ctx, api.InterfaceProperties+".Set", 0, api.InterfaceSessions, "dco", dbus.MakeVariant(true)).Err; err != nil {
+		t.Fatalf("set dco: %v", err)
+	}
+	if v, err := st.SessionProperty(ctx, path, "dco"); err != nil || v.Value() != true {
+		t.Fatalf("dco before Connect = %v (%v), want the request (true)", v, err)
+	}
+	for _, m := range []string{"Ready", "Connect"} {
+		if err := sessCall(sess, m).Err; err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	for {
+		s := sessionStatus(t, st, path)
+		if s.Major == api.StatusMajorConnection && s.Minor == api.StatusMinorConnConnected {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not connected: %+v", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pingOK(t, st.Pair.ClientNS, testbed.TunnelServer4, "over the TUN fallback")
+	if v, err := st.SessionProperty(ctx, path, "dco"); err != nil || v.Value() != false {
+		t.Errorf("dco while connected = %v (%v), want false: the session runs on TUN", v, err)
+	}
+	log := st.Helper.Log()
+	if !strings.Contains(log, "data channel offload requested, using TUN instead") {
+		t.Errorf("the log does not say the session fell back to TUN")
+	}
+	var available bool
+	if err := st.Conn.Object(api.ServiceNetCfg, api.PathNetCfg).CallWithContext(ctx, api.InterfaceNetCfg+".DcoAvailable", 0).Store(&available); err != nil {
+		t.Fatal(err)
+	}
+	if !available && !strings.Contains(log, `no ovpn module`) {
+		t.Errorf("the kernel has no ovpn module, but the log does not give that reason")
+	}
+}

@@ -174,6 +174,9 @@ var phrasings = map[string]phrasing{
 	}),
 
 	// ---- backend (this package) ----
+	"data channel offload requested, using TUN instead": at(api.LogCategoryWarn, func(f fields) string {
+		return "Data channel offload (DCO) was requested; this session uses a TUN device instead" + paren("", f.str("reason"))
+	}),
 	"profile loaded": at(api.LogCategoryVerb1, func(f fields) string {
 		s := "Profile"
 		if n := f.str("name"); n != "" {

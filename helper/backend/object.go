@@ -138,8 +138,8 @@ func (b *Backend) iface() *busobj.Interface {
 				defer b.mu.Unlock()
 				return b.dco, nil
 			}, Set: func(_ *busobj.Call, v any) error {
-				// DCO is not available in this build; the flag is kept for
-				// front-ends and ignored by the engine.
+				// A request: chooseDataPath decides at Connect and sets
+				// it back to false when the session runs on TUN.
 				b.mu.Lock()
 				b.dco = v.(bool)
 				b.mu.Unlock()

@@ -34,6 +34,7 @@ func (b *Backend) connect() error {
 	if q.pending() {
 		return errClient(textInputMissing)
 	}
+	b.chooseDataPath()
 	creds := q.credentials()
 	q.challengeUsed()
 	q.dropAuthPending() // a CR_TEXT answer belongs to the handshake that asked

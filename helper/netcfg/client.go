@@ -168,6 +168,16 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 	return os.NewFile(uintptr(fd), devName), devicePath, devName, nil
 }
 
+// DcoAvailable asks the service whether the kernel offers data channel
+// offload (the ovpn module).
+func (c *Client) DcoAvailable(ctx context.Context) (bool, error) {
+	var ok bool
+	if err := c.manager().CallWithContext(ctx, api.InterfaceNetCfg+".DcoAvailable", 0).Store(&ok); err != nil {
+		return false, fmt.Errorf("netcfg: DcoAvailable: %w", err)
+	}
+	return ok, nil
+}
+
 // Destroy tears the device down and removes its object.
 func (c *Client) Destroy(ctx context.Context, devicePath dbus.ObjectPath) error {
 	if err := c.conn.Object(c.dest, devicePath).CallWithContext(ctx, api.InterfaceNetCfg+".Destroy", 0).Err; err != nil {

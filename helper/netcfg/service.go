@@ -24,6 +24,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/sharedroute"
@@ -245,7 +246,13 @@ func (s *Service) managerInterface() *busobj.Interface {
 				Out:     []busobj.Arg{{Name: "succeeded", Type: "b"}},
 				Handler: s.protectSocket},
 			{Name: "DcoAvailable", Out: []busobj.Arg{{Name: "available", Type: "b"}},
-				Handler: func(*busobj.Call) ([]any, error) { return []any{false}, nil }},
+				Handler: func(*busobj.Call) ([]any, error) {
+					ok, why := dco.Available(s.netNS())
+					if !ok {
+						s.log.Debug("DCO not available", "reason", why)
+					}
+					return []any{ok}, nil
+				}},
 			{Name: "Cleanup", Handler: func(c *busobj.Call) ([]any, error) {
 				s.cleanup(func(d *device) bool { return d.creatorPID == c.PID },
 					"Cleanup by "+c.Sender)

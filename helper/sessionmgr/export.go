@@ -237,12 +237,14 @@ func (m *Manager) sessionInterface(s *session) *busobj.Interface {
 			}),
 			{Name: "dco", Type: "b", Get: func(*busobj.Call) (any, error) {
 				s.mu.Lock()
-				set, v := s.dcoSet, s.dco
+				set, v, locked := s.dcoSet, s.dco, s.dcoLocked
 				s.mu.Unlock()
-				if set {
+				if set && !locked {
 					return v, nil
 				}
-				return fromBackend("dco", false)()
+				// Once connecting, the backend says which data path it
+				// really uses (it falls back to TUN when it must).
+				return fromBackend("dco", v)()
 			}, Set: func(_ *busobj.Call, v any) error {
 				s.mu.Lock()
 				defer s.mu.Unlock()
