@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -134,6 +135,33 @@ func TestLogSentencesOfAConnection(t *testing.T) {
 	cl := client.New(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+
+	// `ovpn3 log -c NAME` before the session exists waits for it, as
+	// openvpn3's does, and then prints the same sentences.
+	logCmd := exec.CommandContext(ctx, st.Bin.CLI, "log", "-c", name)
+	logCmd.Env = st.Env()
+	logCmd.WaitDelay = 5 * time.Second
+	logOut, err := logCmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logStderr bytes.Buffer
+	logCmd.Stderr = &logStderr
+	if err := logCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logLines := make(chan string, 256)
+	go func() { // ends when the log command exits and its stdout closes
+		defer close(logLines)
+		sc := bufio.NewScanner(logOut)
+		for sc.Scan() {
+			logLines <- sc.Text()
+		}
+	}()
+	if l := <-logLines; l != "Waiting for session to start ..." {
+		t.Fatalf("ovpn3 log printed %q first", l)
+	}
+
 	profiles, err := cl.LookupProfile(ctx, name)
 	if err != nil || len(profiles) != 1 {
 		t.Fatalf("LookupProfile: %v %v", profiles, err)
@@ -142,16 +170,24 @@ func TestLogSentencesOfAConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		if err := s.Close(context.Background()); err != nil {
-			t.Errorf("close the session: %v", err)
-		}
-	}()
+	defer func() { _ = s.Close(context.Background()) }() // on failure paths; Close of a closed session is nil
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	events, err := s.Follow(fctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Both followers (this test, ovpn3 log) are attached before Connect.
+	for {
+		var fw []dbus.ObjectPath
+		if err := s.Get(ctx, "log_forwards", &fw); err == nil && len(fw) == 2 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("ovpn3 log never followed the session; stderr: %s", logStderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	if err := s.Start(ctx, client.StartOptions{Timeout: 90 * time.Second}); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -189,4 +225,26 @@ func TestLogSentencesOfAConnection(t *testing.T) {
 		}
 	}
 	t.Logf("log:\n%s", strings.Join(lines, "\n"))
+
+	// The session ends: ovpn3 log says so and exits 0, having printed the
+	// sentences with openvpn3's "<group> <category>: " prefix.
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var printed []string
+	for l := range logLines {
+		printed = append(printed, l)
+	}
+	if err := logCmd.Wait(); err != nil {
+		t.Errorf("ovpn3 log: %v; stderr: %s", err, logStderr.String())
+	}
+	all := strings.Join(printed, "\n")
+	for _, w := range append([]string{"Session closed"}, want...) {
+		if !strings.Contains(all, w) {
+			t.Errorf("ovpn3 log output lacks %q:\n%s", w, all)
+		}
+	}
+	if !strings.Contains(all, "Client INFO: "+want[0]) {
+		t.Errorf("ovpn3 log output lacks the prefix 'Client INFO: ':\n%s", all)
+	}
 }

@@ -46,6 +46,9 @@ func sessionFlags(name string) (fs *flagSet, path, config, iface *string) {
 	return fs, path, config, iface
 }
 
+// errNoSession: no session runs the profile named by --config.
+var errNoSession = errors.New("no session started")
+
 // sessionByFlags resolves --path, --config or --interface to one session.
 func sessionByFlags(ctx context.Context, cl *client.Client, path, config, dev string) (*client.Session, error) {
 	n := 0
@@ -76,7 +79,7 @@ func sessionByFlags(ctx context.Context, cl *client.Client, path, config, dev st
 		}
 		switch len(found) {
 		case 0:
-			return nil, fmt.Errorf("no session started from profile %q", config)
+			return nil, fmt.Errorf("%w from profile %q", errNoSession, config)
 		case 1:
 			return found[0], nil
 		default:

@@ -205,7 +205,23 @@ func runLog(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	// Subscribed before the lookup, so a session started meanwhile is seen.
+	gone, err := cl.SessionManagerEvents(fctx)
+	if err != nil {
+		return fmt.Errorf("subscribe to session events: %w", err)
+	}
 	s, err := sessionByFlags(ctx, cl, *path, *config, *iface)
+	if errors.Is(err, errNoSession) {
+		// As openvpn3: wait for a session of that profile to start, to
+		// catch its log from the beginning.
+		fmt.Fprintln(stdout, "Waiting for session to start ...")
+		s, err = awaitSession(ctx, cl, gone, *config)
+		if err != nil && ctx.Err() != nil {
+			return nil // interrupted while waiting
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -213,12 +229,6 @@ func runLog(ctx context.Context, args []string) error {
 		if err := s.SetLogVerbosity(ctx, uint32(*level)); err != nil {
 			return fmt.Errorf("set log verbosity: %w", err)
 		}
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	gone, err := cl.SessionManagerEvents(fctx)
-	if err != nil {
-		return fmt.Errorf("subscribe to session events: %w", err)
 	}
 	events, err := s.Follow(fctx)
 	if err != nil {
@@ -252,6 +262,34 @@ func runLog(ctx context.Context, args []string) error {
 			}
 		case <-ctx.Done():
 			return nil
+		}
+	}
+}
+
+// awaitSession waits for the first session started from profile config.
+func awaitSession(ctx context.Context, cl *client.Client, events <-chan client.SessionManagerEvent, config string) (*client.Session, error) {
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return nil, errors.New("connection to the bus lost")
+			}
+			if ev.Type != api.SessionEventCreated {
+				continue
+			}
+			found, err := cl.LookupSessions(ctx, config)
+			if err != nil {
+				return nil, fmt.Errorf("look up sessions of %q: %w", config, err)
+			}
+			switch len(found) {
+			case 0:
+				continue // another profile's session
+			case 1:
+				return found[0], nil
+			}
+			return nil, fmt.Errorf("%d sessions run profile %q; use --session-path", len(found), config)
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 }
