@@ -399,3 +399,49 @@ func TestResolvRetry(t *testing.T) {
 		}
 	}
 }
+
+// Before the first connection, a pass of servers that never answer ends
+// Run; servers that answered but failed the handshake (a certificate
+// that does not verify, say) and AUTH_FAILED,TEMP do not count against
+// that: the engine keeps trying, with the reason in Reconnecting.
+func TestConnectLoopServerAnswered(t *testing.T) {
+	list := []connEntry{{remote: profile.Remote{Host: "a"}}, {remote: profile.Remote{Host: "b"}}, {remote: profile.Remote{Host: "c"}}}
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"tls", &serverFailure{err: errors.New("TLS handshake with a: certificate has expired")}},
+		{"auth-temp", &advanceError{err: errors.New("temporary authentication failure: busy")}},
+	} {
+		states := newStateLog()
+		c := &Client{log: testLogger(t), events: states, retry: retryPolicy{retryMax: time.Second}}
+		ctx, cancel := context.WithCancel(context.Background())
+		var tried []string
+		err := c.connectLoop(ctx, list, func(e connEntry) (bool, error) {
+			tried = append(tried, e.remote.Host)
+			if len(tried) == 8 {
+				cancel()
+			}
+			return false, tc.err
+		})
+		cancel()
+		if got := strings.Join(tried, " "); got != "a b c a b c a b" {
+			t.Errorf("%s: tried %q, want every remote in turn until cancelled", tc.name, got)
+		}
+		s := states.all()
+		if err != nil || s[len(s)-1] != StateDisconnected || s[0] != StateReconnecting || !strings.Contains(states.detail[0], tc.err.Error()) {
+			t.Errorf("%s: err %v, states %v %q", tc.name, err, s, states.detail)
+		}
+	}
+	// The same with a server that never answers: one pass, then failed.
+	states := newStateLog()
+	c := &Client{log: testLogger(t), events: states, retry: retryPolicy{retryMax: time.Second}}
+	var tried int
+	err := c.connectLoop(context.Background(), list, func(connEntry) (bool, error) {
+		tried++
+		return false, errors.New("no response from server")
+	})
+	if err == nil || tried != 3 {
+		t.Errorf("never answered: err %v after %d tries, want failed after one pass", err, tried)
+	}
+}
