@@ -26,7 +26,65 @@ type flagSet = flag.FlagSet
 func newFlags(name string) *flagSet {
 	fs := flag.NewFlagSet("ovpn3 "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printOptions(fs) }
 	return fs
+}
+
+// printOptions lists the options in getopt's spelling, each with its
+// short form and aliases: "  -o, --path, --session-path PATH  …".
+func printOptions(fs *flagSet) {
+	type entry struct {
+		names []string
+		arg   string
+		usage string
+	}
+	byName := map[string]*entry{}
+	var order []string
+	fs.VisitAll(func(f *flag.Flag) {
+		c := canonical(f)
+		e, ok := byName[c]
+		if !ok {
+			e = &entry{}
+			byName[c] = e
+			order = append(order, c)
+		}
+		if c == f.Name {
+			arg, usage := flag.UnquoteUsage(f)
+			e.usage = usage
+			switch {
+			case isBoolFlag(f):
+				if _, opt := f.Value.(*optionalArg); opt {
+					if arg == "" || arg == "value" {
+						arg = "VALUE"
+					}
+					e.arg = "[=" + arg + "]"
+				}
+			case arg != "":
+				e.arg = " " + arg
+			}
+		}
+	})
+	for _, c := range order {
+		e := byName[c]
+		fs.VisitAll(func(f *flag.Flag) {
+			if canonical(f) == c && len(f.Name) == 1 {
+				e.names = append(e.names, "-"+f.Name)
+			}
+		})
+		e.names = append(e.names, "--"+c)
+		fs.VisitAll(func(f *flag.Flag) {
+			if canonical(f) == c && len(f.Name) > 1 && f.Name != c {
+				e.names = append(e.names, "--"+f.Name)
+			}
+		})
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	w := fs.Output()
+	fmt.Fprintf(w, "usage: %s [options]\n\noptions:\n", fs.Name())
+	for _, c := range order {
+		e := byName[c]
+		fmt.Fprintf(w, "  %s%s\n      %s\n", strings.Join(e.names, ", "), e.arg, e.usage)
+	}
 }
 
 // alias registers another spelling of the option long: a one-letter

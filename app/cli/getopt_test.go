@@ -226,3 +226,20 @@ func FuzzGetopt(f *testing.F) {
 		}
 	})
 }
+
+// -h lists the options as openvpn3 users spell them.
+func TestHelpListsGetoptSpellings(t *testing.T) {
+	out, err := runCmd(t, "session-manage", "-h")
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, want := range []string{"usage: ovpn3 session-manage [options]", "  -o, --path, --session-path PATH\n",
+		"  -D, --disconnect\n", "  --log-level[=LEVEL]\n", "  --timeout SECS\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q:\n%s", want, out)
+		}
+	}
+	if code := run([]string{"session-start", "--help"}); code != 0 {
+		t.Errorf("--help: exit %d", code)
+	}
+}
