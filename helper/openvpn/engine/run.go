@@ -211,11 +211,12 @@ func (c *Client) resolveEntry(ctx context.Context, e connEntry) ([]endpoint, err
 	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, min(e.pollTimeout, 30*time.Second))
-		eps, err := resolveEndpoints(rctx, c.resolver, e.remote.Host, port, e.remote.Proto)
+		eps, err := resolveEndpoints(rctx, c.resolver, c.lookupName(e.remote.Host), port, e.remote.Proto) // net_names.go
 		cancel()
 		if err == nil {
 			for i := range eps {
 				eps[i].pollTimeout, eps[i].lport = base.pollTimeout, base.lport
+				eps[i].host = e.remote.Host
 			}
 			return eps, nil
 		}

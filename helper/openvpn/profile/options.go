@@ -148,7 +148,7 @@ func optionEntries() []OptionInfo {
 		applied("rport", hPort, tProfile+"TestClientModeOptions"),
 		applied("connection", hConnection, tEngine+"TestRemoteListConnectionBlocks"),
 		applied("remote-random", flag(func(ps *parser) { ps.p.RemoteRandom = true }), tEngine+"TestRemoteRandomShuffles"),
-		notYet("remote-random-hostname", whyNotYet, flag(func(ps *parser) { ps.p.RemoteRandomHostname = true })),
+		applied("remote-random-hostname", flag(func(ps *parser) { ps.p.RemoteRandomHostname = true }), tEngine+"TestRemoteRandomHostname"),
 		applied("resolv-retry", hResolvRetry, tEngine+"TestResolvRetry"),
 		applied("connect-retry", hConnectRetry, tEngine+"TestRetryDelay"),
 		applied("connect-retry-max", seconds(func(p *Profile, n int) { p.ConnectRetryMax = n }), tEngine+"TestRunRetryPolicy"),
