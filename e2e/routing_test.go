@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -358,6 +359,26 @@ func TestRoutingRedirectGateway(t *testing.T) {
 			if n := leaks.count(netHost4); n != 0 {
 				t.Errorf("%d packets to or from %s crossed %s in the clear", n, netHost4, veth)
 			}
+		}},
+		{"route-nopull", []string{"route-nopull"}, func(t *testing.T, dev string, leaks *leakWatch) {
+			// Pushed routes and DNS are ignored; addresses still apply.
+			for _, args := range [][]string{{"route", "show", "198.19.1.0/24"}, {"-6", "route", "show", "2001:2:0:9::/64"}} {
+				if out := ipIn(t, ns, args...); strings.TrimSpace(out) != "" {
+					t.Errorf("route-nopull, but ip %s: %q", strings.Join(args, " "), out)
+				}
+			}
+			if got, _ := os.ReadFile(st.ResolvConf); strings.Contains(string(got), testbed.TunnelServer4) {
+				t.Errorf("route-nopull, but the pushed DNS server is in resolv.conf:\n%s", got)
+			}
+		}},
+		{"pull-filter", []string{`pull-filter ignore "route-ipv6"`}, func(t *testing.T, dev string, leaks *leakWatch) {
+			if out := ipIn(t, ns, "route", "show", "198.19.1.0/24"); !strings.Contains(out, "dev "+dev) {
+				t.Errorf("the pushed IPv4 route is missing: %q", out)
+			}
+			if out := ipIn(t, ns, "-6", "route", "show", "2001:2:0:9::/64"); strings.TrimSpace(out) != "" {
+				t.Errorf("pull-filter ignore route-ipv6, but: %q", out)
+			}
+			pingOK(t, ns, testbed.LANHost4, "pushed route kept by the pull-filter")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

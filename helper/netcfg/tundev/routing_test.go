@@ -189,3 +189,25 @@ func TestJournalRecovery(t *testing.T) {
 		t.Errorf("journals left: %+v", left)
 	}
 }
+
+// redirect-gateway local: the server is on the local network, so it gets
+// no host route; without the flag it always gets one, even without any
+// redirect (a later session or pushed route may cover it).
+func TestRedirectLocalSkipsServerRoute(t *testing.T) {
+	ns := nstest.New(t, "tdloc")
+	withUplink(t, ns)
+	for _, local := range []bool{true, false} {
+		d := setup(t, ns, netconf.Config{
+			Addresses:     []netip.Prefix{mp("10.8.0.2/24")},
+			Remote:        ma("10.99.0.77"),
+			RedirectLocal: local,
+		}, Options{})
+		_, has := routes(t, ns)[routeKey{"10.99.0.77/32", "", mustIndex(t, ns, "up0")}]
+		if has == local {
+			t.Errorf("local=%v: host route to the server present=%v", local, has)
+		}
+		if err := d.Teardown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
