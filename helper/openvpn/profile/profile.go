@@ -928,13 +928,18 @@ func (ps *parser) netOption(o Option) {
 		words = append(words, quote(a))
 	}
 	line := strings.Join(words, " ")
-	if _, err := push.Parse("PUSH_REPLY,"+line, push.Filter{}); err != nil {
+	r, err := push.Parse("PUSH_REPLY,"+line, push.Filter{})
+	if err != nil {
 		msg := err.Error()
 		if i := strings.LastIndex(msg, ": "); i >= 0 {
 			msg = msg[i+2:]
 		}
 		ps.fail(o.Line, o.Name, "%s", msg)
 		return
+	}
+	// What the push parser skips (an unknown "dns" sub-option) is said.
+	for _, w := range r.Warnings {
+		ps.warn(o.Line, o.Name, "%s", w)
 	}
 	if o.Name == "dhcp-option" && len(o.Args) > 0 && !linuxDHCPOptions[strings.ToUpper(o.Args[0])] {
 		ps.warn(o.Line, o.Name, "%s ignored: Windows-only DHCP option, no effect on Linux", o.Args[0])
