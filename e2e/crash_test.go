@@ -102,7 +102,14 @@ func TestCrashLeavesNothing(t *testing.T) {
 	connected := func() int {
 		t.Helper()
 		// Profiles imported without --persistent die with the helper.
-		importProfile(t, st, testbed.VariantI, "crash", "redirect-gateway def1", "block-ipv6")
+		var cfgs []dbus.ObjectPath
+		if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).CallWithContext(context.Background(),
+			api.InterfaceConfiguration+".LookupConfigName", 0, "crash").Store(&cfgs); err != nil {
+			t.Fatal(err)
+		}
+		if len(cfgs) == 0 {
+			importProfile(t, st, testbed.VariantI, "crash", "redirect-gateway def1", "block-ipv6")
+		}
 		path, dev := startNamed(t, st, "crash")
 		if d := routeDev(t, ns, netHost4); d != dev {
 			t.Fatalf("the session does not redirect: %s goes to %s", netHost4, d)
@@ -121,6 +128,11 @@ func TestCrashLeavesNothing(t *testing.T) {
 		return int(pid)
 	}
 
+	// The backend alone dies: the running helper cleans up at once.
+	t.Run("backend only", func(t *testing.T) {
+		killPID(t, connected())
+		check("after the backend was SIGKILLed (helper running),")
+	})
 	for i, point := range []struct {
 		name string
 		kill func(t *testing.T, backend int)
