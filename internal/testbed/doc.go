@@ -9,6 +9,9 @@
 // force-cookie, pushed compression framings, auth-gen-token — and
 // WithRSABits gives an RSA PKI of any size; StartReferenceClient runs the
 // openvpn 2.6 client against any of them, the yardstick for ovpn3go.
+// For DNS, NewResolved runs a real systemd-resolved (unpacked by make deps,
+// never installed) on a private bus in a test's namespaces, and
+// StartDNSServer a tiny DNS responder that records what it was asked.
 //
 // Every resource comes in two forms: a constructor that returns the
 // resource plus a Close/Stop method (for programs such as the demo), and a
