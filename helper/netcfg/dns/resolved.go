@@ -106,7 +106,10 @@ func family(ap []byte) int32 {
 	return 10 // AF_INET6
 }
 
-// Apply implements Backend.
+// Apply implements Backend. The link is new when netcfg calls this right
+// after creating it; resolved still knows it, because the kernel queued its
+// RTM_NEWLINK before our call was sent and resolved handles rtnetlink at a
+// higher priority than the bus.
 func (r *Resolved) Apply(ctx context.Context, l Link, _ []Link) (Applied, error) {
 	if l.Index <= 0 {
 		return Applied{}, fmt.Errorf("link %q has no index", l.Name)
