@@ -19,6 +19,15 @@ import (
 //   - inactive, session-timeout: the session ends (Done, openvpn3's
 //     CONN_DONE);
 //   - the key lifetime limits and lame-duck expiry of limits.go.
+//
+// The session status each leads to (the backend's mapping to openvpn3's
+// StatusMajor/StatusMinor, dbus-api.md §3): a failed attempt is
+// Reconnecting (CONNECTION, CONN_RECONNECTING, reason) while the policy
+// retries, Failed (CONNECTION, CONN_FAILED, reason) when it gives up;
+// ping-exit is Failed; inactive and session-timeout are Done (CONNECTION,
+// CONN_DONE, "Inactive tunnel, disconnected …" as openvpn3 reports its
+// inactivity timeout, or "Session timeout …"); renegotiation changes no
+// status.
 func (a *attempt) checkTimers(now time.Time) error {
 	if !a.heard && now.Sub(a.started) >= a.ep.firstResponseTimeout() {
 		return fmt.Errorf("%w %s (nothing received for %s)", errNoResponse, a.ep, fmtDuration(a.ep.firstResponseTimeout()))
