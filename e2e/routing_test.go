@@ -345,15 +345,15 @@ func TestRoutingRedirectGateway(t *testing.T) {
 				t.Errorf("%d packets to or from the internet hosts crossed %s in the clear", n, veth)
 			}
 		}},
-		{"route-covers-server", []string{"route 198.18.0.0 255.255.255.128", "route 203.0.113.0 255.255.255.0 vpn_gateway 77"}, func(t *testing.T, dev string, leaks *leakWatch) {
+		{"route-covers-server", []string{"route 198.18.0.0 255.255.255.128", "route 203.0.113.0 255.255.255.0 198.19.0.254 77"}, func(t *testing.T, dev string, leaks *leakWatch) {
 			// The /25 covers the server (198.18.0.1) and other LAN
 			// addresses; only the server stays outside.
 			if d := routeDev(t, ns, "198.18.0.5"); d != dev {
 				t.Errorf("198.18.0.5 goes to %s, want the tunnel %s", d, dev)
 			}
 			out := ipIn(t, ns, "route", "show", "203.0.113.0/24")
-			if !strings.Contains(out, "dev "+dev) || !strings.Contains(out, "metric 77") {
-				t.Errorf("pushed route with metric 77: %q", out)
+			if !strings.Contains(out, "via 198.19.0.254 dev "+dev) || !strings.Contains(out, "metric 77") {
+				t.Errorf("route with gateway 198.19.0.254 and metric 77: %q", out)
 			}
 			pingOK(t, ns, netHost4, "pushed route with a gateway and a metric")
 			if n := leaks.count(netHost4); n != 0 {

@@ -39,9 +39,8 @@ const destroyTimeout = 5 * time.Second
 // Close), the device object path and the kernel's device name. On error the
 // device object is destroyed again.
 //
-// The openvpn3 API has no per-route gateway: routes use the address's
-// gateway (route-gateway), which on a TUN device only matters for
-// reachability checks.
+// Routes that name their own gateway are queued with AddNetworksVia, an
+// addition to the openvpn3 API (whose networks have no gateway).
 func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config) (tun *os.File, devicePath dbus.ObjectPath, devName string, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, "", "", fmt.Errorf("netcfg establish: %w", err)
@@ -127,18 +126,31 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 			return nil, "", "", err
 		}
 	}
-	if len(cfg.Routes) > 0 {
-		nets := make([]network, 0, len(cfg.Routes))
-		for _, r := range cfg.Routes {
-			ip := r.Prefix.Addr().Unmap()
-			metric := int32(-1)
-			if r.Metric > 0 {
-				metric = int32(min(r.Metric, 1<<31-1))
-			}
-			nets = append(nets, network{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
-				Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude})
+	// Routes naming a gateway go through AddNetworksVia (ours; openvpn3's
+	// AddNetworks has no gateway), the rest through AddNetworks.
+	var nets []network
+	var via []networkVia
+	for _, r := range cfg.Routes {
+		ip := r.Prefix.Addr().Unmap()
+		metric := int32(-1)
+		if r.Metric > 0 {
+			metric = int32(min(r.Metric, 1<<31-1))
 		}
+		if r.Gateway.IsValid() {
+			via = append(via, networkVia{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
+				Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude, Gateway: r.Gateway.Unmap().String()})
+			continue
+		}
+		nets = append(nets, network{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
+			Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude})
+	}
+	if len(nets) > 0 {
 		if err := call("AddNetworks", nets); err != nil {
+			return nil, "", "", err
+		}
+	}
+	if len(via) > 0 {
+		if err := call("AddNetworksVia", via); err != nil {
 			return nil, "", "", err
 		}
 	}

@@ -88,6 +88,7 @@ func (d *device) iface() *busobj.Interface {
 			{Name: "SetRemoteAddress", In: []busobj.Arg{{Name: "ip_address", Type: "s"}, {Name: "ipv6", Type: "b"}},
 				Handler: d.setRemoteAddress},
 			{Name: "AddNetworks", In: []busobj.Arg{{Name: "networks", Type: "a(suibb)"}}, Handler: d.addNetworks},
+			{Name: "AddNetworksVia", In: []busobj.Arg{{Name: "networks", Type: "a(suibbs)"}}, Handler: d.addNetworksVia},
 			{Name: "AddDNS", In: []busobj.Arg{{Name: "server_list", Type: "as"}}, Handler: d.addDNS},
 			{Name: "AddDNSSearch", In: []busobj.Arg{{Name: "domains", Type: "as"}}, Handler: d.addDNSSearch},
 			{Name: "SetDNSSEC", In: []busobj.Arg{{Name: "mode", Type: "s"}}, Handler: d.setDNSSEC},
@@ -262,30 +263,65 @@ type network struct {
 	Exclude bool
 }
 
+// networkVia is one AddNetworksVia element (suibbs): a network with the
+// gateway its route names ("" = the route-gateway).
+type networkVia struct {
+	Address string
+	Prefix  uint32
+	Metric  int32
+	IPv6    bool
+	Exclude bool
+	Gateway string
+}
+
 func (d *device) addNetworks(c *busobj.Call) ([]any, error) {
 	var nets []network
 	if err := dbus.Store(c.Args, &nets); err != nil {
 		return nil, netcfgError("[AddNetworks] Invalid network list: %v", err)
 	}
+	via := make([]networkVia, len(nets))
+	for i, n := range nets {
+		via[i] = networkVia{n.Address, n.Prefix, n.Metric, n.IPv6, n.Exclude, ""}
+	}
+	return d.queueNetworks("AddNetworks", via)
+}
+
+// addNetworksVia is AddNetworks with a gateway per network (not in
+// openvpn3's API, whose networks have none: pushed "route net mask gw").
+func (d *device) addNetworksVia(c *busobj.Call) ([]any, error) {
+	var nets []networkVia
+	if err := dbus.Store(c.Args, &nets); err != nil {
+		return nil, netcfgError("[AddNetworksVia] Invalid network list: %v", err)
+	}
+	return d.queueNetworks("AddNetworksVia", nets)
+}
+
+func (d *device) queueNetworks(method string, nets []networkVia) ([]any, error) {
 	routes := make([]netconf.Route, 0, len(nets))
 	for i, n := range nets {
 		ip, err := parseAddr(n.Address, n.IPv6)
 		if err != nil {
-			return nil, netcfgError("[AddNetworks] network %d: %v", i, err)
+			return nil, netcfgError("[%s] network %d: %v", method, i, err)
 		}
 		if n.Prefix > uint32(ip.BitLen()) {
-			return nil, netcfgError("[AddNetworks] network %d: invalid prefix size %d for '%s'", i, n.Prefix, n.Address)
+			return nil, netcfgError("[%s] network %d: invalid prefix size %d for '%s'", method, i, n.Prefix, n.Address)
 		}
-		routes = append(routes, netconf.Route{
+		r := netconf.Route{
 			Prefix:  netip.PrefixFrom(ip, int(n.Prefix)).Masked(),
 			Metric:  max(int(n.Metric), 0),
 			Exclude: n.Exclude,
-		})
+		}
+		if n.Gateway != "" {
+			if r.Gateway, err = parseAddr(n.Gateway, n.IPv6); err != nil {
+				return nil, netcfgError("[%s] network %d: gateway: %v", method, i, err)
+			}
+		}
+		routes = append(routes, r)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.networks)+len(routes) > maxNetworks {
-		return nil, netcfgError("[AddNetworks] Too many networks (limit %d)", maxNetworks)
+		return nil, netcfgError("[%s] Too many networks (limit %d)", method, maxNetworks)
 	}
 	d.networks = append(d.networks, routes...)
 	return nil, nil
@@ -382,8 +418,34 @@ func (d *device) config() netconf.Config {
 			cfg.Gateway6 = a.gateway
 		}
 	}
+	// A route's own gateway must be reachable through the tunnel; one that
+	// is not is dropped (the route stays, through the device), as OpenVPN
+	// carries on when such a route cannot be added as given.
+	for i, r := range cfg.Routes {
+		if r.Gateway.IsValid() && !r.Exclude && !onTunnel(cfg, r.Gateway) {
+			if d.log != nil {
+				d.log.Warn("route gateway not reachable through the tunnel; route added without it",
+					"route", r.Prefix, "gateway", r.Gateway)
+			}
+			cfg.Routes[i].Gateway = netip.Addr{}
+		}
+	}
 	// DNS is not part of it: dnshook.go applies it once the device exists.
 	return cfg
+}
+
+// onTunnel reports whether gw is the point-to-point peer or inside one of
+// the tunnel's own networks (and not one of its own addresses).
+func onTunnel(cfg netconf.Config, gw netip.Addr) bool {
+	if cfg.Peer4.IsValid() && gw == cfg.Peer4 {
+		return true
+	}
+	for _, a := range cfg.Addresses {
+		if a.Masked().Contains(gw) && a.Addr() != gw {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *device) establish(c *busobj.Call) ([]any, error) {

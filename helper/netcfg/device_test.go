@@ -51,3 +51,22 @@ func TestValidLabel(t *testing.T) {
 		}
 	}
 }
+
+// A route's own gateway stays when the tunnel reaches it and is dropped
+// (the route kept, on-link) when it does not.
+func TestRouteGatewayReachability(t *testing.T) {
+	d := &device{mtu: 1500, addrs: []queuedAddr{{mp("10.8.0.2/24"), ma("10.8.0.1")}, {mp("fd00::2/64"), ma("fd00::1")}},
+		networks: []netconf.Route{
+			{Prefix: mp("192.168.1.0/24"), Gateway: ma("10.8.0.254")},
+			{Prefix: mp("192.168.2.0/24"), Gateway: ma("192.0.2.1")},
+			{Prefix: mp("fd01::/48"), Gateway: ma("fd00::9")},
+			{Prefix: mp("192.168.3.0/24"), Gateway: ma("10.8.0.2")}, // our own address
+		}}
+	got := d.config().Routes
+	want := []netip.Addr{ma("10.8.0.254"), {}, ma("fd00::9"), {}}
+	for i, r := range got {
+		if r.Gateway != want[i] {
+			t.Errorf("route %v: gateway %v, want %v", r.Prefix, r.Gateway, want[i])
+		}
+	}
+}
