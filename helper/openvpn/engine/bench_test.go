@@ -57,7 +57,7 @@ func newSendBench(tb testing.TB) *sendBench {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sb := &sendBench{dp: &dataPlane{c: &Client{}}, tr: &discardTransport{last: make([]byte, 0, 2048)}, open: open,
+	sb := &sendBench{dp: &dataPlane{c: &Client{clock: systemClock{}}}, tr: &discardTransport{last: make([]byte, 0, 2048)}, open: open,
 		buf: make([]byte, frameHeadroom+benchPacketLen+frameTailroom)}
 	for i := range benchPacketLen {
 		sb.buf[frameHeadroom+i] = byte(i)
