@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/godbus/dbus/v5"
@@ -189,8 +191,10 @@ type Options struct {
 
 // New undoes what an earlier helper left applied in either backend's
 // journal, then returns a manager using systemd-resolved when it owns its
-// bus name on o.Bus, else the resolv.conf file; the choice is made again
-// whenever no tunnel has DNS applied.
+// bus name on o.Bus and the resolv.conf file sends lookups to it, else the
+// resolv.conf file; the choice is made again whenever no tunnel has DNS
+// applied. (A resolved that glibc does not ask would get the tunnel's DNS
+// while every lookup still went to the file's servers.)
 func New(ctx context.Context, o Options) (*Manager, error) {
 	if o.ResolvConf == "" {
 		o.ResolvConf = DefaultResolvConf
@@ -205,7 +209,10 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		res = NewResolved(o.Bus, o.StateDir, o.Logger)
 		res.LinkName = o.LinkName
 	}
-	if res != nil && Running(ctx, o.Bus) {
+	useResolved := func(ctx context.Context) bool {
+		return res != nil && Running(ctx, o.Bus) && ResolvConfUsesResolved(o.ResolvConf)
+	}
+	if useResolved(ctx) {
 		b = res
 	}
 	var errs []error
@@ -220,7 +227,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	m := NewManager(b, o.Logger)
 	if res != nil {
 		m.pick = func(ctx context.Context) Backend {
-			if Running(ctx, o.Bus) {
+			if useResolved(ctx) {
 				return res
 			}
 			return rc
@@ -255,4 +262,23 @@ func ParseServer(s string) (netip.AddrPort, string, error) {
 		return netip.AddrPort{}, "", fmt.Errorf("invalid DNS server address %s", strconv.Quote(host))
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), sni, nil
+}
+
+// ResolvConfUsesResolved reports whether the resolv.conf at path sends
+// lookups to systemd-resolved: a symlink into resolved's directory, or a
+// file naming its stub listener (127.0.0.53, or 127.0.0.54 in proxy mode).
+func ResolvConfUsesResolved(path string) bool {
+	if target, err := os.Readlink(path); err == nil && strings.Contains(target, "systemd/resolve/") {
+		return true
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" && (f[1] == "127.0.0.53" || f[1] == "127.0.0.54") {
+			return true
+		}
+	}
+	return false
 }

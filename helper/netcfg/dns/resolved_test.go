@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,17 @@ func newResolvedScene(t *testing.T) *resolvedScene {
 	s.tun = Link{Key: "/dev/tun0", Index: link.Attrs().Index, Name: "tun0",
 		Servers: []netip.AddrPort{netip.AddrPortFrom(vpnServer, 5353)}}
 	return s
+}
+
+// stubResolvConf is a resolv.conf pointing at resolved's stub listener, as
+// on a system that uses resolved.
+func stubResolvConf(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(p, []byte("nameserver 127.0.0.53\noptions edns0 trust-ad\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // resolve asks resolved for name and says which server answered.
@@ -144,7 +156,7 @@ func (s *resolvedScene) linkNames(i int) (string, error) {
 func TestResolvedSplitAndFullDNS(t *testing.T) {
 	s := newResolvedScene(t)
 	state := t.TempDir()
-	m, err := New(context.Background(), Options{StateDir: state, ResolvConf: filepath.Join(t.TempDir(), "resolv.conf"),
+	m, err := New(context.Background(), Options{StateDir: state, ResolvConf: stubResolvConf(t),
 		Bus: s.res.Conn, LinkName: s.linkNames, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +234,7 @@ func TestResolvedSplitAndFullDNS(t *testing.T) {
 func TestResolvedRecover(t *testing.T) {
 	s := newResolvedScene(t)
 	state := t.TempDir()
-	opts := Options{StateDir: state, ResolvConf: filepath.Join(t.TempDir(), "resolv.conf"), Bus: s.res.Conn,
+	opts := Options{StateDir: state, ResolvConf: stubResolvConf(t), Bus: s.res.Conn,
 		LinkName: s.linkNames, Logger: testLogger(t)}
 	crashed, err := New(context.Background(), opts)
 	if err != nil {
@@ -251,7 +263,7 @@ func TestResolvedRecover(t *testing.T) {
 // the link gets DNSOverTLS=yes (not queried: the test server speaks no TLS).
 func TestResolvedDNSOverTLS(t *testing.T) {
 	s := newResolvedScene(t)
-	m, err := New(context.Background(), Options{StateDir: t.TempDir(), ResolvConf: filepath.Join(t.TempDir(), "resolv.conf"),
+	m, err := New(context.Background(), Options{StateDir: t.TempDir(), ResolvConf: stubResolvConf(t),
 		Bus: s.res.Conn, LinkName: s.linkNames, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -267,5 +279,69 @@ func TestResolvedDNSOverTLS(t *testing.T) {
 	}
 	if _, err := m.Revert(context.Background(), dot.Key); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResolvedNotAskedByGlibc: a resolved that runs while resolv.conf names
+// other servers is not what lookups go to, so the tunnel's DNS goes into
+// resolv.conf; once resolv.conf points at resolved's stub (a symlink into
+// its directory), the next tunnel uses resolved.
+func TestResolvedNotAskedByGlibc(t *testing.T) {
+	s := newResolvedScene(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	const foreign = "nameserver 10.54.0.1\n"
+	if err := os.WriteFile(path, []byte(foreign), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(context.Background(), Options{StateDir: t.TempDir(), ResolvConf: path, Bus: s.res.Conn,
+		LinkName: s.linkNames, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := s.tun
+	full.Servers = []netip.AddrPort{netip.AddrPortFrom(vpnServer, 0)}
+	full.DefaultRoute = true
+	if _, err := m.Apply(context.Background(), full); err != nil {
+		t.Fatal(err)
+	}
+	if m.Backend() != "resolv.conf" || !strings.Contains(readFile(t, path), "nameserver 10.53.0.1\n") {
+		t.Errorf("backend %s, resolv.conf:\n%s", m.Backend(), readFile(t, path))
+	}
+	if _, err := m.Revert(context.Background(), full.Key); err != nil {
+		t.Fatal(err)
+	}
+	if readFile(t, path) != foreign {
+		t.Errorf("resolv.conf not restored: %q", readFile(t, path))
+	}
+
+	stub := filepath.Join(dir, "systemd", "resolve", "stub-resolv.conf")
+	if err := os.MkdirAll(filepath.Dir(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stub, []byte("nameserver 127.0.0.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("systemd/resolve/stub-resolv.conf", path); err != nil {
+		t.Fatal(err)
+	}
+	full.Servers = s.tun.Servers // resolved can use the responder's port
+	if _, err := m.Apply(context.Background(), full); err != nil {
+		t.Fatal(err)
+	}
+	if m.Backend() != "systemd-resolved" {
+		t.Errorf("backend %s with resolv.conf linked to the stub", m.Backend())
+	}
+	if got := s.resolve(t, "g.example.com"); got != "vpn" {
+		t.Errorf("g.example.com from %s, want vpn", got)
+	}
+	if _, err := m.Revert(context.Background(), full.Key); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := os.Readlink(path); err != nil || l != "systemd/resolve/stub-resolv.conf" {
+		t.Errorf("resolv.conf symlink touched: %q %v", l, err)
 	}
 }
