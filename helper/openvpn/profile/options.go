@@ -229,7 +229,7 @@ func optionEntries() []OptionInfo {
 		applied("route", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("route-ipv6", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("redirect-gateway", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
-		notYet("redirect-private", whyNotYet, (*parser).netOption),
+		applied("redirect-private", (*parser).netOption, tPush+"TestRoutingFlagsInNetConfig"),
 		applied("dhcp-option", (*parser).netOption, tPush+"TestDNSOption", "e2e.TestDNSPushedResolvConf"),
 		applied("dns", (*parser).netOption, tPush+"TestDNSOption", "e2e.TestDNSPushedResolved"),
 		applied("route-metric", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
