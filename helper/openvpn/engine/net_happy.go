@@ -120,9 +120,10 @@ func raceEndpoints(ctx context.Context, eps []endpoint, delay time.Duration, wai
 // answers first (see above). It returns the endpoints with the winner
 // first (the others follow as fallbacks for a later failure) and, for
 // TCP, the winner's open connection for the first attempt. One address,
-// or a proxy, is left to the attempt as it is.
+// a proxy, or a fixed local port (lport: parallel sockets cannot share
+// it) is left to the attempts in order, as before.
 func (c *Client) raceAddresses(ctx context.Context, eps []endpoint) ([]endpoint, transport, error) {
-	if len(eps) < 2 || eps[0].proxy != nil {
+	if len(eps) < 2 || eps[0].proxy != nil || eps[0].lport > 0 {
 		return eps, nil, nil
 	}
 	eps = interleaveFamilies(eps)

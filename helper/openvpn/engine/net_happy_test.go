@@ -147,3 +147,15 @@ func TestInterleaveFamilies(t *testing.T) {
 		t.Errorf("interleaved %v, want %v", got, want)
 	}
 }
+
+// TestRaceSkippedWithLport: with a fixed local port the addresses are
+// tried one after the other (two sockets cannot bind the same port), so
+// no race runs.
+func TestRaceSkippedWithLport(t *testing.T) {
+	c := &Client{raceWait: func(time.Duration) <-chan time.Time { t.Error("a race ran"); return nil }}
+	in := []endpoint{{network: "udp", addr: "192.0.2.1:1194", lport: 5000}, {network: "udp", addr: "192.0.2.2:1194", lport: 5000}}
+	out, tr, err := c.raceAddresses(context.Background(), in)
+	if err != nil || tr != nil || !slices.Equal(out, in) {
+		t.Errorf("raceAddresses = %v, %v, %v; want the list unchanged", out, tr, err)
+	}
+}
