@@ -126,6 +126,19 @@ var phrasings = map[string]phrasing{
 		}
 		return s + colon(f.str("err"))
 	}),
+	"no address of the remote answered": at(api.LogCategoryWarn, func(f fields) string {
+		s := "No address of the server"
+		if r := f.str("remote"); r != "" {
+			s += " " + r
+		}
+		return s + " answered" + colon(f.str("err"))
+	}),
+	"happy eyeballs: first to answer": at(api.LogCategoryVerb1, func(f fields) string {
+		if srv := f.str("server"); srv != "" {
+			return "First to answer: " + describeServer(srv)
+		}
+		return "First address to answer chosen"
+	}),
 	"connection ended": at(api.LogCategoryWarn, func(f fields) string {
 		s := "The connection"
 		if srv := f.str("server"); srv != "" {

@@ -54,6 +54,8 @@ func TestPhrasings(t *testing.T) {
 			"The server moved from 198.18.0.1:1194 to 198.18.0.9:1194 (float)", api.LogCategoryInfo},
 		{"pushed option unknown to this client, ignored", slog.LevelWarn, []slog.Attr{a("option", "block-outside-dns")},
 			"The server pushed the option 'block-outside-dns', which this client does not know; ignored", api.LogCategoryWarn},
+		{"no address of the remote answered", slog.LevelWarn, []slog.Attr{a("remote", "vpn.example"), a("err", "timeout")},
+			"No address of the server vpn.example answered: timeout", api.LogCategoryWarn},
 		// no phrasing: still a sentence
 		{"dropped control packet", slog.LevelDebug, []slog.Attr{a("op", 4), a("err", "bad HMAC")}, "Dropped control packet (op 4): bad HMAC", api.LogCategoryVerb2},
 	} {
