@@ -360,6 +360,19 @@ func TestRoutingRedirectGateway(t *testing.T) {
 				t.Errorf("%d packets to or from %s crossed %s in the clear", n, netHost4, veth)
 			}
 		}},
+		{"def1-block-local", []string{"redirect-gateway def1 block-local"}, func(t *testing.T, dev string, leaks *leakWatch) {
+			// The LAN goes into the tunnel too, except the gateway (here
+			// the server's veth address, which also keeps its host route).
+			for _, a := range []string{"198.18.0.77", "198.18.0.200", netHost4} {
+				if d := routeDev(t, ns, a); d != dev {
+					t.Errorf("block-local: %s goes to %s, want the tunnel %s", a, d, dev)
+				}
+			}
+			pingOK(t, ns, netHost4, "block-local")
+			if n := leaks.count(netHost4); n != 0 {
+				t.Errorf("%d packets to or from %s crossed %s in the clear", n, netHost4, veth)
+			}
+		}},
 		{"route-nopull", []string{"route-nopull"}, func(t *testing.T, dev string, leaks *leakWatch) {
 			// Pushed routes and DNS are ignored; addresses still apply.
 			for _, args := range [][]string{{"route", "show", "198.19.1.0/24"}, {"-6", "route", "show", "2001:2:0:9::/64"}} {
