@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,11 +173,15 @@ func TestDNSPushedResolved(t *testing.T) {
 		// search domain, always goes to the VPN)
 		corp, other string
 		search      []string
+		// resolved's DNSSEC and DNSOverTLS on the tunnel's link; "" not
+		// checked (unset per link shows resolved's global mode)
+		dnssec, dot string
 	}{
-		{"split", []string{`push "dns server 1 resolve-domains corp.example"`}, nil, "vpn", "lan", []string{"testbed.example", "~corp.example"}},
-		{"full", nil, nil, "vpn", "vpn", []string{"testbed.example", "~."}},
+		{"split", []string{`push "dns server 1 resolve-domains corp.example"`, `push "dns server 1 dnssec optional"`,
+			`push "dns server 1 transport plain"`}, nil, "vpn", "lan", []string{"testbed.example", "~corp.example"}, "allow-downgrade", "no"},
+		{"full", nil, nil, "vpn", "vpn", []string{"testbed.example", "~."}, "", ""},
 		// The dns-scope override keeps a full-DNS tunnel to its domains.
-		{"full with dns-scope tunnel", nil, []string{"--dns-scope", "tunnel"}, "lan", "lan", []string{"testbed.example"}},
+		{"full with dns-scope tunnel", nil, []string{"--dns-scope", "tunnel"}, "lan", "lan", []string{"testbed.example"}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := testbed.NewResolved(t)
@@ -245,6 +250,26 @@ func TestDNSPushedResolved(t *testing.T) {
 			servers, search := netcfgGlobal(t, st)
 			if !slices.Equal(servers, []string{testbed.TunnelServer4}) || !slices.Equal(search, tc.search) {
 				t.Errorf("global_dns_servers %q, global_dns_search %q, want %q", servers, search, tc.search)
+			}
+			if tc.dnssec != "" {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				v, err := st.SessionProperty(ctx, path, "device_name")
+				if err != nil {
+					t.Fatal(err)
+				}
+				dev, _ := v.Value().(string)
+				out, err := testbed.Run(ctx, st.Pair.ClientNS, "cat", "/sys/class/net/"+dev+"/ifindex")
+				if err != nil {
+					t.Fatal(err)
+				}
+				ifindex, _ := strconv.Atoi(strings.TrimSpace(out))
+				for prop, want := range map[string]string{"DNSSEC": tc.dnssec, "DNSOverTLS": tc.dot} {
+					v, err := res.LinkProperty(ctx, ifindex, prop)
+					if got, _ := v.Value().(string); err != nil || got != want {
+						t.Errorf("resolved's %s on %s: %q (%v), want %q", prop, dev, got, err, want)
+					}
+				}
 			}
 
 			disconnect(t, st, w, "dns-res", path)

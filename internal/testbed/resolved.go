@@ -297,3 +297,18 @@ func (r *Resolved) ResolveHostname(ctx context.Context, name string) ([]netip.Ad
 	}
 	return out, nil
 }
+
+// LinkProperty reads a property of resolved's org.freedesktop.resolve1.Link
+// object for the link with that index (DNSSEC, DNSOverTLS, Domains, …).
+func (r *Resolved) LinkProperty(ctx context.Context, ifindex int, name string) (dbus.Variant, error) {
+	var path dbus.ObjectPath
+	err := r.Conn.Object("org.freedesktop.resolve1", "/org/freedesktop/resolve1").CallWithContext(ctx,
+		"org.freedesktop.resolve1.Manager.GetLink", 0, int32(ifindex)).Store(&path)
+	if err != nil {
+		return dbus.Variant{}, err
+	}
+	var v dbus.Variant
+	err = r.Conn.Object("org.freedesktop.resolve1", path).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0,
+		"org.freedesktop.resolve1.Link", name).Store(&v)
+	return v, err
+}
