@@ -119,6 +119,12 @@ func TestConfigImportTagsOverrideValidate(t *testing.T) {
 			t.Errorf("session-start of %q: %v", text, err)
 		}
 	}
+	// session-start of a file that does not validate leaves no profile
+	// behind (checked by the count below).
+	invalid := writeProfile(t, "invalid.ovpn", "client\nremote 192.0.2.1\n")
+	if _, err := runCmd(t, "session-start", "--config", invalid); err == nil || !strings.Contains(describeError(err), "missing required options") {
+		t.Errorf("session-start of an invalid file: %v", err)
+	}
 	var empty dbus.ObjectPath
 	if err := conn.Object(api.ServiceConfiguration, api.PathConfiguration).Call(api.InterfaceConfiguration+".Import", 0, "empty", "", false, false).Store(&empty); err != nil {
 		t.Errorf("D-Bus Import of an empty profile: %v (openvpn3 accepts it)", err)

@@ -117,8 +117,9 @@ func runSessionStart(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var prof *client.Profile
+	imported := false
 	if *config != "" {
-		if prof, err = profileOrFile(ctx, cl, *config); err != nil {
+		if prof, imported, err = profileOrFile(ctx, cl, *config); err != nil {
 			return err
 		}
 	} else {
@@ -128,16 +129,26 @@ func runSessionStart(ctx context.Context, args []string) error {
 		}
 		prof = cl.Profile(p)
 	}
+	// A profile imported from the file here goes again if no session
+	// takes it (the session's backend removes a single-use profile).
+	dropImported := func() {
+		if imported {
+			_ = prof.Remove(context.WithoutCancel(ctx))
+		}
+	}
 	if err := prof.Validate(ctx); err != nil {
+		dropImported()
 		return fmt.Errorf("profile %s: %w", prof.Path, err)
 	}
 	if *persistTun {
 		if err := prof.SetOverride(ctx, "persist-tun", true); err != nil {
+			dropImported()
 			return fmt.Errorf("--persist-tun: %w", err)
 		}
 	}
 	s, err := cl.NewTunnel(ctx, prof.Path)
 	if err != nil {
+		dropImported()
 		return fmt.Errorf("start session: %w", err)
 	}
 	fmt.Fprintf(stdout, "Session path: %s\n", s.Path)
@@ -163,29 +174,30 @@ func runSessionStart(ctx context.Context, args []string) error {
 }
 
 // profileOrFile is openvpn3's --config lookup: an imported profile of that
-// name, else the file of that name imported as a single-use profile.
-func profileOrFile(ctx context.Context, cl *client.Client, name string) (*client.Profile, error) {
+// name, else the file of that name imported as a single-use profile
+// (imported is true then).
+func profileOrFile(ctx context.Context, cl *client.Client, name string) (prof *client.Profile, imported bool, err error) {
 	found, err := cl.LookupProfile(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("look up profile %q: %w", name, err)
+		return nil, false, fmt.Errorf("look up profile %q: %w", name, err)
 	}
 	switch len(found) {
 	case 1:
 		fmt.Fprintf(stdout, "Using pre-loaded configuration profile '%s'\n", name)
-		return found[0], nil
+		return found[0], false, nil
 	case 0:
 	default:
-		return nil, fmt.Errorf("More than one configuration profile was found with the name %q; use --config-path", name)
+		return nil, false, fmt.Errorf("More than one configuration profile was found with the name %q; use --config-path", name)
 	}
 	if _, err := os.Stat(name); err != nil {
-		return nil, fmt.Errorf("no configuration profile named %q, and no such file", name)
+		return nil, false, fmt.Errorf("no configuration profile named %q, and no such file", name)
 	}
-	prof, err := importFile(ctx, cl, name, name, client.ImportOptions{SingleUse: true}, nil)
+	prof, err = importFile(ctx, cl, name, name, client.ImportOptions{SingleUse: true}, nil)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	fmt.Fprintf(stdout, "Using configuration profile from file: %s\n", name)
-	return prof, nil
+	return prof, true, nil
 }
 
 // startSession runs the start loop with the terminal as the prompter and
