@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -253,19 +252,6 @@ func (t *Table) releaseLocked(s Spec) error {
 	}
 	delete(t.entries, s)
 	return t.removeLocked(s, e)
-}
-
-// Installed lists the routes the table has installed, for logs and tests.
-func (t *Table) Installed() []sysrec.Route {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []sysrec.Route
-	for _, s := range slices.SortedFunc(maps.Keys(t.entries), func(a, b Spec) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) }) {
-		if e := t.entries[s]; e.have {
-			out = append(out, sysrec.FromNetlink(e.cur, t.nameLocked(e.cur.LinkIndex)))
-		}
-	}
-	return out
 }
 
 // Close removes every route, stops following changes and deletes the
