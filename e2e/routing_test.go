@@ -523,9 +523,10 @@ func setOverride(t *testing.T, st *testbed.Stack, name, key string, v any) {
 }
 
 // TestRoutingOverrides: profile overrides reach the tunnel (ipv6 no: no
-// IPv6 address or route although the server pushes them; dns-setup-disabled:
-// the namespace's resolv.conf stays as it is), and one this client cannot
-// honour makes the session fail with CFG_ERROR naming it and the reason.
+// IPv6 address or route although the server pushes them; server-override
+// and port-override: a profile pointing nowhere connects to the real
+// server), and one this client cannot honour makes session-start fail
+// naming it and the reason.
 func TestRoutingOverrides(t *testing.T) {
 	t.Parallel()
 	st := routingStack(t)
@@ -547,6 +548,36 @@ func TestRoutingOverrides(t *testing.T) {
 	pingOK(t, ns, testbed.TunnelServer4, "with ipv6 no")
 	stopNamed(t, st, "ov-apply")
 	wantSnapshot(t, ns, start, "after the ipv6-no session,")
+
+	// server-override and port-override: the profile names a server and
+	// port where nobody answers; the overrides send it to the real one.
+	path, err := st.WriteProfile(testbed.VariantI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	realRemote := fmt.Sprintf("remote %s %d", testbed.ServerIP4, testbed.Port)
+	if !strings.Contains(string(text), realRemote) {
+		t.Fatalf("profile has no %q line", realRemote)
+	}
+	bogus := strings.Replace(string(text), realRemote, "remote 192.0.2.99 1199", 1)
+	if err := os.WriteFile(path, []byte(bogus), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ictx, icancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if _, err := st.CLI(ictx, "config-import", "--config", path, "--name", "ov-server"); err != nil {
+		t.Fatal(err)
+	}
+	icancel()
+	setOverride(t, st, "ov-server", "server-override", testbed.ServerIP4)
+	setOverride(t, st, "ov-server", "port-override", fmt.Sprint(testbed.Port))
+	startNamed(t, st, "ov-server")
+	pingOK(t, ns, testbed.TunnelServer4, "with server-override and port-override")
+	stopNamed(t, st, "ov-server")
+	wantSnapshot(t, ns, start, "after the server-override session,")
 
 	importProfile(t, st, testbed.VariantI, "ov-refuse")
 	setOverride(t, st, "ov-refuse", "enterprise-profile", "corp")
