@@ -25,6 +25,7 @@ import (
 func startHelper(t *testing.T, bin testbed.Binaries, addr, stateDir, logPath string) *testbed.Process {
 	t.Helper()
 	unshare := testenv.RequireCommand(t, "unshare")
+	testenv.EnsureBackendUser(t) // the helper refuses to start without it
 	// unshare execs the helper in place: the PID we hold is the helper's.
 	cmd := exec.Command(unshare, "--net", bin.Helper, "--state-dir", stateDir)
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr)

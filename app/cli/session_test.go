@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
+	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
@@ -102,9 +104,15 @@ func startSessionStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(logs.Close)
+	testenv.EnsureBackendUser(t)
+	beUser, err := privsep.LookupUser(testenv.BackendUser)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := sessionmgr.New(sessionmgr.Options{
 		Conn: srv.Conn(), Logger: logger, Profiles: cliProfiles{cm}, Logs: logs,
-		Launcher: &sessionmgr.ExecLauncher{Path: bin, Args: []string{"backend"}, Logger: logger},
+		Launcher: &sessionmgr.ExecLauncher{Path: bin, Logger: logger, User: &beUser,
+			Args: []string{"backend", "--token-fd", strconv.Itoa(sessionmgr.TokenFD)}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -20,19 +20,30 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
+	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 // The test binary doubles as the backend process: with backendEnv set,
-// TestMain runs Run with the token from the command line.
+// TestMain drops privileges and runs Run with the token from its
+// descriptor, as ovpn3-helper's backend mode does.
 const backendEnv = "BACKEND_TEST_RUN_BACKEND"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(backendEnv) != "" {
+		if err := privsep.Enter(); err != nil {
+			fmt.Fprintln(os.Stderr, "backend:", err)
+			os.Exit(1)
+		}
+		token, err := sessionmgr.ReadToken(sessionmgr.TokenFD)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "backend:", err)
+			os.Exit(1)
+		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		if err := Run(context.Background(), os.Args[len(os.Args)-1], Options{Logger: logger, Version: "test"}); err != nil {
+		if err := Run(context.Background(), token, Options{Logger: logger, Version: "test"}); err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -75,6 +86,11 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	exe, _ := os.Executable()
+	testenv.EnsureBackendUser(t)
+	beUser, err := privsep.LookupUser(testenv.BackendUser)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := sessionmgr.New(sessionmgr.Options{
 		Conn:     srv.Conn(),
 		Logger:   logger,
@@ -82,6 +98,7 @@ func newRig(t *testing.T) *rig {
 		Launcher: &sessionmgr.ExecLauncher{
 			Path: exe, Args: []string{"-test.run=^$", "--"},
 			Env:    []string{backendEnv + "=1", "DBUS_SYSTEM_BUS_ADDRESS=" + addr},
+			User:   &beUser,
 			Logger: logger,
 		},
 	})

@@ -20,8 +20,11 @@ import (
 )
 
 const (
-	testName  = "net.openvpn.v3.busobjtest"
-	testIface = "net.openvpn.v3.busobjtest"
+	// The test bus runs the shipped policy: the test object poses as
+	// the configuration service, which root may own and whose
+	// interface everyone may call.
+	testName  = "net.openvpn.v3.configuration"
+	testIface = "net.openvpn.v3.configuration"
 	testPath  = dbus.ObjectPath("/net/openvpn/v3/test")
 )
 
@@ -189,7 +192,7 @@ func TestIntrospection(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		`<interface name="net.openvpn.v3.busobjtest">`,
+		`<interface name="net.openvpn.v3.configuration">`,
 		"<method name=\"Echo\">\n      <arg type=\"s\" name=\"text\" direction=\"in\"/>\n      <arg type=\"s\" name=\"echo\" direction=\"out\"/>\n    </method>",
 		`<method name="Plain"/>`,
 		"<signal name=\"Note\">\n      <arg type=\"s\" name=\"text\"/>\n    </signal>",
@@ -251,7 +254,7 @@ func TestServiceErrors(t *testing.T) {
 	clientName := f.client.Names()[0]
 	wantErr(t, f.call(testPath, testIface+".Secret").Err, api.ErrorName(api.DomainGDBusPP),
 		"GDBus.Error:net.openvpn.gdbuspp: Authorization failed for "+clientName+
-			" performing method call net.openvpn.v3.busobjtest.Secret in object /net/openvpn/v3/test")
+			" performing method call net.openvpn.v3.configuration.Secret in object /net/openvpn/v3/test")
 	wantErr(t, f.call(testPath, testIface+".Forbidden").Err, api.ErrorName(api.DomainGDBusPP),
 		"GDBus.Error:net.openvpn.gdbuspp: Access denied")
 	wantErr(t, f.call(testPath, testIface+".Wrong").Err, api.ErrNameFailed,
@@ -348,6 +351,18 @@ func TestCaller(t *testing.T) {
 	err := call.Store(&uid, &pid, &inter, &sender)
 	if err != nil || !inter {
 		t.Errorf("interactive flag not seen: %v %v", inter, err)
+	}
+	// another UID from this process (busobjtest.DialAs): the bus and the
+	// service see that UID and this PID
+	nobody := busobjtest.DialAs(t, f.addr, 65534, 65534)
+	if err := nobody.Object(testName, testPath).Call(testIface+".Whoami", 0).Store(&uid, &pid, &inter, &sender); err != nil {
+		t.Fatal(err)
+	}
+	if uid != 65534 || pid != uint32(os.Getpid()) || sender != nobody.Names()[0] {
+		t.Errorf("Whoami over DialAs(65534) = %d %d %q", uid, pid, sender)
+	}
+	if os.Getuid() != 0 || os.Geteuid() != 0 {
+		t.Errorf("DialAs changed this process's identity: uid %d euid %d", os.Getuid(), os.Geteuid())
 	}
 	// another UID, through a real client program (busctl) as nobody
 	out, err := execCmd(busobjtest.AsUser(t, 65534, f.addr, testenv.RequireCommand(t, "busctl"),

@@ -289,18 +289,19 @@ func TestBackendFetchSingleUse(t *testing.T) {
 	if _, ok := e.svc.Profile(p); !ok {
 		t.Fatal("owner's Fetch removed a single-use profile")
 	}
-	// a backend: a connection owning net.openvpn.v3.backends.be<its PID>
-	be, err := dbus.Connect(e.addr)
-	if err != nil {
-		t.Fatal(err)
+	// a backend: a process of the backend user owning
+	// net.openvpn.v3.backends.be<its PID>
+	bin := clientBinary(t)
+	backendFetch := func(p dbus.ObjectPath) aclResult {
+		t.Helper()
+		res, err := runClient(t, e.addr, bin, backendCaller(t), []aclRequest{{Op: "fetch", Path: p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
 	}
-	defer be.Close()
-	if r, err := be.RequestName(api.BackendBusName(uint32(os.Getpid())), dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("backend name: %v %v", r, err)
-	}
-	var text string
-	if err := be.Object(api.ServiceConfiguration, p).Call(api.InterfaceConfiguration+".Fetch", 0).Store(&text); err != nil || text != goodProfile {
-		t.Fatalf("backend Fetch: %q %v", text, err)
+	if r := backendFetch(p); r.Err != "" || r.Value != goodProfile {
+		t.Fatalf("backend Fetch: %+v", r)
 	}
 	if gp, typ, _ := e.waitEvent(t); gp != p || typ != api.ConfigEventDestroyed {
 		t.Errorf("event %s %v", gp, typ)
@@ -314,16 +315,16 @@ func TestBackendFetchSingleUse(t *testing.T) {
 	if _, err := os.Stat(file); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Object(api.ServiceConfiguration, ps).Call(api.InterfaceConfiguration+".Fetch", 0).Err; err != nil {
-		t.Fatal(err)
+	if r := backendFetch(ps); r.Err != "" {
+		t.Fatalf("backend Fetch: %+v", r)
 	}
 	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file of a used single-use profile: %v", err)
 	}
 	// a multi-use profile counts the backend's uses
 	q := e.importProfile(t, "many", goodProfile, false, false)
-	if err := be.Object(api.ServiceConfiguration, q).Call(api.InterfaceConfiguration+".Fetch", 0).Err; err != nil {
-		t.Fatal(err)
+	if r := backendFetch(q); r.Err != "" {
+		t.Fatalf("backend Fetch: %+v", r)
 	}
 	if prop(t, e.obj(q), "used_count") != uint32(1) || prop(t, e.obj(q), "last_used_timestamp").(uint64) == 0 {
 		t.Error("backend use not counted")

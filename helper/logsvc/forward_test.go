@@ -46,7 +46,7 @@ func TestForwarding(t *testing.T) {
 		return c
 	}
 	logSvc := srv.Conn().Names()[0]
-	be := conn()
+	be := backendConn(t, addr)
 	if _, err := be.RequestName(api.BackendBusName(uint32(os.Getpid())), dbus.NameFlagDoNotQueue); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func TestLogService(t *testing.T) {
 	}
 	text := func(err error) string { return api.ErrorText(err) }
 
-	be := conn()
+	be := backendConn(t, addr)
 	if err := call(be, "Attach", api.InterfaceBackends); err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +71,12 @@ func TestLogService(t *testing.T) {
 	if p, ok := svc.SessionOf(be.Names()[0], api.InterfaceBackends); !ok || p != session {
 		t.Errorf("SessionOf %v %v", p, ok)
 	}
+	// GetSubscriberList is root's (the bus policy refuses the backend)
+	if err := logObj(be).Call(api.InterfaceLog+".GetSubscriberList", 0).Err; !api.IsErrorName(err, "org.freedesktop.DBus.Error.AccessDenied") {
+		t.Errorf("GetSubscriberList by a backend: %v", err)
+	}
 	var subs [][]any
-	if err := logObj(be).Call(api.InterfaceLog+".GetSubscriberList", 0).Store(&subs); err != nil || len(subs) != 1 || subs[0][1] != be.Names()[0] || subs[0][3] != string(session) {
+	if err := logObj(conn()).Call(api.InterfaceLog+".GetSubscriberList", 0).Store(&subs); err != nil || len(subs) != 1 || subs[0][1] != be.Names()[0] || subs[0][3] != string(session) {
 		t.Errorf("GetSubscriberList %v %v", subs, err)
 	}
 
@@ -132,4 +136,12 @@ func TestLogService(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// backendConn is a connection of the backend user, as a backend's (its PID
+// is this process's).
+func backendConn(t *testing.T, addr string) *dbus.Conn {
+	t.Helper()
+	uid, gid := testenv.EnsureBackendUser(t)
+	return busobjtest.DialAs(t, addr, uid, gid)
 }

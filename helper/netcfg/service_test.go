@@ -23,6 +23,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/internal/nstest"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 type fixture struct {
@@ -511,10 +512,18 @@ func TestOnlyCreatorConfigures(t *testing.T) {
 	if _, err := exec.LookPath(busctl); err != nil {
 		t.Skip("busctl not installed")
 	}
+	// A stranger does not get past the bus policy; another process of
+	// the backend user (another backend) gets to netcfg, which refuses.
 	out, err := busobjtest.AsUser(t, 65534, f.bus, busctl, "--address="+f.bus, "call", api.ServiceNetCfg, string(path),
 		api.InterfaceNetCfg, "Destroy").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "Authorization failed") {
+	if err == nil || !strings.Contains(string(out), "Access denied") {
 		t.Errorf("Destroy by nobody: err %v, output %s", err, out)
+	}
+	beUID, _ := testenv.EnsureBackendUser(t)
+	out, err = busobjtest.AsUser(t, int(beUID), f.bus, busctl, "--address="+f.bus, "call", api.ServiceNetCfg, string(path),
+		api.InterfaceNetCfg, "Destroy").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Authorization failed") {
+		t.Errorf("Destroy by another backend: err %v, output %s", err, out)
 	}
 	f.svc.mu.Lock()
 	_, still := f.svc.devices[path]

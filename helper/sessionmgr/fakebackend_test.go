@@ -11,6 +11,8 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/privsep"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 // The test binary doubles as a fake backend: TestMain runs fakeBackend
@@ -24,7 +26,18 @@ const (
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeBackendEnv); mode != "" {
-		os.Exit(fakeBackend(mode, os.Args[len(os.Args)-1]))
+		// As the real backend: drop to the backend user, read the
+		// token from its descriptor.
+		if err := privsep.Enter(); err != nil {
+			fmt.Fprintln(os.Stderr, "fake backend:", err)
+			os.Exit(2)
+		}
+		token, err := ReadToken(TokenFD)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake backend:", err)
+			os.Exit(2)
+		}
+		os.Exit(fakeBackend(mode, token))
 	}
 	if addr := os.Getenv(aclClientEnv); addr != "" {
 		os.Exit(aclClient(addr, dbus.ObjectPath(os.Getenv(aclSessionEnv))))
@@ -32,14 +45,38 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeLauncher starts the test binary as a fake backend in mode.
-func fakeLauncher(mode, busAddr string) *ExecLauncher {
+// fakeLauncher starts the test binary as a fake backend in mode, as the
+// backend user (created if missing) like the real one.
+func fakeLauncher(t testing.TB, mode, busAddr string) *ExecLauncher {
+	t.Helper()
+	testenv.EnsureBackendUser(t)
+	u, err := privsep.LookupUser(testenv.BackendUser)
+	if err != nil {
+		t.Fatal(err)
+	}
 	exe, _ := os.Executable()
 	return &ExecLauncher{
 		Path: exe,
 		Args: []string{"-test.run=^$", "--"},
 		Env:  []string{fakeBackendEnv + "=" + mode, "DBUS_SYSTEM_BUS_ADDRESS=" + busAddr},
+		User: &u,
 	}
+}
+
+// backendDir is a directory the fake backend (running as the backend
+// user) may write; removed in t.Cleanup.
+func backendDir(t testing.TB) string {
+	t.Helper()
+	uid, gid := testenv.EnsureBackendUser(t)
+	dir, err := os.MkdirTemp("", "fakebe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 type fakeBE struct {

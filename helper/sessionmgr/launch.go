@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/privsep"
 )
 
 // Process is one running backend as the session manager sees it: its PID,
@@ -31,14 +33,46 @@ type Launcher interface {
 	Launch(token string) (Process, error)
 }
 
-// ExecLauncher starts backends as child processes: Path with Args followed
-// by the token, in a new session (setsid) so terminal signals sent to the
-// helper's process group do not reach them, with stdout and stderr copied
-// line by line into Logger.
+// TokenFD is the descriptor on which a backend started by ExecLauncher
+// reads its session token (then EOF): not on its command line, which every
+// user can read in /proc.
+const TokenFD = 3
+
+// maxTokenLen bounds what ReadToken accepts.
+const maxTokenLen = 256
+
+// ReadToken reads the session token a backend was started with from fd
+// (TokenFD when ExecLauncher started it) and closes fd.
+func ReadToken(fd int) (string, error) {
+	if fd < 3 {
+		return "", fmt.Errorf("session token descriptor %d: not an inherited descriptor", fd)
+	}
+	f := os.NewFile(uintptr(fd), "session token")
+	if f == nil {
+		return "", fmt.Errorf("no session token descriptor %d", fd)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenLen+1))
+	if err != nil {
+		return "", fmt.Errorf("read session token from fd %d: %w", fd, err)
+	}
+	if len(b) == 0 || len(b) > maxTokenLen {
+		return "", fmt.Errorf("session token on fd %d: %d bytes", fd, len(b))
+	}
+	return string(b), nil
+}
+
+// ExecLauncher starts backends as child processes: Path with Args, the
+// token on TokenFD, in a new session and process group (setsid) so
+// terminal signals sent to the helper's process group do not reach them,
+// with stdout and stderr copied line by line into Logger. With User the
+// program drops to that user and every privilege (helper/privsep: it must
+// call privsep.Enter first thing).
 type ExecLauncher struct {
 	Path   string   // default: /proc/self/exe (re-exec of the running helper)
 	Args   []string // default: ["backend"]
 	Env    []string // extra environment entries appended to the helper's own
+	User   *privsep.User
 	Logger *slog.Logger
 }
 
@@ -57,9 +91,27 @@ func (l *ExecLauncher) Launch(token string) (Process, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	cmd := exec.Command(path, append(append([]string(nil), args...), token)...)
+	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), l.Env...)
+	if l.User != nil {
+		cmd.Env = append(cmd.Env, l.User.Env())
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The token fits in the pipe buffer: written and closed before the
+	// child runs, so the child reads it and EOF.
+	tokR, tokW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("token pipe: %w", err)
+	}
+	defer tokR.Close()
+	_, err = io.WriteString(tokW, token)
+	if cerr := tokW.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token pipe: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{tokR} // fd 3 = TokenFD
 	out := &lineLogger{logger: logger}
 	cmd.Stdout = out
 	cmd.Stderr = out

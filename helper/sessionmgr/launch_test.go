@@ -43,7 +43,7 @@ func TestExecLauncherLogsOutputAndReaps(t *testing.T) {
 	var logs syncBuffer
 	l := &ExecLauncher{
 		Path:   "/bin/sh",
-		Args:   []string{"-c", `echo "out $1"; echo "err line" >&2; printf partial; exit 3`, "sh"},
+		Args:   []string{"-c", `echo "out $(cat <&3) argc=$#"; echo "err line" >&2; printf partial; exit 3`, "sh"},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	}
 	p, err := l.Launch("tok1")
@@ -55,7 +55,8 @@ func TestExecLauncherLogsOutputAndReaps(t *testing.T) {
 		t.Errorf("ExitReason = %q, want exit status 3", got)
 	}
 	out := logs.String()
-	for _, want := range []string{`line="out tok1"`, `line="err line"`, "line=partial"} {
+	// The token arrives on TokenFD, not on the command line.
+	for _, want := range []string{`line="out tok1 argc=0"`, `line="err line"`, "line=partial"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
@@ -63,8 +64,8 @@ func TestExecLauncherLogsOutputAndReaps(t *testing.T) {
 }
 
 func TestExecLauncherNewSessionAndKill(t *testing.T) {
-	l := &ExecLauncher{Path: "/bin/sleep", Args: []string{}, Logger: slog.New(slog.DiscardHandler)}
-	p, err := l.Launch("60")
+	l := &ExecLauncher{Path: "/bin/sleep", Args: []string{"60"}, Logger: slog.New(slog.DiscardHandler)}
+	p, err := l.Launch("token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +74,9 @@ func TestExecLauncherNewSessionAndKill(t *testing.T) {
 	if err == nil {
 		// field 6 of /proc/pid/stat is the session id; setsid makes it the pid.
 		f := strings.Fields(string(sid[bytes.LastIndexByte(sid, ')')+2:]))
-		if len(f) > 3 && f[3] != itoa(p.Pid()) {
-			t.Errorf("session id %s, want %d (setsid)", f[3], p.Pid())
+		// field 5 is the process group: its own as well.
+		if len(f) > 3 && (f[3] != itoa(p.Pid()) || f[2] != itoa(p.Pid())) {
+			t.Errorf("session id %s, process group %s, want %d (setsid)", f[3], f[2], p.Pid())
 		}
 	}
 	p.Kill()

@@ -106,8 +106,8 @@ func newRigWith(t *testing.T, mode string, opts Options, realLog bool) *testRig 
 	opts.Conn = conn
 	opts.Logger = logger
 	opts.Profiles = allowProfiles{}
-	launcher := fakeLauncher(mode, addr)
-	launcher.Env = append(launcher.Env, fakeMarkerEnv+"="+filepath.Join(t.TempDir(), "crashed"))
+	launcher := fakeLauncher(t, mode, addr)
+	launcher.Env = append(launcher.Env, fakeMarkerEnv+"="+filepath.Join(backendDir(t), "crashed"))
 	opts.Launcher = launcher
 	opts.CleanupPID = rig.cleaned.add
 	if opts.Logs == nil {

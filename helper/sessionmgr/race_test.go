@@ -33,8 +33,9 @@ func restartWaiting(m *Manager) *session {
 func TestDisconnectRacesCloseDuringRestartWait(t *testing.T) {
 	addr := startBus(t)
 	conn := dial(t, addr)
+	launcher := fakeLauncher(t, "exit", addr)
 	for i := range 200 {
-		m, err := New(Options{Conn: conn, Profiles: allowProfiles{}, Launcher: fakeLauncher("exit", addr),
+		m, err := New(Options{Conn: conn, Profiles: allowProfiles{}, Launcher: launcher,
 			Logs: newFakeLogs(), RestartDelay: time.Hour})
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,10 +16,11 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
-// busConfig is a system-like bus policy modelled on openvpn3-linux: root may
-// own net.openvpn.v3.* and call anything, everyone may call net.openvpn.v3.*,
-// polkitd may own its name and call authentication agents (what polkit's
-// own bus configuration grants), nobody else owns anything.
+// busConfig is the system bus of Debian's /usr/share/dbus-1/system.conf
+// (its policy, verbatim in meaning) listening on a private socket, with the
+// policy files a system running ovpn3go has in system.d: ours
+// (packaging/dbus/net.openvpn.v3.conf, the very file the package installs)
+// and polkit's. Nothing else differs from the machine's system bus.
 const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -39,25 +41,40 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Containers1"/>
     <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
     <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
-    <allow send_destination_prefix="net.openvpn.v3"/>
-    <allow send_destination="org.freedesktop.PolicyKit1"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
   </policy>
   <policy user="root">
-    <allow own_prefix="net.openvpn.v3"/>
-    <allow send_type="method_call"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
   </policy>
-  <policy user="polkitd">
-    <allow own="org.freedesktop.PolicyKit1"/>
-    <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+  </policy>
+  <include>%s</include>
+  <include>%s</include>
   <limit name="max_replies_per_connection">128</limit>
 </busconfig>
 `
 
-// BusDaemon is a private dbus-daemon with a system-like policy.
+// PolkitBusPolicy is polkitd's system bus policy (package polkitd).
+const PolkitBusPolicy = "/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf"
+
+// BusPolicyFile is the absolute path of packaging/dbus/net.openvpn.v3.conf
+// in this source tree.
+func BusPolicyFile() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "packaging/dbus/net.openvpn.v3.conf"
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..", "packaging", "dbus", "net.openvpn.v3.conf")
+}
+
+// BusDaemon is a private dbus-daemon with the system bus's policy.
 type BusDaemon struct {
 	Address string // unix:path=…,guid=…; set DBUS_SYSTEM_BUS_ADDRESS to this
 	Dir     string // bus.conf, the socket, the daemon's log
@@ -70,7 +87,13 @@ type BusDaemon struct {
 func StartBus(ctx context.Context, dir string) (*BusDaemon, error) {
 	conf := filepath.Join(dir, "bus.conf")
 	socket := filepath.Join(dir, "system_bus_socket")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, socket)), 0o644); err != nil {
+	for _, f := range []string{BusPolicyFile(), PolkitBusPolicy} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("bus policy: %w", err)
+		}
+	}
+	text := fmt.Sprintf(busConfig, socket, BusPolicyFile(), PolkitBusPolicy)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("bus config: %w", err)
 	}
 	// dbus-daemon prints the address (fd 3) and its pid (fd 4) once it
@@ -139,13 +162,36 @@ func Bus(t testing.TB) string {
 	return BusDaemonFor(t).Address
 }
 
+// PublicDir makes a short-named directory under the temporary directory
+// that every user may enter (mode 0755): a bus socket there is reachable
+// by the backends (the backend user) and by tests' clients of other UIDs.
+func PublicDir(prefix string) (string, error) {
+	// Short: a socket path must fit in 108 bytes.
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", fmt.Errorf("bus directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("bus directory: %w", err)
+	}
+	return dir, nil
+}
+
 // BusDaemonFor is Bus returning the whole BusDaemon (PID, log, socket dir).
+// The socket's directory is open to every user (PublicDir); it is removed
+// in t.Cleanup.
 func BusDaemonFor(t testing.TB) *BusDaemon {
 	t.Helper()
 	testenv.RequireCommand(t, "dbus-daemon")
+	dir, err := PublicDir("ovpnbus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := StartBus(ctx, t.TempDir())
+	b, err := StartBus(ctx, dir)
 	if err != nil {
 		t.Fatalf("Bus: %v", err)
 	}

@@ -89,6 +89,8 @@ type Stack struct {
 	// systemd-resolved runs: a file of the stack's (holding
 	// StackResolvConf at start), never the host's /etc/resolv.conf.
 	ResolvConf string
+
+	busDir string // the bus socket's directory, removed by Close
 }
 
 // StackResolvConf is what Stack.ResolvConf holds before any VPN changes it.
@@ -124,10 +126,16 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 			return s, err
 		}
 	}
-	busDir := filepath.Join(s.Dir, "bus")
-	if err := os.MkdirAll(busDir, 0o755); err != nil {
+	// The backends run as the backend user: it must exist and reach the
+	// bus socket.
+	if _, _, err := testenv.CreateBackendUser(); err != nil {
 		return s, err
 	}
+	busDir, err := PublicDir("ovpnbus")
+	if err != nil {
+		return s, err
+	}
+	s.busDir = busDir
 	if s.Bus, err = StartBus(ctx, busDir); err != nil {
 		return s, err
 	}
@@ -280,6 +288,11 @@ func (s *Stack) Close() error {
 	}
 	if s.Bus != nil {
 		if err := s.Bus.Stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.busDir != "" {
+		if err := os.RemoveAll(s.busDir); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -5,8 +5,13 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -48,4 +53,55 @@ func UniqueName(prefix string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// BackendUser is the system user the helper runs its backends as; the
+// package creates it (sysusers.d), tests with EnsureBackendUser.
+const BackendUser = "_ovpn3go"
+
+// EnsureBackendUser creates the backend user and its group if missing
+// (root only: RequireRoot first) and returns their ids.
+func EnsureBackendUser(t testing.TB) (uid, gid uint32) {
+	t.Helper()
+	RequireRoot(t)
+	uid, gid, err := CreateBackendUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uid, gid
+}
+
+// CreateBackendUser is EnsureBackendUser outside tests (make demo). Test
+// packages run in parallel: a lock file serialises the check and useradd.
+func CreateBackendUser() (uid, gid uint32, err error) {
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "ovpn3go-backend-user.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return 0, 0, fmt.Errorf("backend user lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, 0, fmt.Errorf("backend user lock: %w", err)
+	}
+	if u, err := user.Lookup(BackendUser); err == nil {
+		return ids(u)
+	}
+	out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home",
+		"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", BackendUser).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("useradd %s: %v: %s", BackendUser, err, out)
+	}
+	u, err := user.Lookup(BackendUser)
+	if err != nil {
+		return 0, 0, fmt.Errorf("backend user after useradd: %w", err)
+	}
+	return ids(u)
+}
+
+func ids(u *user.User) (uid, gid uint32, err error) {
+	a, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	b, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("user %s: uid %q gid %q", u.Username, u.Uid, u.Gid)
+	}
+	return uint32(a), uint32(b), nil
 }

@@ -3,43 +3,27 @@
 package busobjtest
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"syscall"
 	"testing"
-	"time"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
-// StartBus starts a private bus (internal/testbed's policy) for the test and
-// returns its address. Unlike testbed.Bus, the socket's directory is open to
-// other UIDs, for tests that run clients through AsUser. The daemon is
-// stopped (by PID) and its files removed in t.Cleanup.
+// StartBus starts a private bus (testbed.BusDaemonFor: the system bus's
+// policy with packaging/dbus/net.openvpn.v3.conf, a socket other UIDs can
+// reach) for the test and returns its address. The daemon is stopped (by
+// PID) and its files removed in t.Cleanup.
 func StartBus(t testing.TB) string {
 	t.Helper()
-	testenv.RequireCommand(t, "dbus-daemon")
-	// Short directory: a socket path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("", "ovpnbus")
-	if err != nil {
-		t.Fatalf("bus dir: %v", err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("bus dir: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // a hung daemon, not a speed assertion
-	defer cancel()
-	b, err := testbed.StartBus(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testbed.BusDaemonFor(t)
 	t.Cleanup(func() {
-		if err := b.Stop(5 * time.Second); err != nil {
-			t.Errorf("stop bus: %v", err)
-		}
 		if t.Failed() {
 			t.Logf("dbus-daemon output:\n%s", b.LogTail(20))
 		}
@@ -57,4 +41,45 @@ func AsUser(t testing.TB, uid int, address, name string, args ...string) *exec.C
 	cmd := exec.Command(setpriv, all...)
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+address)
 	return cmd
+}
+
+// DialAs connects to the bus at address as uid/gid from this process: the
+// bus takes a connection's identity from the socket's peer credentials,
+// which are those of the thread that connects. A goroutine locked to its
+// own thread takes that identity, connects, authenticates and ends, and
+// the thread ends with it (never unlocked), so the test process keeps
+// root everywhere else. The connection's PID is this process's. Closed in
+// t.Cleanup.
+func DialAs(t testing.TB, address string, uid, gid uint32) *dbus.Conn {
+	t.Helper()
+	type result struct {
+		conn *dbus.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		ch <- func() result {
+			// Raw calls: this thread only, not the whole process.
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+				return result{err: fmt.Errorf("setgroups: %w", e)}
+			}
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+				return result{err: fmt.Errorf("setresgid: %w", e)}
+			}
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+				return result{err: fmt.Errorf("setresuid: %w", e)}
+			}
+			// Connect dials, authenticates (EXTERNAL, getuid of this
+			// thread) and says Hello in this goroutine.
+			c, err := dbus.Connect(address)
+			return result{conn: c, err: err}
+		}()
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("connect to the bus as uid %d: %v", uid, r.err)
+	}
+	t.Cleanup(func() { _ = r.conn.Close() })
+	return r.conn
 }

@@ -28,13 +28,14 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/polkit"
+	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
 	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "backend" {
-		os.Exit(runBackend(os.Args[2:], os.Stderr))
+		os.Exit(backendMain())
 	}
 	os.Exit(runDaemon(os.Args[1:], os.Stderr))
 }
@@ -61,12 +62,13 @@ func runDaemon(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ovpn3-helper", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", configmgr.DefaultStateDir, "directory for persistent profiles")
+	backendUser := fs.String("backend-user", BackendUser, "unprivileged system user the per-session backends run as")
 	logLevel := parseLogLevel(fs)
 	var dnsOpts dnsFlags
 	fs.StringVar(&dnsOpts.resolvConf, "resolv-conf", dns.DefaultResolvConf, "resolv.conf file to rewrite when systemd-resolved does not run")
 	fs.StringVar(&dnsOpts.resolvedBus, "resolved-bus", "", "D-Bus address where systemd-resolved runs (default: the system bus)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--resolv-conf FILE] [--resolved-bus ADDRESS]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -79,7 +81,12 @@ func runDaemon(args []string, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, *stateDir, *logLevel, dnsOpts, logger); err != nil {
+	user, err := privsep.LookupUser(*backendUser)
+	if err != nil {
+		logger.Error("ovpn3-helper: the backends' system user is missing (the package creates it with sysusers.d)", "err", err)
+		return 1
+	}
+	if err := serve(ctx, *stateDir, *logLevel, dnsOpts, user, logger); err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
 	}
@@ -87,7 +94,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 }
 
 // serve runs the daemon until ctx ends, then disconnects every session.
-func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags, logger *slog.Logger) error {
+func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags, backendUser privsep.User, logger *slog.Logger) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -130,7 +137,8 @@ func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags,
 		Profiles: profiles{configs},
 		Launcher: &sessionmgr.ExecLauncher{
 			Path:   self,
-			Args:   []string{"backend", "--log-level", strconv.Itoa(logLevel)},
+			Args:   []string{"backend", "--log-level", strconv.Itoa(logLevel), "--token-fd", strconv.Itoa(sessionmgr.TokenFD)},
+			User:   &backendUser,
 			Logger: logger.With("service", "backend"),
 		},
 		CleanupPID: nc.CleanupPID,
@@ -182,16 +190,37 @@ func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.Profi
 		AutoRestart: restart == "on-failure"}, nil
 }
 
-// runBackend is "ovpn3-helper backend [--log-level N] <token>".
+// backendMain is the backend process: started as root by the daemon, it
+// drops to the backend user and every privilege before anything else runs.
+func backendMain() int {
+	if err := privsep.Enter(); err != nil {
+		fmt.Fprintln(os.Stderr, "ovpn3-helper backend:", err)
+		return 1
+	}
+	return runBackend(os.Args[2:], os.Stderr)
+}
+
+// BackendUser is the default system user of the backends.
+const BackendUser = "_ovpn3go"
+
+// runBackend is "ovpn3-helper backend [--log-level N] --token-fd N": the
+// session token is read from that descriptor, never from the command line
+// (which every user can read).
 func runBackend(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ovpn3-helper backend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	logLevel := parseLogLevel(fs)
+	tokenFD := fs.Int("token-fd", -1, "descriptor to read the session token from")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: ovpn3-helper backend [--log-level N] <token>")
+	if fs.NArg() != 0 || *tokenFD < 0 {
+		fmt.Fprintln(stderr, "usage: ovpn3-helper backend [--log-level N] --token-fd N")
+		return 2
+	}
+	token, err := sessionmgr.ReadToken(*tokenFD)
+	if err != nil {
+		fmt.Fprintln(stderr, "ovpn3-helper backend:", err)
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
@@ -199,7 +228,7 @@ func runBackend(args []string, stderr io.Writer) int {
 	// or an administrator ends it cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := backend.Run(ctx, fs.Arg(0), backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
+	err = backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return 1
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -24,7 +25,7 @@ import (
 // executable is the test binary, so TestMain plays that role too.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "backend" {
-		os.Exit(runBackend(os.Args[2:], os.Stderr))
+		os.Exit(backendMain())
 	}
 	os.Exit(m.Run())
 }
@@ -53,7 +54,7 @@ func TestNameTaken(t *testing.T) {
 		t.Fatalf("squat: %v %v", r, err)
 	}
 	var logs bytes.Buffer
-	err = serve(context.Background(), t.TempDir(), 3, testDNS(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	err = serve(context.Background(), t.TempDir(), 3, testDNS(t), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil || !strings.Contains(err.Error(), api.ServiceSessions) || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("serve with a taken name: %v", err)
 	}
@@ -69,7 +70,8 @@ func TestShutdownDisconnectsSessions(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { served <- serve(ctx, t.TempDir(), 3, testDNS(t), logger) }()
+	user, dnsOpts := backendUser(t), testDNS(t)
+	go func() { served <- serve(ctx, t.TempDir(), 3, dnsOpts, user, logger) }()
 
 	client, err := dbus.Connect(addr)
 	if err != nil {
@@ -147,4 +149,15 @@ func waitName(t *testing.T, c *dbus.Conn, name string, served <-chan error) {
 // testDNS keeps the helper away from the host's /etc/resolv.conf.
 func testDNS(t *testing.T) dnsFlags {
 	return dnsFlags{resolvConf: filepath.Join(t.TempDir(), "resolv.conf")}
+}
+
+// backendUser creates the backends' system user if needed.
+func backendUser(t *testing.T) privsep.User {
+	t.Helper()
+	testenv.EnsureBackendUser(t)
+	u, err := privsep.LookupUser(testenv.BackendUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -123,7 +123,8 @@ func TestPolkitThroughHelper(t *testing.T) {
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { served <- serve(sctx, t.TempDir(), 3, testDNS(t), logger) }()
+	user, dnsOpts := backendUser(t), testDNS(t)
+	go func() { served <- serve(sctx, t.TempDir(), 3, dnsOpts, user, logger) }()
 	t.Cleanup(func() {
 		stop()
 		<-served
