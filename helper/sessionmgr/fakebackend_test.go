@@ -119,6 +119,15 @@ func fakeBackend(mode, token string) int {
 		fmt.Fprintln(os.Stderr, "fake backend: no session manager:", err)
 		return 2
 	}
+	if mode == "slowreg" {
+		// Registers only once the test has had its go at forging.
+		marker := os.Getenv(fakeMarkerEnv)
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(marker); err == nil {
+				break
+			}
+		}
+	}
 	if mode == "badpid" {
 		be.signal("RegistrationRequest", name, token, int32(1))
 	} else {

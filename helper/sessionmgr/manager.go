@@ -124,9 +124,9 @@ type Manager struct {
 	objects   objectTable // nil until Export
 	sessions  map[dbus.ObjectPath]*session
 	byToken   map[string]*session
-	byBackend map[string]*session // unique bus name of the backend
-	pending   map[string]chan registration
-	procs     map[string]Process // every running backend, by token
+	byBackend map[string]*session      // unique bus name of the backend
+	pending   map[string]*pendingStart // by token
+	procs     map[string]Process       // every running backend, by token
 	closed    bool
 	logOwner  string // unique name of net.openvpn.v3.log; "" unknown
 }
@@ -142,6 +142,19 @@ type registration struct {
 	busName string
 	pid     int32
 }
+
+// pendingStart is a backend started and not registered yet. Its
+// RegistrationRequests are verified (verifyRegistration) before they reach
+// reg: another process's request, even with the right token, changes
+// nothing and cannot crowd out the real one.
+type pendingStart struct {
+	proc      Process // nil until launched
+	reg       chan registration
+	verifying int // requests being verified now, at most maxVerifying
+	refused   int // requests with this token that were not the backend's
+}
+
+const maxVerifying = 4
 
 // New creates the session manager and starts the goroutine that receives
 // backend signals; Close stops it.
@@ -168,7 +181,7 @@ func New(opts Options) (*Manager, error) {
 		sessions:  map[dbus.ObjectPath]*session{},
 		byToken:   map[string]*session{},
 		byBackend: map[string]*session{},
-		pending:   map[string]chan registration{},
+		pending:   map[string]*pendingStart{},
 		procs:     map[string]Process{},
 	}
 	if m.log == nil {
@@ -305,6 +318,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
+	ps := &pendingStart{reg: reg}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -316,7 +330,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 			return "", errGeneric(textAlreadyRunning)
 		}
 	}
-	m.pending[token] = reg
+	m.pending[token] = ps
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -331,6 +345,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	}
 	m.mu.Lock()
 	m.procs[token] = proc
+	ps.proc = proc
 	m.mu.Unlock()
 	m.wg.Add(1)
 	go m.watch(token, proc)
@@ -354,9 +369,6 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.callTO)
 	defer cancel()
-	if err := m.verifyRegistration(ctx, r, proc); err != nil {
-		return fail("registration refused", "err", err)
-	}
 
 	s := &session{
 		path:              path,
@@ -444,8 +456,51 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	return path, nil
 }
 
-// verifyRegistration checks that the RegistrationRequest came from the
-// process we started and that it owns the bus name it claims.
+// registrationRequest verifies a RegistrationRequest for a pending start
+// off the signal goroutine and passes it on only if it holds.
+func (m *Manager) registrationRequest(token string, r registration) {
+	m.mu.Lock()
+	ps := m.pending[token]
+	if ps == nil || ps.proc == nil {
+		m.mu.Unlock()
+		m.log.Warn("RegistrationRequest with an unknown token ignored", "sender", r.sender, "pid", r.pid)
+		return
+	}
+	if int(r.pid) != ps.proc.Pid() || ps.verifying >= maxVerifying {
+		ps.refused++
+		m.mu.Unlock()
+		m.log.Warn("RegistrationRequest ignored: not from the started backend", "sender", r.sender, "pid", r.pid)
+		return
+	}
+	ps.verifying++
+	proc := ps.proc
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, m.callTO)
+		err := m.verifyRegistration(ctx, r, proc)
+		cancel()
+		m.mu.Lock()
+		ps.verifying--
+		if err != nil {
+			ps.refused++
+		}
+		m.mu.Unlock()
+		if err != nil {
+			m.log.Warn("RegistrationRequest refused", "sender", r.sender, "pid", r.pid, "err", err)
+			return
+		}
+		select {
+		case ps.reg <- r:
+		default: // the backend registered already
+		}
+	}()
+}
+
+// verifyRegistration checks, with what the bus says about the sender, that
+// the RegistrationRequest came from the process we started, running as
+// the backend user, and that it owns the bus name it claims.
 func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc Process) error {
 	if int(r.pid) != proc.Pid() {
 		return fmt.Errorf("registration names pid %d, started %d", r.pid, proc.Pid())
@@ -467,6 +522,15 @@ func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc P
 	}
 	if int(pid) != proc.Pid() {
 		return fmt.Errorf("sender %s is pid %d, started %d", r.sender, pid, proc.Pid())
+	}
+	if l, ok := m.launcher.(*ExecLauncher); ok && l.User != nil {
+		var uid uint32
+		if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixUser", 0, r.sender).Store(&uid); err != nil {
+			return fmt.Errorf("uid of %s: %w", r.sender, err)
+		}
+		if uid != l.User.UID {
+			return fmt.Errorf("sender %s runs as uid %d, not the backend user %d", r.sender, uid, l.User.UID)
+		}
 	}
 	return nil
 }
@@ -742,17 +806,7 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 			return
 		}
 		r.sender = sig.Sender
-		m.mu.Lock()
-		ch := m.pending[token]
-		m.mu.Unlock()
-		if ch == nil {
-			m.log.Warn("RegistrationRequest with an unknown token", "sender", sig.Sender, "pid", r.pid)
-			return
-		}
-		select {
-		case ch <- r:
-		default: // a second request for the same token: ignored
-		}
+		m.registrationRequest(token, r)
 		return
 	}
 	m.mu.Lock()

@@ -1,0 +1,132 @@
+package sessionmgr
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+// forge sends a RegistrationRequest from c to the session manager.
+func forge(t *testing.T, c *dbus.Conn, manager, busName, token string, pid int32) {
+	t.Helper()
+	msg := &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath:        dbus.MakeVariant(api.PathBackendSession),
+		dbus.FieldInterface:   dbus.MakeVariant(api.InterfaceBackends),
+		dbus.FieldMember:      dbus.MakeVariant("RegistrationRequest"),
+		dbus.FieldDestination: dbus.MakeVariant(manager),
+		dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(busName, token, pid)),
+	}, Body: []any{busName, token, pid}}
+	if err := c.Send(msg, nil).Err; err != nil {
+		t.Fatalf("forge: %v", err)
+	}
+}
+
+// While NewTunnel waits for its backend, forged RegistrationRequests — from
+// a stranger and from another process of the backend user, with the right
+// token and PID (as if the token had leaked), and with wrong ones — neither
+// kill the real backend nor make NewTunnel fail or wait longer than the
+// real registration.
+func TestForgedRegistrationRequest(t *testing.T) {
+	r := newRig(t, "slowreg", Options{StartTimeout: 30 * time.Second})
+	var markerPath string
+	for _, e := range r.m.launcher.(*ExecLauncher).Env {
+		if v, ok := strings.CutPrefix(e, fakeMarkerEnv+"="); ok {
+			markerPath = v
+		}
+	}
+	if markerPath == "" {
+		t.Fatal("no marker path in the fake's environment")
+	}
+	type result struct {
+		path dbus.ObjectPath
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := r.m.NewTunnel(1000, testConfig)
+		done <- result{p, err}
+	}()
+	// The started backend, waiting for the marker before registering.
+	var token string
+	var proc Process
+	for deadline := time.Now().Add(20 * time.Second); proc == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no pending backend")
+		}
+		r.m.mu.Lock()
+		for tok, ps := range r.m.pending {
+			if ps.proc != nil {
+				token, proc = tok, ps.proc
+			}
+		}
+		r.m.mu.Unlock()
+	}
+	pid := int32(proc.Pid())
+	busName := api.BackendBusName(uint32(pid))
+	var manager string
+	if err := r.client.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, api.ServiceSessions).Store(&manager); err != nil {
+		t.Fatal(err)
+	}
+	beUID, beGID := testenv.EnsureBackendUser(t)
+	stranger := busobjtest.DialAs(t, r.addr, 65534, 65534)
+	otherBackend := busobjtest.DialAs(t, r.addr, beUID, beGID)
+	for _, c := range []*dbus.Conn{stranger, otherBackend} {
+		forge(t, c, manager, busName, "not-the-token", pid)
+		forge(t, c, manager, busName, token+"x", pid)
+		// counted as refused for this token:
+		forge(t, c, manager, busName, token, pid)                // verified and refused
+		forge(t, c, manager, busName, token, int32(os.Getpid())) // not the started pid
+		forge(t, c, manager, api.BackendBusName(1), token, 1)    // idem
+	}
+	const counted = 6
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.m.mu.Lock()
+		ps := r.m.pending[token]
+		n := -1
+		if ps != nil {
+			n = ps.refused
+		}
+		r.m.mu.Unlock()
+		if n == counted {
+			break
+		}
+		if n < 0 || n > counted || time.Now().After(deadline) {
+			t.Fatalf("%d forged requests refused, want %d (pending: %v)", n, counted, ps != nil)
+		}
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("NewTunnel returned before the real backend registered: %v %v", res.path, res.err)
+	case <-proc.Done():
+		t.Fatalf("the real backend died after the forged requests: %s", proc.ExitReason())
+	default:
+	}
+	if err := os.WriteFile(markerPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("NewTunnel did not return after the real registration")
+	}
+	if res.err != nil {
+		t.Fatalf("NewTunnel: %v", res.err)
+	}
+	s := r.m.session(res.path)
+	if s == nil || s.backendPID != uint32(pid) || s.busName != busName {
+		t.Fatalf("session %+v, want the real backend %d", s, pid)
+	}
+	select {
+	case <-proc.Done():
+		t.Fatalf("real backend ended: %s", proc.ExitReason())
+	default:
+	}
+}
