@@ -183,9 +183,16 @@ func TestErrorsAreTyped(t *testing.T) {
 func TestProfilesAndInfo(t *testing.T) {
 	_, c := startFake(t, false)
 	ctx := testCtx(t)
+	events, err := c.ConfigurationEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	prof, err := c.ImportProfile(ctx, "work", "client\n", ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ev := <-events; ev.Path != prof.Path || ev.Type != api.ConfigEventCreated {
+		t.Errorf("ConfigurationManagerEvent = %+v, want CFG_CREATED of %s", ev, prof.Path)
 	}
 	found, err := c.LookupProfile(ctx, "work")
 	if err != nil || len(found) != 1 || found[0].Path != prof.Path {

@@ -88,6 +88,7 @@ func (m fakeConfigMgr) Import(name, text string, singleUse, persistent bool) (db
 	if err := m.f.conn.Export(fakeProps{m.f, p}, p, api.InterfaceProperties); err != nil {
 		return "", dbus.MakeFailedError(err)
 	}
+	_ = m.f.conn.Emit(api.PathConfiguration, api.InterfaceConfiguration+".ConfigurationManagerEvent", p, uint16(api.ConfigEventCreated), uint32(0))
 	return p, nil
 }
 
