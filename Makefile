@@ -30,7 +30,7 @@ RESOLVED_ROOT ?= /var/cache/ovpn3go/systemd-resolved
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 1m
 
-.PHONY: all deps build test vet fmt-check unit fuzz-smoke fuzz demo clean
+.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo clean
 
 all: build
 
@@ -88,3 +88,9 @@ demo: deps build
 clean:
 	rm -rf bin
 	$(GO) clean -testcache
+
+# PNGs of the tray icon in a real panel (xfce4-panel) and of every tray
+# window, taken from the running system (helper, OpenVPN server, tray under
+# Xvfb); the README shows them. Needs root like the tests.
+screenshots: deps
+	$(GO) run ./e2e/cmd/screenshots -out docs/screenshots

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,8 +70,7 @@ type trayDesktop struct {
 	notes   *desktoptest.NotificationServer
 	conn    *dbus.Conn // the test's own session-bus connection
 	proc    *testbed.Process
-	item    desktoptest.Item
-	menu    dbus.ObjectPath
+	item    *desktoptest.TrayItem
 	env     []string
 }
 
@@ -131,126 +129,57 @@ func startTrayDesktop(t *testing.T, st *testbed.Stack, args ...string) *trayDesk
 		}
 		_ = d.proc.Stop(5 * time.Second)
 	})
+	var it desktoptest.Item
 	select {
-	case d.item = <-d.watcher.Registered():
+	case it = <-d.watcher.Registered():
 	case <-d.proc.Done():
 		t.Fatalf("ovpn3-tray exited: %s", d.proc.LogTail(20))
 	case <-ctx.Done():
 		t.Fatalf("no StatusNotifierItem registered: %s", d.proc.LogTail(20))
 	}
-	v, err := d.conn.Object(d.item.Bus, d.item.Path).GetProperty("org.kde.StatusNotifierItem.Menu")
-	if err != nil {
-		t.Fatalf("Menu property: %v", err)
+	if d.item, err = desktoptest.NewTrayItem(d.conn, it); err != nil {
+		t.Fatal(err)
 	}
-	d.menu, _ = v.Value().(dbus.ObjectPath)
 	if err := desktoptest.WaitForName(ctx, d.bus.Address, tray.ControlName, d.proc, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-// menuEntry is one dbusmenu item.
-type menuEntry struct {
-	ID       int32
-	Label    string
-	Enabled  bool
-	Children []menuEntry
-}
-
-func parseLayout(v []any) menuEntry {
-	var e menuEntry
-	e.Enabled = true
-	if len(v) != 3 {
-		return e
-	}
-	e.ID, _ = v[0].(int32)
-	if props, ok := v[1].(map[string]dbus.Variant); ok {
-		if l, ok := props["label"].Value().(string); ok {
-			e.Label = l
-		}
-		if en, ok := props["enabled"].Value().(bool); ok {
-			e.Enabled = en
-		}
-	}
-	if kids, ok := v[2].([]dbus.Variant); ok {
-		for _, k := range kids {
-			if kv, ok := k.Value().([]any); ok {
-				e.Children = append(e.Children, parseLayout(kv))
-			}
-		}
-	}
-	return e
-}
-
 // layout reads the whole exported menu.
-func (d *trayDesktop) layout() menuEntry {
-	var rev uint32
-	var root []any
-	err := d.conn.Object(d.item.Bus, d.menu).Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &root)
+func (d *trayDesktop) layout() desktoptest.MenuEntry {
+	l, err := d.item.Layout()
 	if err != nil {
-		d.t.Fatalf("GetLayout: %v", err)
+		d.t.Fatal(err)
 	}
-	return parseLayout(root)
-}
-
-// find returns the first item whose label starts with prefix (depth first).
-func (e menuEntry) find(prefix string) (menuEntry, bool) {
-	for _, c := range e.Children {
-		if strings.HasPrefix(c.Label, prefix) {
-			return c, true
-		}
-		if f, ok := c.find(prefix); ok {
-			return f, true
-		}
-	}
-	return menuEntry{}, false
-}
-
-func (e menuEntry) String() string {
-	var b strings.Builder
-	var walk func(menuEntry, string)
-	walk = func(m menuEntry, ind string) {
-		for _, c := range m.Children {
-			fmt.Fprintf(&b, "%s%s enabled=%v\n", ind, c.Label, c.Enabled)
-			walk(c, ind+"  ")
-		}
-	}
-	walk(e, "")
-	return b.String()
+	return l
 }
 
 // waitMenu waits until an enabled item starting with prefix exists.
-func (d *trayDesktop) waitMenu(prefix string, timeout time.Duration) menuEntry {
+func (d *trayDesktop) waitMenu(prefix string, timeout time.Duration) desktoptest.MenuEntry {
 	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		l := d.layout()
-		if it, ok := l.find(prefix); ok && it.Enabled {
-			return it
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("no enabled menu item %q within %v; menu:\n%s", prefix, timeout, l)
-		}
-		time.Sleep(100 * time.Millisecond)
+	it, err := d.item.WaitItem(prefix, timeout)
+	if err != nil {
+		d.t.Fatal(err)
 	}
+	return it
 }
 
 // click sends the dbusmenu "clicked" event a tray host sends.
-func (d *trayDesktop) click(it menuEntry) {
+func (d *trayDesktop) click(it desktoptest.MenuEntry) {
 	d.t.Helper()
-	err := d.conn.Object(d.item.Bus, d.menu).Call("com.canonical.dbusmenu.Event", 0, it.ID, "clicked", dbus.MakeVariant(""), uint32(time.Now().Unix())).Err
-	if err != nil {
-		d.t.Fatalf("click %q: %v", it.Label, err)
+	if err := d.item.Click(it); err != nil {
+		d.t.Fatal(err)
 	}
 }
 
 // dialogs lists the open credential dialogs (test control).
-func (d *trayDesktop) dialogs() []string {
-	var out []string
-	if err := d.conn.Object(tray.ControlName, tray.ControlPath).Call(tray.ControlInterface+".Dialogs", 0).Store(&out); err != nil {
-		d.t.Fatalf("Dialogs: %v", err)
+func (d *trayDesktop) dialogs() map[dbus.ObjectPath]string {
+	m, err := desktoptest.TrayDialogs(d.conn)
+	if err != nil {
+		d.t.Fatal(err)
 	}
-	return out
+	return m
 }
 
 // waitDialog waits for one credential dialog: its session and slot names.
@@ -259,8 +188,9 @@ func (d *trayDesktop) waitDialog(timeout time.Duration) (dbus.ObjectPath, string
 	deadline := time.Now().Add(timeout)
 	for {
 		if ds := d.dialogs(); len(ds) == 1 {
-			path, slots, _ := strings.Cut(ds[0], " ")
-			return dbus.ObjectPath(path), slots
+			for p, slots := range ds {
+				return p, slots
+			}
 		}
 		if time.Now().After(deadline) {
 			d.t.Fatalf("no credential dialog within %v; log:\n%s", timeout, d.proc.LogTail(20))
@@ -271,8 +201,8 @@ func (d *trayDesktop) waitDialog(timeout time.Duration) (dbus.ObjectPath, string
 
 func (d *trayDesktop) answer(session dbus.ObjectPath, values []string, remember bool) {
 	d.t.Helper()
-	if err := d.conn.Object(tray.ControlName, tray.ControlPath).Call(tray.ControlInterface+".AnswerDialog", 0, session, values, remember).Err; err != nil {
-		d.t.Fatalf("AnswerDialog: %v", err)
+	if err := desktoptest.TrayAnswer(d.conn, session, values, remember); err != nil {
+		d.t.Fatal(err)
 	}
 }
 
@@ -301,15 +231,10 @@ func iconPixels(t *testing.T, state string) []byte {
 
 // iconState returns which state's PNG the item shows ("" if none).
 func (d *trayDesktop) iconState() string {
-	v, err := d.conn.Object(d.item.Bus, d.item.Path).GetProperty("org.kde.StatusNotifierItem.IconPixmap")
+	data, err := d.item.IconPixmap()
 	if err != nil {
-		d.t.Fatalf("IconPixmap: %v", err)
+		d.t.Fatal(err)
 	}
-	pix, ok := v.Value().([][]any)
-	if !ok || len(pix) == 0 || len(pix[0]) != 3 {
-		return ""
-	}
-	data, _ := pix[0][2].([]byte)
 	for _, s := range assets.States {
 		if bytes.Equal(data, iconPixels(d.t, s)) {
 			return s
@@ -401,7 +326,7 @@ func TestTrayUserPassword(t *testing.T) {
 	if v, ok := d.keyring(ctx, map[string]string{"application": "ovpn3go", "slot": "password"}); !ok || v != testbed.TestPass {
 		t.Fatalf("password in the keyring: %q %v", v, ok)
 	}
-	if _, ok := d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect"); !ok {
+	if _, ok := d.waitMenu(name+": Connected", 10*time.Second).Find("Disconnect"); !ok {
 		t.Fatalf("no Disconnect under the session: %s", d.layout())
 	}
 	// a connected tunnel that stays up notifies once
@@ -410,13 +335,19 @@ func TestTrayUserPassword(t *testing.T) {
 		t.Fatalf("%d 'Connected' notifications, want exactly 1: %+v", n, d.notes.Calls())
 	}
 
-	sess, _ := d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect")
+	sess, _ := d.waitMenu(name+": Connected", 10*time.Second).Find("Disconnect")
 	d.click(sess)
 	waitNoSession(t, st, 30*time.Second)
 	d.waitIcon("disconnected", 30*time.Second)
 
 	// again: the keyring answers, no dialog
 	d.click(d.waitMenu("Connect "+name, 30*time.Second))
+	for started := time.Now(); sessionCount(t, st) == 0; {
+		if time.Since(started) > 30*time.Second {
+			t.Fatalf("the second Connect started no session; menu:\n%s\nlog:\n%s", d.layout(), d.proc.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for d.iconState() != "connected" {
 		if ds := d.dialogs(); len(ds) != 0 {
@@ -430,7 +361,7 @@ func TestTrayUserPassword(t *testing.T) {
 	if n := d.connectedNotes(name); n != 2 {
 		t.Fatalf("%d 'Connected' notifications after the second connect, want 2", n)
 	}
-	sess, _ = d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect")
+	sess, _ = d.waitMenu(name+": Connected", 10*time.Second).Find("Disconnect")
 	d.click(sess)
 	waitNoSession(t, st, 30*time.Second)
 }
@@ -467,7 +398,7 @@ func TestTrayStaticChallenge(t *testing.T) {
 		if v, ok := d.keyring(ctx, map[string]string{"application": "ovpn3go", "slot": "password"}); !ok || v != testbed.TestPass {
 			t.Fatalf("password in the keyring: %q %v", v, ok)
 		}
-		it, _ := d.waitMenu(name+": Connected", 10*time.Second).find("Disconnect")
+		it, _ := d.waitMenu(name+": Connected", 10*time.Second).Find("Disconnect")
 		d.click(it)
 		waitNoSession(t, st, 30*time.Second)
 	}

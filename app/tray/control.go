@@ -6,6 +6,8 @@ import (
 
 	"fyne.io/fyne/v2"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/app/tray/testctl"
 )
 
 // Test control: the integration test has to answer a real Fyne dialog in a
@@ -16,10 +18,10 @@ import (
 // check, and taps the dialog's Connect button, so everything after the
 // typing (answers, remembering, the start loop) runs as for a person.
 const (
-	ControlEnv       = "OVPN3_TRAY_TEST_CONTROL"
-	ControlName      = "net.ovpn3go.TrayTest"
-	ControlPath      = dbus.ObjectPath("/net/ovpn3go/TrayTest")
-	ControlInterface = "net.ovpn3go.TrayTest"
+	ControlEnv       = testctl.Env
+	ControlName      = testctl.Name
+	ControlPath      = testctl.Path
+	ControlInterface = testctl.Interface
 )
 
 type control struct{ t *Tray }

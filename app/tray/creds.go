@@ -269,6 +269,7 @@ func (c *Credentials) show(session dbus.ObjectPath, form *CredForm, profile stri
 		w := c.App.NewWindow(lang.L("Sign in to {{.Profile}}", map[string]any{"Profile": profile}))
 		w.SetContent(form.Content)
 		w.Resize(fyne.NewSize(420, 10))
+		w.CenterOnScreen()
 		w.SetCloseIntercept(func() { form.finish(credResult{err: ErrCancelled}) })
 		c.mu.Lock()
 		if c.open == nil {

@@ -108,6 +108,7 @@ func (t *Tray) setHost(up bool) {
 		if w == nil {
 			w = t.app.NewWindow("ovpn3go")
 			w.Resize(fyne.NewSize(460, 360))
+			w.CenterOnScreen()
 			w.SetCloseIntercept(func() { t.app.Quit() })
 			t.mu.Lock()
 			t.mainWin = w

@@ -1,7 +1,9 @@
 package tray
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/lang"
@@ -55,6 +57,22 @@ func (m Model) Tooltip() string {
 		return lang.L("{{.Profile}}: {{.State}}", map[string]any{"Profile": s.ConfigName, "State": StatusText(s.Status)})
 	}
 	return lang.L("{{.Count}} VPN sessions", map[string]any{"Count": len(m.Sessions)})
+}
+
+// signature is everything BuildMenu's result depends on.
+func (m Model) signature() string {
+	m.Profiles = append([]Profile(nil), m.Profiles...)
+	m.Sessions = append([]SessionView(nil), m.Sessions...)
+	m.sorted()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v|", m.HelperUp)
+	for _, p := range m.Profiles {
+		fmt.Fprintf(&b, "p %s %q|", p.Path, p.Name)
+	}
+	for _, s := range m.Sessions {
+		fmt.Fprintf(&b, "s %s %s %q %d %q %d|", s.Path, s.ConfigPath, s.ConfigName, s.State(), StatusText(s.Status), s.Status.Minor)
+	}
+	return b.String()
 }
 
 // sorted orders profiles and sessions by name, so the menu is stable.

@@ -67,6 +67,9 @@ type Tray struct {
 	hostUp     bool
 	saidNoHost bool
 	mainShown  bool
+	menuSig    string    // what the published menu shows (Model.signature)
+	icon       IconState // the published icon
+	iconSet    bool
 	wg         sync.WaitGroup // goroutines started for actions; Run waits for them
 	mainWin    fyne.Window
 	menu       *fyne.Menu
@@ -502,7 +505,8 @@ func (t *Tray) Install() {
 		d.SetSystemTrayMenu(menu)
 	}
 	t.mu.Lock()
-	t.menu = menu
+	t.menu, t.menuSig = menu, m.signature()
+	t.icon, t.iconSet = m.Icon(), true
 	t.mu.Unlock()
 }
 
@@ -510,18 +514,37 @@ func (t *Tray) Install() {
 func (t *Tray) publish() {
 	m := t.Model()
 	onUI(func() {
+		// Every SetSystemTrayMenu rebuilds the exported dbusmenu with new
+		// item ids; a host that read the layout a moment ago would then
+		// click an id that is gone. So the menu is only replaced when
+		// what it shows changed (and the icon only with its state).
+		sig := m.signature()
+		t.mu.Lock()
+		same := t.menu != nil && sig == t.menuSig
+		sameIcon := t.iconSet && m.Icon() == t.icon
+		t.mu.Unlock()
+		if same && sameIcon {
+			return
+		}
 		menu := BuildMenu(m, t.Do)
 		if d, ok := t.app.(desktop.App); ok {
-			if icon, err := assets.TrayIcon(m.Icon().AssetName()); err == nil {
-				d.SetSystemTrayIcon(fyne.NewStaticResource("ovpn3go-"+m.Icon().AssetName()+".png", icon))
+			if !sameIcon {
+				if icon, err := assets.TrayIcon(m.Icon().AssetName()); err == nil {
+					d.SetSystemTrayIcon(fyne.NewStaticResource("ovpn3go-"+m.Icon().AssetName()+".png", icon))
+				}
 			}
-			d.SetSystemTrayMenu(menu)
+			if !same {
+				d.SetSystemTrayMenu(menu)
+			}
 		}
 		t.mu.Lock()
-		t.menu = menu
+		if !same {
+			t.menu, t.menuSig = menu, sig
+		}
+		t.icon, t.iconSet = m.Icon(), true
 		win := t.mainWin
 		t.mu.Unlock()
-		if win != nil {
+		if win != nil && !same {
 			win.SetContent(t.mainContent(menu, m))
 		}
 		if t.OnModel != nil {
@@ -702,6 +725,7 @@ func (t *Tray) showError(title, text string) {
 		l.Wrapping = fyne.TextWrapWord
 		w.SetContent(container.NewVBox(l, widget.NewButton(lang.L("Close"), w.Close)))
 		w.Resize(fyne.NewSize(420, 10))
+		w.CenterOnScreen()
 		w.Show()
 	})
 }
@@ -710,6 +734,7 @@ func (t *Tray) showError(title, text string) {
 func (t *Tray) newWindow(title string, size fyne.Size) fyne.Window {
 	w := t.app.NewWindow(title)
 	w.Resize(size)
+	w.CenterOnScreen() // away from panels at the screen's edges
 	return w
 }
 

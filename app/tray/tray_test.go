@@ -266,3 +266,25 @@ func TestFallbackWindow(t *testing.T) {
 		t.Error("the note is not shown exactly once after the host left again")
 	}
 }
+
+// TestMenuRebuiltOnlyOnChange: republishing an unchanged model keeps the
+// published menu (its exported item ids stay valid for the tray host).
+func TestMenuRebuiltOnlyOnChange(t *testing.T) {
+	b := newFake()
+	b.profiles = []Profile{{Path: profA, Name: "alpha"}}
+	tr := newTestTray(t, b, Options{})
+	runTray(t, tr)
+	waitFor(t, func() bool { return menuText(tr) == "Connect alpha|-|Import profile…|Settings…|Quit" })
+	first := tr.Menu()
+	tr.reloadSoon()
+	b.events <- Event{Kind: EventProfilesChanged}
+	time.Sleep(100 * time.Millisecond)
+	if tr.Menu() != first {
+		t.Fatal("menu rebuilt although nothing changed")
+	}
+	b.mu.Lock()
+	b.profiles = append(b.profiles, Profile{Path: profB, Name: "beta"})
+	b.mu.Unlock()
+	b.events <- Event{Kind: EventProfilesChanged}
+	waitFor(t, func() bool { return tr.Menu() != first && strings.Contains(menuText(tr), "Connect beta") })
+}

@@ -36,7 +36,7 @@ const sessionConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus
     <allow eavesdrop="true"/>
     <allow own="*"/>
   </policy>
-</busconfig>
+%s</busconfig>
 `
 
 // SessionBus is a private session bus.
@@ -48,12 +48,39 @@ type SessionBus struct {
 // StartSessionBus starts dbus-daemon with the policy above; its socket and
 // log live in dir.
 func StartSessionBus(ctx context.Context, dir string) (*SessionBus, error) {
+	return StartSessionBusWith(ctx, dir, nil, nil)
+}
+
+// StartSessionBusWith is StartSessionBus with services the bus may start
+// (service files, copied into dir/services) and the environment the bus —
+// and so every service it starts — runs with.
+func StartSessionBusWith(ctx context.Context, dir string, serviceFiles []string, env []string) (*SessionBus, error) {
 	sock := filepath.Join(dir, "session.sock")
 	conf := filepath.Join(dir, "session.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(sessionConfig, sock)), 0o644); err != nil {
+	svc := ""
+	if len(serviceFiles) > 0 {
+		sdir := filepath.Join(dir, "services")
+		if err := os.MkdirAll(sdir, 0o755); err != nil {
+			return nil, err
+		}
+		for _, f := range serviceFiles {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(sdir, filepath.Base(f)), b, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		svc = "  <servicedir>" + sdir + "</servicedir>\n"
+	}
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(sessionConfig, sock, svc)), 0o644); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command("dbus-daemon", "--nofork", "--config-file="+conf)
+	if env != nil {
+		cmd.Env = env
+	}
 	p, err := testbed.StartProcess("session dbus-daemon", filepath.Join(dir, "session-bus.log"), cmd)
 	if err != nil {
 		return nil, err
@@ -197,4 +224,39 @@ func StartXvfb(ctx context.Context, dir string) (*Xvfb, error) {
 		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("Xvfb did not start: %w", ctx.Err())
 	}
+}
+
+// WindowID finds a top-level window on display whose title starts with
+// prefix (xwininfo -root -tree) and returns its id ("0x…").
+func WindowID(display, prefix string) (string, bool) {
+	out, err := exec.Command("xwininfo", "-display", display, "-root", "-tree").Output()
+	if err != nil {
+		return "", false
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		id, rest, ok := strings.Cut(l, " ")
+		if !ok || !strings.HasPrefix(id, "0x") {
+			continue
+		}
+		rest = strings.TrimSpace(rest)
+		if strings.HasPrefix(rest, `"`+prefix) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// Screenshot writes the window (or "root") of display as a PNG with
+// ImageMagick's import; crop ("WxH+X+Y") is optional.
+func Screenshot(display, window, crop, out string) error {
+	args := []string{"-display", display, "-window", window}
+	if crop != "" {
+		args = append(args, "-crop", crop, "+repage")
+	}
+	args = append(args, out)
+	if b, err := exec.Command("import", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("import %s: %v: %s", window, err, b)
+	}
+	return nil
 }
