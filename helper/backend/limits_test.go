@@ -24,3 +24,19 @@ func TestSessionLimitIsConnDone(t *testing.T) {
 		t.Fatalf("teardown replaced the reason: %s", b.status)
 	}
 }
+
+// A failed attempt that the engine retries (a TLS or certificate failure,
+// a push reply that restarts the connection) shows its reason in the
+// session status while the session stays; ping-exit is CONN_FAILED.
+func TestRetriedFailureReasonInStatus(t *testing.T) {
+	b := quietBackend(&profile.Profile{})
+	const reason = `TLS handshake with 198.18.0.1:1194/udp: server certificate "CN=server" is not valid now`
+	events{b}.State(engine.StateReconnecting, reason)
+	if b.status.Major != api.StatusMajorConnection || b.status.Minor != api.StatusMinorConnReconnecting || b.status.Message != reason {
+		t.Errorf("status %s, want CONN_RECONNECTING with the reason", b.status)
+	}
+	events{b}.State(engine.StateFailed, "ping-exit: nothing received from 198.18.0.1:1194/udp for 30s")
+	if b.status.Minor != api.StatusMinorConnFailed || b.status.Message == "" {
+		t.Errorf("ping-exit: status %s, want CONN_FAILED with the reason", b.status)
+	}
+}
