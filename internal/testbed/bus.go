@@ -84,7 +84,8 @@ type BusDaemon struct {
 // StartBus writes bus.conf into dir and starts dbus-daemon --nofork as a
 // child process. The socket lives in dir, so it is reachable from every
 // network namespace (unix path sockets belong to the file system).
-func StartBus(ctx context.Context, dir string) (*BusDaemon, error) {
+// prepare functions adjust the command before it starts (OwnProcessGroup).
+func StartBus(ctx context.Context, dir string, prepare ...func(*exec.Cmd)) (*BusDaemon, error) {
 	conf := filepath.Join(dir, "bus.conf")
 	socket := filepath.Join(dir, "system_bus_socket")
 	for _, f := range []string{BusPolicyFile(), PolkitBusPolicy} {
@@ -111,6 +112,9 @@ func StartBus(ctx context.Context, dir string) (*BusDaemon, error) {
 	defer pidR.Close()
 	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=3", "--print-pid=4")
 	cmd.ExtraFiles = []*os.File{addrW, pidW}
+	for _, f := range prepare {
+		f(cmd)
+	}
 	proc, err := StartProcess("dbus-daemon", filepath.Join(dir, "dbus-daemon.log"), cmd)
 	addrW.Close() // the child holds its own copies
 	pidW.Close()

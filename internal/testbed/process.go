@@ -46,6 +46,16 @@ func StartProcess(name, logPath string, cmd *exec.Cmd) (*Process, error) {
 	return p, nil
 }
 
+// OwnProcessGroup makes cmd start in a process group of its own, so that
+// signals sent to the starting program's group (a terminal's Ctrl-C) do
+// not reach it: the program stops it in its own order instead.
+func OwnProcessGroup(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+}
+
 // PID is the process id of the child.
 func (p *Process) PID() int { return p.Cmd.Process.Pid }
 

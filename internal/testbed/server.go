@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -352,6 +353,9 @@ type ServerOptions struct {
 	// (auth-gen-token) that clients must use instead of the password on
 	// renegotiation and reconnect.
 	AuthGenToken bool
+	// Prepare, when set, adjusts the openvpn command before it starts
+	// (OwnProcessGroup).
+	Prepare func(*exec.Cmd)
 }
 
 // OpenVPNServer is a running openvpn 2.6 server in a pair's server namespace.
@@ -405,6 +409,9 @@ func StartServer(ctx context.Context, pair *Pair, v Variant, dir string, opts Se
 	}
 	// Not CommandContext: the server outlives ctx, which only bounds start-up.
 	cmd := Command(context.Background(), pair.ServerNS, "openvpn", "--config", s.ConfigPath)
+	if opts.Prepare != nil {
+		opts.Prepare(cmd)
+	}
 	s.Process, err = StartProcess("openvpn server ("+string(v)+")", filepath.Join(dir, "server.log"), cmd)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,11 @@ type StackOptions struct {
 	Variant    Variant       // server variant; "" starts no server (a profile still works: nobody answers)
 	Server     ServerOptions // PKI, extra lines
 	HelperArgs []string      // extra ovpn3-helper arguments, e.g. --log-level 6
+	// OwnProcessGroups starts the server, the bus, the helper and every
+	// CLI run in process groups of their own (OwnProcessGroup), so a
+	// terminal's Ctrl-C reaches only the program driving the stack (the
+	// demo), which then stops them in order through Close.
+	OwnProcessGroups bool
 }
 
 // Stack is the whole ovpn3go system under test: a namespace pair, the
@@ -85,6 +90,9 @@ type Stack struct {
 	Bus    *BusDaemon
 	Helper *Process
 	Conn   *dbus.Conn // a client connection to the private bus (root)
+
+	ownGroups bool // StackOptions.OwnProcessGroups
+
 	// ResolvConf is the resolv.conf the helper rewrites when no
 	// systemd-resolved runs: a file of the stack's (holding
 	// StackResolvConf at start), never the host's /etc/resolv.conf.
@@ -100,7 +108,11 @@ const StackResolvConf = "# the test stack's resolv.conf\nnameserver 192.0.2.53\n
 // configuration and session manager names. On error everything already
 // started is torn down again.
 func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
-	s = &Stack{Dir: opts.Dir, Bin: opts.Bin}
+	s = &Stack{Dir: opts.Dir, Bin: opts.Bin, ownGroups: opts.OwnProcessGroups}
+	var prepare []func(*exec.Cmd)
+	if opts.OwnProcessGroups {
+		prepare = append(prepare, OwnProcessGroup)
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())
@@ -119,6 +131,9 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 	if opts.Variant != "" {
 		srvOpts := opts.Server
 		srvOpts.PKI = s.PKI
+		if opts.OwnProcessGroups {
+			srvOpts.Prepare = chainPrepare(srvOpts.Prepare, OwnProcessGroup)
+		}
 		if err := os.MkdirAll(filepath.Join(s.Dir, "server"), 0o700); err != nil {
 			return s, err
 		}
@@ -136,7 +151,7 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 		return s, err
 	}
 	s.busDir = busDir
-	if s.Bus, err = StartBus(ctx, busDir); err != nil {
+	if s.Bus, err = StartBus(ctx, busDir, prepare...); err != nil {
 		return s, err
 	}
 	stateDir := filepath.Join(s.Dir, "state")
@@ -150,6 +165,9 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 	args := append([]string{"--state-dir", stateDir, "--resolv-conf", s.ResolvConf}, opts.HelperArgs...)
 	cmd := Command(context.Background(), s.Pair.ClientNS, s.Bin.Helper, args...)
 	cmd.Env = s.Env()
+	for _, f := range prepare {
+		f(cmd)
+	}
 	if s.Helper, err = StartProcess("ovpn3-helper", filepath.Join(s.Dir, "helper.log"), cmd); err != nil {
 		return s, err
 	}
@@ -160,6 +178,14 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// chainPrepare runs first (if set), then second.
+func chainPrepare(first, second func(*exec.Cmd)) func(*exec.Cmd) {
+	if first == nil {
+		return second
+	}
+	return func(cmd *exec.Cmd) { first(cmd); second(cmd) }
 }
 
 func (s *Stack) waitForNames(ctx context.Context, timeout time.Duration, names ...string) error {
@@ -197,6 +223,9 @@ func (s *Stack) CLI(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin.CLI, args...)
 	cmd.Env = s.Env()
 	cmd.WaitDelay = 5 * time.Second
+	if s.ownGroups {
+		OwnProcessGroup(cmd)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ovpn3 %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
