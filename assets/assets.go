@@ -1,4 +1,5 @@
-// Package assets holds the images the tray application ships: the
+// Package assets holds what the tray application ships besides its code:
+// the desktop entry and MIME type (net.ovpn3go.tray.desktop, …-mime.xml), the
 // application icon and one tray icon per connection state. The PNGs are
 // committed; StateIcon draws them, and the package test fails when a
 // committed file differs from what StateIcon draws (go test ./assets -update

@@ -2,11 +2,13 @@ package assets
 
 import (
 	"bytes"
+	"encoding/xml"
 	"flag"
 	"image"
 	"image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -82,4 +84,44 @@ func TestAppIcon(t *testing.T) {
 		t.Fatalf("app icon: %v %+v", err, cfg)
 	}
 	var _ image.Image = StateIcon("connected", 8)
+}
+
+// TestDesktopEntryOpensProfiles: the desktop file registers the tray for
+// application/x-openvpn-profile and passes the file (ovpn3-tray FILE is
+// --import FILE), and the MIME file defines that type for *.ovpn.
+func TestDesktopEntryOpensProfiles(t *testing.T) {
+	d, err := os.ReadFile("net.ovpn3go.tray.desktop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(string(d), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			lines[k] = v
+		}
+	}
+	if !strings.Contains(lines["MimeType"], "application/x-openvpn-profile;") {
+		t.Errorf("MimeType=%q", lines["MimeType"])
+	}
+	if !strings.HasPrefix(lines["Exec"], "ovpn3-tray ") || !strings.Contains(lines["Exec"], "%f") {
+		t.Errorf("Exec=%q: a MimeType entry needs a file field code", lines["Exec"])
+	}
+	var mi struct {
+		Types []struct {
+			Type  string `xml:"type,attr"`
+			Globs []struct {
+				Pattern string `xml:"pattern,attr"`
+			} `xml:"glob"`
+		} `xml:"mime-type"`
+	}
+	x, err := os.ReadFile("net.ovpn3go.tray-mime.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(x, &mi); err != nil {
+		t.Fatal(err)
+	}
+	if len(mi.Types) != 1 || mi.Types[0].Type != "application/x-openvpn-profile" || len(mi.Types[0].Globs) == 0 || mi.Types[0].Globs[0].Pattern != "*.ovpn" {
+		t.Errorf("MIME definition %+v", mi)
+	}
 }

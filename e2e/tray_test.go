@@ -303,7 +303,8 @@ func waitNoSession(t *testing.T, st *testbed.Stack, timeout time.Duration) {
 // --import, Connect through the exported dbusmenu, the credential dialog
 // answered with Remember, the icon reaching connected, exactly one
 // "connected" notification, Disconnect, and Connect again without a dialog
-// from the keyring.
+// from the keyring; then the helper stops (the tray says so) and comes back
+// (the tray recovers).
 func TestTrayUserPassword(t *testing.T) {
 	bin := binaries(t)
 	st := testbed.NewStack(t, bin, testbed.VariantF)
@@ -364,6 +365,32 @@ func TestTrayUserPassword(t *testing.T) {
 	sess, _ = d.waitMenu(name+": Connected", 10*time.Second).Find("Disconnect")
 	d.click(sess)
 	waitNoSession(t, st, 30*time.Second)
+
+	// the helper goes away: the tray says so (menu, error icon) and keeps
+	// running; when the helper is back it recovers with the stored profile
+	if err := st.Helper.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitMenuLabel(t, d, "The VPN service is not running", 30*time.Second)
+	d.waitIcon("error", 10*time.Second)
+	restartHelper(t, st, 2)
+	d.waitMenu("Connect "+name, 30*time.Second)
+	d.waitIcon("disconnected", 10*time.Second)
+}
+
+// waitMenuLabel waits for an item (enabled or not) starting with prefix.
+func waitMenuLabel(t *testing.T, d *trayDesktop, prefix string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, ok := d.layout().Find(prefix); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no menu item %q after %v; menu:\n%s", prefix, timeout, d.layout())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestTrayStaticChallenge: with a static-challenge profile (variant g) the
