@@ -52,6 +52,12 @@ func start(t *testing.T, addr, dir string) (*configmgr.Service, *busobj.Server) 
 	}
 	t.Cleanup(func() { _ = srv.Close() })
 	svc := configmgr.New(dir, quiet)
+	// Unless a test says otherwise, any owner of be<its PID> is the
+	// backend of every profile's session (the session manager would say
+	// for which one).
+	svc.SetBackends(func(c *busobj.Call, _ dbus.ObjectPath) bool {
+		return c.OwnsName(api.BackendBusName(c.PID))
+	})
 	if err := svc.Export(srv); err != nil {
 		t.Fatal(err)
 	}
@@ -555,4 +561,66 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// A backend may Fetch and read only the profile of its own session; a
+// profile's secret overrides are shown to its owner and that backend, not
+// to users it is shared with.
+func TestBackendOnlyItsProfileAndSecrets(t *testing.T) {
+	e := setup(t)
+	mine := e.importProfile(t, "mine", goodProfile, false, false)
+	other := e.importProfile(t, "other", goodProfile, false, false)
+	e.svc.SetBackends(func(c *busobj.Call, p dbus.ObjectPath) bool {
+		return c.OwnsName(api.BackendBusName(c.PID)) && p == mine
+	})
+	ifc := api.InterfaceConfiguration
+	for _, p := range []dbus.ObjectPath{mine, other} {
+		for _, call := range []struct {
+			m    string
+			args []any
+		}{
+			{"SetOverride", []any{"proxy-password", dbus.MakeVariant("s3cret")}},
+			{"SetOverride", []any{"proxy-username", dbus.MakeVariant("alice")}},
+			{"AccessGrant", []any{uint32(65534)}},
+		} {
+			if err := e.obj(p).Call(ifc+"."+call.m, 0, call.args...).Err; err != nil {
+				t.Fatalf("%s: %v", call.m, err)
+			}
+		}
+	}
+	bin := clientBinary(t)
+	res, err := runClient(t, e.addr, bin, backendCaller(t), []aclRequest{
+		{Op: "fetch", Path: mine}, {Op: "fetch", Path: other},
+		{Op: "get overrides", Path: mine}, {Op: "get name", Path: other},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != "" || res[0].Value != goodProfile {
+		t.Errorf("backend Fetch of its own profile: %+v", res[0])
+	}
+	if res[1] != methodDenied {
+		t.Errorf("backend Fetch of another session's profile: %+v, want %+v", res[1], methodDenied)
+	}
+	if res[2].Err != "" || !strings.Contains(res[2].Value, "s3cret") {
+		t.Errorf("backend reading its profile's overrides: %+v", res[2])
+	}
+	if res[3] != getDenied {
+		t.Errorf("backend reading another profile: %+v, want %+v", res[3], getDenied)
+	}
+	overrides := func(c *dbus.Conn) map[string]dbus.Variant {
+		t.Helper()
+		var m map[string]dbus.Variant
+		if err := c.Object(api.ServiceConfiguration, mine).Call(api.InterfaceProperties+".Get", 0, ifc, "overrides").Store(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := overrides(e.client); m["proxy-password"].Value() != "s3cret" || m["proxy-username"].Value() != "alice" {
+		t.Errorf("owner's overrides: %v", m)
+	}
+	granted := busobjtest.DialAs(t, e.addr, 65534, 65534)
+	if m := overrides(granted); m["proxy-username"].Value() != "alice" || len(m) != 1 {
+		t.Errorf("overrides shown to a granted user: %v, want proxy-username only", m)
+	}
 }

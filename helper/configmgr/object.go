@@ -25,10 +25,20 @@ var overrideTypes = map[string]string{
 	"automatic-restart": "s",
 }
 
-// isBackend reports whether the caller is a backend process: it owns
-// net.openvpn.v3.backends.be<its PID>, which the bus policy lets only the
-// helper's processes own. Backends play the role of upstream's $OVPN user.
-func isBackend(c *busobj.Call) bool { return c.OwnsName(api.BackendBusName(c.PID)) }
+// secretOverrides are shown only to the profile's owner and its session's
+// backend (which uses them).
+var secretOverrides = map[string]bool{"proxy-password": true}
+
+// isBackend reports whether the caller is the backend of a session of the
+// profile at path (SetBackends); such a backend plays the role of
+// upstream's $OVPN user for that profile only. Without SetBackends there
+// are no backends.
+func (s *Service) isBackend(c *busobj.Call, path dbus.ObjectPath) bool {
+	s.mu.Lock()
+	f := s.backendOf
+	s.mu.Unlock()
+	return f != nil && f(c, path)
+}
 
 func (s *Service) authorize(p *profile) func(c *busobj.Call) error {
 	return func(c *busobj.Call) error {
@@ -48,7 +58,7 @@ func (s *Service) authorize(p *profile) func(c *busobj.Call) error {
 				}
 			case c.Member == "Fetch" || c.Member == "FetchJSON":
 				// public_access does not grant Fetch (spec §5.2)
-				if owner || !locked && acl || isBackend(c) {
+				if owner || !locked && acl || s.isBackend(c, p.Path) {
 					return nil
 				}
 			case c.Member == "Seal" || c.Member == "Remove":
@@ -68,7 +78,7 @@ func (s *Service) authorize(p *profile) func(c *busobj.Call) error {
 			switch c.Member {
 			case "public_access", "acl", "single_use":
 			default:
-				if isBackend(c) {
+				if s.isBackend(c, p.Path) {
 					return nil
 				}
 			}
@@ -262,13 +272,20 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 			{Name: "last_used_timestamp", Type: "t", Get: get(func() any { return p.LastUsedTimestamp })},
 			{Name: "locked_down", Type: "b", Get: get(func() any { return p.LockedDown }),
 				Set: setBool(func(b bool) { p.LockedDown = b })},
-			{Name: "overrides", Type: "a{sv}", Get: get(func() any {
+			{Name: "overrides", Type: "a{sv}", Get: func(c *busobj.Call) (any, error) {
+				// Secrets (a proxy password) only for the owner and
+				// the profile's own backend, not for the ACL or public.
+				all := c.UID == p.Owner || s.isBackend(c, p.Path)
+				s.mu.Lock()
+				defer s.mu.Unlock()
 				m := make(map[string]dbus.Variant, len(p.Overrides))
 				for k, v := range p.Overrides {
-					m[k] = dbus.MakeVariant(v)
+					if all || !secretOverrides[k] {
+						m[k] = dbus.MakeVariant(v)
+					}
 				}
-				return m
-			})},
+				return m, nil
+			}},
 			{Name: "readonly", Type: "b", Get: get(func() any { return p.Readonly })},
 			{Name: "single_use", Type: "b", Get: get(func() any { return p.SingleUse })},
 			{Name: "tags", Type: "as", Get: get(func() any { return slices.Clone(p.Tags) })},
@@ -288,7 +305,7 @@ func (s *Service) fetch(c *busobj.Call, p *profile) string {
 	s.mu.Lock()
 	text := p.Config
 	s.mu.Unlock()
-	if !isBackend(c) {
+	if !s.isBackend(c, p.Path) {
 		return text
 	}
 	s.mu.Lock()

@@ -1,9 +1,10 @@
 // Package configmgr implements net.openvpn.v3.configuration: the manager
 // object /net/openvpn/v3/configuration (Import, listings, lookups) and one
 // object per imported profile, with the owner/ACL rules of spec §5.2 (root
-// has no special rights on profiles; a backend process, recognised by the
-// net.openvpn.v3.backends.be<PID> name it owns, plays upstream's $OVPN
-// user). Profiles are parsed with helper/openvpn/profile: line errors
+// has no special rights on profiles; the backend of a session, as the
+// session manager knows it (SetBackends), plays upstream's $OVPN user for
+// that session's profile only; secret overrides are shown to the owner and
+// that backend only). Profiles are parsed with helper/openvpn/profile: line errors
 // refuse the import, whole-profile gaps import it with valid=false.
 //
 // Persistent profiles live as <id>.json files (0600) in the state
@@ -53,8 +54,19 @@ type Service struct {
 
 	srv *busobj.Server // set by Export
 
-	mu       sync.Mutex
-	profiles map[dbus.ObjectPath]*profile
+	mu        sync.Mutex
+	profiles  map[dbus.ObjectPath]*profile
+	backendOf func(c *busobj.Call, profile dbus.ObjectPath) bool
+}
+
+// SetBackends tells the service how to recognise the backend of a session
+// started from a profile (the session manager's BackendOf): it may Fetch
+// that profile and read its properties, secrets included, as upstream's
+// $OVPN user may — that profile only.
+func (s *Service) SetBackends(backendOf func(c *busobj.Call, profile dbus.ObjectPath) bool) {
+	s.mu.Lock()
+	s.backendOf = backendOf
+	s.mu.Unlock()
 }
 
 // New returns a configuration manager keeping persistent profiles in

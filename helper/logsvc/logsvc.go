@@ -46,6 +46,7 @@ type Service struct {
 	stop   func()
 
 	mu          sync.Mutex
+	backends    func(*busobj.Call) bool // nil: owners of be<their PID>
 	attached    map[attachKey]*attachment
 	proxies     map[dbus.ObjectPath]*proxy
 	logLevel    uint32
@@ -66,6 +67,26 @@ func New(logger *slog.Logger) *Service {
 		logLevel: DefaultLogLevel,
 		logtag:   true,
 	}
+}
+
+// SetBackends tells the service who the backends are (the session
+// manager's BackendCaller); without it, a backend is the owner of
+// net.openvpn.v3.backends.be<its PID> (the bus policy lets only the
+// backend user own those).
+func (s *Service) SetBackends(isBackend func(*busobj.Call) bool) {
+	s.mu.Lock()
+	s.backends = isBackend
+	s.mu.Unlock()
+}
+
+func (s *Service) isBackend(c *busobj.Call) bool {
+	s.mu.Lock()
+	f := s.backends
+	s.mu.Unlock()
+	if f != nil {
+		return f(c)
+	}
+	return c.OwnsName(api.BackendBusName(c.PID))
 }
 
 // Export exports /net/openvpn/v3/log on srv and starts dropping the
@@ -222,8 +243,19 @@ func (s *Service) managerInterface() *busobj.Interface {
 		},
 		Authorize: func(c *busobj.Call) error {
 			switch {
+			case c.Op == busobj.OpMethod && (c.Member == "Attach" || c.Member == "Detach"):
+				// The session manager, the backends and root: nobody
+				// else may feed events into LogForward streams.
+				if c.UID != 0 && !c.OwnsName(api.ServiceSessions) && !s.isBackend(c) {
+					return busobj.Deny("")
+				}
+			case c.Op == busobj.OpMethod && c.Member == "GetSubscriberList":
+				// root only, as upstream's bus policy
+				if c.UID != 0 {
+					return busobj.Deny("")
+				}
 			case c.Op == busobj.OpMethod && c.Member == "AssignSession":
-				if !c.OwnsName(api.BackendBusName(c.PID)) {
+				if !s.isBackend(c) {
 					return busobj.Deny("")
 				}
 			case c.Op == busobj.OpMethod && c.Member == "ProxyLogEvents":

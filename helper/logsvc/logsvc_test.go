@@ -46,6 +46,24 @@ func TestLogService(t *testing.T) {
 	text := func(err error) string { return api.ErrorText(err) }
 
 	be := backendConn(t, addr)
+	// Only the session manager, backends and root may attach: a process
+	// of the backend user owning no be<PID> name is no backend.
+	if err := call(be, "Attach", api.InterfaceBackends); !api.IsDomain(err, api.DomainGDBusPP) {
+		t.Errorf("Attach by a non-backend: %v", err)
+	}
+	if err := call(be, "Detach", api.InterfaceBackends); !api.IsDomain(err, api.DomainGDBusPP) {
+		t.Errorf("Detach by a non-backend: %v", err)
+	}
+	session := dbus.ObjectPath("/net/openvpn/v3/sessions/abc")
+	if err := call(be, "AssignSession", session, api.InterfaceBackends); !api.IsDomain(err, api.DomainGDBusPP) {
+		t.Errorf("AssignSession by a non-backend: %v", err)
+	}
+	if n := svc.NumAttached(); n != 0 {
+		t.Fatalf("%d attached after refused calls", n)
+	}
+	if _, err := be.RequestName(api.BackendBusName(uint32(os.Getpid())), dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
 	if err := call(be, "Attach", api.InterfaceBackends); err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +76,12 @@ func TestLogService(t *testing.T) {
 	if v, err := logObj(be).GetProperty(api.InterfaceLog + ".num_attached"); err != nil || v.Value() != uint32(1) {
 		t.Errorf("num_attached %v %v", v, err)
 	}
-	session := dbus.ObjectPath("/net/openvpn/v3/sessions/abc")
+	// with the session manager's view of who the backends are
+	svc.SetBackends(func(*busobj.Call) bool { return false })
 	if err := call(be, "AssignSession", session, api.InterfaceBackends); !api.IsDomain(err, api.DomainGDBusPP) {
-		t.Errorf("AssignSession by a non-backend: %v", err)
+		t.Errorf("AssignSession by a backend the session manager does not know: %v", err)
 	}
-	if _, err := be.RequestName(api.BackendBusName(uint32(os.Getpid())), dbus.NameFlagDoNotQueue); err != nil {
-		t.Fatal(err)
-	}
+	svc.SetBackends(nil)
 	if err := call(be, "AssignSession", session, api.InterfaceBackends); err != nil {
 		t.Fatalf("AssignSession: %v", err)
 	}

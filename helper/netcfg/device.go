@@ -184,10 +184,10 @@ func (d *device) iface() *busobj.Interface {
 			{Name: "dns_search_domains", Type: "s", Get: ro(func() any { return append([]string{}, d.dnsSearch...) })},
 			{Name: "dnssec_mode", Type: "s", Get: ro(func() any { return d.dnssec })},
 		},
-		// Only the creator process or root may change a device; reading is
-		// left to the bus policy.
+		// Only root and the creator process (a backend, or root) may read
+		// or change a device.
 		Authorize: func(c *busobj.Call) error {
-			if c.Op == busobj.OpGet || c.UID == 0 || c.PID == d.creatorPID {
+			if c.UID == 0 || c.PID == d.creatorPID && c.UID == d.ownerUID {
 				return nil
 			}
 			d.log.Warn("unauthorized access to device", "sender", c.Sender, "uid", c.UID, "pid", c.PID, "op", c.Op, "member", c.Member)

@@ -58,7 +58,8 @@ type Service struct {
 	undoers     journal.Undoers    // undo functions by journal entry kind
 	shared      *sharedroute.Table // routes outside the tunnels, shared by devices
 	dns         *dns.Manager       // nil: no resolver backend (dnshook.go)
-	wg          sync.WaitGroup     // cleanups started from the name watch
+	backends    func(*busobj.Call) bool
+	wg          sync.WaitGroup // cleanups started from the name watch
 }
 
 // NewService returns a service that is not exported yet.
@@ -74,6 +75,27 @@ func NewService(logger *slog.Logger) *Service {
 		subOwner:    map[string]uint32{},
 		logLevel:    4,
 	}
+}
+
+// SetBackends tells the service who the backends are (the session
+// manager's BackendCaller). Only root and those may create, change or
+// destroy devices, protect sockets or subscribe; without SetBackends only
+// root may.
+func (s *Service) SetBackends(isBackend func(*busobj.Call) bool) {
+	s.mu.Lock()
+	s.backends = isBackend
+	s.mu.Unlock()
+}
+
+// mayConfigure: root or a backend.
+func (s *Service) mayConfigure(c *busobj.Call) bool {
+	if c.UID == 0 {
+		return true
+	}
+	s.mu.Lock()
+	f := s.backends
+	s.mu.Unlock()
+	return f != nil && f(c)
 }
 
 // SetNetNS makes the service create its devices in the network namespace
@@ -298,11 +320,24 @@ func (s *Service) managerInterface() *busobj.Interface {
 			{Name: "config_file", Type: "s", Get: func(*busobj.Call) (any, error) { return "", nil }},
 			{Name: "version", Type: "s", Get: func(*busobj.Call) (any, error) { return version.Service(), nil }},
 		},
+		// Reading is everyone's (the bus policy lets only root and the
+		// backends call methods; this holds without it too).
 		Authorize: func(c *busobj.Call) error {
-			if c.Op == busobj.OpMethod && c.Member == "NotificationSubscriberList" && c.UID != 0 {
-				return busobj.Deny("")
+			switch {
+			case c.Op == busobj.OpGet:
+				return nil
+			case c.Op == busobj.OpMethod && (c.Member == "NotificationSubscriberList" || c.Member == "FetchInterfaceList"):
+				if c.UID == 0 {
+					return nil
+				}
+			case s.mayConfigure(c):
+				return nil
 			}
-			return nil
+			s.log.Warn("unauthorized access to netcfg", "sender", c.Sender, "uid", c.UID, "pid", c.PID, "op", c.Op, "member", c.Member)
+			if c.Op == busobj.OpSet {
+				return busobj.Deny("Access denied")
+			}
+			return busobj.Deny("")
 		},
 	}
 }

@@ -851,6 +851,37 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 	}
 }
 
+// ---- who is a backend (for the other services' access checks) ----
+
+// BackendCaller reports whether c comes from one of this manager's
+// backends: the connection of a registered backend (its registration was
+// verified), or — before it registers — the owner of
+// net.openvpn.v3.backends.be<its PID> for a PID this manager started.
+func (m *Manager) BackendCaller(c *busobj.Call) bool {
+	m.mu.Lock()
+	_, registered := m.byBackend[c.Sender]
+	started := false
+	for _, p := range m.procs {
+		if uint32(p.Pid()) == c.PID {
+			started = true
+		}
+	}
+	m.mu.Unlock()
+	if registered {
+		return true
+	}
+	return started && c.OwnsName(api.BackendBusName(c.PID))
+}
+
+// BackendOf reports whether c comes from the registered backend of a
+// session started from the profile at configPath.
+func (m *Manager) BackendOf(c *busobj.Call, configPath dbus.ObjectPath) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.byBackend[c.Sender]
+	return s != nil && s.configPath == configPath
+}
+
 // ---- helpers ----
 
 // toLogService sends a session object's signal unicast to the log service

@@ -151,6 +151,10 @@ func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags,
 	if err := sessions.Export(srv); err != nil {
 		return err
 	}
+	// Who the backends are, for the other services' access checks.
+	configs.SetBackends(sessions.BackendOf)
+	nc.SetBackends(sessions.BackendCaller)
+	logs.SetBackends(sessions.BackendCaller)
 	for _, name := range []string{api.ServiceLog, api.ServiceNetCfg, api.ServiceConfiguration, api.ServiceSessions} {
 		if err := srv.RequestName(name); err != nil {
 			closeSessions(sessions, logger)
