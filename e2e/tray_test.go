@@ -8,8 +8,12 @@ import (
 	"image/png"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +22,6 @@ import (
 	"github.com/ovpn3go/ovpn3go/app/tray"
 	"github.com/ovpn3go/ovpn3go/app/tray/secrets"
 	"github.com/ovpn3go/ovpn3go/assets"
-	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/internal/desktoptest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
@@ -47,6 +50,10 @@ func trayBinary(t *testing.T) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
+		if err := os.Chmod(dir, 0o755); err != nil { // the tray runs as nobody
+			trayErr = err
+			return
+		}
 		trayBin = filepath.Join(dir, "ovpn3-tray")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", trayBin, "./app/cmd/ovpn3-tray")
 		cmd.Dir = root
@@ -58,6 +65,18 @@ func trayBinary(t *testing.T) string {
 		t.Fatal(trayErr)
 	}
 	return trayBin
+}
+
+// unprivileged is the user the tray runs as in these tests.
+func unprivileged(t *testing.T) (uid, gid uint32) {
+	t.Helper()
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("user nobody: %v", err)
+	}
+	id, _ := strconv.ParseUint(u.Uid, 10, 32)
+	g, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return uint32(id), uint32(g)
 }
 
 // trayDesktop is a desktop session for one ovpn3-tray: Xvfb, a private
@@ -111,8 +130,20 @@ func startTrayDesktop(t *testing.T, st *testbed.Stack, args ...string) *trayDesk
 	}
 	t.Cleanup(func() { d.conn.Close() })
 
+	// The tray runs as an unprivileged user (nobody): nothing in it needs
+	// root. It must reach the session bus's socket and read the profile
+	// (the stack's system bus socket is in a public directory already).
+	uid, gid := unprivileged(t)
+	for _, p := range []string{filepath.Dir(dir), dir, filepath.Dir(st.Dir), st.Dir} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, int(uid), int(gid)); err != nil {
 		t.Fatal(err)
 	}
 	d.env = append(desktoptest.CleanEnv(), "DISPLAY="+x.Display, "DBUS_SESSION_BUS_ADDRESS="+d.bus.Address,
@@ -120,6 +151,7 @@ func startTrayDesktop(t *testing.T, st *testbed.Stack, args ...string) *trayDesk
 		"LANG=en_US.UTF-8", "LANGUAGE=en", tray.ControlEnv+"=1")
 	cmd := exec.Command(bin, args...)
 	cmd.Env = d.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	if d.proc, err = testbed.StartProcess("ovpn3-tray", filepath.Join(dir, "tray.log"), cmd); err != nil {
 		t.Fatal(err)
 	}
@@ -279,20 +311,24 @@ func (d *trayDesktop) keyring(ctx context.Context, attrs map[string]string) (str
 	return v, found
 }
 
-func sessionCount(t *testing.T, st *testbed.Stack) int {
-	var paths []dbus.ObjectPath
-	if err := st.Conn.Object(api.ServiceSessions, api.PathSessions).Call(api.InterfaceSessions+".FetchAvailableSessions", 0).Store(&paths); err != nil {
+// trayDevices counts the tunnel devices in the stack's client namespace:
+// the sessions belong to the tray's user, whom the test's root connection
+// cannot see (session visibility is by owner, root is not special).
+func trayDevices(t *testing.T, st *testbed.Stack) int {
+	out, err := testbed.Command(context.Background(), st.Pair.ClientNS, "ip", "-o", "link", "show", "type", "tun").Output()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return len(paths)
+	return strings.Count(string(out), "\n")
 }
 
+// waitNoSession waits until the session's tunnel is gone.
 func waitNoSession(t *testing.T, st *testbed.Stack, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for sessionCount(t, st) != 0 {
+	for trayDevices(t, st) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("session still there after %v", timeout)
+			t.Fatalf("tunnel still there after %v", timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -313,6 +349,9 @@ func TestTrayUserPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := tray.ProfileName(profile)
+	if err := os.Chmod(profile, 0o644); err != nil { // the tray's user reads it
+		t.Fatal(err)
+	}
 	d := startTrayDesktop(t, st, "--import", profile)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -343,7 +382,7 @@ func TestTrayUserPassword(t *testing.T) {
 
 	// again: the keyring answers, no dialog
 	d.click(d.waitMenu("Connect "+name, 30*time.Second))
-	for started := time.Now(); sessionCount(t, st) == 0; {
+	for started := time.Now(); !hasItem(d, name+":"); {
 		if time.Since(started) > 30*time.Second {
 			t.Fatalf("the second Connect started no session; menu:\n%s\nlog:\n%s", d.layout(), d.proc.LogTail(20))
 		}
@@ -378,6 +417,11 @@ func TestTrayUserPassword(t *testing.T) {
 	d.waitIcon("disconnected", 10*time.Second)
 }
 
+func hasItem(d *trayDesktop, prefix string) bool {
+	_, ok := d.layout().Find(prefix)
+	return ok
+}
+
 // waitMenuLabel waits for an item (enabled or not) starting with prefix.
 func waitMenuLabel(t *testing.T, d *trayDesktop, prefix string, timeout time.Duration) {
 	t.Helper()
@@ -404,6 +448,9 @@ func TestTrayStaticChallenge(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := tray.ProfileName(profile)
+	if err := os.Chmod(profile, 0o644); err != nil { // the tray's user reads it
+		t.Fatal(err)
+	}
 	d := startTrayDesktop(t, st, "--import", profile)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
