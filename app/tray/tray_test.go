@@ -89,14 +89,30 @@ func TestTrayFollowsServices(t *testing.T) {
 	}
 	// web sign-in: AttentionRequired(OPEN_URL) then SESS_AUTH_URL: opened once
 	url := "https://sso.example.test/login?x=1"
+	// events are handled in order: the file: URL first, which must not open
+	b.events <- Event{Kind: EventAttention, Session: sessA, Attention: api.AttentionGroupOpenURL, Message: "file:///etc/passwd"}
 	b.events <- Event{Kind: EventAttention, Session: sessA, Attention: api.AttentionGroupOpenURL, Message: url}
 	f <- SessionSignal{IsStatus: true, Status: api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorSessAuthURL, Message: url}}
 	waitFor(t, func() bool { return tr.Model().Icon() == IconAttention })
-	b.events <- Event{Kind: EventAttention, Session: sessA, Attention: api.AttentionGroupOpenURL, Message: "file:///etc/passwd"}
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool {
+		n := len(rec.all())
+		return n > 0 && rec.all()[n-1].Actions[ActionOpenURL] != ""
+	})
 	mu.Lock()
 	if len(opened) != 1 || opened[0] != url {
 		t.Errorf("opened %v, want the URL once (and never a file: URL)", opened)
+	}
+	mu.Unlock()
+	// the notification's "Open sign-in page" opens it again
+	last := rec.all()[len(rec.all())-1]
+	id := last.Replaces
+	if id == 0 {
+		id = uint32(len(rec.all()))
+	}
+	tr.NotificationAction(id, ActionOpenURL)
+	mu.Lock()
+	if len(opened) != 2 || opened[1] != url {
+		t.Errorf("after the notification action opened %v", opened)
 	}
 	mu.Unlock()
 	// the session ends
