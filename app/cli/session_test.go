@@ -125,6 +125,10 @@ func startSessionStack(t *testing.T) {
 	if err := m.Export(srv); err != nil {
 		t.Fatal(err)
 	}
+	// Who the backends are, for the other services' access checks (as
+	// ovpn3-helper wires them).
+	cm.SetBackends(m.BackendOf)
+	logs.SetBackends(m.BackendCaller)
 	for _, n := range []string{api.ServiceLog, api.ServiceConfiguration, api.ServiceSessions} {
 		if err := srv.RequestName(n); err != nil {
 			t.Fatal(err)
