@@ -22,6 +22,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/app/tray"
 	"github.com/ovpn3go/ovpn3go/app/tray/secrets"
 	"github.com/ovpn3go/ovpn3go/assets"
+	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/internal/desktoptest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
@@ -91,6 +92,8 @@ type trayDesktop struct {
 	proc    *testbed.Process
 	item    *desktoptest.TrayItem
 	env     []string
+	uid     uint32 // the tray's user
+	gid     uint32
 }
 
 func startTrayDesktop(t *testing.T, st *testbed.Stack, args ...string) *trayDesktop {
@@ -134,6 +137,7 @@ func startTrayDesktop(t *testing.T, st *testbed.Stack, args ...string) *trayDesk
 	// root. It must reach the session bus's socket and read the profile
 	// (the stack's system bus socket is in a public directory already).
 	uid, gid := unprivileged(t)
+	d.uid, d.gid = uid, gid
 	for _, p := range []string{filepath.Dir(dir), dir, filepath.Dir(st.Dir), st.Dir} {
 		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)
@@ -415,6 +419,36 @@ func TestTrayUserPassword(t *testing.T) {
 	restartHelper(t, st, 2)
 	d.waitMenu("Connect "+name, 30*time.Second)
 	d.waitIcon("disconnected", 10*time.Second)
+
+	// a second `ovpn3-tray --import FILE` (a file manager opening a .ovpn)
+	// hands the file to the running tray and exits; the helper's refusal of
+	// a broken profile reaches the person verbatim
+	text := "client\ndev tun\n</ca>\nremote 198.18.0.1 1194\n"
+	broken := filepath.Join(filepath.Dir(profile), "broken.ovpn")
+	if err := os.WriteFile(broken, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refErr := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
+		CallWithContext(ctx, api.InterfaceConfiguration+".Import", 0, "broken", text, false, false).Err
+	if refErr == nil {
+		t.Fatal("the helper accepted the broken profile")
+	}
+	want := api.ErrorText(refErr)
+	second := exec.CommandContext(ctx, trayBinary(t), "--import", broken)
+	second.Env = d.env
+	second.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: d.uid, Gid: d.gid}}
+	if out, err := second.CombinedOutput(); err != nil || !strings.Contains(string(out), "handed the profile to the running ovpn3-tray") {
+		t.Fatalf("second ovpn3-tray --import: %v\n%s", err, out)
+	}
+	if err := d.proc.WaitForLog(ctx, "import refused", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if log := d.proc.Log(); !strings.Contains(log, want) && !strings.Contains(log, strconv.Quote(want)) {
+		t.Fatalf("the tray does not show the helper's refusal %q verbatim:\n%s", want, d.proc.LogTail(5))
+	}
+	if n := strings.Count(d.layout().String(), "Connect "); n != 1 {
+		t.Fatalf("%d profiles in the menu after the refused import, want 1:\n%s", n, d.layout())
+	}
 }
 
 func hasItem(d *trayDesktop, prefix string) bool {

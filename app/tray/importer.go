@@ -68,12 +68,14 @@ func (t *Tray) importPaths(v *ImportView, paths []string) {
 		var lines []string
 		failed := false
 		for _, p := range paths {
-			name, err := ImportFile(t.ctx, t.opt.Backend, p)
+			name, err := ImportFile(t.context(), t.opt.Backend, p)
 			if err != nil {
 				failed = true
+				t.log.Warn("import refused", "file", p, "reason", err.Error())
 				lines = append(lines, lang.L("Import of {{.File}} refused: {{.Error}}", map[string]any{"File": filepath.Base(p), "Error": err.Error()}))
 				continue
 			}
+			t.log.Info("profile imported", "file", p, "profile", name)
 			lines = append(lines, lang.L("Imported {{.Profile}}", map[string]any{"Profile": name}))
 		}
 		onUI(func() {

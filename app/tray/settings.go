@@ -130,7 +130,7 @@ func (t *Tray) NewSettingsView(profiles []Profile) *SettingsView {
 		c.Checked = p.DCO
 		c.OnChanged = func(on bool) {
 			t.goBg(func() {
-				if err := t.opt.Backend.SetDCO(t.ctx, p.Path, on); err != nil {
+				if err := t.opt.Backend.SetDCO(t.context(), p.Path, on); err != nil {
 					t.showError(lang.L("Settings"), err.Error())
 				}
 			})

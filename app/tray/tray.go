@@ -137,7 +137,9 @@ func (t *Tray) Model() Model {
 // Run drives the tray until ctx ends: it follows the services' events,
 // keeps the icon, menu and windows current, and reacts to the menu.
 func (t *Tray) Run(ctx context.Context) {
+	t.mu.Lock()
 	t.ctx = ctx
+	t.mu.Unlock()
 	t.publish()
 	events, err := t.opt.Backend.Events(ctx)
 	if err != nil {
@@ -180,8 +182,15 @@ func (t *Tray) Run(ctx context.Context) {
 	}
 }
 
+// context is Run's context (Background before Run).
+func (t *Tray) context() context.Context {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ctx
+}
+
 // goBg runs f in a goroutine that Run waits for before it returns; f must
-// end when t.ctx ends.
+// end when Run's context ends.
 func (t *Tray) goBg(f func()) {
 	t.wg.Add(1)
 	go func() {
@@ -563,7 +572,7 @@ func (t *Tray) Menu() *fyne.Menu {
 // Do performs a menu action. UI work happens on the Fyne thread, calls to
 // the services in goroutines so the UI never waits for the bus.
 func (t *Tray) Do(a Action) {
-	ctx := t.ctx
+	ctx := t.context()
 	switch a.Kind {
 	case ActConnect:
 		t.goBg(func() { t.connect(ctx, a.Path) })
@@ -771,7 +780,7 @@ func (t *Tray) showStats(p dbus.ObjectPath) {
 	t.statsWins[p] = sw
 	t.mu.Unlock()
 	w.Show()
-	t.goBg(func() { t.updateStats(t.ctx, p, sw, time.Now()) })
+	t.goBg(func() { t.updateStats(t.context(), p, sw, time.Now()) })
 }
 
 func (t *Tray) showLog(p dbus.ObjectPath) {

@@ -103,6 +103,23 @@ func run() int {
 	}
 
 	t := tray.New(a, opts)
+	if sess != nil {
+		primary, err := t.ClaimInstance(sess)
+		switch {
+		case err != nil:
+			log.Warn("single instance", "err", err)
+		case !primary && *importFile != "":
+			if err := tray.ForwardImport(ctx, sess, *importFile); err != nil {
+				log.Error("import", "err", err)
+				return 1
+			}
+			log.Info("handed the profile to the running ovpn3-tray", "file", *importFile)
+			return 0
+		case !primary:
+			log.Info("ovpn3-tray already runs in this session")
+			return 0
+		}
+	}
 	if sess != nil && os.Getenv(tray.ControlEnv) == "1" {
 		if err := t.ExportControl(sess); err != nil {
 			log.Error("test control", "err", err)
