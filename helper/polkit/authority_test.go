@@ -222,7 +222,9 @@ func TestPolkitd(t *testing.T) {
 		t.Fatal(err)
 	}
 	policyText := testPolicy(t, string(b))
-	polkittest.InstallPolicy(t, policyText)
+	// The shipped actions plus one that always needs an administrator and
+	// is never kept, for the cancelled prompt below.
+	polkittest.InstallPolicy(t, strings.Replace(policyText, "</policyconfig>", testAdminAction+"</policyconfig>", 1))
 	policy, err := parsePolicy(policyText)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +236,7 @@ func TestPolkitd(t *testing.T) {
 
 	// polkitd loads the action file it finds on start and when the
 	// directory changes; wait until it knows our actions.
-	waitForAction(t, e, ActionNetworkConfigure)
+	waitForAction(t, e, ActionSessionControlOther)
 
 	t.Run("pkaction sees every action as written", func(t *testing.T) {
 		for _, want := range policy.Actions {
@@ -268,8 +270,7 @@ func TestPolkitd(t *testing.T) {
 	})
 
 	t.Run("auth_admin action refused for an unprivileged caller", func(t *testing.T) {
-		for _, action := range []string{ActionProfileManageSystem, ActionSessionControlOther,
-			ActionNetworkKillswitch, ActionNetworkConfigure, ActionProfileManageOwn} {
+		for _, action := range []string{ActionSessionControlOther} {
 			r, err := a.Check(ctx, nobody, action, false)
 			if err != nil {
 				t.Fatal(err)
@@ -278,7 +279,7 @@ func TestPolkitd(t *testing.T) {
 				t.Errorf("Check(nobody, %s) = %+v, want a challenge", action, r)
 			}
 		}
-		err := a.Require(ctx, nobody, ActionProfileManageSystem, false)
+		err := a.Require(ctx, nobody, ActionSessionControlOther, false)
 		if !errors.Is(err, ErrInteractionRequired) {
 			t.Fatalf("Require without the interactive flag: %v, want ErrInteractionRequired", err)
 		}
@@ -290,7 +291,7 @@ func TestPolkitd(t *testing.T) {
 	t.Run("interactive check without an agent", func(t *testing.T) {
 		// No authentication agent is registered, so nobody can be asked:
 		// polkitd answers at once instead of prompting.
-		r, err := a.Check(ctx, nobody, ActionProfileManageSystem, true)
+		r, err := a.Check(ctx, nobody, ActionSessionControlOther, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +299,7 @@ func TestPolkitd(t *testing.T) {
 			t.Fatalf("Check(nobody, interactive) = %+v, want refused", r)
 		}
 		t.Logf("interactive check without agent: %+v", r)
-		err = a.Require(ctx, nobody, ActionProfileManageSystem, true)
+		err = a.Require(ctx, nobody, ActionSessionControlOther, true)
 		if !errors.Is(err, ErrNotAuthorized) {
 			t.Fatalf("Require(interactive): %v, want ErrNotAuthorized", err)
 		}
@@ -337,7 +338,7 @@ func TestPolkitd(t *testing.T) {
 	t.Run("cancelled context", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		_, err := a.Check(cctx, nobody, ActionProfileManageSystem, true)
+		_, err := a.Check(cctx, nobody, ActionSessionControlOther, true)
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Check with a cancelled context: %v, want context.Canceled", err)
 		}
@@ -350,7 +351,7 @@ func TestPolkitd(t *testing.T) {
 			wg.Go(func() {
 				action, want := ActionSessionControlOwn, true
 				if i%2 == 1 {
-					action, want = ActionNetworkConfigure, false
+					action, want = ActionSessionControlOther, false
 				}
 				r, err := a.Check(ctx, nobody, action, i%4 == 3)
 				if err != nil {
@@ -376,7 +377,7 @@ func TestPolkitd(t *testing.T) {
 		}
 
 		// Without the interactive flag polkitd must not involve the agent.
-		err := a.Require(ctx, nobody, ActionProfileManageSystem, false)
+		err := a.Require(ctx, nobody, ActionSessionControlOther, false)
 		if !errors.Is(err, ErrInteractionRequired) {
 			t.Fatalf("Require(non-interactive) with an agent: %v", err)
 		}
@@ -389,7 +390,7 @@ func TestPolkitd(t *testing.T) {
 		// With it, the agent is asked with our policy's message; after it
 		// authenticates the caller is authorized.
 		agent.approve.Store(true)
-		r, err := a.Check(ctx, nobody, ActionProfileManageSystem, true)
+		r, err := a.Check(ctx, nobody, ActionSessionControlOther, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,14 +399,14 @@ func TestPolkitd(t *testing.T) {
 		}
 		select {
 		case req := <-agent.begun:
-			if req.ActionID != ActionProfileManageSystem || req.Message != messages[ActionProfileManageSystem] {
+			if req.ActionID != ActionSessionControlOther || req.Message != messages[ActionSessionControlOther] {
 				t.Errorf("agent was asked %+v", req)
 			}
 		default:
 			t.Fatal("authorized without asking the agent")
 		}
 		// auth_admin_keep: polkitd (not we) keeps the authorization for a while.
-		if err := a.Require(ctx, nobody, ActionProfileManageSystem, false); err != nil {
+		if err := a.Require(ctx, nobody, ActionSessionControlOther, false); err != nil {
 			t.Errorf("Require right after authenticating for an auth_admin_keep action: %v", err)
 		}
 
@@ -415,7 +416,9 @@ func TestPolkitd(t *testing.T) {
 		defer cancel()
 		errc := make(chan error, 1)
 		go func() {
-			_, err := a.Check(cctx, nobody, ActionSessionControlOther, true)
+			// control-other is kept for a while now: ask for an
+			// action that is never kept.
+			_, err := a.Check(cctx, nobody, testAdminActionID, true)
 			errc <- err
 		}()
 		var req agentRequest
@@ -438,6 +441,21 @@ func TestPolkitd(t *testing.T) {
 		}
 	})
 }
+
+// testAdminAction is installed beside the shipped actions (tests only).
+const (
+	testAdminActionID = "net.ovpn3go.test.auth-admin"
+	testAdminAction   = `  <action id="` + testAdminActionID + `">
+    <description>test only</description>
+    <message>test only</message>
+    <defaults>
+      <allow_any>auth_admin</allow_any>
+      <allow_inactive>auth_admin</allow_inactive>
+      <allow_active>auth_admin</allow_active>
+    </defaults>
+  </action>
+`
+)
 
 func waitForAction(t *testing.T, e *polkitEnv, id string) {
 	t.Helper()

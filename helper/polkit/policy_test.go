@@ -90,7 +90,7 @@ func TestPolicyFile(t *testing.T) {
 			t.Errorf("%s must be allow_active/allow_inactive yes, got %q/%q", a.ID, a.Defaults.Active, a.Defaults.Inactive)
 		}
 		// Everything that reaches beyond the caller's own things needs an admin.
-		if a.ID != ActionSessionControlOwn && a.ID != ActionProfileManageOwn {
+		if a.ID != ActionSessionControlOwn {
 			for _, v := range []string{a.Defaults.Any, a.Defaults.Inactive, a.Defaults.Active} {
 				if !strings.HasPrefix(v, "auth_admin") {
 					t.Errorf("%s: default %q, want auth_admin*", a.ID, v)

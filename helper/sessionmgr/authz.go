@@ -33,8 +33,9 @@ type Authorizer interface {
 //       the UID rules alone decide, as in openvpn3;
 //     - a caller the UID rules refuse may still act when polkit grants
 //       net.ovpn3go.session.control-other (auth_admin_keep: an
-//       administrator, or root, which polkit always authorizes). Property
-//       access never asks polkit.
+//       administrator, or root, which polkit always authorizes). Without
+//       polkitd nobody gets beyond the UID rules. Property access never
+//       asks polkit.
 //
 // Refusals are openvpn3's errors ("Access denied", domain
 // net.openvpn.gdbuspp, or AccessDenied for properties), except that a

@@ -17,6 +17,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
+	"github.com/ovpn3go/ovpn3go/helper/polkit"
 )
 
 const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
@@ -54,6 +55,13 @@ func (c *cleanups) has(pid uint32) bool {
 	defer c.mu.Unlock()
 	return slices.Contains(c.pids, pid)
 }
+
+// polkitOnRigBus as Options.Polkit: ask polkit on the rig's own bus.
+var polkitOnRigBus Authorizer = rigPolkit{}
+
+type rigPolkit struct{}
+
+func (rigPolkit) Require(context.Context, string, string, bool) error { panic("replaced by newRig") }
 
 type testRig struct {
 	m       *Manager
@@ -105,6 +113,9 @@ func newRigWith(t *testing.T, mode string, opts Options, realLog bool) *testRig 
 	rig := &testRig{addr: addr, events: events, cleaned: &cleanups{}}
 	opts.Conn = conn
 	opts.Logger = logger
+	if opts.Polkit == polkitOnRigBus {
+		opts.Polkit = polkit.New(conn)
+	}
 	opts.Profiles = allowProfiles{}
 	launcher := fakeLauncher(t, mode, addr)
 	launcher.Env = append(launcher.Env, fakeMarkerEnv+"="+filepath.Join(backendDir(t), "crashed"))

@@ -130,3 +130,33 @@ func TestForgedRegistrationRequest(t *testing.T) {
 	default:
 	}
 }
+
+// Without polkitd on the bus the session's UID rules alone decide, as
+// polkit/net.ovpn3go.policy, the README and authz.go say: control-own is
+// not asked (the owner starts and connects), and nobody gets beyond the
+// ACL (control-other cannot be granted).
+func TestPolkitAbsentACLDecides(t *testing.T) {
+	r := newRig(t, "ok", Options{Polkit: polkitOnRigBus}) // the rig's bus runs no polkitd
+	mgr := r.client.Object(api.ServiceSessions, api.PathSessions)
+	var path dbus.ObjectPath
+	if err := mgr.Call(api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&path); err != nil {
+		t.Fatalf("owner's NewTunnel without polkitd: %v", err)
+	}
+	stranger := busobjtest.DialAs(t, r.addr, 65534, 65534)
+	for _, m := range []string{"Connect", "Disconnect", "Pause"} {
+		args := []any{}
+		if m == "Pause" {
+			args = append(args, "why")
+		}
+		err := stranger.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+"."+m, 0, args...).Err
+		if !api.IsDomain(err, api.DomainGDBusPP) || errText(err) != textAccessDenied {
+			t.Errorf("stranger's %s without polkitd: %v, want %q", m, err, textAccessDenied)
+		}
+	}
+	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Connect", 0).Err; err != nil {
+		t.Errorf("owner's Connect without polkitd: %v", err)
+	}
+	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
+		t.Errorf("owner's Disconnect without polkitd: %v", err)
+	}
+}
