@@ -113,6 +113,8 @@ func newRig(t *testing.T) *rig {
 	if err := m.Export(srv); err != nil {
 		t.Fatal(err)
 	}
+	// The backend may fetch its session's profile (as ovpn3-helper wires it).
+	cm.SetBackends(m.BackendOf)
 	for _, n := range []string{api.ServiceConfiguration, api.ServiceSessions} {
 		if err := srv.RequestName(n); err != nil {
 			t.Fatal(err)
