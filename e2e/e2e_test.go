@@ -42,6 +42,9 @@ func TestMain(m *testing.M) {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	if trayBin != "" {
+		os.RemoveAll(filepath.Dir(trayBin))
+	}
 	os.Exit(code)
 }
 
