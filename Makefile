@@ -30,7 +30,7 @@ RESOLVED_ROOT ?= /var/cache/ovpn3go/systemd-resolved
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 1m
 
-.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo clean
+.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo bench clean
 
 all: build
 
@@ -92,5 +92,11 @@ clean:
 # PNGs of the tray icon in a real panel (xfce4-panel) and of every tray
 # window, taken from the running system (helper, OpenVPN server, tray under
 # Xvfb); the README shows them. Needs root like the tests.
+# ovpn3go vs the OpenVPN 2.6 client, alternating runs (~6 min; not part of
+# test: internal/bench's TestSmoke runs the same code path briefly there).
+BENCH_ARGS ?= -pairs 3 -t 10
+bench: deps
+	$(GO) run ./e2e/cmd/bench $(BENCH_ARGS) -out docs/bench/results.md -profile docs/bench/backend-cpu.pprof
+
 screenshots: deps
 	$(GO) run ./e2e/cmd/screenshots -out docs/screenshots

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -67,8 +69,11 @@ func runDaemon(args []string, stderr io.Writer) int {
 	var dnsOpts dnsFlags
 	fs.StringVar(&dnsOpts.resolvConf, "resolv-conf", dns.DefaultResolvConf, "resolv.conf file to rewrite when systemd-resolved does not run")
 	fs.StringVar(&dnsOpts.resolvedBus, "resolved-bus", "", "D-Bus address where systemd-resolved runs (default: the system bus)")
+	// Only the administrator who starts the daemon can ask for profiles:
+	// nothing a D-Bus caller sends reaches the backends' command line.
+	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -86,15 +91,26 @@ func runDaemon(args []string, stderr io.Writer) int {
 		logger.Error("ovpn3-helper: the backends' system user is missing (the package creates it with sysusers.d)", "err", err)
 		return 1
 	}
-	if err := serve(ctx, *stateDir, *logLevel, dnsOpts, user, logger); err != nil {
+	if err := serve(ctx, *stateDir, backendArgs(*logLevel, *cpuProfileDir), dnsOpts, user, logger); err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
 	}
 	return 0
 }
 
+// backendArgs is every backend's command line: fixed when the daemon
+// starts, so no D-Bus call changes it (profiling stays off unless the
+// daemon was started with --backend-cpuprofile).
+func backendArgs(logLevel int, cpuProfileDir string) []string {
+	args := []string{"backend", "--log-level", strconv.Itoa(logLevel), "--token-fd", strconv.Itoa(sessionmgr.TokenFD)}
+	if cpuProfileDir != "" {
+		args = append(args, "--cpuprofile-dir", cpuProfileDir)
+	}
+	return args
+}
+
 // serve runs the daemon until ctx ends, then disconnects every session.
-func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags, backendUser privsep.User, logger *slog.Logger) error {
+func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts dnsFlags, backendUser privsep.User, logger *slog.Logger) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -137,7 +153,7 @@ func serve(ctx context.Context, stateDir string, logLevel int, dnsOpts dnsFlags,
 		Profiles: profiles{configs},
 		Launcher: &sessionmgr.ExecLauncher{
 			Path:   self,
-			Args:   []string{"backend", "--log-level", strconv.Itoa(logLevel), "--token-fd", strconv.Itoa(sessionmgr.TokenFD)},
+			Args:   backendArgs,
 			User:   &backendUser,
 			Logger: logger.With("service", "backend"),
 		},
@@ -215,6 +231,7 @@ func runBackend(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	logLevel := parseLogLevel(fs)
 	tokenFD := fs.Int("token-fd", -1, "descriptor to read the session token from")
+	cpuProfileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of this backend to DIR/backend-<PID>.pprof")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -232,11 +249,34 @@ func runBackend(args []string, stderr io.Writer) int {
 	// or an administrator ends it cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *cpuProfileDir != "" {
+		stopProfile, err := startCPUProfile(*cpuProfileDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "ovpn3-helper backend:", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	err = backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts profiling this process into
+// dir/backend-<PID>.pprof; the returned function stops and closes it.
+func startCPUProfile(dir string) (func(), error) {
+	path := filepath.Join(dir, fmt.Sprintf("backend-%d.pprof", os.Getpid()))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // dnsFlags say where the resolvers are; tests point them at their own.

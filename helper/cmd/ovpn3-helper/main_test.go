@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,7 +56,7 @@ func TestNameTaken(t *testing.T) {
 		t.Fatalf("squat: %v %v", r, err)
 	}
 	var logs bytes.Buffer
-	err = serve(context.Background(), t.TempDir(), 3, testDNS(t), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	err = serve(context.Background(), t.TempDir(), backendArgs(3, ""), testDNS(t), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil || !strings.Contains(err.Error(), api.ServiceSessions) || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("serve with a taken name: %v", err)
 	}
@@ -71,7 +73,7 @@ func TestShutdownDisconnectsSessions(t *testing.T) {
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	user, dnsOpts := backendUser(t), testDNS(t)
-	go func() { served <- serve(ctx, t.TempDir(), 3, dnsOpts, user, logger) }()
+	go func() { served <- serve(ctx, t.TempDir(), backendArgs(3, ""), dnsOpts, user, logger) }()
 
 	client, err := dbus.Connect(addr)
 	if err != nil {
@@ -160,4 +162,31 @@ func backendUser(t *testing.T) privsep.User {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestBackendCPUProfileOffByDefault: backends profile themselves only when
+// the daemon was started with --backend-cpuprofile, and a backend asked
+// to writes a pprof profile into that directory.
+func TestBackendCPUProfileOffByDefault(t *testing.T) {
+	for _, a := range backendArgs(3, "") {
+		if strings.Contains(a, "cpuprofile") {
+			t.Fatalf("backend args %q enable profiling by default", backendArgs(3, ""))
+		}
+	}
+	dir := t.TempDir()
+	if got := backendArgs(3, dir); !slices.Contains(got, "--cpuprofile-dir") || got[len(got)-1] != dir {
+		t.Fatalf("backend args %q lack --cpuprofile-dir %s", got, dir)
+	}
+	stop, err := startCPUProfile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("backend-%d.pprof", os.Getpid())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile of %d bytes is not gzipped pprof", len(b))
+	}
 }

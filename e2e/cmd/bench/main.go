@@ -1,0 +1,75 @@
+// Command bench compares ovpn3go with the OpenVPN 2.6 client (make bench,
+// as root): alternating runs against the same OpenVPN 2.6 server in network
+// namespaces; it prints the medians and the ratios ovpn3go/openvpn, writes
+// them to a Markdown results file and saves the first backend's CPU profile.
+//
+//	make bench                          # 3 pairs of 10 s runs
+//	go run ./e2e/cmd/bench -pairs 5 -t 20 -note "idle machine"
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/internal/bench"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+)
+
+func main() {
+	pairs := flag.Int("pairs", 3, "alternating runs of each client")
+	secs := flag.Int("t", 10, "seconds per iperf3 run")
+	out := flag.String("out", "docs/bench/results.md", "results file (Markdown)")
+	prof := flag.String("profile", "docs/bench/backend-cpu.pprof", "where to save the ovpn3go backend's CPU profile (\"\" none)")
+	note := flag.String("note", "", "a line for the results file (e.g. that the machine was loaded)")
+	flag.Parse()
+	if err := run(*pairs, *secs, *out, *prof, *note); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(pairs, secs int, out, prof, note string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "ovpn3go-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	bin, err := testbed.BuildBinaries(bctx, filepath.Join(dir, "bin"))
+	cancel()
+	if err != nil {
+		return err
+	}
+	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, Duration: secs, Profile: prof,
+		Log: func(s string) { fmt.Fprintln(os.Stderr, s) }})
+	if err != nil {
+		return err
+	}
+	if err := res.WriteMarkdown(os.Stdout, note); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := res.WriteMarkdown(f, note); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "results: %s; backend CPU profile: %s (go tool pprof -top %s)\n", out, prof, prof)
+	return nil
+}

@@ -1,0 +1,384 @@
+// Package bench compares ovpn3go with the OpenVPN 2.6 client against the
+// same OpenVPN 2.6 server in network namespaces (make bench): alternating
+// runs of the two clients, iperf3 throughput, client CPU seconds per GB,
+// connect time and resident memory, reported as medians and ratios.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+// Client names, in the order each pair runs them.
+const (
+	OVPN3GO = "ovpn3go"
+	OpenVPN = "openvpn"
+)
+
+// Test is one iperf3 run through the tunnel.
+type Test struct {
+	Name    string
+	Streams int
+	Reverse bool   // server to client (download)
+	UDPRate string // offered load (iperf3 -b) for a UDP test; "" is TCP
+}
+
+// DefaultTests is the matrix of make bench.
+var DefaultTests = []Test{
+	{Name: "tcp-up-1", Streams: 1},
+	{Name: "tcp-up-4", Streams: 4},
+	{Name: "tcp-down-1", Streams: 1, Reverse: true},
+	{Name: "tcp-down-4", Streams: 4, Reverse: true},
+	{Name: "udp-up-200M", Streams: 1, UDPRate: "200M"},
+}
+
+// Options say what Run measures.
+type Options struct {
+	Bin      testbed.Binaries
+	Dir      string        // scratch directory
+	Pairs    int           // A B pairs (each client runs this often)
+	Duration int           // iperf3 -t seconds
+	Tests    []Test        // default DefaultTests
+	Profile  string        // where to save the backend's CPU profile ("" none)
+	Log      func(string)  // progress lines (nil: quiet)
+	Timeout  time.Duration // bound of one connect
+}
+
+// Sample is what one client run measured.
+type Sample struct {
+	Connect time.Duration
+	RSS     int64 // bytes, once connected
+	Mbps    map[string]float64
+	CPUPerG map[string]float64 // client CPU seconds per GB received
+}
+
+// Results are every sample of both clients.
+type Results struct {
+	Machine string
+	Date    time.Time
+	Tests   []Test
+	Samples map[string][]Sample
+}
+
+// Run brings up the stack (variant a), then runs the clients in turns.
+func Run(ctx context.Context, o Options) (*Results, error) {
+	if o.Pairs < 1 || o.Duration < 1 {
+		return nil, fmt.Errorf("bench: %d pairs of %d s: need at least 1 of each", o.Pairs, o.Duration)
+	}
+	if o.Tests == nil {
+		o.Tests = DefaultTests
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			o.Log(fmt.Sprintf(format, a...))
+		}
+	}
+	var helperArgs []string
+	var profDir string
+	if o.Profile != "" {
+		// The backends write there as the backend user: a directory of
+		// that user's, in one every user may enter.
+		uid, gid, err := testenv.CreateBackendUser()
+		if err != nil {
+			return nil, err
+		}
+		pub, err := testbed.PublicDir("ovpnprof")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(pub)
+		profDir = filepath.Join(pub, "p")
+		if err := os.Mkdir(profDir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chown(profDir, int(uid), int(gid)); err != nil {
+			return nil, err
+		}
+		helperArgs = append(helperArgs, "--backend-cpuprofile", profDir)
+	}
+	st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: o.Bin, Dir: o.Dir, Variant: testbed.VariantA, HelperArgs: helperArgs})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	const name = "bench-a"
+	path, err := st.WriteProfile(testbed.VariantA)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.CLI(ctx, "config-import", "--config", path, "--name", name); err != nil {
+		return nil, err
+	}
+	iperf := testbed.Command(context.Background(), st.Pair.ServerNS, "iperf3", "-s", "-B", testbed.TunnelServer4)
+	iperfSrv, err := testbed.StartProcess("iperf3 server", filepath.Join(o.Dir, "iperf3.log"), iperf)
+	if err != nil {
+		return nil, err
+	}
+	defer iperfSrv.Stop(5 * time.Second)
+
+	res := &Results{Machine: machine(), Date: time.Now().UTC(), Tests: o.Tests, Samples: map[string][]Sample{}}
+	for i := range o.Pairs {
+		logf("pair %d/%d: %s", i+1, o.Pairs, OVPN3GO)
+		s, pid, err := runOVPN3GO(ctx, st, name, o)
+		if err != nil {
+			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OVPN3GO, err)
+		}
+		res.Samples[OVPN3GO] = append(res.Samples[OVPN3GO], s)
+		if o.Profile != "" && i == 0 {
+			// The first backend's profile: it has exited, so it is complete.
+			if err := copyFile(filepath.Join(profDir, fmt.Sprintf("backend-%d.pprof", pid)), o.Profile); err != nil {
+				return nil, fmt.Errorf("backend CPU profile: %w", err)
+			}
+		}
+		logf("pair %d/%d: %s", i+1, o.Pairs, OpenVPN)
+		if s, err = runOpenVPN(ctx, st, o); err != nil {
+			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OpenVPN, err)
+		}
+		res.Samples[OpenVPN] = append(res.Samples[OpenVPN], s)
+	}
+	return res, nil
+}
+
+// runOVPN3GO starts a session with the CLI, measures it and disconnects;
+// it returns once the backend process has exited.
+func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) (Sample, int, error) {
+	w, err := testbed.WatchSignals(st.Bus.Address, "type='signal',interface='"+api.InterfaceSessions+"'")
+	if err != nil {
+		return Sample{}, 0, err
+	}
+	defer w.Close()
+	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	t0 := time.Now()
+	if _, err := st.CLI(cctx, "session-start", "--config", name, "--timeout", "30s"); err != nil {
+		return Sample{}, 0, err
+	}
+	sig, err := w.Wait(cctx, func(s *dbus.Signal) bool {
+		if s.Name != api.InterfaceSessions+".StatusChange" || len(s.Body) != 3 {
+			return false
+		}
+		ma, _ := s.Body[0].(uint32)
+		mi, _ := s.Body[1].(uint32)
+		return ma == uint32(api.StatusMajorConnection) && mi == uint32(api.StatusMinorConnConnected)
+	})
+	if err != nil {
+		return Sample{}, 0, fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
+	}
+	s := Sample{Connect: time.Since(t0)}
+	v, err := st.SessionProperty(cctx, sig.Path, "backend_pid")
+	if err != nil {
+		return s, 0, err
+	}
+	pid32, _ := v.Value().(uint32)
+	pid := int(pid32)
+	if err := measure(ctx, st, pid, o, &s); err != nil {
+		return s, pid, err
+	}
+	if _, err := st.CLI(cctx, "session-manage", "--path", string(sig.Path), "--disconnect"); err != nil {
+		return s, pid, err
+	}
+	// The backend writes its profile as it exits.
+	for {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, os.ErrNotExist) {
+			return s, pid, nil
+		}
+		select {
+		case <-cctx.Done():
+			return s, pid, fmt.Errorf("backend %d still runs after the disconnect: %w", pid, cctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// runOpenVPN times the reference client from process start until
+// "Initialization Sequence Completed", measures it and stops it.
+func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, error) {
+	dir, err := os.MkdirTemp(o.Dir, "refclient-")
+	if err != nil {
+		return Sample{}, err
+	}
+	t0 := time.Now()
+	cli, err := testbed.StartReferenceClient(ctx, st.Pair, st.Server, dir, o.Timeout)
+	if err != nil {
+		return Sample{}, err
+	}
+	s := Sample{Connect: time.Since(t0)}
+	err = measure(ctx, st, cli.PID(), o, &s)
+	return s, errors.Join(err, cli.Stop(5*time.Second))
+}
+
+// measure records the client process's RSS, then runs every iperf3 test.
+func measure(ctx context.Context, st *testbed.Stack, pid int, o Options, s *Sample) error {
+	rss, err := rssBytes(pid)
+	if err != nil {
+		return err
+	}
+	s.RSS = rss
+	s.Mbps, s.CPUPerG = map[string]float64{}, map[string]float64{}
+	for _, t := range o.Tests {
+		mbps, cpuPerG, err := iperfRun(ctx, st.Pair.ClientNS, pid, t, o.Duration)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.Name, err)
+		}
+		s.Mbps[t.Name], s.CPUPerG[t.Name] = mbps, cpuPerG
+	}
+	return nil
+}
+
+// iperfRun runs one iperf3 client and returns the received rate and the
+// client process's CPU seconds per GB received.
+func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (mbps, cpuPerG float64, err error) {
+	args := []string{"-c", testbed.TunnelServer4, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(t.Streams), "-J"}
+	if t.Reverse {
+		args = append(args, "-R")
+	}
+	if t.UDPRate != "" {
+		args = append(args, "-u", "-b", t.UDPRate, "-l", "1300")
+	}
+	c0, err := cpuSeconds(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
+	defer cancel()
+	out, err := testbed.Run(rctx, ns, "iperf3", args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	c1, err := cpuSeconds(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	bytes, bps, err := parseIperf(out, t.UDPRate != "")
+	if err != nil {
+		return 0, 0, err
+	}
+	if bytes <= 0 {
+		return 0, 0, errors.New("iperf3 moved no data")
+	}
+	return bps / 1e6, (c1 - c0) / (bytes / 1e9), nil
+}
+
+// parseIperf reads the received bytes and rate from iperf3 -J output. For
+// UDP, iperf 3.12 has only end.sum: what was sent, with the receiver's loss.
+func parseIperf(out string, udp bool) (bytes, bps float64, err error) {
+	type sum struct {
+		Bytes         float64 `json:"bytes"`
+		BitsPerSecond float64 `json:"bits_per_second"`
+		LostPackets   float64 `json:"lost_packets"`
+		Packets       float64 `json:"packets"`
+	}
+	var r struct {
+		Error string `json:"error"`
+		End   struct {
+			Sum         sum `json:"sum"`
+			SumReceived sum `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		return 0, 0, fmt.Errorf("iperf3 output: %w", err)
+	}
+	if r.Error != "" {
+		return 0, 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	if udp && r.End.SumReceived.Bytes == 0 {
+		s := r.End.Sum
+		if s.Packets > 0 {
+			// Sent bytes less what the receiver reported lost.
+			recv := s.Bytes * (1 - s.LostPackets/s.Packets)
+			return recv, s.BitsPerSecond * (1 - s.LostPackets/s.Packets), nil
+		}
+		return s.Bytes, s.BitsPerSecond, nil
+	}
+	return r.End.SumReceived.Bytes, r.End.SumReceived.BitsPerSecond, nil
+}
+
+// cpuSeconds is utime+stime of a process (/proc/PID/stat fields 14, 15).
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("client CPU time: %w", err)
+	}
+	// The command name (field 2) may hold spaces: fields count from ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(f))
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	stt, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return (ut + stt) / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// rssBytes is VmRSS of a process.
+func rssBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("client RSS: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status VmRSS: %w", pid, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("%s is empty", from)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}
+
+// machine describes the host: CPU model, count and kernel.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s, %d CPUs (%s), %s", host, numCPU(), model, kernel)
+}

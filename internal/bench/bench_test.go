@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
+)
+
+// TestSmoke runs make bench's code path with one pair, one-second iperf3
+// runs and two tests, so it cannot rot; it checks that every figure was
+// measured and the backend's CPU profile saved, never how fast anything is.
+func TestSmoke(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range []string{"go", "ip", "openvpn", "iperf3", "dbus-daemon"} {
+		testenv.RequireCommand(t, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := testbed.BuildBinaries(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof := filepath.Join(t.TempDir(), "backend.pprof")
+	res, err := Run(ctx, Options{Bin: bin, Dir: t.TempDir(), Pairs: 1, Duration: 1, Profile: prof,
+		Tests: []Test{{Name: "tcp-up-1", Streams: 1}, {Name: "udp-up-20M", Streams: 1, UDPRate: "20M"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []string{OVPN3GO, OpenVPN} {
+		s := res.Samples[client]
+		if len(s) != 1 {
+			t.Fatalf("%s: %d samples, want 1", client, len(s))
+		}
+		if s[0].Connect <= 0 || s[0].RSS <= 0 {
+			t.Errorf("%s: connect %v, RSS %d: not measured", client, s[0].Connect, s[0].RSS)
+		}
+		for _, name := range []string{"tcp-up-1", "udp-up-20M"} {
+			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 {
+				t.Errorf("%s %s: %v Mbit/s, %v CPU-s/GB: not measured", client, name, s[0].Mbps[name], s[0].CPUPerG[name])
+			}
+		}
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof profiles are gzipped
+		t.Errorf("backend CPU profile (%d bytes) is not a gzipped pprof profile", len(b))
+	}
+	var md bytes.Buffer
+	if err := res.WriteMarkdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| connect | ms |", "| client RSS once connected | MB |", "Machine: "} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("results lack %q:\n%s", want, md.String())
+		}
+	}
+}
+
+func TestMedianAndRatio(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median(3,1,2) = %v", m)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median(4,1,3,2) = %v", m)
+	}
+	r := &Results{Tests: []Test{{Name: "x"}}, Samples: map[string][]Sample{
+		OVPN3GO: {{Mbps: map[string]float64{"x": 300}}, {Mbps: map[string]float64{"x": 500}}, {Mbps: map[string]float64{"x": 400}}},
+		OpenVPN: {{Mbps: map[string]float64{"x": 200}}, {Mbps: map[string]float64{"x": 100}}, {Mbps: map[string]float64{"x": 900}}},
+	}}
+	row := r.Rows()[0]
+	if row.OVPN3GO != 400 || row.Open != 200 || row.Ratio() != 2 {
+		t.Errorf("row %+v ratio %v, want medians 400 and 200, ratio 2", row, row.Ratio())
+	}
+}
+
+func TestParseIperf(t *testing.T) {
+	tcp := `{"end":{"sum_received":{"bytes":1000000000,"bits_per_second":8e8}}}`
+	if b, bps, err := parseIperf(tcp, false); err != nil || b != 1e9 || bps != 8e8 {
+		t.Errorf("tcp: %v %v %v", b, bps, err)
+	}
+	udp := `{"end":{"sum":{"bytes":1000,"bits_per_second":100,"packets":10,"lost_packets":1}}}`
+	if b, bps, err := parseIperf(udp, true); err != nil || b != 900 || bps != 90 {
+		t.Errorf("udp: %v %v %v, want 900 bytes at 90 bit/s (10%% lost)", b, bps, err)
+	}
+	if _, _, err := parseIperf(`{"error":"unable to connect"}`, false); err == nil || !strings.Contains(err.Error(), "unable to connect") {
+		t.Errorf("iperf3 error not reported: %v", err)
+	}
+}

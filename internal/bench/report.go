@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// Row is one figure: the median of each client and their ratio
+// ovpn3go/openvpn.
+type Row struct {
+	Name, Unit    string
+	OVPN3GO, Open float64
+}
+
+// Ratio is ovpn3go's median over openvpn's (0 when openvpn's is 0).
+func (r Row) Ratio() float64 {
+	if r.Open == 0 {
+		return 0
+	}
+	return r.OVPN3GO / r.Open
+}
+
+// Rows are the medians of every figure.
+func (r *Results) Rows() []Row {
+	med := func(client string, f func(Sample) float64) float64 {
+		var v []float64
+		for _, s := range r.Samples[client] {
+			v = append(v, f(s))
+		}
+		return median(v)
+	}
+	row := func(name, unit string, f func(Sample) float64) Row {
+		return Row{Name: name, Unit: unit, OVPN3GO: med(OVPN3GO, f), Open: med(OpenVPN, f)}
+	}
+	var rows []Row
+	for _, t := range r.Tests {
+		rows = append(rows, row("throughput "+t.Name, "Mbit/s", func(s Sample) float64 { return s.Mbps[t.Name] }))
+	}
+	for _, t := range r.Tests {
+		rows = append(rows, row("client CPU "+t.Name, "CPU-s/GB", func(s Sample) float64 { return s.CPUPerG[t.Name] }))
+	}
+	rows = append(rows,
+		row("connect", "ms", func(s Sample) float64 { return float64(s.Connect) / float64(time.Millisecond) }),
+		row("client RSS once connected", "MB", func(s Sample) float64 { return float64(s.RSS) / 1e6 }))
+	return rows
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// WriteMarkdown writes the results table with date, machine and method.
+func (r *Results) WriteMarkdown(w io.Writer, note string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# ovpn3go vs OpenVPN 2.6 client — make bench\n\n")
+	fmt.Fprintf(&b, "Date: %s  \nMachine: %s  \n", r.Date.Format("2006-01-02 15:04 MST"), r.Machine)
+	fmt.Fprintf(&b, "Runs: %d of each client, alternating (ovpn3go, openvpn, …), against the same OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt) in network namespaces; medians.\n\n",
+		len(r.Samples[OVPN3GO]))
+	if note != "" {
+		fmt.Fprintf(&b, "%s\n\n", note)
+	}
+	fmt.Fprintf(&b, "| figure | unit | ovpn3go | openvpn 2.6 | ratio ovpn3go/openvpn |\n|---|---|---:|---:|---:|\n")
+	for _, row := range r.Rows() {
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.2f× |\n", row.Name, row.Unit, row.OVPN3GO, row.Open, row.Ratio())
+	}
+	fmt.Fprintf(&b, "\nThroughput is iperf3's received rate through the tunnel (up: client to server, down: -R; UDP at a fixed offered load, less the receiver's loss). "+
+		"CPU-s/GB is the client process's utime+stime (/proc/PID/stat) over the run per GB received; for ovpn3go the client is the session's backend process. "+
+		"Connect: ovpn3go from `ovpn3 session-start` to the CONN_CONNECTED signal, openvpn from process start to \"Initialization Sequence Completed\". "+
+		"RSS: VmRSS of the client process once connected (ovpn3go's backend; the helper daemon is shared by all sessions and not counted).\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
