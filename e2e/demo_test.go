@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -57,10 +59,11 @@ func readLines(r *os.File) *lineReader {
 		defer close(lr.lines)
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
+			line := strings.TrimRight(sc.Text(), "\r") // a terminal ends lines with \r\n
 			lr.mu.Lock()
-			lr.all.WriteString(sc.Text() + "\n")
+			lr.all.WriteString(line + "\n")
 			lr.mu.Unlock()
-			lr.lines <- sc.Text()
+			lr.lines <- line
 		}
 	}()
 	return lr
@@ -119,28 +122,10 @@ func TestDemoCtrlC(t *testing.T) {
 		t.Fatalf(format+"\ndemo stdout:\n%s\ndemo stderr:\n%s", append(args, out.String(), stderr())...)
 	}
 
-	// Up to the second "Client connected" status line with BYTES_OUT
-	// higher than the first's.
-	var ready []string
-	var counts []int64
-	limit := time.After(4 * time.Minute) // bounds a hung demo, not a speed check
-	for len(counts) < 2 || counts[len(counts)-1] <= counts[0] {
-		select {
-		case line, ok := <-out.lines:
-			if !ok {
-				<-done
-				fail("demo ended before its session was connected: %v", waitErr)
-			}
-			if m := demoReady.FindStringSubmatch(line); m != nil {
-				ready = m
-			}
-			if m := bytesOut.FindStringSubmatch(line); m != nil {
-				n, _ := strconv.ParseInt(m[1], 10, 64)
-				counts = append(counts, n)
-			}
-		case <-limit:
-			fail("demo not connected with rising BYTES_OUT in 4 minutes (counts %v)", counts)
-		}
+	ready, counts, ok := demoConnected(out)
+	if !ok {
+		<-done
+		fail("demo ended before its session was connected with rising BYTES_OUT (counts %v): %v", counts, waitErr)
 	}
 	if ready == nil {
 		fail("demo did not print its namespaces and pids")
@@ -218,6 +203,34 @@ func TestDemoCtrlC(t *testing.T) {
 	}
 }
 
+// demoConnected reads the demo's output up to the second "Client
+// connected" status line with BYTES_OUT higher than the first's. It
+// returns the demo's "namespaces … pids" line (matched by demoReady) and
+// the BYTES_OUT counts; ok is false when the output ended first or the
+// demo was not there within 4 minutes (a bound on a hung demo, not a
+// speed check).
+func demoConnected(out *lineReader) (ready []string, counts []int64, ok bool) {
+	limit := time.After(4 * time.Minute)
+	for len(counts) < 2 || counts[len(counts)-1] <= counts[0] {
+		select {
+		case line, open := <-out.lines:
+			if !open {
+				return ready, counts, false
+			}
+			if m := demoReady.FindStringSubmatch(line); m != nil {
+				ready = m
+			}
+			if m := bytesOut.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.ParseInt(m[1], 10, 64)
+				counts = append(counts, n)
+			}
+		case <-limit:
+			return ready, counts, false
+		}
+	}
+	return ready, counts, true
+}
+
 // alive reports whether pid names a process that is not a zombie.
 func alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -276,5 +289,98 @@ func TestDemoFailureReport(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(m[1]), "helper.log")); err != nil {
 		t.Errorf("helper.log not kept beside demo.log: %v", err)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair (master, slave).
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open pty slave: %v", err)
+	}
+	return master, slave
+}
+
+// TestDemoMakeCtrlC runs the demo as `make demo` runs it from a terminal:
+// make is the terminal's foreground job and the demo its child. Ctrl-C
+// typed on the terminal must stop the demo cleanly, and make must not see
+// it: the demo takes the terminal's foreground for its own process group,
+// so make exits 0 rather than "Interrupt".
+func TestDemoMakeCtrlC(t *testing.T) {
+	bin := binaries(t)
+	testenv.RequireCommand(t, "make")
+	demo := buildDemo(t, bin)
+	mk := filepath.Join(t.TempDir(), "Makefile")
+	if err := os.WriteFile(mk, []byte("demo:\n\t"+demo+" --bin "+filepath.Dir(bin.Helper)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	master, slave := openPTY(t)
+	cmd := exec.Command("make", "-s", "-f", mk, "demo")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	// A session of its own with the pty as controlling terminal: make is
+	// its leader and the foreground job, as in a terminal window.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	ctrlC := func() {
+		if _, err := master.Write([]byte{3}); err != nil {
+			t.Errorf("type Ctrl-C: %v", err)
+		}
+	}
+	t.Cleanup(func() { // only when the test failed before make ended
+		select {
+		case <-done:
+			return
+		default:
+		}
+		ctrlC()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	out := readLines(master) // ends with EIO once make and the demo closed the terminal
+
+	if _, counts, ok := demoConnected(out); !ok {
+		t.Fatalf("demo under make not connected with rising BYTES_OUT (counts %v); terminal:\n%s", counts, out.String())
+	}
+	ctrlC()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("make demo did not end within 2 minutes of Ctrl-C; terminal:\n%s", out.String())
+	}
+	for range out.lines { // drain to the end of the output
+	}
+	if waitErr != nil {
+		t.Fatalf("make demo after Ctrl-C: %v, want exit status 0; terminal:\n%s", waitErr, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if !demoSummary.MatchString(lines[len(lines)-1]) {
+		t.Errorf("the last line on the terminal is not the demo's summary:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "Interrupt") {
+		t.Errorf("make saw the interrupt:\n%s", out.String())
 	}
 }

@@ -42,7 +42,10 @@ func main() {
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (logs, configs) after exit")
 	flag.Parse()
-	os.Exit(demo(*binDir, *duration, *keep))
+	restore := takeForeground()
+	code := demo(*binDir, *duration, *keep)
+	restore()
+	os.Exit(code)
 }
 
 // errInterrupted: Ctrl-C before the session was up.
