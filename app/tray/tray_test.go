@@ -304,3 +304,29 @@ func TestMenuRebuiltOnlyOnChange(t *testing.T) {
 	b.events <- Event{Kind: EventProfilesChanged}
 	waitFor(t, func() bool { return tr.Menu() != first && strings.Contains(menuText(tr), "Connect beta") })
 }
+
+// TestAutoConnect: the profile chosen in the settings is started when the
+// tray starts, unless a session of it already runs.
+func TestAutoConnect(t *testing.T) {
+	b := newFake()
+	b.profiles = []Profile{{Path: profA, Name: "alpha"}, {Path: profB, Name: "beta"}}
+	tr := newTestTray(t, b, Options{})
+	tr.app.Preferences().SetString(prefAutoConnect, "beta")
+	runTray(t, tr)
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.starts == 1 })
+
+	b2 := newFake()
+	b2.profiles = []Profile{{Path: profB, Name: "beta"}}
+	b2.sessions = []Session{{Path: sessA, ConfigPath: profB, ConfigName: "beta", Status: st(api.StatusMinorConnConnected, "")}}
+	tr2 := newTestTray(t, b2, Options{})
+	tr2.app.Preferences().SetString(prefAutoConnect, "beta")
+	t.Cleanup(func() { // runs after the tray and its goroutines stopped
+		b2.mu.Lock()
+		defer b2.mu.Unlock()
+		if b2.starts != 0 {
+			t.Error("auto-connect started a profile that already runs")
+		}
+	})
+	runTray(t, tr2)
+	waitFor(t, func() bool { return strings.Contains(menuText(tr2), "beta: Connected") })
+}
