@@ -20,6 +20,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -418,7 +419,7 @@ func TestTagsOverridesProperties(t *testing.T) {
 		t.Errorf("GetAll: %d properties, %v", len(all), err)
 	}
 	ver, err := e.obj(api.PathConfiguration).GetProperty(ifc + ".version")
-	if err != nil || ver.Value() != api.Version {
+	if err != nil || ver.Value() != version.Service() {
 		t.Errorf("version %v %v", ver, err)
 	}
 }

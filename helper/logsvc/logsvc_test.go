@@ -13,6 +13,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 func TestLogService(t *testing.T) {
@@ -140,7 +141,7 @@ func TestLogService(t *testing.T) {
 	if err := logObj(front).SetProperty(api.InterfaceLog+".log_level", dbus.MakeVariant(uint32(9))); text(err) != "Invalid log level" {
 		t.Errorf("log_level 9: %v", err)
 	}
-	if v, err := logObj(front).GetProperty(api.InterfaceLog + ".version"); err != nil || v.Value() != api.Version {
+	if v, err := logObj(front).GetProperty(api.InterfaceLog + ".version"); err != nil || v.Value() != version.Service() {
 		t.Errorf("version %v %v", v, err)
 	}
 
