@@ -380,3 +380,35 @@ func (k *Key) Open(dst, packet []byte) ([]byte, error) {
 	k.count(&k.recvBlocks, len(pt), len(packet))
 	return dst[:start+len(pt)], nil
 }
+
+// AEADKeyLen is the cipher key length of an AEAD data cipher; ok is false
+// for ciphers that are not AEAD (legacy CBC) or unknown.
+func AEADKeyLen(cipherName string) (n int, ok bool) {
+	c, ok := ciphers[cipherName]
+	return c.keyLen, ok
+}
+
+// NonceTailLen is the size of the implicit IV ("nonce tail") each
+// direction of an AEAD key carries after its cipher key.
+const NonceTailLen = implicitIVLen
+
+// KeyBlockFromDirections rebuilds the 256-byte client key block of an
+// AEAD cipher from its per-direction halves (the form the kernel's ovpn
+// KEY_NEW takes): encrypt = client to server, decrypt = server to client.
+// Unused bytes are zero, which NewKey ignores for AEAD ciphers.
+func KeyBlockFromDirections(cipherName string, encKey, encTail, decKey, decTail []byte) ([]byte, error) {
+	n, ok := AEADKeyLen(cipherName)
+	if !ok {
+		return nil, fmt.Errorf("data cipher %q is not an AEAD cipher", cipherName)
+	}
+	if len(encKey) != n || len(decKey) != n || len(encTail) != implicitIVLen || len(decTail) != implicitIVLen {
+		return nil, fmt.Errorf("%s key halves: keys %d/%d bytes, nonce tails %d/%d, want %d and %d",
+			cipherName, len(encKey), len(decKey), len(encTail), len(decTail), n, implicitIVLen)
+	}
+	b := make([]byte, KeyBlockLen)
+	copy(b[0:], encKey)
+	copy(b[slotLen:], encTail)
+	copy(b[2*slotLen:], decKey)
+	copy(b[3*slotLen:], decTail)
+	return b, nil
+}

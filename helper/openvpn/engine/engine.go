@@ -7,7 +7,8 @@
 // The control plane (one goroutine per connection attempt, owning the
 // reliability layers and the TLS sessions) and the data plane (a socket
 // reader and a TUN reader with preallocated buffers) are separate; keys move
-// from one to the other through an atomic pointer.
+// from one to the other only through KeyPlane (keyplane.go), which data
+// channel offload implements too (dco.go).
 package engine
 
 import (
@@ -125,6 +126,9 @@ type Config struct {
 	ProxyCredentials Credentials
 	// Resolver looks up remote host names; nil: net.DefaultResolver.
 	Resolver *net.Resolver
+	// DCO, if set, offloads the data channel of every connection it can
+	// carry (dco.go); the others run in userspace on a device from Tun.
+	DCO DCO
 }
 
 // Stats are the client's traffic counters. BytesIn/Out and PacketsIn/Out
@@ -181,8 +185,13 @@ type Client struct {
 	// raceWait paces happy eyeballs (net_happy.go); nil: time.After.
 	raceWait func(time.Duration) <-chan time.Time
 
-	mu       sync.Mutex
-	conn     ConnInfo
+	mu   sync.Mutex
+	conn ConnInfo
+	// dco is the current connection's offloaded peer; dcoTotal the
+	// counters of the peers before it (their counters die with them).
+	dco      DCOPlane
+	dcoTotal PlaneStats
+	dcoWhy   string // why the last connection was not offloaded
 	ran      bool
 	state    State
 	hasState bool
@@ -241,6 +250,56 @@ func (c *Client) setState(s State, detail string) {
 
 // Stats returns a snapshot of the traffic counters; safe at any time.
 func (c *Client) Stats() Stats {
+	// Under mu so a peer going away is counted exactly once (dcoDone).
+	c.mu.Lock()
+	ps := c.dcoTotal
+	if c.dco != nil {
+		if st, err := c.dco.Stats(); err == nil {
+			ps = ps.add(st)
+		} else {
+			c.log.Debug("offloaded peer statistics", "err", err)
+		}
+	}
+	c.mu.Unlock()
+	s := c.userStats()
+	// The offloaded data packets never reached userspace: add them.
+	s.BytesIn += ps.LinkRxBytes
+	s.BytesOut += ps.LinkTxBytes
+	s.PacketsIn += ps.LinkRxPackets
+	s.PacketsOut += ps.LinkTxPackets
+	s.TunBytesIn += ps.VPNTxBytes
+	s.TunPacketsIn += ps.VPNTxPackets
+	s.TunBytesOut += ps.VPNRxBytes
+	s.TunPacketsOut += ps.VPNRxPackets
+	return s
+}
+
+// DataPath says whether the current (or last) connection's data channel
+// is offloaded and, when DCO was configured but not used, why.
+func (c *Client) DataPath() (offloaded bool, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dco != nil, c.dcoWhy
+}
+
+func (c *Client) setDCO(p DCOPlane, why string) {
+	c.mu.Lock()
+	c.dco, c.dcoWhy = p, why
+	c.mu.Unlock()
+}
+
+// dcoDone keeps the final counters of an offloaded peer that goes away.
+func (c *Client) dcoDone(p DCOPlane, final PlaneStats) {
+	c.mu.Lock()
+	if c.dco == p {
+		c.dco = nil
+	}
+	c.dcoTotal = c.dcoTotal.add(final)
+	c.mu.Unlock()
+}
+
+// userStats are the counters of what passed through userspace.
+func (c *Client) userStats() Stats {
 	return Stats{
 		BytesIn: c.ctr.bytesIn.Load(), BytesOut: c.ctr.bytesOut.Load(),
 		PacketsIn: c.ctr.pktsIn.Load(), PacketsOut: c.ctr.pktsOut.Load(),

@@ -66,7 +66,10 @@ type keyState struct {
 	// established: when its data key came into use (the reneg-sec age);
 	// mustDie: when a lame-duck key stops decrypting (tran-window).
 	established, mustDie time.Time
-	dataKey              *datachan.Key
+	// dataKey is the userspace data key (nil when offloaded); cipher
+	// names the data cipher either way.
+	dataKey *datachan.Key
+	cipher  string
 }
 
 type tlsEvent struct {
@@ -107,6 +110,11 @@ type attempt struct {
 	primary *keyState // key the data channel sends with
 	lame    *keyState // previous primary, still decrypting until lame.mustDie
 	rx      atomic.Pointer[rxKeys]
+	// Keys reach the data plane only through plane: user, or dco once
+	// the connection's data channel is offloaded.
+	plane KeyPlane
+	user  *userPlane
+	dco   DCOPlane
 
 	started   time.Time
 	lastRecv  atomic.Int64
@@ -143,7 +151,7 @@ type attempt struct {
 
 func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
 	c.sess.init()
-	return &attempt{
+	a := &attempt{
 		c: c, o: &c.opts, dp: dp, ep: ep,
 		log:        c.log.With("server", ep.String()),
 		ctlIn:      make(chan []byte, 256),
@@ -157,6 +165,9 @@ func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
 		pingRst:    c.opts.pingRestart,
 		pingExit:   c.opts.lim.pingExit,
 	}
+	a.user = &userPlane{a: a}
+	a.plane = a.user
+	return a
 }
 
 // runOnce connects and serves until the connection ends. It returns nil
@@ -165,6 +176,8 @@ func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
 func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	defer a.cancel()
+	a.user = &userPlane{a: a}
+	a.plane, a.dco = a.user, nil
 	a.started = a.c.now()
 	a.renegAfter = a.o.lim.renegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
 	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
@@ -222,6 +235,7 @@ func (a *attempt) shutdown() {
 	a.dp.tx.Store(nil)
 	close(a.done)
 	a.cancel()
+	a.closeDCO() // before the socket closes: the peer holds it
 	a.tr.Close()
 	for _, k := range a.keys {
 		if k != nil {
@@ -320,6 +334,8 @@ func (a *attempt) loop() error {
 			}
 		case err := <-a.readErr:
 			return fmt.Errorf("connection to %s lost: %w", a.ep, err)
+		case why := <-a.dcoDeleted():
+			return a.peerDeleted(why)
 		case ev := <-a.events:
 			if err := a.handleTLS(ev); err != nil {
 				return err
@@ -653,7 +669,7 @@ func (a *attempt) logPushProblems(r *push.Reply) {
 }
 
 // deriveKey computes the data-channel key of k from the TLS session.
-func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
+func (a *attempt) deriveKey(k *keyState) (*DataKey, error) {
 	r := a.reply
 	var block []byte
 	if r.TLSEKM {
@@ -675,14 +691,25 @@ func (a *attempt) deriveKey(k *keyState) (*datachan.Key, error) {
 		clear(block)
 		return nil, err
 	}
-	key, err := datachan.NewKeyAuth(cipher, a.o.auth, k.id, block, r.PeerID)
+	key, err := newDataKey(cipher, a.o.auth, k.id, block, r.PeerID)
 	clear(block)
 	clear(k.km2.PreMaster[:])
 	if err != nil {
 		return nil, fmt.Errorf("data channel key (%s): %w", cipher, err)
 	}
-	key.SetReplayWindow(a.o.lim.replayWindow, a.o.lim.replayTime, a.c.now)
 	return key, nil
+}
+
+// installKey hands a key to the data plane and wipes the engine's copy.
+func (a *attempt) installKey(slot KeySlot, k *keyState, dk *DataKey) error {
+	k.cipher = dk.Cipher
+	err := a.plane.InstallKey(slot, dk)
+	dk.clear()
+	if err != nil {
+		return fmt.Errorf("install key %d in the %s slot: %w", k.id, slot, err)
+	}
+	k.dataKey = a.user.key(k.id)
+	return nil
 }
 
 func (a *attempt) establish(r *push.Reply) error {
@@ -712,7 +739,7 @@ func (a *attempt) establish(r *push.Reply) error {
 	if err != nil {
 		return err // e.g. a pushed cipher that was not offered: reconnect
 	}
-	k.dataKey = key
+	defer key.clear()
 	k.established = a.c.now()
 
 	cfg, err := r.NetConfig()
@@ -723,10 +750,29 @@ func (a *attempt) establish(r *push.Reply) error {
 		cfg.Remote = ap.Addr()
 	}
 	cfg.MTU = a.acceptedTunMTU(cfg.MTU) // peerinfo.go
+	if a.c.cfg.DCO != nil {
+		why := a.dcoRefusal(key)
+		if why == "" {
+			if a.dco, err = a.offload(cfg, key); err != nil {
+				why = err.Error()
+			}
+		}
+		if why != "" {
+			a.log.Warn("data channel not offloaded, using TUN", "reason", why)
+		}
+		a.c.setDCO(a.dco, why)
+	}
+	if a.dco != nil {
+		a.dp.closeTun() // a device of an earlier userspace connection
+		a.plane = a.dco
+		if err := a.dco.SetKeepalive(a.ping, a.pingTimeout()); err != nil {
+			return fmt.Errorf("offloaded keepalive: %w", err)
+		}
+	}
 	if a.dp.tun != nil && !sameNetConfig(a.dp.tunCfg, cfg) {
 		a.dp.closeTun()
 	}
-	if a.dp.tun == nil {
+	if a.dco == nil && a.dp.tun == nil {
 		tun, err := a.c.cfg.Tun.OpenTun(a.ctx, cfg)
 		if err != nil {
 			if a.ctx.Err() != nil {
@@ -736,15 +782,18 @@ func (a *attempt) establish(r *push.Reply) error {
 		}
 		a.dp.startTun(tun, cfg)
 	}
-	var rx rxKeys
-	rx[k.id] = key
-	a.rx.Store(&rx)
+	if err := a.installKey(SlotPrimary, k, key); err != nil {
+		return err
+	}
 	a.primary = k
-	a.dp.tx.Store(newTxPath(a.tr, key, a.comp))
 	a.dp.lastSent.Store(a.c.now().UnixNano())
 	a.connected = true
 	a.startSessionTimers(a.c.now(), r.InactiveSeconds, r.SessionTimeout)
-	a.log.Info("connected", "tun", a.dp.tun.Name(), "cipher", key.Cipher(), "peer_id", r.PeerID,
+	dev := "offloaded"
+	if a.dp.tun != nil {
+		dev = a.dp.tun.Name()
+	}
+	a.log.Info("connected", "tun", dev, "offloaded", a.dco != nil, "cipher", k.cipher, "peer_id", r.PeerID,
 		"ekm", r.TLSEKM, "framing", a.comp.String(), "took", a.c.now().Sub(a.started).Round(time.Millisecond))
 	a.c.setState(StateConnected, "")
 	return nil
@@ -758,24 +807,28 @@ func (a *attempt) activateRenegotiated(k *keyState) error {
 	if err != nil {
 		return err
 	}
-	a.useKey(k, key)
-	return nil
+	defer key.clear()
+	return a.useKey(k, key)
 }
 
-// useKey makes k, with its new data key, the primary key.
-func (a *attempt) useKey(k *keyState, key *datachan.Key) {
-	k.dataKey = key
+// useKey makes k, with its new data key, the primary key: into the
+// secondary slot (after dropping a lame duck still there), then swapped to
+// primary, so the previous primary stays in the secondary slot as the lame
+// duck until tran-window after this renegotiation started.
+func (a *attempt) useKey(k *keyState, key *DataKey) error {
 	k.established = a.c.now()
-	// Keep only the previous primary as lame duck, until tran-window
-	// after this renegotiation started.
-	var rx rxKeys
-	if old := a.primary; old != nil && old != k && old.dataKey != nil {
-		rx[old.id] = old.dataKey
+	if a.lame != nil {
+		if err := a.plane.DeleteKey(SlotSecondary); err != nil {
+			return fmt.Errorf("delete lame-duck key %d: %w", a.lame.id, err)
+		}
+		a.lame = nil
 	}
-	rx[k.id] = key
-	a.rx.Store(&rx)
-	a.dp.tx.Store(newTxPath(a.tr, key, a.comp))
-	a.lame = nil
+	if err := a.installKey(SlotSecondary, k, key); err != nil {
+		return err
+	}
+	if err := a.plane.SwapKeys(); err != nil {
+		return fmt.Errorf("swap to key %d: %w", k.id, err)
+	}
 	if old := a.primary; old != nil && old != k {
 		// The old TLS session is no longer needed; its reliability
 		// layer stays so late retransmissions are still acknowledged.
@@ -787,6 +840,7 @@ func (a *attempt) useKey(k *keyState, key *datachan.Key) {
 	a.primary = k
 	a.c.ctr.keyRotations.Add(1)
 	a.log.Info("renegotiated", "key_id", k.id, "took", a.c.now().Sub(k.started).Round(time.Millisecond))
+	return nil
 }
 
 // sayGoodbye tells the server we are leaving when explicit-exit-notify

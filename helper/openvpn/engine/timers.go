@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 )
 
 // Timers of one connection, checked by the control loop at least once a
@@ -44,14 +46,18 @@ func (a *attempt) checkTimers(now time.Time) error {
 	if err := a.checkSessionLimits(now); err != nil {
 		return err
 	}
+	// An offloaded data channel keeps itself alive (SetKeepalive) and
+	// reports an expired peer through Deleted; its data never reaches
+	// lastRecv.
 	idle := now.Sub(time.Unix(0, a.lastRecv.Load()))
 	switch {
+	case a.dco != nil:
 	case a.pingExit > 0 && idle >= a.pingExit:
 		return fatal(StateFailed, "ping-exit: nothing received from %s for %s", a.ep, fmtDuration(a.pingExit))
 	case a.pingExit <= 0 && a.pingRst > 0 && idle >= a.pingRst:
 		return fmt.Errorf("ping-restart: nothing received from %s for %s", a.ep, fmtDuration(a.pingRst))
 	}
-	if a.ping > 0 && now.Sub(time.Unix(0, a.dp.lastSent.Load())) >= a.ping {
+	if a.dco == nil && a.ping > 0 && now.Sub(time.Unix(0, a.dp.lastSent.Load())) >= a.ping {
 		if err := a.dp.sendPing(); err != nil {
 			a.log.Debug("ping", "err", err)
 		}
@@ -60,8 +66,15 @@ func (a *attempt) checkTimers(now time.Time) error {
 		return fmt.Errorf("renegotiation of key %d did not complete within %s", k.id, fmtDuration(a.o.handWindow))
 	}
 	a.expireLameDuck(now)
-	if p := a.primary; p != nil && a.cur == p && p.dataKey != nil {
-		why := a.o.lim.renegReason(now.Sub(p.established), a.renegAfter, p.dataKey.Usage(), p.dataKey.Cipher())
+	if p := a.primary; p != nil && a.cur == p && p.cipher != "" {
+		// Offloaded keys have no usage here: reneg-bytes/pkts do not
+		// apply to DCO, as in OpenVPN (the kernel asks for a new key
+		// near packet-id exhaustion).
+		var u datachan.Usage
+		if p.dataKey != nil {
+			u = p.dataKey.Usage()
+		}
+		why := a.o.lim.renegReason(now.Sub(p.established), a.renegAfter, u, p.cipher)
 		if why != "" {
 			a.log.Info("key limit reached", "key_id", p.id, "limit", why)
 			// Key ids run 1..7 after the first key and never return to 0.
@@ -102,10 +115,8 @@ func (a *attempt) expireLameDuck(now time.Time) {
 		return
 	}
 	a.lame = nil
-	if rx := a.rx.Load(); rx != nil && rx[l.id] == l.dataKey {
-		n := *rx
-		n[l.id] = nil
-		a.rx.Store(&n)
+	if err := a.plane.DeleteKey(SlotSecondary); err != nil {
+		a.log.Warn("deleting the lame-duck key", "key_id", l.id, "err", err)
 	}
 	if a.keys[l.id] == l {
 		a.keys[l.id] = nil

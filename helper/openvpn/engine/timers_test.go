@@ -96,26 +96,41 @@ func newTimerRig(t *testing.T, connected bool, extra ...string) *timerRig {
 func (r *timerRig) connect(t *testing.T, pushedInactive, pushedSessionTimeout int) {
 	t.Helper()
 	a := r.a
-	key := testDataKey(t, 0)
-	r.k0.dataKey, r.k0.established = key, r.clk.Now()
+	r.k0.established = r.clk.Now()
 	r.k0.server = &ctlmsg.ServerKeyMethod2{}
-	var rx rxKeys
-	rx[0] = key
-	a.rx.Store(&rx)
+	a.comp = framingOf(push.CompressionNone)
+	if err := a.installKey(SlotPrimary, r.k0, testKeyMaterial(t, 0)); err != nil {
+		t.Fatal(err)
+	}
 	a.primary = r.k0
-	a.dp.tx.Store(newTxPath(a.tr, key, framingOf(push.CompressionNone)))
 	a.dp.lastSent.Store(r.clk.Now().UnixNano())
 	a.connected = true
 	a.startSessionTimers(r.clk.Now(), pushedInactive, pushedSessionTimeout)
 }
 
-func testDataKey(t *testing.T, id uint8) *datachan.Key {
-	t.Helper()
+// testKeyBlock is the key block of testDataKey and testKeyMaterial.
+func testKeyBlock(id uint8) []byte {
 	block := make([]byte, datachan.KeyBlockLen)
 	for i := range block {
 		block[i] = byte(i) + id
 	}
-	k, err := datachan.NewKey("AES-256-GCM", id, block, 0)
+	return block
+}
+
+// testKeyMaterial is testDataKey as the control session hands it to a
+// data plane.
+func testKeyMaterial(t *testing.T, id uint8) *DataKey {
+	t.Helper()
+	k, err := newDataKey("AES-256-GCM", "", id, testKeyBlock(id), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func testDataKey(t *testing.T, id uint8) *datachan.Key {
+	t.Helper()
+	k, err := datachan.NewKey("AES-256-GCM", id, testKeyBlock(id), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +606,9 @@ func TestKeyLimitTranWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.clk.advance(2 * time.Second) // the handshake took 2 s
-	r.a.useKey(k1, testDataKey(t, 1))
+	if err := r.a.useKey(k1, testKeyMaterial(t, 1)); err != nil {
+		t.Fatal(err)
+	}
 	rx := r.a.rx.Load()
 	if rx[0] == nil || rx[1] == nil || r.a.primary != k1 || r.a.lame != r.k0 {
 		t.Fatal("after the switch both keys must decrypt, key 1 primary")
@@ -621,7 +638,9 @@ func TestSoftResetOnPrimaryIDKeepsPrimary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.a.useKey(k1, testDataKey(t, 1))
+	if err := r.a.useKey(k1, testKeyMaterial(t, 1)); err != nil {
+		t.Fatal(err)
+	}
 	k2, err := r.a.startRenegotiation(2)
 	if err != nil {
 		t.Fatal(err)
