@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -144,73 +145,126 @@ type rxKeys [8]*datachan.Key
 
 // socketReader reads every packet of one connection: data packets are
 // opened and written to the TUN device here, control packets are handed to
-// the control loop. It returns when the transport is closed.
+// the control loop. It returns when the transport is closed. A plain UDP
+// transport is read in batches (recvmmsg): one syscall for every datagram
+// that queued up while the previous batch was being decrypted.
 func (a *attempt) socketReader() {
 	defer a.wg.Done()
-	buf := make([]byte, maxPacket)
-	plain := make([]byte, 0, maxPacket)
-	fl, _ := a.tr.(*floatTransport) // nil unless the profile says float
-	var dec *decompressor           // nil: compressed packets are refused
-	if a.c.cfg.Profile.Decompress() {
-		dec = &decompressor{count: &a.c.ctr.decompressed}
+	rx := a.newRxState()
+	if u, ok := a.tr.(*udpTransport); ok {
+		if uc, ok := u.c.(*net.UDPConn); ok {
+			if r, err := newMmsgReader(uc, rxBatch, maxPacket); err == nil {
+				a.readBatches(r, rx)
+				return
+			}
+		}
 	}
+	buf := make([]byte, maxPacket)
 	for {
 		n, err := a.tr.ReadPacket(buf)
 		if err != nil {
-			select {
-			case a.readErr <- err:
-			case <-a.done:
-			}
+			a.readEnded(err)
 			return
 		}
-		a.c.ctr.bytesIn.Add(int64(n))
-		a.c.ctr.pktsIn.Add(1)
-		op, keyID := wire.SplitHeader(buf[0])
-		if fl != nil && !fl.fromPeer() && !op.IsData() {
-			continue // from elsewhere and not authenticated (net_float.go)
-		}
-		if !op.IsData() {
-			pkt := append([]byte(nil), buf[:n]...)
-			select {
-			case a.ctlIn <- pkt:
-			default: // control loop busy: the reliability layer recovers
-			}
-			continue
-		}
-		keys := a.rx.Load()
-		if keys == nil || keys[keyID] == nil {
-			continue
-		}
-		p, err := keys[keyID].Open(plain[:0], buf[:n])
-		if err != nil {
-			a.dropped.Add(1)
-			continue
-		}
-		if fl != nil && !fl.fromPeer() {
-			// Authenticated by the data key: the server moved (float).
-			old, now := fl.follow()
-			a.log.Info("server address changed (float)", "from", old, "to", now)
-		}
-		if p, err = a.comp.unframe(p, dec); err != nil {
-			a.dropped.Add(1)
-			a.log.Debug("data packet dropped", "err", err)
-			continue
-		}
-		a.lastRecv.Store(a.c.now().UnixNano())
-		if bytes.Equal(p, datachan.PingPayload[:]) {
-			continue
-		}
-		tw := a.dp.tunW.Load()
-		if tw == nil || len(p) == 0 {
-			continue
-		}
-		if _, err := tw.Write(p); err != nil {
-			a.c.log.Debug("tun write failed", "err", err)
-			continue
-		}
-		a.c.ctr.tunBytesOut.Add(int64(len(p)))
-		a.c.ctr.tunPktsOut.Add(1)
+		a.handleDatagram(buf[:n], rx)
 	}
+}
+
+// rxBatch is how many datagrams one recvmmsg may return.
+const rxBatch = 32
+
+// readBatches is socketReader's loop over recvmmsg batches.
+func (a *attempt) readBatches(r *mmsgReader, rx *rxState) {
+	for {
+		n, err := r.read()
+		if err != nil {
+			if transientUDPError(err) {
+				continue // as udpTransport.ReadPacket: a lost datagram
+			}
+			a.readEnded(err)
+			return
+		}
+		for i := range n {
+			if p := r.packet(i); len(p) > 0 {
+				a.handleDatagram(p, rx)
+			}
+		}
+	}
+}
+
+func (a *attempt) readEnded(err error) {
+	select {
+	case a.readErr <- err:
+	case <-a.done:
+	}
+}
+
+// rxState is what the receive path keeps across packets.
+type rxState struct {
+	plain []byte
+	fl    *floatTransport // nil unless the profile says float
+	dec   *decompressor   // nil: compressed packets are refused
+}
+
+func (a *attempt) newRxState() *rxState {
+	rx := &rxState{plain: make([]byte, 0, maxPacket)}
+	rx.fl, _ = a.tr.(*floatTransport)
+	if a.c.cfg.Profile.Decompress() {
+		rx.dec = &decompressor{count: &a.c.ctr.decompressed}
+	}
+	return rx
+}
+
+// handleDatagram processes one received packet of the transport.
+func (a *attempt) handleDatagram(pkt []byte, rx *rxState) {
+	fl := rx.fl
+	a.c.ctr.bytesIn.Add(int64(len(pkt)))
+	a.c.ctr.pktsIn.Add(1)
+	op, keyID := wire.SplitHeader(pkt[0])
+	if fl != nil && !fl.fromPeer() && !op.IsData() {
+		return // from elsewhere and not authenticated (net_float.go)
+	}
+	if !op.IsData() {
+		cp := append([]byte(nil), pkt...)
+		select {
+		case a.ctlIn <- cp:
+		default: // control loop busy: the reliability layer recovers
+		}
+		return
+	}
+	keys := a.rx.Load()
+	if keys == nil || keys[keyID] == nil {
+		return
+	}
+	p, err := keys[keyID].Open(rx.plain[:0], pkt)
+	if err != nil {
+		a.dropped.Add(1)
+		return
+	}
+	if fl != nil && !fl.fromPeer() {
+		// Authenticated by the data key: the server moved (float).
+		old, now := fl.follow()
+		a.log.Info("server address changed (float)", "from", old, "to", now)
+	}
+	if p, err = a.comp.unframe(p, rx.dec); err != nil {
+		a.dropped.Add(1)
+		a.log.Debug("data packet dropped", "err", err)
+		return
+	}
+	a.lastRecv.Store(a.c.now().UnixNano())
+	if bytes.Equal(p, datachan.PingPayload[:]) {
+		return
+	}
+	tw := a.dp.tunW.Load()
+	if tw == nil || len(p) == 0 {
+		return
+	}
+	if _, err := tw.Write(p); err != nil {
+		a.c.log.Debug("tun write failed", "err", err)
+		return
+	}
+	a.c.ctr.tunBytesOut.Add(int64(len(p)))
+	a.c.ctr.tunPktsOut.Add(1)
 }
 
 func fmtDuration(d time.Duration) string {
