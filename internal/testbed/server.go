@@ -312,22 +312,25 @@ func (f *PKIFiles) ProfileProto(v Variant, proto string) (string, error) {
 }
 
 // authVerifyScript checks the via-file credentials of variants f ("plain":
-// user and password) and g ("scrv1": password = SCRV1:b64(pass):b64(otp)).
-const authVerifyScript = `#!/bin/sh
+// user and password) and g ("scrv1": password = SCRV1:b64(pass):b64(otp))
+// against user, pass and otp.
+func authVerifyScript(user, pass, otp string) string {
+	return `#!/bin/sh
 # auth-user-pass-verify via-file: $1 = plain|scrv1, $2 = file with user and password lines
 mode=$1; f=$2
 user=$(sed -n 1p "$f"); pass=$(sed -n 2p "$f")
-[ "$user" = "` + TestUser + `" ] || exit 1
+[ "$user" = "` + user + `" ] || exit 1
 if [ "$mode" = scrv1 ]; then
   case "$pass" in SCRV1:*) ;; *) exit 1 ;; esac
   p=$(printf %s "$pass" | cut -d: -f2 | base64 -d 2>/dev/null)
   r=$(printf %s "$pass" | cut -d: -f3 | base64 -d 2>/dev/null)
-  [ "$p" = "` + TestPass + `" ] && [ "$r" = "` + TestOTP + `" ] && exit 0
+  [ "$p" = "` + pass + `" ] && [ "$r" = "` + otp + `" ] && exit 0
   exit 1
 fi
-[ "$pass" = "` + TestPass + `" ] && exit 0
+[ "$pass" = "` + pass + `" ] && exit 0
 exit 1
 `
+}
 
 // ServerOptions tune StartServer.
 type ServerOptions struct {
@@ -353,6 +356,11 @@ type ServerOptions struct {
 	// (auth-gen-token) that clients must use instead of the password on
 	// renegotiation and reconnect.
 	AuthGenToken bool
+	// User, Password and OTP are the credentials the auth-verify script
+	// of variants f and g accepts; "" means TestUser, TestPass, TestOTP.
+	// A test planting unique secrets sets them (shell-safe characters only:
+	// they are written into the script verbatim).
+	User, Password, OTP string
 	// Prepare, when set, adjusts the openvpn command before it starts
 	// (OwnProcessGroup).
 	Prepare func(*exec.Cmd)
@@ -393,7 +401,13 @@ func StartServer(ctx context.Context, pair *Pair, v Variant, dir string, opts Se
 		StatusPath: filepath.Join(dir, "server-status.log"),
 	}
 	authScript := filepath.Join(dir, "auth-verify.sh")
-	if err := os.WriteFile(authScript, []byte(authVerifyScript), 0o755); err != nil {
+	user, pass, otp := orDefault(opts.User, TestUser), orDefault(opts.Password, TestPass), orDefault(opts.OTP, TestOTP)
+	for _, c := range []string{user, pass, otp} {
+		if strings.ContainsAny(c, "\"$`\\\n'") {
+			return nil, fmt.Errorf("server credentials %q: quotes, $, backslashes and newlines are not allowed", c)
+		}
+	}
+	if err := os.WriteFile(authScript, []byte(authVerifyScript(user, pass, otp)), 0o755); err != nil {
 		return nil, fmt.Errorf("auth script: %w", err)
 	}
 	conf, err := ServerConfigWith(pki, v, s.StatusPath, authScript, opts)
@@ -454,5 +468,12 @@ func ServerWith(t testing.TB, pair *Pair, v Variant, opts ServerOptions) *OpenVP
 			t.Errorf("Server cleanup: %v", err)
 		}
 	})
+	return s
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
 	return s
 }
