@@ -111,6 +111,14 @@ func TestIntegrationLegacyCBC(t *testing.T) {
 			if st := c.Stats(); st.TunPacketsOut < 5 {
 				t.Errorf("stats %+v", st)
 			}
+			// openvpn 2.6 logs the data channel a while after it pushed the
+			// options (seen a second after the PUSH_REQUEST), so the pings may
+			// be done before it: wait for the line, then check its cipher.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := srv.WaitForLog(ctx, "Data Channel: cipher '", 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
 			if !strings.Contains(srv.Log(), "Data Channel: cipher 'AES-256-CBC'") {
 				t.Errorf("server did not use AES-256-CBC:\n%s", srv.LogTail(30))
 			}
