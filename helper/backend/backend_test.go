@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,24 +52,36 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type profiles struct{ cm *configmgr.Service }
+type profiles struct {
+	cm *configmgr.Service
 
-func (p profiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.ProfileInfo, error) {
-	info, ok := p.cm.Lookup(path)
-	if !ok || !info.CanUse(uid) {
+	mu    sync.Mutex
+	extra map[dbus.ObjectPath]sessionmgr.ProfileInfo // objects a test exports itself
+}
+
+func (p *profiles) UseProfile(path dbus.ObjectPath, uid uint32) (sessionmgr.ProfileInfo, error) {
+	p.mu.Lock()
+	info, ok := p.extra[path]
+	p.mu.Unlock()
+	if ok {
+		return info, nil
+	}
+	cfg, ok := p.cm.Lookup(path)
+	if !ok || !cfg.CanUse(uid) {
 		return sessionmgr.ProfileInfo{}, api.Error(api.DomainGDBusPP, "Access to the configuration profile is denied.")
 	}
-	return sessionmgr.ProfileInfo{Name: info.Name, Owner: info.Owner}, nil
+	return sessionmgr.ProfileInfo{Name: cfg.Name, Owner: cfg.Owner}, nil
 }
 
 // rig is a session manager and a configuration manager on a private bus,
 // starting the test binary as the real backend.
 type rig struct {
-	srv     *busobj.Server
-	addr    string
-	client  *dbus.Conn
-	events  chan *dbus.Signal
-	manager *sessionmgr.Manager
+	srv      *busobj.Server
+	addr     string
+	client   *dbus.Conn
+	events   chan *dbus.Signal
+	manager  *sessionmgr.Manager
+	profiles *profiles
 }
 
 func newRig(t *testing.T) *rig {
@@ -91,10 +104,11 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	profs := &profiles{cm: cm}
 	m, err := sessionmgr.New(sessionmgr.Options{
 		Conn:     srv.Conn(),
 		Logger:   logger,
-		Profiles: profiles{cm},
+		Profiles: profs,
 		Launcher: &sessionmgr.ExecLauncher{
 			Path: exe, Args: []string{"-test.run=^$", "--"},
 			Env:    []string{backendEnv + "=1", "DBUS_SYSTEM_BUS_ADDRESS=" + addr},
@@ -135,7 +149,7 @@ func newRig(t *testing.T) *rig {
 	}
 	events := make(chan *dbus.Signal, 256)
 	client.Signal(events)
-	return &rig{srv: srv, addr: addr, client: client, events: events, manager: m}
+	return &rig{srv: srv, addr: addr, client: client, events: events, manager: m, profiles: profs}
 }
 
 // importProfile imports variant a's profile with its remote replaced.

@@ -247,26 +247,28 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
 		return "", errClient("Configuration parsing failed: " + err.Error())
 	}
-	var ov dbus.Variant
-	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "overrides").Store(&ov); err == nil {
-		overrides, _ := ov.Value().(map[string]dbus.Variant)
-		err := refuseUnapplied(overrides)
-		if err == nil {
-			err = applyOverrides(prof, overrides)
-		}
-		var nov netOverrides
-		var lvl uint32
-		if err == nil {
-			nov, err = applyProfileOverrides(prof, overrides, &lvl)
-		}
-		b.mu.Lock()
-		b.netOv, b.ovLogLevel = nov, lvl
-		b.mu.Unlock()
-		if err != nil {
-			msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
-			b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
-			return "", errClient("Configuration override refused: " + err.Error())
-		}
+	overrides, err := readOverrides(ctx, cfg)
+	if err != nil {
+		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
+		return "", errClient("Could not read the configuration overrides: " + err.Error())
+	}
+	err = refuseUnapplied(overrides)
+	if err == nil {
+		err = applyOverrides(prof, overrides)
+	}
+	var nov netOverrides
+	var lvl uint32
+	if err == nil {
+		nov, err = applyProfileOverrides(prof, overrides, &lvl)
+	}
+	b.mu.Lock()
+	b.netOv, b.ovLogLevel = nov, lvl
+	b.mu.Unlock()
+	if err != nil {
+		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
+		return "", errClient("Configuration override refused: " + err.Error())
 	}
 	b.mu.Lock()
 	b.prof = prof
@@ -287,6 +289,21 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgOK, "config_path="+string(configPath))
 	b.announceInput()
 	return name, nil
+}
+
+// readOverrides reads the configuration's overrides property. Not being
+// able to read it is an error, never "no overrides": a session started
+// without the overrides its user set would ignore them silently.
+func readOverrides(ctx context.Context, cfg dbus.BusObject) (map[string]dbus.Variant, error) {
+	var v dbus.Variant
+	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "overrides").Store(&v); err != nil {
+		return nil, fmt.Errorf("property overrides: %s", api.ErrorText(err))
+	}
+	ov, ok := v.Value().(map[string]dbus.Variant)
+	if !ok {
+		return nil, fmt.Errorf("property overrides has type %s, want a{sv}", v.Signature())
+	}
+	return ov, nil
 }
 
 // announceInput tells the session manager (and through it the front-ends)
