@@ -23,17 +23,13 @@ func startWaitingSession(t *testing.T, st *testbed.Stack, name string) (dbus.Obj
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var cfgs []dbus.ObjectPath
-	if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
-		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, name).Store(&cfgs); err != nil || len(cfgs) != 1 {
-		t.Fatalf("LookupConfigName %s: %v %v", name, cfgs, err)
-	}
+	cfg := configPath(t, st, name)
 	fe, err := dbus.Connect(st.Bus.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var path dbus.ObjectPath
-	if err := fe.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, cfgs[0]).Store(&path); err != nil {
+	if err := fe.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, cfg).Store(&path); err != nil {
 		fe.Close()
 		t.Fatalf("NewTunnel: %v", err)
 	}
@@ -42,12 +38,7 @@ func startWaitingSession(t *testing.T, st *testbed.Stack, name string) (dbus.Obj
 		t.Errorf("Ready before the credentials: %v, want %s: Missing user credentials", err, api.DomainReady)
 	}
 	fe.Close() // the front-end dies here
-	v, err := st.SessionProperty(ctx, path, "backend_pid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := v.Value().(uint32)
-	return path, pid
+	return path, backendPID(t, st, path)
 }
 
 // sessionAuth runs `ovpn3 session-auth --auth-req PID` (a separate client
@@ -217,13 +208,7 @@ func TestKillBackendPromptly(t *testing.T) {
 	w := watch(t, st)
 	importProfile(t, st, testbed.VariantA, "e2e-kill1s")
 	path := connect(t, st, w, "e2e-kill1s")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	v, err := st.SessionProperty(ctx, path, "backend_pid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := v.Value().(uint32)
+	pid := backendPID(t, st, path)
 	t0 := time.Now()
 	if err := syscall.Kill(int(pid), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -248,21 +233,9 @@ func TestAutomaticRestart(t *testing.T) {
 	importProfile(t, st, testbed.VariantA, "e2e-restart")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var cfgs []dbus.ObjectPath
-	if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
-		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, "e2e-restart").Store(&cfgs); err != nil || len(cfgs) != 1 {
-		t.Fatalf("LookupConfigName: %v %v", cfgs, err)
-	}
-	if err := st.Conn.Object(api.ServiceConfiguration, cfgs[0]).CallWithContext(ctx, api.InterfaceConfiguration+".SetOverride", 0,
-		"automatic-restart", dbus.MakeVariant("on-failure")).Err; err != nil {
-		t.Fatalf("SetOverride: %v", err)
-	}
+	setOverride(t, st, "e2e-restart", "automatic-restart", "on-failure")
 	path := connect(t, st, w, "e2e-restart")
-	v, err := st.SessionProperty(ctx, path, "backend_pid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := v.Value().(uint32)
+	pid := backendPID(t, st, path)
 	if err := syscall.Kill(int(pid), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

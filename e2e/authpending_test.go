@@ -122,13 +122,9 @@ func newSession(t *testing.T, st *testbed.Stack, name string) (dbus.ObjectPath, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var cfgs []dbus.ObjectPath
-	if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
-		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, name).Store(&cfgs); err != nil || len(cfgs) != 1 {
-		t.Fatalf("LookupConfigName %s: %v %v", name, cfgs, err)
-	}
+	cfg := configPath(t, st, name)
 	var path dbus.ObjectPath
-	if err := st.Conn.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, cfgs[0]).Store(&path); err != nil {
+	if err := st.Conn.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, cfg).Store(&path); err != nil {
 		t.Fatalf("NewTunnel: %v", err)
 	}
 	sess := st.Conn.Object(api.ServiceSessions, path)

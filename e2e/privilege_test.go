@@ -127,15 +127,7 @@ func TestBackendRunsUnprivileged(t *testing.T) {
 	importProfile(t, st, testbed.VariantA, "e2e-unpriv")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var cfgs []dbus.ObjectPath
-	if err := st.Conn.Object(api.ServiceConfiguration, api.PathConfiguration).
-		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, "e2e-unpriv").Store(&cfgs); err != nil || len(cfgs) != 1 {
-		t.Fatalf("LookupConfigName: %v %v", cfgs, err)
-	}
-	if err := st.Conn.Object(api.ServiceConfiguration, cfgs[0]).CallWithContext(ctx, api.InterfaceConfiguration+".SetOverride", 0,
-		"automatic-restart", dbus.MakeVariant("on-failure")).Err; err != nil {
-		t.Fatalf("SetOverride: %v", err)
-	}
+	setOverride(t, st, "e2e-unpriv", "automatic-restart", "on-failure")
 	path := connect(t, st, w, "e2e-unpriv")
 	pid := backendPID(t, st, path)
 	checkUnprivileged(t, pid)

@@ -507,7 +507,8 @@ func TestRoutingServerRouteFollowsGateway(t *testing.T) {
 	wantSnapshot(t, ns, want, "after disconnect,")
 }
 
-func setOverride(t *testing.T, st *testbed.Stack, name, key string, v any) {
+// configPath is the object of the one imported profile called name.
+func configPath(t *testing.T, st *testbed.Stack, name string) dbus.ObjectPath {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -516,7 +517,16 @@ func setOverride(t *testing.T, st *testbed.Stack, name, key string, v any) {
 		CallWithContext(ctx, api.InterfaceConfiguration+".LookupConfigName", 0, name).Store(&cfgs); err != nil || len(cfgs) != 1 {
 		t.Fatalf("LookupConfigName %s: %v %v", name, cfgs, err)
 	}
-	if err := st.Conn.Object(api.ServiceConfiguration, cfgs[0]).CallWithContext(ctx, api.InterfaceConfiguration+".SetOverride", 0,
+	return cfgs[0]
+}
+
+// setOverride sets override key to v on the imported profile called name.
+func setOverride(t *testing.T, st *testbed.Stack, name, key string, v any) {
+	t.Helper()
+	cfg := configPath(t, st, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Conn.Object(api.ServiceConfiguration, cfg).CallWithContext(ctx, api.InterfaceConfiguration+".SetOverride", 0,
 		key, dbus.MakeVariant(v)).Err; err != nil {
 		t.Fatalf("SetOverride %s: %v", key, err)
 	}
