@@ -43,8 +43,29 @@ const (
 	maxTags        = 64 // per profile
 	maxNameLength  = 1024
 	maxOverrideLen = 4096 // bytes of a string override value
-	maxProfilesUID = 1000 // per owner, so one user cannot exhaust the helper
 )
+
+// Limits protect the helper and its other users from one user's profiles:
+// caps per owner UID on the number of profiles and on the bytes of their
+// text (root is not capped). Zero or negative fields take the defaults.
+type Limits struct {
+	MaxProfiles     int // profiles per owner
+	MaxProfileBytes int // bytes of profile text per owner, all profiles together
+}
+
+// DefaultLimits are the limits unless the helper's command line says
+// otherwise (ovpn3-helper --max-profiles-per-user, --max-profile-bytes-per-user).
+var DefaultLimits = Limits{MaxProfiles: 100, MaxProfileBytes: 8 << 20}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxProfiles <= 0 {
+		l.MaxProfiles = DefaultLimits.MaxProfiles
+	}
+	if l.MaxProfileBytes <= 0 {
+		l.MaxProfileBytes = DefaultLimits.MaxProfileBytes
+	}
+	return l
+}
 
 // Service is the configuration manager.
 type Service struct {
@@ -57,6 +78,15 @@ type Service struct {
 	mu        sync.Mutex
 	profiles  map[dbus.ObjectPath]*profile
 	backendOf func(c *busobj.Call, profile dbus.ObjectPath) bool
+	limits    Limits
+}
+
+// SetLimits sets the per-user caps checked by later imports; profiles
+// already held are kept even when they exceed them.
+func (s *Service) SetLimits(l Limits) {
+	s.mu.Lock()
+	s.limits = l.withDefaults()
+	s.mu.Unlock()
 }
 
 // SetBackends tells the service how to recognise the backend of a session
@@ -83,6 +113,7 @@ func New(stateDir string, logger *slog.Logger) *Service {
 		store:    store{dir: stateDir},
 		now:      time.Now,
 		profiles: map[dbus.ObjectPath]*profile{},
+		limits:   DefaultLimits,
 	}
 }
 
@@ -216,15 +247,10 @@ func (s *Service) importProfile(c *busobj.Call) ([]any, error) {
 		Overrides: map[string]any{}, Config: pr.text,
 	}
 	s.mu.Lock()
-	n := 0
-	for _, q := range s.profiles {
-		if q.Owner == c.UID {
-			n++
-		}
-	}
-	if n >= maxProfilesUID {
+	if err := s.checkLimitsLocked(c.UID, len(p.Config)); err != nil {
 		s.mu.Unlock()
-		return nil, api.Error(api.DomainRequest, "Invalid configuration profile: too many profiles for this user")
+		s.logger.Warn("import refused", "owner", c.UID, "err", api.ErrorText(err))
+		return nil, err
 	}
 	if persistent {
 		if err := s.store.save(p); err != nil {
@@ -245,6 +271,28 @@ func (s *Service) importProfile(c *busobj.Call) ([]any, error) {
 	s.logger.Info("profile imported", "path", p.Path, "name", name, "owner", c.UID, "persistent", persistent, "single_use", singleUse)
 	s.emitEvent(p.Path, api.ConfigEventCreated, p.Owner)
 	return []any{p.Path}, nil
+}
+
+// checkLimitsLocked refuses a new profile of size bytes for owner uid when
+// it would pass the owner's caps; root is not capped. s.mu is held.
+func (s *Service) checkLimitsLocked(uid uint32, size int) error {
+	if uid == 0 {
+		return nil
+	}
+	n, bytes := 0, 0
+	for _, q := range s.profiles {
+		if q.Owner == uid {
+			n++
+			bytes += len(q.Config)
+		}
+	}
+	if n >= s.limits.MaxProfiles {
+		return api.Error(api.DomainRequest, fmt.Sprintf("Too many configuration profiles: this user already has %d (limit %d)", n, s.limits.MaxProfiles))
+	}
+	if bytes+size > s.limits.MaxProfileBytes {
+		return api.Error(api.DomainRequest, fmt.Sprintf("Configuration profiles too large: this user's profiles would hold %d bytes (limit %d)", bytes+size, s.limits.MaxProfileBytes))
+	}
+	return nil
 }
 
 func (s *Service) emitEvent(path dbus.ObjectPath, t api.ConfigEventType, owner uint32) {

@@ -72,8 +72,9 @@ func runDaemon(args []string, stderr io.Writer) int {
 	// Only the administrator who starts the daemon can ask for profiles:
 	// nothing a D-Bus caller sends reaches the backends' command line.
 	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
+	lim := limitFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--max-profiles-per-user N] [--max-profile-bytes-per-user N]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -91,11 +92,30 @@ func runDaemon(args []string, stderr io.Writer) int {
 		logger.Error("ovpn3-helper: the backends' system user is missing (the package creates it with sysusers.d)", "err", err)
 		return 1
 	}
-	if err := serve(ctx, *stateDir, backendArgs(*logLevel, *cpuProfileDir), dnsOpts, user, logger); err != nil {
+	if err := serve(ctx, *stateDir, backendArgs(*logLevel, *cpuProfileDir), dnsOpts, *lim, user, logger); err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// limits are the per-user caps that keep one local user from degrading the
+// helper for the others (root is not capped); set on the daemon's command
+// line only.
+type limits struct {
+	profiles configmgr.Limits
+}
+
+// defaultLimits are the limits without any flag.
+func defaultLimits() limits {
+	return limits{profiles: configmgr.DefaultLimits}
+}
+
+func limitFlags(fs *flag.FlagSet) *limits {
+	l := defaultLimits()
+	fs.IntVar(&l.profiles.MaxProfiles, "max-profiles-per-user", l.profiles.MaxProfiles, "configuration profiles one user (not root) may hold")
+	fs.IntVar(&l.profiles.MaxProfileBytes, "max-profile-bytes-per-user", l.profiles.MaxProfileBytes, "bytes of profile text one user's (not root's) profiles may hold together")
+	return &l
 }
 
 // backendArgs is every backend's command line: fixed when the daemon
@@ -110,7 +130,7 @@ func backendArgs(logLevel int, cpuProfileDir string) []string {
 }
 
 // serve runs the daemon until ctx ends, then disconnects every session.
-func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts dnsFlags, backendUser privsep.User, logger *slog.Logger) error {
+func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts dnsFlags, lim limits, backendUser privsep.User, logger *slog.Logger) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -121,6 +141,7 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 	defer srv.Close()
 
 	configs := configmgr.New(stateDir, logger.With("service", "configmgr"))
+	configs.SetLimits(lim.profiles)
 	if err := configs.Export(srv); err != nil {
 		return fmt.Errorf("configuration manager: %w", err)
 	}
