@@ -56,6 +56,7 @@ type device struct {
 	dnsScope   string
 	dnsApplied bool // dnshook.go
 	tun        *tundev.Device
+	dco        *dcoObject // EnableDCO (dcodev.go)
 	gone       bool
 }
 
@@ -95,6 +96,8 @@ func (d *device) iface() *busobj.Interface {
 			{Name: "SetDNSTransport", In: []busobj.Arg{{Name: "mode", Type: "s"}}, Handler: d.setDNSTransport},
 			// Out deviates from upstream's empty body: godbus only hands a
 			// received fd to the caller when the body refers to it.
+			{Name: "EnableDCO", In: []busobj.Arg{{Name: "dev_name", Type: "s"}},
+				Out: []busobj.Arg{{Name: "dco_device_path", Type: "o"}}, Handler: d.enableDCO},
 			{Name: "Establish", Out: []busobj.Arg{{Name: "tun_fd", Type: "h"}}, Handler: d.establish},
 			{Name: "Disable", Handler: func(c *busobj.Call) ([]any, error) {
 				d.disable("Disable by " + c.Sender)
@@ -184,19 +187,21 @@ func (d *device) iface() *busobj.Interface {
 			{Name: "dns_search_domains", Type: "s", Get: ro(func() any { return append([]string{}, d.dnsSearch...) })},
 			{Name: "dnssec_mode", Type: "s", Get: ro(func() any { return d.dnssec })},
 		},
-		// Only root and the creator process (a backend, or root) may read
-		// or change a device.
-		Authorize: func(c *busobj.Call) error {
-			if c.UID == 0 || c.PID == d.creatorPID && c.UID == d.ownerUID {
-				return nil
-			}
-			d.log.Warn("unauthorized access to device", "sender", c.Sender, "uid", c.UID, "pid", c.PID, "op", c.Op, "member", c.Member)
-			if c.Op == busobj.OpSet {
-				return busobj.Deny("Access denied: only the device's creator may change it")
-			}
-			return busobj.Deny("")
-		},
+		Authorize: d.authorize,
 	}
+}
+
+// authorize: only root and the creator process (a backend, or root) may
+// read or change a device or its DCO object.
+func (d *device) authorize(c *busobj.Call) error {
+	if c.UID == 0 || c.PID == d.creatorPID && c.UID == d.ownerUID {
+		return nil
+	}
+	d.log.Warn("unauthorized access to device", "sender", c.Sender, "uid", c.UID, "pid", c.PID, "op", c.Op, "member", c.Member)
+	if c.Op == busobj.OpSet {
+		return busobj.Deny("Access denied: only the device's creator may change it")
+	}
+	return busobj.Deny("")
 }
 
 // parseAddr parses an address of the announced family; zones and
@@ -581,6 +586,7 @@ func (d *device) teardown() {
 	d.gone = true
 	d.mu.Unlock()
 	d.disable("device removed")
+	d.teardownDCO()
 }
 
 func closeFD(fd int) { _ = unix.Close(fd) }

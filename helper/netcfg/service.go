@@ -43,7 +43,10 @@ const (
 
 // Service is the netcfg service: one manager object and the device objects.
 type Service struct {
-	log *slog.Logger
+	// openDCO reaches the kernel's ovpn module for EnableDCO; tests
+	// replace it (the module is missing on most test kernels).
+	openDCO func(netns.NsHandle) (dcoKernel, error)
+	log     *slog.Logger
 
 	mu          sync.Mutex
 	srv         *busobj.Server
@@ -71,6 +74,7 @@ func NewService(logger *slog.Logger) *Service {
 		log:         logger.With("service", api.ServiceNetCfg),
 		ns:          netns.None(),
 		devices:     map[dbus.ObjectPath]*device{},
+		openDCO:     openKernelDCO,
 		subscribers: map[string]api.NetCfgChangeType{},
 		subOwner:    map[string]uint32{},
 		logLevel:    4,
