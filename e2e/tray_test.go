@@ -338,6 +338,22 @@ func waitNoSession(t *testing.T, st *testbed.Stack, timeout time.Duration) {
 	}
 }
 
+// startTrayImporting starts a stack of variant v and the tray on its
+// desktop with `--import` of the stack's profile; name is the profile's name
+// in the tray.
+func startTrayImporting(t *testing.T, v testbed.Variant) (st *testbed.Stack, d *trayDesktop, profile, name string) {
+	t.Helper()
+	st = testbed.NewStack(t, binaries(t), v)
+	profile, err := st.WriteProfile(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(profile, 0o644); err != nil { // the tray's user reads it
+		t.Fatal(err)
+	}
+	return st, startTrayDesktop(t, st, "--import", profile), profile, tray.ProfileName(profile)
+}
+
 // TestTrayUserPassword runs the real ovpn3-tray under Xvfb against the real
 // helper and the OpenVPN 2.6 server with username/password (variant f):
 // --import, Connect through the exported dbusmenu, the credential dialog
@@ -346,17 +362,7 @@ func waitNoSession(t *testing.T, st *testbed.Stack, timeout time.Duration) {
 // from the keyring; then the helper stops (the tray says so) and comes back
 // (the tray recovers).
 func TestTrayUserPassword(t *testing.T) {
-	bin := binaries(t)
-	st := testbed.NewStack(t, bin, testbed.VariantF)
-	profile, err := st.WriteProfile(testbed.VariantF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := tray.ProfileName(profile)
-	if err := os.Chmod(profile, 0o644); err != nil { // the tray's user reads it
-		t.Fatal(err)
-	}
-	d := startTrayDesktop(t, st, "--import", profile)
+	st, d, profile, name := startTrayImporting(t, testbed.VariantF)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -460,10 +466,7 @@ func hasItem(d *trayDesktop, prefix string) bool {
 func waitMenuLabel(t *testing.T, d *trayDesktop, prefix string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for {
-		if _, ok := d.layout().Find(prefix); ok {
-			return
-		}
+	for !hasItem(d, prefix) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no menu item %q after %v; menu:\n%s", prefix, timeout, d.layout())
 		}
@@ -475,17 +478,7 @@ func waitMenuLabel(t *testing.T, d *trayDesktop, prefix string, timeout time.Dur
 // dialog asks for the OTP on every connect; Remember keeps username and
 // password (filled in the second time) but never the OTP.
 func TestTrayStaticChallenge(t *testing.T) {
-	bin := binaries(t)
-	st := testbed.NewStack(t, bin, testbed.VariantG)
-	profile, err := st.WriteProfile(testbed.VariantG)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := tray.ProfileName(profile)
-	if err := os.Chmod(profile, 0o644); err != nil { // the tray's user reads it
-		t.Fatal(err)
-	}
-	d := startTrayDesktop(t, st, "--import", profile)
+	st, d, _, name := startTrayImporting(t, testbed.VariantG)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for round := 0; round < 2; round++ {
