@@ -25,6 +25,8 @@ type dcoKernel interface {
 	SetKeepalive(ifindex int, peerID, interval, timeout uint32) error
 	NewKey(ifindex int, k dco.KeyConf) error
 	SwapKeys(ifindex int, peerID uint32) error
+	DelKey(ifindex int, peerID uint32, slot dco.Slot) error
+	PeerStats(ifindex int, peerID uint32) (dco.Stats, error)
 	Close() error
 }
 
@@ -135,6 +137,11 @@ func (o *dcoObject) iface() *busobj.Interface {
 				{Name: "socket", Type: "h"}}, Handler: o.newPeer},
 			{Name: "NewKey", In: []busobj.Arg{{Name: "key_slot", Type: "u"}, {Name: "key_config", Type: "s"}}, Handler: o.newKey},
 			{Name: "SwapKeys", In: []busobj.Arg{{Name: "peer_id", Type: "u"}}, Handler: o.swapKeys},
+			// DelKey and GetPeerStats go beyond spec §2.9: the engine
+			// deletes the lame-duck key and reads the peer's counters.
+			{Name: "DelKey", In: []busobj.Arg{{Name: "peer_id", Type: "u"}, {Name: "key_slot", Type: "u"}}, Handler: o.delKey},
+			{Name: "GetPeerStats", In: []busobj.Arg{{Name: "peer_id", Type: "u"}},
+				Out: []busobj.Arg{{Name: "stats", Type: "a{sx}"}}, Handler: o.peerStats},
 			{Name: "SetPeer", In: []busobj.Arg{{Name: "peer_id", Type: "u"}, {Name: "keepalive_interval", Type: "u"},
 				{Name: "keepalive_timeout", Type: "u"}}, Handler: o.setPeer},
 		},
@@ -284,4 +291,41 @@ func (o *dcoObject) setPeer(c *busobj.Call) ([]any, error) {
 		return nil, netcfgError("[SetPeer] %v", err)
 	}
 	return nil, nil
+}
+
+func (o *dcoObject) delKey(c *busobj.Call) ([]any, error) {
+	id, slot := c.Args[0].(uint32), c.Args[1].(uint32)
+	if slot != uint32(dco.SlotPrimary) && slot != uint32(dco.SlotSecondary) {
+		return nil, netcfgError("[DelKey] Invalid key slot %d", slot)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.checkPeer("DelKey", id); err != nil {
+		return nil, err
+	}
+	if err := o.k.DelKey(o.ifindex, id, dco.Slot(slot)); err != nil {
+		return nil, netcfgError("[DelKey] %v", err)
+	}
+	return nil, nil
+}
+
+// peerStats returns the peer's counters under the names of the session
+// statistics they feed (spec §6.1): link = transport, vpn = device.
+func (o *dcoObject) peerStats(c *busobj.Call) ([]any, error) {
+	id := c.Args[0].(uint32)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.checkPeer("GetPeerStats", id); err != nil {
+		return nil, err
+	}
+	st, err := o.k.PeerStats(o.ifindex, id)
+	if err != nil {
+		return nil, netcfgError("[GetPeerStats] %v", err)
+	}
+	return []any{map[string]int64{
+		"BYTES_IN": int64(st.LinkRxBytes), "BYTES_OUT": int64(st.LinkTxBytes),
+		"PACKETS_IN": int64(st.LinkRxPackets), "PACKETS_OUT": int64(st.LinkTxPackets),
+		"TUN_BYTES_IN": int64(st.VPNTxBytes), "TUN_BYTES_OUT": int64(st.VPNRxBytes),
+		"TUN_PACKETS_IN": int64(st.VPNTxPackets), "TUN_PACKETS_OUT": int64(st.VPNRxPackets),
+	}}, nil
 }

@@ -56,6 +56,12 @@ func (r *recordingDCO) NewKey(i int, k dco.KeyConf) error {
 	return r.rec("new-key %d peer=%d slot=%d key=%d alg=%d", i, k.PeerID, k.Slot, k.KeyID, k.Cipher)
 }
 func (r *recordingDCO) SwapKeys(i int, id uint32) error { return r.rec("swap %d id=%d", i, id) }
+func (r *recordingDCO) DelKey(i int, id uint32, slot dco.Slot) error {
+	return r.rec("del-key %d id=%d slot=%d", i, id, slot)
+}
+func (r *recordingDCO) PeerStats(i int, id uint32) (dco.Stats, error) {
+	return dco.Stats{PeerID: id, VPNRxPackets: 3, VPNTxPackets: 4, LinkRxBytes: 500, LinkTxBytes: 600}, r.rec("stats %d id=%d", i, id)
+}
 func (r *recordingDCO) Close() error {
 	r.mu.Lock()
 	r.closed = true
@@ -190,6 +196,18 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 	if err := obj.Call(nc+".SwapKeys", 0, uint32(7)).Err; err != nil {
 		t.Fatalf("SwapKeys: %v", err)
 	}
+	errHas("DelKey slot 3", obj.Call(nc+".DelKey", 0, uint32(7), uint32(3)).Err, "Invalid key slot")
+	errHas("DelKey of another peer", obj.Call(nc+".DelKey", 0, uint32(8), uint32(1)).Err, "No peer 8")
+	if err := obj.Call(nc+".DelKey", 0, uint32(7), uint32(1)).Err; err != nil {
+		t.Fatalf("DelKey: %v", err)
+	}
+	var st map[string]int64
+	if err := obj.Call(nc+".GetPeerStats", 0, uint32(7)).Store(&st); err != nil {
+		t.Fatalf("GetPeerStats: %v", err)
+	}
+	if st["TUN_PACKETS_OUT"] != 3 || st["TUN_PACKETS_IN"] != 4 || st["BYTES_IN"] != 500 || st["BYTES_OUT"] != 600 {
+		t.Errorf("GetPeerStats: %v", st)
+	}
 	if err := dev.Call(nc+".Destroy", 0).Err; err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +217,8 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 		"new-key 42 peer=7 slot=1 key=1 alg=1",
 		"keepalive 42 id=7 10/60",
 		"swap 42 id=7",
+		"del-key 42 id=7 slot=1",
+		"stats 42 id=7",
 		"delete-device 42",
 	}
 	if got := rk.log(); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -230,6 +250,8 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 		theirs.Call(nc+".NewKey", 0, uint32(0), kc),
 		theirs.Call(nc+".SwapKeys", 0, uint32(7)),
 		theirs.Call(nc+".SetPeer", 0, uint32(7), uint32(10), uint32(60)),
+		theirs.Call(nc+".DelKey", 0, uint32(7), uint32(1)),
+		theirs.Call(nc+".GetPeerStats", 0, uint32(7)),
 	} {
 		if err := call.Err; err == nil || !strings.Contains(err.Error(), "Authorization failed") && !api.IsErrorName(err, api.ErrNameAccessDenied) {
 			t.Errorf("%s on root's /dco by a backend: %v, want refused", call.Method, err)
