@@ -9,7 +9,6 @@ package desktoptest
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -87,20 +86,13 @@ func StartSessionBusWith(ctx context.Context, dir string, serviceFiles []string,
 		return nil, err
 	}
 	b := &SessionBus{Address: "unix:path=" + sock, Process: p}
-	for {
-		if c, err := dbus.Connect(b.Address); err == nil {
-			c.Close()
-			return b, nil
-		}
-		select {
-		case <-p.Done():
-			return nil, fmt.Errorf("session dbus-daemon exited: %s", p.LogTail(10))
-		case <-ctx.Done():
-			_ = p.Stop(time.Second)
-			return nil, fmt.Errorf("session bus did not come up: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
+	c, err := testbed.DialBus(ctx, b.Address, p)
+	if err != nil {
+		_ = p.Stop(time.Second)
+		return nil, err
 	}
+	c.Close()
+	return b, nil
 }
 
 // Keyring is a gnome-keyring-daemon serving org.freedesktop.secrets on a
@@ -165,27 +157,7 @@ func WaitForName(ctx context.Context, address, name string, p *testbed.Process, 
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for {
-		var has bool
-		if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has); err == nil && has {
-			return nil
-		}
-		var done <-chan struct{}
-		if p != nil {
-			done = p.Done()
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("%s exited before owning %s: %s", p.Name, name, p.LogTail(15))
-		case <-ctx.Done():
-			tailText := ""
-			if p != nil {
-				tailText = p.LogTail(15)
-			}
-			return errors.Join(fmt.Errorf("%s has no owner after %v", name, timeout), errors.New(tailText))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return testbed.WaitForOwner(ctx, conn, name, p)
 }
 
 // Xvfb is a virtual X display.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
@@ -205,4 +207,49 @@ func BusDaemonFor(t testing.TB) *BusDaemon {
 		}
 	})
 	return b
+}
+
+// DialBus connects to the bus at address as soon as it accepts
+// connections; it gives up when ctx ends or p, the bus daemon, exits.
+func DialBus(ctx context.Context, address string, p *Process) (*dbus.Conn, error) {
+	for {
+		conn, err := dbus.Connect(address)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("%s exited: %v\n%s", p.Name, p.ExitErr(), p.LogTail(20))
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s did not come up: %w (%v)\n%s", p.Name, ctx.Err(), err, p.LogTail(20))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// WaitForOwner waits until name has an owner on conn's bus; p (may be nil)
+// is the process expected to own it, whose exit ends the wait, as does ctx.
+func WaitForOwner(ctx context.Context, conn *dbus.Conn, name string, p *Process) error {
+	var done <-chan struct{} // nil without p: never ready
+	if p != nil {
+		done = p.Done()
+	}
+	for {
+		var has bool
+		err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has)
+		if err == nil && has {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s exited before owning %s: %v\n%s", p.Name, name, p.ExitErr(), p.LogTail(40))
+		case <-ctx.Done():
+			tail := ""
+			if p != nil {
+				tail = "\n" + p.LogTail(40)
+			}
+			return fmt.Errorf("%s has no owner: %w%s", name, ctx.Err(), tail)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -120,19 +120,10 @@ func NewResolved(t testing.TB) *Resolved {
 			t.Errorf("stop resolved's bus: %v", err)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if r.Conn, err = dbus.Connect(r.BusAddress); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("resolved's bus did not come up: %v\n%s", err, bus.LogTail(20))
-		}
-		select {
-		case <-bus.Done():
-			t.Fatalf("resolved's bus exited: %v\n%s", bus.ExitErr(), bus.LogTail(20))
-		case <-time.After(50 * time.Millisecond):
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if r.Conn, err = DialBus(ctx, r.BusAddress, bus); err != nil {
+		t.Fatal(err)
 	}
 	return r
 }
@@ -196,20 +187,10 @@ exec %[2]s
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var has bool
-		err := r.Conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.freedesktop.resolve1").Store(&has)
-		if err == nil && has {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("systemd-resolved did not own its name: %v\n%s", err, r.Daemon.LogTail(40))
-		}
-		select {
-		case <-r.Daemon.Done():
-			t.Fatalf("systemd-resolved exited: %v\n%s", r.Daemon.ExitErr(), r.Daemon.LogTail(40))
-		case <-time.After(50 * time.Millisecond):
-		}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := WaitForOwner(ctx, r.Conn, "org.freedesktop.resolve1", r.Daemon); err != nil {
+		t.Fatal(err)
 	}
 	// resolved takes its bus name before it has read the namespace's
 	// links and addresses from rtnetlink; until then every lookup fails
