@@ -14,11 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 // sessionConfig is a session-bus policy with no activatable services, so
@@ -49,6 +51,26 @@ type SessionBus struct {
 // log live in dir.
 func StartSessionBus(ctx context.Context, dir string) (*SessionBus, error) {
 	return StartSessionBusWith(ctx, dir, nil, nil)
+}
+
+// ConnectSessionBus is StartSessionBus for tests: the bus (its socket and
+// log in dir) and a connection to it, both closed in t.Cleanup.
+func ConnectSessionBus(t testing.TB, dir string) (*SessionBus, *dbus.Conn) {
+	t.Helper()
+	testenv.RequireCommand(t, "dbus-daemon")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus, err := StartSessionBus(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Stop(2 * time.Second) })
+	conn, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return bus, conn
 }
 
 // StartSessionBusWith is StartSessionBus with services the bus may start

@@ -5,31 +5,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godbus/dbus/v5"
-
 	"github.com/ovpn3go/ovpn3go/internal/desktoptest"
-	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 func TestNotifyReplaceUrgencyActions(t *testing.T) {
-	testenv.RequireCommand(t, "dbus-daemon")
+	bus, conn := desktoptest.ConnectSessionBus(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bus, err := desktoptest.StartSessionBus(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Stop(2 * time.Second) })
 	srv, err := desktoptest.StartNotificationServer(bus.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	conn, err := dbus.Connect(bus.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	c := &Client{Conn: conn, AppName: "ovpn3go"}
 	actions, err := c.Actions(ctx)
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godbus/dbus/v5"
-
 	"github.com/ovpn3go/ovpn3go/internal/desktoptest"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -14,26 +12,16 @@ import (
 // TestStoreLookupDelete runs against a real gnome-keyring on a private
 // session bus.
 func TestStoreLookupDelete(t *testing.T) {
-	testenv.RequireCommand(t, "dbus-daemon")
 	testenv.RequireCommand(t, "gnome-keyring-daemon")
+	dir := t.TempDir()
+	bus, conn := desktoptest.ConnectSessionBus(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dir := t.TempDir()
-	bus, err := desktoptest.StartSessionBus(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Stop(2 * time.Second) })
 	kr, err := desktoptest.StartKeyring(ctx, dir, bus.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kr.Stop(2 * time.Second) })
-	conn, err := dbus.Connect(bus.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	s, err := Open(ctx, conn)
 	if err != nil {
 		t.Fatal(err)
@@ -70,19 +58,9 @@ func TestStoreLookupDelete(t *testing.T) {
 }
 
 func TestNoService(t *testing.T) {
-	testenv.RequireCommand(t, "dbus-daemon")
+	_, conn := desktoptest.ConnectSessionBus(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bus, err := desktoptest.StartSessionBus(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Stop(2 * time.Second) })
-	conn, err := dbus.Connect(bus.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	if _, err := Open(ctx, conn); err != ErrNoService {
 		t.Fatalf("Open without a service: %v, want ErrNoService", err)
 	}
