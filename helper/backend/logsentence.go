@@ -42,6 +42,16 @@ func at(cat api.LogCategory, text func(f fields) string) phrasing {
 	return func(f fields, _ slog.Level) (string, api.LogCategory) { return text(f), cat }
 }
 
+// said is a phrasing that is always the same sentence.
+func said(cat api.LogCategory, sentence string) phrasing {
+	return at(cat, func(fields) string { return sentence })
+}
+
+// saidWith is sentence, then ": " and the field key when the record has it.
+func saidWith(cat api.LogCategory, sentence, key string) phrasing {
+	return at(cat, func(f fields) string { return sentence + colon(f.str(key)) })
+}
+
 var phrasings = map[string]phrasing{
 	// ---- engine (helper/openvpn/engine) ----
 	"state":      phraseState,
@@ -160,9 +170,7 @@ var phrasings = map[string]phrasing{
 		return fmt.Sprintf("The server pushed tun-mtu %s, more than tun-mtu-max %s: keeping %s",
 			f.str("tun_mtu"), f.str("tun_mtu_max"), f.str("using"))
 	}),
-	"server reset": at(api.LogCategoryVerb2, func(fields) string {
-		return "The server answered the connection request"
-	}),
+	"server reset": said(api.LogCategoryVerb2, "The server answered the connection request"),
 	"server address changed (float)": at(api.LogCategoryInfo, func(f fields) string {
 		s := "The server moved"
 		if from := f.str("from"); from != "" {
@@ -173,18 +181,14 @@ var phrasings = map[string]phrasing{
 		}
 		return s + " (float)"
 	}),
-	"pushed option not applied": at(api.LogCategoryWarn, func(f fields) string {
-		return "A pushed option was not applied" + colon(f.str("detail"))
-	}),
+	"pushed option not applied": saidWith(api.LogCategoryWarn, "A pushed option was not applied", "detail"),
 	"pushed option unknown to this client, ignored": at(api.LogCategoryWarn, func(f fields) string {
 		if o := f.str("option"); o != "" {
 			return "The server pushed the option '" + o + "', which this client does not know; ignored"
 		}
 		return "The server pushed an option this client does not know; ignored"
 	}),
-	"auth-token renewed": at(api.LogCategoryVerb1, func(fields) string {
-		return "The server renewed the session's authentication token"
-	}),
+	"auth-token renewed": said(api.LogCategoryVerb1, "The server renewed the session's authentication token"),
 
 	// ---- backend (this package) ----
 	"data channel offload requested, using TUN instead": at(api.LogCategoryWarn, func(f fields) string {
@@ -197,39 +201,21 @@ var phrasings = map[string]phrasing{
 		}
 		return s + " loaded" + paren("", f.str("config"))
 	}),
-	"waiting for the server": at(api.LogCategoryVerb1, func(f fields) string {
-		return "Waiting for the server" + colon(f.str("detail"))
-	}),
+	"waiting for the server": saidWith(api.LogCategoryVerb1, "Waiting for the server", "detail"),
 	"TUN device ready": at(api.LogCategoryVerb1, func(f fields) string {
 		return "Tunnel device " + f.str("device") + " is ready"
 	}),
 	"web authentication required": at(api.LogCategoryInfo, func(f fields) string {
 		return "The server asks for web authentication: open " + f.str("url")
 	}),
-	"server asked to open a URL that is not http(s); ignored": at(api.LogCategoryWarn, func(f fields) string {
-		return "The server asked to open a URL that is not http or https; ignored"
-	}),
-	"server asks a challenge during authentication": at(api.LogCategoryInfo, func(fields) string {
-		return "The server asks a challenge question"
-	}),
-	"server sent a dynamic challenge": at(api.LogCategoryInfo, func(fields) string {
-		return "The server asks a challenge question (dynamic challenge)"
-	}),
-	"the server needs the credentials again": at(api.LogCategoryInfo, func(f fields) string {
-		return "The server needs the credentials again" + colon(f.str("detail"))
-	}),
-	"reconnect with the credentials": at(api.LogCategoryWarn, func(f fields) string {
-		return "Could not reconnect with the credentials" + colon(f.str("err"))
-	}),
-	"challenge answer sent to the server": at(api.LogCategoryInfo, func(fields) string {
-		return "Challenge answer sent to the server"
-	}),
-	"challenge answer not sent": at(api.LogCategoryWarn, func(f fields) string {
-		return "The challenge answer was not sent" + colon(f.str("err"))
-	}),
-	"the HTTP proxy refused the credentials": at(api.LogCategoryWarn, func(f fields) string {
-		return "The HTTP proxy refused the credentials" + colon(f.str("detail"))
-	}),
+	"server asked to open a URL that is not http(s); ignored": said(api.LogCategoryWarn, "The server asked to open a URL that is not http or https; ignored"),
+	"server asks a challenge during authentication":           said(api.LogCategoryInfo, "The server asks a challenge question"),
+	"server sent a dynamic challenge":                         said(api.LogCategoryInfo, "The server asks a challenge question (dynamic challenge)"),
+	"the server needs the credentials again":                  saidWith(api.LogCategoryInfo, "The server needs the credentials again", "detail"),
+	"reconnect with the credentials":                          saidWith(api.LogCategoryWarn, "Could not reconnect with the credentials", "err"),
+	"challenge answer sent to the server":                     said(api.LogCategoryInfo, "Challenge answer sent to the server"),
+	"challenge answer not sent":                               saidWith(api.LogCategoryWarn, "The challenge answer was not sent", "err"),
+	"the HTTP proxy refused the credentials":                  saidWith(api.LogCategoryWarn, "The HTTP proxy refused the credentials", "detail"),
 }
 
 // phraseState renders the engine's state changes. The status signals
