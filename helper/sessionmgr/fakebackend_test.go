@@ -173,6 +173,9 @@ func (b *fakeBE) RegistrationConfirmation(token string, session, config dbus.Obj
 		}
 	}
 	b.status3(api.StatusMinorCfgOK, "config_path="+string(config))
+	if b.mode == "needsuser" {
+		b.status3(api.StatusMinorCfgRequireUser, "Username/password credentials needed")
+	}
 	b.signal("Log", uint32(api.LogGroupBackendProc), uint32(api.LogCategoryInfo), b.token, "fake registered")
 	return "fake-profile", nil
 }

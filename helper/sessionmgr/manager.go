@@ -86,7 +86,24 @@ type Options struct {
 	// RestartDelay is the first automatic-restart delay (default 3 s);
 	// it doubles with every retry up to 768 s, as upstream.
 	RestartDelay time.Duration
+	// MaxSessionsPerUser caps the sessions one UID has running or
+	// starting (by who started them); root is not capped. Default
+	// DefaultMaxSessionsPerUser.
+	MaxSessionsPerUser int
+	// UsableWithin bounds the time from a backend's registration until its
+	// session is connected or waits for the user (credentials, a
+	// challenge, web authentication, a failed login to retry); a session
+	// that gets to neither is ended and reaped. Default
+	// DefaultUsableWithin.
+	UsableWithin time.Duration
 }
+
+// Defaults of the per-user limits (ovpn3-helper --max-sessions-per-user,
+// --session-usable-within).
+const (
+	DefaultMaxSessionsPerUser = 10
+	DefaultUsableWithin       = 10 * time.Minute
+)
 
 // maxRestarts bounds automatic restarts in a row; the counter starts over
 // when the session had been connected for restartReset before the crash.
@@ -113,6 +130,13 @@ type Manager struct {
 	callTO       time.Duration
 	stopTO       time.Duration
 	restartDelay time.Duration
+	maxPerUser   int
+	usableWithin time.Duration
+	// reapTimer starts the UsableWithin timer of a new session (a test
+	// replaces it to fire the bound itself); reapDecided, if set, is told
+	// each decision (tests).
+	reapTimer   func(time.Duration) <-chan time.Time
+	reapDecided func(path dbus.ObjectPath, reaped bool)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -148,6 +172,8 @@ type registration struct {
 // reg: another process's request, even with the right token, changes
 // nothing and cannot crowd out the real one.
 type pendingStart struct {
+	uid       uint32 // who started it (MaxSessionsPerUser); restarts are not counted
+	restart   bool
 	proc      Process // nil until launched
 	reg       chan registration
 	verifying int // requests being verified now, at most maxVerifying
@@ -174,6 +200,9 @@ func New(opts Options) (*Manager, error) {
 		callTO:       opts.CallTimeout,
 		stopTO:       opts.StopTimeout,
 		restartDelay: opts.RestartDelay,
+		maxPerUser:   opts.MaxSessionsPerUser,
+		usableWithin: opts.UsableWithin,
+		reapTimer:    time.After,
 		// godbus delivers out of order once a channel is full: keep
 		// plenty of room so the backend's signals stay in sequence.
 		sigs:      make(chan *dbus.Signal, 1024),
@@ -201,6 +230,12 @@ func New(opts Options) (*Manager, error) {
 	}
 	if m.restartDelay <= 0 {
 		m.restartDelay = 3 * time.Second
+	}
+	if m.maxPerUser <= 0 {
+		m.maxPerUser = DefaultMaxSessionsPerUser
+	}
+	if m.usableWithin <= 0 {
+		m.usableWithin = DefaultUsableWithin
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	// Backends send their signals unicast to us, so no match rule is needed
@@ -318,7 +353,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
-	ps := &pendingStart{reg: reg}
+	ps := &pendingStart{reg: reg, uid: uid, restart: prev != nil}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -329,6 +364,13 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 			m.mu.Unlock()
 			return "", errGeneric(textAlreadyRunning)
 		}
+	}
+	// Checked and counted under one lock, so concurrent NewTunnel calls
+	// cannot pass the cap together.
+	if n := m.sessionsOfLocked(uid); prev == nil && uid != 0 && n >= m.maxPerUser {
+		m.mu.Unlock()
+		m.log.Warn("NewTunnel refused: session limit", "uid", uid, "sessions", n, "limit", m.maxPerUser)
+		return "", errRequest(fmt.Sprintf("Too many VPN sessions for this user: %d running or starting (limit %d)", n, m.maxPerUser))
 	}
 	m.pending[token] = ps
 	m.mu.Unlock()
@@ -382,6 +424,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 		gone:              make(chan struct{}),
 		busGone:           make(chan struct{}),
 		owner:             uid,
+		startedBy:         uid,
 		restrictLogAccess: true,
 		logVerbosity:      api.MaxLogLevel,
 		autoRestart:       info.AutoRestart,
@@ -390,7 +433,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 		prev.mu.Lock()
 		s.created, s.owner, s.acl, s.publicAccess = prev.created, prev.owner, slices.Clone(prev.acl), prev.publicAccess
 		s.restrictLogAccess, s.logVerbosity, s.dco, s.dcoSet = prev.restrictLogAccess, prev.logVerbosity, prev.dco, prev.dcoSet
-		s.restarts = prev.restarts
+		s.restarts, s.startedBy = prev.restarts, prev.startedBy
 		prev.mu.Unlock()
 	} else if info.TransferOwnerSession && info.Owner != uid {
 		// The profile owner owns the session; the starting user may
@@ -445,6 +488,8 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 		}
 	}
 	m.sessions[path] = s
+	m.wg.Add(1)
+	go m.reapUnusable(s, m.reapTimer(m.usableWithin))
 	if prev != nil {
 		prev.closeGone()
 		m.log.Info("session backend restarted", "session", path, "backend_pid", r.pid, "restarts", s.restarts)
@@ -454,6 +499,63 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 		path, uint16(api.SessionEventCreated), s.owner)
 	m.log.Info("session created", "session", path, "config", configPath, "name", name, "owner", s.owner, "started_by", uid, "backend_pid", r.pid)
 	return path, nil
+}
+
+// sessionsOfLocked counts the sessions uid started that run or are being
+// started (automatic restarts replace a counted session); m.mu is held.
+func (m *Manager) sessionsOfLocked(uid uint32) int {
+	n := 0
+	for _, s := range m.sessions {
+		if s.startedBy == uid {
+			n++
+		}
+	}
+	for _, ps := range m.pending {
+		if ps.uid == uid && !ps.restart {
+			n++
+		}
+	}
+	return n
+}
+
+// reapUnusable ends session s when the bound fires before s was ever
+// connected or waiting for the user: a session nobody drives further (a
+// front-end that called NewTunnel and left, a server that never answers)
+// must not hold a backend and a slot of its user's cap for ever.
+func (m *Manager) reapUnusable(s *session, bound <-chan time.Time) {
+	defer m.wg.Done()
+	select {
+	case <-bound:
+	case <-s.gone:
+		return
+	case <-m.ctx.Done():
+		return
+	}
+	s.mu.Lock()
+	reap := !s.usable && !s.stopping
+	if reap {
+		s.reaped = true
+	}
+	s.mu.Unlock()
+	if m.reapDecided != nil {
+		m.reapDecided(s.path, reap)
+	}
+	if !reap {
+		return
+	}
+	m.log.Warn("ending a session that never connected nor waited for the user", "session", s.path, "within", m.usableWithin, "backend_pid", s.backendPID)
+	m.stopSession(m.ctx, s)
+}
+
+// usableStatus: a session in one of these states is connected or waits
+// for the user, so reapUnusable leaves it alone.
+func usableStatus(minor api.StatusMinor) bool {
+	switch minor {
+	case api.StatusMinorConnConnected, api.StatusMinorCfgRequireUser, api.StatusMinorConnAuthFailed,
+		api.StatusMinorSessAuthUserPass, api.StatusMinorSessAuthChallenge, api.StatusMinorSessAuthURL:
+		return true
+	}
+	return false
 }
 
 // registrationRequest verifies a RegistrationRequest for a pending start
@@ -581,6 +683,9 @@ func (m *Manager) watch(token string, proc Process) {
 	st := api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped, Message: "Session closed"}
 	restart := false
 	switch {
+	case s.reaped:
+		st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcStopped,
+			Message: fmt.Sprintf("Session closed: it neither connected nor asked for user input within %v", m.usableWithin)}
 	case s.killed:
 		st = api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorProcKilled,
 			Message: "Session closed, killed backend client"}
@@ -830,6 +935,9 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 		if st.Minor == api.StatusMinorConnConnected {
 			s.connectedAt = time.Now()
 		}
+		if usableStatus(st.Minor) {
+			s.usable = true
+		}
 		s.mu.Unlock()
 		m.log.Info("session status", "session", s.path, "status", st.String())
 		// Re-emitted to the log service only (spec §1.5): front-ends get
@@ -847,6 +955,9 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 			m.log.Warn("malformed AttentionRequired", "session", s.path, "err", err)
 			return
 		}
+		s.mu.Lock()
+		s.usable = true // the session waits for the user
+		s.mu.Unlock()
 		_ = em.Emit(s.path, api.InterfaceSessions, "AttentionRequired", typ, group, msg)
 	}
 }

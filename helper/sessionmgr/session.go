@@ -29,6 +29,7 @@ type session struct {
 	backend    string // unique bus name of the backend's connection
 	busName    string // net.openvpn.v3.backends.be<PID>
 	backendPID uint32
+	startedBy  uint32 // the UID whose MaxSessionsPerUser it counts against
 
 	// gone is closed (closeGone) once the object was removed (backend
 	// exited).
@@ -59,6 +60,9 @@ type session struct {
 	forwards map[string]logForward
 	// killed: the manager killed the backend (it did not answer).
 	killed bool
+	// usable: the session was connected or waited for the user at least
+	// once; reaped: reapUnusable ended it because it never was.
+	usable, reaped bool
 	// Automatic restart (automatic-restart=on-failure): restarts in a
 	// row, when the session was last connected, and while a restart is
 	// pending a channel Disconnect closes to abandon it (abandonRestart:

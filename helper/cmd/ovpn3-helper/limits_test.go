@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
 )
@@ -23,8 +24,10 @@ func TestLimitFlags(t *testing.T) {
 	if got := parse(); got != defaultLimits() || got.profiles != configmgr.DefaultLimits {
 		t.Errorf("no flags: %+v, want the defaults %+v", got, configmgr.DefaultLimits)
 	}
-	got := parse("--max-profiles-per-user", "5", "--max-profile-bytes-per-user", "4096")
-	if want := (configmgr.Limits{MaxProfiles: 5, MaxProfileBytes: 4096}); got.profiles != want {
-		t.Errorf("flags: %+v, want %+v", got.profiles, want)
+	got := parse("--max-profiles-per-user", "5", "--max-profile-bytes-per-user", "4096",
+		"--max-sessions-per-user", "3", "--session-usable-within", "90s")
+	want := limits{profiles: configmgr.Limits{MaxProfiles: 5, MaxProfileBytes: 4096}, sessions: 3, usableWithin: 90 * time.Second}
+	if got != want {
+		t.Errorf("flags: %+v, want %+v", got, want)
 	}
 }

@@ -74,7 +74,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
 	lim := limitFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--max-profiles-per-user N] [--max-profile-bytes-per-user N]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -103,18 +103,22 @@ func runDaemon(args []string, stderr io.Writer) int {
 // helper for the others (root is not capped); set on the daemon's command
 // line only.
 type limits struct {
-	profiles configmgr.Limits
+	profiles     configmgr.Limits
+	sessions     int           // sessionmgr.Options.MaxSessionsPerUser
+	usableWithin time.Duration // sessionmgr.Options.UsableWithin
 }
 
 // defaultLimits are the limits without any flag.
 func defaultLimits() limits {
-	return limits{profiles: configmgr.DefaultLimits}
+	return limits{profiles: configmgr.DefaultLimits, sessions: sessionmgr.DefaultMaxSessionsPerUser, usableWithin: sessionmgr.DefaultUsableWithin}
 }
 
 func limitFlags(fs *flag.FlagSet) *limits {
 	l := defaultLimits()
 	fs.IntVar(&l.profiles.MaxProfiles, "max-profiles-per-user", l.profiles.MaxProfiles, "configuration profiles one user (not root) may hold")
 	fs.IntVar(&l.profiles.MaxProfileBytes, "max-profile-bytes-per-user", l.profiles.MaxProfileBytes, "bytes of profile text one user's (not root's) profiles may hold together")
+	fs.IntVar(&l.sessions, "max-sessions-per-user", l.sessions, "VPN sessions one user (not root) may have running or starting")
+	fs.DurationVar(&l.usableWithin, "session-usable-within", l.usableWithin, "a session neither connected nor waiting for the user this long after its backend started is ended")
 	return &l
 }
 
@@ -181,6 +185,9 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 		CleanupPID: nc.CleanupPID,
 		Logs:       logs,
 		Polkit:     polkit.New(srv.Conn()),
+
+		MaxSessionsPerUser: lim.sessions,
+		UsableWithin:       lim.usableWithin,
 	})
 	if err != nil {
 		return err
