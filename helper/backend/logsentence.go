@@ -170,7 +170,11 @@ var phrasings = map[string]phrasing{
 		return fmt.Sprintf("The server pushed tun-mtu %s, more than tun-mtu-max %s: keeping %s",
 			f.str("tun_mtu"), f.str("tun_mtu_max"), f.str("using"))
 	}),
-	"server reset": said(api.LogCategoryVerb2, "The server answered the connection request"),
+	"data channel not offloaded, using TUN": saidWith(api.LogCategoryWarn,
+		"The data channel runs through the TUN device, not offloaded to the kernel", "reason"),
+	"deleting the offloaded peer": saidWith(api.LogCategoryWarn, "Could not remove the offloaded peer from the kernel", "err"),
+	"deleting the lame-duck key":  saidWith(api.LogCategoryWarn, "Could not remove the previous data channel key", "err"),
+	"server reset":                said(api.LogCategoryVerb2, "The server answered the connection request"),
 	"server address changed (float)": at(api.LogCategoryInfo, func(f fields) string {
 		s := "The server moved"
 		if from := f.str("from"); from != "" {
