@@ -135,11 +135,7 @@ func TestUserInputQueue(t *testing.T) {
 			if n := readNetState(t, st.Pair); len(n.extraLinks) == 0 {
 				t.Error("connected, but no TUN device in the client namespace")
 			}
-			if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
-				t.Fatal(err)
-			}
-			waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
-			waitClean(t, st.Pair, 10*time.Second)
+			disconnectAndWait(ctx, t, st, w, path, "--path", string(path))
 		})
 	}
 }
@@ -190,11 +186,7 @@ func TestPauseResume(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	transfer(t, st.Pair, 1<<20)
-	if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
-	waitClean(t, st.Pair, 10*time.Second)
+	disconnectAndWait(ctx, t, st, w, path, "--path", string(path))
 }
 
 // TestKillBackendPromptly: SIGKILL of a connected session's backend is
@@ -256,9 +248,5 @@ func TestAutomaticRestart(t *testing.T) {
 		}
 	}
 	transfer(t, st.Pair, 1<<20)
-	if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
-	waitClean(t, st.Pair, 10*time.Second)
+	disconnectAndWait(ctx, t, st, w, path, "--path", string(path))
 }

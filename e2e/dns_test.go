@@ -86,10 +86,17 @@ func disconnect(t *testing.T, st *testbed.Stack, w *testbed.Watcher, name string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := st.CLI(ctx, "session-manage", "--config", name, "--disconnect"); err != nil {
+	disconnectAndWait(ctx, t, st, w, path, "--config", name)
+}
+
+// disconnectAndWait runs `ovpn3 session-manage <sel...> --disconnect` and
+// waits for session path's SESS_DESTROYED and a clean client namespace.
+func disconnectAndWait(ctx context.Context, t *testing.T, st *testbed.Stack, w *testbed.Watcher, path dbus.ObjectPath, sel ...string) {
+	t.Helper()
+	if _, err := st.CLI(ctx, append(append([]string{"session-manage"}, sel...), "--disconnect")...); err != nil {
 		t.Fatal(err)
 	}
-	waitSignal(t, w, 30*time.Second, "SessionManagerEvent SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
 	waitClean(t, st.Pair, 10*time.Second)
 }
 

@@ -176,11 +176,7 @@ func TestBackendRunsUnprivileged(t *testing.T) {
 	}
 	checkUnprivileged(t, pid)
 	transfer(t, st.Pair, 1<<20)
-	if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
-	waitClean(t, st.Pair, 10*time.Second)
+	disconnectAndWait(ctx, t, st, w, path, "--path", string(path))
 }
 
 // clientNetState is the client namespace's links, addresses and routes.
@@ -337,9 +333,5 @@ func TestStrangerRefused(t *testing.T) {
 		t.Errorf("ping after the stranger: %v", err)
 	}
 	transfer(t, st.Pair, 1<<20)
-	if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
-	waitClean(t, st.Pair, 10*time.Second)
+	disconnectAndWait(ctx, t, st, w, path, "--path", string(path))
 }
