@@ -136,7 +136,7 @@ func StartKeyring(ctx context.Context, dir, busAddress string) (*Keyring, error)
 		}
 	}
 	cmd := exec.Command("gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets")
-	cmd.Env = append(cleanEnv(), "HOME="+home, "XDG_RUNTIME_DIR="+run, "XDG_DATA_HOME="+filepath.Join(home, ".local/share"),
+	cmd.Env = append(CleanEnv(), "HOME="+home, "XDG_RUNTIME_DIR="+run, "XDG_DATA_HOME="+filepath.Join(home, ".local/share"),
 		"DBUS_SESSION_BUS_ADDRESS="+busAddress)
 	cmd.Stdin = strings.NewReader("test-keyring-password")
 	p, err := testbed.StartProcess("gnome-keyring-daemon", filepath.Join(dir, "keyring.log"), cmd)
@@ -151,8 +151,9 @@ func StartKeyring(ctx context.Context, dir, busAddress string) (*Keyring, error)
 	return k, nil
 }
 
-// cleanEnv is the environment without the host's desktop session variables.
-func cleanEnv() []string {
+// CleanEnv is the environment without the host's desktop session variables
+// (bus address, display, HOME, XDG dirs): callers add their own.
+func CleanEnv() []string {
 	var env []string
 	for _, e := range os.Environ() {
 		k, _, _ := strings.Cut(e, "=")
@@ -164,10 +165,6 @@ func cleanEnv() []string {
 	}
 	return env
 }
-
-// CleanEnv is the environment without the host's desktop session variables
-// (bus address, display, HOME, XDG dirs): callers add their own.
-func CleanEnv() []string { return cleanEnv() }
 
 // WaitForName waits until name has an owner on the bus at address; p (may
 // be nil) is the process expected to own it, whose exit ends the wait.

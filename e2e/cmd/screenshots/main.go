@@ -105,7 +105,7 @@ func run(out string) (err error) {
 	}()
 
 	fmt.Println("building…")
-	bin, err := testbed.BuildBinaries(ctx, filepath.Join(dir))
+	bin, err := testbed.BuildBinaries(ctx, dir)
 	if err != nil {
 		return err
 	}
