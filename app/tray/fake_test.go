@@ -143,16 +143,10 @@ func (f *fakeBackend) SetDCO(_ context.Context, p dbus.ObjectPath, on bool) erro
 func (f *fakeBackend) Events(context.Context) (<-chan Event, error) { return f.events, nil }
 
 func (f *fakeBackend) Follow(_ context.Context, s dbus.ObjectPath) (<-chan SessionSignal, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch, ok := f.follow[s]
-	if !ok {
-		ch = make(chan SessionSignal, 16)
-		f.follow[s] = ch
-	}
-	return ch, nil
+	return f.followCh(s), nil
 }
 
+// followCh is session s's signal channel, made on first use.
 func (f *fakeBackend) followCh(s dbus.ObjectPath) chan SessionSignal {
 	f.mu.Lock()
 	defer f.mu.Unlock()
