@@ -168,3 +168,58 @@ func TestUsableSessionsKept(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentNewTunnelOneBackend: while a user's NewTunnel of a profile
+// waits for its backend, a second NewTunnel of the same profile by the
+// same user is refused as already running (the duplicate check used to
+// see registered sessions only, so each call started a backend); another
+// user may still start it.
+func TestConcurrentNewTunnelOneBackend(t *testing.T) {
+	r := newRig(t, "slowreg", Options{})
+	marker := ""
+	for _, e := range r.m.launcher.(*ExecLauncher).Env {
+		if v, ok := strings.CutPrefix(e, fakeMarkerEnv+"="); ok {
+			marker = v
+		}
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.m.NewTunnel(1000, testConfig)
+		first <- err
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first backend never was starting")
+		}
+		r.m.mu.Lock()
+		n := len(r.m.procs)
+		r.m.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := r.m.NewTunnel(1000, testConfig); errText(err) != textAlreadyRunning {
+		t.Errorf("second NewTunnel while the first starts: %v, want %q", err, textAlreadyRunning)
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := r.m.NewTunnel(1001, testConfig)
+		second <- err
+	}()
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Errorf("first NewTunnel: %v", err)
+	}
+	if err := <-second; err != nil {
+		t.Errorf("another user's NewTunnel: %v", err)
+	}
+	r.m.mu.Lock()
+	n := len(r.m.sessions)
+	r.m.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d sessions, want 2 (one per user)", n)
+	}
+}

@@ -174,6 +174,7 @@ type registration struct {
 type pendingStart struct {
 	uid       uint32 // who started it (MaxSessionsPerUser); restarts are not counted
 	restart   bool
+	config    dbus.ObjectPath
 	proc      Process // nil until launched
 	reg       chan registration
 	verifying int // requests being verified now, at most maxVerifying
@@ -353,7 +354,7 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
-	ps := &pendingStart{reg: reg, uid: uid, restart: prev != nil}
+	ps := &pendingStart{reg: reg, uid: uid, restart: prev != nil, config: configPath}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -361,6 +362,15 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 	}
 	for _, s := range m.sessions {
 		if prev == nil && s.configPath == configPath && s.access().visible(uid) {
+			m.mu.Unlock()
+			return "", errGeneric(textAlreadyRunning)
+		}
+	}
+	// A start of the same profile by the same user still waiting for its
+	// backend is a running session too: two concurrent NewTunnel calls
+	// must not start two backends.
+	for _, p := range m.pending {
+		if prev == nil && !p.restart && p.config == configPath && p.uid == uid {
 			m.mu.Unlock()
 			return "", errGeneric(textAlreadyRunning)
 		}
