@@ -8,7 +8,7 @@ GO ?= go
 # gcc and libc6-dev because go test -race needs cgo.
 APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus systemd \
 	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev \
-	$(TRAY_PACKAGES)
+	$(TRAY_PACKAGES) $(DEB_PACKAGES)
 
 # The tray: Fyne's cgo GL build (pkg-config, GL and X11 headers), Xvfb for the
 # integration test and screenshots, gnome-keyring as the real Secret Service,
@@ -16,6 +16,10 @@ APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus syst
 # screenshots, x11-utils (xwininfo) to find windows.
 TRAY_PACKAGES := pkg-config libgl1-mesa-dev libgl1-mesa-dri xorg-dev xvfb xauth gnome-keyring \
 	xfce4-panel imagemagick x11-utils
+
+# `make deb` and its install test (packaging/): the Debian tool chain,
+# lintian, and debootstrap for the clean root the packages install into.
+DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian debootstrap
 
 # The release, the one place it is written; internal/version.Version gets it
 # at link time (a plain go build says "dev").
@@ -30,7 +34,11 @@ RESOLVED_ROOT ?= /var/cache/ovpn3go/systemd-resolved
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 1m
 
-.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo bench clean
+.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo bench clean deb
+
+# Debian packages, built from the tracked files (a clean copy with
+# packaging/deb/debian at its top), then checked by lintian (errors fail).
+DEB_DIR ?= $(CURDIR)/build/deb
 
 all: build
 
@@ -66,8 +74,8 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # Unit, integration and e2e tests (fuzz targets run their seed corpora here).
-unit:
-	CI=$${CI:-1} OVPN3GO_RESOLVED_ROOT=$(RESOLVED_ROOT) $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+unit: deb
+	CI=$${CI:-1} OVPN3GO_RESOLVED_ROOT=$(RESOLVED_ROOT) OVPN3GO_DEB_DIR=$(DEB_DIR) $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 # Every fuzz target fuzzes beyond its seeds for the execution count that
 # .ci/fuzz-budgets names (about two minutes in all): a count, never a
@@ -85,8 +93,17 @@ demo: deps build
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3go-demo ./e2e/cmd/demo
 	bin/ovpn3go-demo --bin bin $(DEMO_ARGS)
 
+# Go's caches are passed in because debhelper gives the build a scratch HOME.
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C $(DEB_DIR)/src
+	cp -a packaging/deb/debian $(DEB_DIR)/src/debian
+	cd $(DEB_DIR)/src && GOCACHE=$$($(GO) env GOCACHE) GOMODCACHE=$$($(GO) env GOMODCACHE) \
+		GOPROXY=$$($(GO) env GOPROXY) dpkg-buildpackage -us -uc -b
+	lintian --fail-on error --info --display-level '>=warning' $(DEB_DIR)/*.changes
+
 clean:
-	rm -rf bin
+	rm -rf bin build
 	$(GO) clean -testcache
 
 # PNGs of the tray icon in a real panel (xfce4-panel) and of every tray
