@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
+	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
 // secret is one planted secret and where it may legitimately be found.
@@ -116,7 +119,7 @@ func randomHex(t *testing.T, n int) string {
 // keyMaterial returns the private scalar of the client's EC key and one
 // line of the tls-auth static key: key material that may sit in the
 // profile (the test's input and the stored copy) and nowhere else.
-func keyMaterial(t *testing.T, pki *testbed.PKIFiles) (scalar []byte, staticLine string) {
+func keyMaterial(t *testing.T, pki *testbed.PKIFiles, staticKey string) (scalar []byte, staticLine string) {
 	t.Helper()
 	b, err := os.ReadFile(pki.ClientKey)
 	if err != nil {
@@ -139,7 +142,7 @@ func keyMaterial(t *testing.T, pki *testbed.PKIFiles) (scalar []byte, staticLine
 	if scalar, err = ec.Bytes(); err != nil {
 		t.Fatal(err)
 	}
-	b, err = os.ReadFile(pki.TLSAuth)
+	b, err = os.ReadFile(staticKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,16 +153,17 @@ func keyMaterial(t *testing.T, pki *testbed.PKIFiles) (scalar []byte, staticLine
 		}
 	}
 	if len(lines) < 16 {
-		t.Fatalf("%s: %d key lines", pki.TLSAuth, len(lines))
+		t.Fatalf("%s: %d key lines", staticKey, len(lines))
 	}
 	return scalar, lines[len(lines)/2]
 }
 
 // TestSecretsNeverLeak plants unique secrets — the password of a
 // username/password profile (variant f), the password and static-challenge
-// answer of variant g, a wrong password tried first (a failed login), and
-// the profile's key material (the client's private key, the tls-auth key)
-// — runs the sessions through a failed and a successful login to
+// answer of variant g, a wrong password tried first (a failed login), the
+// profile's key material (the client's private key, the tls-auth key), and
+// the passphrase of an encrypted private key (variant a, a wrong one
+// first; the key's plain form then belongs nowhere client-side) — runs the sessions through a failed and a successful login to
 // CONN_CONNECTED against the real OpenVPN 2.6 server pushing auth-gen-token,
 // and searches for them (raw, base64, hex): every signal on the private bus
 // seen by a root monitor (Log, StatusChange, AttentionRequired…, including
@@ -175,15 +179,25 @@ func keyMaterial(t *testing.T, pki *testbed.PKIFiles) (scalar []byte, staticLine
 func TestSecretsNeverLeak(t *testing.T) {
 	t.Parallel()
 	bin := binaries(t)
-	for _, v := range []testbed.Variant{testbed.VariantF, testbed.VariantG} {
-		t.Run(string(v), func(t *testing.T) {
+	for _, c := range []struct {
+		v      testbed.Variant
+		encKey bool
+	}{{testbed.VariantF, false}, {testbed.VariantG, false}, {testbed.VariantA, true}} {
+		name := string(c.v)
+		if c.encKey {
+			name += "-encrypted-key"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			testSecretsNeverLeak(t, bin, v)
+			testSecretsNeverLeak(t, bin, c.v, c.encKey)
 		})
 	}
 }
 
-func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant) {
+// testSecretsNeverLeak runs one case: v's username/password (f, g) or,
+// with encKey, a certificate profile (a) whose private key is encrypted
+// with the planted passphrase (a wrong one tried first).
+func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant, encKey bool) {
 	since := time.Now().Add(-time.Second)
 	user := "user" + randomHex(t, 4)
 	pass := "pw" + randomHex(t, 12)
@@ -191,7 +205,7 @@ func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant)
 	otp := "otp" + randomHex(t, 8)
 	st := testbed.NewStack(t, bin, v, func(o *testbed.StackOptions) {
 		o.Server.User, o.Server.Password, o.Server.OTP = user, pass, otp
-		o.Server.AuthGenToken = true
+		o.Server.AuthGenToken = v == testbed.VariantF || v == testbed.VariantG
 		o.HelperArgs = append(o.HelperArgs, "--log-level", "6")
 	})
 	// Every signal on the bus, unicast ones included.
@@ -210,9 +224,13 @@ func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant)
 	keyPlaces := func(src string) bool {
 		return serverSide(src) || src == profilePath || strings.HasPrefix(src, stateDir+"/") || src == "owner Fetch"
 	}
+	what := "password"
+	if encKey {
+		what = "private key passphrase"
+	}
 	secrets := []secret{
-		newSecret("password", pass, serverSide),
-		newSecret("wrong password", wrong, serverSide),
+		newSecret(what, pass, serverSide),
+		newSecret("wrong "+what, wrong, serverSide),
 		// The pushed token is unknown to the test but carries openvpn's
 		// prefix. Other tests' files under /tmp may hold their own tokens
 		// (their servers' logs), so only this test's directory and the
@@ -227,11 +245,20 @@ func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant)
 		secrets = append(secrets, newSecret("static-challenge answer", otp, serverSide))
 		answersGood = append(answersGood, otp)
 		answersBad = append(answersBad, otp)
-		scalar, staticLine := keyMaterial(t, st.PKI)
+		scalar, staticLine := keyMaterial(t, st.PKI, st.PKI.TLSAuth)
 		secrets = append(secrets,
 			secret{what: "client private key", allowed: keyPlaces, forms: map[string]string{
 				"hex": hex.EncodeToString(scalar), "base64": base64.StdEncoding.EncodeToString(scalar)[:40]}},
 			secret{what: "tls-auth key", allowed: keyPlaces, forms: map[string]string{"hex": staticLine}})
+	}
+	if encKey {
+		// The key is stored encrypted: its plain form belongs to the PKI
+		// the test made and nowhere else, the profile included.
+		scalar, staticLine := keyMaterial(t, st.PKI, st.PKI.TLSCrypt)
+		secrets = append(secrets,
+			secret{what: "client private key", allowed: serverSide, forms: map[string]string{
+				"hex": hex.EncodeToString(scalar), "base64": base64.StdEncoding.EncodeToString(scalar)[:40]}},
+			secret{what: "tls-crypt key", allowed: keyPlaces, forms: map[string]string{"hex": staticLine}})
 	}
 	ls := &leakSearch{secrets: secrets, since: since}
 	// st.Dir is under the temp dir: run skips files already searched.
@@ -246,32 +273,24 @@ func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant)
 	if profile != profilePath {
 		t.Fatalf("profile written to %s, want %s", profile, profilePath)
 	}
+	if encKey {
+		encryptProfileKey(t, st.PKI, profile, pass)
+	}
 	ictx, icancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer icancel()
 	if _, err := st.CLI(ictx, "config-import", "--config", profile, "--name", name, "--persistent"); err != nil {
 		t.Fatal(err)
 	}
-	path, pid := startWaitingSession(t, st, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	sess := st.Conn.Object(api.ServiceSessions, path)
-	if err := sess.CallWithContext(ctx, api.InterfaceSessions+".LogForward", 0, true).Err; err != nil {
-		t.Fatalf("LogForward: %v", err)
+	var path dbus.ObjectPath
+	if encKey {
+		path = unlockKey(ctx, t, st, w, ls, name, wrong, pass)
+	} else {
+		path = logIn(ctx, t, st, ls, name, answersBad, answersGood)
 	}
-
-	out, err := sessionAuth(ctx, st, pid, answersBad...)
-	if err == nil || !strings.Contains(out, "user authentication failed") {
-		t.Fatalf("session-auth with the wrong password: err %v\n%s", err, out)
-	}
-	ls.add("ovpn3 session-auth output (failed login)", out)
-	ls.add("last_log after the failed login", fmt.Sprint(property(ctx, t, st.Conn, path, "last_log")))
-	out, err = sessionAuth(ctx, st, pid, answersGood...)
-	if err != nil || !strings.Contains(out, "Connected to") {
-		t.Fatalf("session-auth with the right answers: %v\n%s", err, out)
-	}
-	ls.add("ovpn3 session-auth output", out)
 	if s := sessionStatus(t, st, path); s.Minor != api.StatusMinorConnConnected {
-		t.Fatalf("status after session-auth: %s", s)
+		t.Fatalf("status after the right answers: %s", s)
 	}
 	ls.add("last_log when connected", fmt.Sprint(property(ctx, t, st.Conn, path, "last_log")))
 
@@ -349,6 +368,90 @@ func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant)
 		return nil
 	})
 	t.Logf("searched %d signals, %d captured texts and %d files (%d in the state directory) for %d secrets", len(sigs), len(ls.texts), files, stored, len(secrets))
+}
+
+// logIn starts a session of profile name the way a front-end that leaves
+// does, then answers its credentials with `ovpn3 session-auth`: bad ones
+// (a failed login), then good ones; it returns the connected session.
+func logIn(ctx context.Context, t *testing.T, st *testbed.Stack, ls *leakSearch, name string, answersBad, answersGood []string) dbus.ObjectPath {
+	t.Helper()
+	path, pid := startWaitingSession(t, st, name)
+	if err := st.Conn.Object(api.ServiceSessions, path).CallWithContext(ctx, api.InterfaceSessions+".LogForward", 0, true).Err; err != nil {
+		t.Fatalf("LogForward: %v", err)
+	}
+	out, err := sessionAuth(ctx, st, pid, answersBad...)
+	if err == nil || !strings.Contains(out, "user authentication failed") {
+		t.Fatalf("session-auth with the wrong password: err %v\n%s", err, out)
+	}
+	ls.add("ovpn3 session-auth output (failed login)", out)
+	ls.add("last_log after the failed login", fmt.Sprint(property(ctx, t, st.Conn, path, "last_log")))
+	out, err = sessionAuth(ctx, st, pid, answersGood...)
+	if err != nil || !strings.Contains(out, "Connected to") {
+		t.Fatalf("session-auth with the right answers: %v\n%s", err, out)
+	}
+	ls.add("ovpn3 session-auth output", out)
+	return path
+}
+
+// unlockKey starts a session of profile name (its key encrypted) over
+// D-Bus, provides a wrong passphrase (Connect fails, the slot is asked for
+// again), then the right one, and waits until it is connected.
+func unlockKey(ctx context.Context, t *testing.T, st *testbed.Stack, w *testbed.Watcher, ls *leakSearch, name, wrong, pass string) dbus.ObjectPath {
+	t.Helper()
+	path, sess := newSession(t, st, name)
+	call := func(m string, args ...any) error {
+		return sess.CallWithContext(ctx, api.InterfaceSessions+"."+m, 0, args...).Err
+	}
+	if err := call("LogForward", true); err != nil {
+		t.Fatalf("LogForward: %v", err)
+	}
+	if err := call("Ready"); !api.IsDomain(err, api.DomainReady) {
+		t.Fatalf("Ready with a locked key: %v", err)
+	}
+	provideAll(t, sess, map[string]string{"pk_passphrase": wrong})
+	err := call("Connect")
+	if err == nil {
+		t.Fatal("Connect with a wrong passphrase succeeded")
+	}
+	ls.add("Connect error (wrong passphrase)", err.Error())
+	ls.add("last_log after the wrong passphrase", fmt.Sprint(property(ctx, t, st.Conn, path, "last_log")))
+	if err := call("Ready"); !api.IsDomain(err, api.DomainReady) {
+		t.Fatalf("Ready after a wrong passphrase: %v", err)
+	}
+	provideAll(t, sess, map[string]string{"pk_passphrase": pass})
+	if err := call("Connect"); err != nil {
+		t.Fatalf("Connect with the right passphrase: %v", err)
+	}
+	waitSignal(t, w, 60*time.Second, "CONN_CONNECTED", isStatus(api.StatusMajorConnection, api.StatusMinorConnConnected))
+	return path
+}
+
+// encryptProfileKey replaces the <key> block of the profile file with the
+// client key encrypted (PKCS#8, AES-256-CBC) with passphrase.
+func encryptProfileKey(t *testing.T, pki *testbed.PKIFiles, profile, passphrase string) {
+	t.Helper()
+	testenv.RequireCommand(t, "openssl")
+	enc := filepath.Join(t.TempDir(), "key.pem")
+	if out, err := exec.Command("openssl", "pkcs8", "-topk8", "-in", pki.ClientKey, "-v2", "aes-256-cbc",
+		"-passout", "pass:"+passphrase, "-out", enc).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	keyPEM, err := os.ReadFile(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?s)<key>.*</key>`)
+	if !re.Match(text) {
+		t.Fatalf("%s has no <key> block", profile)
+	}
+	text = re.ReplaceAllLiteral(text, []byte("<key>\n"+strings.TrimSpace(string(keyPEM))+"\n</key>"))
+	if err := os.WriteFile(profile, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // property reads one property of a session object.
