@@ -235,6 +235,14 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "name").Store(&nv); err == nil {
 		name, _ = nv.Value().(string)
 	}
+	// The overrides before Fetch, as openvpn3's backend reads them: Fetch
+	// removes a single-use profile (session-start --config FILE).
+	overrides, err := readOverrides(ctx, cfg)
+	if err != nil {
+		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
+		return "", errClient("Could not read the configuration overrides: " + err.Error())
+	}
 	var text string
 	if err := cfg.CallWithContext(ctx, api.InterfaceConfiguration+".Fetch", 0).Store(&text); err != nil {
 		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(api.ErrorText(err)))
@@ -246,12 +254,6 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
 		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
 		return "", errClient("Configuration parsing failed: " + err.Error())
-	}
-	overrides, err := readOverrides(ctx, cfg)
-	if err != nil {
-		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
-		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
-		return "", errClient("Could not read the configuration overrides: " + err.Error())
 	}
 	err = refuseUnapplied(overrides)
 	if err == nil {
