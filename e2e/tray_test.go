@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image"
 	"image/png"
 	"os"
@@ -44,23 +43,13 @@ func trayBinary(t *testing.T) string {
 			trayErr = err
 			return
 		}
-		root, err := testbed.ModuleRoot()
-		if err != nil {
+		if err := os.Chmod(dir, 0o755); err != nil { // the tray runs as nobody
 			trayErr = err
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
-		if err := os.Chmod(dir, 0o755); err != nil { // the tray runs as nobody
-			trayErr = err
-			return
-		}
-		trayBin = filepath.Join(dir, "ovpn3-tray")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", trayBin, "./app/cmd/ovpn3-tray")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			trayErr = fmt.Errorf("go build ovpn3-tray: %v\n%s", err, out)
-		}
+		trayBin, trayErr = desktoptest.BuildTray(ctx, dir)
 	})
 	if trayErr != nil {
 		t.Fatal(trayErr)

@@ -179,6 +179,22 @@ func WaitForName(ctx context.Context, address, name string, p *testbed.Process, 
 	return testbed.WaitForOwner(ctx, conn, name, p)
 }
 
+// BuildTray builds ovpn3-tray (cgo: Fyne's GL driver) into dir and returns
+// its path.
+func BuildTray(ctx context.Context, dir string) (string, error) {
+	root, err := testbed.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "ovpn3-tray")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./app/cmd/ovpn3-tray")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ovpn3-tray: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
 // Xvfb is a virtual X display.
 type Xvfb struct {
 	Display string // ":N"

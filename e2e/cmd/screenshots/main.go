@@ -109,15 +109,9 @@ func run(out string) (err error) {
 	if err != nil {
 		return err
 	}
-	root, err := testbed.ModuleRoot()
+	trayBin, err := desktoptest.BuildTray(ctx, dir)
 	if err != nil {
 		return err
-	}
-	trayBin := filepath.Join(dir, "ovpn3-tray")
-	build := exec.CommandContext(ctx, "go", "build", "-o", trayBin, "./app/cmd/ovpn3-tray")
-	build.Dir = root
-	if b, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ovpn3-tray: %v\n%s", err, b)
 	}
 
 	fmt.Println("starting the helper, the OpenVPN server and the desktop…")
