@@ -167,24 +167,12 @@ func TestPauseResume(t *testing.T) {
 	if out, err := st.CLI(ctx, "session-manage", "--path", string(path), "--resume"); err != nil {
 		t.Fatalf("resume: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for sessionStatus(t, st, path).Minor != api.StatusMinorConnConnected {
-		if time.Now().After(deadline) {
-			t.Fatalf("not connected after resume: %s", sessionStatus(t, st, path))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitConnected(t, st, path, "resume")
 	transfer(t, st.Pair, 1<<20)
 	if out, err := st.CLI(ctx, "session-manage", "--path", string(path), "--restart"); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
 	}
-	deadline = time.Now().Add(60 * time.Second)
-	for sessionStatus(t, st, path).Minor != api.StatusMinorConnConnected {
-		if time.Now().After(deadline) {
-			t.Fatalf("not connected after restart: %s", sessionStatus(t, st, path))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitConnected(t, st, path, "restart")
 	transfer(t, st.Pair, 1<<20)
 	disconnectAndWait(ctx, t, st, w, path, "--path", string(path))
 }

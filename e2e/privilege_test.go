@@ -100,6 +100,8 @@ func backendPID(t *testing.T, st *testbed.Stack, path dbus.ObjectPath) uint32 {
 	return pid
 }
 
+// waitConnected waits until session path is connected again after what
+// (resume, restart, …).
 func waitConnected(t *testing.T, st *testbed.Stack, path dbus.ObjectPath, what string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second) // a hung session, not a speed check
