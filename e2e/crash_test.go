@@ -117,11 +117,7 @@ func TestCrashLeavesNothing(t *testing.T) {
 		if got, _ := os.ReadFile(st.ResolvConf); !strings.Contains(string(got), testbed.TunnelServer4) {
 			t.Fatalf("the pushed DNS server is not in resolv.conf while connected:\n%s", got)
 		}
-		v, err := st.SessionProperty(context.Background(), path, "backend_pid")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, _ := v.Value().(uint32)
+		pid := backendPID(t, st, path)
 		if pid == 0 {
 			t.Fatal("no backend_pid")
 		}
