@@ -88,6 +88,14 @@ func (f formPrompter) Answer(ctx context.Context, s *client.Session, slot client
 	return v[0], nil
 }
 
+// startOptions asks through p, all slots of a round in one dialog, and
+// leaves web sign-in to the tray (it opens the page from the session's
+// signals), so the start loop just keeps waiting.
+func startOptions(p Prompter) client.StartOptions {
+	return client.StartOptions{Prompter: formPrompter{p},
+		WebAuth: func(context.Context, string) error { return nil }}
+}
+
 // Start is NewTunnel plus app/client's start loop. Web sign-in does not end
 // it: the tray opens the page from the session's signals and Start keeps
 // waiting for the tunnel. A session that failed or whose dialog was
@@ -97,8 +105,7 @@ func (b ClientBackend) Start(ctx context.Context, profile dbus.ObjectPath, p Pro
 	if err != nil {
 		return "", mapErr(err)
 	}
-	err = s.Start(ctx, client.StartOptions{Prompter: formPrompter{p},
-		WebAuth: func(context.Context, string) error { return nil }})
+	err = s.Start(ctx, startOptions(p))
 	if err == nil || errors.Is(err, ErrAnsweredElsewhere) {
 		return s.Path, nil
 	}
@@ -120,8 +127,7 @@ func (b ClientBackend) Start(ctx context.Context, profile dbus.ObjectPath, p Pro
 // Authenticate runs the start loop on an existing session (openvpn3
 // session-auth).
 func (b ClientBackend) Authenticate(ctx context.Context, session dbus.ObjectPath, p Prompter) error {
-	err := b.C.Session(session).Start(ctx, client.StartOptions{Prompter: formPrompter{p},
-		WebAuth: func(context.Context, string) error { return nil }})
+	err := b.C.Session(session).Start(ctx, startOptions(p))
 	if err == nil || errors.Is(err, ErrCancelled) || errors.Is(err, ErrAnsweredElsewhere) || errors.Is(err, context.Canceled) {
 		return err
 	}
