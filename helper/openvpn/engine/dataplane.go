@@ -201,13 +201,12 @@ func (a *attempt) readEnded(err error) {
 
 // rxState is what the receive path keeps across packets.
 type rxState struct {
-	plain []byte
-	fl    *floatTransport // nil unless the profile says float
-	dec   *decompressor   // nil: compressed packets are refused
+	fl  *floatTransport // nil unless the profile says float
+	dec *decompressor   // nil: compressed packets are refused
 }
 
 func (a *attempt) newRxState() *rxState {
-	rx := &rxState{plain: make([]byte, 0, maxPacket)}
+	rx := &rxState{}
 	rx.fl, _ = a.tr.(*floatTransport)
 	if a.c.cfg.Profile.Decompress() {
 		rx.dec = &decompressor{count: &a.c.ctr.decompressed}
@@ -236,7 +235,9 @@ func (a *attempt) handleDatagram(pkt []byte, rx *rxState) {
 	if keys == nil || keys[keyID] == nil {
 		return
 	}
-	p, err := keys[keyID].Open(rx.plain[:0], pkt)
+	// Decrypted in place: the plaintext overwrites the ciphertext in the
+	// read buffer (which has room for the tag behind it), no second buffer.
+	p, err := keys[keyID].Open(pkt[:0], pkt)
 	if err != nil {
 		a.dropped.Add(1)
 		return
