@@ -117,8 +117,8 @@ func BenchmarkDataSend(b *testing.B) {
 }
 
 // BenchmarkIperf3 measures TCP throughput through a real tunnel to the
-// OpenVPN 2.6 server (variant a) with iperf3, 5 s per iteration; run with
-// -benchtime=1x.
+// OpenVPN 2.6 server (variant a) with iperf3, 5 s per iteration, up
+// (client to server) and down (-R); run with -benchtime=1x.
 func BenchmarkIperf3(b *testing.B) {
 	testenv.RequireRoot(b)
 	testenv.RequireCommand(b, "openvpn")
@@ -158,25 +158,33 @@ func BenchmarkIperf3(b *testing.B) {
 	}
 	defer func() { iperfSrv.Process.Kill(); iperfSrv.Wait() }()
 	time.Sleep(300 * time.Millisecond)
-	var mbps float64
-	for b.Loop() {
-		out, err := testbed.Run(ctx, pair.ClientNS, "iperf3", "-c", testbed.TunnelServer4, "-t", "5", "-J")
-		if err != nil {
-			b.Fatal(err)
-		}
-		var res struct {
-			End struct {
-				SumReceived struct {
-					BitsPerSecond float64 `json:"bits_per_second"`
-				} `json:"sum_received"`
-			} `json:"end"`
-		}
-		if err := json.Unmarshal([]byte(out), &res); err != nil {
-			b.Fatal(err)
-		}
-		mbps = res.End.SumReceived.BitsPerSecond / 1e6
+	for _, dir := range []string{"up", "down"} {
+		b.Run(dir, func(b *testing.B) {
+			args := []string{"-c", testbed.TunnelServer4, "-t", "5", "-J"}
+			if dir == "down" {
+				args = append(args, "-R")
+			}
+			var mbps float64
+			for b.Loop() {
+				out, err := testbed.Run(ctx, pair.ClientNS, "iperf3", args...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var res struct {
+					End struct {
+						SumReceived struct {
+							BitsPerSecond float64 `json:"bits_per_second"`
+						} `json:"sum_received"`
+					} `json:"end"`
+				}
+				if err := json.Unmarshal([]byte(out), &res); err != nil {
+					b.Fatal(err)
+				}
+				mbps = res.End.SumReceived.BitsPerSecond / 1e6
+			}
+			b.ReportMetric(mbps, "Mbit/s")
+		})
 	}
-	b.ReportMetric(mbps, "Mbit/s")
 	st := c.Stats()
 	b.ReportMetric(float64(st.BytesOut)/1e6, "MB-out")
 	cancel()

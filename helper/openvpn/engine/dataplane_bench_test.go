@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -230,6 +231,18 @@ func benchClient() *Client {
 		cfg: Config{Profile: &profile.Profile{}}}
 }
 
+// dialBenchTransport opens the client's UDP transport to the peer as a
+// connection attempt does (dialTransport: socket options included).
+func dialBenchTransport(tb testing.TB, peer *testPeer) (*udpTransport, *net.UDPConn) {
+	tb.Helper()
+	tr, err := dialTransport(context.Background(), nil, endpoint{network: "udp4", addr: peer.c.LocalAddr().String()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u := tr.(*udpTransport)
+	return u, u.c.(*net.UDPConn)
+}
+
 // upResult is what one TUN→UDP run delivered to the peer.
 type upResult struct {
 	sent, received int64
@@ -245,11 +258,7 @@ func runUp(tb testing.TB, pkt []byte, n int, verify bool) upResult {
 	peer.open, peer.want = verify, pkt
 	peer.receive()
 	defer peer.close()
-	conn, err := net.DialUDP("udp4", nil, peer.c.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tr := &udpTransport{c: conn}
+	tr, _ := dialBenchTransport(tb, peer)
 	defer tr.Close()
 	c := benchClient()
 	dp := &dataPlane{c: c}
@@ -274,11 +283,7 @@ func runDown(tb testing.TB, pkt []byte, n int, verify bool) upResult {
 	ckey, skey := dataPlaneKeys(tb, 3)
 	peer := newTestPeer(tb, skey)
 	defer peer.close()
-	conn, err := net.DialUDP("udp4", nil, peer.c.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tr := &udpTransport{c: conn}
+	tr, conn := dialBenchTransport(tb, peer)
 	c := benchClient()
 	dp := &dataPlane{c: c}
 	tun := newGenTun(pkt, 0)

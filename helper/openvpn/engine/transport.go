@@ -154,7 +154,23 @@ func dialTransport(ctx context.Context, dial DialFunc, ep endpoint) (transport, 
 	if ep.proto() == "tcp" {
 		return &tcpTransport{c: c}, nil
 	}
+	if uc, ok := c.(*net.UDPConn); ok {
+		sizeUDPBuffers(uc)
+	}
 	return &udpTransport{c: c}, nil
+}
+
+// udpSocketBuffer is what the UDP transport asks for in each direction:
+// the default (~208 KiB, about 90 full-size datagrams) overflows when the
+// server sends a burst while the reader is decrypting. The kernel caps it
+// at net.core.rmem_max / wmem_max (the backend has no CAP_NET_ADMIN to
+// force more).
+const udpSocketBuffer = 4 << 20
+
+// sizeUDPBuffers raises the socket's buffers; a refusal only costs speed.
+func sizeUDPBuffers(c *net.UDPConn) {
+	_ = c.SetReadBuffer(udpSocketBuffer)
+	_ = c.SetWriteBuffer(udpSocketBuffer)
 }
 
 // defaultDial is net.Dialer honouring LocalPort.

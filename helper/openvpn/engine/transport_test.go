@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -176,5 +178,46 @@ func TestDialLocalPort(t *testing.T) {
 	dialTransport(context.Background(), custom, ep)
 	if seen != port {
 		t.Errorf("custom dialer saw LocalPort %d, want %d", seen, port)
+	}
+}
+
+// TestUDPTransportBuffers: the UDP transport's socket buffers are raised
+// to udpSocketBuffer or the system's maximum, whichever is lower (the
+// kernel reports twice what was granted).
+func TestUDPTransportBuffers(t *testing.T) {
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	tr, err := dialTransport(context.Background(), nil, endpoint{network: "udp4", addr: srv.LocalAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	raw, err := tr.(*udpTransport).c.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct {
+		opt  int
+		name string
+	}{{syscall.SO_RCVBUF, "rmem_max"}, {syscall.SO_SNDBUF, "wmem_max"}} {
+		b, err := os.ReadFile("/proc/sys/net/core/" + o.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		var gerr error
+		if err := raw.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, o.opt) }); err != nil || gerr != nil {
+			t.Fatal(err, gerr)
+		}
+		if want := 2 * min(udpSocketBuffer, limit); got < want {
+			t.Errorf("socket buffer (option %d) is %d bytes, want %d (2 × min(%d, %s %d))", o.opt, got, want, udpSocketBuffer, o.name, limit)
+		}
 	}
 }
