@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -293,6 +294,7 @@ func TestInstallDeb(t *testing.T) {
 	// Two ordinary users. The root has no logind, so no one is in an
 	// active local session: this rule (test-only, not shipped) grants the
 	// test user what the shipped allow_active grants a desktop user.
+	confineActivation(t, sys)
 	sys.must("useradd", "-m", "tester")
 	sys.must("useradd", "-m", "stranger")
 	rule := `polkit.addRule(function(action, subject) {
@@ -306,7 +308,7 @@ func TestInstallDeb(t *testing.T) {
 	busCtx, stopBus := context.WithCancel(context.Background())
 	sys.must("dbus-uuidgen", "--ensure")
 	bus := sys.command(busCtx, "dbus-daemon", "--system", "--nofork", "--nopidfile", "--nosyslog")
-	var busLog bytes.Buffer
+	var busLog syncBuffer
 	bus.Stdout, bus.Stderr = &busLog, &busLog
 	if err := bus.Start(); err != nil {
 		t.Fatal(err)
@@ -354,6 +356,7 @@ func TestInstallDeb(t *testing.T) {
 		t.Fatalf("no session path in:\n%s", out)
 	}
 	path := m[1]
+	helperConfined(t, sys)
 	list, _ := sys.as("tester", "ovpn3", "sessions-list")
 	pm := regexp.MustCompile(`PID: (\d+)`).FindStringSubmatch(list)
 	if pm == nil {
@@ -453,4 +456,76 @@ func expectedLeftover(f string) bool {
 		return true
 	}
 	return false
+}
+
+// confineActivation makes dbus-daemon start the helper as systemd would
+// under the shipped unit, as far as this root allows: the activation files
+// stay the shipped ones except that Exec runs the same command line under
+// the unit's CapabilityBoundingSet with no_new_privs (setpriv). The rest of
+// the unit's sandbox (ProtectSystem, the system call filter, …) needs
+// systemd and is not applied here.
+func confineActivation(t *testing.T, sys *system) {
+	t.Helper()
+	unit := iniFile(t, "systemd/ovpn3-helper.service")["Service"]
+	var caps []string
+	for _, c := range strings.Fields(unit["CapabilityBoundingSet"][0]) {
+		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	if unit["NoNewPrivileges"][0] != "yes" {
+		t.Fatal("the unit no longer sets NoNewPrivileges; adjust confineActivation")
+	}
+	wrap := "Exec=/usr/bin/setpriv --bounding-set=-all," + strings.Join(caps, ",") + " --inh-caps=-all --no-new-privs "
+	for _, name := range activatable {
+		path := filepath.Join(sys.dir, "usr/share/dbus-1/system-services", name+".service")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Replace(string(b), "Exec="+helperExec, wrap+helperExec, 1)
+		if text == string(b) {
+			t.Fatalf("%s: no Exec=%s", path, helperExec)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// helperConfined checks the running daemon has the unit's bounding set and
+// no_new_privs (so confineActivation took effect).
+func helperConfined(t *testing.T, sys *system) {
+	t.Helper()
+	for _, pid := range sys.pids() {
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !bytes.HasPrefix(cmd, []byte("/usr/libexec/ovpn3go/ovpn3-helper\x00--state-dir")) {
+			continue
+		}
+		st := status(t, pid)
+		// CAP_KILL 5, SETGID 6, SETUID 7, SETPCAP 8, NET_ADMIN 12, SYS_ADMIN 21
+		const want = "00000000002011e0"
+		if st["CapBnd"] != want || st["NoNewPrivs"] != "1" || !strings.HasPrefix(st["Uid"], "0 ") {
+			t.Errorf("helper %d: Uid %s CapBnd %s NoNewPrivs %s, want root, %s, 1", pid, st["Uid"], st["CapBnd"], st["NoNewPrivs"], want)
+		}
+		return
+	}
+	t.Error("no ovpn3-helper daemon runs in the root")
+}
+
+// syncBuffer is the bus's output: written by exec's copying goroutine,
+// read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
