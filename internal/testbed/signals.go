@@ -54,7 +54,7 @@ func WatchSignals(addr string, rules ...string) (*Watcher, error) {
 	return w, nil
 }
 
-// collect runs until Close closes the connection, which closes w.ch.
+// collect runs until Close closes w.ch.
 func (w *Watcher) collect() {
 	defer close(w.done)
 	for m := range w.ch {
@@ -108,7 +108,15 @@ func (w *Watcher) Wait(ctx context.Context, match func(*dbus.Signal) bool) (*dbu
 }
 
 // Close ends the monitor connection and the collecting goroutine.
+//
+// The channel is detached before it is closed: godbus's Close closes an
+// eavesdrop channel but leaves it installed, so its reader goroutine can
+// still send one more message into it and panic (godbus v5.2.4,
+// conn.go inWorker). After Eavesdrop(nil) returns the reader holds no
+// reference to w.ch, so closing it here is safe.
 func (w *Watcher) Close() error {
+	w.conn.Eavesdrop(nil)
+	close(w.ch)
 	err := w.conn.Close()
 	<-w.done
 	return err

@@ -315,3 +315,42 @@ func BenchmarkReferenceConnect(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestWatcherCloseDuringFlood closes watchers while signals keep arriving:
+// the monitor's reader must never deliver into a closed channel (a godbus
+// Close race that once panicked a CI run).
+func TestWatcherCloseDuringFlood(t *testing.T) {
+	testenv.RequireCommand(t, "busctl")
+	b := BusDaemonFor(t)
+	sender, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for ctx.Err() == nil {
+			if err := sender.Emit("/net/openvpn/v3/sessions", "net.openvpn.v3.sessions.SessionManagerEvent", dbus.ObjectPath("/x"), uint16(1), uint32(0)); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { cancel(); <-flooded }()
+	for i := 0; i < 50; i++ {
+		w, err := WatchSignals(b.Address, "type='signal',interface='net.openvpn.v3.sessions'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = w.Wait(wctx, func(*dbus.Signal) bool { return true })
+		wcancel()
+		if err != nil {
+			t.Fatalf("watcher %d saw no signal: %v", i, err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("close watcher %d: %v", i, err)
+		}
+	}
+}
