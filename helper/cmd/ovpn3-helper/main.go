@@ -126,7 +126,8 @@ func limitFlags(fs *flag.FlagSet) *limits {
 // starts, so no D-Bus call changes it (profiling stays off unless the
 // daemon was started with --backend-cpuprofile).
 func backendArgs(logLevel int, cpuProfileDir string) []string {
-	args := []string{"backend", "--log-level", strconv.Itoa(logLevel), "--token-fd", strconv.Itoa(sessionmgr.TokenFD)}
+	args := []string{"backend", "--log-level", strconv.Itoa(logLevel), "--token-fd", strconv.Itoa(sessionmgr.TokenFD),
+		"--daemon-version", version.Version}
 	if cpuProfileDir != "" {
 		args = append(args, "--cpuprofile-dir", cpuProfileDir)
 	}
@@ -168,16 +169,16 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 	}
 	defer nc.Close()
 	defer logs.Close()
-	self, err := os.Executable()
-	if err != nil {
-		self = "/proc/self/exe"
-	}
 	sessions, err := sessionmgr.New(sessionmgr.Options{
 		Conn:     srv.Conn(),
 		Logger:   logger.With("service", "sessionmgr"),
 		Profiles: profiles{configs},
 		Launcher: &sessionmgr.ExecLauncher{
-			Path:   self,
+			// The running binary itself, never its path: a package
+			// upgrade replaces the file under a running daemon, and a
+			// backend started from the path would be the new release
+			// talking to this one.
+			Path:   "/proc/self/exe",
 			Args:   backendArgs,
 			User:   &backendUser,
 			Logger: logger.With("service", "backend"),
@@ -260,12 +261,20 @@ func runBackend(args []string, stderr io.Writer) int {
 	logLevel := parseLogLevel(fs)
 	tokenFD := fs.Int("token-fd", -1, "descriptor to read the session token from")
 	cpuProfileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of this backend to DIR/backend-<PID>.pprof")
+	daemonVersion := fs.String("daemon-version", "", "the release of the daemon starting this backend; a backend of another release refuses to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *tokenFD < 0 {
-		fmt.Fprintln(stderr, "usage: ovpn3-helper backend [--log-level N] --token-fd N")
+		fmt.Fprintln(stderr, "usage: ovpn3-helper backend [--log-level N] --token-fd N [--daemon-version V]")
 		return 2
+	}
+	// The daemon and its backends speak an internal protocol that may
+	// change between releases: a backend of another release (a binary
+	// replaced under a running daemon) must not register with it.
+	if *daemonVersion != "" && *daemonVersion != version.Version {
+		fmt.Fprintf(stderr, "ovpn3-helper backend: refusing to run: this backend is release %q but the daemon that started it is %q (restart the daemon after an upgrade)\n", version.Version, *daemonVersion)
+		return 3
 	}
 	token, err := sessionmgr.ReadToken(*tokenFD)
 	if err != nil {

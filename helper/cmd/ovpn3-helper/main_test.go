@@ -21,6 +21,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
+	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
 // The daemon re-executes itself as "backend <token>"; in tests the
@@ -40,6 +41,22 @@ func TestUsage(t *testing.T) {
 	}
 	if rc := runBackend(nil, io.Discard); rc != 2 {
 		t.Errorf("runBackend() = %d, want 2", rc)
+	}
+}
+
+// TestBackendRefusesOtherRelease (issue 15): a backend started by a daemon
+// of another release (its binary replaced under the daemon) exits before
+// it reads its token or registers, saying why; the daemon passes its own
+// release on every backend's command line.
+func TestBackendRefusesOtherRelease(t *testing.T) {
+	var stderr strings.Builder
+	rc := runBackend([]string{"--token-fd", "0", "--daemon-version", version.Version + "-other"}, &stderr)
+	if rc != 3 || !strings.Contains(stderr.String(), "refusing to run") || !strings.Contains(stderr.String(), version.Version+"-other") {
+		t.Errorf("runBackend(other release) = %d, %q", rc, stderr.String())
+	}
+	args := backendArgs(3, "")
+	if i := slices.Index(args, "--daemon-version"); i < 0 || i+1 >= len(args) || args[i+1] != version.Version {
+		t.Errorf("backend args %q do not carry the daemon's release %q", args, version.Version)
 	}
 }
 
