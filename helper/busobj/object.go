@@ -29,6 +29,9 @@ type Method struct {
 	// Errors: a *dbus.Error (see api.Error) is sent unchanged; any other
 	// error is sent as domain net.openvpn.gdbuspp.request with err.Error().
 	Handler func(c *Call) ([]any, error)
+	// OutOptional lets the handler reply with no values at all instead of
+	// Out (netcfg's Establish returns no fd in DCO mode).
+	OutOptional bool
 }
 
 // Signal is a signal declared in introspection data. Emitting is not tied

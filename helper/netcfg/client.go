@@ -42,23 +42,57 @@ const destroyTimeout = 5 * time.Second
 // Routes that name their own gateway are queued with AddNetworksVia, an
 // addition to the openvpn3 API (whose networks have no gateway).
 func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config) (tun *os.File, devicePath dbus.ObjectPath, devName string, err error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, "", "", fmt.Errorf("netcfg establish: %w", err)
-	}
-	var path dbus.ObjectPath
-	if err := c.manager().CallWithContext(ctx, api.InterfaceNetCfg+".CreateVirtualInterface", 0, label).Store(&path); err != nil {
-		return nil, "", "", fmt.Errorf("netcfg: CreateVirtualInterface(%q): %w", label, err)
+	path, err := c.createDevice(ctx, label, cfg)
+	if err != nil {
+		return nil, "", "", err
 	}
 	defer func() {
 		if err != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), destroyTimeout)
-			defer cancel()
-			if derr := c.Destroy(dctx, path); derr != nil {
-				err = fmt.Errorf("%w (and destroying %s: %v)", err, path, derr)
-			}
+			c.destroyAfterFailure(ctx, path, &err)
 		}
 	}()
 	devicePath = path
+	dev := c.conn.Object(c.dest, devicePath)
+	var fd dbus.UnixFD
+	if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+".Establish", 0).Store(&fd); err != nil {
+		return nil, "", "", fmt.Errorf("netcfg: Establish on %s: %w", devicePath, err)
+	}
+	if devName, err = c.deviceName(ctx, devicePath); err != nil {
+		closeFD(int(fd))
+		return nil, "", "", err
+	}
+	return os.NewFile(uintptr(fd), devName), devicePath, devName, nil
+}
+
+// deviceName reads an established device's kernel name.
+func (c *Client) deviceName(ctx context.Context, path dbus.ObjectPath) (string, error) {
+	var v dbus.Variant
+	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceNetCfg, "device_name").Store(&v); err != nil {
+		return "", fmt.Errorf("netcfg: device_name of %s: %w", path, err)
+	}
+	name, _ := v.Value().(string)
+	if name == "" {
+		return "", errors.New("netcfg: the service reported no device name")
+	}
+	return name, nil
+}
+
+// createDevice creates a device object labelled label and describes cfg
+// on it, all but Establish. On error the object is destroyed again.
+func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Config) (_ dbus.ObjectPath, err error) {
+	if err := cfg.Validate(); err != nil {
+		return "", fmt.Errorf("netcfg establish: %w", err)
+	}
+	var path dbus.ObjectPath
+	if err := c.manager().CallWithContext(ctx, api.InterfaceNetCfg+".CreateVirtualInterface", 0, label).Store(&path); err != nil {
+		return "", fmt.Errorf("netcfg: CreateVirtualInterface(%q): %w", label, err)
+	}
+	defer func() {
+		if err != nil {
+			c.destroyAfterFailure(ctx, path, &err)
+		}
+	}()
+	devicePath := path
 	dev := c.conn.Object(c.dest, devicePath)
 	call := func(method string, args ...any) error {
 		if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+"."+method, 0, args...).Err; err != nil {
@@ -75,17 +109,17 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 	}
 
 	if err := set("layer", uint32(layerTUN)); err != nil {
-		return nil, "", "", err
+		return "", err
 	}
 	if cfg.MTU != 0 {
 		if err := set("mtu", uint16(cfg.MTU)); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	if cfg.Remote.IsValid() {
 		r := cfg.Remote.Unmap()
 		if err := call("SetRemoteAddress", r.String(), r.Is6()); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	for _, a := range cfg.Addresses {
@@ -102,14 +136,14 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 			gwText = gw.Unmap().String()
 		}
 		if err := call("AddIPAddress", ip.String(), uint32(a.Bits()), gwText, ip.Is6()); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	if err := set("reroute_ipv4", cfg.RedirectIPv4); err != nil {
-		return nil, "", "", err
+		return "", err
 	}
 	if err := set("reroute_ipv6", cfg.RedirectIPv6); err != nil {
-		return nil, "", "", err
+		return "", err
 	}
 	var flags []string
 	for _, f := range []struct {
@@ -123,7 +157,7 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 	}
 	if len(flags) > 0 {
 		if err := set("route_flags", flags); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	// Routes naming a gateway go through AddNetworksVia (ours; openvpn3's
@@ -146,38 +180,34 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 	}
 	if len(nets) > 0 {
 		if err := call("AddNetworks", nets); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	if len(via) > 0 {
 		if err := call("AddNetworksVia", via); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	if cfg.DNSScope != "" {
 		if err := set("dns_scope", cfg.DNSScope); err != nil {
-			return nil, "", "", err
+			return "", err
 		}
 	}
 	if err := setDNS(cfg.DNS, call); err != nil {
-		return nil, "", "", err
+		return "", err
 	}
 
-	var fd dbus.UnixFD
-	if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+".Establish", 0).Store(&fd); err != nil {
-		return nil, "", "", fmt.Errorf("netcfg: Establish on %s: %w", devicePath, err)
+	return path, nil
+}
+
+// destroyAfterFailure undoes a device whose setup failed with *err, also
+// when ctx is already over, and adds what went wrong doing so to *err.
+func (c *Client) destroyAfterFailure(ctx context.Context, path dbus.ObjectPath, err *error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), destroyTimeout)
+	defer cancel()
+	if derr := c.Destroy(dctx, path); derr != nil {
+		*err = fmt.Errorf("%w (and destroying %s: %v)", *err, path, derr)
 	}
-	var v dbus.Variant
-	if err := dev.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceNetCfg, "device_name").Store(&v); err != nil {
-		closeFD(int(fd))
-		return nil, "", "", fmt.Errorf("netcfg: device_name of %s: %w", devicePath, err)
-	}
-	devName, _ = v.Value().(string)
-	if devName == "" {
-		closeFD(int(fd))
-		return nil, "", "", errors.New("netcfg: the service reported no device name")
-	}
-	return os.NewFile(uintptr(fd), devName), devicePath, devName, nil
 }
 
 // DcoAvailable asks the service whether the kernel offers data channel

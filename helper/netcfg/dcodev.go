@@ -16,9 +16,10 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
 )
 
-// dcoKernel is what a DCO object needs of the kernel's ovpn module
-// (*dco.Client); tests substitute a recorder for the missing module.
-type dcoKernel interface {
+// DCOKernel is what a DCO object needs of the kernel's ovpn module
+// (*dco.Client); tests substitute a fake for the missing module
+// (SetDCOKernel).
+type DCOKernel interface {
 	CreateDevice(name string) (int, error)
 	DeleteDevice(ifindex int) error
 	NewPeer(ifindex int, p dco.Peer) error
@@ -30,7 +31,15 @@ type dcoKernel interface {
 	Close() error
 }
 
-func openKernelDCO(ns netns.NsHandle) (dcoKernel, error) { return dco.Open(ns) }
+// SetDCOKernel replaces the kernel's ovpn module behind EnableDCO (tests
+// on kernels without it); open is called once per EnableDCO.
+func (s *Service) SetDCOKernel(open func(netns.NsHandle) (DCOKernel, error)) {
+	s.mu.Lock()
+	s.openDCO = open
+	s.mu.Unlock()
+}
+
+func openKernelDCO(ns netns.NsHandle) (DCOKernel, error) { return dco.Open(ns) }
 
 // dcoObject is a device's <device path>/dco object (spec §2.9): the ovpn
 // device EnableDCO created and the one peer its creator hands over.
@@ -38,7 +47,7 @@ type dcoObject struct {
 	d       *device
 	path    dbus.ObjectPath
 	name    string
-	k       dcoKernel
+	k       DCOKernel
 	ifindex int
 
 	mu      sync.Mutex
@@ -100,6 +109,15 @@ func (d *device) enableDCO(c *busobj.Call) ([]any, error) {
 	d.dco = o
 	d.log.Info("DCO device created", "name", name, "ifindex", ifindex)
 	return []any{o.path}, nil
+}
+
+// dcoLink is the ovpn device's index for Establish to configure, 0 when
+// DCO is not enabled; d.mu held.
+func (d *device) dcoLink() int {
+	if d.dco == nil {
+		return 0
+	}
+	return d.dco.ifindex
 }
 
 // remove deletes the ovpn device (and with it the peer and keys).

@@ -117,7 +117,7 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 
 	rk := &recordingDCO{}
 	f.svc.mu.Lock()
-	f.svc.openDCO = func(netns.NsHandle) (dcoKernel, error) { return rk, nil }
+	f.svc.openDCO = func(netns.NsHandle) (DCOKernel, error) { return rk, nil }
 	f.svc.mu.Unlock()
 	errHas("EnableDCO with a bad name", dev.Call(nc+".EnableDCO", 0, "bad/name").Err, "Invalid device name")
 	errHas("EnableDCO with a too long name", dev.Call(nc+".EnableDCO", 0, "abcdefghijklmnop").Err, "Invalid device name")
@@ -238,7 +238,7 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 	// the backend's.
 	rk2 := &recordingDCO{}
 	f.svc.mu.Lock()
-	f.svc.openDCO = func(netns.NsHandle) (dcoKernel, error) { return rk2, nil }
+	f.svc.openDCO = func(netns.NsHandle) (DCOKernel, error) { return rk2, nil }
 	f.svc.mu.Unlock()
 	var rootDCO dbus.ObjectPath
 	if err := f.conn.Object(api.ServiceNetCfg, rootDev).Call(nc+".EnableDCO", 0, "ovpnt3").Store(&rootDCO); err != nil {

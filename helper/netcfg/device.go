@@ -98,7 +98,7 @@ func (d *device) iface() *busobj.Interface {
 			// received fd to the caller when the body refers to it.
 			{Name: "EnableDCO", In: []busobj.Arg{{Name: "dev_name", Type: "s"}},
 				Out: []busobj.Arg{{Name: "dco_device_path", Type: "o"}}, Handler: d.enableDCO},
-			{Name: "Establish", Out: []busobj.Arg{{Name: "tun_fd", Type: "h"}}, Handler: d.establish},
+			{Name: "Establish", Out: []busobj.Arg{{Name: "tun_fd", Type: "h"}}, Handler: d.establish, OutOptional: true},
 			{Name: "Disable", Handler: func(c *busobj.Call) ([]any, error) {
 				d.disable("Disable by " + c.Sender)
 				return nil, nil
@@ -476,6 +476,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		Journal:    j,
 		Shared:     d.svc.sharedRoutes(),
 		Owner:      string(d.path),
+		Link:       d.dcoLink(),
 	})
 	if err != nil {
 		d.log.Error("Establish failed", "err", err)
@@ -487,6 +488,14 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 			d.log.Error("teardown after failed DNS setup incomplete", "err", terr)
 		}
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
+	}
+	if d.dco != nil {
+		// DCO mode: the ovpn device is configured, and the kernel moves
+		// the packets: no fd to hand over.
+		d.tun = tun
+		d.log.Info("DCO device configured", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()))
+		d.announce(tun, true)
+		return nil, nil
 	}
 	// The reply carries the fd; once it is on its way our copy goes, so
 	// the device lives exactly as long as the backend holds it.

@@ -45,7 +45,7 @@ const (
 type Service struct {
 	// openDCO reaches the kernel's ovpn module for EnableDCO; tests
 	// replace it (the module is missing on most test kernels).
-	openDCO func(netns.NsHandle) (dcoKernel, error)
+	openDCO func(netns.NsHandle) (DCOKernel, error)
 	log     *slog.Logger
 
 	mu          sync.Mutex

@@ -62,6 +62,11 @@ type Options struct {
 	// owner name Owner. Nil: the device keeps a table of its own.
 	Shared *sharedroute.Table
 	Owner  string
+	// Link, when not 0, is the index of an existing device to configure
+	// instead of creating a TUN device (the ovpn device of data channel
+	// offload). Setup then opens no file, and Teardown removes what it
+	// added but leaves the link itself to its owner.
+	Link int
 }
 
 // blockMetric is the metric of block-ipv6's unreachable routes: above any
@@ -86,6 +91,7 @@ type Device struct {
 	private bool // shared is ours to close
 	seq     int
 	down    bool
+	adopted bool // Options.Link: the link is not ours to delete
 }
 
 // Setup creates a TUN device and configures it from cfg. On error
@@ -159,7 +165,12 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 		return nil, fmt.Errorf("tun setup: %w", err)
 	}
 
-	if err := d.open(name); err != nil {
+	if opts.Link != 0 {
+		err = d.adopt(opts.Link)
+	} else {
+		err = d.open(name)
+	}
+	if err != nil {
 		return nil, err
 	}
 	d.shared.SetTunnel(d.owner, d.index)
@@ -320,6 +331,16 @@ func (d *Device) open(name string) error {
 		return fmt.Errorf("tun setup: look up new device %s: %w", d.name, err)
 	}
 	d.index = link.Attrs().Index
+	return nil
+}
+
+// adopt takes an existing link (Options.Link) as the device.
+func (d *Device) adopt(index int) error {
+	link, err := d.nlh.LinkByIndex(index)
+	if err != nil {
+		return fmt.Errorf("tun setup: device %d: %w", index, err)
+	}
+	d.name, d.index, d.adopted = link.Attrs().Name, index, true
 	return nil
 }
 
@@ -614,7 +635,7 @@ func (d *Device) Teardown() error {
 	}
 	if d.nlh != nil {
 		// Another process may still hold the fd; delete the link itself.
-		if d.index != 0 && d.linkIsOurs() {
+		if d.index != 0 && !d.adopted && d.linkIsOurs() {
 			link, err := d.nlh.LinkByIndex(d.index)
 			if err == nil {
 				err = d.nlh.LinkDel(link)
@@ -641,13 +662,13 @@ func (d *Device) Teardown() error {
 	return errors.Join(errs...)
 }
 
-// linkIsOurs reports whether d.index still names our TUN device.
+// linkIsOurs reports whether d.index still names our device.
 func (d *Device) linkIsOurs() bool {
 	link, err := d.nlh.LinkByIndex(d.index)
 	if err != nil {
 		return false
 	}
-	return link.Attrs().Name == d.name && link.Type() == "tuntap"
+	return link.Attrs().Name == d.name && (d.adopted || link.Type() == "tuntap")
 }
 
 func gone(err error) bool {
