@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
@@ -39,13 +40,13 @@ type dataPlane struct {
 // (one sender at a time per key) between the TUN reader and pings.
 type txPath struct {
 	mu   sync.Mutex
-	tr   transport
+	tr   transport.Conn
 	key  *datachan.Key
 	comp framing
 	buf  []byte
 }
 
-func newTxPath(tr transport, key *datachan.Key, comp framing) *txPath {
+func newTxPath(tr transport.Conn, key *datachan.Key, comp framing) *txPath {
 	return &txPath{tr: tr, key: key, comp: comp,
 		buf: make([]byte, 0, key.SealBufferLen(maxTunPacket+frameHeadroom+frameTailroom))}
 }
@@ -151,9 +152,9 @@ type rxKeys [8]*datachan.Key
 func (a *attempt) socketReader() {
 	defer a.wg.Done()
 	rx := a.newRxState()
-	if u, ok := a.tr.(*udpTransport); ok {
-		if uc, ok := u.c.(*net.UDPConn); ok {
-			if r, err := newMmsgReader(uc, rxBatch, maxPacket); err == nil {
+	if u, ok := a.tr.(*transport.UDP); ok {
+		if uc, ok := u.NetConn().(*net.UDPConn); ok {
+			if r, err := transport.NewMmsgReader(uc, rxBatch, maxPacket); err == nil {
 				a.readBatches(r, rx)
 				return
 			}
@@ -174,18 +175,18 @@ func (a *attempt) socketReader() {
 const rxBatch = 32
 
 // readBatches is socketReader's loop over recvmmsg batches.
-func (a *attempt) readBatches(r *mmsgReader, rx *rxState) {
+func (a *attempt) readBatches(r *transport.MmsgReader, rx *rxState) {
 	for {
-		n, err := r.read()
+		n, err := r.Read()
 		if err != nil {
-			if transientUDPError(err) {
+			if transport.TransientUDPError(err) {
 				continue // as udpTransport.ReadPacket: a lost datagram
 			}
 			a.readEnded(err)
 			return
 		}
 		for i := range n {
-			if p := r.packet(i); len(p) > 0 {
+			if p := r.Packet(i); len(p) > 0 {
 				a.handleDatagram(p, rx)
 			}
 		}
@@ -201,13 +202,13 @@ func (a *attempt) readEnded(err error) {
 
 // rxState is what the receive path keeps across packets.
 type rxState struct {
-	fl  *floatTransport // nil unless the profile says float
-	dec *decompressor   // nil: compressed packets are refused
+	fl  *transport.Float // nil unless the profile says float
+	dec *decompressor    // nil: compressed packets are refused
 }
 
 func (a *attempt) newRxState() *rxState {
 	rx := &rxState{}
-	rx.fl, _ = a.tr.(*floatTransport)
+	rx.fl, _ = a.tr.(*transport.Float)
 	if a.c.cfg.Profile.Decompress() {
 		rx.dec = &decompressor{count: &a.c.ctr.decompressed}
 	}
@@ -220,7 +221,7 @@ func (a *attempt) handleDatagram(pkt []byte, rx *rxState) {
 	a.c.ctr.bytesIn.Add(int64(len(pkt)))
 	a.c.ctr.pktsIn.Add(1)
 	op, keyID := wire.SplitHeader(pkt[0])
-	if fl != nil && !fl.fromPeer() && !op.IsData() {
+	if fl != nil && !fl.FromPeer() && !op.IsData() {
 		return // from elsewhere and not authenticated (net_float.go)
 	}
 	if !op.IsData() {
@@ -242,9 +243,9 @@ func (a *attempt) handleDatagram(pkt []byte, rx *rxState) {
 		a.dropped.Add(1)
 		return
 	}
-	if fl != nil && !fl.fromPeer() {
+	if fl != nil && !fl.FromPeer() {
 		// Authenticated by the data key: the server moved (float).
-		old, now := fl.follow()
+		old, now := fl.Follow()
 		a.log.Info("server address changed (float)", "from", old, "to", now)
 	}
 	if p, err = a.comp.unframe(p, rx.dec); err != nil {

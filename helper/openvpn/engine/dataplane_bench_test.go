@@ -19,6 +19,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 )
 
 // The data-plane benchmark drives the client's real per-packet code — the
@@ -144,19 +145,19 @@ func (p *testPeer) receive() {
 	p.readerEnd.Add(1)
 	go func() {
 		defer p.readerEnd.Done()
-		r, err := newMmsgReader(p.c, 64, 2048)
+		r, err := transport.NewMmsgReader(p.c, 64, 2048)
 		if err != nil {
 			panic(err)
 		}
 		plain := make([]byte, 0, 2048)
 		for {
-			n, err := r.read()
+			n, err := r.Read()
 			if err != nil {
 				return
 			}
 			for i := range n {
 				if p.open {
-					pt, err := p.key.Open(plain[:0], r.packet(i))
+					pt, err := p.key.Open(plain[:0], r.Packet(i))
 					if err != nil || !bytes.Equal(pt, p.want) {
 						p.bad.Add(1)
 					}
@@ -233,14 +234,14 @@ func benchClient() *Client {
 
 // dialBenchTransport opens the client's UDP transport to the peer as a
 // connection attempt does (dialTransport: socket options included).
-func dialBenchTransport(tb testing.TB, peer *testPeer) (*udpTransport, *net.UDPConn) {
+func dialBenchTransport(tb testing.TB, peer *testPeer) (*transport.UDP, *net.UDPConn) {
 	tb.Helper()
 	tr, err := dialTransport(context.Background(), nil, endpoint{network: "udp4", addr: peer.c.LocalAddr().String()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	u := tr.(*udpTransport)
-	return u, u.c.(*net.UDPConn)
+	u := tr.(*transport.UDP)
+	return u, u.NetConn().(*net.UDPConn)
 }
 
 // upResult is what one TUN→UDP run delivered to the peer.

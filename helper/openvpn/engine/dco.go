@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 )
 
 // DCO hands a connection's data channel to data channel offload (the
@@ -89,8 +90,8 @@ func (a *attempt) dcoRefusal(dk *DataKey) string {
 
 // udpConn is the attempt's connected UDP socket, nil for other transports.
 func (a *attempt) udpConn() net.Conn {
-	if u, ok := a.tr.(*udpTransport); ok {
-		return u.c
+	if u, ok := a.tr.(*transport.UDP); ok {
+		return u.NetConn()
 	}
 	return nil
 }

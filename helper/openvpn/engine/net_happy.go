@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
@@ -51,19 +52,19 @@ func interleaveFamilies(eps []endpoint) []endpoint {
 
 // probeFunc tries one endpoint: a transport the attempt may keep (TCP's
 // connection) or nil (a UDP probe, whose socket is closed), or an error.
-type probeFunc func(ctx context.Context, ep endpoint) (transport, error)
+type probeFunc func(ctx context.Context, ep endpoint) (transport.Conn, error)
 
 // raceEndpoints runs probe on eps, starting the next one when the previous
 // failed or delay passed without an answer; the first success wins and
 // the other probes are cancelled and waited for (their transports
 // closed). wait paces the stagger: time.After, or a fake in tests.
 func raceEndpoints(ctx context.Context, eps []endpoint, delay time.Duration, wait func(time.Duration) <-chan time.Time,
-	probe probeFunc) (int, transport, error) {
+	probe probeFunc) (int, transport.Conn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		i   int
-		tr  transport
+		tr  transport.Conn
 		err error
 	}
 	results := make(chan result, len(eps))
@@ -122,7 +123,7 @@ func raceEndpoints(ctx context.Context, eps []endpoint, delay time.Duration, wai
 // TCP, the winner's open connection for the first attempt. One address,
 // a proxy, or a fixed local port (lport: parallel sockets cannot share
 // it) is left to the attempts in order, as before.
-func (c *Client) raceAddresses(ctx context.Context, eps []endpoint) ([]endpoint, transport, error) {
+func (c *Client) raceAddresses(ctx context.Context, eps []endpoint) ([]endpoint, transport.Conn, error) {
 	if len(eps) < 2 || eps[0].proxy != nil || eps[0].lport > 0 {
 		return eps, nil, nil
 	}
@@ -141,13 +142,13 @@ func (c *Client) raceAddresses(ctx context.Context, eps []endpoint) ([]endpoint,
 }
 
 // probe tries one endpoint within its server-poll-timeout.
-func (c *Client) probe(ctx context.Context, ep endpoint) (transport, error) {
+func (c *Client) probe(ctx context.Context, ep endpoint) (transport.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, ep.firstResponseTimeout())
 	defer cancel()
 	if ep.proto() == "tcp" {
 		return dialTransport(ctx, c.cfg.Dial, ep)
 	}
-	var tr transport
+	var tr transport.Conn
 	var err error
 	if c.cfg.Profile.Float {
 		tr, err = listenFloat(ctx, c.cfg.ListenPacket, ep)
@@ -166,7 +167,7 @@ func (c *Client) probe(ctx context.Context, ep endpoint) (transport, error) {
 
 // probeReset sends a client hard reset every tls-timeout until the server
 // answers with its hard reset for this session.
-func (c *Client) probeReset(ctx context.Context, tr transport) error {
+func (c *Client) probeReset(ctx context.Context, tr transport.Conn) error {
 	w, err := c.opts.newWrapper()
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 )
 
 // fakeStagger is the stagger clock of raceEndpoints under test control:
@@ -58,7 +60,7 @@ func TestRaceEndpointsStaggered(t *testing.T) {
 	var st fakeStagger
 	started := make(chan string, 4)
 	loser := newFakeTransport()
-	probe := func(ctx context.Context, ep endpoint) (transport, error) {
+	probe := func(ctx context.Context, ep endpoint) (transport.Conn, error) {
 		started <- ep.addr
 		if ep.addr == "[2001:db8::1]:1194" { // silent until cancelled
 			<-ctx.Done()
@@ -68,7 +70,7 @@ func TestRaceEndpointsStaggered(t *testing.T) {
 	}
 	type res struct {
 		i   int
-		tr  transport
+		tr  transport.Conn
 		err error
 	}
 	done := make(chan res, 1)
@@ -111,7 +113,7 @@ func TestRaceEndpointsFailFast(t *testing.T) {
 	var st fakeStagger
 	var mu sync.Mutex
 	var order []string
-	probe := func(ctx context.Context, ep endpoint) (transport, error) {
+	probe := func(ctx context.Context, ep endpoint) (transport.Conn, error) {
 		mu.Lock()
 		order = append(order, ep.addr)
 		mu.Unlock()
@@ -127,7 +129,7 @@ func TestRaceEndpointsFailFast(t *testing.T) {
 	if !slices.Equal(order, []string{"192.0.2.1:1194", "192.0.2.2:1194", "192.0.2.3:1194"}) {
 		t.Errorf("order %v", order)
 	}
-	probeFail := func(ctx context.Context, ep endpoint) (transport, error) {
+	probeFail := func(ctx context.Context, ep endpoint) (transport.Conn, error) {
 		return nil, errors.New("refused " + ep.addr)
 	}
 	_, _, err = raceEndpoints(context.Background(), eps("192.0.2.1:1194", "192.0.2.2:1194"), connectionAttemptDelay, st.wait, probeFail)

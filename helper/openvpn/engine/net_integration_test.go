@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport/proxytest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -140,7 +141,7 @@ func TestIntegrationHTTPProxy(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	proxy := startConnectProxy(t, ln, "proxyuser:pr0xy pass", func(addr string) (net.Conn, error) {
+	proxy := proxytest.StartConnectProxy(t, ln, "proxyuser:pr0xy pass", func(addr string) (net.Conn, error) {
 		return nsDial(pair.ClientNS)(context.Background(), "tcp", addr)
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -150,7 +151,7 @@ func TestIntegrationHTTPProxy(t *testing.T) {
 	if err := testbed.Ping(ctx, pair.ClientNS, testbed.TunnelServer4, 3); err != nil {
 		t.Errorf("ping through the proxied tunnel: %v", err)
 	}
-	targets, auths := proxy.seen()
+	targets, auths := proxy.Seen()
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("proxyuser:pr0xy pass"))
 	if len(targets) != 1 || targets[0] != net.JoinHostPort(testbed.ServerIP4, "1194") || auths[0] != want {
 		t.Errorf("proxy saw CONNECT %q with Proxy-Authorization %q, want one to %s:1194 with %q", targets, auths, testbed.ServerIP4, want)

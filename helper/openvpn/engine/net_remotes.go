@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 )
 
 // Connection policy (what a user of the session sees):
@@ -46,8 +46,8 @@ import (
 type connEntry struct {
 	remote      profile.Remote
 	pollTimeout time.Duration
-	proxy       *proxySpec // nil: connect directly
-	lport       int        // 0: ephemeral local port
+	proxy       *transport.HTTPProxy // nil: connect directly
+	lport       int                  // 0: ephemeral local port
 	tunMTU      int
 	mssfix      int // with mssfixSet: 0 turns clamping off
 	mssfixMTU   bool
@@ -62,21 +62,6 @@ type retryPolicy struct {
 	resolvRetry time.Duration // -1: infinite (bounded by the entry's poll timeout)
 	random      bool
 }
-
-// proxySpec is an http-proxy with the credentials to present.
-type proxySpec struct {
-	host, port string
-	user, pass string // Basic auth when user != ""
-	// authOnDemand: "auto"/"auto-nct" — send credentials only when the
-	// proxy asks with 407 (they come from Config.ProxyCredentials).
-	authOnDemand bool
-	// From http-proxy-option: HTTP version ("1.0"/"1.1"), User-Agent and
-	// extra header lines.
-	version, agent string
-	headers        [][2]string
-}
-
-func (p *proxySpec) addr() string { return net.JoinHostPort(p.host, p.port) }
 
 // Defaults for the link options below. server-poll-timeout follows
 // OpenVPN 3 Core (10 s), whose stack we stand in for, not OpenVPN 2's
@@ -228,14 +213,14 @@ func buildRemoteList(p *profile.Profile, proxyCreds Credentials) ([]connEntry, r
 
 // proxyFromArgs builds the proxy of "http-proxy host port [auth] [method]";
 // the inline <http-proxy-user-pass> block is global.
-func proxyFromArgs(a []string, global *profile.HTTPProxy, creds Credentials) (*proxySpec, error) {
+func proxyFromArgs(a []string, global *profile.HTTPProxy, creds Credentials) (*transport.HTTPProxy, error) {
 	if len(a) < 2 {
 		return nil, errors.New("http-proxy needs a host and a port")
 	}
-	px := &proxySpec{host: a[0], port: a[1], version: "1.1", agent: "ovpn3go"}
+	px := &transport.HTTPProxy{Host: a[0], Port: a[1], Version: "1.1", Agent: "ovpn3go"}
 	if global != nil {
 		for _, o := range global.Options {
-			if err := px.option(o); err != nil {
+			if err := px.Option(o); err != nil {
 				return nil, err
 			}
 		}
@@ -263,11 +248,11 @@ func proxyFromArgs(a []string, global *profile.HTTPProxy, creds Credentials) (*p
 		if len(lines) != 2 {
 			return nil, errors.New("<http-proxy-user-pass> must hold a username line and a password line")
 		}
-		px.user, px.pass = lines[0], lines[1]
+		px.User, px.Pass = lines[0], lines[1]
 	case "auto", "auto-nct", "stdin":
-		px.user, px.pass = creds.Username, creds.Password
-		px.authOnDemand = auth != "stdin"
-		if px.user == "" && auth == "stdin" {
+		px.User, px.Pass = creds.Username, creds.Password
+		px.AuthOnDemand = auth != "stdin"
+		if px.User == "" && auth == "stdin" {
 			return nil, errors.New("http-proxy credentials are needed (auth stdin) but none were given")
 		}
 	default:
@@ -300,42 +285,4 @@ func (pol retryPolicy) delay(failed, n int) time.Duration {
 		d = max(d, time.Second) << min(extra, 15)
 	}
 	return min(d, pol.retryMax)
-}
-
-// option applies one "http-proxy-option NAME [value]".
-func (px *proxySpec) option(o []string) error {
-	arg := func() (string, error) {
-		if len(o) < 2 || o[1] == "" {
-			return "", fmt.Errorf("http-proxy-option %s needs a value", o[0])
-		}
-		if strings.ContainsAny(o[1], "\r\n") {
-			return "", fmt.Errorf("http-proxy-option %s: value contains a line break", o[0])
-		}
-		return o[1], nil
-	}
-	var err error
-	switch strings.ToUpper(o[0]) {
-	case "VERSION":
-		if px.version, err = arg(); err == nil && px.version != "1.0" && px.version != "1.1" {
-			err = fmt.Errorf("http-proxy-option VERSION %q: want 1.0 or 1.1", px.version)
-		}
-	case "AGENT":
-		px.agent, err = arg()
-	case "CUSTOM-HEADER":
-		// "CUSTOM-HEADER name value" arrives as one argument or two.
-		var v string
-		if v, err = arg(); err == nil {
-			name, val, _ := strings.Cut(v, " ")
-			if len(o) > 2 {
-				name, val = o[1], strings.Join(o[2:], " ")
-			}
-			if name == "" || strings.ContainsAny(name, ": \t") {
-				return fmt.Errorf("http-proxy-option CUSTOM-HEADER: bad header name %q", name)
-			}
-			px.headers = append(px.headers, [2]string{name, strings.TrimSpace(val)})
-		}
-	default:
-		err = fmt.Errorf("http-proxy-option %s is not supported", o[0])
-	}
-	return err
 }

@@ -83,7 +83,7 @@ s3cret
 		t.Errorf("top-level remote: %+v", a)
 	}
 	if b.remote.Host != "b.example" || b.remote.Proto != "tcp-client" || b.pollTimeout != 3*time.Second ||
-		b.proxy == nil || b.proxy.addr() != "10.0.0.1:3128" || b.proxy.user != "alice" || b.proxy.pass != "s3cret" ||
+		b.proxy == nil || b.proxy.Addr() != "10.0.0.1:3128" || b.proxy.User != "alice" || b.proxy.Pass != "s3cret" ||
 		b.mssfix != 1300 || !b.mssfixMTU {
 		t.Errorf("block 1: %+v proxy %+v", b, b.proxy)
 	}

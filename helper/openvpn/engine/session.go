@@ -22,6 +22,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/reliable"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
@@ -87,8 +88,8 @@ type attempt struct {
 	o   *options
 	dp  *dataPlane
 	ep  endpoint
-	tr  transport
-	pre transport // opened by happy eyeballs for the first runOnce (net_happy.go)
+	tr  transport.Conn
+	pre transport.Conn // opened by happy eyeballs for the first runOnce (net_happy.go)
 	log *slog.Logger
 
 	wrap      ctlwrap.Wrapper

@@ -1,4 +1,4 @@
-package engine
+package transport
 
 import (
 	"context"
@@ -22,8 +22,7 @@ func TestFloatTransport(t *testing.T) {
 		return c
 	}
 	a, b := listen(), listen()
-	ep := endpoint{network: "udp", addr: a.LocalAddr().String()}
-	f, err := listenFloat(context.Background(), nil, ep)
+	f, err := ListenFloat(context.Background(), nil, netip.MustParseAddrPort(a.LocalAddr().String()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,19 +37,19 @@ func TestFloatTransport(t *testing.T) {
 		t.Fatalf("server a got %q, %v", buf[:n], err)
 	}
 	a.WriteToUDPAddrPort([]byte("from-a"), client)
-	if n, err := f.ReadPacket(buf); err != nil || string(buf[:n]) != "from-a" || !f.fromPeer() {
-		t.Fatalf("read %q, %v, from the server %v", buf[:n], err, f.fromPeer())
+	if n, err := f.ReadPacket(buf); err != nil || string(buf[:n]) != "from-a" || !f.FromPeer() {
+		t.Fatalf("read %q, %v, from the server %v", buf[:n], err, f.FromPeer())
 	}
 	b.WriteToUDPAddrPort([]byte("from-b"), client)
-	if n, err := f.ReadPacket(buf); err != nil || string(buf[:n]) != "from-b" || f.fromPeer() {
-		t.Fatalf("read %q, %v, from the server %v; want from elsewhere", buf[:n], err, f.fromPeer())
+	if n, err := f.ReadPacket(buf); err != nil || string(buf[:n]) != "from-b" || f.FromPeer() {
+		t.Fatalf("read %q, %v, from the server %v; want from elsewhere", buf[:n], err, f.FromPeer())
 	}
 	// Not followed yet: still sends to a.
 	f.WritePacket([]byte("still-a"))
 	if n, _, err := a.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "still-a" {
 		t.Fatalf("server a got %q, %v", buf[:n], err)
 	}
-	old, now := f.follow()
+	old, now := f.Follow()
 	bAddr := netip.MustParseAddrPort(b.LocalAddr().String())
 	if old.Port() != netip.MustParseAddrPort(a.LocalAddr().String()).Port() || now != bAddr || f.RemoteAddr().String() != bAddr.String() {
 		t.Errorf("follow: %v -> %v, RemoteAddr %v", old, now, f.RemoteAddr())

@@ -1,4 +1,4 @@
-package engine
+package transport
 
 import (
 	"bytes"
@@ -12,29 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-func TestNormalizeProto(t *testing.T) {
-	for in, want := range map[string]string{"": "udp", "udp": "udp", "UDP6": "udp6", "tcp-client": "tcp", "tcp4-client": "tcp4", "tcp6": "tcp6"} {
-		if got, err := normalizeProto(in); err != nil || got != want {
-			t.Errorf("normalizeProto(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"tcp-server", "sctp", "udp5"} {
-		if _, err := normalizeProto(bad); err == nil {
-			t.Errorf("normalizeProto(%q) accepted", bad)
-		}
-	}
-}
-
-func TestResolveEndpoints(t *testing.T) {
-	eps, err := resolveEndpoints(context.Background(), net.DefaultResolver, "127.0.0.1", "", "udp")
-	if err != nil || len(eps) != 1 || eps[0].addr != "127.0.0.1:1194" || eps[0].String() != "127.0.0.1:1194/udp" {
-		t.Fatalf("%+v %v", eps, err)
-	}
-	if _, err := resolveEndpoints(context.Background(), net.DefaultResolver, "127.0.0.1", "1194", "udp6"); err == nil {
-		t.Error("IPv4 literal accepted for udp6")
-	}
-}
 
 func TestTCPFraming(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -57,7 +34,7 @@ func TestTCPFraming(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	tr, err := dialTransport(ctx, nil, endpoint{network: "tcp", addr: ln.Addr().String()})
+	tr, err := Dial(ctx, nil, "tcp", ln.Addr().String(), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +50,7 @@ func TestTCPFraming(t *testing.T) {
 	if !bytes.Equal(raw[:5], []byte{0, 3, 'a', 'b', 'c'}) || raw[5] != 1000>>8 || raw[6] != 1000&0xff {
 		t.Fatalf("framing %x", raw[:8])
 	}
-	buf := make([]byte, maxPacket)
+	buf := make([]byte, MaxPacket)
 	for _, want := range [][]byte{[]byte("abc"), big} {
 		n, err := tr.ReadPacket(buf)
 		if err != nil || !bytes.Equal(buf[:n], want) {
@@ -82,60 +59,14 @@ func TestTCPFraming(t *testing.T) {
 	}
 }
 
-func TestCtlConn(t *testing.T) {
-	wake := make(chan struct{}, 1)
-	c := newCtlConn(wake, nil, nil)
-	if _, err := c.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-wake:
-	default:
-		t.Fatal("write did not wake the control loop")
-	}
-	c.Write([]byte("world"))
-	if out := c.takeOutput(); len(out) != 2 || string(out[0]) != "hello" {
-		t.Fatalf("output %q", out)
-	}
-	done := make(chan string)
-	go func() {
-		b := make([]byte, 3)
-		var s []byte
-		for len(s) < 6 {
-			n, err := c.Read(b)
-			if err != nil {
-				break
-			}
-			s = append(s, b[:n]...)
-		}
-		done <- string(s)
-	}()
-	c.deliver([]byte("abc"))
-	c.deliver([]byte("def"))
-	if s := <-done; s != "abcdef" {
-		t.Fatalf("read %q", s)
-	}
-	go func() {
-		_, err := c.Read(make([]byte, 1))
-		done <- err.Error()
-	}()
-	c.Close()
-	if s := <-done; s != io.EOF.Error() {
-		t.Fatalf("read after close: %s", s)
-	}
-	if _, err := c.Write([]byte("x")); err == nil {
-		t.Fatal("write after close succeeded")
-	}
-}
-
 func TestTransientUDPError(t *testing.T) {
 	for _, e := range []error{syscall.EPERM, syscall.ENETUNREACH, &net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.ECONNREFUSED)}} {
-		if !transientUDPError(e) {
+		if !TransientUDPError(e) {
 			t.Errorf("%v not transient", e)
 		}
 	}
 	for _, e := range []error{nil, net.ErrClosed, syscall.EBADF, io.EOF} {
-		if transientUDPError(e) {
+		if TransientUDPError(e) {
 			t.Errorf("%v transient", e)
 		}
 	}
@@ -155,8 +86,7 @@ func TestDialLocalPort(t *testing.T) {
 	}
 	port := free.LocalAddr().(*net.UDPAddr).Port
 	free.Close()
-	ep := endpoint{network: "udp", addr: pc.LocalAddr().String(), lport: port}
-	tr, err := dialTransport(context.Background(), nil, ep)
+	tr, err := Dial(context.Background(), nil, "udp", pc.LocalAddr().String(), nil, port)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +105,7 @@ func TestDialLocalPort(t *testing.T) {
 		seen = LocalPort(ctx)
 		return nil, io.EOF
 	}
-	dialTransport(context.Background(), custom, ep)
+	Dial(context.Background(), custom, "udp", pc.LocalAddr().String(), nil, port)
 	if seen != port {
 		t.Errorf("custom dialer saw LocalPort %d, want %d", seen, port)
 	}
@@ -190,12 +120,12 @@ func TestUDPTransportBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	tr, err := dialTransport(context.Background(), nil, endpoint{network: "udp4", addr: srv.LocalAddr().String()})
+	tr, err := Dial(context.Background(), nil, "udp4", srv.LocalAddr().String(), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	raw, err := tr.(*udpTransport).c.(*net.UDPConn).SyscallConn()
+	raw, err := tr.(*UDP).c.(*net.UDPConn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package engine
+package transport
 
 import (
 	"errors"
@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsgReader reads up to len(bufs) datagrams per recvmmsg(2) from a UDP
+// MmsgReader reads up to len(bufs) datagrams per recvmmsg(2) from a UDP
 // socket without allocating: the headers and iovecs are built once over
-// bufs and reused. Only one goroutine may call read.
-type mmsgReader struct {
+// bufs and reused. Only one goroutine may call Read.
+type MmsgReader struct {
 	rc   syscall.RawConn
 	bufs [][]byte
 	iov  []unix.Iovec
@@ -23,12 +23,12 @@ type mmsgReader struct {
 	fn   func(fd uintptr) bool
 }
 
-func newMmsgReader(c *net.UDPConn, batch, size int) (*mmsgReader, error) {
+func NewMmsgReader(c *net.UDPConn, batch, size int) (*MmsgReader, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("recvmmsg: %w", err)
 	}
-	r := &mmsgReader{rc: rc, bufs: make([][]byte, batch), iov: make([]unix.Iovec, batch), hdrs: make([]unix.Mmsghdr, batch)}
+	r := &MmsgReader{rc: rc, bufs: make([][]byte, batch), iov: make([]unix.Iovec, batch), hdrs: make([]unix.Mmsghdr, batch)}
 	for i := range batch {
 		r.bufs[i] = make([]byte, size)
 		r.iov[i].Base = &r.bufs[i][0]
@@ -41,7 +41,7 @@ func newMmsgReader(c *net.UDPConn, batch, size int) (*mmsgReader, error) {
 }
 
 // recv is the RawConn.Read callback: false asks the poller to wait.
-func (r *mmsgReader) recv(fd uintptr) bool {
+func (r *MmsgReader) recv(fd uintptr) bool {
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 	for errno == unix.EINTR {
 		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), unix.MSG_DONTWAIT, 0, 0)
@@ -57,10 +57,10 @@ func (r *mmsgReader) recv(fd uintptr) bool {
 	return true
 }
 
-// read blocks until at least one datagram arrived and returns how many;
-// datagram i is packet(i). ICMP errors reported on a connected socket
-// come back as errors (see transientUDPError).
-func (r *mmsgReader) read() (int, error) {
+// Read blocks until at least one datagram arrived and returns how many;
+// datagram i is Packet(i). ICMP errors reported on a connected socket
+// come back as errors (see TransientUDPError).
+func (r *MmsgReader) Read() (int, error) {
 	if err := r.rc.Read(r.fn); err != nil {
 		return 0, err
 	}
@@ -73,5 +73,5 @@ func (r *mmsgReader) read() (int, error) {
 	return r.n, nil
 }
 
-// packet is datagram i of the last read (valid until the next read).
-func (r *mmsgReader) packet(i int) []byte { return r.bufs[i][:r.hdrs[i].Len] }
+// Packet is datagram i of the last Read (valid until the next Read).
+func (r *MmsgReader) Packet(i int) []byte { return r.bufs[i][:r.hdrs[i].Len] }
