@@ -1,6 +1,7 @@
 package busobj
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -15,46 +16,6 @@ const (
 	ifaceIntrospectable = api.InterfaceIntrospectable
 )
 
-// godbus routes every call through handler → object → iface → method. We
-// answer "yes" at every level and do the routing ourselves, so that every
-// reply and error (names, texts) is ours. To own the reply as well, the
-// method's DecodeArguments marks the message NO_REPLY_EXPECTED (remembering
-// the caller's own flag) so that godbus sends nothing after Call returns;
-// dispatch sends the reply itself. godbus runs each call on its own goroutine.
-type handler struct{ s *Server }
-
-func (h handler) LookupObject(dbus.ObjectPath) (dbus.ServerObject, bool) { return h, true }
-func (h handler) LookupInterface(string) (dbus.Interface, bool)          { return h, true }
-func (h handler) LookupMethod(string) (dbus.Method, bool)                { return method(h), true }
-
-type method struct{ s *Server }
-
-type rawCall struct {
-	conn      *dbus.Conn
-	msg       *dbus.Message
-	wantReply bool
-}
-
-func (m method) DecodeArguments(conn *dbus.Conn, _ string, msg *dbus.Message, _ []any) ([]any, error) {
-	want := msg.Flags&dbus.FlagNoReplyExpected == 0
-	msg.Flags |= dbus.FlagNoReplyExpected
-	return []any{rawCall{conn, msg, want}}, nil
-}
-
-func (m method) Call(args ...any) ([]any, error) {
-	if len(args) == 1 {
-		if rc, ok := args[0].(rawCall); ok {
-			m.s.handle(rc)
-		}
-	}
-	return nil, nil
-}
-
-func (method) NumArguments() int     { return 1 }
-func (method) NumReturns() int       { return 0 }
-func (method) ArgumentValue(int) any { return rawCall{} }
-func (method) ReturnValue(int) any   { return nil }
-
 func header[T any](msg *dbus.Message, f dbus.HeaderField) T {
 	var zero T
 	v, ok := msg.Headers[f]
@@ -65,10 +26,10 @@ func header[T any](msg *dbus.Message, f dbus.HeaderField) T {
 	return t
 }
 
-func (s *Server) handle(rc rawCall) {
-	msg := rc.msg
+// handle runs one incoming method call and answers it.
+func (s *Server) handle(ctx context.Context, conn *dbus.Conn, msg *dbus.Message) {
 	c := &Call{
-		Ctx:         s.ctx,
+		Ctx:         ctx,
 		Server:      s,
 		Path:        header[dbus.ObjectPath](msg, dbus.FieldPath),
 		Interface:   header[string](msg, dbus.FieldInterface),
@@ -84,13 +45,21 @@ func (s *Server) handle(rc rawCall) {
 		}
 	}()
 	body, err := s.dispatch(c, &handed)
-	if !rc.wantReply {
+	if msg.Flags&dbus.FlagNoReplyExpected != 0 {
 		c.closeAll()
 		return
 	}
+	if err := conn.Send(replyTo(msg, body, err), nil).Err; err != nil {
+		s.logger.Debug("busobj: reply not sent", "path", c.Path, "member", c.Member, "err", err)
+	}
+	c.closeAll()
+}
+
+// replyTo is the reply to msg: body, or err when not nil.
+func replyTo(msg *dbus.Message, body []any, err error) *dbus.Message {
 	var reply *dbus.Message
 	if err != nil {
-		reply = errorReply(msg, err)
+		reply = errorReply(err)
 	} else {
 		reply = &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{}, Body: body}
 		if len(body) > 0 {
@@ -98,16 +67,13 @@ func (s *Server) handle(rc rawCall) {
 		}
 	}
 	reply.Headers[dbus.FieldReplySerial] = dbus.MakeVariant(msg.Serial())
-	if c.Sender != "" {
-		reply.Headers[dbus.FieldDestination] = dbus.MakeVariant(c.Sender)
+	if sender := header[string](msg, dbus.FieldSender); sender != "" {
+		reply.Headers[dbus.FieldDestination] = dbus.MakeVariant(sender)
 	}
-	if err := rc.conn.Send(reply, nil).Err; err != nil {
-		s.logger.Debug("busobj: reply not sent", "path", c.Path, "member", c.Member, "err", err)
-	}
-	c.closeAll()
+	return reply
 }
 
-func errorReply(msg *dbus.Message, err error) *dbus.Message {
+func errorReply(err error) *dbus.Message {
 	var de *dbus.Error
 	if !errors.As(err, &de) || de == nil {
 		de = api.Error(api.DomainRequest, err.Error())
@@ -162,20 +128,20 @@ func (s *Server) dispatch(c *Call, handed *bool) (body []any, err error) {
 			body, err = nil, api.ErrFailed("internal error")
 		}
 	}()
-	obj, children := s.lookup(c.Path)
+	obj, inner := s.lookup(c.Path)
 	if obj == nil {
-		if len(children) == 0 {
+		if !inner {
 			return nil, api.ErrUnknownObject(c.Path)
 		}
 		// an intermediate path: only introspection
 		if c.Interface == ifaceIntrospectable || c.Interface == "" && c.Member == "Introspect" {
-			return s.introspectCall(c, nil, children)
+			return s.introspectCall(c, nil)
 		}
 		return nil, api.ErrUnknownInterface(c.Interface, c.Path)
 	}
 	switch {
 	case c.Interface == ifaceIntrospectable:
-		return s.introspectCall(c, obj, children)
+		return s.introspectCall(c, obj)
 	case c.Interface == ifaceProperties:
 		return s.propertiesCall(c, obj)
 	case c.Interface == obj.Name || c.Interface == "":
@@ -184,14 +150,14 @@ func (s *Server) dispatch(c *Call, handed *bool) (body []any, err error) {
 	return nil, api.ErrUnknownInterface(c.Interface, c.Path)
 }
 
-func (s *Server) introspectCall(c *Call, obj *Interface, children []string) ([]any, error) {
+func (s *Server) introspectCall(c *Call, obj *Interface) ([]any, error) {
 	if c.Member != "Introspect" {
 		return nil, api.ErrUnknownMethod(c.Member)
 	}
 	if sig := bodySig(c.Message); sig != "" {
 		return nil, api.ErrSignature(sig, "")
 	}
-	return []any{introspectXML(obj, children)}, nil
+	return []any{introspectXML(obj, s.children(c.Path))}, nil
 }
 
 // identify fills in the caller's credentials.

@@ -37,14 +37,39 @@
 //
 // # Concurrency and locking contract
 //
-// godbus runs every incoming call on its own goroutine, so handlers, property
-// getters/setters and Authorize hooks of one object run concurrently with each
-// other and in no guaranteed order, even for calls from the same sender. The
-// server holds no lock while it calls them: they may call Export, Unexport,
-// Emit, EmitTo, Credentials and NameOwner freely, and must protect their own
-// state themselves (one mutex per object is the usual answer; do not hold it
-// across a blocking D-Bus call to another service). Handlers must return
-// promptly or watch Call.Ctx, which is cancelled when the server closes.
+// godbus would run every incoming call on a goroutine of its own, without
+// bound or order. The server takes the calls off godbus's reader instead
+// (an incoming interceptor, see intercept) and queues them per sender (unique
+// bus name). The stated bound (Limits, DefaultLimits):
+//
+//   - a sender's calls start in the order they arrived, at most
+//     WorkersPerSender (4) at once; up to QueuePerSender (64) more wait, and
+//     further calls are refused at once with ErrBusy (the system bus itself
+//     stops a connection at 128 pending replies). So the server runs at most
+//     4 goroutines per connected sender, whatever that sender sends;
+//   - a call from another sender never waits behind them: it gets a worker
+//     of its own at once, so one caller's flood delays another's calls only
+//     by the CPU the flooder's 4 workers and the reader's decoding share
+//     with it, not by the flood's length;
+//   - when a sender leaves the bus (NameOwnerChanged, seen in order with its
+//     calls), Call.Ctx of its running calls is cancelled and its waiting
+//     calls are dropped;
+//   - signals reach each conn.Signal channel in bus order through one
+//     goroutine per channel; a sender with SignalsPerSender (256) signals
+//     waiting for a channel loses its next ones there (the bus driver's
+//     signals are never dropped).
+//
+// Handlers, property getters/setters and Authorize hooks of one object
+// still run concurrently with each other (calls of different senders, and
+// up to 4 of one sender). The server holds no lock while it calls them:
+// they may call Export, Unexport, Emit, EmitTo, Credentials and NameOwner
+// freely, and must protect their own state themselves (one mutex per object
+// is the usual answer; do not hold it across a blocking D-Bus call to
+// another service). Handlers must return promptly or watch Call.Ctx,
+// cancelled when the server closes or the caller leaves the bus. A handler
+// that waits on a call back to its own caller ties up one of that caller's
+// 4 workers meanwhile. Object lookup is a map access (intermediate paths
+// are counted on Export/Unexport), whatever the number of objects.
 // WatchNames callbacks run on the server's signal goroutine and must not
 // block (hand work to your own goroutine).
 //

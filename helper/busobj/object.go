@@ -103,8 +103,8 @@ func (o Op) String() string {
 // Call is one incoming request as seen by an authorization hook, a method
 // handler or a property accessor.
 type Call struct {
-	// Ctx is cancelled when the server closes. Handlers pass it to every
-	// blocking call they make.
+	// Ctx is cancelled when the server closes or the caller leaves the
+	// bus. Handlers pass it to every blocking call they make.
 	Ctx context.Context
 	// Server is the server that received the call (for Emit, Export, …).
 	Server *Server

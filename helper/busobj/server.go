@@ -23,6 +23,17 @@ type Server struct {
 	mu      sync.RWMutex
 	conn    *dbus.Conn
 	objects map[dbus.ObjectPath]*Interface
+	// nodes counts, for every path that has exported objects below it,
+	// the exported descendants under each child name: lookups and
+	// introspection never scan all objects.
+	nodes map[dbus.ObjectPath]map[string]int
+
+	limits   Limits
+	signals  *signalHandler
+	qMu      sync.Mutex
+	closed   bool
+	senders  map[string]*senderQueue
+	refusals chan *dbus.Message
 
 	credMu sync.Mutex
 	creds  map[string]creds
@@ -42,29 +53,55 @@ const maxCachedCreds = 4096
 // NewServer returns a server that is not attached to a connection yet.
 // Open the connection with s.ConnOption(), then call s.Start(conn).
 func NewServer(logger *slog.Logger) *Server {
+	return NewServerWithLimits(logger, Limits{})
+}
+
+// NewServerWithLimits is NewServer with other bounds on each sender's
+// work than DefaultLimits.
+func NewServerWithLimits(logger *slog.Logger, l Limits) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	l = l.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		logger:   logger,
 		ctx:      ctx,
 		cancel:   cancel,
 		objects:  map[dbus.ObjectPath]*Interface{},
+		nodes:    map[dbus.ObjectPath]map[string]int{},
+		limits:   l,
+		signals:  &signalHandler{perSender: l.SignalsPerSender},
+		senders:  map[string]*senderQueue{},
+		refusals: make(chan *dbus.Message, 256),
 		creds:    map[string]creds{},
 		watchers: map[int]func(string, string, string){},
 	}
 }
 
-// ConnOption installs the server as the connection's method-call handler.
-// Every incoming method call then reaches the server (only
-// org.freedesktop.DBus.Peer is answered by godbus itself, on any path).
-func (s *Server) ConnOption() dbus.ConnOption { return dbus.WithHandler(handler{s}) }
+// ConnOption makes the server the connection's receiver of method calls
+// (all of them, org.freedesktop.DBus.Peer included) and installs its
+// bounded, in-order signal delivery. Use it on one connection only.
+func (s *Server) ConnOption() dbus.ConnOption {
+	return func(conn *dbus.Conn) error {
+		for _, o := range []dbus.ConnOption{dbus.WithIncomingInterceptor(s.intercept), dbus.WithSignalHandler(s.signals)} {
+			if err := o(conn); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
 
 // Connect dials address (the system bus, honouring DBUS_SYSTEM_BUS_ADDRESS,
 // when address is ""), and starts a server on it.
 func Connect(ctx context.Context, address string, logger *slog.Logger) (*Server, error) {
-	s := NewServer(logger)
+	return ConnectWithLimits(ctx, address, logger, Limits{})
+}
+
+// ConnectWithLimits is Connect with other bounds on each sender's work.
+func ConnectWithLimits(ctx context.Context, address string, logger *slog.Logger, l Limits) (*Server, error) {
+	s := NewServerWithLimits(logger, l)
 	opts := []dbus.ConnOption{s.ConnOption(), dbus.WithContext(s.ctx)}
 	var conn *dbus.Conn
 	var err error
@@ -105,8 +142,9 @@ func (s *Server) Start(ctx context.Context, conn *dbus.Conn) error {
 	// keep a buffer and never block in the loop.
 	s.sigCh = make(chan *dbus.Signal, 64)
 	conn.Signal(s.sigCh)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.signalLoop()
+	go s.refuser()
 	return nil
 }
 
@@ -124,6 +162,9 @@ func (s *Server) Context() context.Context { return s.ctx }
 // Close cancels running calls' contexts, stops the signal goroutine and
 // closes the connection.
 func (s *Server) Close() error {
+	s.qMu.Lock()
+	s.closed = true
+	s.qMu.Unlock()
 	s.cancel()
 	conn := s.Conn()
 	var err error
@@ -168,7 +209,32 @@ func (s *Server) Export(path dbus.ObjectPath, iface *Interface) error {
 		return fmt.Errorf("export %s: path already exported", path)
 	}
 	s.objects[path] = iface
+	s.countNodes(path, 1)
 	return nil
+}
+
+// countNodes adds delta to the descendant counts of path's ancestors.
+func (s *Server) countNodes(path dbus.ObjectPath, delta int) {
+	p := string(path)
+	for p != "/" {
+		i := strings.LastIndexByte(p, '/')
+		parent, child := p[:i], p[i+1:]
+		if parent == "" {
+			parent = "/"
+		}
+		kids := s.nodes[dbus.ObjectPath(parent)]
+		if kids == nil {
+			kids = map[string]int{}
+			s.nodes[dbus.ObjectPath(parent)] = kids
+		}
+		if kids[child] += delta; kids[child] <= 0 {
+			delete(kids, child)
+			if len(kids) == 0 {
+				delete(s.nodes, dbus.ObjectPath(parent))
+			}
+		}
+		p = parent
+	}
 }
 
 // Unexport removes the object at path; it reports whether there was one.
@@ -176,7 +242,10 @@ func (s *Server) Unexport(path dbus.ObjectPath) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.objects[path]
-	delete(s.objects, path)
+	if ok {
+		delete(s.objects, path)
+		s.countNodes(path, -1)
+	}
 	return ok
 }
 
@@ -188,29 +257,25 @@ func (s *Server) Exported(path dbus.ObjectPath) bool {
 	return ok
 }
 
-func (s *Server) lookup(path dbus.ObjectPath) (*Interface, []string) {
+// lookup returns the object at path (nil if none) and whether path has
+// exported objects below it; its cost does not grow with the number of
+// exported objects.
+func (s *Server) lookup(path dbus.ObjectPath) (*Interface, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	iface := s.objects[path]
-	prefix := string(path) + "/"
-	if path == "/" {
-		prefix = "/"
+	return s.objects[path], len(s.nodes[path]) > 0
+}
+
+// children lists the names of path's direct children, sorted.
+func (s *Server) children(path dbus.ObjectPath) []string {
+	s.mu.RLock()
+	kids := make([]string, 0, len(s.nodes[path]))
+	for k := range s.nodes[path] {
+		kids = append(kids, k)
 	}
-	seen := map[string]bool{}
-	var children []string
-	for p := range s.objects {
-		rest, ok := strings.CutPrefix(string(p), prefix)
-		if !ok || rest == "" {
-			continue
-		}
-		child, _, _ := strings.Cut(rest, "/")
-		if !seen[child] {
-			seen[child] = true
-			children = append(children, child)
-		}
-	}
-	sort.Strings(children)
-	return iface, children
+	s.mu.RUnlock()
+	sort.Strings(kids)
+	return kids
 }
 
 // Credentials returns the UID and PID of a unique bus name, from the cache

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -82,4 +84,33 @@ func DialAs(t testing.TB, address string, uid, gid uint32) *dbus.Conn {
 	}
 	t.Cleanup(func() { _ = r.conn.Close() })
 	return r.conn
+}
+
+// Dial connects to the bus at address as this process (root in tests);
+// closed in t.Cleanup.
+func Dial(t testing.TB, address string) *dbus.Conn {
+	t.Helper()
+	conn, err := dbus.Connect(address)
+	if err != nil {
+		t.Fatalf("connect to the bus: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// ServerGoroutines counts this process's goroutines doing incoming D-Bus
+// work: those of busobj servers and those godbus itself would start per
+// incoming call (handleCall) or per signal a full channel could not take
+// (deferredDeliver). Clients in the same process do not count.
+func ServerGoroutines() int {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	n := 0
+	for _, g := range strings.Split(b.String(), "\n\n") {
+		if strings.Contains(g, "busobj.(*Server)") || strings.Contains(g, "(*Conn).handleCall") ||
+			strings.Contains(g, "deferredDeliver") || strings.Contains(g, "busobj.(*signalQueue)") {
+			n++
+		}
+	}
+	return n
 }
