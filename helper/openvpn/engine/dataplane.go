@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -146,48 +145,26 @@ type rxKeys [8]*datachan.Key
 
 // socketReader reads every packet of one connection: data packets are
 // opened and written to the TUN device here, control packets are handed to
-// the control loop. It returns when the transport is closed. A plain UDP
-// transport is read in batches (recvmmsg): one syscall for every datagram
-// that queued up while the previous batch was being decrypted.
+// the control loop. It returns when the transport is closed. It reads in
+// batches (recvmmsg on a plain UDP transport): one syscall for every
+// datagram that queued up while the previous batch was being decrypted.
 func (a *attempt) socketReader() {
 	defer a.wg.Done()
 	rx := a.newRxState()
-	if u, ok := a.tr.(*transport.UDP); ok {
-		if uc, ok := u.NetConn().(*net.UDPConn); ok {
-			if r, err := transport.NewMmsgReader(uc, rxBatch, maxPacket); err == nil {
-				a.readBatches(r, rx)
-				return
-			}
-		}
+	b := transport.Batched(a.tr)
+	bufs, sizes := make([][]byte, b.BatchSize()), make([]int, b.BatchSize())
+	for i := range bufs {
+		bufs[i] = make([]byte, maxPacket)
 	}
-	buf := make([]byte, maxPacket)
 	for {
-		n, err := a.tr.ReadPacket(buf)
+		n, err := b.ReadBatch(bufs, sizes)
 		if err != nil {
-			a.readEnded(err)
-			return
-		}
-		a.handleDatagram(buf[:n], rx)
-	}
-}
-
-// rxBatch is how many datagrams one recvmmsg may return.
-const rxBatch = 32
-
-// readBatches is socketReader's loop over recvmmsg batches.
-func (a *attempt) readBatches(r *transport.MmsgReader, rx *rxState) {
-	for {
-		n, err := r.Read()
-		if err != nil {
-			if transport.TransientUDPError(err) {
-				continue // as udpTransport.ReadPacket: a lost datagram
-			}
 			a.readEnded(err)
 			return
 		}
 		for i := range n {
-			if p := r.Packet(i); len(p) > 0 {
-				a.handleDatagram(p, rx)
+			if sizes[i] > 0 {
+				a.handleDatagram(bufs[i][:sizes[i]], rx)
 			}
 		}
 	}

@@ -145,19 +145,23 @@ func (p *testPeer) receive() {
 	p.readerEnd.Add(1)
 	go func() {
 		defer p.readerEnd.Done()
-		r, err := transport.NewMmsgReader(p.c, 64, 2048)
+		r, err := transport.NewMmsgReader(p.c, 64)
 		if err != nil {
 			panic(err)
 		}
+		bufs, sizes := make([][]byte, 64), make([]int, 64)
+		for i := range bufs {
+			bufs[i] = make([]byte, 2048)
+		}
 		plain := make([]byte, 0, 2048)
 		for {
-			n, err := r.Read()
+			n, err := r.Read(bufs, sizes)
 			if err != nil {
 				return
 			}
 			for i := range n {
 				if p.open {
-					pt, err := p.key.Open(plain[:0], r.Packet(i))
+					pt, err := p.key.Open(plain[:0], bufs[i][:sizes[i]])
 					if err != nil || !bytes.Equal(pt, p.want) {
 						p.bad.Add(1)
 					}

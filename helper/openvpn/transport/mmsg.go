@@ -10,29 +10,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MmsgReader reads up to len(bufs) datagrams per recvmmsg(2) from a UDP
-// socket without allocating: the headers and iovecs are built once over
-// bufs and reused. Only one goroutine may call Read.
+// MmsgReader reads up to batch datagrams per recvmmsg(2) from a UDP socket
+// into the caller's buffers without allocating: the headers and iovecs are
+// built once and only pointed at the buffers on each Read. Only one
+// goroutine may call Read.
 type MmsgReader struct {
 	rc   syscall.RawConn
-	bufs [][]byte
 	iov  []unix.Iovec
 	hdrs []unix.Mmsghdr
+	k    int // headers in use by this Read
 	n    int
 	err  error
 	fn   func(fd uintptr) bool
 }
 
-func NewMmsgReader(c *net.UDPConn, batch, size int) (*MmsgReader, error) {
+// NewMmsgReader prepares batch reads of up to batch datagrams from c.
+func NewMmsgReader(c *net.UDPConn, batch int) (*MmsgReader, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("recvmmsg: %w", err)
 	}
-	r := &MmsgReader{rc: rc, bufs: make([][]byte, batch), iov: make([]unix.Iovec, batch), hdrs: make([]unix.Mmsghdr, batch)}
+	r := &MmsgReader{rc: rc, iov: make([]unix.Iovec, batch), hdrs: make([]unix.Mmsghdr, batch)}
 	for i := range batch {
-		r.bufs[i] = make([]byte, size)
-		r.iov[i].Base = &r.bufs[i][0]
-		r.iov[i].SetLen(size)
 		r.hdrs[i].Hdr.Iov = &r.iov[i]
 		r.hdrs[i].Hdr.SetIovlen(1)
 	}
@@ -42,9 +41,9 @@ func NewMmsgReader(c *net.UDPConn, batch, size int) (*MmsgReader, error) {
 
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (r *MmsgReader) recv(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), unix.MSG_DONTWAIT, 0, 0)
 	for errno == unix.EINTR {
-		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), unix.MSG_DONTWAIT, 0, 0)
 	}
 	switch {
 	case errno == unix.EAGAIN:
@@ -57,10 +56,19 @@ func (r *MmsgReader) recv(fd uintptr) bool {
 	return true
 }
 
-// Read blocks until at least one datagram arrived and returns how many;
-// datagram i is Packet(i). ICMP errors reported on a connected socket
-// come back as errors (see TransientUDPError).
-func (r *MmsgReader) Read() (int, error) {
+// Read blocks until at least one datagram arrived and returns how many:
+// datagram i is bufs[i][:sizes[i]]. It reads at most min(len(bufs), batch)
+// datagrams; every buffer must be non-empty. ICMP errors reported on a
+// connected socket come back as errors (see TransientUDPError).
+func (r *MmsgReader) Read(bufs [][]byte, sizes []int) (int, error) {
+	r.k = min(len(bufs), len(sizes), len(r.hdrs))
+	if r.k == 0 {
+		return 0, errors.New("recvmmsg: no buffer")
+	}
+	for i := range r.k {
+		r.iov[i].Base = &bufs[i][0]
+		r.iov[i].SetLen(len(bufs[i]))
+	}
 	if err := r.rc.Read(r.fn); err != nil {
 		return 0, err
 	}
@@ -70,8 +78,8 @@ func (r *MmsgReader) Read() (int, error) {
 	if r.n == 0 {
 		return 0, errors.New("recvmmsg: no datagram")
 	}
+	for i := range r.n {
+		sizes[i] = int(r.hdrs[i].Len)
+	}
 	return r.n, nil
 }
-
-// Packet is datagram i of the last Read (valid until the next Read).
-func (r *MmsgReader) Packet(i int) []byte { return r.bufs[i][:r.hdrs[i].Len] }

@@ -6,8 +6,20 @@ import (
 	"syscall"
 )
 
-// UDP is a connected UDP socket: one packet per datagram.
-type UDP struct{ c net.Conn }
+// UDP is a connected UDP socket: one packet per datagram, read in batches
+// with recvmmsg when the socket is a *net.UDPConn.
+type UDP struct {
+	c net.Conn
+	// rd is made by the first ReadBatch (nil if the socket cannot do
+	// recvmmsg: then one datagram per call); reader goroutine only.
+	rd      *MmsgReader
+	rdTried bool
+}
+
+// UDPBatch is how many datagrams one ReadBatch may return: one syscall
+// for every datagram that queued up while the previous batch was being
+// decrypted.
+const UDPBatch = 32
 
 // NetConn is the socket itself (data channel offload hands it to the
 // kernel; the batch reader reads it with recvmmsg).
@@ -56,3 +68,29 @@ func TransientUDPError(err error) bool {
 func (u *UDP) Close() error         { return u.c.Close() }
 func (u *UDP) Proto() string        { return "udp" }
 func (u *UDP) RemoteAddr() net.Addr { return u.c.RemoteAddr() }
+
+func (u *UDP) BatchSize() int { return UDPBatch }
+
+func (u *UDP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	if !u.rdTried {
+		u.rdTried = true
+		if uc, ok := u.c.(*net.UDPConn); ok {
+			u.rd, _ = NewMmsgReader(uc, UDPBatch)
+		}
+	}
+	if u.rd == nil {
+		return single{u}.ReadBatch(bufs, sizes)
+	}
+	for {
+		n, err := u.rd.Read(bufs, sizes)
+		if err != nil {
+			if TransientUDPError(err) {
+				continue // as ReadPacket: a lost datagram
+			}
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+func (u *UDP) WriteBatch(pkts [][]byte) error { return single{u}.WriteBatch(pkts) }
