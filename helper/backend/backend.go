@@ -175,6 +175,8 @@ type Backend struct {
 	ovLogLevel  uint32       // log-level override; 0 none
 	netOv       netOverrides // overrides applied to the tunnel's network configuration
 	dco         bool
+	dcoOn       bool              // the engine was given DCO (chooseDataPath)
+	dcoDev      *netcfg.DCODevice // the offloaded connection's device
 	status      api.Status
 	lastLog     logLine
 	state       engine.State
@@ -335,9 +337,14 @@ func (b *Backend) stopEngine(ctx context.Context) {
 
 func (b *Backend) closeTun() {
 	b.mu.Lock()
-	tun := b.tun
-	b.tun = nil
+	tun, dev := b.tun, b.dcoDev
+	b.tun, b.dcoDev = nil, nil
 	b.mu.Unlock()
+	if dev != nil {
+		if err := dev.Close(); err != nil {
+			b.opts.Logger.Warn("close DCO device", "err", err)
+		}
+	}
 	if tun != nil {
 		if err := tun.Close(); err != nil {
 			b.opts.Logger.Warn("close TUN device", "err", err)

@@ -198,6 +198,11 @@ var phrasings = map[string]phrasing{
 	"data channel offload requested, using TUN instead": at(api.LogCategoryWarn, func(f fields) string {
 		return "Data channel offload (DCO) was requested; this session uses a TUN device instead" + paren("", f.str("reason"))
 	}),
+	"data channel offload requested and available": said(api.LogCategoryInfo,
+		"Data channel offload (DCO) was requested and the kernel offers it"),
+	"data channel offloaded to the kernel": at(api.LogCategoryInfo, func(f fields) string {
+		return "The kernel carries the data channel (DCO)" + paren("device", f.str("device"))
+	}),
 	"profile loaded": at(api.LogCategoryVerb1, func(f fields) string {
 		s := "Profile"
 		if n := f.str("name"); n != "" {

@@ -138,8 +138,9 @@ func (b *Backend) iface() *busobj.Interface {
 				defer b.mu.Unlock()
 				return b.dco, nil
 			}, Set: func(_ *busobj.Call, v any) error {
-				// A request: chooseDataPath decides at Connect and sets
-				// it back to false when the session runs on TUN.
+				// A request: chooseDataPath decides at Connect, and once
+				// connected it says whether the kernel really carries
+				// the data channel.
 				b.mu.Lock()
 				b.dco = v.(bool)
 				b.mu.Unlock()
@@ -234,6 +235,17 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	var nv dbus.Variant
 	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "name").Store(&nv); err == nil {
 		name, _ = nv.Value().(string)
+	}
+	// The profile's dco is the session's default (as name, read as
+	// upstream does); the session manager sets ours again at Connect when
+	// the session's own was changed.
+	var dv dbus.Variant
+	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "dco").Store(&dv); err == nil {
+		if on, _ := dv.Value().(bool); on {
+			b.mu.Lock()
+			b.dco = true
+			b.mu.Unlock()
+		}
 	}
 	// The overrides before Fetch, as openvpn3's backend reads them: Fetch
 	// removes a single-use profile (session-start --config FILE).

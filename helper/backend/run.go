@@ -34,7 +34,7 @@ func (b *Backend) connect() error {
 	if q.pending() {
 		return errClient(textInputMissing)
 	}
-	b.chooseDataPath()
+	dco := b.chooseDataPath()
 	creds := q.credentials()
 	q.challengeUsed()
 	q.dropAuthPending() // a CR_TEXT answer belongs to the handshake that asked
@@ -44,6 +44,7 @@ func (b *Backend) connect() error {
 		Credentials:      creds,
 		ProxyCredentials: q.proxyCredentials(),
 		Tun:              tunProvider{b},
+		DCO:              dco,
 		Events:           events{b},
 		Logger:           b.engineLog,
 		Version:          b.opts.Version,
@@ -222,6 +223,11 @@ func (e events) State(s engine.State, detail string) {
 	case engine.StateWaitingForServer:
 		b.log.Info("waiting for the server", "detail", detail)
 	case engine.StateConnected:
+		b.mu.Lock()
+		if b.dcoOn {
+			b.dco = b.dcoDev != nil // what this connection really uses
+		}
+		b.mu.Unlock()
 		b.setStatus(conn, api.StatusMinorConnConnected, "")
 	case engine.StateReconnecting:
 		b.setStatus(conn, api.StatusMinorConnReconnecting, detail)

@@ -8,41 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco/dcotest"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
-
-// linkDCO is recordingDCO whose devices are real links (veth: this
-// kernel may lack the dummy module), so that
-// Establish in DCO mode has a device to configure.
-type linkDCO struct {
-	recordingDCO
-	nl *netlink.Handle
-}
-
-func (l *linkDCO) CreateDevice(name string) (int, error) {
-	if err := l.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
-		return 0, err
-	}
-	link, err := l.nl.LinkByName(name)
-	if err != nil {
-		return 0, err
-	}
-	_ = l.rec("create %s", name)
-	return link.Attrs().Index, nil
-}
-
-func (l *linkDCO) DeleteDevice(i int) error {
-	link, err := l.nl.LinkByIndex(i)
-	if err == nil {
-		err = l.nl.LinkDel(link)
-	}
-	_ = l.rec("delete-device")
-	return err
-}
 
 // OpenDCO is Establish in DCO mode: the ovpn device gets the addresses and
 // routes, no TUN device and no fd appear, the peer's socket and keys reach
@@ -51,7 +22,7 @@ func TestOpenDCO(t *testing.T) {
 	f := newFixture(t, "ncodco")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	k := &linkDCO{nl: f.ns.Netlink}
+	k := &dcotest.Kernel{Links: f.ns.Netlink}
 	f.svc.SetDCOKernel(func(netns.NsHandle) (DCOKernel, error) { return k, nil })
 
 	uc, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1194})
@@ -115,7 +86,7 @@ func TestOpenDCO(t *testing.T) {
 	if _, err := f.ns.Netlink.LinkByName("ovpndcot0"); err == nil {
 		t.Error("the ovpn device outlived Close")
 	}
-	ifx := strings.Fields(k.log()[1])[1] // "new-peer <ifindex> …"
+	ifx := strings.Fields(k.Calls()[1])[1] // "new-peer <ifindex> …"
 	want := []string{
 		"create ovpndcot0",
 		"new-peer " + ifx + " id=5 remote=203.0.113.5:1194 vpn4=10.8.0.1 vpn6=invalid IP",
@@ -125,9 +96,9 @@ func TestOpenDCO(t *testing.T) {
 		"swap " + ifx + " id=5",
 		"del-key " + ifx + " id=5 slot=1",
 		"stats " + ifx + " id=5",
-		"delete-device",
+		"delete-device " + ifx,
 	}
-	if got := k.log(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := k.Calls(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("kernel calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

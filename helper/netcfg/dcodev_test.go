@@ -3,11 +3,9 @@ package netcfg
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/godbus/dbus/v5"
@@ -18,62 +16,9 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco/dcotest"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
-
-// recordingDCO stands in for the kernel's ovpn module: it records what
-// the /dco object asks of it.
-type recordingDCO struct {
-	mu     sync.Mutex
-	calls  []string
-	keys   []dco.KeyConf
-	closed bool
-}
-
-func (r *recordingDCO) rec(format string, a ...any) error {
-	r.mu.Lock()
-	r.calls = append(r.calls, fmt.Sprintf(format, a...))
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recordingDCO) CreateDevice(name string) (int, error) { return 42, r.rec("create %s", name) }
-func (r *recordingDCO) DeleteDevice(i int) error              { return r.rec("delete-device %d", i) }
-func (r *recordingDCO) NewPeer(i int, p dco.Peer) error {
-	typ, err := unix.GetsockoptInt(p.Socket, unix.SOL_SOCKET, unix.SO_TYPE)
-	if err != nil || typ != unix.SOCK_DGRAM {
-		return fmt.Errorf("socket fd %d: type %d, %v", p.Socket, typ, err)
-	}
-	return r.rec("new-peer %d id=%d remote=%s vpn4=%s vpn6=%s", i, p.ID, p.Remote, p.VPN4, p.VPN6)
-}
-func (r *recordingDCO) SetKeepalive(i int, id, iv, to uint32) error {
-	return r.rec("keepalive %d id=%d %d/%d", i, id, iv, to)
-}
-func (r *recordingDCO) NewKey(i int, k dco.KeyConf) error {
-	r.mu.Lock()
-	r.keys = append(r.keys, k)
-	r.mu.Unlock()
-	return r.rec("new-key %d peer=%d slot=%d key=%d alg=%d", i, k.PeerID, k.Slot, k.KeyID, k.Cipher)
-}
-func (r *recordingDCO) SwapKeys(i int, id uint32) error { return r.rec("swap %d id=%d", i, id) }
-func (r *recordingDCO) DelKey(i int, id uint32, slot dco.Slot) error {
-	return r.rec("del-key %d id=%d slot=%d", i, id, slot)
-}
-func (r *recordingDCO) PeerStats(i int, id uint32) (dco.Stats, error) {
-	return dco.Stats{PeerID: id, VPNRxPackets: 3, VPNTxPackets: 4, LinkRxBytes: 500, LinkTxBytes: 600}, r.rec("stats %d id=%d", i, id)
-}
-func (r *recordingDCO) Close() error {
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recordingDCO) log() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.calls...)
-}
 
 func sockaddrIn(ip [4]byte, port uint16) string {
 	b := make([]byte, unix.SizeofSockaddrInet4)
@@ -115,7 +60,7 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 		}
 	}
 
-	rk := &recordingDCO{}
+	rk := &dcotest.Kernel{}
 	f.svc.mu.Lock()
 	f.svc.openDCO = func(netns.NsHandle) (DCOKernel, error) { return rk, nil }
 	f.svc.mu.Unlock()
@@ -166,8 +111,8 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 	defer pipeW.Close()
 	errHas("NewPeer with a pipe", obj.Call(nc+".NewPeer", 0, uint32(7), sa, uint32(16), "", "", dbus.UnixFD(pipeR.Fd())).Err, "not a socket")
 	errHas("SwapKeys before NewPeer", obj.Call(nc+".SwapKeys", 0, uint32(7)).Err, "No peer 7")
-	if len(rk.log()) != 1 { // only "create"
-		t.Fatalf("refused calls reached the kernel: %q", rk.log())
+	if len(rk.Calls()) != 1 { // only "create"
+		t.Fatalf("refused calls reached the kernel: %q", rk.Calls())
 	}
 
 	if err := obj.Call(nc+".NewPeer", 0, uint32(7), sa, uint32(16), "10.8.0.1", "fd00::1", fd).Err; err != nil {
@@ -221,22 +166,22 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 		"stats 42 id=7",
 		"delete-device 42",
 	}
-	if got := rk.log(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := rk.Calls(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("kernel calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if len(rk.keys) == 1 {
-		k := rk.keys[0]
+	if keys := rk.Keys(); len(keys) == 1 {
+		k := keys[0]
 		if k.Encrypt.NonceTail != key.Encrypt.NonceTail || k.Decrypt.NonceTail != key.Decrypt.NonceTail {
 			t.Error("nonce tails changed on the way")
 		}
 	}
-	if !rk.closed || f.svcExported(dcoPath) {
+	if !rk.Closed() || f.svcExported(dcoPath) {
 		t.Error("Destroy left the DCO object or its netlink sockets")
 	}
 
 	// Only the creator (and root) may use a /dco object: root's is not
 	// the backend's.
-	rk2 := &recordingDCO{}
+	rk2 := &dcotest.Kernel{}
 	f.svc.mu.Lock()
 	f.svc.openDCO = func(netns.NsHandle) (DCOKernel, error) { return rk2, nil }
 	f.svc.mu.Unlock()
@@ -257,7 +202,7 @@ func TestEnableDCOAndDCOObject(t *testing.T) {
 			t.Errorf("%s on root's /dco by a backend: %v, want refused", call.Method, err)
 		}
 	}
-	if got := rk2.log(); len(got) != 1 {
+	if got := rk2.Calls(); len(got) != 1 {
 		t.Errorf("refused calls reached the kernel: %q", got)
 	}
 }
