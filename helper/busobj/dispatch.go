@@ -252,7 +252,13 @@ func (s *Server) authorizeProp(c *Call, obj *Interface) error {
 	if err == nil {
 		return nil
 	}
-	return api.ErrAccessDenied(api.ErrorText(err))
+	text := api.ErrorText(err)
+	if text == "" {
+		// An error without a message is useless to the caller (and
+		// breaks clients that print it), as for method calls.
+		text = fmt.Sprintf("Authorization failed for %s accessing the properties of %s in object %s", c.Sender, obj.Name, c.Path)
+	}
+	return api.ErrAccessDenied(text)
 }
 
 func (s *Server) getProp(c *Call, p *Property) (dbus.Variant, error) {
