@@ -155,13 +155,6 @@ type ConnInfo struct {
 	Port       uint32
 }
 
-type counters struct {
-	bytesIn, bytesOut, pktsIn, pktsOut             atomic.Int64
-	tunBytesIn, tunBytesOut, tunPktsIn, tunPktsOut atomic.Int64
-	keyRotations                                   atomic.Int64
-	decompressed                                   atomic.Int64
-}
-
 // Client is one VPN session. Run it once.
 type Client struct {
 	cfg    Config
