@@ -6,18 +6,23 @@
 // descriptor from netcfg.
 //
 // Capabilities and credentials are per thread and a Go program has many,
-// so the drop happens in two stages of the same PID: the launcher starts
-// the program as root with Env in its environment; Enter, called first in
-// main, drops everything on one locked thread and re-executes the program
-// from that thread (execve keeps only the calling thread's credentials);
-// in the re-executed program Enter makes the process non-dumpable (execve
-// resets that attribute).
+// so the drop happens on one locked thread whose execve then keeps only
+// that thread's credentials. Start does it in the launcher: a throw-away
+// thread of the (root) launcher drops everything and forks the program from
+// there, so the program's one execve already runs as the user. The older
+// way, Env, costs a second start of the program (Go runtime and package
+// initialisation twice, on the session's connect path): the launcher
+// starts it as root with Env in its environment and Enter, called first in
+// main, drops on one thread and re-executes. Either way Enter, in the
+// program that finally runs, makes the process non-dumpable (execve resets
+// that attribute) and checks that no root identity is left.
 package privsep
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"runtime"
 	"strconv"
@@ -58,6 +63,50 @@ func LookupUser(name string) (User, error) {
 
 // Env is the environment entry that makes Enter drop to u.
 func (u User) Env() string { return fmt.Sprintf("%s=%d:%d", envDrop, u.UID, u.GID) }
+
+// Start starts cmd as u, with every privilege dropped before its execve
+// (see the package comment), so that cmd's Enter only has its final step
+// to do. A program starting itself is started through /proc/self/exe,
+// which reaches the binary even when its directory is closed to u (a test
+// binary in a 0700 temporary directory).
+func Start(cmd *exec.Cmd, u User) error {
+	if u.UID == 0 || u.GID == 0 {
+		return fmt.Errorf("privsep: refusing to start %s as uid %d gid %d", cmd.Path, u.UID, u.GID)
+	}
+	if self, err := os.Executable(); err == nil && cmd.Path == self {
+		cmd.Path = "/proc/self/exe"
+	}
+	env := cmd.Environ()
+	cmd.Env = []string{envDropped + "=1"}
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, envDrop+"=") && !strings.HasPrefix(kv, envDropped+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	// Changing a thread's effective uid marks the whole process
+	// non-dumpable; the launcher keeps what it had.
+	dumpable, derr := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the runtime ends (or, the main thread, parks
+		// for good) a locked thread whose goroutine returns, so the
+		// dropped credentials serve this one fork only.
+		runtime.LockOSThread()
+		if err := dropThread(u.UID, u.GID); err != nil {
+			errc <- err
+			return
+		}
+		errc <- cmd.Start()
+	}()
+	err := <-errc
+	if derr == nil && dumpable != 0 {
+		_ = unix.Prctl(unix.PR_SET_DUMPABLE, uintptr(dumpable), 0, 0, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("privsep: start %s as uid %d: %w", cmd.Path, u.UID, err)
+	}
+	return nil
+}
 
 // Enter does this process's part of the drop and returns only when there
 // is nothing (left) to do: without Env in the environment it returns nil at
@@ -117,7 +166,7 @@ func parseSpec(spec string) (uid, gid uint32, err error) {
 // sets) and finally the inheritable set.
 func dropThread(uid, gid uint32) error {
 	if os.Geteuid() != 0 {
-		return errors.New("privsep: stage 1 must run as root")
+		return errors.New("privsep: dropping privileges needs root")
 	}
 	if _, _, e := syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0); e != 0 {
 		return fmt.Errorf("privsep: setgroups: %w", e)

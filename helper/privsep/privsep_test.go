@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,10 +15,20 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
-const childEnv = "PRIVSEP_TEST_CHILD"
+const (
+	childEnv  = "PRIVSEP_TEST_CHILD"
+	startsEnv = "PRIVSEP_TEST_STARTS" // set: the child writes one line per start of its image to fd 3
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
+		if os.Getenv(startsEnv) != "" {
+			// Not closed: a re-executed image writes to it again.
+			if _, err := fmt.Fprintf(os.NewFile(3, "starts"), "start as uid %d\n", os.Getuid()); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
 		if err := privsep.Enter(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -59,6 +70,40 @@ func statusFields(s string) map[string]string {
 // every capability set empty, no-new-privileges and not dumpable, under
 // the PID it was started with.
 func TestEnterDropsEverything(t *testing.T) {
+	u, cmd, starts := backendChild(t)
+	cmd.Env = append(cmd.Env, u.Env())
+	checkDropped(t, u, cmd)
+	if n := countLines(t, starts); n != 2 {
+		t.Errorf("the child's image started %d times, want 2 (as root, then re-executed as the user)", n)
+	}
+}
+
+// Start gives the same result with one execve: the program starts once,
+// already as the user (the second start cost a Go runtime start-up on the
+// session's connect path).
+func TestStartDropsEverythingInOneExec(t *testing.T) {
+	u, cmd, starts := backendChild(t)
+	checkDropped(t, u, cmd)
+	if n := countLines(t, starts); n != 1 {
+		t.Errorf("the child's image started %d times, want 1", n)
+	}
+	b, _ := os.ReadFile(starts)
+	if want := fmt.Sprintf("start as uid %d\n", u.UID); string(b) != want {
+		t.Errorf("child started as %q, want %q", b, want)
+	}
+	if d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0); err != nil || d != 1 {
+		t.Errorf("the launcher's dumpable flag is %d (%v) after Start, want 1 as before", d, err)
+	}
+	if err := privsep.Start(exec.Command("/bin/true"), privsep.User{Name: "root"}); err == nil {
+		t.Error("Start as uid 0 accepted")
+	}
+}
+
+// backendChild is the test binary as a child in its own session, as the
+// backend user (created if missing), and the file where it records its
+// starts (through an inherited descriptor).
+func backendChild(t *testing.T) (privsep.User, *exec.Cmd, string) {
+	t.Helper()
 	uid, gid := testenv.EnsureBackendUser(t)
 	u, err := privsep.LookupUser(testenv.BackendUser)
 	if err != nil {
@@ -67,17 +112,40 @@ func TestEnterDropsEverything(t *testing.T) {
 	if u.UID != uid || u.GID != gid {
 		t.Fatalf("LookupUser = %+v, want %d:%d", u, uid, gid)
 	}
+	starts := filepath.Join(t.TempDir(), "starts")
+	f, err := os.Create(starts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=yes", u.Env())
+	cmd.Env = append(os.Environ(), childEnv+"=yes", startsEnv+"=fd3")
+	cmd.ExtraFiles = []*os.File{f}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	return u, cmd, starts
+}
+
+// checkDropped runs cmd (privsep.Start when its environment does not ask
+// for the drop itself) and checks what the child reports about itself.
+func checkDropped(t *testing.T, u privsep.User, cmd *exec.Cmd) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var err error
+	if strings.Contains(strings.Join(cmd.Env, "\n"), u.Env()) {
+		err = cmd.Start()
+	} else {
+		err = privsep.Start(cmd, u)
+	}
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if err != nil {
 		t.Fatalf("child: %v: %s", err, stderr.String())
 	}
-	f := statusFields(string(out))
+	uid, gid := u.UID, u.GID
+	f := statusFields(stdout.String())
 	want := map[string]string{
 		"Uid":    fmt.Sprintf("%d\t%d\t%d\t%d", uid, uid, uid, uid),
 		"Gid":    fmt.Sprintf("%d\t%d\t%d\t%d", gid, gid, gid, gid),
@@ -92,9 +160,18 @@ func TestEnterDropsEverything(t *testing.T) {
 			t.Errorf("%s: %q, want %q", k, f[k], v)
 		}
 	}
-	if strings.Contains(string(out), "OVPN3GO_PRIVSEP") {
+	if strings.Contains(stdout.String(), "OVPN3GO_PRIVSEP") {
 		t.Error("privsep variables left in the environment")
 	}
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
 }
 
 func TestLookupUserRefusesRoot(t *testing.T) {

@@ -66,7 +66,7 @@ func ReadToken(fd int) (string, error) {
 // token on TokenFD, in a new session and process group (setsid) so
 // terminal signals sent to the helper's process group do not reach them,
 // with stdout and stderr copied line by line into Logger. With User the
-// program drops to that user and every privilege (helper/privsep: it must
+// program runs as that user without any privilege (privsep.Start; it must
 // call privsep.Enter first thing).
 type ExecLauncher struct {
 	Path   string   // default: /proc/self/exe (re-exec of the running helper)
@@ -93,9 +93,6 @@ func (l *ExecLauncher) Launch(token string) (Process, error) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), l.Env...)
-	if l.User != nil {
-		cmd.Env = append(cmd.Env, l.User.Env())
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// The token fits in the pipe buffer: written and closed before the
 	// child runs, so the child reads it and EOF.
@@ -118,7 +115,13 @@ func (l *ExecLauncher) Launch(token string) (Process, error) {
 	// A grandchild keeping the pipe open must not keep Wait (and so the
 	// exit notification) hanging.
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if l.User != nil {
+		// Dropped before the one execve (not by re-executing as the
+		// user: a second Go start-up on every connect).
+		start = func() error { return privsep.Start(cmd, *l.User) }
+	}
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("start backend %s: %w", path, err)
 	}
 	p := &execProcess{cmd: cmd, done: make(chan struct{})}
