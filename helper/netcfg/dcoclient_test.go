@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco/dcotest"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/sysrec"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
 
@@ -24,6 +27,29 @@ func TestOpenDCO(t *testing.T) {
 	defer cancel()
 	k := &dcotest.Kernel{Links: f.ns.Netlink}
 	f.svc.SetDCOKernel(func(netns.NsHandle) (DCOKernel, error) { return k, nil })
+	stateDir := t.TempDir()
+	if err := f.svc.SetStateDir(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	// What a helper starting after a crash would find.
+	records := func() []string {
+		t.Helper()
+		st, err := journal.Open(filepath.Join(stateDir, JournalDirName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, err := st.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range left {
+			for _, e := range l.Entries {
+				out = append(out, e.Kind+" "+string(e.Data))
+			}
+		}
+		return out
+	}
 
 	uc, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1194})
 	if err != nil {
@@ -44,6 +70,10 @@ func TestOpenDCO(t *testing.T) {
 	}
 	if d.Name() != "ovpndcot0" {
 		t.Errorf("device name %q, want ovpndcot0", d.Name())
+	}
+	if recs := strings.Join(records(), "\n"); !strings.Contains(recs, sysrec.KindLink+` {"name":"ovpndcot0","type":"ovpn"}`) ||
+		!strings.Contains(recs, sysrec.KindAddr) || !strings.Contains(recs, sysrec.KindRoute) {
+		t.Errorf("the journal lacks the ovpn device, its addresses or routes:\n%s", recs)
 	}
 	if links := f.tunLinks(t); len(links) != 0 {
 		t.Errorf("DCO mode created TUN devices %v", links)
@@ -83,6 +113,9 @@ func TestOpenDCO(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitClean(t)
+	if recs := records(); len(recs) != 0 {
+		t.Errorf("records left after Close: %q", recs)
+	}
 	if _, err := f.ns.Netlink.LinkByName("ovpndcot0"); err == nil {
 		t.Error("the ovpn device outlived Close")
 	}

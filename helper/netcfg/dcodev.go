@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/godbus/dbus/v5"
@@ -14,6 +15,8 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/sysrec"
 )
 
 // DCOKernel is what a DCO object needs of the kernel's ovpn module
@@ -49,6 +52,7 @@ type dcoObject struct {
 	name    string
 	k       DCOKernel
 	ifindex int
+	j       *journal.Journal // the device's record; nil without a state directory
 
 	mu      sync.Mutex
 	peer    uint32
@@ -89,13 +93,27 @@ func (d *device) enableDCO(c *busobj.Call) ([]any, error) {
 		d.log.Info("EnableDCO refused", "reason", err)
 		return nil, netcfgError("[EnableDCO] DCO not available: %v", err)
 	}
+	// Journalled before it exists, so that the helper's next start
+	// deletes a device a crash left behind.
+	j, err := d.svc.Journal("dco-" + strings.TrimPrefix(string(d.path), string(api.PathNetCfg)+"/"))
+	if err == nil && j != nil {
+		err = j.Add(sysrec.KindLink+"#dco", sysrec.KindLink, sysrec.Link{Name: name, Type: dcoLinkType})
+	}
+	if err != nil {
+		k.Close()
+		d.log.Error("EnableDCO: journal", "err", err)
+		return nil, netcfgError("[EnableDCO] Could not record the DCO device: %v", err)
+	}
 	ifindex, err := k.CreateDevice(name)
 	if err != nil {
 		k.Close()
+		if j != nil {
+			_ = j.Remove()
+		}
 		d.log.Error("EnableDCO: create device", "name", name, "err", err)
 		return nil, netcfgError("[EnableDCO] Could not create the DCO device '%s': %v", name, err)
 	}
-	o := &dcoObject{d: d, path: d.path + "/dco", name: name, k: k, ifindex: ifindex}
+	o := &dcoObject{d: d, path: d.path + "/dco", name: name, k: k, ifindex: ifindex, j: j}
 	srv := d.svc.server()
 	if srv == nil {
 		o.remove()
@@ -120,12 +138,23 @@ func (d *device) dcoLink() int {
 	return d.dco.ifindex
 }
 
-// remove deletes the ovpn device (and with it the peer and keys).
+// dcoLinkType is the kind rtnetlink reports for the kernel's ovpn devices.
+const dcoLinkType = "ovpn"
+
+// remove deletes the ovpn device (and with it the peer and keys); its
+// record goes once it is gone.
 func (o *dcoObject) remove() {
-	if err := o.k.DeleteDevice(o.ifindex); err != nil {
-		o.d.log.Error("deleting the DCO device", "name", o.name, "err", err)
-	}
+	err := o.k.DeleteDevice(o.ifindex)
 	o.k.Close()
+	if err != nil {
+		o.d.log.Error("deleting the DCO device", "name", o.name, "err", err)
+		return // the record stays for the next start to finish the job
+	}
+	if o.j != nil {
+		if err := o.j.Remove(); err != nil {
+			o.d.log.Error("removing the DCO device's record", "name", o.name, "err", err)
+		}
+	}
 }
 
 // teardownDCO unexports the /dco object and deletes its device; the
