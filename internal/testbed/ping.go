@@ -10,7 +10,10 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // PingOptions shape one PingWith run; the zero value is Ping's.
@@ -25,6 +28,10 @@ type PingOptions struct {
 	Interval time.Duration
 	// Source is the local address to send from (default: by route).
 	Source string
+	// Device binds the socket to one interface (SO_BINDTODEVICE): requests
+	// leave and replies count only through it, so with many tunnels whose
+	// routes overlap the ping proves that one tunnel carries traffic.
+	Device string
 }
 
 // pingReplyWait is how long replies are awaited after the last request:
@@ -73,7 +80,12 @@ func PingWith(ctx context.Context, ns, addr string, count int, o PingOptions) er
 	}
 	var conn net.PacketConn
 	if err := InNamespace(ns, func() (err error) {
-		conn, err = net.ListenPacket(network, o.Source)
+		if conn, err = net.ListenPacket(network, o.Source); err != nil || o.Device == "" {
+			return err
+		}
+		if err = bindToDevice(conn, o.Device); err != nil {
+			conn.Close()
+		}
 		return err
 	}); err != nil {
 		return fmt.Errorf("ping %s in %s: %w", addr, ns, err)
@@ -202,4 +214,26 @@ func icmpChecksum(b []byte) uint16 {
 		sum = sum>>16 + sum&0xffff
 	}
 	return ^uint16(sum)
+}
+
+// bindToDevice sets SO_BINDTODEVICE on a socket from net.ListenPacket.
+func bindToDevice(conn net.PacketConn, dev string) error {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("bind to %s: %T has no raw socket", dev, conn)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("bind to %s: %w", dev, err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.BindToDevice(int(fd), dev)
+	}); err != nil {
+		return fmt.Errorf("bind to %s: %w", dev, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("bind to %s: %w", dev, serr)
+	}
+	return nil
 }

@@ -52,3 +52,19 @@ func TestPingStrict(t *testing.T) {
 		t.Error("PingLoss with a budget of 1 passed with 2 of 4 lost")
 	}
 }
+
+// TestPingDevice: a ping bound to the veth works; one bound to a device
+// that does not exist fails naming it, before anything is sent.
+func TestPingDevice(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := NetPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := PingWith(ctx, p.ClientNS, ServerIP4, 2, PingOptions{Device: p.ClientLink}); err != nil {
+		t.Errorf("ping bound to %s: %v", p.ClientLink, err)
+	}
+	err := PingWith(ctx, p.ClientNS, ServerIP4, 1, PingOptions{Device: "nosuchdev0"})
+	if err == nil || !strings.Contains(err.Error(), "bind to nosuchdev0") {
+		t.Errorf("ping bound to a missing device = %v, want a bind error naming it", err)
+	}
+}
