@@ -34,7 +34,7 @@ RESOLVED_ROOT ?= /var/cache/ovpn3go/systemd-resolved
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 1m
 
-.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo bench clean deb
+.PHONY: all deps build test screenshots vet fmt-check unit fuzz-smoke fuzz demo bench clean deb load
 
 # Debian packages, built from the tracked files (a clean copy with
 # packaging/deb/debian at its top), then checked by lintian (errors fail).
@@ -87,7 +87,22 @@ fuzz-smoke:
 fuzz:
 	.ci/fuzz-smoke --fuzztime $(FUZZTIME)
 
-test: deps vet fmt-check unit fuzz-smoke
+# The load test (issue 15): LOAD_SESSIONS sessions from one helper beside a
+# helper with one, D-Bus latency sampled LOAD_SAMPLES times per method
+# (about a minute). It measures latency, so it runs alone: built only with
+# the "load" tag, never inside `go test ./...`. `make load` updates the
+# results file; `make test` writes its figures to build/load.md.
+LOAD_SESSIONS ?= 50
+LOAD_SAMPLES ?= 5000
+LOAD_OUT ?= $(CURDIR)/docs/bench/load.md
+load: deps
+	$(GO) vet -tags load ./e2e/load/
+	mkdir -p $(dir $(LOAD_OUT))
+	CI=$${CI:-1} $(GO) test -tags load -count=1 -timeout 15m -run '^TestLoad$$' -v ./e2e/load/ \
+		-args -load.sessions $(LOAD_SESSIONS) -load.samples $(LOAD_SAMPLES) -load.out $(LOAD_OUT)
+
+test: LOAD_OUT = $(CURDIR)/build/load.md
+test: deps vet fmt-check unit fuzz-smoke load
 
 demo: deps build
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3go-demo ./e2e/cmd/demo
