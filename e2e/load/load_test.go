@@ -68,7 +68,7 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("-load.sessions %d: want 1..200 (the server's address pool is a /24)", n)
 	}
 	binDir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	bin, err := testbed.BuildBinaries(ctx, binDir)
 	if err != nil {
