@@ -60,7 +60,11 @@ type Options struct {
 // Sample is what one client run measured.
 type Sample struct {
 	Connect time.Duration
-	RSS     int64 // bytes, once connected
+	Mem     Mem // the client process once connected
+	// Only ovpn3go: the session start's milestones after NewTunnel, and
+	// the helper daemon (shared by every session) while it runs.
+	Phases  map[Phase]time.Duration
+	Helper  Mem
 	Mbps    map[string]float64
 	CPUPerG map[string]float64 // client CPU seconds per GB received
 }
@@ -165,6 +169,11 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	defer w.Close()
 	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	clock, err := startPhaseClock(st.Bus.Address)
+	if err != nil {
+		return Sample{}, 0, err
+	}
+	defer clock.close()
 	t0 := time.Now()
 	if _, err := st.CLI(cctx, "session-start", "--config", name, "--timeout", "30s"); err != nil {
 		return Sample{}, 0, err
@@ -181,6 +190,12 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 		return Sample{}, 0, fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
 	}
 	s := Sample{Connect: time.Since(t0)}
+	if s.Phases, err = clock.since(); err != nil {
+		return s, 0, err
+	}
+	if s.Helper, err = procMem(st.Helper.PID()); err != nil {
+		return s, 0, fmt.Errorf("helper: %w", err)
+	}
 	v, err := st.SessionProperty(cctx, sig.Path, "backend_pid")
 	if err != nil {
 		return s, 0, err
@@ -223,13 +238,13 @@ func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, erro
 	return s, errors.Join(err, cli.Stop(5*time.Second))
 }
 
-// measure records the client process's RSS, then runs every iperf3 test.
+// measure records the client process's memory, then runs every iperf3
+// test.
 func measure(ctx context.Context, st *testbed.Stack, pid int, o Options, s *Sample) error {
-	rss, err := rssBytes(pid)
-	if err != nil {
-		return err
+	var err error
+	if s.Mem, err = procMem(pid); err != nil {
+		return fmt.Errorf("client memory: %w", err)
 	}
-	s.RSS = rss
 	s.Mbps, s.CPUPerG = map[string]float64{}, map[string]float64{}
 	for _, t := range o.Tests {
 		mbps, cpuPerG, err := iperfRun(ctx, st.Pair.ClientNS, pid, t, o.Duration)
@@ -332,22 +347,47 @@ func cpuSeconds(pid int) (float64, error) {
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// rssBytes is VmRSS of a process.
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// Mem is a process's resident memory in bytes: RSS counts every page it
+// has mapped, shared ones (its program, libraries) in full; Anon is its
+// private part (heap, stacks); PSS shares each page among the processes
+// mapping it (ovpn3go's helper and backends map the same program).
+type Mem struct{ RSS, Anon, PSS int64 }
+
+// procMem reads VmRSS and RssAnon from /proc/PID/status and Pss from
+// /proc/PID/smaps_rollup.
+func procMem(pid int) (Mem, error) {
+	var m Mem
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("client RSS: %w", err)
+		return m, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return m, err
+	}
+	for _, f := range []struct {
+		text, key string
+		v         *int64
+	}{{string(status), "VmRSS:", &m.RSS}, {string(status), "RssAnon:", &m.Anon}, {string(rollup), "Pss:", &m.PSS}} {
+		if *f.v, err = kBField(f.text, f.key); err != nil {
+			return m, fmt.Errorf("process %d: %w", pid, err)
+		}
+	}
+	return m, nil
+}
+
+// kBField finds "key   N kB" at the start of a line of text, in bytes.
+func kBField(text, key string) (int64, error) {
+	for _, l := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(l, key); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status VmRSS: %w", pid, err)
+				return 0, fmt.Errorf("%s %w", key, err)
 			}
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("no %s line", key)
 }
 
 func copyFile(from, to string) error {

@@ -38,14 +38,25 @@ func TestSmoke(t *testing.T) {
 		if len(s) != 1 {
 			t.Fatalf("%s: %d samples, want 1", client, len(s))
 		}
-		if s[0].Connect <= 0 || s[0].RSS <= 0 {
-			t.Errorf("%s: connect %v, RSS %d: not measured", client, s[0].Connect, s[0].RSS)
+		if m := s[0].Mem; s[0].Connect <= 0 || m.RSS <= 0 || m.Anon <= 0 || m.PSS <= 0 {
+			t.Errorf("%s: connect %v, memory %+v: not measured", client, s[0].Connect, m)
 		}
 		for _, name := range []string{"tcp-up-1", "udp-up-20M"} {
 			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 {
 				t.Errorf("%s %s: %v Mbit/s, %v CPU-s/GB: not measured", client, name, s[0].Mbps[name], s[0].CPUPerG[name])
 			}
 		}
+	}
+	// The milestones happen in this order (each is caused by the one
+	// before); none may be missing.
+	g := res.Samples[OVPN3GO][0]
+	for i, p := range Phases[1:] {
+		if prev := Phases[i]; g.Phases[p] <= 0 || g.Phases[p] < g.Phases[prev] {
+			t.Errorf("milestones %v: %s not after %s", g.Phases, p, prev)
+		}
+	}
+	if h := g.Helper; h.RSS <= 0 || h.Anon <= 0 || h.PSS <= 0 {
+		t.Errorf("helper memory %+v: not measured", h)
 	}
 	b, err := os.ReadFile(prof)
 	if err != nil {
@@ -58,7 +69,7 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| connect | ms |", "| client RSS once connected | MB |", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| helper PSS | MB | ", "Machine: "} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}

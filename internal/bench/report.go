@@ -16,11 +16,12 @@ func numCPU() int { return runtime.NumCPU() }
 type Row struct {
 	Name, Unit    string
 	OVPN3GO, Open float64
+	Own           bool // a figure of ovpn3go's alone (no openvpn counterpart)
 }
 
 // Ratio is ovpn3go's median over openvpn's (0 when openvpn's is 0).
 func (r Row) Ratio() float64 {
-	if r.Open == 0 {
+	if r.Own || r.Open == 0 {
 		return 0
 	}
 	return r.OVPN3GO / r.Open
@@ -45,9 +46,23 @@ func (r *Results) Rows() []Row {
 	for _, t := range r.Tests {
 		rows = append(rows, row("client CPU "+t.Name, "CPU-s/GB", func(s Sample) float64 { return s.CPUPerG[t.Name] }))
 	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	mb := func(n int64) float64 { return float64(n) / 1e6 }
+	own := func(name, unit string, f func(Sample) float64) Row {
+		return Row{Name: name, Unit: unit, OVPN3GO: med(OVPN3GO, f), Own: true}
+	}
 	rows = append(rows,
-		row("connect", "ms", func(s Sample) float64 { return float64(s.Connect) / float64(time.Millisecond) }),
-		row("client RSS once connected", "MB", func(s Sample) float64 { return float64(s.RSS) / 1e6 }))
+		row("connect", "ms", func(s Sample) float64 { return ms(s.Connect) }))
+	for _, p := range Phases[1:] {
+		rows = append(rows, own("NewTunnel → "+string(p), "ms", func(s Sample) float64 { return ms(s.Phases[p]) }))
+	}
+	rows = append(rows,
+		row("client RSS once connected", "MB", func(s Sample) float64 { return mb(s.Mem.RSS) }),
+		row("client private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Mem.Anon) }),
+		row("client PSS", "MB", func(s Sample) float64 { return mb(s.Mem.PSS) }),
+		own("helper RSS with one session", "MB", func(s Sample) float64 { return mb(s.Helper.RSS) }),
+		own("helper private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Helper.Anon) }),
+		own("helper PSS", "MB", func(s Sample) float64 { return mb(s.Helper.PSS) }))
 	return rows
 }
 
@@ -75,12 +90,20 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	}
 	fmt.Fprintf(&b, "| figure | unit | ovpn3go | openvpn 2.6 | ratio ovpn3go/openvpn |\n|---|---|---:|---:|---:|\n")
 	for _, row := range r.Rows() {
+		if row.Own {
+			fmt.Fprintf(&b, "| %s | %s | %.1f | — | — |\n", row.Name, row.Unit, row.OVPN3GO)
+			continue
+		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.2f× |\n", row.Name, row.Unit, row.OVPN3GO, row.Open, row.Ratio())
 	}
 	fmt.Fprintf(&b, "\nThroughput is iperf3's received rate through the tunnel (up: client to server, down: -R; UDP at a fixed offered load, less the receiver's loss). "+
 		"CPU-s/GB is the client process's utime+stime (/proc/PID/stat) over the run per GB received; for ovpn3go the client is the session's backend process. "+
 		"Connect: ovpn3go from `ovpn3 session-start` to the CONN_CONNECTED signal, openvpn from process start to \"Initialization Sequence Completed\". "+
-		"RSS: VmRSS of the client process once connected (ovpn3go's backend; the helper daemon is shared by all sessions and not counted).\n")
+		"NewTunnel → …: the session start's milestones as a monitor on the bus sees them, after the NewTunnel call: the backend's RegistrationRequest (its process runs), "+
+		"CONN_CONNECTING (Connect reached it), netcfg's Establish call (control channel up, PUSH_REPLY in), CONN_CONNECTED. "+
+		"Memory of the client process once connected (ovpn3go's backend): VmRSS counts shared pages (the program, libraries) in full, RssAnon is the private part, "+
+		"PSS divides each shared page among the processes mapping it (ovpn3go's helper and backends map the same program). "+
+		"The helper daemon serves every session; its figures are taken with the one session connected.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
