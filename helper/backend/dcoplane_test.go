@@ -3,10 +3,12 @@ package backend
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,37 +23,42 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco/dcotest"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
-// The backend's DCO path as the engine drives it: NewPeer creates the
-// ovpn device through netcfg (EnableDCO, NewPeer with the socket,
-// Establish configuring the device), keys, keepalive, swap and delete go
-// through the <device>/dco object in the kernel's form, the counters come
-// back under the engine's names, and Close removes the device. netcfg runs
-// in a namespace of its own with a stand-in for the missing ovpn module.
-func TestDCOPlaneOverDBus(t *testing.T) {
+// dcoRig is netcfg, in the client namespace of a test-bed pair, with a
+// stand-in for the ovpn module, and a backend talking to it over a
+// private bus.
+type dcoRig struct {
+	pair   *testbed.Pair
+	nl     *netlink.Handle
+	kernel *dcotest.Kernel
+	b      *Backend
+}
+
+func newDCORig(t *testing.T) *dcoRig {
+	t.Helper()
 	pair := testbed.NetPair(t)
 	h, err := netns.GetFromName(pair.ClientNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(func() { h.Close() })
 	nl, err := netlink.NewHandleAt(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nl.Close()
+	t.Cleanup(nl.Close)
 	bus := busobjtest.StartBus(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
 	nsrv, err := busobj.Connect(ctx, bus, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nsrv.Close()
+	t.Cleanup(func() { nsrv.Close() })
 	kernel := &dcotest.Kernel{Links: nl}
 	svc := netcfg.NewService(logger)
 	svc.SetNetNS(h)
@@ -59,7 +66,7 @@ func TestDCOPlaneOverDBus(t *testing.T) {
 	if err := svc.Export(nsrv); err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() { svc.Close() }) // before nsrv.Close
 	if err := nsrv.RequestName(api.ServiceNetCfg); err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +74,21 @@ func TestDCOPlaneOverDBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bsrv.Close()
+	t.Cleanup(func() { bsrv.Close() })
 	b := &Backend{srv: bsrv, token: "dcoplane", log: logger, opts: Options{Logger: logger}}
+	return &dcoRig{pair: pair, nl: nl, kernel: kernel, b: b}
+}
+
+// The backend's DCO plane: NewPeer creates the ovpn device through netcfg
+// (EnableDCO, NewPeer with the socket, Establish configuring the device),
+// keys, keepalive, swap and delete go through the <device>/dco object in
+// the kernel's form, the counters come back under the engine's names, and
+// Close removes the device.
+func TestDCOPlaneOverDBus(t *testing.T) {
+	r := newDCORig(t)
+	b, nl, kernel := r.b, r.nl, r.kernel
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 
 	uc, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1194})
 	if err != nil {
@@ -161,5 +181,127 @@ func TestDCOPlaneOverDBus(t *testing.T) {
 			!bytes.Equal(k.Decrypt.Key, bytes.Repeat([]byte{0x22}, 32)) || k.Decrypt.NonceTail != [8]byte(bytes.Repeat([]byte{0x23}, 8)) {
 			t.Errorf("the second key reached the kernel changed: %+v", k)
 		}
+	}
+}
+
+// stateEvents passes the engine's states to the backend (which updates
+// its dco property at CONNECTED) and to the test.
+type stateEvents struct {
+	b  *Backend
+	ch chan engine.State
+}
+
+func (e stateEvents) State(s engine.State, detail string) {
+	events{e.b}.State(s, detail)
+	select {
+	case e.ch <- s:
+	default:
+	}
+}
+
+type noTun struct{ t *testing.T }
+
+func (n noTun) OpenTun(context.Context, netconf.Config) (engine.TunDevice, error) {
+	n.t.Error("the engine asked for a TUN device although the data channel was offloaded")
+	return nil, errors.New("no TUN in this test")
+}
+
+// The backend's DCO path as a session takes it: asked for DCO, with a
+// netcfg whose kernel offers it, the backend hands the engine its plane;
+// connected to the real OpenVPN 2.6 server, the engine creates the peer
+// and installs the key through netcfg's /dco object, the server's
+// renegotiation (reneg-sec 10) installs the next key in the secondary
+// slot, swaps and deletes the lame duck after tran-window, the dco
+// property reads true, and the end deletes the device.
+func TestDCOEngineOverDBus(t *testing.T) {
+	r := newDCORig(t)
+	srv := testbed.ServerWith(t, r.pair, testbed.VariantA, testbed.ServerOptions{Proto: testbed.ProtoUDP, Extra: []string{"reneg-sec 10"}})
+	prof, err := profile.Parse(srv.Profile() + "tran-window 3\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := r.b
+	b.prof, b.dco = prof, true
+	plane := b.chooseDataPath()
+	if plane == nil {
+		t.Fatal("the backend did not give the engine DCO although netcfg offers it")
+	}
+	states := make(chan engine.State, 64)
+	c, err := engine.New(engine.Config{Profile: prof, DCO: plane, Tun: noTun{t}, Events: stateEvents{b, states},
+		Logger: b.log, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			var c net.Conn
+			err := testbed.InNamespace(r.pair.ClientNS, func() (err error) {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, address)
+				return err
+			})
+			return c, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	}()
+	hang := time.After(60 * time.Second) // a hang guard, not a speed check
+	for connected := false; !connected; {
+		select {
+		case s := <-states:
+			connected = s == engine.StateConnected
+		case <-hang:
+			t.Fatal("not connected")
+		}
+	}
+	if off, why := c.DataPath(); !off {
+		t.Fatalf("not offloaded: %s", why)
+	}
+	b.mu.Lock()
+	dcoProp := b.dco
+	b.mu.Unlock()
+	if !dcoProp {
+		t.Error("dco reads false on an offloaded connection")
+	}
+	// The renegotiation: a second key, the swap, the lame duck's end.
+	for !slices.ContainsFunc(r.kernel.Calls(), func(s string) bool { return strings.HasPrefix(s, "del-key") }) {
+		select {
+		case s := <-states:
+			if s != engine.StateConnected {
+				t.Fatalf("state %v during the renegotiation", s)
+			}
+		case <-hang:
+			t.Fatalf("no renegotiation; kernel calls:\n%s", strings.Join(r.kernel.Calls(), "\n"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	done <- nil // for the deferred wait
+	b.closeTun()
+
+	var kinds []string
+	for _, call := range r.kernel.Calls() {
+		kinds = append(kinds, strings.Join(strings.Fields(call)[:1], ""))
+	}
+	got := strings.Join(slices.Compact(kinds), " ")
+	// (new-key twice: the keys are checked below; stats: the final
+	// counters, read before the device goes.)
+	if want := "create new-peer keepalive new-key swap del-key stats delete-device"; got != want {
+		t.Errorf("kernel calls (kinds) %q, want %q:\n%s", got, want, strings.Join(r.kernel.Calls(), "\n"))
+	}
+	keys := r.kernel.Keys()
+	if len(keys) < 2 || keys[0].Slot != 0 || keys[1].Slot != 1 || keys[0].KeyID == keys[1].KeyID || keys[0].PeerID != keys[1].PeerID {
+		t.Errorf("keys: %+v, want the first in the primary slot and the renegotiated one (another key_id, same peer) in the secondary", keys)
+	}
+	if _, err := r.nl.LinkByName(dcoDeviceName()); err == nil {
+		t.Error("the ovpn device outlived the connection")
 	}
 }

@@ -42,6 +42,19 @@ func (s *Service) SetDCOKernel(open func(netns.NsHandle) (DCOKernel, error)) {
 	s.mu.Unlock()
 }
 
+// dcoAvailable says whether EnableDCO can reach the module, and if not why.
+func (s *Service) dcoAvailable() (bool, string) {
+	s.mu.Lock()
+	open := s.openDCO
+	s.mu.Unlock()
+	k, err := open(s.netNS())
+	if err != nil {
+		return false, err.Error()
+	}
+	k.Close()
+	return true, ""
+}
+
 func openKernelDCO(ns netns.NsHandle) (DCOKernel, error) { return dco.Open(ns) }
 
 // dcoObject is a device's <device path>/dco object (spec §2.9): the ovpn
@@ -88,7 +101,10 @@ func (d *device) enableDCO(c *busobj.Call) ([]any, error) {
 	case !validIfName(name):
 		return nil, netcfgError("[EnableDCO] Invalid device name '%s'", sanitize(name))
 	}
-	k, err := d.svc.openDCO(d.svc.netNS())
+	d.svc.mu.Lock()
+	open := d.svc.openDCO
+	d.svc.mu.Unlock()
+	k, err := open(d.svc.netNS())
 	if err != nil {
 		d.log.Info("EnableDCO refused", "reason", err)
 		return nil, netcfgError("[EnableDCO] DCO not available: %v", err)

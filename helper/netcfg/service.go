@@ -24,7 +24,6 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
-	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/sharedroute"
@@ -273,7 +272,7 @@ func (s *Service) managerInterface() *busobj.Interface {
 				Handler: s.protectSocket},
 			{Name: "DcoAvailable", Out: []busobj.Arg{{Name: "available", Type: "b"}},
 				Handler: func(*busobj.Call) ([]any, error) {
-					ok, why := dco.Available(s.netNS())
+					ok, why := s.dcoAvailable()
 					if !ok {
 						s.log.Debug("DCO not available", "reason", why)
 					}
