@@ -12,6 +12,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
@@ -93,34 +94,46 @@ func (d *dataPlane) sendPing() error {
 // tells a server without cc-exit support that the client is leaving.
 var occExit = []byte{0x28, 0x7f, 0x34, 0x6b, 0xd4, 0xef, 0x7a, 0x81, 0x2d, 0x56, 0xb8, 0xd3, 0xaf, 0xc5, 0x45, 0x9c, 6}
 
-// startTun starts the goroutine that reads the TUN device and sends each
-// packet through the current tx path. It stops when the device is closed.
+// startTun starts the goroutine that reads the TUN device, in batches
+// where the device batches (tunio), and sends each packet through the
+// current tx path. It stops when the device is closed.
 func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
 	d.tun, d.tunCfg = tun, cfg
 	d.tunW.Store(&tunWriter{tun})
 	d.tunWG.Add(1)
 	go func() {
 		defer d.tunWG.Done()
-		buf := make([]byte, frameHeadroom+maxTunPacket+frameTailroom)
+		dev := tunio.Batched(tun)
+		bufs, sizes := make([][]byte, dev.BatchSize()), make([]int, dev.BatchSize())
+		for i := range bufs {
+			// Packets are read at tunio.Headroom; the framing's tailroom
+			// is behind len, inside cap.
+			bufs[i] = make([]byte, tunio.Headroom+maxTunPacket+frameTailroom)[:tunio.Headroom+maxTunPacket]
+		}
 		for {
-			n, err := tun.Read(buf[frameHeadroom : frameHeadroom+maxTunPacket])
+			k, err := dev.ReadBatch(bufs, sizes, tunio.Headroom)
 			if err != nil {
 				if !errors.Is(err, os.ErrClosed) {
 					d.c.log.Debug("tun read ended", "err", err)
 				}
 				return
 			}
-			if n == 0 {
-				continue
-			}
-			d.c.ctr.tunBytesIn.Add(int64(n))
-			d.c.ctr.tunPktsIn.Add(1)
-			if err := d.sendFramed(buf, frameHeadroom, n); err != nil {
-				d.c.log.Debug("data send failed", "err", err)
+			for i, n := range sizes[:k] {
+				if n == 0 {
+					continue
+				}
+				d.c.ctr.tunBytesIn.Add(int64(n))
+				d.c.ctr.tunPktsIn.Add(1)
+				if err := d.sendFramed(bufs[i], tunio.Headroom, n); err != nil {
+					d.c.log.Debug("data send failed", "err", err)
+				}
 			}
 		}
 	}()
 }
+
+// The framing's headroom is part of the TUN read's.
+var _ [tunio.Headroom - frameHeadroom]struct{}
 
 // closeTun closes the device and waits for its reader.
 func (d *dataPlane) closeTun() {

@@ -258,6 +258,12 @@ type upResult struct {
 // send path to the peer and waits until the peer has seen them all or
 // went quiet (loopback drops what overflows the peer's socket).
 func runUp(tb testing.TB, pkt []byte, n int, verify bool) upResult {
+	return runUpWith(tb, pkt, n, verify, func(g *genTun) TunDevice { return g })
+}
+
+// runUpWith is runUp reading the TUN device that dev makes of the
+// generator.
+func runUpWith(tb testing.TB, pkt []byte, n int, verify bool, dev func(*genTun) TunDevice) upResult {
 	ckey, skey := dataPlaneKeys(tb, 3)
 	peer := newTestPeer(tb, skey)
 	peer.open, peer.want = verify, pkt
@@ -270,7 +276,7 @@ func runUp(tb testing.TB, pkt []byte, n int, verify bool) upResult {
 	dp.tx.Store(newTxPath(tr, ckey, framingNone))
 	tun := newGenTun(pkt, int64(n))
 	start := time.Now()
-	dp.startTun(tun, dp.tunCfg)
+	dp.startTun(dev(tun), dp.tunCfg)
 	<-tun.drained
 	wait(tb, verify, func() int64 { return peer.got.Load() }, int64(n), "peer (up)")
 	dp.closeTun()

@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 )
 
 // State is the client's connection state as reported through Events.
@@ -81,11 +81,9 @@ type Events interface {
 }
 
 // TunDevice is an open layer-3 TUN device: each Read returns one IP packet,
-// each Write takes one. Close must unblock a pending Read.
-type TunDevice interface {
-	io.ReadWriteCloser
-	Name() string
-}
+// each Write takes one. Close must unblock a pending Read. One that also
+// implements tunio.Device is read in batches.
+type TunDevice = tunio.PacketDevice
 
 // TunProvider creates and configures the TUN device for a tunnel (in the
 // helper: by asking netcfg over D-Bus).
