@@ -1,9 +1,12 @@
 package backend
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
@@ -35,6 +38,27 @@ func TestDCOFallbackReason(t *testing.T) {
 		}
 		if got := dcoFallback(p, tc.available, why); !strings.Contains(got, tc.want) || tc.want == "" && got != "" {
 			t.Errorf("%q (available %v): %q, want it to say %q", tc.extra, tc.available, got, tc.want)
+		}
+	}
+}
+
+// Once connected, dco says what the connection really uses: a session
+// given DCO whose engine kept the data channel in userspace (a TCP
+// transport, a DATA_V1 server…) reads false, one whose peer was handed
+// over reads true; a session that never asked keeps false.
+func TestDCOPropertyAtConnected(t *testing.T) {
+	for _, tc := range []struct {
+		given, offloaded, want bool
+	}{{true, false, false}, {true, true, true}, {false, false, false}} {
+		b := &Backend{opts: Options{Logger: slog.New(slog.DiscardHandler)}}
+		b.log = b.opts.Logger
+		b.dco, b.dcoOn = tc.given, tc.given
+		if tc.offloaded {
+			b.dcoDev = &netcfg.DCODevice{}
+		}
+		events{b}.State(engine.StateConnected, "")
+		if b.dco != tc.want {
+			t.Errorf("given DCO %v, offloaded %v: dco %v, want %v", tc.given, tc.offloaded, b.dco, tc.want)
 		}
 	}
 }
