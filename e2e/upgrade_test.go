@@ -135,9 +135,5 @@ func TestUpgradeUnderRunningHelper(t *testing.T) {
 		!strings.Contains(string(out), `"`+oldRel+`"`) || !strings.Contains(string(out), `"`+newRel+`"`) {
 		t.Errorf("new backend under the old daemon: %v, %q", err, out)
 	}
-	if _, err := st.CLI(ctx, "session-manage", "--path", string(before), "--disconnect"); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(before, api.SessionEventDestroyed))
-	disconnectAndWait(ctx, t, st, w, after, "--path", string(after))
+	disconnectAll(ctx, t, st, w, before, after)
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"syscall"
@@ -73,8 +74,9 @@ func runDaemon(args []string, stderr io.Writer) int {
 	// nothing a D-Bus caller sends reaches the backends' command line.
 	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
 	lim := limitFlags(fs)
+	stats := statsFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--runtime-stats DURATION]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -92,7 +94,12 @@ func runDaemon(args []string, stderr io.Writer) int {
 		logger.Error("ovpn3-helper: the backends' system user is missing (the package creates it with sysusers.d)", "err", err)
 		return 1
 	}
-	if err := serve(ctx, *stateDir, backendArgs(*logLevel, *cpuProfileDir), dnsOpts, *lim, user, logger); err != nil {
+	bargs := backendArgs(*logLevel, *cpuProfileDir)
+	if *stats > 0 {
+		bargs = append(bargs, "--runtime-stats", stats.String())
+		go logRuntimeStats(ctx, logger, *stats)
+	}
+	if err := serve(ctx, *stateDir, bargs, dnsOpts, *lim, user, logger); err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
 	}
@@ -261,6 +268,7 @@ func runBackend(args []string, stderr io.Writer) int {
 	logLevel := parseLogLevel(fs)
 	tokenFD := fs.Int("token-fd", -1, "descriptor to read the session token from")
 	cpuProfileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of this backend to DIR/backend-<PID>.pprof")
+	stats := statsFlag(fs)
 	daemonVersion := fs.String("daemon-version", "", "the release of the daemon starting this backend; a backend of another release refuses to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -286,6 +294,9 @@ func runBackend(args []string, stderr io.Writer) int {
 	// or an administrator ends it cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *stats > 0 {
+		go logRuntimeStats(ctx, logger, *stats)
+	}
 	if *cpuProfileDir != "" {
 		stopProfile, err := startCPUProfile(*cpuProfileDir)
 		if err != nil {
@@ -340,4 +351,27 @@ func newDNS(ctx context.Context, system *dbus.Conn, stateDir string, f dnsFlags,
 	}
 	logger.Info("DNS resolver backend", "backend", m.Backend())
 	return m, nil
+}
+
+// statsFlag is --runtime-stats: set by the administrator who starts the
+// daemon (make soak), which passes it on to every backend.
+func statsFlag(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("runtime-stats", 0, "log this process's goroutine count and Go heap every DURATION (the daemon passes it to its backends); off by default")
+}
+
+// logRuntimeStats logs the numbers a leak shows in and only the process
+// itself knows (RSS and descriptors are in /proc) until ctx ends.
+func logRuntimeStats(ctx context.Context, logger *slog.Logger, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		logger.Info("runtime stats", "pid", os.Getpid(), "goroutines", runtime.NumGoroutine(), "heap_inuse", m.HeapInuse)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -205,5 +206,23 @@ func TestBackendCPUProfileOffByDefault(t *testing.T) {
 	}
 	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 		t.Errorf("profile of %d bytes is not gzipped pprof", len(b))
+	}
+}
+
+// TestRuntimeStats: --runtime-stats parses, and a process logs its
+// goroutine count in the form the soak test (e2e TestSoak, which also
+// shows the backends get the flag) reads.
+func TestRuntimeStats(t *testing.T) {
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	logRuntimeStats(ctx, slog.New(slog.NewTextHandler(&logs, nil)), time.Second)
+	if want := fmt.Sprintf(`msg="runtime stats" pid=%d goroutines=`, os.Getpid()); !strings.Contains(logs.String(), want) {
+		t.Errorf("runtime stats logged %q, want %q", logs.String(), want)
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	d := statsFlag(fs)
+	if err := fs.Parse([]string{"--runtime-stats", "2s"}); err != nil || *d != 2*time.Second {
+		t.Errorf("--runtime-stats 2s: %v, %v", *d, err)
 	}
 }
