@@ -139,6 +139,11 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 			return "", err
 		}
 	}
+	if cfg.VnetHdr {
+		if err := set("vnet_hdr", true); err != nil {
+			return "", err
+		}
+	}
 	if err := set("reroute_ipv4", cfg.RedirectIPv4); err != nil {
 		return "", err
 	}

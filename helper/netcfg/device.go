@@ -46,6 +46,7 @@ type device struct {
 	mtu        uint16
 	layer      uint32
 	txqueuelen uint16
+	vnetHdr    bool // ovpn3go's vnet_hdr: create the device with IFF_VNET_HDR
 	reroute4   bool
 	reroute6   bool
 	flags      []string // route_flags
@@ -141,6 +142,14 @@ func (d *device) iface() *busobj.Interface {
 			{Name: "txqueuelen", Type: "q", Get: ro(func() any { return d.txqueuelen }), Set: func(_ *busobj.Call, v any) error {
 				d.mu.Lock()
 				d.txqueuelen = v.(uint16)
+				d.mu.Unlock()
+				return nil
+			}},
+			// ovpn3go's own: the backend reads and writes packets with a
+			// virtio_net_hdr to use the TUN offloads.
+			{Name: "vnet_hdr", Type: "b", Get: ro(func() any { return d.vnetHdr }), Set: func(_ *busobj.Call, v any) error {
+				d.mu.Lock()
+				d.vnetHdr = v.(bool)
 				d.mu.Unlock()
 				return nil
 			}},
@@ -408,6 +417,7 @@ func (d *device) config() netconf.Config {
 		BypassDHCP:    slices.Contains(d.flags, "bypass-dhcp"),
 		BypassDNS:     slices.Contains(d.flags, "bypass-dns"),
 		BlockIPv6:     slices.Contains(d.flags, "block-ipv6"),
+		VnetHdr:       d.vnetHdr,
 	}
 	for _, a := range d.addrs {
 		cfg.Addresses = append(cfg.Addresses, a.prefix)

@@ -55,6 +55,10 @@ type Config struct {
 	// Remote is the VPN server's transport address; with a redirected
 	// default route it keeps a host route outside the tunnel.
 	Remote netip.Addr
+	// VnetHdr asks for a TUN device with IFF_VNET_HDR: every packet in
+	// both directions carries a virtio_net_hdr, so the device can hand out
+	// and take TSO/USO super-packets (helper/openvpn/offload).
+	VnetHdr bool
 }
 
 // Validate reports the first setting that cannot be applied as given.

@@ -92,6 +92,7 @@ type Device struct {
 	seq     int
 	down    bool
 	adopted bool // Options.Link: the link is not ours to delete
+	vnetHdr bool // netconf.Config.VnetHdr: packets carry a virtio_net_hdr
 }
 
 // Setup creates a TUN device and configures it from cfg. On error
@@ -110,7 +111,7 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 	if opts.TxQueueLen < 0 {
 		return nil, fmt.Errorf("tun setup: negative txqueuelen %d", opts.TxQueueLen)
 	}
-	d := &Device{log: opts.Logger, j: opts.Journal, shared: opts.Shared, owner: opts.Owner}
+	d := &Device{log: opts.Logger, j: opts.Journal, shared: opts.Shared, owner: opts.Owner, vnetHdr: cfg.VnetHdr}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -306,7 +307,11 @@ func (d *Device) open(name string) error {
 		} else if err = d.record(sysrec.KindLink, sysrec.Link{Name: try, Type: "tuntap"}); err == nil {
 			ifr, err = unix.NewIfreq(try)
 			if err == nil {
-				ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
+				flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
+				if d.vnetHdr {
+					flags |= unix.IFF_VNET_HDR
+				}
+				ifr.SetUint16(flags)
 				err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
 			}
 			if err != nil && d.j != nil {

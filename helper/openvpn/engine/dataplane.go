@@ -13,6 +13,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/udpbatch"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
@@ -44,6 +45,7 @@ type txPath struct {
 	key  *datachan.Key
 	comp framing
 	buf  []byte
+	bw   *udpbatch.Writer // nil: one WritePacket per packet
 }
 
 func newTxPath(tr transport.Conn, key *datachan.Key, comp framing) *txPath {
@@ -71,11 +73,10 @@ func (d *dataPlane) sendFramed(buf []byte, off, n int) error {
 		return nil
 	}
 	tx.mu.Lock()
-	pkt, err := tx.key.Seal(tx.buf[:0], tx.comp.frame(buf, off, n))
+	n, err := tx.sealQueue(buf, off, n)
 	if err == nil {
-		err = tx.tr.WritePacket(pkt)
+		err = tx.flush()
 	}
-	n = len(pkt)
 	tx.mu.Unlock()
 	if err != nil {
 		return err
@@ -99,7 +100,21 @@ var occExit = []byte{0x28, 0x7f, 0x34, 0x6b, 0xd4, 0xef, 0x7a, 0x81, 0x2d, 0x56,
 // current tx path. It stops when the device is closed.
 func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
 	d.tun, d.tunCfg = tun, cfg
-	d.tunW.Store(&tunWriter{tun})
+	dev, clamp := unwrapMSS(tun)
+	vnet, err := tunVnet(dev, !d.c.offloads().noTUN)
+	if err != nil {
+		d.c.log.Debug("tun offload not enabled", "err", err)
+	}
+	if vnet {
+		d.tunW.Store(&tunWriter{TunDevice: dev, vnet: true, clamp: clamp})
+		d.tunWG.Add(1)
+		go func() {
+			defer d.tunWG.Done()
+			d.readVnet(dev, clamp)
+		}()
+		return
+	}
+	d.tunW.Store(&tunWriter{TunDevice: tun})
 	d.tunWG.Add(1)
 	go func() {
 		defer d.tunWG.Done()
@@ -150,7 +165,13 @@ func (d *dataPlane) closeTun() {
 }
 
 // tunWriter wraps the device so it can sit behind an atomic pointer.
-type tunWriter struct{ TunDevice }
+// With vnet, packets carry a virtio_net_hdr and go through the socket
+// reader's tunSink, which applies the MSS clamp (mssTun cannot).
+type tunWriter struct {
+	TunDevice
+	vnet  bool
+	clamp *mssClamp
+}
 
 // rxKeys are the data-channel keys a connection accepts, by key_id: the
 // current one and, after a renegotiation, the lame duck.
@@ -180,6 +201,7 @@ func (a *attempt) socketReader() {
 				a.handleDatagram(bufs[i][:sizes[i]], rx)
 			}
 		}
+		rx.sink.flush() // one device write per coalesced run
 	}
 }
 
@@ -192,12 +214,13 @@ func (a *attempt) readEnded(err error) {
 
 // rxState is what the receive path keeps across packets.
 type rxState struct {
-	fl  *transport.Float // nil unless the profile says float
-	dec *decompressor    // nil: compressed packets are refused
+	fl   *transport.Float // nil unless the profile says float
+	dec  *decompressor    // nil: compressed packets are refused
+	sink *tunSink         // for a device with a virtio_net_hdr
 }
 
 func (a *attempt) newRxState() *rxState {
-	rx := &rxState{}
+	rx := &rxState{sink: newTunSink(a.dp)}
 	rx.fl, _ = a.tr.(*transport.Float)
 	if a.c.cfg.Profile.Decompress() {
 		rx.dec = &decompressor{count: &a.c.ctr.decompressed}
@@ -249,6 +272,15 @@ func (a *attempt) handleDatagram(pkt []byte, rx *rxState) {
 	}
 	tw := a.dp.tunW.Load()
 	if tw == nil || len(p) == 0 {
+		return
+	}
+	if tw.vnet {
+		if err := rx.sink.add(tw, p); err != nil {
+			a.c.log.Debug("tun write failed", "err", err)
+			return
+		}
+		a.c.ctr.tunBytesOut.Add(int64(len(p)))
+		a.c.ctr.tunPktsOut.Add(1)
 		return
 	}
 	if _, err := tw.Write(p); err != nil {

@@ -148,7 +148,9 @@ func (p *userPlane) publish(primaryChanged bool) {
 		return
 	}
 	if k := p.slots[SlotPrimary]; k != nil {
-		a.dp.tx.Store(newTxPath(a.tr, k, a.comp))
+		tx := newTxPath(a.tr, k, a.comp)
+		tx.bw = newBatchWriter(a.tr, a.c.offloads())
+		a.dp.tx.Store(tx)
 	} else {
 		a.dp.tx.Store(nil)
 	}

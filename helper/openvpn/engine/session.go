@@ -770,6 +770,7 @@ func (a *attempt) establish(r *push.Reply) error {
 			return fmt.Errorf("offloaded keepalive: %w", err)
 		}
 	}
+	cfg.VnetHdr = a.c.wantVnetHdr(a.dco != nil)
 	if a.dp.tun != nil && !sameNetConfig(a.dp.tunCfg, cfg) {
 		a.dp.closeTun()
 	}

@@ -49,7 +49,7 @@ func (b *batchTun) WriteBatch(bufs [][]byte, off int) (int, error) {
 func TestDataPlaneBatchedTun(t *testing.T) {
 	const n = 200
 	var bt *batchTun
-	r := runUpWith(t, ipPacket(1400), n, true, func(g *genTun) TunDevice { bt = &batchTun{genTun: g}; return bt })
+	r := runUpWith(t, 1400, modeNone, n, true, func(g *genTun) TunDevice { bt = &batchTun{genTun: g}; return bt })
 	if r.sent != n || r.received != n {
 		t.Fatalf("sent %d, peer got %d of %d", r.sent, r.received, n)
 	}

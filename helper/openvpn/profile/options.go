@@ -238,6 +238,10 @@ func optionEntries() []OptionInfo {
 		applied("topology", (*parser).netOption, tPush+"TestProfileRoutingOptions"),
 		applied("block-ipv6", (*parser).netOption, "e2e.TestRoutingRedirectGateway"),
 
+		// ovpn3go's own: the data path's offloads, each on unless switched
+		// off (other clients refuse the option unless "setenv opt" marks it).
+		applied("ovpn3go-offload", hOffload, tEngine+"TestOffloadOptionEffects"),
+
 		// Logging.
 		applied("verb", number(0, 11, func(p *Profile, n int) { p.Verb = n }), tBackend+"TestLogLevelFromProfile"),
 	}

@@ -228,6 +228,8 @@ type Profile struct {
 	CompLZO          string // "", "yes", "no", "adaptive" (bare comp-lzo)
 	Compress         string // "", "stub", "stub-v2", "lz4", …; bare compress = "stub"
 	AllowCompression string
+	// Offload switches the data path's offloads off (ovpn3go-offload).
+	Offload OffloadSwitches
 
 	ExplicitExitNotify int
 	TunMTU, TunMTUMax  int

@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/offload"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/udpbatch"
+)
+
+// The data path's offloads (issue 14): a TUN device opened with
+// IFF_VNET_HDR and TUNSETOFFLOAD hands out TSO/USO super-packets, which
+// are split into MSS-sized packets before encryption, and takes coalesced
+// TCP super-packets; the UDP socket sends runs of datagrams with sendmmsg
+// and UDP GSO. Each is detected at run time and can be switched off by
+// the profile (ovpn3go-offload).
+
+// vnetDevice is a TUN device whose packets carry a virtio_net_hdr.
+// tundev.Device and netcfg.Tun are, through their file; test devices say
+// so themselves.
+type vnetDevice interface {
+	VnetHdr() bool
+}
+
+// fileDevice is a device backed by a TUN file descriptor.
+type fileDevice interface {
+	File() *os.File
+}
+
+// tunVnet says whether the device's packets carry a virtio_net_hdr and,
+// for a real device, enables the offloads the kernel has (TSO with
+// checksum offload, and USO where the kernel knows it) unless allow is
+// false: without TUNSETOFFLOAD the header stays but never asks for
+// segmentation.
+func tunVnet(dev TunDevice, allow bool) (bool, error) {
+	if v, ok := dev.(vnetDevice); ok {
+		return v.VnetHdr(), nil
+	}
+	fd, ok := dev.(fileDevice)
+	if !ok || fd.File() == nil {
+		return false, nil
+	}
+	rc, err := fd.File().SyscallConn()
+	if err != nil {
+		return false, fmt.Errorf("tun offload: %w", err)
+	}
+	var vnet bool
+	var ioErr error
+	err = rc.Control(func(f uintptr) {
+		ifr, err := unix.NewIfreq("")
+		if err != nil {
+			ioErr = err
+			return
+		}
+		if err := unix.IoctlIfreq(int(f), unix.TUNGETIFF, ifr); err != nil {
+			ioErr = fmt.Errorf("TUNGETIFF: %w", err)
+			return
+		}
+		vnet = ifr.Uint16()&unix.IFF_VNET_HDR != 0
+		if !vnet || !allow {
+			return
+		}
+		tso := unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+		// USO arrived in Linux 6.2: older kernels refuse the flags.
+		if unix.IoctlSetInt(int(f), unix.TUNSETOFFLOAD, tso|unix.TUN_F_USO4|unix.TUN_F_USO6) == nil {
+			return
+		}
+		if err := unix.IoctlSetInt(int(f), unix.TUNSETOFFLOAD, tso); err != nil {
+			ioErr = fmt.Errorf("TUNSETOFFLOAD: %w", err)
+		}
+	})
+	return vnet, errors.Join(err, ioErr)
+}
+
+// unwrapMSS returns the device under the MSS clamp and the clamp: with a
+// virtio_net_hdr the clamp cannot look at the device's reads and writes
+// (super-packets, headers), so the data plane applies it per IP packet.
+func unwrapMSS(dev TunDevice) (TunDevice, *mssClamp) {
+	if m, ok := dev.(*mssTun); ok {
+		return m.TunDevice, m.clamp
+	}
+	return dev, nil
+}
+
+// newBatchWriter returns the UDP batch writer for a plain UDP transport,
+// nil when the profile switched both UDP offloads off or the transport
+// is another kind (TCP, proxy, float).
+func newBatchWriter(tr transport.Conn, sw offloadSwitches) *udpbatch.Writer {
+	if sw.noGSO && sw.noMmsg {
+		return nil
+	}
+	u, ok := tr.(*transport.UDP)
+	if !ok {
+		return nil
+	}
+	uc, ok := u.NetConn().(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	w, err := udpbatch.New(uc, udpbatch.Options{GSO: !sw.noGSO, Mmsg: !sw.noMmsg})
+	if err != nil {
+		return nil
+	}
+	return w
+}
+
+// offloadSwitches is what the profile switched off.
+type offloadSwitches struct{ noTUN, noGSO, noMmsg bool }
+
+func (c *Client) offloads() offloadSwitches {
+	if c.cfg.Profile == nil {
+		return offloadSwitches{}
+	}
+	o := c.cfg.Profile.Offload
+	return offloadSwitches{noTUN: o.NoTUN, noGSO: o.NoUDPGSO, noMmsg: o.NoUDPMmsg}
+}
+
+// wantVnetHdr says the TUN device is to be created with IFF_VNET_HDR:
+// unless the profile switched the TUN offload off or the kernel moves the
+// packets (DCO).
+func (c *Client) wantVnetHdr(dco bool) bool { return !dco && !c.offloads().noTUN }
+
+// sealQueue seals the payload buf[off:off+n] (framing room around it) and
+// sends it, or queues it on the batch writer; tx.mu is held. It returns
+// the size of the encrypted packet.
+func (tx *txPath) sealQueue(buf []byte, off, n int) (int, error) {
+	plain := tx.comp.frame(buf, off, n)
+	if tx.bw == nil {
+		pkt, err := tx.key.Seal(tx.buf[:0], plain)
+		if err == nil {
+			err = tx.tr.WritePacket(pkt)
+		}
+		return len(pkt), err
+	}
+	dst, err := tx.bw.Buffer(tx.key.SealBufferLen(len(plain)))
+	if err != nil {
+		return 0, err
+	}
+	pkt, err := tx.key.Seal(dst, plain)
+	if err != nil {
+		return 0, err
+	}
+	return len(pkt), tx.bw.Commit(pkt)
+}
+
+// flush sends what sealQueue queued; tx.mu is held.
+func (tx *txPath) flush() error {
+	if tx.bw == nil {
+		return nil
+	}
+	return tx.bw.Flush()
+}
+
+// sendSegments splits one device read (virtio_net_hdr first) into IP
+// packets and sends them all sealed, in one batch.
+func (d *dataPlane) sendSegments(seg *offload.Segmenter, buf []byte, clamp *mssClamp) error {
+	tx := d.tx.Load()
+	if tx == nil {
+		return nil
+	}
+	var pkts, bytes, tunBytes int64
+	tx.mu.Lock()
+	var err error
+	for {
+		n, ok := seg.Next(buf[frameHeadroom : frameHeadroom+maxTunPacket])
+		if !ok {
+			break
+		}
+		if clamp != nil {
+			clamp.apply(buf[frameHeadroom : frameHeadroom+n])
+		}
+		tunBytes += int64(n)
+		var size int
+		if size, err = tx.sealQueue(buf, frameHeadroom, n); err != nil {
+			break
+		}
+		pkts++
+		bytes += int64(size)
+	}
+	if ferr := tx.flush(); err == nil {
+		err = ferr
+	}
+	tx.mu.Unlock()
+	d.c.ctr.tunBytesIn.Add(tunBytes)
+	d.c.ctr.tunPktsIn.Add(pkts)
+	if pkts > 0 {
+		d.lastSent.Store(d.c.now().UnixNano())
+		d.c.ctr.bytesOut.Add(bytes)
+		d.c.ctr.pktsOut.Add(pkts)
+	}
+	return err
+}
+
+// readVnet is the TUN reader's loop for a device with a virtio_net_hdr.
+func (d *dataPlane) readVnet(tun TunDevice, clamp *mssClamp) {
+	rbuf := make([]byte, offload.HdrLen+maxTunPacket)
+	buf := make([]byte, frameHeadroom+maxTunPacket+frameTailroom)
+	var seg offload.Segmenter
+	for {
+		n, err := tun.Read(rbuf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				d.c.log.Debug("tun read ended", "err", err)
+			}
+			return
+		}
+		if n <= offload.HdrLen {
+			continue
+		}
+		if err := seg.Reset(rbuf[:n]); err != nil {
+			d.c.log.Debug("tun packet dropped", "err", err)
+			continue
+		}
+		if err := d.sendSegments(&seg, buf, clamp); err != nil {
+			d.c.log.Debug("data send failed", "err", err)
+		}
+	}
+}
+
+// tunSink writes decrypted packets to a device with a virtio_net_hdr,
+// coalescing TCP segments; the socket reader flushes it after every
+// batch it read.
+type tunSink struct {
+	dp    *dataPlane
+	co    *offload.Coalescer
+	clamp *mssClamp
+}
+
+func newTunSink(dp *dataPlane) *tunSink {
+	s := &tunSink{dp: dp}
+	s.co = offload.NewCoalescer(s.write)
+	return s
+}
+
+func (s *tunSink) write(b []byte) error {
+	tw := s.dp.tunW.Load()
+	if tw == nil {
+		return nil
+	}
+	_, err := tw.Write(b)
+	return err
+}
+
+// add queues one decrypted IP packet for the device.
+func (s *tunSink) add(tw *tunWriter, p []byte) error {
+	if tw.clamp != nil {
+		tw.clamp.apply(p)
+	}
+	return s.co.Add(p)
+}
+
+// flush writes what is queued.
+func (s *tunSink) flush() {
+	if err := s.co.Flush(); err != nil {
+		s.dp.c.log.Debug("tun write failed", "err", err)
+	}
+}

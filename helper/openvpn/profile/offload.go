@@ -1,0 +1,45 @@
+package profile
+
+import "slices"
+
+// OffloadSwitches are the data path's offloads a profile switched off;
+// the zero value uses each one the kernel has.
+type OffloadSwitches struct {
+	// NoTUN: no IFF_VNET_HDR/TUNSETOFFLOAD (TSO/USO super-packets from
+	// the device, coalesced TCP segments to it).
+	NoTUN bool
+	// NoUDPGSO: no UDP_SEGMENT (one buffer per run of datagrams).
+	NoUDPGSO bool
+	// NoUDPMmsg: no sendmmsg (one syscall per message).
+	NoUDPMmsg bool
+}
+
+// OffloadNames are the offloads "ovpn3go-offload NAME on|off" switches.
+var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg"}
+
+// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg on|off.
+func hOffload(ps *parser, o Option) {
+	if !ps.nargs(o, 2, 2) {
+		return
+	}
+	var off bool
+	switch o.Args[1] {
+	case "on":
+	case "off":
+		off = true
+	default:
+		ps.fail(o.Line, o.Name, "value %q is not on or off", o.Args[1])
+		return
+	}
+	sw := &ps.p.Offload
+	switch o.Args[0] {
+	case "tun":
+		sw.NoTUN = off
+	case "udp-gso":
+		sw.NoUDPGSO = off
+	case "udp-mmsg":
+		sw.NoUDPMmsg = off
+	default:
+		ps.fail(o.Line, o.Name, "offload %q is not one of %v", o.Args[0], slices.Clone(OffloadNames))
+	}
+}

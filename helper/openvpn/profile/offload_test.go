@@ -1,0 +1,25 @@
+package profile
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestOffloadOption: ovpn3go-offload switches each offload off (and back
+// on); a wrong name or value fails naming the line.
+func TestOffloadOption(t *testing.T) {
+	p := mustParse(t, minimal+"ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\n")
+	if p.Offload != (OffloadSwitches{NoTUN: true, NoUDPGSO: true, NoUDPMmsg: true}) {
+		t.Fatalf("switches %+v", p.Offload)
+	}
+	p = mustParse(t, minimal+"ovpn3go-offload udp-gso off\novpn3go-offload udp-gso on\n")
+	if p.Offload != (OffloadSwitches{}) {
+		t.Fatalf("switches %+v after off then on", p.Offload)
+	}
+	for _, bad := range []string{"ovpn3go-offload tun", "ovpn3go-offload tun maybe", "ovpn3go-offload gro off"} {
+		_, err := Parse(minimal + bad + "\n")
+		if err == nil || !strings.Contains(err.Error(), "ovpn3go-offload") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
