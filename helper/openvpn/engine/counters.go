@@ -27,6 +27,7 @@ type counters struct {
 // control loop for control packets it sends).
 type txCounters struct {
 	tunBytesIn, tunPktsIn atomic.Int64 // read from the TUN device
+	tunReads              atomic.Int64 // device reads (fewer than packets with TSO)
 	bytesOut, pktsOut     atomic.Int64 // written to the transport
 }
 
@@ -34,5 +35,6 @@ type txCounters struct {
 type rxCounters struct {
 	bytesIn, pktsIn         atomic.Int64 // read from the transport
 	tunBytesOut, tunPktsOut atomic.Int64 // written to the TUN device
+	tunWrites               atomic.Int64 // device writes (fewer than packets when coalesced)
 	decompressed            atomic.Int64
 }

@@ -133,6 +133,7 @@ func (d *dataPlane) startTun(tun TunDevice, cfg netconf.Config) {
 				}
 				return
 			}
+			d.c.ctr.tunReads.Add(1)
 			for i, n := range sizes[:k] {
 				if n == 0 {
 					continue
@@ -289,6 +290,7 @@ func (a *attempt) handleDatagram(pkt []byte, rx *rxState) {
 	}
 	a.c.ctr.tunBytesOut.Add(int64(len(p)))
 	a.c.ctr.tunPktsOut.Add(1)
+	a.c.ctr.tunWrites.Add(1)
 }
 
 func fmtDuration(d time.Duration) string {

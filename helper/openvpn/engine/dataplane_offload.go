@@ -212,6 +212,7 @@ func (d *dataPlane) readVnet(tun TunDevice, clamp *mssClamp) {
 		if n <= offload.HdrLen {
 			continue
 		}
+		d.c.ctr.tunReads.Add(1)
 		if err := seg.Reset(rbuf[:n]); err != nil {
 			d.c.log.Debug("tun packet dropped", "err", err)
 			continue
@@ -243,6 +244,9 @@ func (s *tunSink) write(b []byte) error {
 		return nil
 	}
 	_, err := tw.Write(b)
+	if err == nil {
+		s.dp.c.ctr.tunWrites.Add(1)
+	}
 	return err
 }
 
