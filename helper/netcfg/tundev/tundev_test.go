@@ -25,6 +25,10 @@ func ma(s string) netip.Addr   { return netip.MustParseAddr(s) }
 // default routes via .254 / fd99::fe, standing in for the LAN.
 func withUplink(t *testing.T, ns *nstest.Namespace) {
 	ns.IP(t, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+	// No link-local addresses: their fe80::/64 routes would appear some
+	// time after the links come up, racing the tests' route snapshots.
+	ns.IP(t, "link", "set", "up0", "addrgenmode", "none")
+	ns.IP(t, "link", "set", "up1", "addrgenmode", "none")
 	ns.IP(t, "link", "set", "up1", "up")
 	ns.IP(t, "addr", "add", "10.99.0.1/24", "dev", "up0")
 	ns.IP(t, "-6", "addr", "add", "fd99::1/64", "dev", "up0", "nodad")
