@@ -102,12 +102,15 @@ func New(ns netns.NsHandle, j *journal.Journal, logger *slog.Logger) (*Table, er
 			return nil, fmt.Errorf("shared routes: duplicate namespace handle: %w", err)
 		}
 		t.ns = netns.NsHandle(fd)
-	} else if err := nsexec.Run(netns.None(), func() (err error) { t.ns, err = netns.Get(); return err }); err != nil {
-		return nil, fmt.Errorf("shared routes: current network namespace: %w", err)
+	} else {
+		// Unopened: sockets for the own namespace need no setns() and so
+		// no CAP_SYS_ADMIN (nsexec.Run gives a thread in it).
+		t.ns = netns.None()
 	}
-	var err error
-	if t.nlh, err = netlink.NewHandleAt(t.ns); err != nil {
-		t.ns.Close()
+	if err := nsexec.Run(netns.None(), func() (err error) { t.nlh, err = netlink.NewHandleAt(t.ns); return err }); err != nil {
+		if t.ns.IsOpen() {
+			t.ns.Close()
+		}
 		return nil, fmt.Errorf("shared routes: netlink: %w", err)
 	}
 	return t, nil
@@ -121,14 +124,17 @@ func (t *Table) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	ns := t.ns
 	errc := make(chan error, 1)
-	err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{
-		Namespace: &ns,
-		ErrorCallback: func(err error) {
-			select {
-			case errc <- err:
-			default:
-			}
-		},
+	// The socket is made on a thread in the process's namespace (see New).
+	err := nsexec.Run(netns.None(), func() error {
+		return netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{
+			Namespace: &ns,
+			ErrorCallback: func(err error) {
+				select {
+				case errc <- err:
+				default:
+				}
+			},
+		})
 	})
 	if err != nil {
 		cancel()
@@ -282,7 +288,9 @@ func (t *Table) Close() error {
 		err = t.jRemove()
 	}
 	t.nlh.Close()
-	t.ns.Close()
+	if t.ns.IsOpen() {
+		t.ns.Close()
+	}
 	return err
 }
 

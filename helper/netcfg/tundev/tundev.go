@@ -130,18 +130,12 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 		}
 		d.ns = netns.NsHandle(fd)
 	} else {
-		// Any thread not locked by someone is in the process's namespace;
-		// nsexec.Run hands us such a thread.
-		err := nsexec.Run(netns.None(), func() (err error) {
-			d.ns, err = netns.Get()
-			return err
-		})
-		if err != nil {
-			d.ns = netns.None()
-			return nil, fmt.Errorf("tun setup: current network namespace: %w", err)
-		}
+		// The own namespace stays unopened: its netlink sockets are made
+		// on a thread of the process's namespace, without the setns()
+		// that would need CAP_SYS_ADMIN (the unit does not grant it).
+		d.ns = netns.None()
 	}
-	if d.nlh, err = netlink.NewHandleAt(d.ns); err != nil {
+	if err := nsexec.Run(netns.None(), func() (err error) { d.nlh, err = netlink.NewHandleAt(d.ns); return err }); err != nil {
 		return nil, fmt.Errorf("tun setup: netlink: %w", err)
 	}
 	if d.shared == nil {
