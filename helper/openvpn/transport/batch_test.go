@@ -3,8 +3,11 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,42 +69,142 @@ func TestUDPReadBatch(t *testing.T) {
 	}
 }
 
-// TestBatchedSingle: a transport without its own batching (TCP here)
-// reads one framed packet per ReadBatch and writes a batch as packets.
+// TestBatchedSingle: a transport without its own batching (float here)
+// reads one packet per ReadBatch — FromPeer speaks of it — and writes a
+// batch as one datagram per packet.
 func TestBatchedSingle(t *testing.T) {
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	f, err := ListenFloat(context.Background(), nil, netip.MustParseAddrPort(srv.LocalAddr().String()), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := Batched(f)
+	if b.BatchSize() != 1 {
+		t.Fatalf("float batch size %d, want 1", b.BatchSize())
+	}
+	if err := b.WriteBatch([][]byte{[]byte("abc"), []byte("de")}); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	var client net.Addr
+	for _, want := range []string{"abc", "de"} {
+		n, from, err := srv.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("server got %q, %v; want %q", buf[:n], err, want)
+		}
+		client = from
+	}
+	srv.WriteTo([]byte("x"), client)
+	srv.WriteTo([]byte("yz"), client)
+	f.c.SetDeadline(time.Now().Add(5 * time.Second))
+	bufs, sizes := [][]byte{make([]byte, MaxPacket), make([]byte, MaxPacket)}, []int{0, 0}
+	for _, want := range []string{"x", "yz"} {
+		if n, err := b.ReadBatch(bufs, sizes); err != nil || n != 1 || string(bufs[0][:sizes[0]]) != want || !f.FromPeer() {
+			t.Fatalf("ReadBatch = %d %q, %v (from the peer %v); want 1 %q", n, bufs[0][:sizes[0]], err, f.FromPeer(), want)
+		}
+	}
+}
+
+// tcpPair is a TCP transport and the server end of its connection.
+func tcpPair(t *testing.T) (*TCP, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 2+3+2+2)
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, buf); err == nil {
-			c.Write(buf) // echo the framed stream back
-		}
-	}()
 	c, err := Dial(context.Background(), nil, "tcp", ln.Addr().String(), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	b := Batched(c)
-	if b.BatchSize() != 1 {
-		t.Fatalf("TCP batch size %d, want 1", b.BatchSize())
-	}
-	if err := b.WriteBatch([][]byte{[]byte("abc"), []byte("de")}); err != nil {
+	srv, err := ln.Accept()
+	if err != nil {
 		t.Fatal(err)
 	}
-	bufs, sizes := [][]byte{make([]byte, MaxPacket)}, []int{0}
-	for _, want := range []string{"abc", "de"} {
-		if n, err := b.ReadBatch(bufs, sizes); err != nil || n != 1 || string(bufs[0][:sizes[0]]) != want {
-			t.Fatalf("ReadBatch = %d %q, %v; want 1 %q", n, bufs[0][:sizes[0]], err, want)
+	t.Cleanup(func() { c.Close(); srv.Close() })
+	srv.SetDeadline(time.Now().Add(10 * time.Second))
+	return c.(*TCP), srv
+}
+
+func frame(pkts ...string) []byte {
+	var b []byte
+	for _, p := range pkts {
+		b = append(b, byte(len(p)>>8), byte(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+// TestTCPReadBatch: framed packets that arrived together come out of one
+// ReadBatch; a packet whose prefix and body arrive in pieces comes out
+// whole; ReadPacket continues where ReadBatch stopped; a batch is written
+// framed in one write; a zero length is refused.
+func TestTCPReadBatch(t *testing.T) {
+	c, srv := tcpPair(t)
+	b := Batched(c)
+	if b != BatchConn(c) || b.BatchSize() != TCPBatch {
+		t.Fatalf("Batched(TCP) = %T with batch %d", b, b.BatchSize())
+	}
+	bufs, sizes := make([][]byte, 4), make([]int, 4)
+	for i := range bufs {
+		bufs[i] = make([]byte, MaxPacket)
+	}
+	big := string(bytes.Repeat([]byte{9}, 3000))
+	// Five packets in one write: four fit the batch, the fifth waits.
+	srv.Write(frame("a", "bb", big, "ccc", "dddd"))
+	var got []string
+	for len(got) < 4 {
+		n, err := b.ReadBatch(bufs, sizes)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for i := range n {
+			got = append(got, string(bufs[i][:sizes[i]]))
+		}
+	}
+	if len(got) != 4 || got[0] != "a" || got[1] != "bb" || got[2] != big || got[3] != "ccc" {
+		t.Fatalf("batch %q", got)
+	}
+	// A packet split inside its prefix and its body.
+	split := frame("efgh")
+	go func() {
+		for _, part := range [][]byte{split[:1], split[1:3], split[3:]} {
+			srv.Write(part)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	buf := make([]byte, MaxPacket)
+	for _, want := range []string{"dddd", "efgh"} {
+		if n, err := c.ReadPacket(buf); err != nil || string(buf[:n]) != want {
+			t.Fatalf("ReadPacket = %q, %v; want %q", buf[:n], err, want)
+		}
+	}
+	if err := b.WriteBatch([][]byte{[]byte("xy"), []byte("z")}); err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, 7)
+	if _, err := io.ReadFull(srv, raw); err != nil || !bytes.Equal(raw, frame("xy", "z")) {
+		t.Fatalf("server read %x, %v", raw, err)
+	}
+	srv.Write([]byte{0, 0})
+	if _, err := b.ReadBatch(bufs, sizes); err == nil || !strings.Contains(err.Error(), "zero-length") {
+		t.Fatalf("zero length: %v", err)
+	}
+}
+
+// TestTCPReadEOF: the end of the stream inside a packet is an error
+// naming where it happened.
+func TestTCPReadEOF(t *testing.T) {
+	c, srv := tcpPair(t)
+	srv.Write([]byte{0, 5, 'a'})
+	srv.Close()
+	if _, err := c.ReadPacket(make([]byte, MaxPacket)); !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), "read packet") {
+		t.Fatalf("EOF inside a packet: %v", err)
 	}
 }
