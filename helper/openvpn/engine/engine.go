@@ -9,6 +9,14 @@
 // reader and a TUN reader with preallocated buffers) are separate; keys move
 // from one to the other only through KeyPlane (keyplane.go), which data
 // channel offload implements too (dco.go).
+//
+// The layers below are packages of their own: the transport socket
+// (UDP with recvmmsg batches, float, TCP framing, the HTTP proxy) is
+// helper/openvpn/transport, read through its batch interface
+// (transport.BatchConn); the TUN device is read through tunio.Device,
+// which a device may implement to hand out several packets per call.
+// The engine keeps endpoint selection (endpoint.go, net_*.go), the data
+// plane's per-packet work (dataplane*.go) and the control session.
 package engine
 
 import (
