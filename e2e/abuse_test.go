@@ -51,7 +51,7 @@ type abuseObjects struct {
 	st                            *testbed.Stack
 	session, config, device, logp dbus.ObjectPath
 	backend                       string
-	stranger                      *dbus.Conn
+	owner, stranger               *dbus.Conn
 	profile                       string // the text of a good profile
 }
 
@@ -162,20 +162,65 @@ func TestHostileCallers(t *testing.T) {
 	bin := binaries(t)
 	st := testbed.NewStack(t, bin, testbed.VariantA)
 	w := watch(t, st)
-	importProfile(t, st, testbed.VariantA, "e2e-abuse")
-	session := connect(t, st, w, "e2e-abuse")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	o := &abuseObjects{st: st, session: session}
 	pf, err := st.WriteProfile(testbed.VariantA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(pf)
+	profile, err := os.ReadFile(pf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.profile = string(b)
+	// root owns the objects, then an ordinary user (whom the caps and
+	// the ACLs apply to); each time another user is the stranger and a
+	// third one must still be served.
+	for _, pass := range []struct {
+		name                   string
+		owner, stranger, other uint32
+	}{{"owner root", 0, 65534, 1}, {"owner nobody", 65534, 1, 0}} {
+		t.Run(pass.name, func(t *testing.T) {
+			abuseMatrix(t, st, w, string(profile), pass.owner, pass.stranger, pass.other)
+		})
+	}
+	logs, err := os.ReadFile(st.Helper.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"handler panicked", "panic:", "goroutine "} {
+		if strings.Contains(string(logs), bad) {
+			t.Errorf("the helper log contains %q", bad)
+		}
+	}
+}
+
+// dialUID is a bus connection of uid (the stack's own for root).
+func dialUID(t *testing.T, st *testbed.Stack, uid uint32) *dbus.Conn {
+	if uid == 0 {
+		return st.Conn
+	}
+	return busobjtest.DialAs(t, st.Bus.Address, uid, uid)
+}
+
+// abuseMatrix runs the matrix with the objects owned by ownerUID.
+func abuseMatrix(t *testing.T, st *testbed.Stack, w *testbed.Watcher, profile string, ownerUID, strangerUID, otherUID uint32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	o := &abuseObjects{st: st, profile: profile, owner: dialUID(t, st, ownerUID)}
+	name := fmt.Sprintf("e2e-abuse-%d", ownerUID)
+	var cfg dbus.ObjectPath
+	if err := o.owner.Object(api.ServiceConfiguration, api.PathConfiguration).CallWithContext(ctx, api.InterfaceConfiguration+".Import", 0,
+		name, profile, false, false).Store(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.owner.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, cfg).Store(&o.session); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"Ready", "Connect"} {
+		if err := o.owner.Object(api.ServiceSessions, o.session).CallWithContext(ctx, api.InterfaceSessions+"."+m, 0).Err; err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	session := o.session
+	waitConnected(t, st, session, "connecting")
 	prop := func(name string) dbus.ObjectPath {
 		v, err := st.SessionProperty(ctx, session, name)
 		if err != nil {
@@ -186,7 +231,7 @@ func TestHostileCallers(t *testing.T) {
 	}
 	o.config, o.device = prop("config_path"), prop("device_path")
 	o.backend = api.BackendBusName(backendPID(t, st, session))
-	if err := st.Conn.Object(api.ServiceSessions, session).CallWithContext(ctx, api.InterfaceSessions+".LogForward", 0, true).Err; err != nil {
+	if err := o.owner.Object(api.ServiceSessions, session).CallWithContext(ctx, api.InterfaceSessions+".LogForward", 0, true).Err; err != nil {
 		t.Fatal(err)
 	}
 	v, err := st.SessionProperty(ctx, session, "log_forwards")
@@ -198,11 +243,18 @@ func TestHostileCallers(t *testing.T) {
 	} else {
 		t.Fatalf("log_forwards %v", v)
 	}
-	o.stranger = busobjtest.DialAs(t, st.Bus.Address, 65534, 65534)
-	other := busobjtest.DialAs(t, st.Bus.Address, 1, 1) // daemon: a user the bus knows
+	o.stranger = dialUID(t, st, strangerUID)
+	other := dialUID(t, st, otherUID)
 	var helperPID uint32
 	if err := st.Conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, api.ServiceSessions).Store(&helperPID); err != nil {
 		t.Fatal(err)
+	}
+	// Wrong types and unknown objects: GDBus's errors, or for an
+	// ordinary user the bus policy's refusal before the service sees it.
+	std := func(name string) func(error) bool {
+		return func(err error) bool {
+			return api.IsErrorName(err, name) || ownerUID != 0 && api.IsErrorName(err, "org.freedesktop.DBus.Error.AccessDenied")
+		}
 	}
 
 	objects := []abuseObject{
@@ -295,13 +347,13 @@ func TestHostileCallers(t *testing.T) {
 				// Wrong argument types: none, one too many, each one
 				// of another type.
 				if len(in) > 0 {
-					check("without arguments", call(st.Conn, obj, obj.path, method), isName("org.freedesktop.DBus.Error.InvalidArgs"), "InvalidArgs")
+					check("without arguments", call(o.owner, obj, obj.path, method), std("org.freedesktop.DBus.Error.InvalidArgs"), "InvalidArgs")
 				}
 				// (org.freedesktop.DBus.Peer is answered by godbus itself,
 				// which ignores arguments.)
 				if iface.Name != "org.freedesktop.DBus.Peer" {
-					check("with an extra argument", call(st.Conn, obj, obj.path, method, append(append([]any{}, valid...), int64(7))...),
-						isName("org.freedesktop.DBus.Error.InvalidArgs"), "InvalidArgs")
+					check("with an extra argument", call(o.owner, obj, obj.path, method, append(append([]any{}, valid...), int64(7))...),
+						std("org.freedesktop.DBus.Error.InvalidArgs"), "InvalidArgs")
 				}
 				for i := range in {
 					bad := append([]any{}, valid...)
@@ -310,13 +362,13 @@ func TestHostileCallers(t *testing.T) {
 					} else {
 						bad[i] = int64(7)
 					}
-					check(fmt.Sprintf("with argument %d of the wrong type", i), call(st.Conn, obj, obj.path, method, bad...),
-						isName("org.freedesktop.DBus.Error.InvalidArgs"), "InvalidArgs")
+					check(fmt.Sprintf("with argument %d of the wrong type", i), call(o.owner, obj, obj.path, method, bad...),
+						std("org.freedesktop.DBus.Error.InvalidArgs"), "InvalidArgs")
 				}
 				// Nonexistent and foreign object paths as the target.
 				if !strings.HasPrefix(iface.Name, "org.freedesktop.DBus.") {
 					for _, p := range []dbus.ObjectPath{obj.path + "_nonexistent", foreignPath(obj, o)} {
-						check("on "+string(p), call(st.Conn, obj, p, method, valid...), isName("org.freedesktop.DBus.Error.UnknownMethod"), "UnknownMethod (no such object)")
+						check("on "+string(p), call(o.owner, obj, p, method, valid...), std("org.freedesktop.DBus.Error.UnknownMethod"), "UnknownMethod (no such object)")
 					}
 				}
 				// The owner's bad values, one argument at a time.
@@ -324,7 +376,7 @@ func TestHostileCallers(t *testing.T) {
 					for _, bv := range abuseValues(sig, o) {
 						bad := append([]any{}, valid...)
 						bad[i] = bv
-						err := call(st.Conn, obj, obj.path, method, bad...)
+						err := call(o.owner, obj, obj.path, method, bad...)
 						var want func(error) bool
 						if i >= len(c.anyArgs) || c.anyArgs[i] != '*' {
 							want = func(err error) bool { return err != nil }
@@ -351,15 +403,6 @@ func TestHostileCallers(t *testing.T) {
 		}
 	}
 	t.Logf("%d hostile calls", calls)
-	logs, err := os.ReadFile(st.Helper.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []string{"handler panicked", "panic:", "goroutine "} {
-		if strings.Contains(string(logs), bad) {
-			t.Errorf("the helper log contains %q", bad)
-		}
-	}
 	// The owner's session survived all of it.
 	if s := sessionStatus(t, st, session); s.Minor != api.StatusMinorConnConnected {
 		t.Errorf("session after the matrix: %s", s)
@@ -367,7 +410,11 @@ func TestHostileCallers(t *testing.T) {
 	if err := testbed.Ping(ctx, st.Pair.ClientNS, testbed.LANHost4, 3); err != nil {
 		t.Errorf("ping after the matrix: %v", err)
 	}
-	disconnectAndWait(ctx, t, st, w, session, "--path", string(session))
+	if err := o.owner.Object(api.ServiceSessions, session).CallWithContext(ctx, api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, w, 30*time.Second, "SESS_DESTROYED", isSessionEvent(session, api.SessionEventDestroyed))
+	waitClean(t, st.Pair, 10*time.Second)
 }
 
 // abuseRefused: refused for who the caller is (the bus policy, a
@@ -464,7 +511,7 @@ var abuseCases = map[string]abuseCase{
 	"configuration net.openvpn.v3.configuration.AccessGrant": {anyArgs: "*", args: fixed(uint32(1)),
 		restore: func(t *testing.T, o *abuseObjects) {
 			for _, u := range []uint32{0xffffffff, 0x7fffffff} {
-				o.st.Conn.Object(api.ServiceConfiguration, o.config).Call(api.InterfaceConfiguration+".AccessRevoke", 0, u)
+				o.owner.Object(api.ServiceConfiguration, o.config).Call(api.InterfaceConfiguration+".AccessRevoke", 0, u)
 			}
 		}},
 	"configuration net.openvpn.v3.configuration.AccessRevoke": {args: fixed(uint32(1))},
@@ -490,7 +537,7 @@ var abuseCases = map[string]abuseCase{
 	"session net.openvpn.v3.sessions.AccessGrant": {anyArgs: "*", args: fixed(uint32(1)),
 		restore: func(t *testing.T, o *abuseObjects) {
 			for _, u := range []uint32{0xffffffff, 0x7fffffff} {
-				o.st.Conn.Object(api.ServiceSessions, o.session).Call(api.InterfaceSessions+".AccessRevoke", 0, u)
+				o.owner.Object(api.ServiceSessions, o.session).Call(api.InterfaceSessions+".AccessRevoke", 0, u)
 			}
 		}},
 	"session net.openvpn.v3.sessions.AccessRevoke":               {args: fixed(uint32(1))},
@@ -504,14 +551,14 @@ var abuseCases = map[string]abuseCase{
 	"log manager net.openvpn.v3.log.Attach": {open: true, anyArgs: "*", args: fixed(api.InterfaceBackends),
 		restore: func(t *testing.T, o *abuseObjects) {
 			for _, v := range abuseValues("s", o) {
-				o.st.Conn.Object(api.ServiceLog, api.PathLog).Call(api.InterfaceLog+".Detach", 0, v)
+				o.owner.Object(api.ServiceLog, api.PathLog).Call(api.InterfaceLog+".Detach", 0, v)
 			}
 		}},
 	"log manager net.openvpn.v3.log.AssignSession":     {args: func(o *abuseObjects) []any { return []any{o.session, api.InterfaceBackends} }},
 	"log manager net.openvpn.v3.log.Detach":            {open: true, args: fixed(api.InterfaceBackends)},
 	"log manager net.openvpn.v3.log.GetSubscriberList": {open: true},
 	"log manager net.openvpn.v3.log.ProxyLogEvents": {args: func(o *abuseObjects) []any {
-		return []any{o.st.Conn.Names()[0], o.session}
+		return []any{o.owner.Names()[0], o.session}
 	}},
 	"log proxy net.openvpn.v3.log.Remove": {args: noArgs},
 	// netcfg
@@ -585,7 +632,7 @@ func (o *abuseObjects) ownerCall(t *testing.T, dest string, path dbus.ObjectPath
 	t.Helper()
 	iface := map[string]string{api.ServiceConfiguration: api.InterfaceConfiguration, api.ServiceSessions: api.InterfaceSessions,
 		api.ServiceNetCfg: api.InterfaceNetCfg, api.ServiceLog: api.InterfaceLog}[dest]
-	if err := o.st.Conn.Object(dest, path).Call(iface+"."+method, 0, args...).Err; err != nil {
+	if err := o.owner.Object(dest, path).Call(iface+"."+method, 0, args...).Err; err != nil {
 		t.Errorf("restoring with %s: %v", method, err)
 	}
 }
