@@ -52,8 +52,8 @@ func TestAddDropRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(s.Dir())
-	if len(ents) != 0 {
-		t.Fatalf("directory not empty after Remove: %v", ents)
+	if len(ents) != 1 || ents[0].Name() != bootFile {
+		t.Fatalf("directory after Remove: %v, want the boot note only", ents)
 	}
 	if err := j.Add("c", "k", 1); err == nil {
 		t.Fatal("Add after Remove succeeded")
@@ -146,5 +146,108 @@ func TestPendingReportsGarbage(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bad.journal")); err != nil {
 		t.Fatal("unreadable journal was deleted")
+	}
+}
+
+// countSyncs makes syncFile count its calls for the test.
+func countSyncs(t *testing.T) *int {
+	t.Helper()
+	n := new(int)
+	orig := syncFile
+	syncFile = func(f *os.File) error { *n++; return orig(f) }
+	t.Cleanup(func() { syncFile = orig })
+	return n
+}
+
+// Journal changes record kernel state and are never synced to disk (two
+// fsyncs each were a large part of Establish, on the connect path); only
+// the boot note is, once per boot.
+func TestChangesAreNotSynced(t *testing.T) {
+	syncs := countSyncs(t)
+	dir := filepath.Join(t.TempDir(), "j")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *syncs != 2 {
+		t.Errorf("Open of a new store synced %d times, want 2 (the boot note and its directory)", *syncs)
+	}
+	*syncs = 0
+	j, err := s.Create("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if err := j.Add(id, "k", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Drop("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err != nil { // the same boot: nothing to note
+		t.Fatal(err)
+	}
+	if *syncs != 0 {
+		t.Errorf("journal changes and a second Open in the same boot synced %d times, want 0", *syncs)
+	}
+}
+
+// The journals of an earlier boot (possibly torn: they were not synced)
+// describe kernel state that ended with that boot: Open deletes them.
+func TestEarlierBootDiscarded(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		bootFile:                 "0b5a1e7e-0000-4000-8000-000000000000\n",
+		"bad.journal":            "",
+		"dev-1.journal":          `{"version":1,"entries":[{"id":"a","kind":"net.link","data":{}}]}`,
+		".dev-1.journal.tmp4242": "{",
+		"not-a-journal.json":     "{}",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.Pending()
+	if err != nil || len(left) != 0 {
+		t.Errorf("Pending after a reboot = %v, %v; want nothing", left, err)
+	}
+	for _, gone := range []string{"bad.journal", "dev-1.journal", ".dev-1.journal.tmp4242"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s of the earlier boot is still there (%v)", gone, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "not-a-journal.json")); err != nil {
+		t.Errorf("a file that is no journal was touched: %v", err)
+	}
+	boot, _ := os.ReadFile(bootIDPath)
+	if noted, _ := os.ReadFile(filepath.Join(dir, bootFile)); string(noted) != strings.TrimSpace(string(boot))+"\n" {
+		t.Errorf("boot note %q, want the running boot %q", noted, boot)
+	}
+}
+
+// A directory without a boot note is an older helper's, whose journal
+// writes were synced: its journals stay for Recover.
+func TestNoBootNoteKeepsJournals(t *testing.T) {
+	dir := t.TempDir()
+	data := `{"version":1,"entries":[{"id":"a","kind":"net.link","data":{}}]}`
+	if err := os.WriteFile(filepath.Join(dir, "dev-1.journal"), []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.Pending()
+	if err != nil || len(left) != 1 || left[0].Name != "dev-1" {
+		t.Errorf("Pending = %v, %v; want the older helper's dev-1", left, err)
 	}
 }
