@@ -314,7 +314,7 @@ func abuseMatrix(t *testing.T, st *testbed.Stack, w *testbed.Watcher, profile st
 				seen[key] = true
 				c, ok := abuseCases[key]
 				if !ok {
-					c, ok = standardCase(&node, iface.Name, m.Name)
+					c, ok = standardCase(obj, &node, iface.Name, m.Name)
 				}
 				if !ok {
 					t.Errorf("no abuse case for %s (in %s): add one to abuseCases", key, inSig(m))
@@ -446,22 +446,27 @@ func foreignPath(obj abuseObject, o *abuseObjects) dbus.ObjectPath {
 	return o.session
 }
 
-// standardCase covers the standard interfaces every object has. Their
-// authorization is tested elsewhere (TestStrangerRefused, the services'
-// ACL tests): here a stranger only needs a well-formed answer.
-func standardCase(node *introspect.Node, iface, method string) (abuseCase, bool) {
+// standardCase covers the standard interfaces every object has. A
+// stranger may read the managers' properties but not those of the owner's
+// objects; GetAll leaves out what the caller may not read (spec §2.0) and
+// Set of an unknown property is refused as such, so they answer anyone.
+func standardCase(obj abuseObject, node *introspect.Node, iface, method string) (abuseCase, bool) {
+	// a property that is not everyone's (spec §5: owner is)
 	main, firstProp := "", "version"
 	for _, i := range node.Interfaces {
 		if strings.HasPrefix(i.Name, "net.openvpn.v3.") {
 			main = i.Name
-			if len(i.Properties) > 0 {
-				firstProp = i.Properties[0].Name
+			for _, p := range i.Properties {
+				if p.Name != "owner" {
+					firstProp = p.Name
+					break
+				}
 			}
 		}
 	}
 	switch iface + "." + method {
 	case "org.freedesktop.DBus.Properties.Get":
-		return abuseCase{open: true, args: func(*abuseObjects) []any { return []any{main, firstProp} }}, true
+		return abuseCase{open: strings.HasSuffix(obj.kind, " manager"), args: func(*abuseObjects) []any { return []any{main, firstProp} }}, true
 	case "org.freedesktop.DBus.Properties.GetAll":
 		return abuseCase{open: true, args: func(*abuseObjects) []any { return []any{main} }}, true
 	case "org.freedesktop.DBus.Properties.Set":
