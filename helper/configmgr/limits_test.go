@@ -3,6 +3,7 @@ package configmgr_test
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/godbus/dbus/v5"
@@ -10,6 +11,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
+	"github.com/ovpn3go/ovpn3go/helper/ratelimit"
 )
 
 // TestPerUserProfileLimits: a user's imports stop at the profile-count cap
@@ -116,4 +118,39 @@ func drainEvents(e *env) {
 
 func configmgrLimits(n, bytes int) configmgr.Limits {
 	return configmgr.Limits{MaxProfiles: n, MaxProfileBytes: bytes}
+}
+
+// TestImportRateLimit: a user's Import calls beyond ImportRate's burst are
+// refused with a request error naming the limit, before the profile is
+// parsed or stored; another user has a bucket of their own and root is not
+// limited.
+func TestImportRateLimit(t *testing.T) {
+	e := setup(t)
+	e.svc.SetLimits(configmgr.Limits{ImportRate: ratelimit.Rate{PerMinute: 1, Burst: 2}})
+	user := busobjtest.DialAs(t, e.addr, 65534, 65534)
+	other := busobjtest.DialAs(t, e.addr, 1, 1)
+	imp := func(c *dbus.Conn, name string) error {
+		return c.Object(api.ServiceConfiguration, api.PathConfiguration).
+			Call(api.InterfaceConfiguration+".Import", 0, name, goodProfile, false, true).Err
+	}
+	for i := range 2 {
+		if err := imp(user, fmt.Sprint("u", i)); err != nil {
+			t.Fatalf("import %d within the burst: %v", i, err)
+		}
+	}
+	err := imp(user, "over")
+	if !api.IsDomain(err, api.DomainRequest) || !strings.HasPrefix(api.ErrorText(err), "Too many Import calls from this user (limit 1 a minute, bursts of 2); try again in ") {
+		t.Errorf("import over the burst: %v", err)
+	}
+	if ents, _ := os.ReadDir(e.dir); len(ents) != 2 {
+		t.Errorf("%d profile files after a refused import, want the 2 accepted", len(ents))
+	}
+	if err := imp(other, "other"); err != nil {
+		t.Errorf("another user's import: %v", err)
+	}
+	for i := range 4 {
+		if err := imp(e.client, fmt.Sprint("root", i)); err != nil {
+			t.Errorf("root import %d (root is not limited): %v", i, err)
+		}
+	}
 }

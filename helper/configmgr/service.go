@@ -26,6 +26,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/ratelimit"
 	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
@@ -51,11 +52,13 @@ const (
 type Limits struct {
 	MaxProfiles     int // profiles per owner
 	MaxProfileBytes int // bytes of profile text per owner, all profiles together
+	// ImportRate limits Import calls per UID (zero: unlimited).
+	ImportRate ratelimit.Rate
 }
 
 // DefaultLimits are the limits unless the helper's command line says
 // otherwise (ovpn3-helper --max-profiles-per-user, --max-profile-bytes-per-user).
-var DefaultLimits = Limits{MaxProfiles: 100, MaxProfileBytes: 8 << 20}
+var DefaultLimits = Limits{MaxProfiles: 100, MaxProfileBytes: 8 << 20, ImportRate: ratelimit.Rate{PerMinute: 30, Burst: 20}}
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxProfiles <= 0 {
@@ -79,6 +82,7 @@ type Service struct {
 	profiles  map[dbus.ObjectPath]*profile
 	backendOf func(c *busobj.Call, profile dbus.ObjectPath) bool
 	limits    Limits
+	imports   *ratelimit.Limiter
 }
 
 // SetLimits sets the per-user caps checked by later imports; profiles
@@ -86,6 +90,7 @@ type Service struct {
 func (s *Service) SetLimits(l Limits) {
 	s.mu.Lock()
 	s.limits = l.withDefaults()
+	s.imports = ratelimit.New(l.ImportRate, nil)
 	s.mu.Unlock()
 }
 
@@ -114,6 +119,7 @@ func New(stateDir string, logger *slog.Logger) *Service {
 		now:      time.Now,
 		profiles: map[dbus.ObjectPath]*profile{},
 		limits:   DefaultLimits,
+		imports:  ratelimit.New(DefaultLimits.ImportRate, nil),
 	}
 }
 
@@ -230,6 +236,13 @@ func (s *Service) visible(uid uint32, match func(*profile) bool) []dbus.ObjectPa
 }
 
 func (s *Service) importProfile(c *busobj.Call) ([]any, error) {
+	s.mu.Lock()
+	imports := s.imports
+	s.mu.Unlock()
+	if err := imports.Check(c.UID, "Import"); err != nil {
+		s.logger.Warn("import refused: rate limit", "owner", c.UID)
+		return nil, err
+	}
 	name := cleanText(c.Args[0].(string))
 	text := c.Args[1].(string)
 	singleUse, persistent := c.Args[2].(bool), c.Args[3].(bool)

@@ -10,6 +10,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/ratelimit"
 )
 
 // configN is a distinct profile path per n (one session per profile and
@@ -221,5 +222,33 @@ func TestConcurrentNewTunnelOneBackend(t *testing.T) {
 	r.m.mu.Unlock()
 	if n != 2 {
 		t.Errorf("%d sessions, want 2 (one per user)", n)
+	}
+}
+
+// TestNewTunnelRateLimit: a user's NewTunnel calls beyond NewTunnelRate's
+// burst are refused with a request error naming the limit, before the
+// profile is even looked at; another user has a bucket of their own and
+// root is not limited.
+func TestNewTunnelRateLimit(t *testing.T) {
+	r := newRig(t, "ok", Options{NewTunnelRate: ratelimit.Rate{PerMinute: 1, Burst: 2}})
+	const bad = dbus.ObjectPath("/not/a/profile")
+	isRate := func(err error) bool {
+		return api.IsDomain(err, api.DomainRequest) && strings.HasPrefix(errText(err), "Too many NewTunnel calls from this user (limit 1 a minute, bursts of 2); try again in ")
+	}
+	for i := range 2 {
+		if _, err := r.m.NewTunnel(1000, bad); err == nil || isRate(err) {
+			t.Fatalf("call %d within the burst: %v", i, err)
+		}
+	}
+	if _, err := r.m.NewTunnel(1000, bad); !isRate(err) {
+		t.Errorf("call over the burst: %v, want the rate-limit error", err)
+	}
+	if _, err := r.m.NewTunnel(1001, bad); isRate(err) {
+		t.Errorf("another user limited by the first one's calls: %v", err)
+	}
+	for range 5 {
+		if _, err := r.m.NewTunnel(0, bad); isRate(err) {
+			t.Fatalf("root limited: %v", err)
+		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/ratelimit"
 )
 
 // Profiles is the configuration manager as seen in-process by the session
@@ -96,6 +97,9 @@ type Options struct {
 	// that gets to neither is ended and reaped. Default
 	// DefaultUsableWithin.
 	UsableWithin time.Duration
+	// NewTunnelRate limits NewTunnel calls over the bus per UID (root is
+	// not limited); zero means unlimited.
+	NewTunnelRate ratelimit.Rate
 }
 
 // Defaults of the per-user limits (ovpn3-helper --max-sessions-per-user,
@@ -104,6 +108,9 @@ const (
 	DefaultMaxSessionsPerUser = 10
 	DefaultUsableWithin       = 10 * time.Minute
 )
+
+// DefaultNewTunnelRate is ovpn3-helper's default NewTunnel rate per user.
+var DefaultNewTunnelRate = ratelimit.Rate{PerMinute: 20, Burst: 10}
 
 // maxRestarts bounds automatic restarts in a row; the counter starts over
 // when the session had been connected for restartReset before the crash.
@@ -132,6 +139,7 @@ type Manager struct {
 	restartDelay time.Duration
 	maxPerUser   int
 	usableWithin time.Duration
+	tunnelRate   *ratelimit.Limiter
 	// reapTimer starts the UsableWithin timer of a new session (a test
 	// replaces it to fire the bound itself); reapDecided, if set, is told
 	// each decision (tests).
@@ -203,6 +211,7 @@ func New(opts Options) (*Manager, error) {
 		restartDelay: opts.RestartDelay,
 		maxPerUser:   opts.MaxSessionsPerUser,
 		usableWithin: opts.UsableWithin,
+		tunnelRate:   ratelimit.New(opts.NewTunnelRate, nil),
 		reapTimer:    time.After,
 		// godbus delivers out of order once a channel is full: keep
 		// plenty of room so the backend's signals stay in sequence.
@@ -321,13 +330,25 @@ func (m *Manager) logf(level slog.Level, msg string, args ...any) {
 // control-own action for polkit.
 func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	configPath := c.Args[0].(dbus.ObjectPath)
+	if err := m.checkRate(c.UID); err != nil {
+		return "", err
+	}
 	if _, err := m.checkProfile(c.UID, configPath); err != nil {
 		return "", err
 	}
 	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
 		return "", err
 	}
-	return m.NewTunnel(c.UID, configPath)
+	return m.newTunnel(c.UID, configPath)
+}
+
+// checkRate takes one of uid's NewTunnel tokens (NewTunnelRate).
+func (m *Manager) checkRate(uid uint32) error {
+	if err := m.tunnelRate.Check(uid, "NewTunnel"); err != nil {
+		m.log.Warn("NewTunnel refused: rate limit", "uid", uid)
+		return err
+	}
+	return nil
 }
 
 func (m *Manager) checkProfile(uid uint32, configPath dbus.ObjectPath) (ProfileInfo, error) {
@@ -339,7 +360,15 @@ func (m *Manager) checkProfile(uid uint32, configPath dbus.ObjectPath) (ProfileI
 
 // NewTunnel starts a backend for the profile at configPath on behalf of
 // uid and returns the new session's path once the session object exists.
+// A user over NewTunnelRate is refused.
 func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
+	if err := m.checkRate(uid); err != nil {
+		return "", err
+	}
+	return m.newTunnel(uid, configPath)
+}
+
+func (m *Manager) newTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
 	info, err := m.checkProfile(uid, configPath)
 	if err != nil {
 		return "", err

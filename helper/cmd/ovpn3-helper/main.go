@@ -75,8 +75,9 @@ func runDaemon(args []string, stderr io.Writer) int {
 	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
 	lim := limitFlags(fs)
 	stats := statsFlag(fs)
+	configFile := fs.String("config", DefaultConfigFile, "configuration file with the limits (key = value lines, as the --max-… flags; flags win)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--runtime-stats DURATION]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--runtime-stats DURATION] [--config FILE] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--import-rate R] [--new-tunnel-rate R] [--calls-per-sender N] [--queued-calls-per-sender N] [--signals-per-sender N]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +85,10 @@ func runDaemon(args []string, stderr io.Writer) int {
 	}
 	if fs.NArg() != 0 || *logLevel < 0 || *logLevel > api.MaxLogLevel {
 		fs.Usage()
+		return 2
+	}
+	if err := loadConfig(fs, *configFile, configFileGiven(fs)); err != nil {
+		fmt.Fprintln(stderr, "ovpn3-helper:", err)
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
@@ -106,29 +111,6 @@ func runDaemon(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// limits are the per-user caps that keep one local user from degrading the
-// helper for the others (root is not capped); set on the daemon's command
-// line only.
-type limits struct {
-	profiles     configmgr.Limits
-	sessions     int           // sessionmgr.Options.MaxSessionsPerUser
-	usableWithin time.Duration // sessionmgr.Options.UsableWithin
-}
-
-// defaultLimits are the limits without any flag.
-func defaultLimits() limits {
-	return limits{profiles: configmgr.DefaultLimits, sessions: sessionmgr.DefaultMaxSessionsPerUser, usableWithin: sessionmgr.DefaultUsableWithin}
-}
-
-func limitFlags(fs *flag.FlagSet) *limits {
-	l := defaultLimits()
-	fs.IntVar(&l.profiles.MaxProfiles, "max-profiles-per-user", l.profiles.MaxProfiles, "configuration profiles one user (not root) may hold")
-	fs.IntVar(&l.profiles.MaxProfileBytes, "max-profile-bytes-per-user", l.profiles.MaxProfileBytes, "bytes of profile text one user's (not root's) profiles may hold together")
-	fs.IntVar(&l.sessions, "max-sessions-per-user", l.sessions, "VPN sessions one user (not root) may have running or starting")
-	fs.DurationVar(&l.usableWithin, "session-usable-within", l.usableWithin, "a session neither connected nor waiting for the user this long after its backend started is ended")
-	return &l
-}
-
 // backendArgs is every backend's command line: fixed when the daemon
 // starts, so no D-Bus call changes it (profiling stays off unless the
 // daemon was started with --backend-cpuprofile).
@@ -146,7 +128,7 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	srv, err := busobj.Connect(ctx, "", logger)
+	srv, err := busobj.ConnectWithLimits(ctx, "", logger, lim.bus)
 	if err != nil {
 		return err
 	}
@@ -196,6 +178,7 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 
 		MaxSessionsPerUser: lim.sessions,
 		UsableWithin:       lim.usableWithin,
+		NewTunnelRate:      lim.newTunnelRate,
 	})
 	if err != nil {
 		return err
