@@ -96,10 +96,14 @@ func TestCallFloodBounded(t *testing.T) {
 	for i := range calls {
 		calls[i] = obj.Go(testIface+".Block", 0, nil, fmt.Sprint(i))
 	}
-	// The first WorkersPerSender calls run, in order of arrival.
+	// The first WorkersPerSender calls to arrive are the ones running.
+	first := map[string]bool{}
+	for range lim.WorkersPerSender {
+		first[<-f.started] = true
+	}
 	for i := range lim.WorkersPerSender {
-		if got := <-f.started; got != fmt.Sprint(i) {
-			t.Errorf("call %s started as number %d", got, i)
+		if !first[fmt.Sprint(i)] {
+			t.Errorf("calls %v run, want the first %d sent", first, lim.WorkersPerSender)
 		}
 	}
 	busy := api.ErrorName(api.DomainRequest)
@@ -195,7 +199,9 @@ func TestSignalFloodBounded(t *testing.T) {
 		send(victim, fmt.Sprint("victim ", i))
 	}
 	echo(t, victim)
-	if g := busobjtest.ServerGoroutines(); g > base {
+	// +2: the workers of the two Echo calls may still be on their way out;
+	// godbus alone would hold one goroutine per signal the channel missed.
+	if g := busobjtest.ServerGoroutines(); g > base+2 {
 		t.Errorf("%d goroutines after a signal flood, %d before it", g, base)
 	}
 	var flood, mine []string
