@@ -39,6 +39,11 @@ type proxy struct {
 	logLevel uint32
 }
 
+// MaxAttachPerSender bounds the interfaces one connection may Attach (the
+// session manager and each backend use one or two); the entries go when
+// the connection leaves the bus.
+const MaxAttachPerSender = 16
+
 // Service is the log service.
 type Service struct {
 	logger *slog.Logger
@@ -181,6 +186,15 @@ func (s *Service) managerInterface() *busobj.Interface {
 				defer s.mu.Unlock()
 				if _, ok := s.attached[k]; ok {
 					return nil, logErr("Already attached")
+				}
+				n := 0
+				for o := range s.attached {
+					if o.sender == k.sender {
+						n++
+					}
+				}
+				if n >= MaxAttachPerSender {
+					return nil, logErr(fmt.Sprintf("Too many attached interfaces for this connection (limit %d)", MaxAttachPerSender))
 				}
 				s.attached[k] = &attachment{}
 				s.logger.Debug("attached", "sender", k.sender, "interface", k.iface)

@@ -1,6 +1,7 @@
 package sessionmgr
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -250,5 +251,50 @@ func TestNewTunnelRateLimit(t *testing.T) {
 		if _, err := r.m.NewTunnel(0, bad); isRate(err) {
 			t.Fatalf("root limited: %v", err)
 		}
+	}
+}
+
+// TestLogForwardsBounded: a session keeps at most MaxForwardsPerSession
+// LogForward subscribers (a known one may re-subscribe), and the entry of
+// a subscriber that leaves the bus is dropped.
+func TestLogForwardsBounded(t *testing.T) {
+	r := newRig(t, "ok", Options{})
+	path, err := r.m.NewTunnel(0, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.m.session(path)
+	ctx := context.Background()
+	leaver := dial(t, r.addr)
+	name := leaver.Names()[0]
+	if err := r.m.LogForward(ctx, s, name, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < MaxForwardsPerSession; i++ {
+		if err := r.m.LogForward(ctx, s, fmt.Sprintf(":9.%d", i), 0, true); err != nil {
+			t.Fatalf("forward %d within the bound: %v", i, err)
+		}
+	}
+	want := fmt.Sprintf("Too many log forwards on this session: %d (limit %d)", MaxForwardsPerSession, MaxForwardsPerSession)
+	if err := r.m.LogForward(ctx, s, ":9.999", 0, true); !api.IsDomain(err, api.DomainRequest) || errText(err) != want {
+		t.Errorf("forward over the bound: %v, want %s", err, want)
+	}
+	if err := r.m.LogForward(ctx, s, ":9.1", 0, true); err != nil {
+		t.Errorf("a subscriber renewing its forward: %v", err)
+	}
+	_ = leaver.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		_, still := s.forwards[name]
+		s.mu.Unlock()
+		if !still {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the forward of a subscriber that left the bus is still kept")
+		}
+	}
+	if err := r.m.LogForward(ctx, s, ":9.999", 0, true); err != nil {
+		t.Errorf("forward after a subscriber left: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package sessionmgr
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -19,6 +20,10 @@ type LogProxies interface {
 	RemoveProxy(path dbus.ObjectPath) bool
 	ProxiesOf(session dbus.ObjectPath) []dbus.ObjectPath
 }
+
+// MaxForwardsPerSession bounds a session's LogForward subscribers (one per
+// connection; an entry goes when its connection leaves the bus).
+const MaxForwardsPerSession = 64
 
 // LogForward starts (enable) or stops forwarding the session's events to
 // the caller's connection. A second enable replaces the caller's proxy;
@@ -39,6 +44,14 @@ func (m *Manager) LogForward(ctx context.Context, s *session, sender string, uid
 		}
 		m.logs.RemoveProxy(f.path)
 		return nil
+	}
+	s.mu.Lock()
+	_, had := s.forwards[sender]
+	n := len(s.forwards)
+	s.mu.Unlock()
+	if !had && n >= MaxForwardsPerSession {
+		m.log.Warn("LogForward refused: forward limit", "session", s.path, "caller", sender, "forwards", n)
+		return errRequest(fmt.Sprintf("Too many log forwards on this session: %d (limit %d)", n, MaxForwardsPerSession))
 	}
 	p, err := m.logs.ProxyLogEvents(ctx, sender, s.path)
 	if err != nil {

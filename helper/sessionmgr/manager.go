@@ -932,9 +932,21 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 		}
 		m.mu.Lock()
 		s := m.byBackend[name]
+		all := make([]*session, 0, len(m.sessions))
+		for _, x := range m.sessions {
+			all = append(all, x)
+		}
 		m.mu.Unlock()
 		if s != nil {
 			s.busGoneOnce.Do(func() { close(s.busGone) })
+		}
+		// A LogForward subscriber that left: its proxy is gone with it
+		// (the log service drops it); forget the entry too, or every
+		// connection that ever forwarded would stay in the map.
+		for _, x := range all {
+			x.mu.Lock()
+			delete(x.forwards, name)
+			x.mu.Unlock()
 		}
 		return
 	}
