@@ -17,9 +17,10 @@ APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus syst
 TRAY_PACKAGES := pkg-config libgl1-mesa-dev libgl1-mesa-dri xorg-dev xvfb xauth gnome-keyring \
 	xfce4-panel imagemagick x11-utils
 
-# `make deb` and its install test (packaging/): the Debian tool chain,
-# lintian, and debootstrap for the clean root the packages install into.
-DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian debootstrap
+# `make deb` and its install tests (packaging/): the Debian tool chain,
+# lintian, debootstrap for the clean root the packages install into, and
+# systemd-nspawn to boot that root with systemd.
+DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian debootstrap systemd-container
 
 # The release, the one place it is written; internal/version.Version gets it
 # at link time (a plain go build says "dev").

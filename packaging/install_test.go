@@ -101,9 +101,17 @@ func tail(b []byte) string {
 // sys, dev, a tmpfs /run and /tmp) inside the client namespace of a test
 // bed pair, kept alive by an anchor process that commands enter.
 type system struct {
-	t      *testing.T
-	dir    string
+	shell
 	anchor *exec.Cmd
+}
+
+// shell runs commands inside an installed root: a chroot (system) or a
+// booted container (booted).
+type shell struct {
+	t   *testing.T
+	dir string // the root, as the host sees it
+	// command runs args inside, as root unless wrapped in runuser.
+	command func(ctx context.Context, args ...string) *exec.Cmd
 }
 
 func newSystem(t *testing.T, ns string) *system {
@@ -113,7 +121,8 @@ func newSystem(t *testing.T, ns string) *system {
 	if out, err := exec.Command("cp", "-a", base, dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy root: %v\n%s", err, out)
 	}
-	s := &system{t: t, dir: dir}
+	s := &system{}
+	s.shell = shell{t: t, dir: dir, command: s.enter}
 	script := `set -e
 r=$1
 mount -t proc proc "$r/proc"
@@ -177,22 +186,22 @@ func (s *system) close() {
 	s.anchor.Wait()
 }
 
-// command runs name inside the system (as root unless wrapped in runuser).
-func (s *system) command(ctx context.Context, args ...string) *exec.Cmd {
+// enter runs args inside the system's namespaces and root.
+func (s *system) enter(ctx context.Context, args ...string) *exec.Cmd {
 	pid := strconv.Itoa(s.anchor.Process.Pid)
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", pid, "-m", "-n", "-r", "-w", "--",
 		"env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}, args...)...)
 	return cmd
 }
 
-func (s *system) run(args ...string) (string, error) {
+func (s *shell) run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := s.command(ctx, args...).CombinedOutput()
 	return string(out), err
 }
 
-func (s *system) must(args ...string) string {
+func (s *shell) must(args ...string) string {
 	s.t.Helper()
 	out, err := s.run(args...)
 	if err != nil {
@@ -201,7 +210,7 @@ func (s *system) must(args ...string) string {
 	return out
 }
 
-func (s *system) as(user string, args ...string) (string, error) {
+func (s *shell) as(user string, args ...string) (string, error) {
 	return s.run(append([]string{"runuser", "-u", user, "--", "env", "HOME=/home/" + user}, args...)...)
 }
 
@@ -228,20 +237,96 @@ func (s *system) tree() map[string]bool {
 	return out
 }
 
-// status reads the Uid line and the capability sets of a process.
-func status(t *testing.T, pid int) map[string]string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+// status reads /proc/<pid>/status inside the root (pid as the root's
+// PID namespace sees it), split into its fields.
+func (s *shell) status(pid string) map[string]string {
+	s.t.Helper()
 	out := map[string]string{}
-	for line := range strings.Lines(string(b)) {
+	for line := range strings.Lines(s.must("cat", "/proc/"+pid+"/status")) {
 		if k, v, ok := strings.Cut(line, ":"); ok {
 			out[k] = strings.Join(strings.Fields(v), " ")
 		}
 	}
 	return out
+}
+
+// addUsers creates two ordinary users, tester and stranger. No one is in
+// an active local session here: a rule (test-only, not shipped) grants
+// tester what the shipped allow_active grants a desktop user.
+func addUsers(t *testing.T, sh *shell) {
+	t.Helper()
+	sh.must("useradd", "-m", "tester")
+	sh.must("useradd", "-m", "stranger")
+	rule := `polkit.addRule(function(action, subject) {
+	if (action.id == "net.ovpn3go.session.control-own" && subject.user == "tester") return polkit.Result.YES;
+});
+`
+	if err := os.WriteFile(filepath.Join(sh.dir, "etc/polkit-1/rules.d/50-ovpn3go-test.rules"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connect imports the test bed server's profile as tester and connects a
+// session without a password prompt. The session's backend must run as
+// _ovpn3go throughout, with no capabilities and no_new_privs. It returns
+// the session's path and the backend's PID (as the root sees it).
+func connect(t *testing.T, sh *shell, srv *testbed.OpenVPNServer) (path, backend string) {
+	t.Helper()
+	profile := filepath.Join(sh.dir, "home/tester/vpn.ovpn")
+	if err := os.WriteFile(profile, []byte(srv.Profile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh.must("chown", "tester:tester", "/home/tester/vpn.ovpn")
+	if out, err := sh.as("tester", "ovpn3", "config-import", "--config", "/home/tester/vpn.ovpn", "--name", "pk"); err != nil {
+		t.Fatalf("config-import: %v\n%s", err, out)
+	}
+	out, err := sh.as("tester", "ovpn3", "session-start", "--config", "pk")
+	if err != nil || !strings.Contains(out, "Connected") {
+		t.Fatalf("session-start as tester: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Session path: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no session path in:\n%s", out)
+	}
+	list, _ := sh.as("tester", "ovpn3", "sessions-list")
+	pm := regexp.MustCompile(`PID: (\d+)`).FindStringSubmatch(list)
+	if pm == nil {
+		t.Fatalf("no backend PID in sessions-list:\n%s", list)
+	}
+	backend = pm[1]
+	uid := strings.TrimSpace(sh.must("id", "-u", "_ovpn3go"))
+	st := sh.status(backend)
+	if u := strings.Fields(st["Uid"]); len(u) != 4 || slices.ContainsFunc(u, func(s string) bool { return s != uid }) {
+		t.Errorf("backend %s runs with Uid %s, want _ovpn3go (%s) throughout", backend, st["Uid"], uid)
+	}
+	for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if st[c] != "0000000000000000" {
+			t.Errorf("backend %s: %s %s", backend, c, st[c])
+		}
+	}
+	if st["NoNewPrivs"] != "1" {
+		t.Errorf("backend %s: NoNewPrivs %s", backend, st["NoNewPrivs"])
+	}
+	return m[1], backend
+}
+
+// refuseStranger: the stranger neither sees nor controls tester's
+// session (disconnecting someone else's is auth_admin,
+// session.control-other, and nobody can answer a password prompt here);
+// then tester disconnects it.
+func refuseStranger(t *testing.T, sh *shell, path string) {
+	t.Helper()
+	if out, _ := sh.as("stranger", "ovpn3", "sessions-list"); strings.Contains(out, path) {
+		t.Errorf("stranger sees tester's session:\n%s", out)
+	}
+	if out, err := sh.as("stranger", "ovpn3", "session-manage", "--path", path, "--disconnect"); err == nil {
+		t.Errorf("stranger disconnected tester's session:\n%s", out)
+	} else {
+		t.Logf("stranger refused: %s", strings.TrimSpace(out))
+	}
+	if out, err := sh.as("tester", "ovpn3", "session-manage", "--path", path, "--disconnect"); err != nil {
+		t.Errorf("tester's disconnect: %v\n%s", err, out)
+	}
 }
 
 // TestInstallDeb installs the built packages into a clean Debian root and
@@ -251,9 +336,10 @@ func status(t *testing.T, pid int) map[string]string {
 // stranger refused, the backend without root or capabilities; then purge
 // leaves the root as it was.
 //
-// There is no systemd running in the root, so dbus-daemon starts the
-// helper through its launch helper (Exec=, User=root); the hardened unit
-// itself is checked by TestUnitHardening/TestUnitSecurityScore only.
+// No systemd runs in this root (as on a system without systemd), so
+// dbus-daemon starts the helper through its launch helper (Exec=,
+// User=root); TestInstalledUnderSystemd boots systemd and goes through the
+// hardened unit.
 func TestInstallDeb(t *testing.T) {
 	testenv.RequireRoot(t)
 	helperDeb, trayDeb := debs(t)
@@ -291,19 +377,8 @@ func TestInstallDeb(t *testing.T) {
 		}
 	}
 
-	// Two ordinary users. The root has no logind, so no one is in an
-	// active local session: this rule (test-only, not shipped) grants the
-	// test user what the shipped allow_active grants a desktop user.
 	confineActivation(t, sys)
-	sys.must("useradd", "-m", "tester")
-	sys.must("useradd", "-m", "stranger")
-	rule := `polkit.addRule(function(action, subject) {
-	if (action.id == "net.ovpn3go.session.control-own" && subject.user == "tester") return polkit.Result.YES;
-});
-`
-	if err := os.WriteFile(filepath.Join(sys.dir, "etc/polkit-1/rules.d/50-ovpn3go-test.rules"), []byte(rule), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	addUsers(t, &sys.shell)
 
 	busCtx, stopBus := context.WithCancel(context.Background())
 	sys.must("dbus-uuidgen", "--ensure")
@@ -339,58 +414,9 @@ func TestInstallDeb(t *testing.T) {
 		t.Errorf("ovpn3 version --services: want %s and %d services with %s in\n%s", v, len(activatable), service, out)
 	}
 
-	profile := filepath.Join(sys.dir, "home/tester/vpn.ovpn")
-	if err := os.WriteFile(profile, []byte(srv.Profile()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sys.must("chown", "tester:tester", "/home/tester/vpn.ovpn")
-	if out, err := sys.as("tester", "ovpn3", "config-import", "--config", "/home/tester/vpn.ovpn", "--name", "pk"); err != nil {
-		t.Fatalf("config-import: %v\n%s", err, out)
-	}
-	out, err := sys.as("tester", "ovpn3", "session-start", "--config", "pk")
-	if err != nil || !strings.Contains(out, "Connected") {
-		t.Fatalf("session-start as tester: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`Session path: (\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no session path in:\n%s", out)
-	}
-	path := m[1]
+	path, _ := connect(t, &sys.shell, srv)
 	helperConfined(t, sys)
-	list, _ := sys.as("tester", "ovpn3", "sessions-list")
-	pm := regexp.MustCompile(`PID: (\d+)`).FindStringSubmatch(list)
-	if pm == nil {
-		t.Fatalf("no backend PID in sessions-list:\n%s", list)
-	}
-	// The backend's PID is as the root's PID namespace sees it: the host's.
-	bpid, _ := strconv.Atoi(pm[1])
-	st := status(t, bpid)
-	if uid := strings.Fields(st["Uid"]); len(uid) == 0 || slices.Contains(uid, "0") {
-		t.Errorf("backend %d runs with Uid %s", bpid, st["Uid"])
-	}
-	for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
-		if st[c] != "0000000000000000" {
-			t.Errorf("backend %d: %s %s", bpid, c, st[c])
-		}
-	}
-	if st["NoNewPrivs"] != "1" {
-		t.Errorf("backend %d: NoNewPrivs %s", bpid, st["NoNewPrivs"])
-	}
-
-	// A stranger neither sees nor controls the session; disconnecting
-	// someone else's session is auth_admin (session.control-other), and
-	// nobody can answer a password prompt here.
-	if out, _ := sys.as("stranger", "ovpn3", "sessions-list"); strings.Contains(out, path) {
-		t.Errorf("stranger sees tester's session:\n%s", out)
-	}
-	if out, err := sys.as("stranger", "ovpn3", "session-manage", "--path", path, "--disconnect"); err == nil {
-		t.Errorf("stranger disconnected tester's session:\n%s", out)
-	} else {
-		t.Logf("stranger refused: %s", strings.TrimSpace(out))
-	}
-	if out, err := sys.as("tester", "ovpn3", "session-manage", "--path", path, "--disconnect"); err != nil {
-		t.Errorf("tester's disconnect: %v\n%s", err, out)
-	}
+	refuseStranger(t, &sys.shell, path)
 
 	stopBus()
 	bus.Wait()
@@ -416,7 +442,8 @@ func TestInstallDeb(t *testing.T) {
 // one was stopped with everything that ran in it).
 func newSystemOn(t *testing.T, old *system, ns string) *system {
 	t.Helper()
-	s := &system{t: t, dir: old.dir}
+	s := &system{}
+	s.shell = shell{t: t, dir: old.dir, command: s.enter}
 	script := `set -e
 r=$1
 mount -t proc proc "$r/proc"
@@ -500,9 +527,8 @@ func helperConfined(t *testing.T, sys *system) {
 		if !bytes.HasPrefix(cmd, []byte("/usr/libexec/ovpn3go/ovpn3-helper\x00--state-dir")) {
 			continue
 		}
-		st := status(t, pid)
-		// CAP_KILL 5, SETGID 6, SETUID 7, SETPCAP 8, NET_ADMIN 12, SYS_ADMIN 21
-		const want = "00000000002011e0"
+		st := sys.status(strconv.Itoa(pid))
+		want := boundingSet(t)
 		if st["CapBnd"] != want || st["NoNewPrivs"] != "1" || !strings.HasPrefix(st["Uid"], "0 ") {
 			t.Errorf("helper %d: Uid %s CapBnd %s NoNewPrivs %s, want root, %s, 1", pid, st["Uid"], st["CapBnd"], st["NoNewPrivs"], want)
 		}
