@@ -26,6 +26,9 @@ DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian debootstrap systemd-containe
 # at link time (a plain go build says "dev").
 VERSION ?= 0.1.0-dev
 LDFLAGS := -X github.com/ovpn3go/ovpn3go/internal/version.Version=$(VERSION)
+# Extra go build flags for the build target (the Debian package builds
+# position-independent executables: -buildmode=pie).
+GOBUILDFLAGS ?=
 
 # systemd-resolved for the DNS tests: unpacked (dpkg -x), never installed —
 # installing it would take over the host's /etc/resolv.conf. The tests run it
@@ -63,9 +66,9 @@ deps:
 	@$(GO) mod download
 
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3 ./app/cmd/ovpn3
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ovpn3-tray ./app/cmd/ovpn3-tray
+	$(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
+	$(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3 ./app/cmd/ovpn3
+	$(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-tray ./app/cmd/ovpn3-tray
 
 vet:
 	$(GO) vet ./...
