@@ -119,6 +119,8 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("sample at %v: %v", at.Round(time.Second), err)
 		}
 		samples = append(samples, sample{at, v})
+		t.Logf("%4ds  helper: %3.0f goroutines %3.0f fds %6.0f KiB  backends: %3.0f goroutines %3.0f fds %6.0f KiB", int(at.Seconds()),
+			v["helper goroutines"], v["helper fds"], v["helper RSS KiB"], v["backends goroutines"], v["backends fds"], v["backends RSS KiB"])
 		if at >= nextRestart && at+soakRestartEvery/2 < d {
 			if err := st.Server.Stop(5 * time.Second); err != nil {
 				t.Logf("server stop: %v", err)
