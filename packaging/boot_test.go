@@ -30,7 +30,11 @@ type booted struct {
 // boot starts systemd in a copy of the base root. The container shares
 // the client namespace (where the test bed's server is reachable), gets
 // CAP_NET_ADMIN (which nspawn only grants with a private network) and
-// /dev/net/tun; everything else is nspawn's default container.
+// /dev/net/tun. Its systemd gets the unified cgroup hierarchy, CAP_BPF and
+// bpf() so that it can enforce a unit's DevicePolicy (a BPF program on the
+// unit's cgroup; in the hybrid hierarchy it would need the v1 devices
+// controller, which nspawn mounts read-only); otherwise it is nspawn's
+// default container.
 func boot(t *testing.T, netns string) *booted {
 	t.Helper()
 	base := baseRoot(t)
@@ -42,13 +46,14 @@ func boot(t *testing.T, netns string) *booted {
 	b.shell = shell{t: t, dir: dir, command: b.enter}
 	args := []string{"--quiet", "--directory", dir, "--boot", "--register=no",
 		"--machine", testenv.UniqueName("ovboot"), "--network-namespace-path", "/run/netns/" + netns,
-		"--capability=CAP_NET_ADMIN", "--bind=/dev/net/tun", "--console=pipe"}
+		"--capability=CAP_NET_ADMIN,CAP_BPF", "--system-call-filter=bpf", "--bind=/dev/net/tun", "--console=pipe"}
 	// Without systemd on the host there is no manager to create a scope
 	// for the container: it stays in the cgroup nspawn was started in.
 	if _, err := os.Stat("/run/systemd/system"); err != nil {
 		args = append(args, "--keep-unit")
 	}
 	b.cmd = exec.Command("systemd-nspawn", args...)
+	b.cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
 	b.cmd.Stdout, b.cmd.Stderr = &b.log, &b.log
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -192,6 +197,29 @@ func TestInstalledUnderSystemd(t *testing.T) {
 	if state, _ := mountOptions(mounts, "/var/lib/ovpn3go"); !slices.Contains(usr, "ro") || !slices.Contains(state, "rw") {
 		t.Errorf("helper %s: /usr mounted %v, /var/lib/ovpn3go %v; want ro, rw (ProtectSystem=strict, StateDirectory=)\n%s", helper, usr, state, mounts)
 	}
+
+	// DevicePolicy=closed with DeviceAllow=/dev/net/tun: a device node the
+	// container may open (kmsg, 1:11) is refused to a process in the
+	// unit's cgroup, the TUN clone device is not.
+	cgroup := ""
+	for line := range strings.Lines(sys.must("cat", "/proc/"+helper+"/cgroup")) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			cgroup = "/sys/fs/cgroup" + p
+		}
+	}
+	sys.must("mknod", "/dev/ovpn3go-test-kmsg", "c", "1", "11")
+	if out, err := sys.run("sh", "-c", "exec 3</dev/ovpn3go-test-kmsg"); err != nil {
+		t.Fatalf("the container itself cannot open 1:11: %v\n%s", err, out)
+	}
+	if out, err := sys.run("sh", "-c", `echo $$ >"$1/cgroup.procs" && exec 3</dev/ovpn3go-test-kmsg`, "sh", cgroup); err == nil {
+		t.Errorf("a process in %s opened a device outside DeviceAllow (DevicePolicy=closed not applied)", cgroup)
+	} else if !strings.Contains(out, "Operation not permitted") {
+		t.Errorf("opening a device outside DeviceAllow from %s: %v\n%s; want EPERM from the device policy", cgroup, err, out)
+	}
+	if out, err := sys.run("sh", "-c", `echo $$ >"$1/cgroup.procs" && exec 3<>/dev/net/tun`, "sh", cgroup); err != nil {
+		t.Errorf("a process in %s cannot open /dev/net/tun: %v\n%s", cgroup, err, out)
+	}
+	sys.must("rm", "/dev/ovpn3go-test-kmsg")
 
 	// The session's backend (its PID as the container sees it) runs in the
 	// unit's cgroup.
