@@ -298,3 +298,41 @@ func TestLogForwardsBounded(t *testing.T) {
 		t.Errorf("forward after a subscriber left: %v", err)
 	}
 }
+
+// TestNewTunnelCallerLeaves: a caller that leaves the bus while its
+// NewTunnel waits for the backend's registration ends that start: the
+// backend is killed and nothing is left pending (long before the start
+// timeout, which would end it too).
+func TestNewTunnelCallerLeaves(t *testing.T) {
+	r := newRig(t, "slowreg", Options{StartTimeout: 10 * time.Minute})
+	caller := dial(t, r.addr)
+	call := caller.Object(api.ServiceSessions, api.PathSessions).Go(api.InterfaceSessions+".NewTunnel", 0, nil, testConfig)
+	var proc Process
+	for deadline := time.Now().Add(30 * time.Second); proc == nil; time.Sleep(10 * time.Millisecond) {
+		r.m.mu.Lock()
+		for _, ps := range r.m.pending {
+			proc = ps.proc
+		}
+		r.m.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("the backend was never launched (call: %v)", call.Err)
+		}
+	}
+	_ = caller.Close()
+	select {
+	case <-proc.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backend of a start whose caller left is still running")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.m.mu.Lock()
+		n, sessions := len(r.m.pending), len(r.m.sessions)
+		r.m.mu.Unlock()
+		if n == 0 && sessions == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d starts pending, %d sessions after the caller left", n, sessions)
+		}
+	}
+}

@@ -339,7 +339,7 @@ func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
 		return "", err
 	}
-	return m.newTunnel(c.UID, configPath)
+	return m.newTunnel(c.Ctx, c.UID, configPath)
 }
 
 // checkRate takes one of uid's NewTunnel tokens (NewTunnelRate).
@@ -365,21 +365,24 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 	if err := m.checkRate(uid); err != nil {
 		return "", err
 	}
-	return m.newTunnel(uid, configPath)
+	return m.newTunnel(context.Background(), uid, configPath)
 }
 
-func (m *Manager) newTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
+// newTunnel is NewTunnel for a caller whose leaving (ctx cancelled, as
+// busobj does when the caller's connection leaves the bus) ends the start:
+// its backend is killed if it has not registered yet.
+func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
 	info, err := m.checkProfile(uid, configPath)
 	if err != nil {
 		return "", err
 	}
-	return m.start(uid, info, configPath, api.NewSessionPath(), nil)
+	return m.start(caller, uid, info, configPath, api.NewSessionPath(), nil)
 }
 
 // start launches a backend and makes the session object at path. With
 // prev (an automatic restart) the new session takes over prev's path,
 // owner, ACL and settings and replaces it without SESS_CREATED.
-func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session) (dbus.ObjectPath, error) {
+func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session) (dbus.ObjectPath, error) {
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
@@ -447,6 +450,8 @@ func (m *Manager) start(uid uint32, info ProfileInfo, configPath, path dbus.Obje
 		return fail("no registration request in time", "timeout", m.startTO)
 	case <-m.ctx.Done():
 		return fail("shutting down")
+	case <-caller.Done():
+		return fail("the caller left before the backend registered")
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.callTO)
 	defer cancel()
@@ -811,7 +816,7 @@ func (m *Manager) restartLater(prev *session) {
 		giveUp("profile no longer usable", err)
 		return
 	}
-	if _, err := m.start(owner, info, prev.configPath, prev.path, prev); err != nil {
+	if _, err := m.start(m.ctx, owner, info, prev.configPath, prev.path, prev); err != nil {
 		select {
 		case <-wait: // disconnected meanwhile
 			return
