@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -33,6 +34,10 @@ var (
 // the helper's p99 D-Bus latency with many sessions stays within this
 // factor of its p99 with one.
 const maxLatencyRatio = 3.0
+
+// roundPause paces the latency rounds (4 calls each): a few hundred calls
+// a second per helper.
+const roundPause = time.Millisecond
 
 // idleWindow is how long the idle CPU use is measured.
 const idleWindow = 5 * time.Second
@@ -141,13 +146,20 @@ func TestLoad(t *testing.T) {
 
 // newLoadStack starts a helper and a duplicate-cn server and imports n
 // profiles (the helper refuses a second session of one profile). The
-// per-user session cap is set above n on purpose, although the load runs
-// as root, which is not capped.
+// load runs as root, which the per-user limits do not cap; they are set
+// explicitly anyway (an empty configuration file instead of the host's,
+// the session cap above n, no Import or NewTunnel rate limit), so a
+// change of the defaults cannot turn the load test into a limits test.
 func newLoadStack(t *testing.T, bin testbed.Binaries, n int) *loadStack {
 	t.Helper()
+	conf := filepath.Join(t.TempDir(), "helper.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	st := testbed.NewStack(t, bin, testbed.VariantA, func(o *testbed.StackOptions) {
 		o.Server.Extra = []string{"duplicate-cn"}
-		o.HelperArgs = []string{"--max-sessions-per-user", strconv.Itoa(n + 1)}
+		o.HelperArgs = []string{"--config", conf, "--max-sessions-per-user", strconv.Itoa(n + 1),
+			"--import-rate", "0", "--new-tunnel-rate", "0", "--session-usable-within", "10m"}
 	})
 	// Each tunnel's subnet route is one of n equal routes; replies arrive
 	// on the tunnel they belong to, which a strict reverse-path check
@@ -327,7 +339,11 @@ func (l latencies) p(q float64) time.Duration {
 // measureLatency calls each method samples times on each helper, one
 // call to each helper in turn (the order alternating), over the root
 // client connection of each stack. The property read goes round the
-// sessions of the loaded helper.
+// sessions of the loaded helper. Rounds are paced (roundPause): the
+// variable is the number of sessions, not the call rate; back-to-back
+// calls would make the figure one of our own flood, whose garbage
+// (a 50-path reply allocates more) keeps the loaded helper's collector
+// busy.
 func measureLatency(t *testing.T, ctx context.Context, one, many *loadStack, samples int) [2]map[string]latencies {
 	t.Helper()
 	stacks := [2]*loadStack{one, many}
@@ -368,6 +384,7 @@ func measureLatency(t *testing.T, ctx context.Context, one, many *loadStack, sam
 				clear(res[k])
 			}
 		}
+		time.Sleep(roundPause)
 	}
 	return res
 }
@@ -453,7 +470,7 @@ func (r *report) markdown() string {
 		strings.TrimSpace(string(kernel)), runtime.Version(), strings.Join(la[:min(3, len(la))], " "))
 	w("Rerun: `make load` (root, about a minute; `LOAD_SESSIONS=%d LOAD_SAMPLES=%d` are the defaults). `make test` runs the same after the unit tests, alone, writing build/load.md.", r.sessions, r.samples)
 	w("")
-	w("Two helpers side by side, each on its own private bus (the shipped policy) and namespace pair, each with an OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt; `duplicate-cn`): one with 1 session, one with %d. Every session is started at once with `ovpn3 session-start` (root: no per-user cap), runs its own unprivileged backend and its own TUN device, and passes %d pings to the server's tunnel address from its own tunnel address on a socket bound to its own TUN (SO_BINDTODEVICE); its backend's TUN packet counters must show them both ways.", r.sessions, pingCount)
+	w("Two helpers side by side, each on its own private bus (the shipped policy) and namespace pair, each with an OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt; `duplicate-cn`): one with 1 session, one with %d. Every session is started at once with `ovpn3 session-start` (as root, whom the per-user limits do not cap; the helpers run with an empty configuration file, `--new-tunnel-rate 0 --import-rate 0` and a session cap above the count), runs its own unprivileged backend and its own TUN device, and passes %d pings to the server's tunnel address from its own tunnel address on a socket bound to its own TUN (SO_BINDTODEVICE); its backend's TUN packet counters must show them both ways.", r.sessions, pingCount)
 	w("")
 	verdict := "PASS"
 	if !r.passed {
@@ -463,7 +480,7 @@ func (r *report) markdown() string {
 	w("")
 	w("## D-Bus latency")
 	w("")
-	w("%d samples per method and helper after 20 warm-up rounds, one call to each helper in turn (alternating which goes first), from one root connection per bus: `FetchAvailableSessions` on the session manager and `org.freedesktop.DBus.Properties.Get` of a session's `status` (round the %d sessions).", r.samples, r.sessions)
+	w("%d samples per method and helper after 20 warm-up rounds, one call to each helper in turn (alternating which goes first), rounds of 4 calls paced %v apart, from one root connection per bus: `FetchAvailableSessions` on the session manager and `org.freedesktop.DBus.Properties.Get` of a session's `status` (round the %d sessions).", r.samples, roundPause, r.sessions)
 	w("")
 	w("| method | p50, 1 session | p50, %d sessions | p99, 1 session | p99, %d sessions | p99 ratio |", r.sessions, r.sessions)
 	w("|---|---:|---:|---:|---:|---:|")
