@@ -77,7 +77,17 @@ func startSessionStack(t *testing.T) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "go")
-	bin := filepath.Join(t.TempDir(), "ovpn3-helper")
+	// The backend is started from bin as the backend user, so its directory
+	// must be reachable by that user (t.TempDir is 0700).
+	binDir, err := os.MkdirTemp("", "ovpn3-cli-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(binDir) })
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(binDir, "ovpn3-helper")
 	root, err := testbed.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ package privsep
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -101,6 +102,11 @@ func Start(cmd *exec.Cmd, u User) error {
 	err := <-errc
 	if derr == nil && dumpable != 0 {
 		_ = unix.Prctl(unix.PR_SET_DUMPABLE, uintptr(dumpable), 0, 0, 0)
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		// The execve already runs as u: every directory on the path must
+		// be searchable by u and the file executable by u.
+		return fmt.Errorf("privsep: start %s as uid %d (the file and its directories must be reachable by that user): %w", cmd.Path, u.UID, err)
 	}
 	if err != nil {
 		return fmt.Errorf("privsep: start %s as uid %d: %w", cmd.Path, u.UID, err)
