@@ -150,14 +150,19 @@ func (m *Manager) refusal(sender, action string, err error) error {
 
 // pingBackend checks that the backend answers before a method runs
 // (upstream does this in every authorization check). A backend that does
-// not answer is killed and its session closed.
-func (m *Manager) pingBackend(ctx context.Context, s *session) error {
-	ctx, cancel := context.WithTimeout(ctx, m.callTO)
+// not answer is killed and its session closed. callerCtx ends when the
+// caller leaves the bus: that says nothing about the backend, so the
+// call is dropped and the backend left alone.
+func (m *Manager) pingBackend(callerCtx context.Context, s *session) error {
+	ctx, cancel := context.WithTimeout(callerCtx, m.callTO)
 	defer cancel()
 	var alive bool
 	err := m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+".Ping", 0).Store(&alive)
 	if err == nil && alive {
 		return nil
+	}
+	if callerCtx.Err() != nil {
+		return errGeneric("Caller left: " + callerCtx.Err().Error())
 	}
 	if m.isGone(s) {
 		return busobj.Deny(textAccessDenied + ": Session no longer valid")

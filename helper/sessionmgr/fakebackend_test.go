@@ -191,6 +191,17 @@ func (b *fakeBE) Ping() (bool, *dbus.Error) {
 	if b.mode == "deaf" {
 		select {} // a hung backend; the manager kills the process
 	}
+	if b.mode == "pingwait" {
+		// Says it was pinged, then answers once the test releases it.
+		marker := os.Getenv(fakeMarkerEnv)
+		_ = os.WriteFile(marker+".ping", nil, 0o644)
+		for {
+			if _, err := os.Stat(marker + ".release"); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return true, nil
 }
 

@@ -69,6 +69,8 @@ type testRig struct {
 	events  chan *dbus.Signal
 	cleaned *cleanups
 	client  *dbus.Conn
+	srv     *busobj.Server
+	marker  string // the fake backends' marker file (fakeMarkerEnv)
 }
 
 func newRig(t *testing.T, mode string, opts Options) *testRig {
@@ -110,7 +112,7 @@ func newRigWith(t *testing.T, mode string, opts Options, realLog bool) *testRig 
 	}
 	events := make(chan *dbus.Signal, 100)
 	watcher.Signal(events)
-	rig := &testRig{addr: addr, events: events, cleaned: &cleanups{}}
+	rig := &testRig{addr: addr, events: events, cleaned: &cleanups{}, srv: srv}
 	opts.Conn = conn
 	opts.Logger = logger
 	if opts.Polkit == polkitOnRigBus {
@@ -118,7 +120,8 @@ func newRigWith(t *testing.T, mode string, opts Options, realLog bool) *testRig 
 	}
 	opts.Profiles = allowProfiles{}
 	launcher := fakeLauncher(t, mode, addr)
-	launcher.Env = append(launcher.Env, fakeMarkerEnv+"="+filepath.Join(backendDir(t), "crashed"))
+	rig.marker = filepath.Join(backendDir(t), "crashed")
+	launcher.Env = append(launcher.Env, fakeMarkerEnv+"="+rig.marker)
 	opts.Launcher = launcher
 	opts.CleanupPID = rig.cleaned.add
 	if opts.Logs == nil {
@@ -389,6 +392,51 @@ func TestUnresponsiveBackendIsClosed(t *testing.T) {
 		t.Errorf("final status %v", st.Body)
 	}
 	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+}
+
+// TestCallerLeavingDuringPing: a caller that leaves the bus while the
+// manager pings the backend for its call ends that call only; the backend
+// is neither killed nor its session closed. (A CLI command interrupted at
+// the wrong moment once killed the user's VPN session: the cancelled ping
+// read as a backend that did not answer.)
+func TestCallerLeavingDuringPing(t *testing.T) {
+	r := newRig(t, "pingwait", Options{CallTimeout: 10 * time.Minute})
+	path, err := r.m.NewTunnel(0, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := dial(t, r.addr)
+	call := caller.Object(api.ServiceSessions, path).Go(api.InterfaceSessions+".Ready", 0, nil)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(r.marker + ".ping"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backend was never pinged (call: %v)", call.Err)
+		}
+	}
+	_ = caller.Close()
+	for deadline := time.Now().Add(30 * time.Second); r.srv.PendingSenders() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call of a caller that left never ended")
+		}
+	}
+	s := r.m.session(path)
+	if s == nil {
+		t.Fatal("the session is gone after a caller left during the ping")
+	}
+	s.mu.Lock()
+	killed := s.killed
+	s.mu.Unlock()
+	if killed {
+		t.Fatal("the backend was killed because a caller left during the ping")
+	}
+	if err := os.WriteFile(r.marker+".release", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Ready", 0).Err; err != nil {
+		t.Errorf("Ready from another caller afterwards: %v", err)
+	}
 }
 
 // automatic-restart=on-failure: a backend that dies is started again after
