@@ -182,12 +182,14 @@ func (d *dataPlane) sendSegments(seg *offload.Segmenter, buf []byte, clamp *mssC
 		pkts++
 		bytes += int64(size)
 	}
+	// Counted before the datagrams leave, as the plain path does: a reader
+	// of the counters who saw the reply must see the request counted.
+	d.c.ctr.tunBytesIn.Add(tunBytes)
+	d.c.ctr.tunPktsIn.Add(pkts)
 	if ferr := tx.flush(); err == nil {
 		err = ferr
 	}
 	tx.mu.Unlock()
-	d.c.ctr.tunBytesIn.Add(tunBytes)
-	d.c.ctr.tunPktsIn.Add(pkts)
 	if pkts > 0 {
 		d.lastSent.Store(d.c.now().UnixNano())
 		d.c.ctr.bytesOut.Add(bytes)
