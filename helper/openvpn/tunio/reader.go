@@ -1,0 +1,162 @@
+package tunio
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layout places the packets a Reader reads in its buffer: Head bytes free
+// in front of every packet, Tail bytes free behind it, and room for Max
+// bytes (the largest packet the device hands out) before each read, so
+// that no packet is cut short.
+type Layout struct{ Head, Tail, Max int }
+
+// Reader reads as many packets per call as the device has queued. At a
+// moderate packet rate each packet would otherwise cost a wake-up of the
+// reader and a send of its own; read together, they leave in one batch.
+type Reader interface {
+	// ReadPackets blocks until a packet is queued, then reads it and,
+	// without waiting, the packets queued behind it into buf as lay
+	// places them, at most len(offs) packets: packet i is
+	// buf[offs[i]:offs[i]+sizes[i]]. It returns how many it read. One
+	// goroutine only; Close unblocks it with an error wrapping
+	// os.ErrClosed.
+	ReadPackets(buf []byte, lay Layout, offs, sizes []int) (int, error)
+}
+
+// fileDevice is a device backed by a TUN file descriptor.
+type fileDevice interface {
+	File() *os.File
+}
+
+// NewReader returns d's Reader: d itself when it reads in batches, one
+// that drains the device's queue in one wake-up when d is backed by a
+// non-blocking file, otherwise one that reads one packet per call.
+func NewReader(d PacketDevice) Reader {
+	if r, ok := d.(Reader); ok {
+		return r
+	}
+	if fd, ok := d.(fileDevice); ok && fd.File() != nil {
+		if r, err := newFileReader(fd.File()); err == nil {
+			return r
+		}
+	}
+	return singleReader{d}
+}
+
+// room says whether buf has room for one more packet at start.
+func (lay Layout) room(buf []byte, start int) bool {
+	return start+lay.Max+lay.Tail <= len(buf)
+}
+
+// next is where the packet after one of n bytes at start goes: behind its
+// tailroom and the next one's headroom, 8-byte aligned.
+func (lay Layout) next(start, n int) int {
+	return (start+n+lay.Tail+7)&^7 + lay.Head
+}
+
+var errNoRoom = errors.New("tun read: buffer has no room for one packet")
+
+// singleReader reads one packet per call.
+type singleReader struct{ PacketDevice }
+
+func (s singleReader) ReadPackets(buf []byte, lay Layout, offs, sizes []int) (int, error) {
+	if len(offs) == 0 || len(sizes) == 0 || !lay.room(buf, lay.Head) {
+		return 0, errNoRoom
+	}
+	n, err := s.Read(buf[lay.Head : lay.Head+lay.Max])
+	if err != nil {
+		return 0, err
+	}
+	offs[0], sizes[0] = lay.Head, n
+	return 1, nil
+}
+
+// fileReader reads a non-blocking TUN file descriptor: the poller wakes it
+// once, and one callback reads until the queue is empty or the buffer
+// full. Its fields other than rc and fn belong to the current call.
+type fileReader struct {
+	name string
+	rc   syscall.RawConn
+	fn   func(fd uintptr) bool
+
+	buf         []byte
+	lay         Layout
+	offs, sizes []int
+	n           int
+	err         error
+}
+
+func newFileReader(f *os.File) (*fileReader, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	// A blocking descriptor would block the drain (and is not in the
+	// poller): then one packet per read(2) it is.
+	var flags int
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil {
+		return nil, err
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		return nil, errors.New("tun file is blocking")
+	}
+	r := &fileReader{name: f.Name(), rc: rc}
+	r.fn = r.read
+	return r, nil
+}
+
+func (r *fileReader) ReadPackets(buf []byte, lay Layout, offs, sizes []int) (int, error) {
+	if len(offs) == 0 || len(sizes) == 0 || !lay.room(buf, lay.Head) {
+		return 0, errNoRoom
+	}
+	r.buf, r.lay, r.offs, r.sizes, r.n, r.err = buf, lay, offs[:min(len(offs), len(sizes))], sizes, 0, nil
+	err := r.rc.Read(r.fn)
+	n, rerr := r.n, r.err
+	r.buf, r.offs, r.sizes = nil, nil, nil
+	if err != nil {
+		// The poller fails a read only for a closed file (no deadline is
+		// ever set on it).
+		return 0, &os.PathError{Op: "read", Path: r.name, Err: fmt.Errorf("%w: %w", os.ErrClosed, err)}
+	}
+	if n == 0 {
+		return 0, &os.PathError{Op: "read", Path: r.name, Err: rerr}
+	}
+	return n, nil
+}
+
+// read is the RawConn.Read callback: false (nothing read yet, the queue
+// is empty) asks the poller to wait.
+func (r *fileReader) read(fd uintptr) bool {
+	start := r.lay.Head
+	for r.n < len(r.offs) && r.lay.room(r.buf, start) {
+		n, err := unix.Read(int(fd), r.buf[start:start+r.lay.Max])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return r.n > 0
+		case err != nil:
+			// Returned now if nothing was read, else by the next call.
+			if r.n == 0 {
+				r.err = err
+			}
+			return true
+		case n == 0 && r.n == 0:
+			r.err = errors.New("tun read: end of file")
+			return true
+		}
+		r.offs[r.n], r.sizes[r.n] = start, n
+		r.n++
+		start = r.lay.next(start, n)
+	}
+	return true
+}

@@ -1,0 +1,195 @@
+package tunio
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileDev is a device backed by one end of a SOCK_SEQPACKET socket pair:
+// like a TUN descriptor it keeps packet boundaries and can be
+// non-blocking; the test writes packets into the other end.
+type fileDev struct {
+	f    *os.File
+	peer *os.File
+}
+
+func newFileDev(t *testing.T, nonblock bool) *fileDev {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nonblock {
+		if err := unix.SetNonblock(fds[0], true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &fileDev{f: os.NewFile(uintptr(fds[0]), "seq0"), peer: os.NewFile(uintptr(fds[1]), "seq1")}
+	t.Cleanup(func() { d.f.Close(); d.peer.Close() })
+	return d
+}
+
+func (d *fileDev) Read(p []byte) (int, error)  { return d.f.Read(p) }
+func (d *fileDev) Write(p []byte) (int, error) { return d.f.Write(p) }
+func (d *fileDev) Close() error                { return d.f.Close() }
+func (d *fileDev) Name() string                { return "seq0" }
+func (d *fileDev) File() *os.File              { return d.f }
+
+func (d *fileDev) send(t *testing.T, pkts ...[]byte) {
+	t.Helper()
+	for _, p := range pkts {
+		if _, err := d.peer.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func packet(i, n int) []byte { return bytes.Repeat([]byte{byte(i + 1)}, n) }
+
+// checkLayout checks that the packets read are the ones sent and that
+// each has its headroom and tailroom inside the buffer, apart from the
+// others.
+func checkLayout(t *testing.T, buf []byte, lay Layout, offs, sizes []int, want [][]byte) {
+	t.Helper()
+	if len(offs) != len(want) {
+		t.Fatalf("read %d packets, want %d", len(offs), len(want))
+	}
+	end := 0
+	for i, off := range offs {
+		if got := buf[off : off+sizes[i]]; !bytes.Equal(got, want[i]) {
+			t.Fatalf("packet %d: %d bytes %x…, want %d bytes of %x", i, len(got), got[:min(4, len(got))], len(want[i]), want[i][0])
+		}
+		if off-lay.Head < end {
+			t.Fatalf("packet %d at %d: its headroom overlaps the previous packet's tailroom (ends at %d)", i, off, end)
+		}
+		end = off + sizes[i] + lay.Tail
+		if end > len(buf) {
+			t.Fatalf("packet %d: tailroom ends at %d, past the buffer's %d bytes", i, end, len(buf))
+		}
+	}
+}
+
+func TestReaderDrainsTheQueueInOneCall(t *testing.T) {
+	d := newFileDev(t, true)
+	r := NewReader(d)
+	if _, ok := r.(*fileReader); !ok {
+		t.Fatalf("NewReader of a non-blocking file device: %T, want the draining reader", r)
+	}
+	lay := Layout{Head: 16, Tail: 32, Max: 2000}
+	buf := make([]byte, 64<<10)
+	offs, sizes := make([]int, 8), make([]int, 8)
+	var want [][]byte
+	for i := range 5 {
+		want = append(want, packet(i, 100+i*301))
+	}
+	d.send(t, want...)
+	n, err := r.ReadPackets(buf, lay, offs, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, buf, lay, offs[:n], sizes[:n], want)
+
+	// A full batch stops at len(offs); the rest waits for the next call.
+	want = want[:0]
+	for i := range 11 {
+		want = append(want, packet(i, 60))
+	}
+	d.send(t, want...)
+	n, err = r.ReadPackets(buf, lay, offs, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, buf, lay, offs[:n], sizes[:n], want[:8])
+	n, err = r.ReadPackets(buf, lay, offs, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, buf, lay, offs[:n], sizes[:n], want[8:])
+}
+
+// Reads stop while the buffer has no room for a packet of Max bytes: no
+// packet is cut short.
+func TestReaderStopsBeforeTheBufferRunsOut(t *testing.T) {
+	d := newFileDev(t, true)
+	r := NewReader(d)
+	lay := Layout{Head: 8, Tail: 8, Max: 1000}
+	buf := make([]byte, 2500) // room for two reads of 1000 bytes, not three
+	offs, sizes := make([]int, 8), make([]int, 8)
+	want := [][]byte{packet(0, 1000), packet(1, 1000), packet(2, 1000)}
+	d.send(t, want...)
+	n, err := r.ReadPackets(buf, lay, offs, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, buf, lay, offs[:n], sizes[:n], want[:2])
+	n, err = r.ReadPackets(buf, lay, offs, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, buf, lay, offs[:n], sizes[:n], want[2:])
+	if _, err := r.ReadPackets(make([]byte, 1000), lay, offs, sizes); !errors.Is(err, errNoRoom) {
+		t.Fatalf("a buffer without room for one packet: %v, want %v", err, errNoRoom)
+	}
+}
+
+// ReadPackets waits for the first packet, and Close ends a wait with an
+// error that says the device is closed.
+func TestReaderWaitsAndEndsOnClose(t *testing.T) {
+	d := newFileDev(t, true)
+	r := NewReader(d)
+	lay := Layout{Max: 100}
+	buf := make([]byte, 1000)
+	offs, sizes := make([]int, 4), make([]int, 4)
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result)
+	read := func() {
+		n, err := r.ReadPackets(buf, lay, offs, sizes)
+		res <- result{n, err}
+	}
+	go read()
+	d.send(t, packet(0, 10))
+	if got := <-res; got.err != nil || got.n != 1 || sizes[0] != 10 {
+		t.Fatalf("ReadPackets = %d, %v (size %d), want the one packet of 10 bytes", got.n, got.err, sizes[0])
+	}
+	go read()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-res; !errors.Is(got.err, os.ErrClosed) {
+		t.Fatalf("ReadPackets after Close = %d, %v, want os.ErrClosed", got.n, got.err)
+	}
+}
+
+// A blocking descriptor is read one packet per call (a drain would block),
+// as is a device without a file.
+func TestReaderFallsBackToOnePacketPerCall(t *testing.T) {
+	d := newFileDev(t, false)
+	for name, dev := range map[string]PacketDevice{"blocking file": d, "no file": &queueDev{}} {
+		if r, ok := NewReader(dev).(singleReader); !ok {
+			t.Fatalf("NewReader of a device with %s: %T, want one packet per call", name, r)
+		}
+	}
+	r := NewReader(d)
+	lay := Layout{Head: 4, Max: 100}
+	buf := make([]byte, 1000)
+	offs, sizes := make([]int, 4), make([]int, 4)
+	want := [][]byte{packet(0, 10), packet(1, 20)}
+	d.send(t, want...)
+	for i, w := range want {
+		n, err := r.ReadPackets(buf, lay, offs, sizes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkLayout(t, buf, lay, offs[:n], sizes[:n], [][]byte{w})
+		if offs[0] != lay.Head {
+			t.Fatalf("read %d: packet at %d, want %d", i, offs[0], lay.Head)
+		}
+	}
+}
