@@ -67,6 +67,10 @@ type Sample struct {
 	Helper  Mem
 	Mbps    map[string]float64
 	CPUPerG map[string]float64 // client CPU seconds per GB received
+	// Client context switches (every thread's, voluntary or not) per MB
+	// received: how often the client went to sleep and was woken, or was
+	// preempted, for its data.
+	SwitchPerM map[string]float64
 }
 
 // Results are every sample of both clients.
@@ -245,20 +249,25 @@ func measure(ctx context.Context, st *testbed.Stack, pid int, o Options, s *Samp
 	if s.Mem, err = procMem(pid); err != nil {
 		return fmt.Errorf("client memory: %w", err)
 	}
-	s.Mbps, s.CPUPerG = map[string]float64{}, map[string]float64{}
+	s.Mbps, s.CPUPerG, s.SwitchPerM = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for _, t := range o.Tests {
-		mbps, cpuPerG, err := iperfRun(ctx, st.Pair.ClientNS, pid, t, o.Duration)
+		r, err := iperfRun(ctx, st.Pair.ClientNS, pid, t, o.Duration)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
-		s.Mbps[t.Name], s.CPUPerG[t.Name] = mbps, cpuPerG
+		s.Mbps[t.Name], s.CPUPerG[t.Name], s.SwitchPerM[t.Name] = r.mbps, r.cpuPerG, r.switchPerM
 	}
 	return nil
 }
 
-// iperfRun runs one iperf3 client and returns the received rate and the
-// client process's CPU seconds per GB received.
-func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (mbps, cpuPerG float64, err error) {
+// iperfResult is what one iperf3 run measured.
+type iperfResult struct{ mbps, cpuPerG, switchPerM float64 }
+
+// iperfRun runs one iperf3 client and returns the received rate, the
+// client process's CPU seconds per GB received and its context switches
+// per MB received.
+func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (iperfResult, error) {
+	var r iperfResult
 	args := []string{"-c", testbed.TunnelServer4, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(t.Streams), "-J"}
 	if t.Reverse {
 		args = append(args, "-R")
@@ -268,26 +277,61 @@ func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (mbps, 
 	}
 	c0, err := cpuSeconds(pid)
 	if err != nil {
-		return 0, 0, err
+		return r, err
+	}
+	w0, err := contextSwitches(pid)
+	if err != nil {
+		return r, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
 	defer cancel()
 	out, err := testbed.Run(rctx, ns, "iperf3", args...)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	c1, err := cpuSeconds(pid)
 	if err != nil {
-		return 0, 0, err
+		return r, err
+	}
+	w1, err := contextSwitches(pid)
+	if err != nil {
+		return r, err
 	}
 	bytes, bps, err := parseIperf(out, t.UDPRate != "")
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	if bytes <= 0 {
-		return 0, 0, errors.New("iperf3 moved no data")
+		return r, errors.New("iperf3 moved no data")
 	}
-	return bps / 1e6, (c1 - c0) / (bytes / 1e9), nil
+	return iperfResult{mbps: bps / 1e6, cpuPerG: (c1 - c0) / (bytes / 1e9), switchPerM: float64(w1-w0) / (bytes / 1e6)}, nil
+}
+
+// contextSwitches sums voluntary and involuntary context switches over
+// the process's threads (/proc/PID/task/*/status).
+func contextSwitches(pid int) (int64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, fmt.Errorf("client context switches: %w", err)
+	}
+	var sum int64
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread just exited
+		}
+		if err != nil {
+			return 0, fmt.Errorf("client context switches: %w", err)
+		}
+		for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+			n, err := statusField(string(b), key)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/task/%s/status: %w", pid, task.Name(), err)
+			}
+			sum += n
+		}
+	}
+	return sum, nil
 }
 
 // parseIperf reads the received bytes and rate from iperf3 -J output. For
@@ -378,13 +422,20 @@ func procMem(pid int) (Mem, error) {
 
 // kBField finds "key   N kB" at the start of a line of text, in bytes.
 func kBField(text, key string) (int64, error) {
+	kb, err := statusField(text, key)
+	return kb * 1024, err
+}
+
+// statusField finds "key   N" (maybe followed by " kB") at the start of a
+// line of text.
+func statusField(text, key string) (int64, error) {
 	for _, l := range strings.Split(text, "\n") {
 		if rest, ok := strings.CutPrefix(l, key); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
 				return 0, fmt.Errorf("%s %w", key, err)
 			}
-			return kb * 1024, nil
+			return n, nil
 		}
 	}
 	return 0, fmt.Errorf("no %s line", key)

@@ -42,8 +42,8 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: connect %v, memory %+v: not measured", client, s[0].Connect, m)
 		}
 		for _, name := range []string{"tcp-up-1", "udp-up-20M"} {
-			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 {
-				t.Errorf("%s %s: %v Mbit/s, %v CPU-s/GB: not measured", client, name, s[0].Mbps[name], s[0].CPUPerG[name])
+			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 || s[0].SwitchPerM[name] <= 0 {
+				t.Errorf("%s %s: %v Mbit/s, %v CPU-s/GB, %v context switches per MB: not measured", client, name, s[0].Mbps[name], s[0].CPUPerG[name], s[0].SwitchPerM[name])
 			}
 		}
 	}
@@ -69,7 +69,7 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| helper PSS | MB | ", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| helper PSS | MB | ", "Machine: "} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}
@@ -104,5 +104,25 @@ func TestParseIperf(t *testing.T) {
 	}
 	if _, _, err := parseIperf(`{"error":"unable to connect"}`, false); err == nil || !strings.Contains(err.Error(), "unable to connect") {
 		t.Errorf("iperf3 error not reported: %v", err)
+	}
+}
+
+// contextSwitches counts the switches of every thread: a process that
+// slept has switched more than before.
+func TestContextSwitches(t *testing.T) {
+	w0, err := contextSwitches(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	w1, err := contextSwitches(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w0 <= 0 || w1 <= w0 {
+		t.Errorf("context switches %d, then %d after a sleep: want a positive count that grew", w0, w1)
+	}
+	if _, err := contextSwitches(1 << 30); err == nil {
+		t.Error("no error for a process that does not exist")
 	}
 }

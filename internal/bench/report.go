@@ -46,6 +46,9 @@ func (r *Results) Rows() []Row {
 	for _, t := range r.Tests {
 		rows = append(rows, row("client CPU "+t.Name, "CPU-s/GB", func(s Sample) float64 { return s.CPUPerG[t.Name] }))
 	}
+	for _, t := range r.Tests {
+		rows = append(rows, row("client context switches "+t.Name, "per MB", func(s Sample) float64 { return s.SwitchPerM[t.Name] }))
+	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	mb := func(n int64) float64 { return float64(n) / 1e6 }
 	own := func(name, unit string, f func(Sample) float64) Row {
@@ -98,6 +101,7 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	}
 	fmt.Fprintf(&b, "\nThroughput is iperf3's received rate through the tunnel (up: client to server, down: -R; UDP at a fixed offered load, less the receiver's loss). "+
 		"CPU-s/GB is the client process's utime+stime (/proc/PID/stat) over the run per GB received; for ovpn3go the client is the session's backend process. "+
+		"Context switches per MB: the client's threads' voluntary and involuntary switches (/proc/PID/task/*/status) over the run per MB received, that is how often it slept and was woken, or was preempted. "+
 		"Connect: ovpn3go from `ovpn3 session-start` to the CONN_CONNECTED signal, openvpn from process start to \"Initialization Sequence Completed\". "+
 		"NewTunnel → …: the session start's milestones as a monitor on the bus sees them, after the NewTunnel call: the backend's RegistrationRequest (its process runs), "+
 		"CONN_CONNECTING (Connect reached it), netcfg's Establish call (control channel up, PUSH_REPLY in), CONN_CONNECTED. "+

@@ -5,6 +5,7 @@
 //
 //	make bench                          # 3 pairs of 10 s runs
 //	go run ./e2e/cmd/bench -pairs 5 -t 20 -note "idle machine"
+//	go run ./e2e/cmd/bench -pairs 1 -t 5 -tests udp-up-200M -out /tmp/x.md -profile /tmp/x.pprof
 package main
 
 import (
@@ -14,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,14 +30,43 @@ func main() {
 	out := flag.String("out", "docs/bench/results.md", "results file (Markdown)")
 	prof := flag.String("profile", "docs/bench/backend-cpu.pprof", "where to save the ovpn3go backend's CPU profile (\"\" none)")
 	note := flag.String("note", "", "a line for the results file (e.g. that the machine was loaded)")
+	tests := flag.String("tests", "", "comma-separated iperf3 tests to run (default all: "+testNames(bench.DefaultTests)+")")
 	flag.Parse()
-	if err := run(*pairs, *secs, *out, *prof, *note); err != nil {
+	sel, err := selectTests(*tests)
+	if err == nil {
+		err = run(*pairs, *secs, *out, *prof, *note, sel)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(pairs, secs int, out, prof, note string) error {
+// selectTests picks the named tests of the default matrix; "" is all.
+func selectTests(names string) ([]bench.Test, error) {
+	if names == "" {
+		return bench.DefaultTests, nil
+	}
+	var sel []bench.Test
+	for _, name := range strings.Split(names, ",") {
+		i := slices.IndexFunc(bench.DefaultTests, func(t bench.Test) bool { return t.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("-tests: no test %q (there are %s)", name, testNames(bench.DefaultTests))
+		}
+		sel = append(sel, bench.DefaultTests[i])
+	}
+	return sel, nil
+}
+
+func testNames(tests []bench.Test) string {
+	var names []string
+	for _, t := range tests {
+		names = append(names, t.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+func run(pairs, secs int, out, prof, note string, tests []bench.Test) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "ovpn3go-bench-")
@@ -48,7 +80,7 @@ func run(pairs, secs int, out, prof, note string) error {
 	if err != nil {
 		return err
 	}
-	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, Duration: secs, Profile: prof,
+	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, Duration: secs, Profile: prof, Tests: tests,
 		Log: func(s string) { fmt.Fprintln(os.Stderr, s) }})
 	if err != nil {
 		return err
