@@ -16,6 +16,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
@@ -489,4 +490,91 @@ func TestExportRules(t *testing.T) {
 	if !srv.Exported("/a") || !srv.Unexport("/a") || srv.Exported("/a") || srv.Unexport("/a") {
 		t.Error("Unexport")
 	}
+}
+
+// TestNameOwnerCached: OwnsName on every call asks the bus once per name
+// (GetNameOwner), and still follows the name from owner to owner: a change
+// of owner made before a call is seen by that call.
+func TestNameOwnerCached(t *testing.T) {
+	f := setup(t)
+	mon, err := testbed.MonitorCalls(f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	const name = "net.openvpn.v3.log" // root may own it (shipped policy)
+	const path = testPath + "/owner"
+	if err := f.srv.Export(path, &busobj.Interface{Name: testIface, Methods: []busobj.Method{
+		{Name: "OwnsLog", Out: []busobj.Arg{{"owns", "b"}},
+			Handler: func(c *busobj.Call) ([]any, error) { return []any{c.OwnsName(name)}, nil }},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := dialBus(t, f.addr), dialBus(t, f.addr)
+	owns := func(conn *dbus.Conn) bool {
+		t.Helper()
+		var yes bool
+		if err := conn.Object(testName, path).Call(testIface+".OwnsLog", 0).Store(&yes); err != nil {
+			t.Fatal(err)
+		}
+		return yes
+	}
+	take := func(conn *dbus.Conn) {
+		t.Helper()
+		if r, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+			t.Fatalf("RequestName: %v %v", r, err)
+		}
+	}
+	release := func(conn *dbus.Conn) {
+		t.Helper()
+		if _, err := conn.ReleaseName(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if owns(a) {
+			t.Fatal("owns a name nobody owns")
+		}
+	}
+	take(a)
+	if !owns(a) || owns(b) {
+		t.Fatal("after a took the name")
+	}
+	release(a)
+	take(b)
+	if owns(a) || !owns(b) {
+		t.Fatal("after b took the name over")
+	}
+	release(b)
+	if owns(a) || owns(b) {
+		t.Fatal("after b released the name")
+	}
+	take(a)
+	if !owns(a) {
+		t.Fatal("after a took the name again")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := mon.Sync(ctx, f.client); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	for _, c := range mon.Calls() {
+		if c.Sender == f.srv.Conn().Names()[0] && c.Member == "GetNameOwner" {
+			asked++
+		}
+	}
+	if asked != 1 {
+		t.Errorf("the server asked the bus for the owner %d times in 10 calls, want once", asked)
+	}
+}
+
+func dialBus(t *testing.T, addr string) *dbus.Conn {
+	t.Helper()
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }

@@ -16,6 +16,9 @@
 //   - every Call carries the caller's unique name, UID and PID (cached per
 //     unique name, dropped on NameOwnerChanged) and the
 //     ALLOW_INTERACTIVE_AUTHORIZATION flag;
+//   - NameOwner and Call.OwnsName answer from a cache kept current by
+//     NameOwnerChanged: only the first question about a name goes to the
+//     bus, so an Authorize hook may call OwnsName on every call for free;
 //   - an Authorize hook per object sees every method call, property Get and
 //     Set; GetAll silently omits properties whose getter fails or is denied;
 //   - Set checks the variant type against the declared one and broadcasts

@@ -76,6 +76,7 @@ func (s *Server) intercept(msg *dbus.Message) {
 		}
 		name, _ := msg.Body[0].(string)
 		newOwner, _ := msg.Body[2].(string)
+		s.owners.changed(name, newOwner)
 		if newOwner == "" && strings.HasPrefix(name, ":") {
 			s.senderLeft(name)
 		}

@@ -37,6 +37,7 @@ type Server struct {
 
 	credMu sync.Mutex
 	creds  map[string]creds
+	owners ownerCache
 
 	watchMu  sync.Mutex
 	watchers map[int]func(name, oldOwner, newOwner string)
@@ -306,16 +307,6 @@ func (s *Server) Credentials(ctx context.Context, sender string) (uid, pid uint3
 		s.credMu.Unlock()
 	}
 	return u, p, nil
-}
-
-// NameOwner returns the unique name owning a bus name.
-func (s *Server) NameOwner(ctx context.Context, name string) (string, error) {
-	var owner string
-	err := s.Conn().BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner)
-	if err != nil {
-		return "", fmt.Errorf("owner of %s: %w", name, err)
-	}
-	return owner, nil
 }
 
 // WatchNames calls fn for every NameOwnerChanged on the bus (newOwner "" when

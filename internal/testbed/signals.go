@@ -36,20 +36,11 @@ func WatchSignals(addr string, rules ...string) (*Watcher, error) {
 			return nil, fmt.Errorf("watch rule %q: must contain type='signal'", r)
 		}
 	}
-	conn, err := dbus.Connect(addr)
+	conn, ch, err := becomeMonitor(addr, rules, "watch signals")
 	if err != nil {
-		return nil, fmt.Errorf("watch signals: connect %s: %w", addr, err)
+		return nil, err
 	}
-	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, rules, uint32(0)).Err; err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("watch signals: BecomeMonitor: %w", err)
-	}
-	// godbus drops messages addressed to other connections unless they are
-	// taken through Eavesdrop, which never blocks the reader: a message
-	// that finds the channel full is lost, hence the generous buffer and
-	// a collector that only appends.
-	w := &Watcher{conn: conn, ch: make(chan *dbus.Message, 4096), done: make(chan struct{}), changed: make(chan struct{})}
-	conn.Eavesdrop(w.ch)
+	w := &Watcher{conn: conn, ch: ch, done: make(chan struct{}), changed: make(chan struct{})}
 	go w.collect()
 	return w, nil
 }
@@ -125,4 +116,24 @@ func (w *Watcher) Close() error {
 // FormatSignal renders a signal for logs: "path iface.member [args]".
 func FormatSignal(s *dbus.Signal) string {
 	return fmt.Sprintf("%s %s %v", s.Path, s.Name, s.Body)
+}
+
+// becomeMonitor connects to the bus at addr as a monitor of what rules
+// match and returns the connection and the channel its messages arrive on.
+// godbus drops messages addressed to other connections unless they are
+// taken through Eavesdrop, which never blocks the reader: a message that
+// finds the channel full is lost, hence the generous buffer (the
+// collectors only append).
+func becomeMonitor(addr string, rules []string, what string) (*dbus.Conn, chan *dbus.Message, error) {
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: connect %s: %w", what, addr, err)
+	}
+	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, rules, uint32(0)).Err; err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("%s: BecomeMonitor: %w", what, err)
+	}
+	ch := make(chan *dbus.Message, 4096)
+	conn.Eavesdrop(ch)
+	return conn, ch, nil
 }
