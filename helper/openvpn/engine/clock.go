@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Clock is the time source of the engine's timers (keepalive, session
 // limits, key lifetime, handshake windows). Production uses the system
@@ -16,3 +19,7 @@ func (systemClock) Now() time.Time { return time.Now() }
 
 // now is the engine's current time.
 func (c *Client) now() time.Time { return c.clock.Now() }
+
+func fmtDuration(d time.Duration) string {
+	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+}

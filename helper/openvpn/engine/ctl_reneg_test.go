@@ -75,7 +75,7 @@ func TestCrossingSoftResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := &recordingTransport{closed: make(chan struct{})}
-	a := newAttempt(c, &dataPlane{c: c}, endpoint{host: "192.0.2.1", port: "1194", network: "udp", addr: "192.0.2.1:1194"})
+	a := newAttempt(c, newDataPlane(c), endpoint{host: "192.0.2.1", port: "1194", network: "udp", addr: "192.0.2.1:1194"})
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.tr = tr
 	a.wrap = ctlwrap.NewPlain()

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/dataplane"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 )
@@ -168,7 +169,7 @@ type Client struct {
 	log    *slog.Logger
 	events Events
 
-	ctr counters
+	ctr dataplane.Counters
 	// credsSent: the user's credentials (not an auth-token) went to a
 	// server; one-time credentials are not sent again (creds.go).
 	credsSent atomic.Bool
@@ -300,12 +301,12 @@ func (c *Client) dcoDone(p DCOPlane, final PlaneStats) {
 // userStats are the counters of what passed through userspace.
 func (c *Client) userStats() Stats {
 	return Stats{
-		BytesIn: c.ctr.bytesIn.Load(), BytesOut: c.ctr.bytesOut.Load(),
-		PacketsIn: c.ctr.pktsIn.Load(), PacketsOut: c.ctr.pktsOut.Load(),
-		TunBytesIn: c.ctr.tunBytesIn.Load(), TunBytesOut: c.ctr.tunBytesOut.Load(),
-		TunPacketsIn: c.ctr.tunPktsIn.Load(), TunPacketsOut: c.ctr.tunPktsOut.Load(),
-		KeyRotations: c.ctr.keyRotations.Load(),
-		Decompressed: c.ctr.decompressed.Load(),
+		BytesIn: c.ctr.BytesIn.Load(), BytesOut: c.ctr.BytesOut.Load(),
+		PacketsIn: c.ctr.PktsIn.Load(), PacketsOut: c.ctr.PktsOut.Load(),
+		TunBytesIn: c.ctr.TunBytesIn.Load(), TunBytesOut: c.ctr.TunBytesOut.Load(),
+		TunPacketsIn: c.ctr.TunPktsIn.Load(), TunPacketsOut: c.ctr.TunPktsOut.Load(),
+		KeyRotations: c.ctr.KeyRotations.Load(),
+		Decompressed: c.ctr.Decompressed.Load(),
 	}
 }
 

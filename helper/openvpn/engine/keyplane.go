@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/dataplane"
 )
 
 // KeySlot is where a data-channel key sits in a data plane, as in the
@@ -81,13 +82,12 @@ type KeyPlane interface {
 	DeleteKey(slot KeySlot) error
 }
 
-// userPlane is the userspace data channel of one attempt: the keys of both
-// slots become the receive keys by key_id, the primary one the send key.
-// Keepalive runs on the control loop's timers and traffic is counted in the
-// session's counters as it passes.
+// userPlane is the userspace data channel of one attempt: its keys go to
+// the attempt's dataplane.Conn, whose slots receive by key_id and whose
+// primary key sends. Keepalive runs on the control loop's timers and
+// traffic is counted in the session's counters as it passes.
 type userPlane struct {
-	a     *attempt
-	slots [2]*datachan.Key
+	a *attempt
 }
 
 func (p *userPlane) InstallKey(slot KeySlot, dk *DataKey) error {
@@ -100,58 +100,16 @@ func (p *userPlane) InstallKey(slot KeySlot, dk *DataKey) error {
 	}
 	a := p.a
 	key.SetReplayWindow(a.o.lim.replayWindow, a.o.lim.replayTime, a.c.now)
-	p.slots[slot] = key
-	p.publish(slot == SlotPrimary)
-	return nil
+	conn := a.dataConn()
+	conn.SetFraming(a.comp)
+	return conn.InstallKey(dataplane.Slot(slot), key)
 }
 
-func (p *userPlane) SwapKeys() error {
-	if p.slots[SlotSecondary] == nil {
-		return fmt.Errorf("swap keys: the secondary slot is empty")
-	}
-	p.slots[0], p.slots[1] = p.slots[1], p.slots[0]
-	p.publish(true)
-	return nil
-}
+func (p *userPlane) SwapKeys() error { return p.a.dataConn().SwapKeys() }
 
 func (p *userPlane) DeleteKey(slot KeySlot) error {
-	if slot > SlotSecondary {
-		return fmt.Errorf("delete key: no key slot %d", slot)
-	}
-	p.slots[slot] = nil
-	p.publish(slot == SlotPrimary)
-	return nil
+	return p.a.dataConn().DeleteKey(dataplane.Slot(slot))
 }
 
 // key returns the userspace key of a key_id, nil if it is in no slot.
-func (p *userPlane) key(id uint8) *datachan.Key {
-	for _, k := range p.slots {
-		if k != nil && k.KeyID() == id {
-			return k
-		}
-	}
-	return nil
-}
-
-// publish hands the slots to the socket reader (receive keys by key_id)
-// and, when the primary changed, to the TUN reader (send key).
-func (p *userPlane) publish(primaryChanged bool) {
-	var rx rxKeys
-	for _, k := range []*datachan.Key{p.slots[1], p.slots[0]} {
-		if k != nil {
-			rx[k.KeyID()] = k
-		}
-	}
-	a := p.a
-	a.rx.Store(&rx)
-	if !primaryChanged {
-		return
-	}
-	if k := p.slots[SlotPrimary]; k != nil {
-		tx := newTxPath(a.tr, k, a.comp)
-		tx.bw = newBatchWriter(a.tr, a.c.offloads())
-		a.dp.tx.Store(tx)
-	} else {
-		a.dp.tx.Store(nil)
-	}
-}
+func (p *userPlane) key(id uint8) *datachan.Key { return p.a.dataConn().Key(id) }

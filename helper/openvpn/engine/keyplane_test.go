@@ -55,7 +55,7 @@ func TestDataKeyKernelForm(t *testing.T) {
 func TestUserPlaneSlots(t *testing.T) {
 	r := newTimerRig(t, true, "reneg-sec 0")
 	a := r.a
-	if tx := a.dp.tx.Load(); tx == nil || tx.key.KeyID() != 0 {
+	if k := a.dp.SendKey(); k == nil || k.KeyID() != 0 {
 		t.Fatal("key 0 in the primary slot does not send")
 	}
 	if err := a.plane.SwapKeys(); err == nil {
@@ -65,19 +65,19 @@ func TestUserPlaneSlots(t *testing.T) {
 	if err := a.installKey(SlotSecondary, k1, testKeyMaterial(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if rx := a.rx.Load(); rx[0] == nil || rx[1] == nil || a.dp.tx.Load().key.KeyID() != 0 {
+	if a.conn.RecvKey(0) == nil || a.conn.RecvKey(1) == nil || a.dp.SendKey().KeyID() != 0 {
 		t.Fatal("a secondary key must receive but not send")
 	}
 	if err := a.plane.SwapKeys(); err != nil {
 		t.Fatal(err)
 	}
-	if a.dp.tx.Load().key.KeyID() != 1 || k1.dataKey == nil || k1.cipher != "AES-256-GCM" {
+	if a.dp.SendKey().KeyID() != 1 || k1.dataKey == nil || k1.cipher != "AES-256-GCM" {
 		t.Fatal("after the swap key 1 must send")
 	}
 	if err := a.plane.DeleteKey(SlotSecondary); err != nil {
 		t.Fatal(err)
 	}
-	if rx := a.rx.Load(); rx[0] != nil || rx[1] == nil {
+	if a.conn.RecvKey(0) != nil || a.conn.RecvKey(1) == nil {
 		t.Fatal("the deleted secondary (key 0) still receives")
 	}
 }

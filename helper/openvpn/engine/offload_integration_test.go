@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/dataplane"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -38,9 +39,9 @@ func TestIntegrationOffloads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _, ctx, stop := runClient(t, pair, srv.Profile()+tc.lines, nil)
 			defer stop()
-			before := c.ctr.snapshotOffload()
+			before := snapshotOffload(&c.ctr)
 			bulkTransfer(t, ctx, pair, 8<<20)
-			after := c.ctr.snapshotOffload()
+			after := snapshotOffload(&c.ctr)
 			pktsIn, reads := after.pktsIn-before.pktsIn, after.reads-before.reads
 			pktsOut, writes := after.pktsOut-before.pktsOut, after.writes-before.writes
 			t.Logf("TUN: %d packets in %d reads, %d packets in %d writes", pktsIn, reads, pktsOut, writes)
@@ -62,8 +63,8 @@ func TestIntegrationOffloads(t *testing.T) {
 
 type offloadSnapshot struct{ pktsIn, reads, pktsOut, writes int64 }
 
-func (c *counters) snapshotOffload() offloadSnapshot {
-	return offloadSnapshot{c.tunPktsIn.Load(), c.tunReads.Load(), c.tunPktsOut.Load(), c.tunWrites.Load()}
+func snapshotOffload(c *dataplane.Counters) offloadSnapshot {
+	return offloadSnapshot{c.TunPktsIn.Load(), c.TunReads.Load(), c.TunPktsOut.Load(), c.TunWrites.Load()}
 }
 
 // bulkTransfer sends n pattern bytes from the client namespace to a

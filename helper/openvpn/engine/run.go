@@ -27,7 +27,7 @@ func (c *Client) Run(ctx context.Context) error {
 	// wrapping the provider keeps the data plane unaware of it.
 	clamp := &mssClamp{}
 	c.cfg.Tun = &mssTunProvider{inner: c.cfg.Tun, clamp: clamp}
-	dp := &dataPlane{c: c}
+	dp := newDataPlane(c)
 	defer dp.closeTun()
 
 	c.setState(StateConnecting, "")

@@ -20,6 +20,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlwrap"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/dataplane"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/reliable"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
@@ -110,18 +111,17 @@ type attempt struct {
 	cur     *keyState // newest key (being negotiated or active)
 	primary *keyState // key the data channel sends with
 	lame    *keyState // previous primary, still decrypting until lame.mustDie
-	rx      atomic.Pointer[rxKeys]
 	// Keys reach the data plane only through plane: user, or dco once
 	// the connection's data channel is offloaded.
 	plane KeyPlane
 	user  *userPlane
 	dco   DCOPlane
+	conn  *dataplane.Conn // the userspace data plane on tr (dataplane.go)
 
 	started   time.Time
 	lastRecv  atomic.Int64
 	heard     bool
 	connected bool
-	dropped   atomic.Int64
 
 	asm        *push.Assembler
 	reply      *push.Reply
@@ -178,7 +178,7 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	defer a.cancel()
 	a.user = &userPlane{a: a}
-	a.plane, a.dco = a.user, nil
+	a.plane, a.dco, a.conn = a.user, nil, nil
 	a.started = a.c.now()
 	a.renegAfter = a.o.lim.renegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())))
 	dctx, dcancel := context.WithTimeout(a.ctx, a.ep.firstResponseTimeout())
@@ -198,8 +198,9 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 	}
 	defer a.shutdown()
 
+	conn := a.dataConn()
 	a.wg.Add(1)
-	go a.socketReader()
+	go a.socketReader(conn)
 
 	k0, err := a.newKey(0)
 	if err != nil {
@@ -233,7 +234,7 @@ func (a *attempt) setConnInfo() {
 
 // shutdown stops every goroutine of the attempt and waits for them.
 func (a *attempt) shutdown() {
-	a.dp.tx.Store(nil)
+	a.dp.StopSending()
 	close(a.done)
 	a.cancel()
 	a.closeDCO() // before the socket closes: the peer holds it
@@ -382,8 +383,8 @@ func (a *attempt) flush() error {
 			if err := a.tr.WritePacket(a.wbuf); err != nil {
 				return fmt.Errorf("send to %s: %w", a.ep, err)
 			}
-			a.c.ctr.bytesOut.Add(int64(len(a.wbuf)))
-			a.c.ctr.pktsOut.Add(1)
+			a.c.ctr.BytesOut.Add(int64(len(a.wbuf)))
+			a.c.ctr.PktsOut.Add(1)
 		}
 	}
 	return nil
@@ -840,7 +841,7 @@ func (a *attempt) useKey(k *keyState, key *DataKey) error {
 		a.lame = old
 	}
 	a.primary = k
-	a.c.ctr.keyRotations.Add(1)
+	a.c.ctr.KeyRotations.Add(1)
 	a.log.Info("renegotiated", "key_id", k.id, "took", a.c.now().Sub(k.started).Round(time.Millisecond))
 	return nil
 }

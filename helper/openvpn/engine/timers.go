@@ -96,7 +96,7 @@ func (a *attempt) checkSessionLimits(now time.Time) error {
 	}
 	// Like OpenVPN's register_activity: tunnel traffic of at least the
 	// threshold (any traffic without one) restarts the countdown.
-	total := a.c.ctr.tunBytesIn.Load() + a.c.ctr.tunBytesOut.Load()
+	total := a.c.ctr.TunBytesIn.Load() + a.c.ctr.TunBytesOut.Load()
 	if moved := total - a.inactMark; moved > 0 && moved >= a.inactiveBytes {
 		a.inactMark, a.inactSince = total, now
 		return nil
@@ -128,7 +128,7 @@ func (a *attempt) expireLameDuck(now time.Time) {
 // win) when the connection comes up.
 func (a *attempt) startSessionTimers(now time.Time, pushedInactive, pushedSessionTimeout int) {
 	a.connectedAt, a.inactSince = now, now
-	a.inactMark = a.c.ctr.tunBytesIn.Load() + a.c.ctr.tunBytesOut.Load()
+	a.inactMark = a.c.ctr.TunBytesIn.Load() + a.c.ctr.TunBytesOut.Load()
 	a.inactive, a.inactiveBytes, a.sessionTimeout = a.o.lim.inactive, a.o.lim.inactiveBytes, a.o.lim.sessionTimeout
 	if pushedInactive > 0 {
 		a.inactive = secs(pushedInactive)

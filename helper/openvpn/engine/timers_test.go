@@ -68,7 +68,7 @@ func newTimerRig(t *testing.T, connected bool, extra ...string) *timerRig {
 	c.clock = clk
 	tr := &recordingTransport{closed: make(chan struct{})}
 	ep := endpoint{host: "192.0.2.1", port: "1194", network: "udp", addr: "192.0.2.1:1194", pollTimeout: c.remotes[0].pollTimeout}
-	a := newAttempt(c, &dataPlane{c: c}, ep)
+	a := newAttempt(c, newDataPlane(c), ep)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.tr = tr
 	a.wrap = ctlwrap.NewPlain()
@@ -250,7 +250,7 @@ func TestTimerInactive(t *testing.T) {
 	if err := r.at(4 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	r.c.ctr.tunBytesOut.Add(1) // one byte of tunnel traffic restarts it
+	r.c.ctr.TunBytesOut.Add(1) // one byte of tunnel traffic restarts it
 	if err := r.at(4500 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestTimerInactive(t *testing.T) {
 
 func TestTimerInactiveByteThreshold(t *testing.T) {
 	r := newTimerRig(t, true, "inactive 5 1000")
-	r.c.ctr.tunBytesIn.Add(600)
+	r.c.ctr.TunBytesIn.Add(600)
 	if err := r.at(3 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -276,8 +276,8 @@ func TestTimerInactiveByteThreshold(t *testing.T) {
 	}
 
 	r = newTimerRig(t, true, "inactive 5 1000")
-	r.c.ctr.tunBytesIn.Add(600)
-	r.c.ctr.tunBytesOut.Add(400) // 1000 bytes both ways together
+	r.c.ctr.TunBytesIn.Add(600)
+	r.c.ctr.TunBytesOut.Add(400) // 1000 bytes both ways together
 	if err := r.at(3 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestTimerInactivePushed(t *testing.T) {
 func TestTimerSessionTimeout(t *testing.T) {
 	r := newTimerRig(t, true, "session-timeout 10")
 	for s := 1; s < 10; s++ {
-		r.c.ctr.tunBytesIn.Add(100) // traffic does not matter
+		r.c.ctr.TunBytesIn.Add(100) // traffic does not matter
 		r.clk.advance(0)
 		if err := r.at(time.Duration(s) * time.Second); err != nil {
 			t.Fatalf("at %d s: %v", s, err)
@@ -609,23 +609,21 @@ func TestKeyLimitTranWindow(t *testing.T) {
 	if err := r.a.useKey(k1, testKeyMaterial(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	rx := r.a.rx.Load()
-	if rx[0] == nil || rx[1] == nil || r.a.primary != k1 || r.a.lame != r.k0 {
+	if r.a.conn.RecvKey(0) == nil || r.a.conn.RecvKey(1) == nil || r.a.primary != k1 || r.a.lame != r.k0 {
 		t.Fatal("after the switch both keys must decrypt, key 1 primary")
 	}
 	r.received()
 	if err := r.at(129 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if r.a.rx.Load()[0] == nil {
+	if r.a.conn.RecvKey(0) == nil {
 		t.Fatal("lame duck dropped before tran-window")
 	}
 	r.received()
 	if err := r.at(130 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	rx = r.a.rx.Load()
-	if rx[0] != nil || rx[1] == nil || r.a.keys[0] != nil || r.a.lame != nil {
+	if r.a.conn.RecvKey(0) != nil || r.a.conn.RecvKey(1) == nil || r.a.keys[0] != nil || r.a.lame != nil {
 		t.Fatal("lame duck still decrypting 30 s after the renegotiation started (tran-window 30)")
 	}
 }
@@ -655,7 +653,7 @@ func TestSoftResetOnPrimaryIDKeepsPrimary(t *testing.T) {
 	if r.a.keys[1] != k1 || r.a.primary != k1 || r.a.cur != k2 || k1.retired {
 		t.Fatal("a SOFT_RESET on the primary's key id replaced the primary key")
 	}
-	if r.a.rx.Load()[1] == nil {
+	if r.a.conn.RecvKey(1) == nil {
 		t.Fatal("primary key no longer decrypts")
 	}
 	// A SOFT_RESET on a key id nobody uses still starts a renegotiation.

@@ -1,4 +1,4 @@
-package engine
+package dataplane
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/offload"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/udpbatch"
 )
 
@@ -20,10 +21,10 @@ import (
 // and UDP GSO. Each is detected at run time and can be switched off by
 // the profile (ovpn3go-offload).
 
-// vnetDevice is a TUN device whose packets carry a virtio_net_hdr.
-// tundev.Device and netcfg.Tun are, through their file; test devices say
-// so themselves.
-type vnetDevice interface {
+// VnetDevice is a TUN device that says whether its packets carry a
+// virtio_net_hdr (test devices do); a device with a File is asked with
+// TUNGETIFF.
+type VnetDevice interface {
 	VnetHdr() bool
 }
 
@@ -37,8 +38,8 @@ type fileDevice interface {
 // checksum offload, and USO where the kernel knows it) unless allow is
 // false: without TUNSETOFFLOAD the header stays but never asks for
 // segmentation.
-func tunVnet(dev TunDevice, allow bool) (bool, error) {
-	if v, ok := dev.(vnetDevice); ok {
+func tunVnet(dev tunio.PacketDevice, allow bool) (bool, error) {
+	if v, ok := dev.(VnetDevice); ok {
 		return v.VnetHdr(), nil
 	}
 	fd, ok := dev.(fileDevice)
@@ -77,21 +78,11 @@ func tunVnet(dev TunDevice, allow bool) (bool, error) {
 	return vnet, errors.Join(err, ioErr)
 }
 
-// unwrapMSS returns the device under the MSS clamp and the clamp: with a
-// virtio_net_hdr the clamp cannot look at the device's reads and writes
-// (super-packets, headers), so the data plane applies it per IP packet.
-func unwrapMSS(dev TunDevice) (TunDevice, *mssClamp) {
-	if m, ok := dev.(*mssTun); ok {
-		return m.TunDevice, m.clamp
-	}
-	return dev, nil
-}
-
 // newBatchWriter returns the UDP batch writer for a plain UDP transport,
 // nil when the profile switched both UDP offloads off or the transport
 // is another kind (TCP, proxy, float).
-func newBatchWriter(tr transport.Conn, sw offloadSwitches) *udpbatch.Writer {
-	if sw.noGSO && sw.noMmsg {
+func newBatchWriter(tr transport.Conn, sw Offloads) *udpbatch.Writer {
+	if sw.NoGSO && sw.NoMmsg {
 		return nil
 	}
 	u, ok := tr.(*transport.UDP)
@@ -102,28 +93,12 @@ func newBatchWriter(tr transport.Conn, sw offloadSwitches) *udpbatch.Writer {
 	if !ok {
 		return nil
 	}
-	w, err := udpbatch.New(uc, udpbatch.Options{GSO: !sw.noGSO, Mmsg: !sw.noMmsg})
+	w, err := udpbatch.New(uc, udpbatch.Options{GSO: !sw.NoGSO, Mmsg: !sw.NoMmsg})
 	if err != nil {
 		return nil
 	}
 	return w
 }
-
-// offloadSwitches is what the profile switched off.
-type offloadSwitches struct{ noTUN, noGSO, noMmsg bool }
-
-func (c *Client) offloads() offloadSwitches {
-	if c.cfg.Profile == nil {
-		return offloadSwitches{}
-	}
-	o := c.cfg.Profile.Offload
-	return offloadSwitches{noTUN: o.NoTUN, noGSO: o.NoUDPGSO, noMmsg: o.NoUDPMmsg}
-}
-
-// wantVnetHdr says the TUN device is to be created with IFF_VNET_HDR:
-// unless the profile switched the TUN offload off or the kernel moves the
-// packets (DCO).
-func (c *Client) wantVnetHdr(dco bool) bool { return !dco && !c.offloads().noTUN }
 
 // sealQueue seals the payload buf[off:off+n] (framing room around it) and
 // sends it, or queues it on the batch writer; tx.mu is held. It returns
@@ -158,8 +133,8 @@ func (tx *txPath) flush() error {
 
 // sendSegments splits one device read (virtio_net_hdr first) into IP
 // packets and sends them all sealed, in one batch.
-func (d *dataPlane) sendSegments(seg *offload.Segmenter, buf []byte, clamp *mssClamp) error {
-	tx := d.tx.Load()
+func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]byte)) error {
+	tx := p.tx.Load()
 	if tx == nil {
 		return nil
 	}
@@ -167,12 +142,12 @@ func (d *dataPlane) sendSegments(seg *offload.Segmenter, buf []byte, clamp *mssC
 	tx.mu.Lock()
 	var err error
 	for {
-		n, ok := seg.Next(buf[frameHeadroom : frameHeadroom+maxTunPacket])
+		n, ok := seg.Next(buf[frameHeadroom : frameHeadroom+MaxTunPacket])
 		if !ok {
 			break
 		}
 		if clamp != nil {
-			clamp.apply(buf[frameHeadroom : frameHeadroom+n])
+			clamp(buf[frameHeadroom : frameHeadroom+n])
 		}
 		tunBytes += int64(n)
 		var size int
@@ -184,43 +159,43 @@ func (d *dataPlane) sendSegments(seg *offload.Segmenter, buf []byte, clamp *mssC
 	}
 	// Counted before the datagrams leave, as the plain path does: a reader
 	// of the counters who saw the reply must see the request counted.
-	d.c.ctr.tunBytesIn.Add(tunBytes)
-	d.c.ctr.tunPktsIn.Add(pkts)
+	p.ctr.TunBytesIn.Add(tunBytes)
+	p.ctr.TunPktsIn.Add(pkts)
 	if ferr := tx.flush(); err == nil {
 		err = ferr
 	}
 	tx.mu.Unlock()
 	if pkts > 0 {
-		d.lastSent.Store(d.c.now().UnixNano())
-		d.c.ctr.bytesOut.Add(bytes)
-		d.c.ctr.pktsOut.Add(pkts)
+		p.lastSent.Store(p.now().UnixNano())
+		p.ctr.BytesOut.Add(bytes)
+		p.ctr.PktsOut.Add(pkts)
 	}
 	return err
 }
 
 // readVnet is the TUN reader's loop for a device with a virtio_net_hdr.
-func (d *dataPlane) readVnet(tun TunDevice, clamp *mssClamp) {
-	rbuf := make([]byte, offload.HdrLen+maxTunPacket)
-	buf := make([]byte, frameHeadroom+maxTunPacket+frameTailroom)
+func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte)) {
+	rbuf := make([]byte, offload.HdrLen+MaxTunPacket)
+	buf := make([]byte, frameHeadroom+MaxTunPacket+frameTailroom)
 	var seg offload.Segmenter
 	for {
 		n, err := tun.Read(rbuf)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
-				d.c.log.Debug("tun read ended", "err", err)
+				p.log.Debug("tun read ended", "err", err)
 			}
 			return
 		}
 		if n <= offload.HdrLen {
 			continue
 		}
-		d.c.ctr.tunReads.Add(1)
+		p.ctr.TunReads.Add(1)
 		if err := seg.Reset(rbuf[:n]); err != nil {
-			d.c.log.Debug("tun packet dropped", "err", err)
+			p.log.Debug("tun packet dropped", "err", err)
 			continue
 		}
-		if err := d.sendSegments(&seg, buf, clamp); err != nil {
-			d.c.log.Debug("data send failed", "err", err)
+		if err := p.sendSegments(&seg, buf, clamp); err != nil {
+			p.log.Debug("data send failed", "err", err)
 		}
 	}
 }
@@ -229,25 +204,24 @@ func (d *dataPlane) readVnet(tun TunDevice, clamp *mssClamp) {
 // coalescing TCP segments; the socket reader flushes it after every
 // batch it read.
 type tunSink struct {
-	dp    *dataPlane
-	co    *offload.Coalescer
-	clamp *mssClamp
+	p  *Plane
+	co *offload.Coalescer
 }
 
-func newTunSink(dp *dataPlane) *tunSink {
-	s := &tunSink{dp: dp}
+func newTunSink(p *Plane) *tunSink {
+	s := &tunSink{p: p}
 	s.co = offload.NewCoalescer(s.write)
 	return s
 }
 
 func (s *tunSink) write(b []byte) error {
-	tw := s.dp.tunW.Load()
+	tw := s.p.tunW.Load()
 	if tw == nil {
 		return nil
 	}
 	_, err := tw.Write(b)
 	if err == nil {
-		s.dp.c.ctr.tunWrites.Add(1)
+		s.p.ctr.TunWrites.Add(1)
 	}
 	return err
 }
@@ -255,7 +229,7 @@ func (s *tunSink) write(b []byte) error {
 // add queues one decrypted IP packet for the device.
 func (s *tunSink) add(tw *tunWriter, p []byte) error {
 	if tw.clamp != nil {
-		tw.clamp.apply(p)
+		tw.clamp(p)
 	}
 	return s.co.Add(p)
 }
@@ -263,6 +237,6 @@ func (s *tunSink) add(tw *tunWriter, p []byte) error {
 // flush writes what is queued.
 func (s *tunSink) flush() {
 	if err := s.co.Flush(); err != nil {
-		s.dp.c.log.Debug("tun write failed", "err", err)
+		s.p.log.Debug("tun write failed", "err", err)
 	}
 }

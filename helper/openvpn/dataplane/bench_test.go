@@ -1,12 +1,10 @@
-package engine
+package dataplane
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -20,16 +18,16 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/offload"
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 )
 
 // The data-plane benchmark drives the client's real per-packet code — the
-// TUN reader's sendFramed (frame, seal, UDP write) and the attempt's
-// socketReader (UDP read, open, TUN write) — over a real loopback UDP
+// Plane's TUN reader (frame, seal, UDP write) and the Conn's ReadLoop
+// (UDP read, open, TUN write) — over a real loopback UDP
 // socket against an in-process peer holding the server's half of the
 // keys. The TUN device is in memory (genTun), so the figures are the
-// engine's and the kernel's UDP path, not a TUN driver's. The peer batches
+// data plane's and the kernel's UDP path, not a TUN driver's. The peer batches
 // with recvmmsg/sendmmsg and does only the cheap half of the work (count
 // on the way up, seal on the way down), so it is not the bottleneck.
 
@@ -85,8 +83,7 @@ func (g *genTun) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// VnetHdr says the packets carry a virtio_net_hdr (the engine's
-// vnetDevice).
+// VnetHdr says the packets carry a virtio_net_hdr (VnetDevice).
 func (g *genTun) VnetHdr() bool { return g.vnet }
 
 func (g *genTun) Write(p []byte) (int, error) {
@@ -242,7 +239,7 @@ func (p *testPeer) sendSealed(tb testing.TB, addr net.Addr, payload func(i int) 
 	msgs := make([]ipv4.Message, 64)
 	bufs := make([][]byte, 64)
 	for i := range bufs {
-		bufs[i] = make([]byte, 0, p.key.SealBufferLen(maxTunPacket))
+		bufs[i] = make([]byte, 0, p.key.SealBufferLen(MaxTunPacket))
 		msgs[i].Addr = addr
 		msgs[i].Buffers = [][]byte{nil}
 	}
@@ -306,17 +303,16 @@ var (
 	downModes = []benchMode{modeNone, {name: "tun", tun: true}}
 )
 
-// benchClient is a client whose profile switches off what mode does not use.
-func benchClient(mode benchMode) *Client {
-	p := &profile.Profile{Offload: profile.OffloadSwitches{NoTUN: !mode.tun, NoUDPGSO: !mode.gso, NoUDPMmsg: !mode.mmsg}}
-	return &Client{clock: systemClock{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Profile: p}}
+// offloads switches off what mode does not use.
+func (mode benchMode) offloads() Offloads {
+	return Offloads{NoTUN: !mode.tun, NoGSO: !mode.gso, NoMmsg: !mode.mmsg}
 }
 
 // dialBenchTransport opens the client's UDP transport to the peer as a
-// connection attempt does (dialTransport: socket options included).
+// connection attempt does (socket options included).
 func dialBenchTransport(tb testing.TB, peer *testPeer) (*transport.UDP, *net.UDPConn) {
 	tb.Helper()
-	tr, err := dialTransport(context.Background(), nil, endpoint{network: "udp4", addr: peer.c.LocalAddr().String()})
+	tr, err := transport.Dial(context.Background(), nil, "udp4", peer.c.LocalAddr().String(), nil, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -420,12 +416,12 @@ func upTun(size int, mode benchMode, n int) (*genTun, func([]byte) bool) {
 // client's send path to the peer and waits until the peer has seen them
 // all or went quiet (loopback drops what overflows the peer's socket).
 func runUp(tb testing.TB, size int, mode benchMode, n int, verify bool) upResult {
-	return runUpWith(tb, size, mode, n, verify, func(g *genTun) TunDevice { return g })
+	return runUpWith(tb, size, mode, n, verify, func(g *genTun) tunio.PacketDevice { return g })
 }
 
 // runUpWith is runUp reading the TUN device that dev makes of the
 // generator.
-func runUpWith(tb testing.TB, size int, mode benchMode, n int, verify bool, dev func(*genTun) TunDevice) upResult {
+func runUpWith(tb testing.TB, size int, mode benchMode, n int, verify bool, dev func(*genTun) tunio.PacketDevice) upResult {
 	ckey, skey := dataPlaneKeys(tb, 3)
 	peer := newTestPeer(tb, skey)
 	tun, check := upTun(size, mode, n)
@@ -434,25 +430,24 @@ func runUpWith(tb testing.TB, size int, mode benchMode, n int, verify bool, dev 
 	defer peer.close()
 	tr, _ := dialBenchTransport(tb, peer)
 	defer tr.Close()
-	c := benchClient(mode)
-	dp := &dataPlane{c: c}
-	tx := newTxPath(tr, ckey, framingNone)
-	tx.bw = newBatchWriter(tr, c.offloads())
-	dp.tx.Store(tx)
+	p := New(Config{Offloads: mode.offloads()})
+	if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
+		tb.Fatal(err)
+	}
 	start := time.Now()
-	dp.startTun(dev(tun), dp.tunCfg)
+	p.StartTun(dev(tun))
 	<-tun.drained
 	wait(tb, verify, func() int64 { return peer.got.Load() }, int64(n), "peer (up)")
-	dp.closeTun()
+	p.CloseTun()
 	if verify && peer.bad.Load() != 0 {
 		tb.Fatalf("peer could not open %d of %d packets", peer.bad.Load(), peer.got.Load())
 	}
-	return upResult{sent: c.ctr.pktsOut.Load(), received: peer.got.Load(),
+	return upResult{sent: p.Counters().PktsOut.Load(), received: peer.got.Load(),
 		elapsed: time.Duration(peer.last.Load() - start.UnixNano())}
 }
 
 // runDown has the peer send n sealed packets of size bytes to the
-// client's socket; the client's socketReader opens them and writes them
+// client's socket; the client's ReadLoop opens them and writes them
 // to the TUN device. With the TUN offload they are the in-order segments
 // of one TCP flow, which the client coalesces.
 func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResult {
@@ -460,8 +455,7 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 	peer := newTestPeer(tb, skey)
 	defer peer.close()
 	tr, conn := dialBenchTransport(tb, peer)
-	c := benchClient(mode)
-	dp := &dataPlane{c: c}
+	p := New(Config{Offloads: mode.offloads()})
 	pkt := ipPacket(size)
 	payload := func(int) []byte { return pkt }
 	tun := newGenTun(pkt, 0)
@@ -475,21 +469,23 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 	} else if verify {
 		tun.check = pkt
 	}
-	dp.tunW.Store(&tunWriter{TunDevice: tun, vnet: mode.tun})
-	a := &attempt{c: c, dp: dp, tr: tr, log: c.log, ctlIn: make(chan []byte, 1), readErr: make(chan error, 1), done: make(chan struct{})}
-	a.rx.Store(&rxKeys{0: ckey})
-	a.wg.Add(1)
-	go a.socketReader()
-	defer func() { tr.Close(); close(a.done); a.wg.Wait() }()
+	p.tunW.Store(&tunWriter{PacketDevice: tun, vnet: mode.tun})
+	dc := p.NewConn(ConnConfig{Transport: tr})
+	if err := dc.InstallKey(Primary, ckey); err != nil {
+		tb.Fatal(err)
+	}
+	readEnd := make(chan error, 1)
+	go func() { readEnd <- dc.ReadLoop() }()
+	defer func() { tr.Close(); <-readEnd }()
 	start := time.Now()
 	window := int64(96)
 	if verify {
 		window = 32 // well inside the default socket buffer: nothing may be lost
 	}
 	peer.sendSealed(tb, conn.LocalAddr(), payload, n, tun, window, !verify)
-	wait(tb, verify, func() int64 { return tun.wrote.Load() }, int64(n), fmt.Sprintf("TUN (down, %d dropped as undecryptable)", a.dropped.Load()))
-	if verify && (tun.bad.Load() != 0 || a.dropped.Load() != 0) {
-		tb.Fatalf("TUN got %d wrong packets, %d dropped as undecryptable", tun.bad.Load(), a.dropped.Load())
+	wait(tb, verify, func() int64 { return tun.wrote.Load() }, int64(n), fmt.Sprintf("TUN (down, %d dropped as undecryptable)", dc.Dropped()))
+	if verify && (tun.bad.Load() != 0 || dc.Dropped() != 0) {
+		tb.Fatalf("TUN got %d wrong packets, %d dropped as undecryptable", tun.bad.Load(), dc.Dropped())
 	}
 	return upResult{sent: int64(n), received: tun.wrote.Load(),
 		elapsed: time.Duration(tun.lastWrite.Load() - start.UnixNano())}
@@ -580,7 +576,7 @@ func TestDataPlaneNoAllocPerPacket(t *testing.T) {
 // over loopback drops what overflows a socket, so "delivered%" says how
 // much of what was offered arrived).
 //
-//	go test -run '^$' -bench DataPlane -benchmem -cpu 1,2 ./helper/openvpn/engine/
+//	go test -run '^$' -bench DataPlane -benchmem -cpu 1,2 ./helper/openvpn/dataplane/
 func BenchmarkDataPlane(b *testing.B) {
 	for _, dir := range []string{"up", "down"} {
 		modes := upModes

@@ -1,4 +1,4 @@
-package engine
+package dataplane
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 // each group fits in one 64-byte line and at least 128 bytes separate a
 // group from its neighbours and from the fields around counters.
 func TestCountersOnOwnCacheLines(t *testing.T) {
-	var c counters
+	var c Counters
 	type span struct {
 		name       string
 		start, end uintptr
@@ -19,7 +19,7 @@ func TestCountersOnOwnCacheLines(t *testing.T) {
 	groups := []span{
 		{"tx", unsafe.Offsetof(c.txCounters), unsafe.Offsetof(c.txCounters) + unsafe.Sizeof(c.txCounters)},
 		{"rx", unsafe.Offsetof(c.rxCounters), unsafe.Offsetof(c.rxCounters) + unsafe.Sizeof(c.rxCounters)},
-		{"ctl", unsafe.Offsetof(c.keyRotations), unsafe.Offsetof(c.keyRotations) + unsafe.Sizeof(c.keyRotations)},
+		{"ctl", unsafe.Offsetof(c.KeyRotations), unsafe.Offsetof(c.KeyRotations) + unsafe.Sizeof(c.KeyRotations)},
 	}
 	prevEnd := uintptr(0) // the fields before counters end at its offset 0
 	for _, g := range groups {
@@ -41,10 +41,10 @@ func TestCountersOnOwnCacheLines(t *testing.T) {
 		off  uintptr
 		in   span
 	}{
-		{"tunBytesIn", unsafe.Offsetof(c.tunBytesIn), groups[0]},
-		{"bytesOut", unsafe.Offsetof(c.bytesOut), groups[0]},
-		{"bytesIn", unsafe.Offsetof(c.bytesIn), groups[1]},
-		{"tunBytesOut", unsafe.Offsetof(c.tunBytesOut), groups[1]},
+		{"tunBytesIn", unsafe.Offsetof(c.TunBytesIn), groups[0]},
+		{"bytesOut", unsafe.Offsetof(c.BytesOut), groups[0]},
+		{"bytesIn", unsafe.Offsetof(c.BytesIn), groups[1]},
+		{"tunBytesOut", unsafe.Offsetof(c.TunBytesOut), groups[1]},
 	} {
 		if f.off < f.in.start || f.off >= f.in.end {
 			t.Errorf("%s at %d is outside the %s group [%d, %d)", f.name, f.off, f.in.name, f.in.start, f.in.end)

@@ -1,8 +1,10 @@
-package engine
+package dataplane
 
 import (
 	"sync/atomic"
 	"testing"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 )
 
 // batchTun hands out the generator's packets up to four per ReadBatch, as
@@ -49,7 +51,7 @@ func (b *batchTun) WriteBatch(bufs [][]byte, off int) (int, error) {
 func TestDataPlaneBatchedTun(t *testing.T) {
 	const n = 200
 	var bt *batchTun
-	r := runUpWith(t, 1400, modeNone, n, true, func(g *genTun) TunDevice { bt = &batchTun{genTun: g}; return bt })
+	r := runUpWith(t, 1400, modeNone, n, true, func(g *genTun) tunio.PacketDevice { bt = &batchTun{genTun: g}; return bt })
 	if r.sent != n || r.received != n {
 		t.Fatalf("sent %d, peer got %d of %d", r.sent, r.received, n)
 	}

@@ -1,4 +1,4 @@
-package engine
+package dataplane
 
 import (
 	"errors"
@@ -7,17 +7,17 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 )
 
-// framing is the compression framing of data-channel payloads. This
+// Framing is the compression framing of data-channel payloads. This
 // client never compresses: it only adds and strips the "not compressed"
 // markers the server expects, exactly as the profile or the push says
 // (the forms are not interchangeable on the wire).
-type framing uint8
+type Framing uint8
 
 const (
-	framingNone    framing = iota
-	framingLZOStub         // comp-lzo no / compress lzo: 0xFA prefix
-	framingStub            // compress [stub|lz4]: first byte moved to the end, 0xFB in its place
-	framingStubV2          // compress stub-v2: 0x50 0x00 prefix only before a payload starting with 0x50
+	FramingNone    Framing = iota
+	FramingLZOStub         // comp-lzo no / compress lzo: 0xFA prefix
+	FramingStub            // compress [stub|lz4]: first byte moved to the end, 0xFB in its place
+	FramingStubV2          // compress stub-v2: 0x50 0x00 prefix only before a payload starting with 0x50
 )
 
 // Framing bytes (OpenVPN comp.h).
@@ -35,25 +35,25 @@ const (
 	frameTailroom = 1
 )
 
-func framingOf(c push.Compression) framing {
+func FramingOf(c push.Compression) Framing {
 	switch c {
 	case push.CompressionLZOStub:
-		return framingLZOStub
+		return FramingLZOStub
 	case push.CompressionStub:
-		return framingStub
+		return FramingStub
 	case push.CompressionStubV2:
-		return framingStubV2
+		return FramingStubV2
 	}
-	return framingNone
+	return FramingNone
 }
 
-func (f framing) String() string {
+func (f Framing) String() string {
 	switch f {
-	case framingLZOStub:
+	case FramingLZOStub:
 		return "comp-lzo no"
-	case framingStub:
+	case FramingStub:
 		return "compress stub"
-	case framingStubV2:
+	case FramingStubV2:
 		return "compress stub-v2"
 	}
 	return "none"
@@ -62,13 +62,13 @@ func (f framing) String() string {
 // frame marks the payload buf[off:off+n] as not compressed, in place.
 // buf must have frameHeadroom bytes before off and frameTailroom after
 // the payload.
-func (f framing) frame(buf []byte, off, n int) []byte {
+func (f Framing) frame(buf []byte, off, n int) []byte {
 	p := buf[off : off+n]
 	switch f {
-	case framingLZOStub:
+	case FramingLZOStub:
 		buf[off-1] = noCompressByte
 		return buf[off-1 : off+n]
-	case framingStub:
+	case FramingStub:
 		if n == 0 {
 			return append(p, noCompressByteSwap)
 		}
@@ -76,7 +76,7 @@ func (f framing) frame(buf []byte, off, n int) []byte {
 		p[n] = p[0]
 		p[0] = noCompressByteSwap
 		return p
-	case framingStubV2:
+	case FramingStubV2:
 		if n > 0 && p[0] == compV2Indicator {
 			buf[off-2], buf[off-1] = compV2Indicator, compV2Uncompressed
 			return buf[off-2 : off+n]
@@ -90,12 +90,12 @@ var errCompressed = errors.New("compressed data packet refused (allow-compressio
 // unframe strips the framing from a received payload, in place. A packet
 // that says it is compressed is decompressed by d (the result is d's
 // buffer), or is an error when d is nil: decompression was not allowed.
-func (f framing) unframe(p []byte, d *decompressor) ([]byte, error) {
-	if f == framingNone || len(p) == 0 {
+func (f Framing) unframe(p []byte, d *decompressor) ([]byte, error) {
+	if f == FramingNone || len(p) == 0 {
 		return p, nil
 	}
 	switch f {
-	case framingLZOStub:
+	case FramingLZOStub:
 		switch {
 		case p[0] == noCompressByte:
 			return p[1:], nil
@@ -103,7 +103,7 @@ func (f framing) unframe(p []byte, d *decompressor) ([]byte, error) {
 			return d.lzo(p[1:])
 		}
 		return nil, fmt.Errorf("comp-lzo header 0x%02x: %w", p[0], errCompressed)
-	case framingStub:
+	case FramingStub:
 		c := p[0]
 		if c != noCompressByteSwap && (c != lz4CompressByte || d == nil) {
 			return nil, fmt.Errorf("compress stub header 0x%02x: %w", c, errCompressed)
@@ -114,7 +114,7 @@ func (f framing) unframe(p []byte, d *decompressor) ([]byte, error) {
 			return d.lz4(p[:last])
 		}
 		return p[:last], nil
-	case framingStubV2:
+	case FramingStubV2:
 		if p[0] != compV2Indicator {
 			return p, nil
 		}

@@ -1,4 +1,4 @@
-package engine
+package dataplane
 
 import (
 	"bytes"
@@ -8,17 +8,17 @@ import (
 
 func TestFramingWire(t *testing.T) {
 	cases := []struct {
-		f       framing
+		f       Framing
 		payload string
 		wire    string
 	}{
-		{framingNone, "\x45\x00\x01", "\x45\x00\x01"},
-		{framingLZOStub, "\x45\x00\x01", "\xfa\x45\x00\x01"},
-		{framingLZOStub, "", "\xfa"},
-		{framingStub, "\x45\x00\x01", "\xfb\x00\x01\x45"},
-		{framingStub, "\x45", "\xfb\x45"},
-		{framingStubV2, "\x45\x00\x01", "\x45\x00\x01"},
-		{framingStubV2, "\x50\x01", "\x50\x00\x50\x01"},
+		{FramingNone, "\x45\x00\x01", "\x45\x00\x01"},
+		{FramingLZOStub, "\x45\x00\x01", "\xfa\x45\x00\x01"},
+		{FramingLZOStub, "", "\xfa"},
+		{FramingStub, "\x45\x00\x01", "\xfb\x00\x01\x45"},
+		{FramingStub, "\x45", "\xfb\x45"},
+		{FramingStubV2, "\x45\x00\x01", "\x45\x00\x01"},
+		{FramingStubV2, "\x50\x01", "\x50\x00\x50\x01"},
 	}
 	for _, c := range cases {
 		buf := make([]byte, frameHeadroom+len(c.payload)+frameTailroom)
@@ -36,15 +36,15 @@ func TestFramingWire(t *testing.T) {
 
 func TestFramingRefusesCompressed(t *testing.T) {
 	cases := []struct {
-		f    framing
+		f    Framing
 		wire []byte
 	}{
-		{framingLZOStub, []byte{0x66, 1, 2}}, // LZO compressed
-		{framingLZOStub, []byte{0xfb, 1, 2}},
-		{framingStub, []byte{0x69, 1, 2}}, // LZ4 compressed
-		{framingStub, []byte{0xfa, 1, 2}},
-		{framingStubV2, []byte{0x50, 0x01, 2}}, // v2 LZ4
-		{framingStubV2, []byte{0x50}},
+		{FramingLZOStub, []byte{0x66, 1, 2}}, // LZO compressed
+		{FramingLZOStub, []byte{0xfb, 1, 2}},
+		{FramingStub, []byte{0x69, 1, 2}}, // LZ4 compressed
+		{FramingStub, []byte{0xfa, 1, 2}},
+		{FramingStubV2, []byte{0x50, 0x01, 2}}, // v2 LZ4
+		{FramingStubV2, []byte{0x50}},
 	}
 	for _, c := range cases {
 		if _, err := c.f.unframe(bytes.Clone(c.wire), nil); !errors.Is(err, errCompressed) {

@@ -1,4 +1,4 @@
-package engine
+package dataplane
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ func swapForm(marker byte, block []byte) []byte {
 	return append(out, block[0])
 }
 
-// TestDecompressFraming: with allow-compression asym, each framing
+// TestDecompressFraming: with allow-compression asym, each Framing
 // decompresses what its header says the server compressed (LZ4 in the
 // swap and v2 forms, LZO in the v1 header and v2 forms); without it the
 // same packets are refused.
@@ -50,18 +50,18 @@ func TestDecompressFraming(t *testing.T) {
 	short := []byte("hello, tunnel")
 	cases := []struct {
 		name string
-		f    framing
+		f    Framing
 		wire []byte
 		want []byte
 	}{
-		{"compress lz4 (swap form)", framingStub, swapForm(lz4CompressByte, block), compressible},
-		{"compress lz4-v2", framingStubV2, append([]byte{compV2Indicator, compV2LZ4}, block...), compressible},
-		{"comp-lzo yes", framingLZOStub, append([]byte{lzoCompressByte}, lzoLiteral(short)...), short},
-		{"v2 LZO", framingStubV2, append([]byte{compV2Indicator, compV2LZO}, lzoLiteral(short)...), short},
+		{"compress lz4 (swap form)", FramingStub, swapForm(lz4CompressByte, block), compressible},
+		{"compress lz4-v2", FramingStubV2, append([]byte{compV2Indicator, compV2LZ4}, block...), compressible},
+		{"comp-lzo yes", FramingLZOStub, append([]byte{lzoCompressByte}, lzoLiteral(short)...), short},
+		{"v2 LZO", FramingStubV2, append([]byte{compV2Indicator, compV2LZO}, lzoLiteral(short)...), short},
 		// Uncompressed packets still pass in every form.
-		{"lz4 uncompressed", framingStub, []byte{noCompressByteSwap, 2, 3, 1}, []byte{1, 2, 3}},
-		{"lz4-v2 uncompressed", framingStubV2, []byte{0x45, 1}, []byte{0x45, 1}},
-		{"comp-lzo uncompressed", framingLZOStub, []byte{noCompressByte, 7}, []byte{7}},
+		{"lz4 uncompressed", FramingStub, []byte{noCompressByteSwap, 2, 3, 1}, []byte{1, 2, 3}},
+		{"lz4-v2 uncompressed", FramingStubV2, []byte{0x45, 1}, []byte{0x45, 1}},
+		{"comp-lzo uncompressed", FramingLZOStub, []byte{noCompressByte, 7}, []byte{7}},
 	}
 	var d decompressor
 	for _, c := range cases {
@@ -83,7 +83,7 @@ func TestDecompressFraming(t *testing.T) {
 		{compV2Indicator, compV2LZO, 0xff, 0xff},
 		{compV2Indicator, 0x03, 1, 2}, // Snappy: never supported
 	} {
-		if _, err := framingStubV2.unframe(bytes.Clone(bad), &d); err == nil {
+		if _, err := FramingStubV2.unframe(bytes.Clone(bad), &d); err == nil {
 			t.Errorf("unframe(%x) accepted", bad)
 		}
 	}
@@ -93,14 +93,14 @@ func TestDecompressFraming(t *testing.T) {
 // on, is unframed or refused with an error, never a panic, and never
 // yields more than maxDecompressed bytes.
 func FuzzDecompressUnframe(f *testing.F) {
-	f.Add(byte(framingStubV2), append([]byte{compV2Indicator, compV2LZ4}, lz4Block(f, compressible)...))
-	f.Add(byte(framingStub), swapForm(lz4CompressByte, lz4Block(f, compressible)))
-	f.Add(byte(framingLZOStub), append([]byte{lzoCompressByte}, lzoLiteral([]byte("abc"))...))
-	f.Add(byte(framingStubV2), append([]byte{compV2Indicator, compV2LZO}, lzoLiteral([]byte("abc"))...))
-	f.Add(byte(framingStubV2), []byte{compV2Indicator, compV2LZO, 0x20, 0, 0})
+	f.Add(byte(FramingStubV2), append([]byte{compV2Indicator, compV2LZ4}, lz4Block(f, compressible)...))
+	f.Add(byte(FramingStub), swapForm(lz4CompressByte, lz4Block(f, compressible)))
+	f.Add(byte(FramingLZOStub), append([]byte{lzoCompressByte}, lzoLiteral([]byte("abc"))...))
+	f.Add(byte(FramingStubV2), append([]byte{compV2Indicator, compV2LZO}, lzoLiteral([]byte("abc"))...))
+	f.Add(byte(FramingStubV2), []byte{compV2Indicator, compV2LZO, 0x20, 0, 0})
 	f.Fuzz(func(t *testing.T, fr byte, p []byte) {
 		var d decompressor
-		out, err := framing(fr%4).unframe(p, &d)
+		out, err := Framing(fr%4).unframe(p, &d)
 		if err == nil && len(out) > maxDecompressed {
 			t.Fatalf("%d bytes out", len(out))
 		}
@@ -125,11 +125,11 @@ func FuzzLZ4RoundTrip(f *testing.F) {
 		block := dst[:n]
 		var d decompressor
 		for _, w := range []struct {
-			f    framing
+			f    Framing
 			wire []byte
 		}{
-			{framingStubV2, append([]byte{compV2Indicator, compV2LZ4}, block...)},
-			{framingStub, swapForm(lz4CompressByte, block)},
+			{FramingStubV2, append([]byte{compV2Indicator, compV2LZ4}, block...)},
+			{FramingStub, swapForm(lz4CompressByte, block)},
 		} {
 			got, err := w.f.unframe(w.wire, &d)
 			if err != nil || !bytes.Equal(got, p) {

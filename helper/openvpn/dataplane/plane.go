@@ -1,0 +1,252 @@
+// Package dataplane is the client's data plane: it moves IP packets in
+// batches between the TUN device (tunio) and the transport (transport,
+// udpbatch), sealing them with the data-channel keys (datachan) on the
+// way out and opening them in place on the way in, with the compression
+// framing the server expects and the TUN and UDP offloads (offload).
+//
+// A Plane lives for a whole session: it owns the TUN device and the
+// goroutine reading it. Each connection attempt plugs its transport in as
+// a Conn, installs its keys there (swapped on renegotiation) and runs the
+// Conn's read loop; the control session drives all of it and the plane
+// knows nothing of the control channel beyond handing its packets over.
+// Steady-state sending and receiving allocate nothing per packet; the
+// traffic counters of each direction sit on cache lines of their own.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/udpbatch"
+)
+
+// MaxTunPacket is the largest TUN packet the data path handles.
+const MaxTunPacket = 65535
+
+// Offloads is what the profile switched off (ovpn3go-offload NAME off).
+type Offloads struct{ NoTUN, NoGSO, NoMmsg bool }
+
+// Config is what a Plane needs from its session.
+type Config struct {
+	Log *slog.Logger     // nil: discard
+	Now func() time.Time // nil: time.Now
+	// Counters receives the traffic counts; nil: the plane's own.
+	Counters *Counters
+	// LastSent is set to the time (unix nanos) of every data packet sent,
+	// for the session's keepalive timer. nil: the plane's own.
+	LastSent *atomic.Int64
+	Offloads Offloads
+}
+
+// Plane owns the TUN device and its reader goroutine for a whole session;
+// connection attempts plug their transport and send key in through a
+// Conn.
+type Plane struct {
+	log *slog.Logger
+	now func() time.Time
+	ctr *Counters
+	off Offloads
+
+	// tun is owned by the session's control goroutine; the socket reader
+	// of the current Conn writes it through tunW.
+	tun   tunio.PacketDevice
+	tunW  atomic.Pointer[tunWriter]
+	tunWG sync.WaitGroup
+
+	tx       atomic.Pointer[txPath] // nil while not connected: TUN packets are dropped
+	lastSent *atomic.Int64          // unix nanos of the last data-channel packet sent
+}
+
+// New returns a Plane without a TUN device.
+func New(cfg Config) *Plane {
+	p := &Plane{log: cfg.Log, now: cfg.Now, ctr: cfg.Counters, lastSent: cfg.LastSent, off: cfg.Offloads}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.ctr == nil {
+		p.ctr = new(Counters)
+	}
+	if p.lastSent == nil {
+		p.lastSent = new(atomic.Int64)
+	}
+	return p
+}
+
+// Counters are the plane's traffic counters.
+func (p *Plane) Counters() *Counters { return p.ctr }
+
+// Tun is the device StartTun was given, nil after CloseTun.
+func (p *Plane) Tun() tunio.PacketDevice { return p.tun }
+
+// SendKey is the key packets are sealed with, nil while nothing sends.
+func (p *Plane) SendKey() *datachan.Key {
+	if tx := p.tx.Load(); tx != nil {
+		return tx.key
+	}
+	return nil
+}
+
+// StopSending drops TUN packets until a Conn installs a primary key.
+func (p *Plane) StopSending() { p.tx.Store(nil) }
+
+// txPath is the send side of one connection: the socket, the key packets
+// are sealed with and the compression framing. Its mutex serialises Seal
+// (one sender at a time per key) between the TUN reader and pings.
+type txPath struct {
+	mu   sync.Mutex
+	tr   transport.Conn
+	key  *datachan.Key
+	comp Framing
+	buf  []byte
+	bw   *udpbatch.Writer // nil: one WritePacket per packet
+}
+
+func newTxPath(tr transport.Conn, key *datachan.Key, comp Framing) *txPath {
+	return &txPath{tr: tr, key: key, comp: comp,
+		buf: make([]byte, 0, key.SealBufferLen(MaxTunPacket+frameHeadroom+frameTailroom))}
+}
+
+// Send seals a payload the plane did not read from the TUN device
+// (keepalive pings, OCC messages) and sends it; nothing is sent while no
+// key is installed.
+func (p *Plane) Send(plain []byte) error {
+	var buf [frameHeadroom + 64 + frameTailroom]byte
+	if len(plain) > 64 {
+		return fmt.Errorf("internal data message of %d bytes", len(plain))
+	}
+	n := copy(buf[frameHeadroom:], plain)
+	return p.sendFramed(buf[:], frameHeadroom, n)
+}
+
+// SendPing sends a keepalive ping.
+func (p *Plane) SendPing() error { return p.Send(datachan.PingPayload[:]) }
+
+// sendFramed seals the payload buf[off:off+n], which has frameHeadroom
+// bytes before it and frameTailroom after it for the compression framing
+// (which may rewrite the payload in place).
+func (p *Plane) sendFramed(buf []byte, off, n int) error {
+	tx := p.tx.Load()
+	if tx == nil {
+		return nil
+	}
+	tx.mu.Lock()
+	n, err := tx.sealQueue(buf, off, n)
+	if err == nil {
+		err = tx.flush()
+	}
+	tx.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	p.lastSent.Store(p.now().UnixNano())
+	p.ctr.BytesOut.Add(int64(n))
+	p.ctr.PktsOut.Add(1)
+	return nil
+}
+
+// Clamped is a TUN device that clamps the TCP MSS of every packet in its
+// Read and Write. With a virtio_net_hdr it cannot (super-packets,
+// headers), so the plane reads and writes the device under it and
+// applies the clamp to each IP packet itself.
+type Clamped interface {
+	Unclamped() (dev tunio.PacketDevice, clamp func(ipPacket []byte))
+}
+
+// StartTun takes the device and starts the goroutine that reads it, in
+// batches where the device batches (tunio), and sends each packet
+// through the current Conn. It stops when CloseTun closes the device.
+func (p *Plane) StartTun(tun tunio.PacketDevice) {
+	p.tun = tun
+	dev := tun
+	var clamp func([]byte)
+	if c, ok := tun.(Clamped); ok {
+		dev, clamp = c.Unclamped()
+	}
+	vnet, err := tunVnet(dev, !p.off.NoTUN)
+	if err != nil {
+		p.log.Debug("tun offload not enabled", "err", err)
+	}
+	if vnet {
+		p.tunW.Store(&tunWriter{PacketDevice: dev, vnet: true, clamp: clamp})
+		p.tunWG.Add(1)
+		go func() {
+			defer p.tunWG.Done()
+			p.readVnet(dev, clamp)
+		}()
+		return
+	}
+	p.tunW.Store(&tunWriter{PacketDevice: tun})
+	p.tunWG.Add(1)
+	go func() {
+		defer p.tunWG.Done()
+		p.readTun(tunio.Batched(tun))
+	}()
+}
+
+// readTun is the TUN reader's loop for a device without a virtio_net_hdr.
+func (p *Plane) readTun(dev tunio.Device) {
+	bufs, sizes := make([][]byte, dev.BatchSize()), make([]int, dev.BatchSize())
+	for i := range bufs {
+		// Packets are read at tunio.Headroom; the framing's tailroom
+		// is behind len, inside cap.
+		bufs[i] = make([]byte, tunio.Headroom+MaxTunPacket+frameTailroom)[:tunio.Headroom+MaxTunPacket]
+	}
+	for {
+		k, err := dev.ReadBatch(bufs, sizes, tunio.Headroom)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				p.log.Debug("tun read ended", "err", err)
+			}
+			return
+		}
+		p.ctr.TunReads.Add(1)
+		for i, n := range sizes[:k] {
+			if n == 0 {
+				continue
+			}
+			p.ctr.TunBytesIn.Add(int64(n))
+			p.ctr.TunPktsIn.Add(1)
+			if err := p.sendFramed(bufs[i], tunio.Headroom, n); err != nil {
+				p.log.Debug("data send failed", "err", err)
+			}
+		}
+	}
+}
+
+// The framing's headroom is part of the TUN read's.
+var _ [tunio.Headroom - frameHeadroom]struct{}
+
+// CloseTun stops sending, closes the device and waits for its reader.
+func (p *Plane) CloseTun() {
+	if p.tun == nil {
+		return
+	}
+	p.tx.Store(nil)
+	p.tunW.Store(nil)
+	if err := p.tun.Close(); err != nil {
+		p.log.Debug("tun close", "err", err)
+	}
+	p.tunWG.Wait()
+	p.tun = nil
+}
+
+// tunWriter wraps the device so it can sit behind an atomic pointer.
+// With vnet, packets carry a virtio_net_hdr and go through the socket
+// reader's tunSink, which applies the MSS clamp.
+type tunWriter struct {
+	tunio.PacketDevice
+	vnet  bool
+	clamp func([]byte) // nil: none
+}
