@@ -22,8 +22,10 @@ type Authorizer interface {
 //  1. the UID rules of spec §5.3 (aclAllows): owner, ACL, public_access,
 //     restrict_log_access; root may read properties but has no other
 //     rights; only the owner changes the ACL or the access flags;
-//  2. before any method runs, the backend must answer Ping, else the
-//     session is closed ("Backend VPN process did not respond");
+//  2. the backend must answer, else the session is closed ("Backend VPN
+//     process did not respond"): a method forwarded to the backend
+//     (forwardedMethods) is its own test, any other method is preceded
+//     by a Ping, as upstream pings before every method;
 //  3. polkit (gui-ux §5), only for method calls and only when an
 //     Authorizer is configured:
 //     - a caller the UID rules admit needs net.ovpn3go.session.control-own
@@ -47,6 +49,13 @@ type Authorizer interface {
 
 // controlMethods are the calls that start or change a tunnel.
 var controlMethods = map[string]bool{"Connect": true, "Pause": true, "Resume": true, "Restart": true, "Disconnect": true}
+
+// forwardedMethods are the calls whose handler calls the backend with the
+// same timeout as the Ping would (callBackend): a backend that does not
+// answer is found out and killed there, so no Ping goes before them (one
+// round trip less on Ready and Connect).
+var forwardedMethods = map[string]bool{"Connect": true, "Pause": true, "Resume": true, "Restart": true, "Ready": true,
+	"UserInputQueueGetTypeGroup": true, "UserInputQueueFetch": true, "UserInputQueueCheck": true, "UserInputProvide": true}
 
 // aclAllows applies the UID rules of spec §5.3 to one call.
 func aclAllows(s *session, op busobj.Op, member string, uid uint32) bool {
@@ -96,7 +105,7 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 		if restarting && c.Member != "Disconnect" {
 			return errGeneric(textStopped)
 		}
-		if !restarting {
+		if !restarting && !forwardedMethods[c.Member] {
 			if err := m.pingBackend(c.Ctx, s); err != nil {
 				return err
 			}
@@ -167,6 +176,13 @@ func (m *Manager) pingBackend(callerCtx context.Context, s *session) error {
 	if m.isGone(s) {
 		return busobj.Deny(textAccessDenied + ": Session no longer valid")
 	}
+	return m.unanswered(s, "Ping", err)
+}
+
+// unanswered ends a session whose backend did not answer method within
+// CallTimeout (err): a backend that is exiting on its own is left to watch,
+// which removes the session; a hung one is killed.
+func (m *Manager) unanswered(s *session, method string, err error) error {
 	select {
 	case <-s.busGone: // exiting on its own: watch removes the session
 		return errGeneric(textStopped)
@@ -174,7 +190,7 @@ func (m *Manager) pingBackend(callerCtx context.Context, s *session) error {
 		return errGeneric(textStopped)
 	default:
 	}
-	m.log.Error("backend did not answer Ping; killing it", "session", s.path, "pid", s.backendPID, "err", err)
+	m.log.Error("backend did not answer "+method+"; killing it", "session", s.path, "pid", s.backendPID, "err", err)
 	s.mu.Lock()
 	s.killed = true
 	s.mu.Unlock()

@@ -181,6 +181,9 @@ func (b *fakeBE) RegistrationConfirmation(token string, session, config dbus.Obj
 }
 
 func (b *fakeBE) Ready() *dbus.Error {
+	if b.mode == "deaf" {
+		select {} // hung: Ready is forwarded without a Ping first
+	}
 	if b.mode == "notready" {
 		return api.Error(api.DomainReady, "Missing user credentials")
 	}

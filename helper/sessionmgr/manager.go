@@ -654,29 +654,39 @@ func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc P
 	if r.busName != api.BackendBusName(uint32(r.pid)) {
 		return fmt.Errorf("registration names bus name %q for pid %d", r.busName, r.pid)
 	}
+	// Both questions go out at once: registration is on every session
+	// start's path.
 	bus := m.conn.BusObject()
+	ownerCall := bus.GoWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, nil, r.busName)
+	credsCall := bus.GoWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, nil, r.sender)
+	for _, c := range []*dbus.Call{ownerCall, credsCall} {
+		select {
+		case <-c.Done:
+		case <-ctx.Done():
+			return fmt.Errorf("verify registration of %s: %w", r.sender, ctx.Err())
+		}
+	}
 	var owner string
-	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, r.busName).Store(&owner); err != nil {
+	if err := ownerCall.Store(&owner); err != nil {
 		return fmt.Errorf("owner of %s: %w", r.busName, err)
 	}
 	if owner != r.sender {
 		return fmt.Errorf("%s is owned by %s, not by the sender %s", r.busName, owner, r.sender)
 	}
-	var pid uint32
-	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, r.sender).Store(&pid); err != nil {
-		return fmt.Errorf("pid of %s: %w", r.sender, err)
+	var creds map[string]dbus.Variant
+	if err := credsCall.Store(&creds); err != nil {
+		return fmt.Errorf("credentials of %s: %w", r.sender, err)
+	}
+	pid, pidOK := creds["ProcessID"].Value().(uint32)
+	uid, uidOK := creds["UnixUserID"].Value().(uint32)
+	if !pidOK || !uidOK {
+		return fmt.Errorf("credentials of %s: the bus gave no ProcessID/UnixUserID", r.sender)
 	}
 	if int(pid) != proc.Pid() {
 		return fmt.Errorf("sender %s is pid %d, started %d", r.sender, pid, proc.Pid())
 	}
-	if l, ok := m.launcher.(*ExecLauncher); ok && l.User != nil {
-		var uid uint32
-		if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixUser", 0, r.sender).Store(&uid); err != nil {
-			return fmt.Errorf("uid of %s: %w", r.sender, err)
-		}
-		if uid != l.User.UID {
-			return fmt.Errorf("sender %s runs as uid %d, not the backend user %d", r.sender, uid, l.User.UID)
-		}
+	if l, ok := m.launcher.(*ExecLauncher); ok && l.User != nil && uid != l.User.UID {
+		return fmt.Errorf("sender %s runs as uid %d, not the backend user %d", r.sender, uid, l.User.UID)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package sessionmgr
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 	"github.com/ovpn3go/ovpn3go/helper/polkit"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
 const testConfig dbus.ObjectPath = "/net/openvpn/v3/configuration/0000x1111"
@@ -374,24 +376,95 @@ func TestLastSignalsOfADyingBackend(t *testing.T) {
 	}
 }
 
-// A backend that does not answer Ping is killed by the next method call,
-// which fails with "Backend VPN process did not respond"; the session is
-// closed with PROC_KILLED.
+// A backend that does not answer is killed by the next method call, which
+// fails with "Backend VPN process did not respond"; the session is closed
+// with PROC_KILLED. A method the manager handles itself (AccessGrant)
+// finds out with a Ping; a forwarded one (Ready) with the call itself.
 func TestUnresponsiveBackendIsClosed(t *testing.T) {
-	r := newRig(t, "deaf", Options{CallTimeout: time.Second})
+	for _, method := range []string{"AccessGrant", "Ready"} {
+		t.Run(method, func(t *testing.T) {
+			r := newRig(t, "deaf", Options{CallTimeout: time.Second})
+			path, err := r.m.NewTunnel(0, testConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var args []any
+			if method == "AccessGrant" {
+				args = []any{uint32(4321)}
+			}
+			err = r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+"."+method, 0, args...).Err
+			if !api.IsDomain(err, api.DomainGDBusPP) || errText(err) != "Backend VPN process did not respond" {
+				t.Errorf("%s on a hung backend: %v", method, err)
+			}
+			st := r.waitSignal(t, "PROC_KILLED", isStatus(path, api.StatusMinorProcKilled))
+			if st.Body[2] != "Session closed, killed backend client" {
+				t.Errorf("final status %v", st.Body)
+			}
+			r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+		})
+	}
+}
+
+// TestBackendRoundTrips counts the calls the session manager makes for a
+// front-end's call (a monitor on the bus sees them all): a forwarded call
+// costs one call to the backend, Connect two at once (the log level is
+// read meanwhile), LogForward a Ping; nothing goes to the bus driver.
+func TestBackendRoundTrips(t *testing.T) {
+	r := newRig(t, "ok", Options{})
 	path, err := r.m.NewTunnel(0, testConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Ready", 0).Err
-	if !api.IsDomain(err, api.DomainGDBusPP) || errText(err) != "Backend VPN process did not respond" {
-		t.Errorf("Ready on a hung backend: %v", err)
+	mon, err := testbed.MonitorCalls(r.addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	st := r.waitSignal(t, "PROC_KILLED", isStatus(path, api.StatusMinorProcKilled))
-	if st.Body[2] != "Session closed, killed backend client" {
-		t.Errorf("final status %v", st.Body)
+	defer mon.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	obj := r.client.Object(api.ServiceSessions, path)
+	// The manager learns the caller's credentials on its first call.
+	if _, err := obj.GetProperty(api.InterfaceSessions + ".status"); err != nil {
+		t.Fatal(err)
 	}
-	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+	manager := r.srv.Conn().Names()[0]
+	for _, tc := range []struct {
+		method string
+		args   []any
+		want   []string
+	}{
+		{"Ready", nil, []string{"Ready"}},
+		{"LogForward", []any{true}, []string{"Ping"}},
+		{"Connect", nil, []string{"Connect", "Get log_level"}},
+		{"Pause", []any{"test"}, []string{"Pause"}},
+		{"Resume", nil, []string{"Resume"}},
+	} {
+		if err := mon.Sync(ctx, r.client); err != nil {
+			t.Fatal(err)
+		}
+		mon.Reset()
+		if err := obj.CallWithContext(ctx, api.InterfaceSessions+"."+tc.method, 0, tc.args...).Err; err != nil {
+			t.Fatalf("%s: %v", tc.method, err)
+		}
+		if err := mon.Sync(ctx, r.client); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range mon.Calls() {
+			if c.Sender != manager {
+				continue
+			}
+			what := c.Member
+			if c.Member == "Get" && len(c.Body) == 2 {
+				what += fmt.Sprint(" ", c.Body[1])
+			}
+			got = append(got, what)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: the manager called %q, want %q", tc.method, got, tc.want)
+		}
+	}
 }
 
 // TestCallerLeavingDuringPing: a caller that leaves the bus while the
@@ -406,7 +479,9 @@ func TestCallerLeavingDuringPing(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller := dial(t, r.addr)
-	call := caller.Object(api.ServiceSessions, path).Go(api.InterfaceSessions+".Ready", 0, nil)
+	// AccessGrant: the manager handles it itself, so a Ping goes first
+	// (a forwarded call such as Ready needs none, see forwardedMethods).
+	call := caller.Object(api.ServiceSessions, path).Go(api.InterfaceSessions+".AccessGrant", 0, nil, uint32(4321))
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(r.marker + ".ping"); err == nil {
 			break

@@ -2,6 +2,7 @@ package sessionmgr
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/godbus/dbus/v5"
@@ -84,10 +85,21 @@ func (m *Manager) callCtx() (context.Context, context.CancelFunc) {
 func (m *Manager) forward(s *session, method string, out []any, args ...any) error {
 	ctx, cancel := m.callCtx()
 	defer cancel()
-	call := m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+"."+method, 0, args...)
+	return m.forwardReply(s, method, m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+"."+method, 0, args...), out)
+}
+
+// forwardReply passes on the backend's reply to method (a finished call),
+// storing it in out. A backend that did not answer within CallTimeout is
+// killed (forwardedMethods are not pinged first); the timeout is the
+// manager's own, never the front-end's, so a caller leaving cannot pass
+// for a hung backend.
+func (m *Manager) forwardReply(s *session, method string, call *dbus.Call, out []any) error {
 	if call.Err != nil {
 		if m.isGone(s) {
 			return errGeneric(textStopped)
+		}
+		if errors.Is(call.Err, context.DeadlineExceeded) && m.ctx.Err() == nil {
+			return m.unanswered(s, method, call.Err)
 		}
 		return backendError(call.Err)
 	}
@@ -135,19 +147,32 @@ func (m *Manager) Connect(s *session) error {
 	defer cancel()
 	obj := m.backendObj(s)
 	if dcoSet {
-		if err := obj.CallWithContext(ctx, api.InterfaceProperties+".Set", 0, api.InterfaceBackends, "dco", dbus.MakeVariant(dco)).Err; err != nil {
-			m.log.Warn("set backend dco", "session", s.path, "err", err)
+		call := obj.CallWithContext(ctx, api.InterfaceProperties+".Set", 0, api.InterfaceBackends, "dco", dbus.MakeVariant(dco))
+		if errors.Is(call.Err, context.DeadlineExceeded) {
+			return m.forwardReply(s, "Set", call, nil)
 		}
-	}
-	if v, err := m.backendProperty(s, "log_level"); err == nil {
-		if lvl, ok := v.Value().(uint32); ok {
-			s.mu.Lock()
-			s.logVerbosity = lvl
-			s.mu.Unlock()
+		if call.Err != nil {
+			m.log.Warn("set backend dco", "session", s.path, "err", call.Err)
 		}
 	}
 	m.sessionLog(s, api.LogCategoryInfo, "Starting connection - "+string(s.path))
-	return m.forward(s, "Connect", nil)
+	// The log level is read while Connect runs: neither waits for the
+	// other, and the backend's log level does not change on Connect.
+	level := obj.GoWithContext(ctx, api.InterfaceProperties+".Get", 0, nil, api.InterfaceBackends, "log_level")
+	err := m.forwardReply(s, "Connect", obj.CallWithContext(ctx, api.InterfaceBackends+".Connect", 0), nil)
+	select {
+	case <-level.Done:
+		var v dbus.Variant
+		if level.Store(&v) == nil {
+			if lvl, ok := v.Value().(uint32); ok {
+				s.mu.Lock()
+				s.logVerbosity = lvl
+				s.mu.Unlock()
+			}
+		}
+	case <-ctx.Done():
+	}
+	return err
 }
 
 // Disconnect stops the backend and returns once the session is gone.
