@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
@@ -57,11 +58,28 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 	if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+".Establish", 0).Store(&fd); err != nil {
 		return nil, "", "", fmt.Errorf("netcfg: Establish on %s: %w", devicePath, err)
 	}
-	if devName, err = c.deviceName(ctx, devicePath); err != nil {
-		closeFD(int(fd))
-		return nil, "", "", err
+	// The device's name comes with its file (no round trip); the
+	// property is the fallback.
+	if devName = tunName(int(fd)); devName == "" {
+		if devName, err = c.deviceName(ctx, devicePath); err != nil {
+			closeFD(int(fd))
+			return nil, "", "", err
+		}
 	}
 	return os.NewFile(uintptr(fd), devName), devicePath, devName, nil
+}
+
+// tunName asks the kernel for the name of the TUN device whose file is fd
+// (TUNGETIFF); "" if it will not say.
+func tunName(fd int) string {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return ""
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		return ""
+	}
+	return ifr.Name()
 }
 
 // deviceName reads an established device's kernel name.
@@ -92,36 +110,19 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 			c.destroyAfterFailure(ctx, path, &err)
 		}
 	}()
-	devicePath := path
-	dev := c.conn.Object(c.dest, devicePath)
-	call := func(method string, args ...any) error {
-		if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+"."+method, 0, args...).Err; err != nil {
-			return fmt.Errorf("netcfg: %s on %s: %w", method, devicePath, err)
-		}
-		return nil
-	}
-	set := func(prop string, v any) error {
-		err := dev.CallWithContext(ctx, api.InterfaceProperties+".Set", 0, api.InterfaceNetCfg, prop, dbus.MakeVariant(v)).Err
-		if err != nil {
-			return fmt.Errorf("netcfg: set %s on %s: %w", prop, devicePath, err)
-		}
-		return nil
-	}
-
-	if err := set("layer", uint32(layerTUN)); err != nil {
-		return "", err
-	}
+	// The settings go out at once (one round trip, not one each): only
+	// the calls that append to the same list keep their order (chains).
+	var chains [][]setting
+	one := func(s setting) { chains = append(chains, []setting{s}) }
+	one(setting{prop: "layer", args: []any{uint32(layerTUN)}})
 	if cfg.MTU != 0 {
-		if err := set("mtu", uint16(cfg.MTU)); err != nil {
-			return "", err
-		}
+		one(setting{prop: "mtu", args: []any{uint16(cfg.MTU)}})
 	}
 	if cfg.Remote.IsValid() {
 		r := cfg.Remote.Unmap()
-		if err := call("SetRemoteAddress", r.String(), r.Is6()); err != nil {
-			return "", err
-		}
+		one(setting{method: "SetRemoteAddress", args: []any{r.String(), r.Is6()}})
 	}
+	var addrs []setting
 	for _, a := range cfg.Addresses {
 		ip := a.Addr().Unmap()
 		gw := cfg.Gateway6
@@ -135,21 +136,14 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 		if gw.IsValid() {
 			gwText = gw.Unmap().String()
 		}
-		if err := call("AddIPAddress", ip.String(), uint32(a.Bits()), gwText, ip.Is6()); err != nil {
-			return "", err
-		}
+		addrs = append(addrs, setting{method: "AddIPAddress", args: []any{ip.String(), uint32(a.Bits()), gwText, ip.Is6()}})
 	}
+	chains = append(chains, addrs)
 	if cfg.VnetHdr {
-		if err := set("vnet_hdr", true); err != nil {
-			return "", err
-		}
+		one(setting{prop: "vnet_hdr", args: []any{true}})
 	}
-	if err := set("reroute_ipv4", cfg.RedirectIPv4); err != nil {
-		return "", err
-	}
-	if err := set("reroute_ipv6", cfg.RedirectIPv6); err != nil {
-		return "", err
-	}
+	one(setting{prop: "reroute_ipv4", args: []any{cfg.RedirectIPv4}})
+	one(setting{prop: "reroute_ipv6", args: []any{cfg.RedirectIPv6}})
 	var flags []string
 	for _, f := range []struct {
 		on   bool
@@ -161,9 +155,7 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 		}
 	}
 	if len(flags) > 0 {
-		if err := set("route_flags", flags); err != nil {
-			return "", err
-		}
+		one(setting{prop: "route_flags", args: []any{flags}})
 	}
 	// Routes naming a gateway go through AddNetworksVia (ours; openvpn3's
 	// AddNetworks has no gateway), the rest through AddNetworks.
@@ -183,25 +175,23 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 		nets = append(nets, network{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
 			Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude})
 	}
+	var routes []setting
 	if len(nets) > 0 {
-		if err := call("AddNetworks", nets); err != nil {
-			return "", err
-		}
+		routes = append(routes, setting{method: "AddNetworks", args: []any{nets}})
 	}
 	if len(via) > 0 {
-		if err := call("AddNetworksVia", via); err != nil {
-			return "", err
-		}
+		routes = append(routes, setting{method: "AddNetworksVia", args: []any{via}})
 	}
+	chains = append(chains, routes)
 	if cfg.DNSScope != "" {
-		if err := set("dns_scope", cfg.DNSScope); err != nil {
-			return "", err
-		}
+		one(setting{prop: "dns_scope", args: []any{cfg.DNSScope}})
 	}
-	if err := setDNS(cfg.DNS, call); err != nil {
+	for _, s := range dnsSettings(cfg.DNS) {
+		one(s)
+	}
+	if err := c.apply(ctx, path, chains); err != nil {
 		return "", err
 	}
-
 	return path, nil
 }
 
@@ -290,18 +280,17 @@ func (t *Tun) Close() error {
 	return t.err
 }
 
-// setDNS describes the tunnel's DNS on the device: servers as
+// dnsSettings describe the tunnel's DNS on the device: servers as
 // "addr[:port][#tls-name]", search domains, and routing-only domains as
 // "~domain".
-func setDNS(d netconf.DNS, call func(method string, args ...any) error) error {
+func dnsSettings(d netconf.DNS) []setting {
+	var out []setting
 	domains := slices.Clone(d.Search)
 	for _, r := range d.Routing {
 		domains = append(domains, "~"+r)
 	}
 	if len(domains) > 0 {
-		if err := call("AddDNSSearch", domains); err != nil {
-			return err
-		}
+		out = append(out, setting{method: "AddDNSSearch", args: []any{domains}})
 	}
 	if len(d.Servers) > 0 {
 		servers := make([]string, 0, len(d.Servers))
@@ -315,17 +304,54 @@ func setDNS(d netconf.DNS, call func(method string, args ...any) error) error {
 			}
 			servers = append(servers, t)
 		}
-		if err := call("AddDNS", servers); err != nil {
-			return err
-		}
+		out = append(out, setting{method: "AddDNS", args: []any{servers}})
 	}
 	if d.DNSSEC != "" {
-		if err := call("SetDNSSEC", d.DNSSEC); err != nil {
-			return err
-		}
+		out = append(out, setting{method: "SetDNSSEC", args: []any{d.DNSSEC}})
 	}
 	if d.Transport != "" {
-		if err := call("SetDNSTransport", d.Transport); err != nil {
+		out = append(out, setting{method: "SetDNSTransport", args: []any{d.Transport}})
+	}
+	return out
+}
+
+// setting is one call describing a device: a method, or a property Set.
+type setting struct {
+	method string // device method, or "" for a property
+	prop   string
+	args   []any
+}
+
+// apply makes the calls of every chain on the device at path: the chains
+// run side by side, the calls of one chain in order. The first failure
+// (in chain order) is returned once every call has ended.
+func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, chains [][]setting) error {
+	dev := c.conn.Object(c.dest, path)
+	errs := make([]error, len(chains))
+	var wg sync.WaitGroup
+	for i, chain := range chains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, s := range chain {
+				if s.method != "" {
+					if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+"."+s.method, 0, s.args...).Err; err != nil {
+						errs[i] = fmt.Errorf("netcfg: %s on %s: %w", s.method, path, err)
+						return
+					}
+					continue
+				}
+				err := dev.CallWithContext(ctx, api.InterfaceProperties+".Set", 0, api.InterfaceNetCfg, s.prop, dbus.MakeVariant(s.args[0])).Err
+				if err != nil {
+					errs[i] = fmt.Errorf("netcfg: set %s on %s: %w", s.prop, path, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
@@ -472,6 +473,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	if d.tun != nil {
 		return nil, netcfgError("Virtual interface is already established")
 	}
+	start := time.Now()
 	cfg := d.config()
 	d.svc.addBypassRoutes(&cfg, d.log)
 	j, err := d.svc.Journal("dev-" + strings.TrimPrefix(string(d.path), string(api.PathNetCfg)+"/"))
@@ -503,7 +505,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		// DCO mode: the ovpn device is configured, and the kernel moves
 		// the packets: no fd to hand over.
 		d.tun = tun
-		d.log.Info("DCO device configured", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()))
+		d.log.Info("DCO device configured", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start))
 		d.announce(tun, true)
 		return nil, nil
 	}
@@ -512,7 +514,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	f := tun.File()
 	c.CloseAfterReply(closerFunc(tun.CloseFile))
 	d.tun = tun
-	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()))
+	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start))
 	d.announce(tun, true)
 	return []any{dbus.UnixFD(rawFD(f))}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -563,4 +564,40 @@ func TestOpenAndClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 	f.waitClean(t)
+}
+
+// TestEstablishCalls: the client's Establish is CreateVirtualInterface, the
+// settings (sent side by side) and Establish; the device's name comes with
+// its file, not from a property read.
+func TestEstablishCalls(t *testing.T) {
+	f := newFixture(t, "nccal")
+	mon, err := testbed.MonitorCalls(f.bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tun, err := f.client.Open(ctx, "tok9", testCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	checkProp(t, f.conn.Object(api.ServiceNetCfg, tun.Path()), "device_name", tun.Name())
+	if err := mon.Sync(ctx, f.conn); err != nil {
+		t.Fatal(err)
+	}
+	var members []string
+	for _, c := range mon.Calls() {
+		if c.Sender == f.conn.Names()[0] && c.Destination == api.ServiceNetCfg {
+			members = append(members, c.Member)
+		}
+	}
+	// The last call is this test's own device_name check.
+	if n := len(members); n < 4 || members[0] != "CreateVirtualInterface" || members[n-2] != "Establish" || members[n-1] != "Get" {
+		t.Fatalf("calls %q", members)
+	}
+	if slices.Contains(members[:len(members)-1], "Get") {
+		t.Errorf("the client read a property while establishing: %q", members)
+	}
 }
