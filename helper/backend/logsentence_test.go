@@ -72,7 +72,7 @@ func TestPhrasings(t *testing.T) {
 // Every event the engine and the backend log at INFO or above has a
 // phrasing (a new one must get its sentence, not the generic rendering).
 func TestEveryInfoEventHasAPhrasing(t *testing.T) {
-	for _, dir := range []string{".", "../openvpn/engine"} {
+	for _, dir := range []string{".", "../openvpn/engine", "../openvpn/control"} {
 		fset := token.NewFileSet()
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {

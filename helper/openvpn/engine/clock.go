@@ -3,19 +3,17 @@ package engine
 import (
 	"fmt"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/control"
 )
 
-// Clock is the time source of the engine's timers (keepalive, session
-// limits, key lifetime, handshake windows). Production uses the system
-// clock; unit tests inject a fake one and call the timer checks directly,
-// so every timer is tested without waiting for it.
-type Clock interface {
-	Now() time.Time
-}
+// Clock is the time source of the engine's timers (session limits, the
+// data plane's timestamps) and of the control session's (keepalive, key
+// lifetime, handshake windows): one clock, so unit tests inject a fake one
+// and call the timer checks directly.
+type Clock = control.Clock
 
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
+type systemClock = control.SystemClock
 
 // now is the engine's current time.
 func (c *Client) now() time.Time { return c.clock.Now() }

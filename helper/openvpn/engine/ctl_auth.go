@@ -180,29 +180,15 @@ func (a *attempt) authFailed(body string) error {
 }
 
 // authPending handles AUTH_PENDING: the handshake may take as long as the
-// server says (bounded as in authPendingWait), and the user is told.
+// server says (bounded by the session), and the user is told.
 func (a *attempt) authPending(body string) {
 	timeout, err := ctlmsg.ParseAuthPending(body)
 	if err != nil {
 		a.log.Debug("AUTH_PENDING", "err", err)
 	}
-	if timeout > 0 {
-		a.handWindow = a.c.now().Sub(a.started) + a.authPendingWait(timeout)
-	}
+	a.s.AuthPending(timeout)
 	a.authPendingSeen = true
 	a.c.setState(StateWaitingForServer, "authentication pending")
-}
-
-// authPendingWait is how long the handshake may wait after AUTH_PENDING
-// with the server's timeout in seconds: as OpenVPN, at most
-// max(reneg-sec/2, hand-window). Compared in seconds, so a huge timeout
-// cannot overflow time.Duration (which would end the handshake at once).
-func (a *attempt) authPendingWait(timeout int) time.Duration {
-	limit := max(a.o.lim.renegSec/2, a.o.handWindow)
-	if int64(timeout) >= int64(limit/time.Second) {
-		return limit
-	}
-	return time.Duration(timeout) * time.Second
 }
 
 // pendingInfo surfaces INFO_PRE/INFO while (or before) auth is pending.
@@ -226,20 +212,6 @@ func (a *attempt) pendingInfo(body string) {
 	a.log.Info("server info", "method", info.Method, "url", url, "text", text)
 	if ok {
 		ae.AuthPending(info.Method, url, text)
-	}
-}
-
-// sendCRResponse sends the user's answer to a CR_TEXT challenge.
-func (a *attempt) sendCRResponse(answer string) {
-	k := a.keys[0]
-	if a.primary != nil {
-		k = a.primary
-	}
-	if k == nil || k.tls == nil {
-		return
-	}
-	if err := a.sendControl(k, ctlmsg.CRResponse, base64.StdEncoding.EncodeToString([]byte(answer))); err != nil {
-		a.log.Debug("CR_RESPONSE", "err", err)
 	}
 }
 

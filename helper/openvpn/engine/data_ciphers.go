@@ -41,11 +41,11 @@ func offeredCiphers(p *profile.Profile) ([]string, error) {
 	return out, nil
 }
 
-// dataCipher picks the cipher for the data channel: the pushed one, else
+// DataCipher picks the cipher for the data channel (control.Handler): the pushed one, else
 // data-ciphers-fallback, else the profile's "cipher" (servers without
 // NCP). It must be one the client offered: a server cannot talk the
 // client into a legacy cipher the profile did not ask for.
-func (a *attempt) dataCipher(pushed string) (string, error) {
+func (a *attempt) DataCipher(pushed string) (string, error) {
 	p := a.c.cfg.Profile
 	c := strings.ToUpper(pushed)
 	if c == "" {

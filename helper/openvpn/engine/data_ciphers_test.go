@@ -34,15 +34,15 @@ func TestOfferedCiphers(t *testing.T) {
 
 func TestDataCipherMustBeOffered(t *testing.T) {
 	a := &attempt{c: &Client{cfg: Config{Profile: &profile.Profile{}}}, o: &options{dataCiphers: []string{"AES-256-GCM"}}}
-	if _, err := a.dataCipher("AES-256-CBC"); err == nil {
+	if _, err := a.DataCipher("AES-256-CBC"); err == nil {
 		t.Error("a pushed CBC cipher the profile did not ask for was accepted")
 	}
-	if c, err := a.dataCipher("aes-256-gcm"); err != nil || c != "AES-256-GCM" {
+	if c, err := a.DataCipher("aes-256-gcm"); err != nil || c != "AES-256-GCM" {
 		t.Errorf("dataCipher(aes-256-gcm) = %q, %v", c, err)
 	}
 	a.c.cfg.Profile.DataCiphersFallback = "AES-256-CBC"
 	a.o.dataCiphers = append(a.o.dataCiphers, "AES-256-CBC")
-	if c, err := a.dataCipher(""); err != nil || c != "AES-256-CBC" {
+	if c, err := a.DataCipher(""); err != nil || c != "AES-256-CBC" {
 		t.Errorf("no pushed cipher: %q, %v; want the fallback", c, err)
 	}
 }

@@ -132,15 +132,6 @@ func (a *attempt) closeDCO() {
 	a.c.dcoDone(p, st)
 }
 
-// pingTimeout is what an offloaded peer's keepalive expires after: the
-// ping-exit or ping-restart in force.
-func (a *attempt) pingTimeout() time.Duration {
-	if a.pingExit > 0 {
-		return a.pingExit
-	}
-	return a.pingRst
-}
-
 // dcoDeleted is the offloaded peer's end, nil (never ready) without one.
 func (a *attempt) dcoDeleted() <-chan string {
 	if a.dco == nil {
@@ -152,7 +143,7 @@ func (a *attempt) dcoDeleted() <-chan string {
 // peerDeleted turns the offloaded peer's end into the attempt's end, as
 // the keepalive timers of the userspace path would have.
 func (a *attempt) peerDeleted(why string) error {
-	if a.pingExit > 0 {
+	if _, _, exit := a.s.Keepalive(); exit {
 		return fatal(StateFailed, "ping-exit: the offloaded peer for %s was deleted: %s", a.ep, why)
 	}
 	return fmt.Errorf("the offloaded peer for %s was deleted: %s", a.ep, why)

@@ -1,22 +1,26 @@
 // Package engine is the OpenVPN client: it resolves and connects to the
-// profile's remote, runs the reset handshake, TLS over the reliable control
-// channel, the key-method 2 exchange and PUSH_REQUEST/PUSH_REPLY, installs
-// the data-channel keys, opens the TUN device through its TunProvider and
-// then moves packets between TUN and socket, with pings and reconnects.
+// profile's remotes, runs one control session per connection attempt
+// (helper/openvpn/control: the reset handshake, TLS over the reliable
+// control channel, the key-method 2 exchange, PUSH_REQUEST/PUSH_REPLY,
+// renegotiation, keepalive), opens the TUN device through its TunProvider
+// once the session is up and then moves packets between TUN and socket,
+// reconnecting as the retry policy says.
 //
-// The control plane (one goroutine per connection attempt, owning the
-// reliability layers and the TLS sessions) and the data plane (a socket
-// reader and a TUN reader with preallocated buffers) are separate; keys move
-// from one to the other only through KeyPlane (keyplane.go), which data
-// channel offload implements too (dco.go).
+// The control plane (one goroutine per connection attempt, driving the
+// control session with the engine's Clock) and the data plane
+// (helper/openvpn/dataplane: a socket reader per attempt and a TUN reader)
+// are separate; keys move
+// from one to the other only through control.KeyPlane (userplane.go), which
+// data channel offload implements too (dco.go).
 //
 // The layers below are packages of their own: the transport socket
 // (UDP with recvmmsg batches, float, TCP framing, the HTTP proxy) is
 // helper/openvpn/transport, read through its batch interface
 // (transport.BatchConn); the TUN device is read through tunio.Device,
 // which a device may implement to hand out several packets per call.
-// The engine keeps endpoint selection (endpoint.go, net_*.go), the data
-// plane's per-packet work (dataplane*.go) and the control session.
+// The engine keeps endpoint selection (endpoint.go, net_*.go) and the
+// attempt around the control session (attempt.go, ctl_auth.go, the session
+// limits in session_limits.go), and drives the data plane (dataplane.go).
 package engine
 
 import (

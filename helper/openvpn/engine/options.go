@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/control"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlwrap"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
@@ -39,7 +40,7 @@ type options struct {
 	explicitExit int
 	tunMTU       int
 	maxCtlPacket int
-	lim          limitOptions // key lifetime and session limits (limits.go)
+	lim          control.Limits // key lifetime and session limits
 
 	noEKM bool // tests only: do not announce TLS-EKM support
 }
@@ -98,7 +99,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 	if p.TunMTU > 0 {
 		o.tunMTU = p.TunMTU
 	}
-	o.lim = limitsFromProfile(p)
+	o.lim = control.LimitsFromProfile(p)
 	if p.MaxPacketSize > 0 {
 		o.maxCtlPacket = p.MaxPacketSize
 	}

@@ -71,7 +71,7 @@ func TestProfileOptionsReachEngine(t *testing.T) {
 			t.Errorf("offered %v", o.dataCiphers)
 		}
 		a := &attempt{c: &Client{cfg: Config{Profile: p}}, o: &o}
-		if c, err := a.dataCipher(""); err != nil || c != "AES-256-CBC" {
+		if c, err := a.DataCipher(""); err != nil || c != "AES-256-CBC" {
 			t.Errorf("nothing pushed: cipher %q, %v", c, err)
 		}
 	})

@@ -257,7 +257,7 @@ type Profile struct {
 	ASMeta                 map[string]string // "# OVPN_ACCESS_SERVER_<KEY>=<VALUE>"
 	Warnings               []Warning
 
-	// Key and session limits (limits.go).
+	// Key and session limits (control/limits.go).
 	RenegSecSet bool // reneg-sec given (0 turns client-side renegotiation off)
 	RenegSecMin int  // "reneg-sec max min": jitter down to min; 0 unset
 	// Inactive ends the session after that many seconds with less than

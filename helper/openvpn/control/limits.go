@@ -1,4 +1,4 @@
-package engine
+package control
 
 import (
 	"math/rand/v2"
@@ -30,16 +30,20 @@ import (
 //     traffic in n s ends the session; session-timeout n ends it n s
 //     after it connected. Both restart with each connection, as OpenVPN's
 //     timers do after a SIGUSR1 restart.
-type limitOptions struct {
-	renegSec, renegSecMin time.Duration
-	renegBytes, renegPkts int64
-	tranWindow            time.Duration
-	pingExit              time.Duration
-	inactive              time.Duration
-	inactiveBytes         int64
-	sessionTimeout        time.Duration
-	replayWindow          int
-	replayTime            time.Duration
+//
+// Limits are these options as read from the profile; the engine keeps
+// the session limits (inactive, session-timeout) and the replay window,
+// the session the rest.
+type Limits struct {
+	RenegSec, RenegSecMin time.Duration
+	RenegBytes, RenegPkts int64
+	TranWindow            time.Duration
+	PingExit              time.Duration
+	Inactive              time.Duration
+	InactiveBytes         int64
+	SessionTimeout        time.Duration
+	ReplayWindow          int
+	ReplayTime            time.Duration
 }
 
 const (
@@ -53,50 +57,51 @@ const (
 
 func secs(n int) time.Duration { return time.Duration(n) * time.Second }
 
-func limitsFromProfile(p *profile.Profile) limitOptions {
-	l := limitOptions{
-		renegSec:       defaultRenegSec,
-		renegBytes:     p.RenegBytes,
-		renegPkts:      p.RenegPkts,
-		tranWindow:     defaultTranWindow,
-		pingExit:       secs(p.PingExit),
-		inactive:       secs(p.Inactive),
-		inactiveBytes:  p.InactiveBytes,
-		sessionTimeout: secs(p.SessionTimeout),
-		replayWindow:   replay.DefaultSize,
-		replayTime:     replay.DefaultTime,
+// LimitsFromProfile reads the limits of a profile, with OpenVPN's defaults.
+func LimitsFromProfile(p *profile.Profile) Limits {
+	l := Limits{
+		RenegSec:       defaultRenegSec,
+		RenegBytes:     p.RenegBytes,
+		RenegPkts:      p.RenegPkts,
+		TranWindow:     defaultTranWindow,
+		PingExit:       secs(p.PingExit),
+		Inactive:       secs(p.Inactive),
+		InactiveBytes:  p.InactiveBytes,
+		SessionTimeout: secs(p.SessionTimeout),
+		ReplayWindow:   replay.DefaultSize,
+		ReplayTime:     replay.DefaultTime,
 	}
 	if p.RenegSecSet {
-		l.renegSec = secs(p.RenegSec)
+		l.RenegSec = secs(p.RenegSec)
 	}
 	if p.RenegSecMin > 0 && p.RenegSecMin < p.RenegSec {
-		l.renegSecMin = secs(p.RenegSecMin)
+		l.RenegSecMin = secs(p.RenegSecMin)
 	}
 	if p.TranWindow > 0 {
-		l.tranWindow = secs(p.TranWindow)
+		l.TranWindow = secs(p.TranWindow)
 	}
 	if p.ReplayWindowSet {
 		// 0 is OpenVPN's strict mode (no reordering at all): the closest
 		// window accepts only ids above the highest seen.
-		l.replayWindow = max(p.ReplayWindow, 1)
+		l.ReplayWindow = max(p.ReplayWindow, 1)
 		if p.ReplayTime >= 0 {
-			l.replayTime = secs(p.ReplayTime)
+			l.ReplayTime = secs(p.ReplayTime)
 		}
 	}
 	return l
 }
 
-// renegAfter is the key age that triggers a renegotiation on one
+// RenegAfter is the key age that triggers a renegotiation on one
 // connection, 0 for never.
-func (l *limitOptions) renegAfter(r *rand.Rand) time.Duration {
-	if l.renegSec <= 0 {
+func (l *Limits) RenegAfter(r *rand.Rand) time.Duration {
+	if l.RenegSec <= 0 {
 		return 0
 	}
-	if l.renegSecMin <= 0 {
-		return l.renegSec
+	if l.RenegSecMin <= 0 {
+		return l.RenegSec
 	}
-	span := int64((l.renegSec - l.renegSecMin) / time.Second)
-	return l.renegSec - time.Duration(r.Int64N(max(span, 1)))*time.Second
+	span := int64((l.RenegSec - l.RenegSecMin) / time.Second)
+	return l.RenegSec - time.Duration(r.Int64N(max(span, 1)))*time.Second
 }
 
 // aeadLimit is the usage limit of a data cipher, 0 for none.
@@ -109,13 +114,13 @@ func aeadLimit(cipher string) uint64 {
 
 // renegReason says why a primary key of this age and usage must be
 // replaced now ("" if it need not): the first limit reached.
-func (l *limitOptions) renegReason(age, renegAfter time.Duration, u datachan.Usage, cipher string) string {
+func (l *Limits) renegReason(age, renegAfter time.Duration, u datachan.Usage, cipher string) string {
 	switch {
 	case renegAfter > 0 && age >= renegAfter:
 		return "reneg-sec"
-	case l.renegBytes > 0 && u.Bytes >= uint64(l.renegBytes):
+	case l.RenegBytes > 0 && u.Bytes >= uint64(l.RenegBytes):
 		return "reneg-bytes"
-	case l.renegPkts > 0 && u.Packets >= uint64(l.renegPkts):
+	case l.RenegPkts > 0 && u.Packets >= uint64(l.RenegPkts):
 		return "reneg-pkts"
 	}
 	if lim := aeadLimit(cipher); lim > 0 && (u.SentBlocks+u.SentID > lim || u.RecvBlocks+u.RecvID > lim) {

@@ -1,10 +1,9 @@
-package engine
+package control
 
 import (
 	"fmt"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/dataplane"
 )
 
 // KeySlot is where a data-channel key sits in a data plane, as in the
@@ -33,7 +32,7 @@ type KeyDirection struct {
 }
 
 // DataKey is one negotiated data-channel key as the control session hands
-// it to a data plane. The engine clears the key material once InstallKey
+// it to a data plane. The session clears the key material once InstallKey
 // returns, so a plane copies what it keeps.
 type DataKey struct {
 	PeerID int // pushed peer-id; -1: none (DATA_V1)
@@ -47,8 +46,9 @@ type DataKey struct {
 	block []byte // the whole key block; the userspace plane builds from it
 }
 
-// newDataKey splits a key block into a DataKey.
-func newDataKey(cipher, auth string, keyID uint8, block []byte, peerID int) (*DataKey, error) {
+// NewDataKey splits a key block (datachan.KeyBlockLen bytes) into a
+// DataKey; the block is copied.
+func NewDataKey(cipher, auth string, keyID uint8, block []byte, peerID int) (*DataKey, error) {
 	if len(block) != datachan.KeyBlockLen {
 		return nil, fmt.Errorf("data channel key block: %d bytes, want %d", len(block), datachan.KeyBlockLen)
 	}
@@ -64,15 +64,21 @@ func newDataKey(cipher, auth string, keyID uint8, block []byte, peerID int) (*Da
 // AEAD says the key has the per-direction form a kernel data plane takes.
 func (k *DataKey) AEAD() bool { return k.Encrypt.CipherKey != nil }
 
-// clear wipes the key material.
-func (k *DataKey) clear() {
+// UserspaceKey builds the key of a userspace data channel from the whole
+// key block (any cipher, AEAD or CBC with its digest).
+func (k *DataKey) UserspaceKey() (*datachan.Key, error) {
+	return datachan.NewKeyAuth(k.Cipher, k.auth, k.KeyID, k.block, k.PeerID)
+}
+
+// Clear wipes the key material.
+func (k *DataKey) Clear() {
 	clear(k.block)
 	k.Encrypt, k.Decrypt = KeyDirection{}, KeyDirection{}
 }
 
 // KeyPlane is the one narrow interface through which keys move from the
 // control session to the data plane, implemented by the userspace data
-// channel (userPlane) and by data channel offload (DCOPlane). The control
+// channel and by data channel offload (the engine's DCOPlane). The control
 // session installs a renegotiated key in the secondary slot, swaps it to
 // primary when it becomes active and deletes the secondary (the lame duck)
 // when tran-window ends or the next key needs the slot.
@@ -82,34 +88,19 @@ type KeyPlane interface {
 	DeleteKey(slot KeySlot) error
 }
 
-// userPlane is the userspace data channel of one attempt: its keys go to
-// the attempt's dataplane.Conn, whose slots receive by key_id and whose
-// primary key sends. Keepalive runs on the control loop's timers and
-// traffic is counted in the session's counters as it passes.
-type userPlane struct {
-	a *attempt
+// Meter reports how much a data key was used, for reneg-bytes, reneg-pkts
+// and the AEAD usage limits (*datachan.Key is one).
+type Meter interface {
+	Usage() datachan.Usage
 }
 
-func (p *userPlane) InstallKey(slot KeySlot, dk *DataKey) error {
-	if slot > SlotSecondary {
-		return fmt.Errorf("install key: no key slot %d", slot)
-	}
-	key, err := datachan.NewKeyAuth(dk.Cipher, dk.auth, dk.KeyID, dk.block, dk.PeerID)
-	if err != nil {
-		return fmt.Errorf("data channel key (%s): %w", dk.Cipher, err)
-	}
-	a := p.a
-	key.SetReplayWindow(a.o.lim.replayWindow, a.o.lim.replayTime, a.c.now)
-	conn := a.dataConn()
-	conn.SetFraming(a.comp)
-	return conn.InstallKey(dataplane.Slot(slot), key)
+// MeteredPlane is a KeyPlane that counts the use of its keys (the
+// userspace one). An offloaded plane does not: reneg-bytes/pkts do not
+// apply to DCO, as in OpenVPN (the kernel asks for a new key near
+// packet-id exhaustion).
+type MeteredPlane interface {
+	KeyPlane
+	// Meter returns the meter of the key with that key_id, nil if the
+	// plane holds no such key.
+	Meter(keyID uint8) Meter
 }
-
-func (p *userPlane) SwapKeys() error { return p.a.dataConn().SwapKeys() }
-
-func (p *userPlane) DeleteKey(slot KeySlot) error {
-	return p.a.dataConn().DeleteKey(dataplane.Slot(slot))
-}
-
-// key returns the userspace key of a key_id, nil if it is in no slot.
-func (p *userPlane) key(id uint8) *datachan.Key { return p.a.dataConn().Key(id) }

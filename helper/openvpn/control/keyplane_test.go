@@ -1,4 +1,4 @@
-package engine
+package control
 
 import (
 	"bytes"
@@ -22,7 +22,12 @@ func TestDataKeyKernelForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := testServerKey(t, 3)
+	half := datachan.KeyBlockLen / 2
+	sb := testKeyMaterial(t, 3).block
+	srv, err := datachan.NewKey(dk.Cipher, 3, append(append([]byte(nil), sb[half:]...), sb[:half]...), 0) // directions swapped
+	if err != nil {
+		t.Fatal(err)
+	}
 	pkt, err := client.Seal(nil, []byte("to the server"))
 	if err != nil {
 		t.Fatal(err)
@@ -37,47 +42,15 @@ func TestDataKeyKernelForm(t *testing.T) {
 	if p, err := client.Open(nil, pkt); err != nil || !bytes.Equal(p, []byte("to the client")) {
 		t.Fatalf("rebuilt key opens the server's packet: %q, %v", p, err)
 	}
-	dk.clear()
+	dk.Clear()
 	if dk.block[0] != 0 || dk.block[255] != 0 || dk.Encrypt.CipherKey != nil {
 		t.Fatal("clear left key material")
 	}
-	cbc, err := newDataKey("AES-256-CBC", "SHA256", 1, testKeyBlock(1), 0)
+	cbc, err := NewDataKey("AES-256-CBC", "SHA256", 1, make([]byte, datachan.KeyBlockLen), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cbc.AEAD() {
 		t.Fatal("a CBC key has a kernel (AEAD) form")
-	}
-}
-
-// The userspace plane: the primary slot sends, both slots receive by
-// key_id, a swap changes the sender, a delete stops receiving.
-func TestUserPlaneSlots(t *testing.T) {
-	r := newTimerRig(t, true, "reneg-sec 0")
-	a := r.a
-	if k := a.dp.SendKey(); k == nil || k.KeyID() != 0 {
-		t.Fatal("key 0 in the primary slot does not send")
-	}
-	if err := a.plane.SwapKeys(); err == nil {
-		t.Fatal("swap with an empty secondary slot accepted")
-	}
-	k1 := &keyState{id: 1}
-	if err := a.installKey(SlotSecondary, k1, testKeyMaterial(t, 1)); err != nil {
-		t.Fatal(err)
-	}
-	if a.conn.RecvKey(0) == nil || a.conn.RecvKey(1) == nil || a.dp.SendKey().KeyID() != 0 {
-		t.Fatal("a secondary key must receive but not send")
-	}
-	if err := a.plane.SwapKeys(); err != nil {
-		t.Fatal(err)
-	}
-	if a.dp.SendKey().KeyID() != 1 || k1.dataKey == nil || k1.cipher != "AES-256-GCM" {
-		t.Fatal("after the swap key 1 must send")
-	}
-	if err := a.plane.DeleteKey(SlotSecondary); err != nil {
-		t.Fatal(err)
-	}
-	if a.conn.RecvKey(0) != nil || a.conn.RecvKey(1) == nil {
-		t.Fatal("the deleted secondary (key 0) still receives")
 	}
 }

@@ -1,4 +1,4 @@
-package engine
+package control
 
 import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/datachan"
@@ -7,7 +7,7 @@ import (
 
 // legacyKeyBlock derives the key block with the TLS 1.0 PRF for servers
 // that did not push tls-ekm (OpenVPN 2.5 and older).
-func legacyKeyBlock(k *keyState, client, server wire.SessionID) ([]byte, error) {
+func legacyKeyBlock(k *key, client, server wire.SessionID) ([]byte, error) {
 	in := &datachan.PRFInput{
 		PreMaster:       k.km2.PreMaster,
 		ClientRandom1:   k.km2.Random1,
