@@ -62,13 +62,24 @@ type Options struct {
 	StopTimeout time.Duration
 }
 
+// TokenSource returns the session token. A spare backend's
+// (sessionmgr.ExecLauncher.Spare) waits until a session claims it; ctx
+// ends the wait.
+type TokenSource func(ctx context.Context) (string, error)
+
+// Token is the TokenSource of a token known at once.
+func Token(token string) TokenSource {
+	return func(context.Context) (string, error) { return token, nil }
+}
+
 // Run is the whole life of a backend process. It returns when the session
 // is over: nil after Disconnect or ForceShutdown, an error when the backend
 // could not start or the engine failed.
-func Run(ctx context.Context, token string, opts Options) error {
-	if token == "" {
-		return errors.New("backend: empty session token")
-	}
+//
+// Everything that needs no session (the bus connection, the backend's bus
+// name, finding the session manager and the log service) happens before
+// the token is read, so a spare backend has it done when it is claimed.
+func Run(ctx context.Context, token TokenSource, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -88,7 +99,6 @@ func Run(ctx context.Context, token string, opts Options) error {
 
 	b := &Backend{
 		srv:      srv,
-		token:    token,
 		pid:      uint32(os.Getpid()),
 		opts:     opts,
 		exit:     make(chan error, 1),
@@ -99,9 +109,6 @@ func Run(ctx context.Context, token string, opts Options) error {
 	b.engineLog = slog.New(newSignalHandler(opts.Logger.Handler(), b, api.LogGroupClient))
 	b.busName = api.BackendBusName(b.pid)
 
-	if err := srv.Export(api.PathBackendSession, b.iface()); err != nil {
-		return fmt.Errorf("backend: %w", err)
-	}
 	if err := srv.RequestName(b.busName); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
@@ -111,20 +118,44 @@ func Run(ctx context.Context, token string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("backend: no session manager: %w", err)
 	}
-	b.mu.Lock()
-	b.manager = manager
-	b.mu.Unlock()
-	b.attachLog(ctx)
 	// Without its session manager nobody can reach or stop this process:
-	// end with it.
+	// end with it (a spare stops waiting for its token).
+	wctx, stopWait := context.WithCancel(ctx)
+	defer stopWait()
 	stopWatch := srv.WatchNames(func(name, oldOwner, newOwner string) {
 		if name == manager && newOwner == "" {
 			b.requestExit(errors.New("session manager disappeared"))
+			stopWait()
 		}
 	})
 	defer stopWatch()
+	stopAfter := context.AfterFunc(srv.Conn().Context(), stopWait)
+	defer stopAfter()
+	logOwner := b.logServiceOwner(ctx)
+
+	tok, err := token(wctx)
+	if err == nil && tok == "" {
+		err = errors.New("empty session token")
+	}
+	if err != nil {
+		select {
+		case why := <-b.exit: // the reason the wait ended
+			err = why
+		default:
+		}
+		return fmt.Errorf("backend: %w", err)
+	}
+	b.token = tok
+	b.mu.Lock()
+	b.manager = manager
+	b.mu.Unlock()
+	// Exported once the token is known: RegistrationConfirmation checks it.
+	if err := srv.Export(api.PathBackendSession, b.iface()); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	b.attachLog(ctx, logOwner)
 	if err := srv.EmitTo(manager, api.PathBackendSession, api.InterfaceBackends, "RegistrationRequest",
-		b.busName, token, int32(b.pid)); err != nil {
+		b.busName, tok, int32(b.pid)); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
 	opts.Logger.Info("backend waiting for registration", "pid", b.pid, "bus_name", b.busName)
@@ -247,18 +278,30 @@ func (b *Backend) emit(member string, args ...any) error {
 	return errors.Join(errs...)
 }
 
-// attachLog attaches to net.openvpn.v3.log for the backends interface, as
-// upstream's client does; without a log service the backend still works
-// (front-ends then get no forwarded events).
-func (b *Backend) attachLog(ctx context.Context) {
+// logServiceOwner finds net.openvpn.v3.log; without a log service the
+// backend still works (front-ends then get no forwarded events).
+func (b *Backend) logServiceOwner(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
 	defer cancel()
 	owner, err := b.srv.NameOwner(ctx, api.ServiceLog)
 	if err != nil {
 		b.opts.Logger.Warn("no log service", "err", err)
+		return ""
+	}
+	return owner
+}
+
+// attachLog attaches to the log service at owner for the backends
+// interface, as upstream's client does. The log service accepts it only
+// from a backend the session manager started for a session, so it waits
+// for the token.
+func (b *Backend) attachLog(ctx context.Context, owner string) {
+	if owner == "" {
 		return
 	}
-	err = b.srv.Conn().Object(api.ServiceLog, api.PathLog).CallWithContext(ctx, api.InterfaceLog+".Attach", 0, api.InterfaceBackends).Err
+	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
+	defer cancel()
+	err := b.srv.Conn().Object(api.ServiceLog, api.PathLog).CallWithContext(ctx, api.InterfaceLog+".Attach", 0, api.InterfaceBackends).Err
 	if err != nil {
 		b.opts.Logger.Warn("attach to the log service", "err", err)
 		return

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,13 +39,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "backend:", err)
 			os.Exit(1)
 		}
-		token, err := sessionmgr.ReadToken(sessionmgr.TokenFD)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "backend:", err)
-			os.Exit(1)
-		}
+		// The token may come later: a spare backend waits for it.
+		token := func(ctx context.Context) (string, error) { return sessionmgr.ReadToken(ctx, sessionmgr.TokenFD) }
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		if err := Run(context.Background(), token, Options{Logger: logger, Version: "test"}); err != nil {
+		err := Run(context.Background(), token, Options{Logger: logger, Version: "test"})
+		if err != nil && !errors.Is(err, sessionmgr.ErrNoToken) {
+			fmt.Fprintln(os.Stderr, "backend:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -82,9 +82,16 @@ type rig struct {
 	events   chan *dbus.Signal
 	manager  *sessionmgr.Manager
 	profiles *profiles
+	launcher *sessionmgr.ExecLauncher
 }
 
 func newRig(t *testing.T) *rig {
+	t.Helper()
+	return newRigWith(t, false)
+}
+
+// newRigWith: with spare, the launcher keeps a spare backend.
+func newRigWith(t *testing.T, spare bool) *rig {
 	t.Helper()
 	testenv.RequireRoot(t)
 	addr := busobjtest.StartBus(t)
@@ -105,16 +112,18 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	profs := &profiles{cm: cm}
+	launcher := &sessionmgr.ExecLauncher{
+		Path: exe, Args: []string{"-test.run=^$", "--"},
+		Env:    []string{backendEnv + "=1", "DBUS_SYSTEM_BUS_ADDRESS=" + addr},
+		User:   &beUser,
+		Logger: logger,
+		Spare:  spare, SpareDelay: 10 * time.Millisecond,
+	}
 	m, err := sessionmgr.New(sessionmgr.Options{
 		Conn:     srv.Conn(),
 		Logger:   logger,
 		Profiles: profs,
-		Launcher: &sessionmgr.ExecLauncher{
-			Path: exe, Args: []string{"-test.run=^$", "--"},
-			Env:    []string{backendEnv + "=1", "DBUS_SYSTEM_BUS_ADDRESS=" + addr},
-			User:   &beUser,
-			Logger: logger,
-		},
+		Launcher: launcher,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +158,7 @@ func newRig(t *testing.T) *rig {
 	}
 	events := make(chan *dbus.Signal, 256)
 	client.Signal(events)
-	return &rig{srv: srv, addr: addr, client: client, events: events, manager: m, profiles: profs}
+	return &rig{srv: srv, addr: addr, client: client, events: events, manager: m, profiles: profs, launcher: launcher}
 }
 
 // importProfile imports variant a's profile with its remote replaced.
@@ -181,6 +190,16 @@ func (r *rig) newTunnel(t *testing.T, config dbus.ObjectPath) dbus.ObjectPath {
 		t.Fatalf("NewTunnel: %v", err)
 	}
 	return path
+}
+
+func (r *rig) backendPID(t *testing.T, path dbus.ObjectPath) uint32 {
+	t.Helper()
+	var pid uint32
+	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceProperties+".Get", 0,
+		api.InterfaceSessions, "backend_pid").Store(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }
 
 func (r *rig) wait(t *testing.T, what string, match func(*dbus.Signal) bool) *dbus.Signal {
@@ -264,10 +283,7 @@ func TestDisconnectBeforeConnect(t *testing.T) {
 	cfg := r.importProfile(t, "127.0.0.1 9")
 	path := r.newTunnel(t, cfg)
 	sess := r.client.Object(api.ServiceSessions, path)
-	var pid uint32
-	if err := sess.Call(api.InterfaceProperties+".Get", 0, api.InterfaceSessions, "backend_pid").Store(&pid); err != nil {
-		t.Fatal(err)
-	}
+	pid := r.backendPID(t, path)
 	// Only the session manager may talk to the backend.
 	be := r.client.Object(api.BackendBusName(pid), api.PathBackendSession)
 	if err := be.Call(api.InterfaceBackends+".Connect", 0).Err; err == nil ||
@@ -290,11 +306,7 @@ func TestBackendEndsWithItsManager(t *testing.T) {
 	r := newRig(t)
 	cfg := r.importProfile(t, "127.0.0.1 9")
 	path := r.newTunnel(t, cfg)
-	var pid uint32
-	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceProperties+".Get", 0,
-		api.InterfaceSessions, "backend_pid").Store(&pid); err != nil {
-		t.Fatal(err)
-	}
+	pid := r.backendPID(t, path)
 	_ = r.srv.Close()
 	deadline := time.Now().Add(30 * time.Second) // a hung backend, not a speed check
 	for syscall.Kill(int(pid), 0) == nil {
@@ -371,5 +383,80 @@ func TestPrivateKeyPassphrase(t *testing.T) {
 	r.wait(t, "CONN_CONNECTING", status(path, api.StatusMinorConnConnecting))
 	if err := call("Disconnect").Err; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitSpare waits for a spare backend other than not and returns its PID
+// once it is on the bus (it connected before any session needed it).
+func (r *rig) waitSpare(t *testing.T, not int) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a hung backend, not a speed check
+	for ; time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		pid := r.launcher.SparePID()
+		if pid == 0 || pid == not {
+			continue
+		}
+		var has bool
+		if err := r.client.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, api.BackendBusName(uint32(pid))).Store(&has); err == nil && has {
+			return pid
+		}
+	}
+	t.Fatal("no spare backend on the bus")
+	return 0
+}
+
+// The spare backend: started ahead as the backend user, on the bus before
+// a session needs it, it serves the next NewTunnel (registration, profile)
+// and only that one; another spare replaces it, and closing the session
+// manager ends the spare left waiting.
+func TestSpareBackendServesOneSession(t *testing.T) {
+	r := newRigWith(t, true)
+	r.launcher.StartSpare()
+	spare := r.waitSpare(t, 0)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", spare))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := testenv.EnsureBackendUser(t)
+	if want := fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", uid, uid, uid, uid); !strings.Contains(string(status), want) {
+		t.Errorf("spare %d does not run as the backend user (%s):\n%s", spare, want, status)
+	}
+	// Nothing answers on the spare's object before a session claims it.
+	be := r.client.Object(api.BackendBusName(uint32(spare)), api.PathBackendSession)
+	if err := be.Call(api.InterfaceBackends+".Ping", 0).Err; err == nil {
+		t.Error("the unclaimed spare answered Ping")
+	}
+
+	cfg := r.importProfile(t, "127.0.0.1 9")
+	path := r.newTunnel(t, cfg)
+	sess := r.client.Object(api.ServiceSessions, path)
+	pid := r.backendPID(t, path)
+	if int(pid) != spare {
+		t.Fatalf("session backend %d, want the spare %d", pid, spare)
+	}
+	var st struct {
+		Major, Minor uint32
+		Msg          string
+	}
+	if err := sess.Call(api.InterfaceProperties+".Get", 0, api.InterfaceSessions, "status").Store(&st); err != nil ||
+		st.Minor != uint32(api.StatusMinorCfgOK) {
+		t.Errorf("status of the spare's session: %+v, %v", st, err)
+	}
+	next := r.waitSpare(t, spare)
+
+	if err := sess.Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+	r.wait(t, "SESS_DESTROYED", destroyed(path))
+	if got := r.launcher.SparePID(); got != next {
+		t.Errorf("spare after the session ended: %d, want %d still waiting", got, next)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.manager.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if syscall.Kill(next, 0) == nil {
+		t.Errorf("spare %d still runs after the session manager closed", next)
 	}
 }

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "fake backend:", err)
 			os.Exit(2)
 		}
-		token, err := ReadToken(TokenFD)
+		token, err := ReadToken(context.Background(), TokenFD)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake backend:", err)
 			os.Exit(2)

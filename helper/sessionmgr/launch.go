@@ -30,7 +30,11 @@ type Process interface {
 
 // Launcher starts one backend process for a session token.
 type Launcher interface {
-	Launch(token string) (Process, error)
+	// Launch starts a backend (or hands out one started ahead) and gives
+	// it token. started, when not nil, is called with the process before
+	// the token reaches it, so the caller knows the process before its
+	// RegistrationRequest can arrive.
+	Launch(token string, started func(Process)) (Process, error)
 }
 
 // TokenFD is the descriptor on which a backend started by ExecLauncher
@@ -41,22 +45,42 @@ const TokenFD = 3
 // maxTokenLen bounds what ReadToken accepts.
 const maxTokenLen = 256
 
+// ErrNoToken is ReadToken's error when the descriptor ended without a
+// token: the daemon closed it (a spare backend it no longer needs, or a
+// daemon that exited).
+var ErrNoToken = errors.New("no session token: the daemon closed the descriptor")
+
 // ReadToken reads the session token a backend was started with from fd
-// (TokenFD when ExecLauncher started it) and closes fd.
-func ReadToken(fd int) (string, error) {
+// (TokenFD when ExecLauncher started it) and closes fd. It waits until the
+// token and EOF arrive, which for a spare backend is when a session claims
+// it, or until ctx ends.
+func ReadToken(ctx context.Context, fd int) (string, error) {
 	if fd < 3 {
 		return "", fmt.Errorf("session token descriptor %d: not an inherited descriptor", fd)
+	}
+	// Non-blocking, so os.NewFile returns a pollable file whose read ctx
+	// can end (a read deadline) instead of a thread stuck in read(2).
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return "", fmt.Errorf("session token descriptor %d: %w", fd, err)
 	}
 	f := os.NewFile(uintptr(fd), "session token")
 	if f == nil {
 		return "", fmt.Errorf("no session token descriptor %d", fd)
 	}
 	defer f.Close()
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	defer stop()
 	b, err := io.ReadAll(io.LimitReader(f, maxTokenLen+1))
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("waiting for the session token: %w", ctx.Err())
+		}
 		return "", fmt.Errorf("read session token from fd %d: %w", fd, err)
 	}
-	if len(b) == 0 || len(b) > maxTokenLen {
+	if len(b) == 0 {
+		return "", ErrNoToken
+	}
+	if len(b) > maxTokenLen {
 		return "", fmt.Errorf("session token on fd %d: %d bytes", fd, len(b))
 	}
 	return string(b), nil
@@ -68,17 +92,177 @@ func ReadToken(fd int) (string, error) {
 // with stdout and stderr copied line by line into Logger. With User the
 // program runs as that user without any privilege (privsep.Start; it must
 // call privsep.Enter first thing).
+//
+// With Spare it keeps one backend started ahead of need (StartSpare, and
+// again SpareDelay after each one is taken): the program runs, drops its
+// privileges, connects to the bus and waits on TokenFD; the next Launch
+// hands it the token instead of starting a process, which takes the
+// program's start and its first bus round trips off the connect path. A
+// spare is an ordinary backend that has not read its token yet: it serves
+// one session and is never reused. Close ends the one waiting.
 type ExecLauncher struct {
 	Path   string   // default: /proc/self/exe (re-exec of the running helper)
 	Args   []string // default: ["backend"]
 	Env    []string // extra environment entries appended to the helper's own
 	User   *privsep.User
 	Logger *slog.Logger
+	Spare  bool
+	// SpareDelay is how long after a spare was taken the next one starts
+	// (default 1 s): its start would otherwise compete for the CPU with the
+	// session that just took the previous one.
+	SpareDelay time.Duration
+
+	mu      sync.Mutex
+	spare   *execProcess // started, waiting for its token
+	pending *time.Timer  // starts the next spare
+	closed  bool
+	wg      sync.WaitGroup // a spare being started
 }
 
-// Launch starts the backend and a goroutine that reaps it; the goroutine
-// ends when the process does.
-func (l *ExecLauncher) Launch(token string) (Process, error) {
+// DefaultSpareDelay is ExecLauncher.SpareDelay's default.
+const DefaultSpareDelay = time.Second
+
+// Launch hands token to the spare backend if one waits, or starts a
+// backend; the reaping goroutine ends when the process does.
+func (l *ExecLauncher) Launch(token string, started func(Process)) (Process, error) {
+	p := l.takeSpare()
+	if p == nil {
+		var err error
+		if p, err = l.start(); err != nil {
+			return nil, err
+		}
+	}
+	if started != nil {
+		started(p)
+	}
+	if err := p.deliver(token); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("backend %d: %w", p.Pid(), err)
+	}
+	return p, nil
+}
+
+// StartSpare starts the spare backend (without Spare it does nothing);
+// the daemon calls it once its services own their names, which the
+// spare looks up.
+func (l *ExecLauncher) StartSpare() { l.scheduleSpare(0) }
+
+// SparePID is the PID of the spare backend waiting for a session, or 0.
+func (l *ExecLauncher) SparePID() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.spare == nil {
+		return 0
+	}
+	return l.spare.Pid()
+}
+
+// takeSpare returns the waiting spare, if it still runs, and schedules
+// the next one.
+func (l *ExecLauncher) takeSpare() *execProcess {
+	if !l.Spare {
+		return nil
+	}
+	l.mu.Lock()
+	p := l.spare
+	l.spare = nil
+	l.mu.Unlock()
+	delay := l.SpareDelay
+	if delay <= 0 {
+		delay = DefaultSpareDelay
+	}
+	l.scheduleSpare(delay)
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.Done():
+		p.closeToken() // it died waiting (its exit is in the log)
+		return nil
+	default:
+		return p
+	}
+}
+
+// scheduleSpare starts a spare after d unless one waits or is on its way.
+func (l *ExecLauncher) scheduleSpare(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.Spare || l.closed || l.spare != nil || l.pending != nil {
+		return
+	}
+	l.wg.Add(1)
+	l.pending = time.AfterFunc(d, l.startSpare)
+}
+
+func (l *ExecLauncher) startSpare() {
+	defer l.wg.Done()
+	l.mu.Lock()
+	l.pending = nil
+	skip := l.closed || l.spare != nil
+	l.mu.Unlock()
+	if skip {
+		return
+	}
+	p, err := l.start()
+	if err != nil {
+		l.logger().Warn("spare backend not started", "err", err)
+		return
+	}
+	l.mu.Lock()
+	if l.closed || l.spare != nil {
+		l.mu.Unlock()
+		endSpare(p) // not needed after all; Close waits for this
+		return
+	}
+	l.spare = p
+	l.mu.Unlock()
+}
+
+// endSpare closes a spare's token descriptor, on which it exits, and
+// waits until it was reaped (killed if it takes more than a few seconds).
+func endSpare(p *execProcess) {
+	p.closeToken()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.Done():
+	case <-t.C:
+		p.Kill()
+		<-p.Done()
+	}
+}
+
+// Close ends the waiting spare (its token descriptor reaches EOF and it
+// exits; killed if it does not within a few seconds) and starts no more.
+// Backends that serve sessions are not touched.
+func (l *ExecLauncher) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	if l.pending != nil && l.pending.Stop() {
+		l.wg.Done()
+	}
+	l.pending = nil
+	p := l.spare
+	l.spare = nil
+	l.mu.Unlock()
+	l.wg.Wait()
+	if p != nil {
+		endSpare(p)
+	}
+	return nil
+}
+
+func (l *ExecLauncher) logger() *slog.Logger {
+	if l.Logger == nil {
+		return slog.Default()
+	}
+	return l.Logger
+}
+
+// start starts the program with TokenFD's write end kept open for
+// deliver, and a goroutine that reaps it.
+func (l *ExecLauncher) start() (*execProcess, error) {
 	path := l.Path
 	if path == "" {
 		path = "/proc/self/exe"
@@ -87,29 +271,16 @@ func (l *ExecLauncher) Launch(token string) (Process, error) {
 	if args == nil {
 		args = []string{"backend"}
 	}
-	logger := l.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), l.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// The token fits in the pipe buffer: written and closed before the
-	// child runs, so the child reads it and EOF.
 	tokR, tokW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("token pipe: %w", err)
 	}
 	defer tokR.Close()
-	_, err = io.WriteString(tokW, token)
-	if cerr := tokW.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("token pipe: %w", err)
-	}
 	cmd.ExtraFiles = []*os.File{tokR} // fd 3 = TokenFD
-	out := &lineLogger{logger: logger}
+	out := &lineLogger{logger: l.logger()}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// A grandchild keeping the pipe open must not keep Wait (and so the
@@ -122,9 +293,10 @@ func (l *ExecLauncher) Launch(token string) (Process, error) {
 		start = func() error { return privsep.Start(cmd, *l.User) }
 	}
 	if err := start(); err != nil {
+		tokW.Close()
 		return nil, fmt.Errorf("start backend %s: %w", path, err)
 	}
-	p := &execProcess{cmd: cmd, done: make(chan struct{})}
+	p := &execProcess{cmd: cmd, done: make(chan struct{}), tokW: tokW}
 	out.setPid(cmd.Process.Pid)
 	go p.reap(out)
 	return p, nil
@@ -134,6 +306,40 @@ type execProcess struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	reason string
+
+	tokMu sync.Mutex
+	tokW  *os.File // TokenFD's write end until the token went through it
+}
+
+// deliver writes the token and closes the descriptor: the backend reads
+// the token and EOF. The token fits in the pipe buffer, so this never
+// waits for the backend.
+func (p *execProcess) deliver(token string) error {
+	p.tokMu.Lock()
+	defer p.tokMu.Unlock()
+	if p.tokW == nil {
+		return errors.New("session token descriptor already closed")
+	}
+	_, err := io.WriteString(p.tokW, token)
+	if cerr := p.tokW.Close(); err == nil {
+		err = cerr
+	}
+	p.tokW = nil
+	if err != nil {
+		return fmt.Errorf("hand over the session token: %w", err)
+	}
+	return nil
+}
+
+// closeToken closes the token descriptor without a token (ErrNoToken in
+// the backend).
+func (p *execProcess) closeToken() {
+	p.tokMu.Lock()
+	defer p.tokMu.Unlock()
+	if p.tokW != nil {
+		p.tokW.Close()
+		p.tokW = nil
+	}
 }
 
 func (p *execProcess) Pid() int              { return p.cmd.Process.Pid }
@@ -150,6 +356,7 @@ func (p *execProcess) Kill() {
 
 func (p *execProcess) reap(out *lineLogger) {
 	err := p.cmd.Wait()
+	p.closeToken()
 	out.flush()
 	p.reason = describeExit(p.cmd.ProcessState, err)
 	close(p.done)

@@ -2,11 +2,14 @@ package sessionmgr
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,7 +49,7 @@ func TestExecLauncherLogsOutputAndReaps(t *testing.T) {
 		Args:   []string{"-c", `echo "out $(cat <&3) argc=$#"; echo "err line" >&2; printf partial; exit 3`, "sh"},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	}
-	p, err := l.Launch("tok1")
+	p, err := l.Launch("tok1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +68,7 @@ func TestExecLauncherLogsOutputAndReaps(t *testing.T) {
 
 func TestExecLauncherNewSessionAndKill(t *testing.T) {
 	l := &ExecLauncher{Path: "/bin/sleep", Args: []string{"60"}, Logger: slog.New(slog.DiscardHandler)}
-	p, err := l.Launch("token")
+	p, err := l.Launch("token", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +92,149 @@ func TestExecLauncherNewSessionAndKill(t *testing.T) {
 
 func TestExecLauncherMissingBinary(t *testing.T) {
 	l := &ExecLauncher{Path: "/nonexistent/ovpn3-helper"}
-	if _, err := l.Launch("x"); err == nil {
+	if _, err := l.Launch("x", nil); err == nil {
 		t.Fatal("Launch of a missing binary succeeded")
 	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// spareScript stands in for a backend: it reads its token to EOF and says
+// what it got (nothing when the launcher closed the descriptor unused).
+const spareScript = `t=$(cat <&3); if [ -n "$t" ]; then echo "token $t pid $$"; else echo "no token pid $$"; fi`
+
+func spareLauncher(logs *syncBuffer) *ExecLauncher {
+	return &ExecLauncher{
+		Path: "/bin/sh", Args: []string{"-c", spareScript},
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Spare:  true, SpareDelay: time.Millisecond,
+	}
+}
+
+// waitSpare waits until l has a spare waiting and returns its PID.
+func waitSpare(t *testing.T, l *ExecLauncher, not int) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if pid := l.SparePID(); pid != 0 && pid != not {
+			return pid
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no spare backend started")
+	return 0
+}
+
+// A spare is started ahead, handed the token by the next Launch (after
+// started saw it), serves that one session only and is replaced.
+func TestExecLauncherSpareTakesOneToken(t *testing.T) {
+	var logs syncBuffer
+	l := spareLauncher(&logs)
+	t.Cleanup(func() { l.Close() })
+	l.StartSpare()
+	first := waitSpare(t, l, 0)
+	var seen Process
+	p, err := l.Launch("tok1", func(p Process) { seen = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pid() != first || seen != p {
+		t.Fatalf("Launch gave pid %d (started saw %v), want the spare %d", p.Pid(), seen, first)
+	}
+	waitDone(t, p, "spare")
+	if want := "token tok1 pid " + itoa(first); !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, logs.String())
+	}
+	second := waitSpare(t, l, first)
+	p2, err := l.Launch("tok2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Pid() != second {
+		t.Errorf("second Launch gave pid %d, want the new spare %d", p2.Pid(), second)
+	}
+	waitDone(t, p2, "second spare")
+	if want := "token tok2 pid " + itoa(second); !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, logs.String())
+	}
+}
+
+// Close ends the waiting spare without a token and starts no other;
+// a Launch after a spare died starts a fresh backend.
+func TestExecLauncherSpareClosedAndDead(t *testing.T) {
+	var logs syncBuffer
+	l := spareLauncher(&logs)
+	l.StartSpare()
+	dead := waitSpare(t, l, 0)
+	l.mu.Lock()
+	deadProc := l.spare
+	l.mu.Unlock()
+	// Its process group: the shell and the cat reading the descriptor.
+	if err := syscall.Kill(-dead, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, deadProc, "killed spare")
+	p, err := l.Launch("fresh", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pid() == dead {
+		t.Fatal("Launch handed out the dead spare")
+	}
+	waitDone(t, p, "fresh backend")
+	if want := "token fresh pid " + itoa(p.Pid()); !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, logs.String())
+	}
+	spare := waitSpare(t, l, p.Pid())
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "no token pid " + itoa(spare); !strings.Contains(logs.String(), want) {
+		t.Errorf("the spare did not end on Close; log lacks %q:\n%s", want, logs.String())
+	}
+	if pid := l.SparePID(); pid != 0 {
+		t.Errorf("spare %d after Close", pid)
+	}
+	l.StartSpare()
+	time.Sleep(20 * time.Millisecond)
+	if pid := l.SparePID(); pid != 0 {
+		t.Errorf("Close did not stop spares: %d started", pid)
+	}
+}
+
+// ReadToken returns the token, ErrNoToken for a descriptor closed without
+// one, and stops waiting when its context ends (a spare told to go).
+func TestReadToken(t *testing.T) {
+	pipe := func() (int, *os.File) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, err := syscall.Dup(int(r.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		t.Cleanup(func() { w.Close() })
+		return fd, w
+	}
+	fd, w := pipe()
+	go func(w *os.File) { w.WriteString("abc"); w.Close() }(w)
+	if tok, err := ReadToken(context.Background(), fd); err != nil || tok != "abc" {
+		t.Errorf("ReadToken = %q, %v; want abc", tok, err)
+	}
+	fd, w = pipe()
+	w.Close()
+	if _, err := ReadToken(context.Background(), fd); !errors.Is(err, ErrNoToken) {
+		t.Errorf("ReadToken of a closed descriptor: %v, want ErrNoToken", err)
+	}
+	fd, _ = pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	if _, err := ReadToken(ctx, fd); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadToken after cancel: %v, want context.Canceled", err)
+	}
+	if _, err := ReadToken(context.Background(), 1); err == nil {
+		t.Error("ReadToken(1) accepted a standard descriptor")
+	}
+}

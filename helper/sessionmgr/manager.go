@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -287,6 +288,10 @@ func (m *Manager) Close(ctx context.Context) error {
 		p.Kill()
 	}
 	m.mu.Unlock()
+	// The launcher's spare backend (ExecLauncher.Spare) goes too.
+	if c, ok := m.launcher.(io.Closer); ok {
+		_ = c.Close()
+	}
 	m.cancel()
 	m.conn.RemoveSignal(m.sigs)
 	done := make(chan struct{})
@@ -422,15 +427,21 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 		m.mu.Unlock()
 	}()
 
-	proc, err := m.launcher.Launch(token)
+	// Known before the token reaches the process: a spare backend
+	// (ExecLauncher.Spare) registers at once.
+	proc, err := m.launcher.Launch(token, func(p Process) {
+		m.mu.Lock()
+		m.procs[token] = p
+		ps.proc = p
+		m.mu.Unlock()
+	})
 	if err != nil {
+		m.mu.Lock()
+		delete(m.procs, token)
+		m.mu.Unlock()
 		m.log.Error("start backend", "config", configPath, "err", err)
 		return "", errRequest(textCouldNotStart)
 	}
-	m.mu.Lock()
-	m.procs[token] = proc
-	ps.proc = proc
-	m.mu.Unlock()
 	m.wg.Add(1)
 	go m.watch(token, proc)
 

@@ -75,9 +75,10 @@ func runDaemon(args []string, stderr io.Writer) int {
 	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
 	lim := limitFlags(fs)
 	stats := statsFlag(fs)
+	spare := fs.Bool("spare-backend", false, "keep one backend started ahead of the next session (unprivileged, waiting for a session; one session each): the next connect skips the process start")
 	configFile := fs.String("config", DefaultConfigFile, "configuration file with the limits (key = value lines, as the --max-… flags; flags win)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--runtime-stats DURATION] [--config FILE] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--import-rate R] [--new-tunnel-rate R] [--calls-per-sender N] [--queued-calls-per-sender N] [--signals-per-sender N]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--runtime-stats DURATION] [--spare-backend] [--config FILE] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--import-rate R] [--new-tunnel-rate R] [--calls-per-sender N] [--queued-calls-per-sender N] [--signals-per-sender N]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -104,7 +105,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 		bargs = append(bargs, "--runtime-stats", stats.String())
 		go logRuntimeStats(ctx, logger, *stats)
 	}
-	if err := serve(ctx, *stateDir, bargs, dnsOpts, *lim, user, logger); err != nil {
+	if err := serve(ctx, *stateDir, bargs, *spare, dnsOpts, *lim, user, logger); err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
 	}
@@ -124,7 +125,7 @@ func backendArgs(logLevel int, cpuProfileDir string) []string {
 }
 
 // serve runs the daemon until ctx ends, then disconnects every session.
-func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts dnsFlags, lim limits, backendUser privsep.User, logger *slog.Logger) error {
+func serve(ctx context.Context, stateDir string, backendArgs []string, spare bool, dnsOpts dnsFlags, lim limits, backendUser privsep.User, logger *slog.Logger) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -158,20 +159,22 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 	}
 	defer nc.Close()
 	defer logs.Close()
+	launcher := &sessionmgr.ExecLauncher{
+		// The running binary itself, never its path: a package
+		// upgrade replaces the file under a running daemon, and a
+		// backend started from the path would be the new release
+		// talking to this one.
+		Path:   "/proc/self/exe",
+		Args:   backendArgs,
+		User:   &backendUser,
+		Logger: logger.With("service", "backend"),
+		Spare:  spare,
+	}
 	sessions, err := sessionmgr.New(sessionmgr.Options{
-		Conn:     srv.Conn(),
-		Logger:   logger.With("service", "sessionmgr"),
-		Profiles: profiles{configs},
-		Launcher: &sessionmgr.ExecLauncher{
-			// The running binary itself, never its path: a package
-			// upgrade replaces the file under a running daemon, and a
-			// backend started from the path would be the new release
-			// talking to this one.
-			Path:   "/proc/self/exe",
-			Args:   backendArgs,
-			User:   &backendUser,
-			Logger: logger.With("service", "backend"),
-		},
+		Conn:       srv.Conn(),
+		Logger:     logger.With("service", "sessionmgr"),
+		Profiles:   profiles{configs},
+		Launcher:   launcher,
 		CleanupPID: nc.CleanupPID,
 		Logs:       logs,
 		Polkit:     polkit.New(srv.Conn()),
@@ -196,6 +199,9 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, dnsOpts d
 			return err
 		}
 	}
+	// The spare looks the services up: started once they own their names
+	// (sessions.Close ends it).
+	launcher.StartSpare()
 	logger.Info("ovpn3-helper ready", "pid", os.Getpid(), "state_dir", stateDir)
 	select {
 	case <-ctx.Done():
@@ -267,11 +273,6 @@ func runBackend(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ovpn3-helper backend: refusing to run: this backend is release %q but the daemon that started it is %q (restart the daemon after an upgrade)\n", version.Version, *daemonVersion)
 		return 3
 	}
-	token, err := sessionmgr.ReadToken(*tokenFD)
-	if err != nil {
-		fmt.Fprintln(stderr, "ovpn3-helper backend:", err)
-		return 2
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slogLevel(*logLevel)}))
 	// The backend is in its own session (setsid); SIGTERM from the daemon
 	// or an administrator ends it cleanly.
@@ -288,8 +289,15 @@ func runBackend(args []string, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
-	err = backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
-	if err != nil && !errors.Is(err, context.Canceled) {
+	// The token comes when a session claims this backend: at once, or
+	// later for the daemon's spare backend.
+	token := func(ctx context.Context) (string, error) { return sessionmgr.ReadToken(ctx, *tokenFD) }
+	err := backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
+	switch {
+	case errors.Is(err, sessionmgr.ErrNoToken):
+		logger.Debug("spare backend not needed: the daemon closed the token descriptor")
+		return 0
+	case err != nil && !errors.Is(err, context.Canceled):
 		return 1
 	}
 	return 0

@@ -74,7 +74,7 @@ func TestNameTaken(t *testing.T) {
 		t.Fatalf("squat: %v %v", r, err)
 	}
 	var logs bytes.Buffer
-	err = serve(context.Background(), t.TempDir(), backendArgs(3, ""), testDNS(t), defaultLimits(), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	err = serve(context.Background(), t.TempDir(), backendArgs(3, ""), false, testDNS(t), defaultLimits(), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil || !strings.Contains(err.Error(), api.ServiceSessions) || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("serve with a taken name: %v", err)
 	}
@@ -91,7 +91,9 @@ func TestShutdownDisconnectsSessions(t *testing.T) {
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	user, dnsOpts := backendUser(t), testDNS(t)
-	go func() { served <- serve(ctx, t.TempDir(), backendArgs(3, ""), dnsOpts, defaultLimits(), user, logger) }()
+	go func() {
+		served <- serve(ctx, t.TempDir(), backendArgs(3, ""), true, dnsOpts, defaultLimits(), user, logger)
+	}()
 
 	client, err := dbus.Connect(addr)
 	if err != nil {

@@ -124,7 +124,9 @@ func TestPolkitThroughHelper(t *testing.T) {
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	user, dnsOpts := backendUser(t), testDNS(t)
-	go func() { served <- serve(sctx, t.TempDir(), backendArgs(3, ""), dnsOpts, defaultLimits(), user, logger) }()
+	go func() {
+		served <- serve(sctx, t.TempDir(), backendArgs(3, ""), true, dnsOpts, defaultLimits(), user, logger)
+	}()
 	t.Cleanup(func() {
 		stop()
 		<-served
