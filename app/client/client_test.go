@@ -362,3 +362,42 @@ func TestCloseWaitsForAStoppedSession(t *testing.T) {
 		t.Errorf("after Close the session is still there: %v", err)
 	}
 }
+
+// TestStartSendsReadyBesideLogForward: Start does not wait for LogForward's
+// reply before it calls Ready (they go out side by side, with the status
+// read before Connect). The fake holds LogForward until Ready came.
+func TestStartSendsReadyBesideLogForward(t *testing.T) {
+	f, c := startFake(t, false)
+	f.mu.Lock()
+	f.forwardAwaitsReady = true
+	f.mu.Unlock()
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
+	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	f.mu.Lock()
+	alone, forwards := f.forwardAlone, f.forwards
+	f.mu.Unlock()
+	if alone {
+		t.Error("Ready came only after LogForward had been answered")
+	}
+	if len(forwards) != 2 || !forwards[0] || forwards[1] {
+		t.Errorf("LogForward calls %v, want [true false]", forwards)
+	}
+	// What ovpn3 session-start prints once connected.
+	if ep, err := s.ConnectedTo(ctx); err != nil || ep.String() != "UDP:198.18.0.1:1194" {
+		t.Errorf("ConnectedTo = %v, %v", ep, err)
+	}
+	if dev, err := s.DeviceName(ctx); err != nil || dev != "ovpn0" {
+		t.Errorf("DeviceName = %q, %v", dev, err)
+	}
+}

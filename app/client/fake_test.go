@@ -39,6 +39,13 @@ type fakeServices struct {
 	challenge bool   // after the password, ask a dynamic challenge
 	stopped   bool   // the backend ended: Disconnect fails, the manager removes the session a moment later
 	answers   map[string]string
+	// readyAsked is closed by the first Ready; with forwardAwaitsReady
+	// LogForward(true) waits for it (and notes in forwardAlone when it
+	// came in vain), to tell whether the client sends both side by side.
+	readyAsked         chan struct{}
+	readyOnce          sync.Once
+	forwardAwaitsReady bool
+	forwardAlone       bool
 }
 
 func startFake(t *testing.T, challenge bool) (*fakeServices, *Client) {
@@ -50,7 +57,8 @@ func startFake(t *testing.T, challenge bool) (*fakeServices, *Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f := &fakeServices{conn: conn, profiles: map[dbus.ObjectPath]string{}, answers: map[string]string{}, password: "secret", challenge: challenge}
+	f := &fakeServices{conn: conn, profiles: map[dbus.ObjectPath]string{}, answers: map[string]string{}, password: "secret", challenge: challenge,
+		readyAsked: make(chan struct{})}
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
@@ -166,6 +174,7 @@ func (f *fakeServices) log(cat api.LogCategory, msg string) {
 }
 
 func (s fakeSession) Ready() *dbus.Error {
+	s.f.readyOnce.Do(func() { close(s.f.readyAsked) })
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	for _, sl := range s.f.slots {
@@ -265,6 +274,18 @@ func (s fakeSession) Connect() *dbus.Error {
 
 func (s fakeSession) LogForward(enable bool) *dbus.Error {
 	s.f.mu.Lock()
+	wait := enable && s.f.forwardAwaitsReady
+	s.f.mu.Unlock()
+	if wait {
+		select {
+		case <-s.f.readyAsked:
+		case <-time.After(10 * time.Second): // a client that waits for this reply first, not a speed check
+			s.f.mu.Lock()
+			s.f.forwardAlone = true
+			s.f.mu.Unlock()
+		}
+	}
+	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	s.f.forwards = append(s.f.forwards, enable)
 	return nil
@@ -315,8 +336,15 @@ func (p fakeProps) all() map[string]dbus.Variant {
 	st := p.f.status
 	return map[string]dbus.Variant{
 		"owner":        dbus.MakeVariant(uint32(0)),
-		"status":       dbus.MakeVariant([]any{uint32(st.Major), uint32(st.Minor), st.Message}),
-		"connected_to": dbus.MakeVariant([]any{"UDP", "198.18.0.1", uint32(1194)}),
+		// (uus) and (ssu) as structs, as GDBus sends them
+		"status": dbus.MakeVariant(struct {
+			A, B uint32
+			C    string
+		}{uint32(st.Major), uint32(st.Minor), st.Message}),
+		"connected_to": dbus.MakeVariant(struct {
+			A, B string
+			C    uint32
+		}{"UDP", "198.18.0.1", 1194}),
 		"device_name":  dbus.MakeVariant("ovpn0"),
 		"device_path":  dbus.MakeVariant(dbus.ObjectPath("/net/openvpn/v3/netcfg/1_ovpn0")),
 		"statistics":   dbus.MakeVariant(map[string]int64{"BYTES_IN": 10}),
@@ -328,32 +356,11 @@ func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 	if !ok {
 		return dbus.Variant{}, api.ErrNoSuchProperty(name)
 	}
-	if name == "status" {
-		// (uus) as a struct, as GDBus sends it
-		st := v.Value().([]any)
-		return dbus.MakeVariant(struct {
-			A, B uint32
-			C    string
-		}{st[0].(uint32), st[1].(uint32), st[2].(string)}), nil
-	}
 	return v, nil
 }
 
 func (p fakeProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error) {
-	all := p.all()
-	if st, ok := all["status"]; ok {
-		v := st.Value().([]any)
-		all["status"] = dbus.MakeVariant(struct {
-			A, B uint32
-			C    string
-		}{v[0].(uint32), v[1].(uint32), v[2].(string)})
-		c := all["connected_to"].Value().([]any)
-		all["connected_to"] = dbus.MakeVariant(struct {
-			A, B string
-			C    uint32
-		}{c[0].(string), c[1].(string), c[2].(uint32)})
-	}
-	return all, nil
+	return p.all(), nil
 }
 
 func (p fakeProps) Set(iface, name string, v dbus.Variant) *dbus.Error {

@@ -178,6 +178,30 @@ func (s *Session) Follow(ctx context.Context) (<-chan Event, error) {
 // follow is Follow with a stop function that returns once forwarding is
 // off (Start must not leave it on behind itself).
 func (s *Session) follow(ctx context.Context) (<-chan Event, func(), error) {
+	f, err := s.subscribeEvents(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.forward(ctx); err != nil {
+		f.stop()
+		return nil, nil, err
+	}
+	return f.events, f.stop, nil
+}
+
+// following is a subscription to a session's forwarded events, with or
+// without LogForward switched on yet (forward).
+type following struct {
+	s         *Session
+	events    <-chan Event
+	cancel    context.CancelFunc
+	forwarded bool
+	once      sync.Once
+}
+
+// subscribeEvents adds the match rule for the session's forwarded events;
+// nothing is forwarded before forward.
+func (s *Session) subscribeEvents(ctx context.Context) (*following, error) {
 	path := s.Path
 	fctx, cancel := context.WithCancel(ctx)
 	ch, err := subscribe(fctx, s.c, [][]dbus.MatchOption{{
@@ -202,20 +226,30 @@ func (s *Session) follow(ctx context.Context) (<-chan Event, func(), error) {
 	}, nil)
 	if err != nil {
 		cancel()
-		return nil, nil, err
+		return nil, err
 	}
-	if err := s.c.forward(fctx, s); err != nil {
-		cancel()
-		return nil, nil, err
+	return &following{s: s, events: ch, cancel: cancel}, nil
+}
+
+// forward switches LogForward on (for the session's first Follow on this
+// Client).
+func (f *following) forward(ctx context.Context) error {
+	if err := f.s.c.forward(ctx, f.s); err != nil {
+		return err
 	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			s.c.unforward(s)
-		})
-	}
-	return ch, stop, nil
+	f.forwarded = true
+	return nil
+}
+
+// stop ends the subscription and, if forward succeeded, switches
+// forwarding off again once no other Follow needs it.
+func (f *following) stop() {
+	f.once.Do(func() {
+		f.cancel()
+		if f.forwarded {
+			f.s.c.unforward(f.s)
+		}
+	})
 }
 
 // forward switches LogForward on for the session's first Follow.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
@@ -138,24 +139,35 @@ var errNeedInput = errors.New("the session needs user input")
 // error is a *StartError, an *Error of a failed call, the Prompter's error
 // or ctx's. Start does not disconnect a failed session: the caller decides.
 func (s *Session) Start(ctx context.Context, opts StartOptions) error {
-	if err := s.awaitObject(ctx); err != nil {
-		return err
-	}
-	// Follow before anything happens so no status is missed; without the
-	// right to the log, polling does the job.
-	events, stopFollow, err := s.follow(ctx)
-	if err == nil {
-		defer stopFollow()
-	} else {
-		events = nil
-	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	destroyed, err := s.c.SessionManagerEvents(sctx)
-	if err != nil {
-		return err
+	// Follow before anything happens so no status is missed (without the
+	// right to the log, polling does the job). The subscriptions and a
+	// first look at the session go to the bus side by side, one round
+	// trip instead of three.
+	var (
+		f                *following
+		followErr        error
+		destroyed        <-chan SessionManagerEvent
+		subErr, firstErr error
+	)
+	together(
+		func() { f, followErr = s.subscribeEvents(sctx) },
+		func() { destroyed, subErr = s.c.SessionManagerEvents(sctx) },
+		func() { _, firstErr = s.Status(ctx) },
+	)
+	if followErr == nil {
+		defer f.stop()
 	}
-	w := &waiter{s: s, opts: opts, events: events, destroyed: destroyed}
+	if subErr != nil {
+		return subErr
+	}
+	if errors.Is(firstErr, ErrObjectGone) {
+		if err := s.awaitObject(ctx); err != nil {
+			return err
+		}
+	}
+	w := &waiter{s: s, opts: opts, destroyed: destroyed}
 	if opts.Timeout > 0 {
 		t := time.NewTimer(opts.Timeout)
 		defer t.Stop()
@@ -163,12 +175,35 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 	}
 	action := opts.Action
 	for round := 0; round < maxRounds; round++ {
-		if err := s.fillQueue(ctx, opts); err != nil {
-			return err
-		}
 		// The status before the action is stale once it returns: an
 		// earlier CONN_AUTH_FAILED must not end this round.
-		stale, _ := s.Status(ctx)
+		var stale api.Status
+		var ready error
+		asked := round == 0
+		if asked {
+			// LogForward, the first Ready and the status before the
+			// action side by side: none changes what the others see.
+			var forwardErr error
+			together(
+				func() {
+					if followErr == nil {
+						forwardErr = f.forward(ctx)
+					}
+				},
+				func() { ready = s.Ready(ctx) },
+				func() { stale, _ = s.Status(ctx) },
+			)
+			if followErr == nil && forwardErr == nil {
+				w.events = f.events
+			}
+		}
+		changed, err := s.fillQueue(ctx, opts, asked, ready)
+		if err != nil {
+			return err
+		}
+		if !asked || changed {
+			stale, _ = s.Status(ctx)
+		}
 		w.drain()
 		if err := s.act(ctx, action); err != nil {
 			if strings.Contains(ErrorText(err), "PEM_PASSWORD_FAIL") {
@@ -182,12 +217,25 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 		if opts.Background {
 			return nil
 		}
-		err := w.wait(ctx, stale)
+		err = w.wait(ctx, stale)
 		if !errors.Is(err, errNeedInput) {
 			return err
 		}
 	}
 	return &StartError{Kind: ErrNeedsInput, Status: w.last, Detail: "still asked for input after ten rounds"}
+}
+
+// together runs fns side by side and returns when all have.
+func together(fns ...func()) {
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
+	}
+	wg.Wait()
 }
 
 func notice(opts StartOptions, msg string) {
@@ -224,50 +272,57 @@ func (s *Session) awaitObject(ctx context.Context) error {
 }
 
 // fillQueue calls Ready until it passes, answering the queued slots in
-// between (up to five rounds).
-func (s *Session) fillQueue(ctx context.Context, opts StartOptions) error {
+// between (up to five rounds). With asked, the first Ready was called
+// already and ready is its outcome. changed says that something happened
+// meanwhile (input given, web authentication) that may have changed the
+// session's status.
+func (s *Session) fillQueue(ctx context.Context, opts StartOptions, asked bool, ready error) (changed bool, err error) {
 	for round := 0; round < 5; round++ {
-		err := s.Ready(ctx)
+		err := ready
+		if round > 0 || !asked {
+			err = s.Ready(ctx)
+		}
 		if err == nil {
-			return nil
+			return changed, nil
 		}
 		if !errors.Is(err, ErrNotReady) {
-			return err
+			return changed, err
 		}
 		if strings.Contains(ErrorText(err), "Pending web authentication") {
 			st, _ := s.Status(ctx)
 			if opts.WebAuth == nil {
-				return &StartError{Kind: ErrWebAuth, Status: st}
+				return changed, &StartError{Kind: ErrWebAuth, Status: st}
 			}
 			if err := opts.WebAuth(ctx, st.Message); err != nil {
-				return err
+				return changed, err
 			}
-			return nil // the server goes on once the person signed in
+			return true, nil // the server goes on once the person signed in
 		}
 		slots, err := s.PendingInput(ctx)
 		if err != nil {
-			return err
+			return changed, err
 		}
 		if len(slots) == 0 || opts.Prompter == nil {
 			st, _ := s.Status(ctx)
-			return &StartError{Kind: ErrNeedsInput, Status: st}
+			return changed, &StartError{Kind: ErrNeedsInput, Status: st}
 		}
 		values, err := answerAll(ctx, opts.Prompter, s, slots)
 		if err != nil {
-			return err
+			return changed, err
 		}
+		changed = true
 		for i, sl := range slots {
 			if err := s.Provide(ctx, sl, values[i]); err != nil {
 				if strings.Contains(ErrorText(err), "No value provided for") {
 					notice(opts, "Empty input not allowed")
 					continue
 				}
-				return err
+				return changed, err
 			}
 		}
 	}
 	st, _ := s.Status(ctx)
-	return &StartError{Kind: ErrNeedsInput, Status: st, Detail: "still not ready after the input was given"}
+	return changed, &StartError{Kind: ErrNeedsInput, Status: st, Detail: "still not ready after the input was given"}
 }
 
 // answerAll asks p for every slot: at once if it is a FormPrompter, else
