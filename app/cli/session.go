@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -229,13 +230,23 @@ func startSession(ctx context.Context, s *client.Session, action client.Action, 
 	return err
 }
 
+// printConnected reads the two properties it shows side by side (all of
+// them, Info, would cost the session manager a call to the backend for each
+// of the backend's).
 func printConnected(ctx context.Context, s *client.Session) {
-	in, err := s.Info(ctx)
-	if err == nil && in.ConnectedTo.IP != "" {
-		fmt.Fprintf(stdout, "Connected to %s (device %s)\n", in.ConnectedTo, orDash(in.DeviceName))
+	var ep client.Endpoint
+	var dev string
+	var epErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ep, epErr = s.ConnectedTo(ctx) }()
+	go func() { defer wg.Done(); dev, _ = s.DeviceName(ctx) }()
+	wg.Wait()
+	if epErr == nil && ep.IP != "" {
+		fmt.Fprintf(stdout, "Connected to %s (device %s)\n", ep, orDash(dev))
 		return
 	}
-	fmt.Fprintf(stdout, "Connected (device %s)\n", orDash(in.DeviceName))
+	fmt.Fprintf(stdout, "Connected (device %s)\n", orDash(dev))
 }
 
 // terminalPrompter asks on stderr and reads standard input: a terminal
