@@ -89,6 +89,7 @@ type fakeHandler struct {
 	pings, rotations   int
 	replies            []*push.Reply
 	messages           []ctlmsg.Message
+	onPush             func(*push.Reply) error // what the engine does next; nil: nothing
 }
 
 func (h *fakeHandler) KeyMethod2(*ctlmsg.KeyMethod2) error { return nil }
@@ -100,6 +101,9 @@ func (h *fakeHandler) DataCipher(pushed string) (string, error) {
 }
 func (h *fakeHandler) PushReply(r *push.Reply) error {
 	h.replies = append(h.replies, r)
+	if h.onPush != nil {
+		return h.onPush(r)
+	}
 	return nil
 }
 func (h *fakeHandler) Message(m ctlmsg.Message) error {
