@@ -312,20 +312,22 @@ func (b *Backend) attachLog(ctx context.Context, owner string) {
 }
 
 // assignLogSession tells the log service which session this backend's
-// events belong to, so LogForward proxies can find them.
-func (b *Backend) assignLogSession(ctx context.Context, session dbus.ObjectPath) {
+// events belong to, so LogForward proxies can find them. The call goes out
+// at once; the returned func waits for its answer (and logs a failure).
+func (b *Backend) assignLogSession(ctx context.Context, session dbus.ObjectPath) (wait func()) {
 	b.mu.Lock()
 	attached := b.logService != ""
 	b.mu.Unlock()
 	if !attached {
-		return
+		return func() {}
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
-	defer cancel()
-	err := b.srv.Conn().Object(api.ServiceLog, api.PathLog).CallWithContext(ctx, api.InterfaceLog+".AssignSession", 0,
-		session, api.InterfaceBackends).Err
-	if err != nil {
-		b.opts.Logger.Warn("assign the session to the log service", "err", err)
+	call := b.srv.Conn().Object(api.ServiceLog, api.PathLog).GoWithContext(ctx, api.InterfaceLog+".AssignSession", 0, nil,
+		session, api.InterfaceBackends)
+	return func() {
+		<-call.Done
+		if call.Err != nil {
+			b.opts.Logger.Warn("assign the session to the log service", "err", call.Err)
+		}
 	}
 }
 

@@ -231,25 +231,29 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
 	defer cancel()
 	cfg := b.srv.Conn().Object(api.ServiceConfiguration, configPath)
+	// Sent together, the daemon answers them side by side: one round trip
+	// on the session start's path instead of one each. The overrides come
+	// before Fetch, as openvpn3's backend reads them: Fetch removes a
+	// single-use profile (session-start --config FILE).
+	assigned := b.assignLogSession(ctx, sessionPath)
+	props := getProps(ctx, cfg, "name", "dco", "overrides")
 	var name string
 	var nv dbus.Variant
-	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "name").Store(&nv); err == nil {
+	if err := props[0].Store(&nv); err == nil {
 		name, _ = nv.Value().(string)
 	}
 	// The profile's dco is the session's default (as name, read as
 	// upstream does); the session manager sets ours again at Connect when
 	// the session's own was changed.
 	var dv dbus.Variant
-	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "dco").Store(&dv); err == nil {
+	if err := props[1].Store(&dv); err == nil {
 		if on, _ := dv.Value().(bool); on {
 			b.mu.Lock()
 			b.dco = true
 			b.mu.Unlock()
 		}
 	}
-	// The overrides before Fetch, as openvpn3's backend reads them: Fetch
-	// removes a single-use profile (session-start --config FILE).
-	overrides, err := readOverrides(ctx, cfg)
+	overrides, err := overridesOf(props[2])
 	if err != nil {
 		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
 		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
@@ -298,19 +302,32 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	b.mu.Lock()
 	b.inputs = inputs
 	b.mu.Unlock()
-	b.assignLogSession(ctx, sessionPath)
+	assigned()
 	b.log.Info("profile loaded", "config", configPath, "name", name)
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgOK, "config_path="+string(configPath))
 	b.announceInput()
 	return name, nil
 }
 
-// readOverrides reads the configuration's overrides property. Not being
+// getProps asks the configuration for the properties names all at once
+// and returns the finished calls in that order.
+func getProps(ctx context.Context, cfg dbus.BusObject, names ...string) []*dbus.Call {
+	calls := make([]*dbus.Call, len(names))
+	for i, n := range names {
+		calls[i] = cfg.GoWithContext(ctx, api.InterfaceProperties+".Get", 0, nil, api.InterfaceConfiguration, n)
+	}
+	for _, c := range calls {
+		<-c.Done
+	}
+	return calls
+}
+
+// overridesOf reads the answer to Get of the overrides property. Not being
 // able to read it is an error, never "no overrides": a session started
 // without the overrides its user set would ignore them silently.
-func readOverrides(ctx context.Context, cfg dbus.BusObject) (map[string]dbus.Variant, error) {
+func overridesOf(c *dbus.Call) (map[string]dbus.Variant, error) {
 	var v dbus.Variant
-	if err := cfg.CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceConfiguration, "overrides").Store(&v); err != nil {
+	if err := c.Store(&v); err != nil {
 		return nil, fmt.Errorf("property overrides: %s", api.ErrorText(err))
 	}
 	ov, ok := v.Value().(map[string]dbus.Variant)

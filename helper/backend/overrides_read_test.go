@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -14,44 +13,27 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
-// propsObject answers Properties.Get with a fixed reply; every other
-// method of dbus.BusObject is left unimplemented (nil embedded interface).
-type propsObject struct {
-	dbus.BusObject
-	value dbus.Variant
-	err   error
-}
-
-func (o propsObject) CallWithContext(_ context.Context, method string, _ dbus.Flags, args ...any) *dbus.Call {
-	if method != api.InterfaceProperties+".Get" || len(args) != 2 || args[1] != "overrides" {
-		return &dbus.Call{Err: api.ErrFailed("unexpected call " + method)}
-	}
-	if o.err != nil {
-		return &dbus.Call{Err: o.err}
-	}
-	return &dbus.Call{Body: []any{o.value}}
-}
-
-func TestReadOverrides(t *testing.T) {
+func TestOverridesOf(t *testing.T) {
+	answer := func(v dbus.Variant) *dbus.Call { return &dbus.Call{Body: []any{v}} }
 	want := map[string]dbus.Variant{"ipv6": dbus.MakeVariant("no")}
-	got, err := readOverrides(context.Background(), propsObject{value: dbus.MakeVariant(want)})
+	got, err := overridesOf(answer(dbus.MakeVariant(want)))
 	if err != nil || len(got) != 1 || got["ipv6"].Value() != "no" {
 		t.Errorf("readable overrides: %v, %v", got, err)
 	}
-	got, err = readOverrides(context.Background(), propsObject{value: dbus.MakeVariant(map[string]dbus.Variant{})})
+	got, err = overridesOf(answer(dbus.MakeVariant(map[string]dbus.Variant{})))
 	if err != nil || len(got) != 0 {
 		t.Errorf("no overrides: %v, %v", got, err)
 	}
 	for _, tc := range []struct {
-		obj  propsObject
+		call *dbus.Call
 		want string
 	}{
-		{propsObject{err: api.ErrAccessDenied("not yours")}, "property overrides: not yours"},
-		{propsObject{value: dbus.MakeVariant("ipv6=no")}, "property overrides has type s, want a{sv}"},
+		{&dbus.Call{Err: api.ErrAccessDenied("not yours")}, "property overrides: not yours"},
+		{answer(dbus.MakeVariant("ipv6=no")), "property overrides has type s, want a{sv}"},
 	} {
-		got, err := readOverrides(context.Background(), tc.obj)
+		got, err := overridesOf(tc.call)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, %v; want an error containing %q", tc.obj, got, err, tc.want)
+			t.Errorf("%+v: %v, %v; want an error containing %q", tc.call, got, err, tc.want)
 		}
 	}
 }
