@@ -695,7 +695,7 @@ func TestKeyLimitTranWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.plane.decrypts(0) || !r.plane.decrypts(1) || r.s.keys[0] != nil || r.s.lame != nil {
-		t.Fatal("lame duck still decrypting 30 s after the renegotiation started (tran-window 30)")
+		t.Fatal("lame duck still decrypting 30 s after the renegotiation started with tran-window 30")
 	}
 }
 

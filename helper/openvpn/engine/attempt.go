@@ -17,6 +17,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/control"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlwrap"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/dataplane"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
@@ -130,7 +131,28 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 		a.tr.Close()
 		return &fatalError{state: StateFailed, err: err}
 	}
-	a.s, err = control.New(a.ctx, control.Config{
+	a.s, err = control.New(a.ctx, a.sessionConfig(wrap), a)
+	if err != nil {
+		a.tr.Close()
+		return err
+	}
+	defer a.shutdown()
+
+	conn := a.dataConn()
+	a.wg.Add(1)
+	go a.socketReader(conn)
+
+	if err := a.s.Start(); err != nil {
+		return &fatalError{state: StateFailed, err: err}
+	}
+	a.c.setState(StateWaitingForServer, "")
+	return a.loop()
+}
+
+// sessionConfig is the control session's configuration for this
+// attempt: the profile's options, the endpoint and the engine's clock.
+func (a *attempt) sessionConfig(wrap ctlwrap.Wrapper) control.Config {
+	return control.Config{
 		Clock:         a.c.clock,
 		Log:           a.log,
 		Conn:          countingConn{a.tr, &a.c.ctr},
@@ -151,22 +173,7 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 		PingExit:      a.o.lim.PingExit,
 		Push:          a.c.cfg.Profile.PushAssembler(),
 		Plane:         a.user,
-	}, a)
-	if err != nil {
-		a.tr.Close()
-		return err
 	}
-	defer a.shutdown()
-
-	conn := a.dataConn()
-	a.wg.Add(1)
-	go a.socketReader(conn)
-
-	if err := a.s.Start(); err != nil {
-		return &fatalError{state: StateFailed, err: err}
-	}
-	a.c.setState(StateWaitingForServer, "")
-	return a.loop()
 }
 
 // countingConn is the transport as the control session writes to it, counting

@@ -285,3 +285,31 @@ func testServerKey(t *testing.T, id uint8) *datachan.Key {
 	}
 	return k
 }
+
+// The profile's timer options reach the control session's configuration
+// (package control tests what the session does with them).
+func TestSessionConfigFromProfile(t *testing.T) {
+	a := newLimitsRig(t, 0, 0, "hand-window 20", "ping 10", "ping-restart 60", "ping-exit 30",
+		"reneg-sec 100 60", "reneg-bytes 100000", "reneg-pkts 50", "tran-window 30", "tls-timeout 3").a
+	cfg := a.sessionConfig(nil)
+	l := cfg.Limits
+	if cfg.HandWindow != 20*time.Second || cfg.Ping != 10*time.Second || cfg.PingRestart != 60*time.Second ||
+		cfg.PingExit != 30*time.Second || cfg.TLSTimeout != 3*time.Second {
+		t.Errorf("hand-window 20, ping 10, ping-restart 60, ping-exit 30, tls-timeout 3: %s %s %s %s %s",
+			cfg.HandWindow, cfg.Ping, cfg.PingRestart, cfg.PingExit, cfg.TLSTimeout)
+	}
+	if l.RenegSec != 100*time.Second || l.RenegSecMin != 60*time.Second || l.RenegBytes != 100000 || l.RenegPkts != 50 ||
+		l.TranWindow != 30*time.Second {
+		t.Errorf("reneg-sec 100 60, reneg-bytes 100000, reneg-pkts 50, tran-window 30: %+v", l)
+	}
+	if cfg.Clock != a.c.clock || cfg.Plane != control.KeyPlane(a.user) || cfg.FirstResponse != a.ep.firstResponseTimeout() {
+		t.Error("the session does not use the engine's clock, the userspace plane and the endpoint's poll timeout")
+	}
+	// Defaults: OpenVPN's.
+	d := newLimitsRig(t, 0, 0).a.sessionConfig(nil)
+	if d.HandWindow != 60*time.Second || d.PingRestart != 120*time.Second || d.Ping != 0 || d.PingExit != 0 ||
+		d.Limits.RenegSec != 3600*time.Second || d.Limits.TranWindow != 3600*time.Second {
+		t.Errorf("defaults: hand-window %s, ping-restart %s, ping %s, ping-exit %s, reneg-sec %s, tran-window %s",
+			d.HandWindow, d.PingRestart, d.Ping, d.PingExit, d.Limits.RenegSec, d.Limits.TranWindow)
+	}
+}

@@ -81,6 +81,7 @@ const (
 // Tests named by Effect (directory.TestName, see OptionInfo.Effect).
 const (
 	tEngine  = "helper/openvpn/engine."
+	tControl = "helper/openvpn/control."
 	tProfile = "helper/openvpn/profile."
 	tPush    = "helper/openvpn/push."
 	tCtlwrap = "helper/openvpn/ctlwrap."
@@ -179,7 +180,7 @@ func optionEntries() []OptionInfo {
 		applied("tls-ciphersuites", word(func(p *Profile, v string) { p.TLSCipherSuites = v }), tEngine+"TestTLSVersionsAndSuites"),
 		applied("tls-groups", word(func(p *Profile, v string) { p.TLSGroups = v }), tEngine+"TestTLSVersionsAndSuites"),
 		applied("tls-cert-profile", choice(func(p *Profile, v string) { p.TLSCertProfile = v }, "insecure", "legacy", "preferred", "suiteb"), tEngine+"TestSHA1Chain"),
-		applied("hand-window", seconds(func(p *Profile, n int) { p.HandWindow = n }), tEngine+"TestIntegrationCertProfiles", tEngine+"TestTimerHandWindow"),
+		applied("hand-window", seconds(func(p *Profile, n int) { p.HandWindow = n }), tEngine+"TestIntegrationCertProfiles", tEngine+"TestSessionConfigFromProfile", tControl+"TestTimerHandWindow"),
 		applied("tls-timeout", seconds(func(p *Profile, n int) { p.TLSTimeout = n }), tEngine+"TestProfileOptionsReachEngine"),
 		{Name: "tls-auth", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSAuth"}},
 		{Name: "tls-crypt", Class: Applied, Inline: true, handle: hTLSKey, Effect: []string{tCtlwrap + "TestInteropTLSCrypt"}},
@@ -211,11 +212,11 @@ func optionEntries() []OptionInfo {
 		applied("ping", seconds(func(p *Profile, n int) { p.Ping = n }), tEngine+"TestIntegrationConnect"),
 		applied("ping-restart", seconds(func(p *Profile, n int) { p.PingRestart = n }), tEngine+"TestConnectLoopAfterConnection"),
 		applied("keepalive", hKeepalive, tEngine+"TestIntegrationReconnect"),
-		applied("ping-exit", seconds(func(p *Profile, n int) { p.PingExit = n }), tEngine+"TestTimerPingExit"),
-		applied("reneg-sec", hRenegSec, tEngine+"TestIntegrationRenegotiationNoLoss", tEngine+"TestKeyLimitRenegSecJitter", tEngine+"TestKeyLimitRenegSecOff"),
-		applied("reneg-bytes", count64(func(p *Profile, n int64) { p.RenegBytes = n }), tEngine+"TestKeyLimitRenegBytes"),
-		applied("reneg-pkts", count64(func(p *Profile, n int64) { p.RenegPkts = n }), tEngine+"TestKeyLimitRenegPkts"),
-		applied("tran-window", seconds(func(p *Profile, n int) { p.TranWindow = n }), tEngine+"TestKeyLimitTranWindow"),
+		applied("ping-exit", seconds(func(p *Profile, n int) { p.PingExit = n }), tEngine+"TestSessionConfigFromProfile", tControl+"TestTimerPingExit"),
+		applied("reneg-sec", hRenegSec, tEngine+"TestIntegrationRenegotiationNoLoss", tEngine+"TestSessionConfigFromProfile", tControl+"TestKeyLimitRenegSecJitter", tControl+"TestKeyLimitRenegSecOff"),
+		applied("reneg-bytes", count64(func(p *Profile, n int64) { p.RenegBytes = n }), tEngine+"TestSessionConfigFromProfile", tControl+"TestKeyLimitRenegUsage"),
+		applied("reneg-pkts", count64(func(p *Profile, n int64) { p.RenegPkts = n }), tEngine+"TestSessionConfigFromProfile", tControl+"TestKeyLimitRenegUsage"),
+		applied("tran-window", seconds(func(p *Profile, n int) { p.TranWindow = n }), tEngine+"TestSessionConfigFromProfile", tControl+"TestKeyLimitTranWindow"),
 		applied("inactive", (*parser).limitOption, tEngine+"TestTimerInactive", tEngine+"TestTimerInactiveByteThreshold"),
 		applied("session-timeout", (*parser).limitOption, tEngine+"TestTimerSessionTimeout"),
 		applied("explicit-exit-notify", hExplicitExitNotify, tEngine+"TestExplicitExitNotifyPaced", tEngine+"TestProfileOptionsReachEngine"),
