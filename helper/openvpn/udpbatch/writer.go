@@ -23,12 +23,16 @@ type Options struct {
 }
 
 // Limits of one GSO message: the kernel takes at most 64 segments (older
-// kernels' UDP_MAX_SEGMENTS) and an IP packet's worth of payload.
+// kernels' UDP_MAX_SEGMENTS) and an IP packet's worth of payload. The
+// arena holds the datagrams of one batch: it starts at firstArena (a
+// tunnel at rest sends pings) and grows, keeping what is queued, up to
+// maxArena as batches need it (a TSO super-packet's segments are ~70 KB).
 const (
 	maxSegs     = 64
 	maxGSOBytes = 65000
 	maxMsgs     = 64
-	arenaSize   = 512 << 10
+	firstArena  = 16 << 10
+	maxArena    = 512 << 10
 )
 
 type msg struct {
@@ -70,7 +74,7 @@ func New(c *net.UDPConn, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udp batch writer: %w", err)
 	}
-	w := &Writer{rc: rc, mmsg: opts.Mmsg, arena: make([]byte, arenaSize)}
+	w := &Writer{rc: rc, mmsg: opts.Mmsg, arena: make([]byte, firstArena)}
 	if opts.GSO {
 		w.gso = supportsGSO(rc)
 	}
@@ -110,12 +114,27 @@ func (w *Writer) Buffer(max int) ([]byte, error) {
 	if max > maxGSOBytes {
 		max = 65535
 	}
+	if w.off+max > len(w.arena) && len(w.arena) < maxArena {
+		w.grow(w.off + max)
+	}
 	if w.off+max > len(w.arena) || (w.nmsg == maxMsgs && !w.canJoin(max)) {
 		if err := w.Flush(); err != nil {
 			return nil, err
 		}
 	}
 	return w.arena[w.off : w.off : w.off+max], nil
+}
+
+// grow enlarges the arena to hold need bytes (at most maxArena), keeping
+// the queued datagrams where they are.
+func (w *Writer) grow(need int) {
+	n := len(w.arena)
+	for n < need && n < maxArena {
+		n *= 2
+	}
+	a := make([]byte, min(n, maxArena))
+	copy(a, w.arena[:w.off])
+	w.arena = a
 }
 
 // canJoin says a datagram of up to n bytes may extend the last message.

@@ -99,6 +99,31 @@ func TestWriterModes(t *testing.T) {
 	}
 }
 
+// The arena starts small (a tunnel at rest) and grows while datagrams are
+// queued, which arrive intact, up to maxArena and no further.
+func TestWriterArenaGrows(t *testing.T) {
+	client, server := pair(t, "udp4", net.IPv4(127, 0, 0, 1))
+	w, err := New(client, Options{GSO: true, Mmsg: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.arena) != firstArena {
+		t.Fatalf("a new writer's arena holds %d bytes, want %d", len(w.arena), firstArena)
+	}
+	sendAndCheck(t, w, server, 10, 10) // 14 KB: no growth
+	if len(w.arena) != firstArena {
+		t.Errorf("arena of %d bytes after a 14 KB batch, want %d", len(w.arena), firstArena)
+	}
+	sendAndCheck(t, w, server, 60, 60) // ~85 KB queued at once
+	if len(w.arena) != 128<<10 {
+		t.Errorf("arena of %d bytes after an 85 KB batch, want %d", len(w.arena), 128<<10)
+	}
+	sendAndCheck(t, w, server, 600, 600) // ~850 KB: flushed on the way
+	if len(w.arena) != maxArena {
+		t.Errorf("arena of %d bytes after an 850 KB batch, want the most, %d", len(w.arena), maxArena)
+	}
+}
+
 func TestWriterCommitElsewhere(t *testing.T) {
 	client, _ := pair(t, "udp4", net.IPv4(127, 0, 0, 1))
 	w, err := New(client, Options{GSO: true, Mmsg: true})
