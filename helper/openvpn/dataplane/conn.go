@@ -49,6 +49,7 @@ type Conn struct {
 	tr  transport.Conn
 
 	slots   [2]*datachan.Key // written by the control session only
+	send    *sender          // the send side's buffers, from the first primary key on
 	rx      atomic.Pointer[recvKeys]
 	comp    atomic.Uint32 // Framing
 	dropped atomic.Int64
@@ -143,9 +144,10 @@ func (c *Conn) publish(primaryChanged bool) {
 		return
 	}
 	if k := c.slots[Primary]; k != nil {
-		tx := newTxPath(c.tr, k, Framing(c.comp.Load()))
-		tx.bw = newBatchWriter(c.tr, c.p.off)
-		c.p.tx.Store(tx)
+		if c.send == nil {
+			c.send = &sender{bw: newBatchWriter(c.tr, c.p.off)}
+		}
+		c.p.tx.Store(&txPath{sender: c.send, tr: c.tr, key: k, comp: Framing(c.comp.Load())})
 	} else {
 		c.p.tx.Store(nil)
 	}
@@ -160,22 +162,49 @@ func (c *Conn) publish(primaryChanged bool) {
 func (c *Conn) ReadLoop() error {
 	rx := c.newRxState()
 	b := transport.Batched(c.tr)
-	bufs, sizes := make([][]byte, b.BatchSize()), make([]int, b.BatchSize())
-	for i := range bufs {
-		bufs[i] = make([]byte, transport.MaxPacket)
-	}
+	bufs, sizes := recvBuffers(b.BatchSize(), recvSlot), make([]int, b.BatchSize())
 	for {
 		n, err := b.ReadBatch(bufs, sizes)
 		if err != nil {
 			return err
 		}
+		cut := false
 		for i := range n {
-			if sizes[i] > 0 {
+			switch {
+			case sizes[i] > len(bufs[i]):
+				c.dropped.Add(1)
+				cut = true
+			case sizes[i] > 0:
 				c.handleDatagram(bufs[i][:sizes[i]], rx)
 			}
 		}
 		rx.sink.flush() // one device write per coalesced run
+		if cut && len(bufs[len(bufs)-1]) < transport.MaxPacket {
+			c.cfg.Log.Debug("datagram longer than its receive buffer dropped; the buffers grow to the largest packet")
+			bufs = recvBuffers(len(bufs), transport.MaxPacket)
+		}
 	}
+}
+
+// recvSlot is the size of the receive buffers after the first: a packet
+// of a 1500-byte MTU sealed (with CBC, HMAC and compression framing) is
+// well under 2 KiB. Batches of 64 KiB buffers would hold 2 MiB per
+// connection, resident once touched or zeroed, for datagrams that are
+// never that long on a standard MTU. A longer one (a jumbo MTU) that
+// lands in a later slot is cut and dropped, and the connection switches
+// to MaxPacket buffers: one packet lost, once.
+const recvSlot = 2 << 10
+
+// recvBuffers returns n receive buffers: the first holds any packet
+// (transport.MaxPacket), the others slot bytes each, in one allocation.
+func recvBuffers(n, slot int) [][]byte {
+	bufs := make([][]byte, n)
+	bufs[0] = make([]byte, transport.MaxPacket)
+	rest := make([]byte, (n-1)*slot)
+	for i := 1; i < n; i++ {
+		bufs[i] = rest[(i-1)*slot : i*slot : i*slot]
+	}
+	return bufs
 }
 
 // rxState is what the receive path keeps across packets.

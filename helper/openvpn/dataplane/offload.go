@@ -106,7 +106,7 @@ func newBatchWriter(tr transport.Conn, sw Offloads) *udpbatch.Writer {
 func (tx *txPath) sealQueue(buf []byte, off, n int) (int, error) {
 	plain := tx.comp.frame(buf, off, n)
 	if tx.bw == nil {
-		pkt, err := tx.key.Seal(tx.buf[:0], plain)
+		pkt, err := tx.key.Seal(tx.sealBuf(tx.key.SealBufferLen(len(plain))), plain)
 		if err == nil {
 			err = tx.tr.WritePacket(pkt)
 		}
@@ -132,7 +132,8 @@ func (tx *txPath) flush() error {
 }
 
 // sendSegments splits one device read (virtio_net_hdr first) into IP
-// packets and sends them all sealed, in one batch.
+// packets and sends them all sealed, in one batch; buf has room for the
+// largest (seg.MaxLen) with the framing's room around it.
 func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]byte)) error {
 	tx := p.tx.Load()
 	if tx == nil {
@@ -142,7 +143,7 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]by
 	tx.mu.Lock()
 	var err error
 	for {
-		n, ok := seg.Next(buf[frameHeadroom : frameHeadroom+MaxTunPacket])
+		n, ok := seg.Next(buf[frameHeadroom : len(buf)-frameTailroom])
 		if !ok {
 			break
 		}
@@ -176,7 +177,9 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]by
 // readVnet is the TUN reader's loop for a device with a virtio_net_hdr.
 func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte)) {
 	rbuf := make([]byte, offload.HdrLen+MaxTunPacket)
-	buf := make([]byte, frameHeadroom+MaxTunPacket+frameTailroom)
+	// The segments' buffer grows to the largest segment yet (MTU-sized
+	// with TSO): not 64 KiB per session for packets that never come.
+	var buf []byte
 	var seg offload.Segmenter
 	for {
 		n, err := tun.Read(rbuf)
@@ -194,6 +197,9 @@ func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte)) {
 			p.log.Debug("tun packet dropped", "err", err)
 			continue
 		}
+		if need := frameHeadroom + seg.MaxLen() + frameTailroom; len(buf) < need {
+			buf = make([]byte, max(need, recvSlot))
+		}
 		if err := p.sendSegments(&seg, buf, clamp); err != nil {
 			p.log.Debug("data send failed", "err", err)
 		}
@@ -208,11 +214,9 @@ type tunSink struct {
 	co *offload.Coalescer
 }
 
-func newTunSink(p *Plane) *tunSink {
-	s := &tunSink{p: p}
-	s.co = offload.NewCoalescer(s.write)
-	return s
-}
+// newTunSink returns the sink; its coalescer (a 64 KiB buffer) comes with
+// the first packet for a device with a virtio_net_hdr.
+func newTunSink(p *Plane) *tunSink { return &tunSink{p: p} }
 
 func (s *tunSink) write(b []byte) error {
 	tw := s.p.tunW.Load()
@@ -231,11 +235,17 @@ func (s *tunSink) add(tw *tunWriter, p []byte) error {
 	if tw.clamp != nil {
 		tw.clamp(p)
 	}
+	if s.co == nil {
+		s.co = offload.NewCoalescer(s.write)
+	}
 	return s.co.Add(p)
 }
 
 // flush writes what is queued.
 func (s *tunSink) flush() {
+	if s.co == nil {
+		return
+	}
 	if err := s.co.Flush(); err != nil {
 		s.p.log.Debug("tun write failed", "err", err)
 	}

@@ -101,21 +101,33 @@ func (p *Plane) SendKey() *datachan.Key {
 // StopSending drops TUN packets until a Conn installs a primary key.
 func (p *Plane) StopSending() { p.tx.Store(nil) }
 
-// txPath is the send side of one connection: the socket, the key packets
-// are sealed with and the compression framing. Its mutex serialises Seal
-// (one sender at a time per key) between the TUN reader and pings.
+// txPath is the send side of one connection with one key: the socket,
+// the key packets are sealed with and the compression framing. The
+// connection's sender (its mutex and buffers) outlives key changes.
 type txPath struct {
-	mu   sync.Mutex
+	*sender
 	tr   transport.Conn
 	key  *datachan.Key
 	comp Framing
-	buf  []byte
-	bw   *udpbatch.Writer // nil: one WritePacket per packet
 }
 
-func newTxPath(tr transport.Conn, key *datachan.Key, comp Framing) *txPath {
-	return &txPath{tr: tr, key: key, comp: comp,
-		buf: make([]byte, 0, key.SealBufferLen(MaxTunPacket+frameHeadroom+frameTailroom))}
+// sender is what every txPath of one connection shares: its mutex
+// serialises Seal (one sender at a time per key) and the use of the
+// buffers between the TUN reader and pings, also across a key change, so
+// a renegotiation allocates no new buffers.
+type sender struct {
+	mu  sync.Mutex
+	buf []byte           // sealed packet, without bw; grown to the largest yet
+	bw  *udpbatch.Writer // nil: one WritePacket per packet
+}
+
+// sealBuf returns buf with room for n bytes: sized by the packets the
+// path really carries (MTU-sized), not the 64 KiB a packet may have.
+func (s *sender) sealBuf(n int) []byte {
+	if cap(s.buf) < n {
+		s.buf = make([]byte, 0, n)
+	}
+	return s.buf[:0]
 }
 
 // Send seals a payload the plane did not read from the TUN device

@@ -8,8 +8,11 @@ type BatchConn interface {
 	// BatchSize is the most packets one ReadBatch returns.
 	BatchSize() int
 	// ReadBatch blocks until at least one packet arrived and returns how
-	// many: packet i is bufs[i][:sizes[i]] (it may be empty). Each buffer
-	// should hold MaxPacket bytes. One reader goroutine only.
+	// many: packet i is bufs[i][:sizes[i]] (it may be empty). bufs[0]
+	// must hold MaxPacket bytes; a packet longer than a later buffer is
+	// left for the next call (TCP) or, a datagram, reported with a size
+	// beyond its buffer: it was cut short and is lost (UDP). One reader
+	// goroutine only.
 	ReadBatch(bufs [][]byte, sizes []int) (int, error)
 	// WriteBatch sends pkts in order; it is safe for concurrent use, as
 	// WritePacket is.

@@ -69,6 +69,50 @@ func TestUDPReadBatch(t *testing.T) {
 	}
 }
 
+// A datagram longer than its buffer is reported with its own size, beyond
+// the buffer (the reader can tell it was cut), and the others are intact.
+func TestUDPReadBatchCutDatagram(t *testing.T) {
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := Dial(context.Background(), nil, "udp4", srv.LocalAddr().String(), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WritePacket([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	_, client, err := srv.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := [][]byte{[]byte("small"), bytes.Repeat([]byte{7}, 3000), []byte("after")}
+	for _, p := range pkts {
+		srv.WriteTo(p, client)
+	}
+	b := Batched(c)
+	bufs, sizes := [][]byte{make([]byte, MaxPacket), make([]byte, 1024), make([]byte, 1024)}, make([]int, 3)
+	var got []int
+	var last []byte
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < len(pkts) && time.Now().Before(deadline) {
+		n, err := b.ReadBatch(bufs[len(got):], sizes[len(got):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, sizes[len(got):len(got)+n]...)
+		last = bufs[len(got)-1][:min(sizes[len(got)-1], len(bufs[len(got)-1]))]
+	}
+	if len(got) != 3 || got[0] != 5 || got[1] != 3000 || got[2] != 5 || string(last) != "after" {
+		t.Fatalf("sizes %v (last %q), want [5 3000 5]: the 3000-byte datagram in a 1024-byte buffer reported as 3000", got, last)
+	}
+}
+
 // TestBatchedSingle: a transport without its own batching (float here)
 // reads one packet per ReadBatch — FromPeer speaks of it — and writes a
 // batch as one datagram per packet.

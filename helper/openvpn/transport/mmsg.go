@@ -39,11 +39,15 @@ func NewMmsgReader(c *net.UDPConn, batch int) (*MmsgReader, error) {
 	return r, nil
 }
 
+// recvFlags: MSG_TRUNC makes each message's length the datagram's own,
+// even when it was longer than its buffer (and cut to it).
+const recvFlags = unix.MSG_DONTWAIT | unix.MSG_TRUNC
+
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (r *MmsgReader) recv(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), unix.MSG_DONTWAIT, 0, 0)
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), recvFlags, 0, 0)
 	for errno == unix.EINTR {
-		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), unix.MSG_DONTWAIT, 0, 0)
+		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), recvFlags, 0, 0)
 	}
 	switch {
 	case errno == unix.EAGAIN:
@@ -58,8 +62,10 @@ func (r *MmsgReader) recv(fd uintptr) bool {
 
 // Read blocks until at least one datagram arrived and returns how many:
 // datagram i is bufs[i][:sizes[i]]. It reads at most min(len(bufs), batch)
-// datagrams; every buffer must be non-empty. ICMP errors reported on a
-// connected socket come back as errors (see TransientUDPError).
+// datagrams; every buffer must be non-empty. A size beyond its buffer
+// says the datagram was that long and did not fit: it was cut short (and
+// is lost). ICMP errors reported on a connected socket come back as
+// errors (see TransientUDPError).
 func (r *MmsgReader) Read(bufs [][]byte, sizes []int) (int, error) {
 	r.k = min(len(bufs), len(sizes), len(r.hdrs))
 	if r.k == 0 {
