@@ -97,8 +97,8 @@ var (
 const RenegotiateAt = 0xFF000000
 
 type direction struct {
-	aead  cipher.AEAD
-	nonce [nonceLen]byte // packet id slot ‖ implicit IV; scratch reused per packet
+	aead cipher.AEAD
+	iv   [implicitIVLen]byte // the implicit IV behind the packet id in the nonce
 }
 
 func newDirection(name string, keyLen int, newAEAD func([]byte) (cipher.AEAD, error), cipherSlot, hmacSlot []byte) (direction, error) {
@@ -110,7 +110,7 @@ func newDirection(name string, keyLen int, newAEAD func([]byte) (cipher.AEAD, er
 		return direction{}, fmt.Errorf("%s: unexpected nonce/tag size %d/%d", name, a.NonceSize(), a.Overhead())
 	}
 	d := direction{aead: a}
-	copy(d.nonce[PacketIDLen:], hmacSlot[:implicitIVLen])
+	copy(d.iv[:], hmacSlot[:implicitIVLen])
 	return d, nil
 }
 
@@ -121,20 +121,30 @@ type Key struct {
 	keyID  uint8
 	peerID int // -1: send DATA_V1
 
-	sendMu sync.Mutex // guards send.nonce; Seal normally has one caller
-	send   direction
-	sentID atomic.Uint64 // last packet id used
+	sendMu      sync.Mutex // guards sendScratch; Seal normally has one caller
+	sendScratch Scratch
+	send        direction
+	sentID      atomic.Uint64 // last packet id used
 
 	// What the key protected (Usage): packets and bytes of both
 	// directions, plaintext blocks per direction.
 	packets, bytes, sentBlocks, recvBlocks atomic.Uint64
 
-	recvMu sync.Mutex // guards recv scratch and the window
-	recv   direction
-	cbc    *cbcKey // legacy CBC+HMAC instead of the AEAD directions
-	window *replay.Window
-	aad    [wire.DataV2HeaderLen + PacketIDLen]byte
-	tag    [TagLen]byte
+	recvMu      sync.Mutex // guards recvScratch and the window
+	recvScratch Scratch
+	recv        direction
+	cbc         *cbcKey // legacy CBC+HMAC instead of the AEAD directions
+	window      *replay.Window
+}
+
+// Scratch is the working space of one goroutine sealing or opening AEAD
+// packets (nonce, AAD, tag). Seal and Open use the key's own under a
+// mutex; SealID and OpenID take the caller's, so that several goroutines,
+// each with its own Scratch, seal and open with one key in parallel.
+type Scratch struct {
+	nonce [nonceLen]byte
+	aad   [wire.DataV2HeaderLen + PacketIDLen]byte
+	tag   [TagLen]byte
 }
 
 // NewKey builds the client data-channel key for keyID from a 256-byte key
@@ -279,6 +289,38 @@ func (k *Key) Seal(dst, plaintext []byte) ([]byte, error) {
 		}
 		return out, err
 	}
+	k.sendMu.Lock()
+	out := k.sealAEAD(&k.sendScratch, dst, plaintext, uint32(id))
+	k.sendMu.Unlock()
+	return out, nil
+}
+
+// Parallel says the key seals and opens with SealID and OpenID: AEAD
+// keys do; a CBC key's cipher state is one per direction.
+func (k *Key) Parallel() bool { return k.cbc == nil }
+
+// ReserveIDs takes the next n send packet ids for SealID and returns the
+// first; the others follow it. Packets should reach the wire in id order:
+// the peer's replay window refuses what falls too far behind.
+func (k *Key) ReserveIDs(n int) (uint32, error) {
+	last := k.sentID.Add(uint64(n))
+	if last > 0xFFFFFFFF {
+		k.sentID.Store(0xFFFFFFFF)
+		return 0, fmt.Errorf("seal: %w", ErrExhausted)
+	}
+	return uint32(last - uint64(n) + 1), nil
+}
+
+// SealID is Seal with a packet id from ReserveIDs, using s as its scratch
+// space: goroutines with a Scratch each seal in parallel. AEAD keys only.
+func (k *Key) SealID(s *Scratch, dst, plaintext []byte, id uint32) ([]byte, error) {
+	if k.cbc != nil {
+		return dst, fmt.Errorf("seal: %s keys seal one packet at a time", k.cipher)
+	}
+	return k.sealAEAD(s, dst, plaintext, id), nil
+}
+
+func (k *Key) sealAEAD(s *Scratch, dst, plaintext []byte, id uint32) []byte {
 	start := len(dst)
 	hl := k.headerLen()
 	ctAt := start + hl + PacketIDLen + TagLen
@@ -292,21 +334,19 @@ func (k *Key) Seal(dst, plaintext []byte) ([]byte, error) {
 	} else {
 		out[start] = wire.JoinHeader(wire.OpDataV1, k.keyID)
 	}
-	binary.BigEndian.PutUint32(out[start+hl:], uint32(id))
+	binary.BigEndian.PutUint32(out[start+hl:], id)
 	// AAD: the header and packet id for DATA_V2, the packet id alone for V1.
 	aad := out[start : start+hl+PacketIDLen]
 	if k.peerID < 0 {
 		aad = out[start+1 : start+1+PacketIDLen]
 	}
-
-	k.sendMu.Lock()
-	binary.BigEndian.PutUint32(k.send.nonce[:], uint32(id))
-	k.send.aead.Seal(out[ctAt:ctAt], k.send.nonce[:], plaintext, aad)
-	k.sendMu.Unlock()
+	binary.BigEndian.PutUint32(s.nonce[:], id)
+	copy(s.nonce[PacketIDLen:], k.send.iv[:])
+	k.send.aead.Seal(out[ctAt:ctAt], s.nonce[:], plaintext, aad)
 	// Go's AEAD writes ciphertext‖tag; OpenVPN puts the tag first.
 	copy(out[ctAt-TagLen:ctAt], out[end:end+TagLen])
 	k.count(&k.sentBlocks, len(plaintext), end-start)
-	return out[:end], nil
+	return out[:end]
 }
 
 // count adds one packet of plain bytes (wire bytes on the wire) to the
@@ -322,21 +362,9 @@ func (k *Key) count(blk *atomic.Uint64, plain, wire int) {
 // plaintext to dst. It does not allocate when cap(dst)-len(dst) >=
 // len(packet); dst may share packet's memory (dst = packet[:0]).
 func (k *Key) Open(dst, packet []byte) ([]byte, error) {
-	if len(packet) < 1 {
-		return dst, fmt.Errorf("open: %w: empty", ErrShort)
-	}
-	op, keyID := wire.SplitHeader(packet[0])
-	var hl, aadFrom int
-	switch op {
-	case wire.OpDataV2:
-		hl, aadFrom = wire.DataV2HeaderLen, 0
-	case wire.OpDataV1:
-		hl, aadFrom = 1, 1
-	default:
-		return dst, fmt.Errorf("open: %w: %v", ErrOpcode, op)
-	}
-	if keyID != k.keyID {
-		return dst, fmt.Errorf("open: %w: got %d, key is %d", ErrKeyID, keyID, k.keyID)
+	op, hl, aadFrom, err := k.parseHeader(packet)
+	if err != nil {
+		return dst, err
 	}
 	if k.cbc != nil {
 		out, err := k.openCBC(dst, packet, op, hl)
@@ -345,22 +373,97 @@ func (k *Key) Open(dst, packet []byte) ([]byte, error) {
 		}
 		return out, err
 	}
-	if len(packet) < hl+PacketIDLen+TagLen {
-		return dst, fmt.Errorf("open %v: %w: %d bytes", op, ErrShort, len(packet))
-	}
 	id := binary.BigEndian.Uint32(packet[hl:])
-	ct := packet[hl+PacketIDLen+TagLen:]
-
 	k.recvMu.Lock()
 	defer k.recvMu.Unlock()
 	if !k.window.Check(uint64(id)) {
 		return dst, fmt.Errorf("open %v: %w: id %d (highest %d)", op, ErrReplay, id, k.window.Highest())
 	}
+	out, err := k.openAEAD(&k.recvScratch, dst, packet, op, hl, aadFrom)
+	if err != nil {
+		return out, err
+	}
+	if !k.window.Accept(uint64(id)) {
+		return dst, fmt.Errorf("open %v: %w: id %d", op, ErrReplay, id)
+	}
+	k.count(&k.recvBlocks, len(out)-len(dst), len(packet))
+	return out, nil
+}
+
+// Opened is what OpenID authenticated, for Accept.
+type Opened struct {
+	ID           uint32
+	plain, wired int
+}
+
+// OpenID verifies and decrypts like Open, using s as its scratch space
+// (goroutines with a Scratch each open in parallel), but leaves the
+// replay window to Accept: the caller accepts the packet, in the order
+// the packets arrived, only if Accept says so. AEAD keys only.
+func (k *Key) OpenID(s *Scratch, dst, packet []byte) ([]byte, Opened, error) {
+	op, hl, aadFrom, err := k.parseHeader(packet)
+	if err != nil {
+		return dst, Opened{}, err
+	}
+	if k.cbc != nil {
+		return dst, Opened{}, fmt.Errorf("open: %s keys open one packet at a time", k.cipher)
+	}
+	o := Opened{ID: binary.BigEndian.Uint32(packet[hl:]), wired: len(packet)} // before dst overwrites packet
+	out, err := k.openAEAD(s, dst, packet, op, hl, aadFrom)
+	if err != nil {
+		return out, Opened{}, err
+	}
+	o.plain = len(out) - len(dst)
+	return out, o, nil
+}
+
+// Accept checks an opened packet's id against the replay window and
+// records it; false: a replay, or too old.
+func (k *Key) Accept(o Opened) bool {
+	k.recvMu.Lock()
+	ok := k.window.Accept(uint64(o.ID))
+	k.recvMu.Unlock()
+	if ok {
+		k.count(&k.recvBlocks, o.plain, o.wired)
+	}
+	return ok
+}
+
+// parseHeader checks a packet's opcode, key_id and (AEAD) length and
+// returns the header length and where the AAD starts.
+func (k *Key) parseHeader(packet []byte) (op wire.Opcode, hl, aadFrom int, err error) {
+	if len(packet) < 1 {
+		return 0, 0, 0, fmt.Errorf("open: %w: empty", ErrShort)
+	}
+	op, keyID := wire.SplitHeader(packet[0])
+	switch op {
+	case wire.OpDataV2:
+		hl, aadFrom = wire.DataV2HeaderLen, 0
+	case wire.OpDataV1:
+		hl, aadFrom = 1, 1
+	default:
+		return op, 0, 0, fmt.Errorf("open: %w: %v", ErrOpcode, op)
+	}
+	if keyID != k.keyID {
+		return op, 0, 0, fmt.Errorf("open: %w: got %d, key is %d", ErrKeyID, keyID, k.keyID)
+	}
+	if k.cbc == nil && len(packet) < hl+PacketIDLen+TagLen {
+		return op, 0, 0, fmt.Errorf("open %v: %w: %d bytes", op, ErrShort, len(packet))
+	}
+	return op, hl, aadFrom, nil
+}
+
+// openAEAD authenticates and decrypts an AEAD packet into dst with s as
+// scratch space; the replay window is the caller's.
+func (k *Key) openAEAD(s *Scratch, dst, packet []byte, op wire.Opcode, hl, aadFrom int) ([]byte, error) {
+	id := binary.BigEndian.Uint32(packet[hl:])
+	ct := packet[hl+PacketIDLen+TagLen:]
 	// Save AAD and tag first: dst may overwrite packet below.
 	aadLen := hl + PacketIDLen - aadFrom
-	copy(k.aad[:], packet[aadFrom:hl+PacketIDLen])
-	copy(k.tag[:], packet[hl+PacketIDLen:])
-	binary.BigEndian.PutUint32(k.recv.nonce[:], id)
+	copy(s.aad[:], packet[aadFrom:hl+PacketIDLen])
+	copy(s.tag[:], packet[hl+PacketIDLen:])
+	binary.BigEndian.PutUint32(s.nonce[:], id)
+	copy(s.nonce[PacketIDLen:], k.recv.iv[:])
 
 	start := len(dst)
 	n := len(ct)
@@ -369,15 +472,11 @@ func (k *Key) Open(dst, packet []byte) ([]byte, error) {
 	}
 	buf := dst[start : start+n+TagLen]
 	copy(buf, ct) // memmove: fine if buf and ct overlap
-	copy(buf[n:], k.tag[:])
-	pt, err := k.recv.aead.Open(buf[:0], k.recv.nonce[:], buf, k.aad[:aadLen])
+	copy(buf[n:], s.tag[:])
+	pt, err := k.recv.aead.Open(buf[:0], s.nonce[:], buf, s.aad[:aadLen])
 	if err != nil {
 		return dst[:start], fmt.Errorf("open %v id %d: %w", op, id, ErrAuth)
 	}
-	if !k.window.Accept(uint64(id)) {
-		return dst[:start], fmt.Errorf("open %v: %w: id %d", op, ErrReplay, id)
-	}
-	k.count(&k.recvBlocks, len(pt), len(packet))
 	return dst[:start+len(pt)], nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -307,5 +308,73 @@ func TestKeyAccessors(t *testing.T) {
 	k.Seal(nil, nil)
 	if k.PacketsSent() != 1 {
 		t.Fatal("PacketsSent")
+	}
+}
+
+// TestSealIDOpenIDParallel: ids reserved up front seal in any order on
+// goroutines with their own Scratch; the server opens them in place in
+// any order with OpenID, each reporting its own packet id, and Accept
+// takes each once (a replay is refused) and counts it. CBC keys refuse
+// both.
+func TestSealIDOpenIDParallel(t *testing.T) {
+	const n = 64
+	client := mustKey(t, "AES-256-GCM", 0, countingBlock(), 4)
+	server := mustKey(t, "AES-256-GCM", 0, serverBlock(countingBlock()), 4)
+	first, err := client.ReserveIDs(n)
+	if err != nil || first != 1 {
+		t.Fatalf("ReserveIDs(%d) = %d, %v; want 1", n, first, err)
+	}
+	if id, _ := client.ReserveIDs(1); id != n+1 {
+		t.Fatalf("the next reservation starts at %d, want %d", id, n+1)
+	}
+	pkts := make([][]byte, n)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			var s Scratch
+			for i := n - 1 - g; i >= 0; i -= 4 { // backwards: ids out of order
+				pt := bytes.Repeat([]byte{byte(i)}, 100+i)
+				pkt, err := client.SealID(&s, make([]byte, 0, client.SealBufferLen(len(pt))), pt, first+uint32(i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				pkts[i] = pkt
+			}
+		})
+	}
+	wg.Wait()
+	opened := make([]Opened, n)
+	for g := range 4 {
+		wg.Go(func() {
+			var s Scratch
+			for i := g; i < n; i += 4 {
+				pt, o, err := server.OpenID(&s, pkts[i][:0], pkts[i]) // in place
+				if err != nil || !bytes.Equal(pt, bytes.Repeat([]byte{byte(i)}, 100+i)) || o.ID != first+uint32(i) {
+					t.Errorf("packet %d: id %d, %d bytes, %v", i, o.ID, len(pt), err)
+				}
+				opened[i] = o
+			}
+		})
+	}
+	wg.Wait()
+	for i, o := range opened {
+		if !server.Accept(o) {
+			t.Fatalf("packet %d refused", i)
+		}
+	}
+	if server.Accept(opened[3]) {
+		t.Fatal("a replayed packet was accepted")
+	}
+	if u := server.Usage(); u.Packets != n || u.RecvID != n {
+		t.Errorf("server usage %+v, want %d packets up to id %d", u, n, n)
+	}
+	cbc := mustKey(t, "AES-256-CBC", 0, countingBlock(), 4)
+	var s Scratch
+	if _, err := cbc.SealID(&s, nil, []byte("x"), 1); err == nil || cbc.Parallel() {
+		t.Error("a CBC key sealed with SealID or says it is parallel")
+	}
+	if !client.Parallel() {
+		t.Error("an AEAD key says it is not parallel")
 	}
 }
