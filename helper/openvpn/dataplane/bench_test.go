@@ -44,8 +44,15 @@ type genTun struct {
 	wrote, wroteBytes atomic.Int64
 	progress          chan struct{} // a token every 16 writes, for the peer's pacing
 	lastWrite         atomic.Int64  // unix nanos
-	check             []byte        // when set, every written packet must equal it
+	check             []byte        // when set, every written packet must equal it but for its stamp
 	bad               atomic.Int64
+
+	// stamp: Read numbers the plain packets it hands out (seqAt); with
+	// check, written packets must carry the numbers in order.
+	stamp   bool
+	readSeq uint32
+	nextSeq uint32
+	nextTCP uint32 // with checkSeg: the sequence number the next segment must have
 
 	// With vnet, packets carry a virtio_net_hdr: pkt is a TSO
 	// super-packet of perRead segments (or a plain packet, perRead 1),
@@ -73,6 +80,10 @@ func (g *genTun) Read(p []byte) (int, error) {
 	k := min(left, max(g.perRead, 1))
 	g.left.Store(left - k)
 	n := copy(p, g.pkt)
+	if g.stamp {
+		binary.BigEndian.PutUint32(p[seqAt:], g.readSeq)
+		g.readSeq++
+	}
 	if g.perRead > 1 && k < g.perRead {
 		// The last read: a super-packet of the k segments left.
 		var h offload.Hdr
@@ -90,8 +101,11 @@ func (g *genTun) Write(p []byte) (int, error) {
 	segs := int64(1)
 	if g.vnet {
 		segs = g.writeVnet(p)
-	} else if g.check != nil && !bytes.Equal(p, g.check) {
-		g.bad.Add(1)
+	} else if g.check != nil {
+		if !sameButStamp(p, g.check) || binary.BigEndian.Uint32(p[seqAt:]) != g.nextSeq {
+			g.bad.Add(1)
+		}
+		g.nextSeq++
 	}
 	n := g.wrote.Add(segs)
 	g.wroteBytes.Add(int64(len(p)))
@@ -124,9 +138,10 @@ func (g *genTun) writeVnet(p []byte) int64 {
 		if !ok {
 			return segs
 		}
-		if !g.checkSeg(g.segBuf[:n]) {
+		if !g.checkSeg(g.segBuf[:n]) || binary.BigEndian.Uint32(g.segBuf[24:]) != g.nextTCP {
 			g.bad.Add(1)
 		}
+		g.nextTCP = binary.BigEndian.Uint32(g.segBuf[24:]) + uint32(n-40)
 		segs++
 	}
 }
@@ -136,11 +151,12 @@ func (g *genTun) Name() string { return "gen0" }
 
 // testPeer is the server end: a UDP socket with the server's keys.
 type testPeer struct {
-	c    *net.UDPConn
-	pc   *ipv4.PacketConn
-	key  *datachan.Key // server side: seals what the client opens and vice versa
-	got  atomic.Int64
-	last atomic.Int64 // unix nanos of the last datagram received
+	c     *net.UDPConn
+	pc    *ipv4.PacketConn
+	key   *datachan.Key // server side: seals what the client opens and vice versa
+	got   atomic.Int64
+	pings atomic.Int64 // keepalive pings among them (counted only with open)
+	last  atomic.Int64 // unix nanos of the last datagram received
 	// open: decrypt every received packet and compare it with want.
 	open      bool
 	want      []byte
@@ -203,11 +219,30 @@ func (p *testPeer) receive() {
 			panic(err)
 		}
 		plain := make([]byte, 0, 65535)
+		var lastID, nextSeq uint32
 		check := func(d []byte) {
+			// Packet ids must arrive in order (DATA_V2: after the
+			// 4-byte header), stamped packets in the order read.
+			if id := binary.BigEndian.Uint32(d[4:]); id <= lastID {
+				p.bad.Add(1)
+			} else {
+				lastID = id
+			}
 			pt, err := p.key.Open(plain[:0], d)
-			if err != nil || (p.check == nil && !bytes.Equal(pt, p.want)) || (p.check != nil && !p.check(pt)) {
+			switch {
+			case err != nil:
+				p.bad.Add(1)
+			case datachan.IsPing(pt):
+				p.pings.Add(1)
+				return
+			case p.check != nil:
+				if !p.check(pt) {
+					p.bad.Add(1)
+				}
+			case !sameButStamp(pt, p.want) || binary.BigEndian.Uint32(pt[seqAt:]) != nextSeq:
 				p.bad.Add(1)
 			}
+			nextSeq++
 		}
 		count := func([]byte) {}
 		for {
@@ -277,6 +312,15 @@ func (p *testPeer) sendSealed(tb testing.TB, addr net.Addr, payload func(i int) 
 
 func (p *testPeer) close() { p.c.Close(); p.readerEnd.Wait() }
 
+// seqAt is where a stamped packet carries its number (the IPv4 header's
+// identification and fragment fields, which nothing on the path reads).
+const seqAt = 4
+
+// sameButStamp says p equals want but for the stamp.
+func sameButStamp(p, want []byte) bool {
+	return len(p) == len(want) && bytes.Equal(p[:seqAt], want[:seqAt]) && bytes.Equal(p[seqAt+4:], want[seqAt+4:])
+}
+
 // ipPacket is an IPv4/UDP-looking packet of n bytes.
 func ipPacket(n int) []byte {
 	b := make([]byte, n)
@@ -287,10 +331,23 @@ func ipPacket(n int) []byte {
 	return b
 }
 
-// benchMode is which offloads a data-plane run may use.
+// benchMode is which offloads a data-plane run may use and whether it
+// seals and opens in parallel (GOMAXPROCS workers, or workers when set).
 type benchMode struct {
 	name           string
 	tun, gso, mmsg bool
+	parallel       bool
+	workers        int
+	pings          bool // send keepalive pings while the TUN is read (up)
+}
+
+// plane is a Plane as mode says.
+func (mode benchMode) plane() *Plane {
+	p := New(Config{Offloads: mode.offloads(), Parallel: mode.parallel})
+	if mode.workers > 0 {
+		p.workers = mode.workers
+	}
+	return p
 }
 
 var (
@@ -324,6 +381,7 @@ func dialBenchTransport(tb testing.TB, peer *testPeer) (*transport.UDP, *net.UDP
 type upResult struct {
 	sent, received int64
 	elapsed        time.Duration
+	batches        int64 // sealed or opened by the workers
 }
 
 // tcpSegment writes into b an IPv4/TCP packet of size bytes (20+20
@@ -392,7 +450,9 @@ func validSegment(p []byte) bool {
 // packets one per read behind a plain header (TCP does not batch those).
 func upTun(size int, mode benchMode, n int) (*genTun, func([]byte) bool) {
 	if !mode.tun {
-		return newGenTun(ipPacket(size), int64(n)), nil
+		g := newGenTun(ipPacket(size), int64(n))
+		g.stamp = true
+		return g, nil
 	}
 	if size < 200 {
 		pkt := append(make([]byte, offload.HdrLen), tcpSegment(make([]byte, size), size, 0)...)
@@ -430,20 +490,44 @@ func runUpWith(tb testing.TB, size int, mode benchMode, n int, verify bool, dev 
 	defer peer.close()
 	tr, _ := dialBenchTransport(tb, peer)
 	defer tr.Close()
-	p := New(Config{Offloads: mode.offloads()})
+	p := mode.plane()
 	if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
 		tb.Fatal(err)
 	}
 	start := time.Now()
 	p.StartTun(dev(tun))
+	var pings int64
+	if mode.pings {
+		// Keepalive pings from another goroutine, in between.
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Microsecond):
+					if err := p.SendPing(); err != nil {
+						tb.Error(err)
+						return
+					}
+					pings++
+				}
+			}
+		}()
+		<-tun.drained
+		close(stop)
+		<-done
+		wait(tb, verify, func() int64 { return peer.pings.Load() }, pings, "peer (pings)")
+	}
 	<-tun.drained
-	wait(tb, verify, func() int64 { return peer.got.Load() }, int64(n), "peer (up)")
+	wait(tb, verify, func() int64 { return peer.got.Load() - peer.pings.Load() }, int64(n), "peer (up)")
 	p.CloseTun()
 	if verify && peer.bad.Load() != 0 {
-		tb.Fatalf("peer could not open %d of %d packets", peer.bad.Load(), peer.got.Load())
+		tb.Fatalf("peer found %d of %d packets wrong, out of order or not opening", peer.bad.Load(), peer.got.Load())
 	}
-	return upResult{sent: p.Counters().PktsOut.Load(), received: peer.got.Load(),
-		elapsed: time.Duration(peer.last.Load() - start.UnixNano())}
+	return upResult{sent: p.Counters().PktsOut.Load() - pings, received: peer.got.Load() - peer.pings.Load(),
+		elapsed: time.Duration(peer.last.Load() - start.UnixNano()), batches: p.ParallelBatches()}
 }
 
 // runDown has the peer send n sealed packets of size bytes to the
@@ -455,9 +539,10 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 	peer := newTestPeer(tb, skey)
 	defer peer.close()
 	tr, conn := dialBenchTransport(tb, peer)
-	p := New(Config{Offloads: mode.offloads()})
+	p := mode.plane()
 	pkt := ipPacket(size)
-	payload := func(int) []byte { return pkt }
+	stamped := bytes.Clone(pkt)
+	payload := func(i int) []byte { binary.BigEndian.PutUint32(stamped[seqAt:], uint32(i)); return stamped }
 	tun := newGenTun(pkt, 0)
 	if mode.tun {
 		tun.vnet = true
@@ -488,7 +573,7 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 		tb.Fatalf("TUN got %d wrong packets, %d dropped as undecryptable", tun.bad.Load(), dc.Dropped())
 	}
 	return upResult{sent: int64(n), received: tun.wrote.Load(),
-		elapsed: time.Duration(tun.lastWrite.Load() - start.UnixNano())}
+		elapsed: time.Duration(tun.lastWrite.Load() - start.UnixNano()), batches: p.ParallelBatches()}
 }
 
 // wait waits for want packets: in a correctness run (verify) every one
@@ -554,7 +639,7 @@ func TestDataPlaneBenchPath(t *testing.T) {
 // allocations than the fixed set-up (keys, sockets, goroutines, buffers).
 func TestDataPlaneNoAllocPerPacket(t *testing.T) {
 	const n = 20000
-	for _, mode := range []benchMode{modeNone, modeAll} {
+	for _, mode := range append([]benchMode{modeNone, modeAll}, parallelModes...) {
 		for _, run := range []struct {
 			name string
 			f    func(testing.TB, int, benchMode, int, bool) upResult
@@ -572,9 +657,10 @@ func TestDataPlaneNoAllocPerPacket(t *testing.T) {
 
 // BenchmarkDataPlane reports what the client's data path moves per
 // direction for 1400- and 64-byte packets, with the offloads off, each
-// alone and all on: Gbit/s of TUN payload and packets/s that arrived (UDP
-// over loopback drops what overflows a socket, so "delivered%" says how
-// much of what was offered arrived).
+// alone and all on, sealing and opening inline or in parallel (with one
+// P parallel stays inline): Gbit/s of TUN payload and packets/s that
+// arrived (UDP over loopback drops what overflows a socket, so
+// "delivered%" says how much of what was offered arrived).
 //
 //	go test -run '^$' -bench DataPlane -benchmem -cpu 1,2 ./helper/openvpn/dataplane/
 func BenchmarkDataPlane(b *testing.B) {
@@ -585,24 +671,31 @@ func BenchmarkDataPlane(b *testing.B) {
 		}
 		for _, size := range []int{1400, 64} {
 			for _, mode := range modes {
-				b.Run(fmt.Sprintf("%s/%dB/offload=%s", dir, size, mode.name), func(b *testing.B) {
-					b.ReportAllocs()
-					b.ResetTimer()
-					var r upResult
-					if dir == "up" {
-						r = runUp(b, size, mode, b.N, false)
-					} else {
-						r = runDown(b, size, mode, b.N, false)
+				for _, parallel := range []bool{false, true} {
+					mode.parallel = parallel
+					crypto := "inline"
+					if parallel {
+						crypto = "parallel"
 					}
-					b.StopTimer()
-					if r.received == 0 || r.elapsed <= 0 {
-						b.Fatalf("nothing arrived (%d of %d)", r.received, b.N)
-					}
-					secs := r.elapsed.Seconds()
-					b.ReportMetric(float64(r.received)*float64(size)*8/secs/1e9, "Gbit/s")
-					b.ReportMetric(float64(r.received)/secs, "pkts/s")
-					b.ReportMetric(100*float64(r.received)/float64(b.N), "delivered%")
-				})
+					b.Run(fmt.Sprintf("%s/%dB/offload=%s/crypto=%s", dir, size, mode.name, crypto), func(b *testing.B) {
+						b.ReportAllocs()
+						b.ResetTimer()
+						var r upResult
+						if dir == "up" {
+							r = runUp(b, size, mode, b.N, false)
+						} else {
+							r = runDown(b, size, mode, b.N, false)
+						}
+						b.StopTimer()
+						if r.received == 0 || r.elapsed <= 0 {
+							b.Fatalf("nothing arrived (%d of %d)", r.received, b.N)
+						}
+						secs := r.elapsed.Seconds()
+						b.ReportMetric(float64(r.received)*float64(size)*8/secs/1e9, "Gbit/s")
+						b.ReportMetric(float64(r.received)/secs, "pkts/s")
+						b.ReportMetric(100*float64(r.received)/float64(b.N), "delivered%")
+					})
+				}
 			}
 		}
 	}

@@ -158,10 +158,17 @@ func (c *Conn) publish(primaryChanged bool) {
 // to the TUN device here, the others are handed to Control. It reads in
 // batches (recvmmsg on a plain UDP transport): one syscall for every
 // datagram that queued up while the previous batch was being decrypted.
-// One goroutine runs it; the caller owns that goroutine.
+// In parallel mode, batches are opened by workers and written to the TUN
+// device in the order they were read (recv.go); ReadLoop stops those
+// goroutines before it returns. One goroutine runs it; the caller owns
+// that goroutine.
 func (c *Conn) ReadLoop() error {
 	rx := c.newRxState()
 	b := transport.Batched(c.tr)
+	// Float speaks of the last packet read: one at a time, inline.
+	if c.p.workers > 1 && b.BatchSize() >= minParallel && rx.fl == nil {
+		return c.readParallel(b, rx)
+	}
 	bufs, sizes := recvBuffers(b.BatchSize(), recvSlot), make([]int, b.BatchSize())
 	for {
 		n, err := b.ReadBatch(bufs, sizes)
@@ -225,31 +232,50 @@ func (c *Conn) newRxState() *rxState {
 
 // handleDatagram processes one received packet of the transport.
 func (c *Conn) handleDatagram(pkt []byte, rx *rxState) {
+	key := c.dataKey(pkt, rx)
+	if key == nil {
+		return
+	}
+	// Decrypted in place: the plaintext overwrites the ciphertext in the
+	// read buffer (which has room for the tag behind it), no second buffer.
+	plain, err := key.Open(pkt[:0], pkt)
+	if err != nil {
+		c.dropped.Add(1)
+		return
+	}
+	c.deliver(plain, rx)
+}
+
+// dataKey counts a received packet and returns the key to open it with;
+// nil for a packet that is not for the TUN device: a control packet
+// (handed to Control), or data for no installed key.
+func (c *Conn) dataKey(pkt []byte, rx *rxState) *datachan.Key {
 	p := c.p
-	fl := rx.fl
 	p.ctr.BytesIn.Add(int64(len(pkt)))
 	p.ctr.PktsIn.Add(1)
 	op, keyID := wire.SplitHeader(pkt[0])
-	if fl != nil && !fl.FromPeer() && !op.IsData() {
-		return // from elsewhere and not authenticated
+	if rx.fl != nil && !rx.fl.FromPeer() && !op.IsData() {
+		return nil // from elsewhere and not authenticated
 	}
 	if !op.IsData() {
 		if c.cfg.Control != nil {
 			c.cfg.Control(pkt)
 		}
-		return
+		return nil
 	}
 	keys := c.rx.Load()
-	if keys == nil || keys[keyID] == nil {
-		return
+	if keys == nil {
+		return nil
 	}
-	// Decrypted in place: the plaintext overwrites the ciphertext in the
-	// read buffer (which has room for the tag behind it), no second buffer.
-	plain, err := keys[keyID].Open(pkt[:0], pkt)
-	if err != nil {
-		c.dropped.Add(1)
-		return
-	}
+	return keys[keyID]
+}
+
+// deliver unframes an opened payload and writes it to the TUN device
+// (keepalive pings end here).
+func (c *Conn) deliver(plain []byte, rx *rxState) {
+	p := c.p
+	fl := rx.fl
+	var err error
 	if fl != nil && !fl.FromPeer() {
 		// Authenticated by the data key: the server moved (float).
 		old, now := fl.Follow()

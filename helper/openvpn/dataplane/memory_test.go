@@ -108,13 +108,20 @@ func sealDown(t *testing.T, skey *datachan.Key, mode benchMode, n int) [][]byte 
 
 // A datagram longer than the receive buffer it lands in (a jumbo MTU
 // behind a standard one) is dropped, once: the connection's buffers then
-// hold any packet, and the next such datagram arrives intact.
+// hold any packet, and the next such datagram arrives intact; also
+// when the plane opens in parallel.
 func TestReadLoopGrowsForJumboDatagrams(t *testing.T) {
+	for _, mode := range []benchMode{modeNone, parallelModes[0]} {
+		t.Run(mode.name, func(t *testing.T) { testReadLoopGrows(t, mode) })
+	}
+}
+
+func testReadLoopGrows(t *testing.T, mode benchMode) {
 	ckey, skey := dataPlaneKeys(t, 3)
 	peer := newTestPeer(t, skey)
 	defer peer.c.Close()
 	tr, conn := dialBenchTransport(t, peer)
-	p := New(Config{Offloads: modeNone.offloads()})
+	p := mode.plane()
 	small, jumbo := ipPacket(1000), ipPacket(8000)
 	tun := newGenTun(small, 0)
 	p.tunW.Store(&tunWriter{PacketDevice: tun})

@@ -134,10 +134,18 @@ func (tx *txPath) flush() error {
 // sendSegments splits one device read (virtio_net_hdr first) into IP
 // packets and sends them all sealed, in one batch; buf has room for the
 // largest (seg.MaxLen) with the framing's room around it.
-func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]byte)) error {
+func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]byte), sp *sendPipe) error {
 	tx := p.tx.Load()
 	if tx == nil {
 		return nil
+	}
+	if sp != nil {
+		p.seq.Lock()
+		defer p.seq.Unlock()
+		if parallelOK(tx, seg.Count(), seg.MaxLen()) {
+			return p.sendSegmentsParallel(sp, tx, seg, clamp)
+		}
+		sp.q.drain() // inline, behind what is in flight
 	}
 	var pkts, bytes, tunBytes int64
 	tx.mu.Lock()
@@ -166,16 +174,12 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]by
 		err = ferr
 	}
 	tx.mu.Unlock()
-	if pkts > 0 {
-		p.lastSent.Store(p.now().UnixNano())
-		p.ctr.BytesOut.Add(bytes)
-		p.ctr.PktsOut.Add(pkts)
-	}
+	p.countSent(pkts, bytes)
 	return err
 }
 
 // readVnet is the TUN reader's loop for a device with a virtio_net_hdr.
-func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte)) {
+func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte), sp *sendPipe) {
 	rbuf := make([]byte, offload.HdrLen+MaxTunPacket)
 	// The segments' buffer grows to the largest segment yet (MTU-sized
 	// with TSO): not 64 KiB per session for packets that never come.
@@ -200,7 +204,7 @@ func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte)) {
 		if need := frameHeadroom + seg.MaxLen() + frameTailroom; len(buf) < need {
 			buf = make([]byte, max(need, recvSlot))
 		}
-		if err := p.sendSegments(&seg, buf, clamp); err != nil {
+		if err := p.sendSegments(&seg, buf, clamp, sp); err != nil {
 			p.log.Debug("data send failed", "err", err)
 		}
 	}

@@ -9,8 +9,10 @@
 // a Conn, installs its keys there (swapped on renegotiation) and runs the
 // Conn's read loop; the control session drives all of it and the plane
 // knows nothing of the control channel beyond handing its packets over.
-// Steady-state sending and receiving allocate nothing per packet; the
-// traffic counters of each direction sit on cache lines of their own.
+// With Config.Parallel, batches are sealed and opened on worker goroutines
+// while each session's packet order is kept (parallel.go). Steady-state
+// sending and receiving allocate nothing per packet; the traffic counters
+// of each direction sit on cache lines of their own.
 package dataplane
 
 import (
@@ -19,6 +21,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +49,10 @@ type Config struct {
 	// for the session's keepalive timer. nil: the plane's own.
 	LastSent *atomic.Int64
 	Offloads Offloads
+	// Parallel seals and opens batches on GOMAXPROCS worker goroutines
+	// per direction, keeping the packet order (parallel.go); with one P
+	// everything stays inline.
+	Parallel bool
 }
 
 // Plane owns the TUN device and its reader goroutine for a whole session;
@@ -64,6 +72,14 @@ type Plane struct {
 
 	tx       atomic.Pointer[txPath] // nil while not connected: TUN packets are dropped
 	lastSent *atomic.Int64          // unix nanos of the last data-channel packet sent
+
+	// With workers > 1 sealing and opening go through pipelines. seq
+	// orders every send while the TUN reader's pipeline (send) runs:
+	// packet ids must reach the wire in the order they were taken.
+	workers int
+	seq     sync.Mutex
+	send    *sendPipe // guarded by seq
+	batches atomic.Int64
 }
 
 // New returns a Plane without a TUN device.
@@ -81,6 +97,9 @@ func New(cfg Config) *Plane {
 	if p.lastSent == nil {
 		p.lastSent = new(atomic.Int64)
 	}
+	if n := runtime.GOMAXPROCS(0); cfg.Parallel && n > 1 {
+		p.workers = n
+	}
 	return p
 }
 
@@ -97,6 +116,10 @@ func (p *Plane) SendKey() *datachan.Key {
 	}
 	return nil
 }
+
+// ParallelBatches counts the batches sealed or opened by worker
+// goroutines so far.
+func (p *Plane) ParallelBatches() int64 { return p.batches.Load() }
 
 // StopSending drops TUN packets until a Conn installs a primary key.
 func (p *Plane) StopSending() { p.tx.Store(nil) }
@@ -139,6 +162,11 @@ func (p *Plane) Send(plain []byte) error {
 		return fmt.Errorf("internal data message of %d bytes", len(plain))
 	}
 	n := copy(buf[frameHeadroom:], plain)
+	p.seq.Lock()
+	defer p.seq.Unlock()
+	if p.send != nil {
+		p.send.q.drain() // behind the packets already numbered
+	}
 	return p.sendFramed(buf[:], frameHeadroom, n)
 }
 
@@ -162,9 +190,7 @@ func (p *Plane) sendFramed(buf []byte, off, n int) error {
 	if err != nil {
 		return err
 	}
-	p.lastSent.Store(p.now().UnixNano())
-	p.ctr.BytesOut.Add(int64(n))
-	p.ctr.PktsOut.Add(1)
+	p.countSent(1, int64(n))
 	return nil
 }
 
@@ -181,6 +207,13 @@ type Clamped interface {
 // through the current Conn. It stops when CloseTun closes the device.
 func (p *Plane) StartTun(tun tunio.PacketDevice) {
 	p.tun = tun
+	var sp *sendPipe
+	if p.workers > 1 {
+		sp = newSendPipe(p, p.workers)
+		p.seq.Lock()
+		p.send = sp
+		p.seq.Unlock()
+	}
 	dev := tun
 	var clamp func([]byte)
 	if c, ok := tun.(Clamped); ok {
@@ -195,7 +228,7 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 		p.tunWG.Add(1)
 		go func() {
 			defer p.tunWG.Done()
-			p.readVnet(dev, clamp)
+			p.readVnet(dev, clamp, sp)
 		}()
 		return
 	}
@@ -203,12 +236,12 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 	p.tunWG.Add(1)
 	go func() {
 		defer p.tunWG.Done()
-		p.readTun(tunio.Batched(tun))
+		p.readTun(tunio.Batched(tun), sp)
 	}()
 }
 
 // readTun is the TUN reader's loop for a device without a virtio_net_hdr.
-func (p *Plane) readTun(dev tunio.Device) {
+func (p *Plane) readTun(dev tunio.Device, sp *sendPipe) {
 	bufs, sizes := make([][]byte, dev.BatchSize()), make([]int, dev.BatchSize())
 	for i := range bufs {
 		// Packets are read at tunio.Headroom; the framing's tailroom
@@ -224,6 +257,17 @@ func (p *Plane) readTun(dev tunio.Device) {
 			return
 		}
 		p.ctr.TunReads.Add(1)
+		if sp != nil {
+			p.seq.Lock()
+			if tx := p.tx.Load(); tx != nil && parallelOK(tx, k, slices.Max(sizes[:k])) {
+				if err := p.sendPacketsParallel(sp, tx, bufs[:k], sizes[:k], tunio.Headroom); err != nil {
+					p.log.Debug("data send failed", "err", err)
+				}
+				p.seq.Unlock()
+				continue
+			}
+			sp.q.drain() // inline, behind what is in flight
+		}
 		for i, n := range sizes[:k] {
 			if n == 0 {
 				continue
@@ -233,6 +277,9 @@ func (p *Plane) readTun(dev tunio.Device) {
 			if err := p.sendFramed(bufs[i], tunio.Headroom, n); err != nil {
 				p.log.Debug("data send failed", "err", err)
 			}
+		}
+		if sp != nil {
+			p.seq.Unlock()
 		}
 	}
 }
@@ -251,6 +298,12 @@ func (p *Plane) CloseTun() {
 		p.log.Debug("tun close", "err", err)
 	}
 	p.tunWG.Wait()
+	p.seq.Lock()
+	if p.send != nil {
+		p.send.q.stop() // writes what the reader queued
+		p.send = nil
+	}
+	p.seq.Unlock()
 	p.tun = nil
 }
 

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"cmp"
 	"sync/atomic"
 	"testing"
 
@@ -11,15 +12,16 @@ import (
 // a batching TUN device (tunio.Device) does.
 type batchTun struct {
 	*genTun
+	size  int // 0: 4
 	reads atomic.Int64
 }
 
-func (b *batchTun) BatchSize() int { return 4 }
+func (b *batchTun) BatchSize() int { return cmp.Or(b.size, 4) }
 
 func (b *batchTun) ReadBatch(bufs [][]byte, sizes []int, off int) (int, error) {
 	b.reads.Add(1)
 	k := 0
-	for k < min(len(bufs), 4) {
+	for k < min(len(bufs), b.BatchSize()) {
 		if k > 0 && b.left.Load() <= 0 {
 			break // Read would block until the device closes
 		}

@@ -22,9 +22,15 @@ type dataPlane struct {
 	lastSent atomic.Int64 // unix nanos of the last data-channel packet sent
 }
 
+// parallelCrypto is whether the data plane seals and opens on worker
+// goroutines (dataplane.Config.Parallel): measured with
+// BenchmarkDataPlane (-cpu 1,2, crypto=inline vs crypto=parallel).
+const parallelCrypto = false
+
 func newDataPlane(c *Client) *dataPlane {
 	d := &dataPlane{}
-	d.Plane = dataplane.New(dataplane.Config{Log: c.log, Now: c.now, Counters: &c.ctr, LastSent: &d.lastSent, Offloads: c.offloads()})
+	d.Plane = dataplane.New(dataplane.Config{Log: c.log, Now: c.now, Counters: &c.ctr, LastSent: &d.lastSent,
+		Offloads: c.offloads(), Parallel: parallelCrypto})
 	return d
 }
 
