@@ -151,19 +151,51 @@ func (r *ResolvConf) current() (resolvRecord, bool, error) {
 }
 
 // write journals text as ours, then puts it into the file.
+//
+// The journal must be on disk before the new file can be: a crash that
+// kept our file but lost the journal would leave the tunnel's DNS in the
+// file for good. The new file is written and synced meanwhile; only the
+// rename that puts it in place waits for the journal. The rename itself is
+// not synced: a crash that loses it leaves the file as it was, which is
+// what recovery would put back anyway. (Each sync is 10 ms and more on a
+// busy disk, and this is on every session start's path.)
 func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 	fi, err := os.Lstat(r.path)
 	// A symlink is replaced by a regular file (and recreated on
 	// restore); a regular file is replaced by rename where possible.
 	inPlace := err == nil && fi.Mode().IsRegular() && !renameable(r.path)
 	rec.Written, rec.InPlace = text, inPlace || rec.InPlace
-	if err := r.j.store(rec); err != nil {
-		return err
-	}
 	if inPlace {
+		if err := r.j.store(rec); err != nil {
+			return err
+		}
 		return writeInPlace(r.path, text)
 	}
-	err = writeReplaceOwned(r.path, text, fs.FileMode(rec.Mode), rec.UID, rec.GID)
+	var tmp string
+	var prepErr error
+	prepared := make(chan struct{})
+	mode, uid, gid := fs.FileMode(rec.Mode), rec.UID, rec.GID
+	go func() {
+		defer close(prepared)
+		tmp, prepErr = prepareReplace(r.path, text, mode, uid, gid)
+	}()
+	jerr := r.j.store(rec)
+	<-prepared
+	if jerr != nil || prepErr != nil {
+		if prepErr == nil {
+			os.Remove(tmp)
+			return jerr
+		}
+		if jerr != nil {
+			return jerr
+		}
+		return fmt.Errorf("write %s: %w", r.path, prepErr)
+	}
+	err = os.Rename(tmp, r.path)
+	if err == nil {
+		return nil
+	}
+	os.Remove(tmp)
 	if errors.Is(err, syscall.EBUSY) && !rec.InPlace {
 		// A mount point the probe did not see (no STATX_MNT_ID).
 		rec.InPlace = true
@@ -172,10 +204,7 @@ func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 		}
 		return writeInPlace(r.path, text)
 	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", r.path, err)
-	}
-	return nil
+	return fmt.Errorf("write %s: %w", r.path, err)
 }
 
 // renameable reports whether path can be replaced by rename: not when it is
@@ -198,7 +227,7 @@ func writeInPlace(path string, text []byte) error {
 	}
 	_, err = f.Write(text)
 	if err == nil {
-		err = f.Sync()
+		err = syncFile(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -210,9 +239,24 @@ func writeInPlace(path string, text []byte) error {
 }
 
 func writeReplaceOwned(path string, b []byte, mode fs.FileMode, uid, gid int) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := prepareReplace(path, b, mode, uid, gid)
 	if err != nil {
 		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// prepareReplace writes b to a synced temporary file next to path, with
+// path's mode and owner, and returns its name: renaming it over path
+// replaces path atomically.
+func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return "", err
 	}
 	tmp := f.Name()
 	_, err = f.Write(b)
@@ -223,19 +267,16 @@ func writeReplaceOwned(path string, b []byte, mode fs.FileMode, uid, gid int) er
 		err = f.Chown(uid, gid)
 	}
 	if err == nil {
-		err = f.Sync()
+		err = syncFile(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
+		return "", err
 	}
-	return syncDir(filepath.Dir(path))
+	return tmp, nil
 }
 
 // Revert implements Backend.

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -351,5 +353,47 @@ func TestParseServer(t *testing.T) {
 		if _, _, err := ParseServer(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestApplySyncs: applying syncs the journal (file and directory) before
+// the new resolv.conf is renamed into place, and the new file's content,
+// but not the rename (a lost rename leaves the original, which recovery
+// restores anyway): three syncs, the old code's fourth is gone.
+func TestApplySyncs(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte(original), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var synced []string
+	journalDirFirst := false
+	real := syncFile
+	syncFile = func(f *os.File) error {
+		mu.Lock()
+		synced = append(synced, f.Name())
+		if f.Name() == filepath.Join(state, JournalDir) {
+			b, _ := os.ReadFile(path)
+			journalDirFirst = string(b) == original
+		}
+		mu.Unlock()
+		return real(f)
+	}
+	t.Cleanup(func() { syncFile = real })
+	m := NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
+	if _, err := m.Apply(context.Background(), fullLink); err != nil {
+		t.Fatal(err)
+	}
+	if text := readFile(t, path); text == original {
+		t.Fatal("resolv.conf not rewritten")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(synced) != 3 || slices.Contains(synced, dir) {
+		t.Errorf("synced %q: want the journal, its directory and the new resolv.conf, not resolv.conf's directory", synced)
+	}
+	if !journalDirFirst {
+		t.Errorf("the journal's directory was not synced before resolv.conf was replaced (synced %q)", synced)
 	}
 }
