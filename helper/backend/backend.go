@@ -60,6 +60,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// StopTimeout bounds the wait for the engine to stop (default 5 s).
 	StopTimeout time.Duration
+	// Connected, if set, is called after every CONN_CONNECTED status was
+	// sent, on the engine's goroutine: the process settles its memory
+	// there (the handshake's garbage is gone).
+	Connected func()
 }
 
 // TokenSource returns the session token. A spare backend's

@@ -40,3 +40,18 @@ func TestRetriedFailureReasonInStatus(t *testing.T) {
 		t.Errorf("ping-exit: status %s, want CONN_FAILED with the reason", b.status)
 	}
 }
+
+// Options.Connected runs after CONN_CONNECTED was reported (the helper
+// settles the backend's memory there), once per connection, and for no
+// other state.
+func TestConnectedHook(t *testing.T) {
+	b := quietBackend(&profile.Profile{})
+	var calls []api.StatusMinor
+	b.opts.Connected = func() { calls = append(calls, b.status.Minor) }
+	for _, s := range []engine.State{engine.StateConnecting, engine.StateConnected, engine.StateReconnecting, engine.StateConnecting, engine.StateConnected} {
+		events{b}.State(s, "")
+	}
+	if len(calls) != 2 || calls[0] != api.StatusMinorConnConnected || calls[1] != api.StatusMinorConnConnected {
+		t.Errorf("Connected called with statuses %v, want twice after CONN_CONNECTED", calls)
+	}
+}

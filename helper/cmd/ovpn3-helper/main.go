@@ -203,6 +203,7 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, spare boo
 	// (sessions.Close ends it).
 	launcher.StartSpare()
 	logger.Info("ovpn3-helper ready", "pid", os.Getpid(), "state_dir", stateDir)
+	settleMemory()
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down: disconnecting all sessions")
@@ -292,7 +293,7 @@ func runBackend(args []string, stderr io.Writer) int {
 	// The token comes when a session claims this backend: at once, or
 	// later for the daemon's spare backend.
 	token := func(ctx context.Context) (string, error) { return sessionmgr.ReadToken(ctx, *tokenFD) }
-	err := backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version})
+	err := backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version, Connected: settleMemory})
 	switch {
 	case errors.Is(err, sessionmgr.ErrNoToken):
 		logger.Debug("spare backend not needed: the daemon closed the token descriptor")
@@ -358,7 +359,8 @@ func logRuntimeStats(ctx context.Context, logger *slog.Logger, every time.Durati
 	for {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		logger.Info("runtime stats", "pid", os.Getpid(), "goroutines", runtime.NumGoroutine(), "heap_inuse", m.HeapInuse)
+		attrs := append([]any{"pid", os.Getpid(), "goroutines", runtime.NumGoroutine(), "heap_inuse", m.HeapInuse}, readMemStats()...)
+		logger.Info("runtime stats", attrs...)
 		select {
 		case <-ctx.Done():
 			return

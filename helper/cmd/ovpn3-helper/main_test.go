@@ -212,7 +212,7 @@ func TestBackendCPUProfileOffByDefault(t *testing.T) {
 }
 
 // TestRuntimeStats: --runtime-stats parses, and a process logs its
-// goroutine count in the form the soak test (e2e TestSoak, which also
+// goroutine count and memory classes in the form the soak test (e2e TestSoak, which also
 // shows the backends get the flag) reads.
 func TestRuntimeStats(t *testing.T) {
 	var logs bytes.Buffer
@@ -221,6 +221,12 @@ func TestRuntimeStats(t *testing.T) {
 	logRuntimeStats(ctx, slog.New(slog.NewTextHandler(&logs, nil)), time.Second)
 	if want := fmt.Sprintf(`msg="runtime stats" pid=%d goroutines=`, os.Getpid()); !strings.Contains(logs.String(), want) {
 		t.Errorf("runtime stats logged %q, want %q", logs.String(), want)
+	}
+	// Where the anonymous memory goes, as the runtime sees it.
+	for _, m := range memStats {
+		if !strings.Contains(logs.String(), " "+m.key+"=") {
+			t.Errorf("runtime stats %q lack %s", logs.String(), m.key)
+		}
 	}
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	d := statsFlag(fs)
