@@ -60,13 +60,18 @@ type Options struct {
 // Sample is what one client run measured.
 type Sample struct {
 	Connect time.Duration
-	Mem     Mem // the client process once connected
+	Mem     Mem // the client process once connected (Settle after)
+	// MemAfter is the client process's memory after the iperf3 tests:
+	// with the data path's buffers in use.
+	MemAfter Mem
 	// Only ovpn3go: the session start's milestones after NewTunnel, and
-	// the helper daemon (shared by every session) while it runs.
-	Phases  map[Phase]time.Duration
-	Helper  Mem
-	Mbps    map[string]float64
-	CPUPerG map[string]float64 // client CPU seconds per GB received
+	// the helper daemon (shared by every session) while the session runs
+	// and before it started (no session: the daemon's own share).
+	Phases     map[Phase]time.Duration
+	Helper     Mem
+	HelperIdle Mem
+	Mbps       map[string]float64
+	CPUPerG    map[string]float64 // client CPU seconds per GB received
 	// Client context switches (every thread's, voluntary or not) per MB
 	// received: how often the client went to sleep and was woken, or was
 	// preempted, for its data.
@@ -178,6 +183,10 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 		return Sample{}, 0, err
 	}
 	defer clock.close()
+	s := Sample{}
+	if s.HelperIdle, err = procMem(st.Helper.PID()); err != nil {
+		return s, 0, fmt.Errorf("helper: %w", err)
+	}
 	t0 := time.Now()
 	if _, err := st.CLI(cctx, "session-start", "--config", name, "--timeout", "30s"); err != nil {
 		return Sample{}, 0, err
@@ -193,12 +202,9 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	if err != nil {
 		return Sample{}, 0, fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
 	}
-	s := Sample{Connect: time.Since(t0)}
+	s.Connect = time.Since(t0)
 	if s.Phases, err = clock.since(); err != nil {
 		return s, 0, err
-	}
-	if s.Helper, err = procMem(st.Helper.PID()); err != nil {
-		return s, 0, fmt.Errorf("helper: %w", err)
 	}
 	v, err := st.SessionProperty(cctx, sig.Path, "backend_pid")
 	if err != nil {
@@ -206,6 +212,12 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	}
 	pid32, _ := v.Value().(uint32)
 	pid := int(pid32)
+	if err := settle(ctx); err != nil {
+		return s, pid, err
+	}
+	if s.Helper, err = procMem(st.Helper.PID()); err != nil {
+		return s, 0, fmt.Errorf("helper: %w", err)
+	}
 	if err := measure(ctx, st, pid, o, &s); err != nil {
 		return s, pid, err
 	}
@@ -238,12 +250,29 @@ func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, erro
 		return Sample{}, err
 	}
 	s := Sample{Connect: time.Since(t0)}
-	err = measure(ctx, st, cli.PID(), o, &s)
+	if err = settle(ctx); err == nil {
+		err = measure(ctx, st, cli.PID(), o, &s)
+	}
 	return s, errors.Join(err, cli.Stop(5*time.Second))
 }
 
-// measure records the client process's memory, then runs every iperf3
-// test.
+// Settle is how long after connecting a client's memory is read: once
+// what connecting did is over (ovpn3go's backend returns the handshake's
+// garbage to the kernel just after CONN_CONNECTED), as a connected
+// tunnel's memory stays. Both clients wait the same.
+const Settle = time.Second
+
+func settle(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(Settle):
+		return nil
+	}
+}
+
+// measure records the client process's memory, runs every iperf3 test,
+// and records its memory again.
 func measure(ctx context.Context, st *testbed.Stack, pid int, o Options, s *Sample) error {
 	var err error
 	if s.Mem, err = procMem(pid); err != nil {
@@ -256,6 +285,9 @@ func measure(ctx context.Context, st *testbed.Stack, pid int, o Options, s *Samp
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 		s.Mbps[t.Name], s.CPUPerG[t.Name], s.SwitchPerM[t.Name] = r.mbps, r.cpuPerG, r.switchPerM
+	}
+	if s.MemAfter, err = procMem(pid); err != nil {
+		return fmt.Errorf("client memory after the traffic: %w", err)
 	}
 	return nil
 }

@@ -38,8 +38,8 @@ func TestSmoke(t *testing.T) {
 		if len(s) != 1 {
 			t.Fatalf("%s: %d samples, want 1", client, len(s))
 		}
-		if m := s[0].Mem; s[0].Connect <= 0 || m.RSS <= 0 || m.Anon <= 0 || m.PSS <= 0 {
-			t.Errorf("%s: connect %v, memory %+v: not measured", client, s[0].Connect, m)
+		if m, a := s[0].Mem, s[0].MemAfter; s[0].Connect <= 0 || m.RSS <= 0 || m.Anon <= 0 || m.PSS <= 0 || a.RSS <= 0 || a.Anon <= 0 {
+			t.Errorf("%s: connect %v, memory %+v, after the traffic %+v: not measured", client, s[0].Connect, m, a)
 		}
 		for _, name := range []string{"tcp-up-1", "udp-up-20M"} {
 			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 || s[0].SwitchPerM[name] <= 0 {
@@ -55,8 +55,8 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("milestones %v: %s not after %s", g.Phases, p, prev)
 		}
 	}
-	if h := g.Helper; h.RSS <= 0 || h.Anon <= 0 || h.PSS <= 0 {
-		t.Errorf("helper memory %+v: not measured", h)
+	if h, i := g.Helper, g.HelperIdle; h.RSS <= 0 || h.Anon <= 0 || h.PSS <= 0 || i.RSS <= 0 || i.Anon <= 0 {
+		t.Errorf("helper memory %+v, without a session %+v: not measured", h, i)
 	}
 	b, err := os.ReadFile(prof)
 	if err != nil {
@@ -69,7 +69,7 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| helper PSS | MB | ", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| helper PSS | MB | ", "Machine: "} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}

@@ -63,9 +63,13 @@ func (r *Results) Rows() []Row {
 		row("client RSS once connected", "MB", func(s Sample) float64 { return mb(s.Mem.RSS) }),
 		row("client private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Mem.Anon) }),
 		row("client PSS", "MB", func(s Sample) float64 { return mb(s.Mem.PSS) }),
+		row("client RSS after the traffic", "MB", func(s Sample) float64 { return mb(s.MemAfter.RSS) }),
+		row("client private memory after the traffic", "MB", func(s Sample) float64 { return mb(s.MemAfter.Anon) }),
 		own("helper RSS with one session", "MB", func(s Sample) float64 { return mb(s.Helper.RSS) }),
 		own("helper private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Helper.Anon) }),
-		own("helper PSS", "MB", func(s Sample) float64 { return mb(s.Helper.PSS) }))
+		own("helper PSS", "MB", func(s Sample) float64 { return mb(s.Helper.PSS) }),
+		own("helper RSS without a session", "MB", func(s Sample) float64 { return mb(s.HelperIdle.RSS) }),
+		own("helper private memory without a session", "MB", func(s Sample) float64 { return mb(s.HelperIdle.Anon) }))
 	return rows
 }
 
@@ -105,9 +109,10 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 		"Connect: ovpn3go from `ovpn3 session-start` to the CONN_CONNECTED signal, openvpn from process start to \"Initialization Sequence Completed\". "+
 		"NewTunnel → …: the session start's milestones as a monitor on the bus sees them, after the NewTunnel call: the backend's RegistrationRequest (its process runs), "+
 		"CONN_CONNECTING (Connect reached it), netcfg's Establish call (control channel up, PUSH_REPLY in), CONN_CONNECTED. "+
-		"Memory of the client process once connected (ovpn3go's backend): VmRSS counts shared pages (the program, libraries) in full, RssAnon is the private part, "+
-		"PSS divides each shared page among the processes mapping it (ovpn3go's helper and backends map the same program). "+
-		"The helper daemon serves every session; its figures are taken with the one session connected.\n")
+		"Memory of the client process once connected (ovpn3go's backend), read %s after connecting: VmRSS counts shared pages (the program, libraries) in full, RssAnon is the private part, "+
+		"PSS divides each shared page among the processes mapping it (ovpn3go's helper and backends map the same program); read again after the iperf3 tests (the data path's buffers in use). "+
+		"The helper daemon serves every session; its figures are taken with the one session connected, and before that session started (between sessions). "+
+		"What one session costs: its backend's private memory (each session has one) plus the daemon's growth with it.\n", Settle)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
