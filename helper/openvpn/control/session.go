@@ -312,7 +312,9 @@ func (s *Session) tlsReader(k *key) {
 	if !post(TLSEvent{k: k, handshake: true, err: err}) || err != nil {
 		return
 	}
-	buf := make([]byte, 64<<10)
+	// One TLS record's plaintext at most (16 KiB): tls.Conn.Read never
+	// returns more, so a larger buffer would only be held per key.
+	buf := make([]byte, 16<<10)
 	for {
 		n, err := k.tls.Read(buf)
 		if err != nil {
