@@ -51,7 +51,7 @@ type Authorizer interface {
 var controlMethods = map[string]bool{"Connect": true, "Pause": true, "Resume": true, "Restart": true, "Disconnect": true}
 
 // forwardedMethods are the calls whose handler calls the backend with the
-// same timeout as the Ping would (callBackend): a backend that does not
+// same timeout as the Ping would (forwardReply): a backend that does not
 // answer is found out and killed there, so no Ping goes before them (one
 // round trip less on Ready and Connect).
 var forwardedMethods = map[string]bool{"Connect": true, "Pause": true, "Resume": true, "Restart": true, "Ready": true,
