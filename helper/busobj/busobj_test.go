@@ -578,3 +578,57 @@ func dialBus(t *testing.T, addr string) *dbus.Conn {
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
+
+// TestNameOwnerLearnsCredentials: looking up a name's owner also fetches
+// the owner's credentials, so its first call needs no question to the bus.
+func TestNameOwnerLearnsCredentials(t *testing.T) {
+	f := setup(t)
+	mon, err := testbed.MonitorCalls(f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	const name = "net.openvpn.v3.log"
+	a := dialBus(t, f.addr)
+	if r, err := a.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", r, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	owner, err := f.srv.NameOwner(ctx, name)
+	if err != nil || owner != a.Names()[0] {
+		t.Fatalf("NameOwner = %q, %v", owner, err)
+	}
+	asked := func() int {
+		t.Helper()
+		if err := mon.Sync(ctx, f.client); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range mon.Calls() {
+			if c.Sender == f.srv.Conn().Names()[0] && c.Member == "GetConnectionCredentials" && len(c.Body) == 1 && c.Body[0] == owner {
+				n++
+			}
+		}
+		return n
+	}
+	for asked() == 0 { // learnt in the background: wait for it (a hang, not a speed check)
+		select {
+		case <-ctx.Done():
+			t.Fatal("the owner's credentials were never asked for")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	var uid, pid uint32
+	var interactive bool
+	var sender string
+	if err := a.Object(testName, testPath).Call(testIface+".Whoami", 0).Store(&uid, &pid, &interactive, &sender); err != nil {
+		t.Fatal(err)
+	}
+	if pid != uint32(os.Getpid()) || sender != owner {
+		t.Errorf("Whoami = %d %d %v %q", uid, pid, interactive, sender)
+	}
+	if n := asked(); n != 1 {
+		t.Errorf("the owner's credentials were asked for %d times, want once", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -113,6 +114,7 @@ func (s *Server) NameOwner(ctx context.Context, name string) (string, error) {
 	switch {
 	case err == nil:
 		s.owners.end(name, gen, owner, true)
+		s.learnCredentials(owner)
 		return owner, nil
 	case errors.As(err, &de) && de.Name == errNameHasNoOwner:
 		s.owners.end(name, gen, "", true)
@@ -121,3 +123,32 @@ func (s *Server) NameOwner(ctx context.Context, name string) (string, error) {
 	}
 	return "", fmt.Errorf("owner of %s: %w", name, err)
 }
+
+// learnCredentials fetches the credentials of a name's owner in the
+// background: a service asks who owns a name mostly to take calls from it
+// (a backend: its session manager's), and the first call then needs no
+// round trip to the bus to identify its caller.
+func (s *Server) learnCredentials(owner string) {
+	s.credMu.Lock()
+	_, known := s.creds[owner]
+	s.credMu.Unlock()
+	if known || !strings.HasPrefix(owner, ":") {
+		return
+	}
+	s.qMu.Lock() // as enqueue: no wg.Add once Close has begun
+	if s.closed {
+		s.qMu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.qMu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, credentialsTimeout)
+		defer cancel()
+		_, _, _ = s.Credentials(ctx, owner) // a failure is tried again on the first call
+	}()
+}
+
+// credentialsTimeout bounds learnCredentials' question.
+const credentialsTimeout = 10 * time.Second
