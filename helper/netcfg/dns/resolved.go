@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -132,16 +133,6 @@ func (r *Resolved) Apply(ctx context.Context, l Link, _ []Link) (Applied, error)
 		ports = ports || s.Port() != 0 && s.Port() != 53
 		a.Servers = append(a.Servers, serverString(s))
 	}
-	err := r.call(ctx, "SetLinkDNSEx", int32(l.Index), ex)
-	if unknownMethod(err) { // resolved before v246
-		if ports || l.SNI != "" && l.Transport == "dot" {
-			return Applied{}, errors.New("this systemd-resolved has no SetLinkDNSEx: cannot use DNS server ports or names")
-		}
-		err = r.call(ctx, "SetLinkDNS", int32(l.Index), plain)
-	}
-	if err != nil {
-		return Applied{}, err
-	}
 	var doms []domainEntry
 	for _, d := range l.Search {
 		doms = append(doms, domainEntry{d, false})
@@ -162,29 +153,63 @@ func (r *Resolved) Apply(ctx context.Context, l Link, _ []Link) (Applied, error)
 	if doms == nil {
 		doms = []domainEntry{}
 	}
-	if err := r.call(ctx, "SetLinkDomains", int32(l.Index), doms); err != nil {
-		return Applied{}, err
-	}
-	if err := r.call(ctx, "SetLinkDefaultRoute", int32(l.Index), l.DefaultRoute); err != nil {
-		if !unknownMethod(err) {
-			return Applied{}, err
-		}
-		r.log.Warn("systemd-resolved has no SetLinkDefaultRoute; relying on the routing domains", "link", l.Name)
+	// The settings are independent of each other: they go to resolved
+	// side by side (one round trip instead of up to five); the first
+	// failure, in this order, is returned once all have answered.
+	steps := []func() error{
+		func() error {
+			err := r.call(ctx, "SetLinkDNSEx", int32(l.Index), ex)
+			if unknownMethod(err) { // resolved before v246
+				if ports || l.SNI != "" && l.Transport == "dot" {
+					return errors.New("this systemd-resolved has no SetLinkDNSEx: cannot use DNS server ports or names")
+				}
+				err = r.call(ctx, "SetLinkDNS", int32(l.Index), plain)
+			}
+			return err
+		},
+		func() error { return r.call(ctx, "SetLinkDomains", int32(l.Index), doms) },
+		func() error {
+			err := r.call(ctx, "SetLinkDefaultRoute", int32(l.Index), l.DefaultRoute)
+			if unknownMethod(err) {
+				r.log.Warn("systemd-resolved has no SetLinkDefaultRoute; relying on the routing domains", "link", l.Name)
+				return nil
+			}
+			return err
+		},
 	}
 	if mode := map[string]string{"yes": "yes", "no": "no", "optional": "allow-downgrade"}[l.DNSSEC]; mode != "" {
-		if err := r.call(ctx, "SetLinkDNSSEC", int32(l.Index), mode); err != nil {
-			if !unknownMethod(err) && !notSupported(err) {
-				return Applied{}, err
+		steps = append(steps, func() error {
+			err := r.call(ctx, "SetLinkDNSSEC", int32(l.Index), mode)
+			if err != nil && (unknownMethod(err) || notSupported(err)) {
+				r.log.Warn("systemd-resolved cannot set DNSSEC on a link", "link", l.Name, "err", err)
+				return nil
 			}
-			r.log.Warn("systemd-resolved cannot set DNSSEC on a link", "link", l.Name, "err", err)
-		}
+			return err
+		})
 	}
 	if mode := map[string]string{"dot": "yes", "plain": "no"}[l.Transport]; mode != "" {
-		if err := r.call(ctx, "SetLinkDNSOverTLS", int32(l.Index), mode); err != nil {
-			if l.Transport == "dot" || !unknownMethod(err) && !notSupported(err) {
-				return Applied{}, err
+		steps = append(steps, func() error {
+			err := r.call(ctx, "SetLinkDNSOverTLS", int32(l.Index), mode)
+			if err != nil && l.Transport != "dot" && (unknownMethod(err) || notSupported(err)) {
+				r.log.Warn("systemd-resolved cannot set DNS over TLS on a link", "link", l.Name, "err", err)
+				return nil
 			}
-			r.log.Warn("systemd-resolved cannot set DNS over TLS on a link", "link", l.Name, "err", err)
+			return err
+		})
+	}
+	errs := make([]error, len(steps))
+	var wg sync.WaitGroup
+	for i, step := range steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = step()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return Applied{}, err
 		}
 	}
 	return a, nil
