@@ -427,6 +427,20 @@ func TestBackendRoundTrips(t *testing.T) {
 	if _, err := obj.GetProperty(api.InterfaceSessions + ".status"); err != nil {
 		t.Fatal(err)
 	}
+	// Re-emitting the backend's first status made the manager look up
+	// the log service's owner; wait until it has, so that lookup cannot
+	// fall into a count below.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.m.mu.Lock()
+		known := r.m.logOwner != ""
+		r.m.mu.Unlock()
+		if known {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the manager never learnt the log service's owner")
+		}
+	}
 	manager := r.srv.Conn().Names()[0]
 	for _, tc := range []struct {
 		method string
