@@ -160,19 +160,16 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 		return nil, fmt.Errorf("tun setup: %w", err)
 	}
 
+	var link netlink.Link
 	if opts.Link != 0 {
-		err = d.adopt(opts.Link)
+		link, err = d.adopt(opts.Link)
 	} else {
-		err = d.open(name)
+		link, err = d.open(name)
 	}
 	if err != nil {
 		return nil, err
 	}
 	d.shared.SetTunnel(d.owner, d.index)
-	link, err := d.nlh.LinkByIndex(d.index)
-	if err != nil {
-		return nil, fmt.Errorf("tun setup: look up %s: %w", d.name, err)
-	}
 	if cfg.MTU != 0 {
 		if err := d.nlh.LinkSetMTU(link, cfg.MTU); err != nil {
 			return nil, fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, cfg.MTU, err)
@@ -276,16 +273,16 @@ func peerAddr(a netlink.Addr) netip.Addr {
 // maxNameTries bounds the search for a free name.
 const maxNameTries = 256
 
-// open creates the TUN device. The file descriptor's namespace decides the
-// device's, so /dev/net/tun is opened from inside d.ns.
-func (d *Device) open(name string) error {
+// open creates the TUN device and returns its link. The file descriptor's
+// namespace decides the device's, so /dev/net/tun is opened from inside d.ns.
+func (d *Device) open(name string) (netlink.Link, error) {
 	var fd int
 	err := nsexec.Run(d.ns, func() (err error) {
 		fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("tun setup: open /dev/net/tun: %w", err)
+		return nil, fmt.Errorf("tun setup: open /dev/net/tun: %w", err)
 	}
 	// The name is chosen here rather than by the kernel so that it can be
 	// journalled before the device exists; IFF_TUN_EXCL refuses a name
@@ -319,7 +316,7 @@ func (d *Device) open(name string) error {
 	}
 	if err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("tun setup: create %q (TUNSETIFF): %w", name, err)
+		return nil, fmt.Errorf("tun setup: create %q (TUNSETIFF): %w", name, err)
 	}
 	d.name = ifr.Name()
 	// Non-blocking, so reads go through the runtime poller and Close
@@ -327,20 +324,20 @@ func (d *Device) open(name string) error {
 	d.file = os.NewFile(uintptr(fd), d.name)
 	link, err := d.nlh.LinkByName(d.name)
 	if err != nil {
-		return fmt.Errorf("tun setup: look up new device %s: %w", d.name, err)
+		return nil, fmt.Errorf("tun setup: look up new device %s: %w", d.name, err)
 	}
 	d.index = link.Attrs().Index
-	return nil
+	return link, nil
 }
 
 // adopt takes an existing link (Options.Link) as the device.
-func (d *Device) adopt(index int) error {
+func (d *Device) adopt(index int) (netlink.Link, error) {
 	link, err := d.nlh.LinkByIndex(index)
 	if err != nil {
-		return fmt.Errorf("tun setup: device %d: %w", index, err)
+		return nil, fmt.Errorf("tun setup: device %d: %w", index, err)
 	}
 	d.name, d.index, d.adopted = link.Attrs().Name, index, true
-	return nil
+	return link, nil
 }
 
 type plan struct {
