@@ -382,6 +382,7 @@ type upResult struct {
 	sent, received int64
 	elapsed        time.Duration
 	batches        int64 // sealed or opened by the workers
+	sends          int64 // up: the batch writer's send syscalls (0 without one)
 }
 
 // tcpSegment writes into b an IPv4/TCP packet of size bytes (20+20
@@ -494,6 +495,7 @@ func runUpWith(tb testing.TB, size int, mode benchMode, n int, verify bool, dev 
 	if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
 		tb.Fatal(err)
 	}
+	tx := p.tx.Load()
 	start := time.Now()
 	p.StartTun(dev(tun))
 	var pings int64
@@ -526,8 +528,12 @@ func runUpWith(tb testing.TB, size int, mode benchMode, n int, verify bool, dev 
 	if verify && peer.bad.Load() != 0 {
 		tb.Fatalf("peer found %d of %d packets wrong, out of order or not opening", peer.bad.Load(), peer.got.Load())
 	}
-	return upResult{sent: p.Counters().PktsOut.Load() - pings, received: peer.got.Load() - peer.pings.Load(),
+	r := upResult{sent: p.Counters().PktsOut.Load() - pings, received: peer.got.Load() - peer.pings.Load(),
 		elapsed: time.Duration(peer.last.Load() - start.UnixNano()), batches: p.ParallelBatches()}
+	if tx != nil && tx.bw != nil {
+		r.sends = tx.bw.Sends
+	}
+	return r
 }
 
 // runDown has the peer send n sealed packets of size bytes to the

@@ -131,10 +131,14 @@ func (tx *txPath) flush() error {
 	return tx.bw.Flush()
 }
 
-// sendSegments splits one device read (virtio_net_hdr first) into IP
-// packets and sends them all sealed, in one batch; buf has room for the
-// largest (seg.MaxLen) with the framing's room around it.
-func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]byte), sp *sendPipe) error {
+// sendSegments splits device reads (virtio_net_hdr first) into IP
+// packets and sends them sealed: read k is rbuf[offs[k]:offs[k]+sizes[k]].
+// Inline, the segments of all the reads are sealed under one lock and
+// leave in one flush of the batch writer (one sendmmsg, GSO runs); a read
+// worth the parallel pipeline (sp) goes there as a batch of its own, in
+// order. *buf grows to hold the largest segment with the framing's room
+// around it.
+func (p *Plane) sendSegments(seg *offload.Segmenter, rbuf []byte, offs, sizes []int, buf *[]byte, clamp func([]byte), sp *sendPipe) error {
 	tx := p.tx.Load()
 	if tx == nil {
 		return nil
@@ -142,69 +146,117 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, buf []byte, clamp func([]by
 	if sp != nil {
 		p.seq.Lock()
 		defer p.seq.Unlock()
-		if parallelOK(tx, seg.Count(), seg.MaxLen()) {
-			return p.sendSegmentsParallel(sp, tx, seg, clamp)
-		}
-		sp.q.drain() // inline, behind what is in flight
 	}
-	var pkts, bytes, tunBytes int64
-	tx.mu.Lock()
+	var b batch
 	var err error
+	inline := false // tx.mu held, b open
+	for k, n := range sizes {
+		if n <= offload.HdrLen {
+			continue
+		}
+		if rerr := seg.Reset(rbuf[offs[k] : offs[k]+n]); rerr != nil {
+			p.log.Debug("tun packet dropped", "err", rerr)
+			continue
+		}
+		if need := frameHeadroom + seg.MaxLen() + frameTailroom; len(*buf) < need {
+			*buf = make([]byte, max(need, recvSlot))
+		}
+		if sp != nil && parallelOK(tx, seg.Count(), seg.MaxLen()) {
+			if inline {
+				inline = false
+				if err = p.endBatch(tx, &b); err != nil {
+					return err
+				}
+			}
+			if err = p.sendSegmentsParallel(sp, tx, seg, clamp); err != nil {
+				return err
+			}
+			continue
+		}
+		if !inline {
+			if sp != nil {
+				sp.q.drain() // inline, behind what is in flight
+			}
+			tx.mu.Lock()
+			inline, b = true, batch{}
+		}
+		if err = b.sealSegments(tx, seg, *buf, clamp); err != nil {
+			break
+		}
+	}
+	if inline {
+		return errors.Join(err, p.endBatch(tx, &b))
+	}
+	return err
+}
+
+// batch counts the packets of one inline batch as they are sealed.
+type batch struct{ pkts, bytes, tunBytes int64 }
+
+// sealSegments seals and queues every segment of seg, built in buf;
+// tx.mu is held.
+func (b *batch) sealSegments(tx *txPath, seg *offload.Segmenter, buf []byte, clamp func([]byte)) error {
 	for {
 		n, ok := seg.Next(buf[frameHeadroom : len(buf)-frameTailroom])
 		if !ok {
-			break
+			return nil
 		}
 		if clamp != nil {
 			clamp(buf[frameHeadroom : frameHeadroom+n])
 		}
-		tunBytes += int64(n)
-		var size int
-		if size, err = tx.sealQueue(buf, frameHeadroom, n); err != nil {
-			break
+		size, err := tx.sealQueue(buf, frameHeadroom, n)
+		if err != nil {
+			return err
 		}
-		pkts++
-		bytes += int64(size)
+		b.pkts++
+		b.bytes += int64(size)
+		b.tunBytes += int64(n)
 	}
-	// Counted before the datagrams leave, as the plain path does: a reader
-	// of the counters who saw the reply must see the request counted.
-	p.ctr.TunBytesIn.Add(tunBytes)
-	p.ctr.TunPktsIn.Add(pkts)
-	if ferr := tx.flush(); err == nil {
-		err = ferr
-	}
+}
+
+// endBatch counts an inline batch, sends it and releases tx.mu. The TUN
+// packets are counted before the datagrams leave, as the plain path does:
+// a reader of the counters who saw the reply must see the request counted.
+func (p *Plane) endBatch(tx *txPath, b *batch) error {
+	p.ctr.TunBytesIn.Add(b.tunBytes)
+	p.ctr.TunPktsIn.Add(b.pkts)
+	err := tx.flush()
 	tx.mu.Unlock()
-	p.countSent(pkts, bytes)
+	p.countSent(b.pkts, b.bytes)
 	return err
 }
 
-// readVnet is the TUN reader's loop for a device with a virtio_net_hdr.
+// tunDrain is the most device reads the TUN reader takes per wake-up: the
+// packets that queued up while it sealed and sent the previous ones, which
+// then leave together.
+const tunDrain = 64
+
+// drainRoom is the room for further reads behind one of the largest
+// super-packet: a dozen MTU-sized packets per wake-up.
+const drainRoom = 16 << 10
+
+// readVnet is the TUN reader's loop for a device with a virtio_net_hdr:
+// one wake-up reads every packet queued meanwhile (tunio.NewReader) and
+// sends their segments together.
 func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte), sp *sendPipe) {
-	rbuf := make([]byte, offload.HdrLen+MaxTunPacket)
+	r := tunio.NewReader(tun)
+	lay := tunio.Layout{Max: offload.HdrLen + MaxTunPacket}
+	rbuf := make([]byte, lay.Max+drainRoom)
+	offs, sizes := make([]int, tunDrain), make([]int, tunDrain)
 	// The segments' buffer grows to the largest segment yet (MTU-sized
 	// with TSO): not 64 KiB per session for packets that never come.
 	var buf []byte
 	var seg offload.Segmenter
 	for {
-		n, err := tun.Read(rbuf)
+		k, err := r.ReadPackets(rbuf, lay, offs, sizes)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
 				p.log.Debug("tun read ended", "err", err)
 			}
 			return
 		}
-		if n <= offload.HdrLen {
-			continue
-		}
-		p.ctr.TunReads.Add(1)
-		if err := seg.Reset(rbuf[:n]); err != nil {
-			p.log.Debug("tun packet dropped", "err", err)
-			continue
-		}
-		if need := frameHeadroom + seg.MaxLen() + frameTailroom; len(buf) < need {
-			buf = make([]byte, max(need, recvSlot))
-		}
-		if err := p.sendSegments(&seg, buf, clamp, sp); err != nil {
+		p.ctr.TunReads.Add(int64(k)) // one read(2) per packet or super-packet
+		if err := p.sendSegments(&seg, rbuf, offs[:k], sizes[:k], &buf, clamp, sp); err != nil {
 			p.log.Debug("data send failed", "err", err)
 		}
 	}

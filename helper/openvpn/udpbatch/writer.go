@@ -66,6 +66,9 @@ type Writer struct {
 	// Lost counts datagrams dropped by transient errors (a full queue,
 	// an ICMP error from earlier): loss, not a broken transport.
 	Lost int64
+	// Sends counts send syscalls: batching shows as fewer sends than
+	// datagrams.
+	Sends int64
 }
 
 // New returns a Writer for c using what opts allows and the kernel has.
@@ -260,6 +263,7 @@ func (w *Writer) sendSingles(m *msg) error {
 func (w *Writer) send(fd uintptr) bool {
 	for {
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
+		w.Sends++
 		switch errno {
 		case unix.EINTR:
 			continue
