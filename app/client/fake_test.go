@@ -335,7 +335,7 @@ func (p fakeProps) all() map[string]dbus.Variant {
 	}
 	st := p.f.status
 	return map[string]dbus.Variant{
-		"owner":        dbus.MakeVariant(uint32(0)),
+		"owner": dbus.MakeVariant(uint32(0)),
 		// (uus) and (ssu) as structs, as GDBus sends them
 		"status": dbus.MakeVariant(struct {
 			A, B uint32
@@ -345,9 +345,9 @@ func (p fakeProps) all() map[string]dbus.Variant {
 			A, B string
 			C    uint32
 		}{"UDP", "198.18.0.1", 1194}),
-		"device_name":  dbus.MakeVariant("ovpn0"),
-		"device_path":  dbus.MakeVariant(dbus.ObjectPath("/net/openvpn/v3/netcfg/1_ovpn0")),
-		"statistics":   dbus.MakeVariant(map[string]int64{"BYTES_IN": 10}),
+		"device_name": dbus.MakeVariant("ovpn0"),
+		"device_path": dbus.MakeVariant(dbus.ObjectPath("/net/openvpn/v3/netcfg/1_ovpn0")),
+		"statistics":  dbus.MakeVariant(map[string]int64{"BYTES_IN": 10}),
 	}
 }
 
