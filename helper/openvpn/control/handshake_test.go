@@ -145,12 +145,8 @@ func (f *fakeServer) serve(k *serverKey) {
 	if err != nil || n < 5+48+64 || !bytes.Equal(buf[:5], []byte{0, 0, 0, 0, 2}) {
 		return // not a client key-method 2 message
 	}
-	reply := []byte{0, 0, 0, 0, 2}
-	reply = append(reply, make([]byte, 64)...)              // the server's randoms (unused with EKM)
-	reply = append(reply, 0, 6, 'V', '4', ',', 'x', 'y', 0) // options string
-	if _, err := c.Write(reply); err != nil {
-		return
-	}
+	// The key is known before the reply goes out: the client may use it
+	// as soon as the reply arrives.
 	cs := c.ConnectionState()
 	block, err := cs.ExportKeyingMaterial(datachan.EKMLabel, nil, datachan.KeyBlockLen)
 	if err != nil {
@@ -159,6 +155,12 @@ func (f *fakeServer) serve(k *serverKey) {
 	f.mu.Lock()
 	f.blocks[k.id] = block
 	f.mu.Unlock()
+	reply := []byte{0, 0, 0, 0, 2}
+	reply = append(reply, make([]byte, 64)...)              // the server's randoms (unused with EKM)
+	reply = append(reply, 0, 6, 'V', '4', ',', 'x', 'y', 0) // options string
+	if _, err := c.Write(reply); err != nil {
+		return
+	}
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -209,7 +211,10 @@ func (f *fakeServer) block(id uint8) []byte {
 // TLS goroutines work in the background). Time does not move.
 func exchange(t *testing.T, r *rig, f *fakeServer, done func() bool) {
 	t.Helper()
-	idle := 0
+	// A stall (nothing moved for that long, while the TLS goroutines
+	// should be working) fails the test instead of hanging it.
+	const stall = 10 * time.Second
+	lastMove := time.Now()
 	for !done() {
 		if err := r.s.Flush(); err != nil {
 			t.Fatal(err)
@@ -235,8 +240,8 @@ func exchange(t *testing.T, r *rig, f *fakeServer, done func() bool) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if moved {
-			idle = 0
-		} else if idle++; idle > 100 {
+			lastMove = time.Now()
+		} else if time.Since(lastMove) > stall {
 			t.Fatal("the exchange stalled")
 		}
 	}
