@@ -68,6 +68,7 @@ type Sample struct {
 	// the helper daemon (shared by every session) while the session runs
 	// and before it started (no session: the daemon's own share).
 	Phases     map[Phase]time.Duration
+	Start      StartTiming
 	Helper     Mem
 	HelperIdle Mem
 	Mbps       map[string]float64
@@ -171,42 +172,19 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 // runOVPN3GO starts a session with the CLI, measures it and disconnects;
 // it returns once the backend process has exited.
 func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) (Sample, int, error) {
-	w, err := testbed.WatchSignals(st.Bus.Address, "type='signal',interface='"+api.InterfaceSessions+"'")
-	if err != nil {
-		return Sample{}, 0, err
-	}
-	defer w.Close()
 	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	clock, err := startPhaseClock(st.Bus.Address)
-	if err != nil {
-		return Sample{}, 0, err
-	}
-	defer clock.close()
 	s := Sample{}
+	var err error
 	if s.HelperIdle, err = procMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper: %w", err)
 	}
-	t0 := time.Now()
-	if _, err := st.CLI(cctx, "session-start", "--config", name, "--timeout", "30s"); err != nil {
+	start, path, err := StartSession(cctx, st, name)
+	if err != nil {
 		return Sample{}, 0, err
 	}
-	sig, err := w.Wait(cctx, func(s *dbus.Signal) bool {
-		if s.Name != api.InterfaceSessions+".StatusChange" || len(s.Body) != 3 {
-			return false
-		}
-		ma, _ := s.Body[0].(uint32)
-		mi, _ := s.Body[1].(uint32)
-		return ma == uint32(api.StatusMajorConnection) && mi == uint32(api.StatusMinorConnConnected)
-	})
-	if err != nil {
-		return Sample{}, 0, fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
-	}
-	s.Connect = time.Since(t0)
-	if s.Phases, err = clock.since(); err != nil {
-		return s, 0, err
-	}
-	v, err := st.SessionProperty(cctx, sig.Path, "backend_pid")
+	s.Connect, s.Phases, s.Start = start.Exit, start.Phases, start
+	v, err := st.SessionProperty(cctx, path, "backend_pid")
 	if err != nil {
 		return s, 0, err
 	}
@@ -221,17 +199,72 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	if err := measure(ctx, st, pid, o, &s); err != nil {
 		return s, pid, err
 	}
-	if _, err := st.CLI(cctx, "session-manage", "--path", string(sig.Path), "--disconnect"); err != nil {
-		return s, pid, err
+	return s, pid, StopSession(cctx, st, path, pid)
+}
+
+// StartTiming is one ovpn3 session-start as the bus saw it.
+type StartTiming struct {
+	Exit      time.Duration // process start → the CLI exited (it waits for CONN_CONNECTED, then prints)
+	Connected time.Duration // process start → CONN_CONNECTED on the bus
+	Phases    map[Phase]time.Duration
+	// Calls are the method calls the bus carried from the process start
+	// until CONN_CONNECTED: every round trip of the start, those to the
+	// bus driver included.
+	Calls []testbed.MethodCall
+}
+
+// StartSession runs `ovpn3 session-start --config name` on st and times
+// it with a monitor on the bus; it returns the new session's path.
+func StartSession(ctx context.Context, st *testbed.Stack, name string) (StartTiming, dbus.ObjectPath, error) {
+	w, err := testbed.WatchSignals(st.Bus.Address, "type='signal',interface='"+api.InterfaceSessions+"'")
+	if err != nil {
+		return StartTiming{}, "", err
+	}
+	defer w.Close()
+	clock, err := startPhaseClock(st.Bus.Address)
+	if err != nil {
+		return StartTiming{}, "", err
+	}
+	defer clock.close()
+	t0 := time.Now()
+	if _, err := st.CLI(ctx, "session-start", "--config", name, "--timeout", "30s"); err != nil {
+		return StartTiming{}, "", err
+	}
+	exit := time.Since(t0)
+	sig, err := w.Wait(ctx, func(s *dbus.Signal) bool {
+		if s.Name != api.InterfaceSessions+".StatusChange" || len(s.Body) != 3 {
+			return false
+		}
+		ma, _ := s.Body[0].(uint32)
+		mi, _ := s.Body[1].(uint32)
+		return ma == uint32(api.StatusMajorConnection) && mi == uint32(api.StatusMinorConnConnected)
+	})
+	if err != nil {
+		return StartTiming{}, "", fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
+	}
+	t := StartTiming{Exit: exit}
+	if t.Phases, err = clock.since(); err != nil {
+		return t, sig.Path, err
+	}
+	t.Connected = clock.at(PhaseConnected).Sub(t0)
+	t.Calls = clock.callsUntilConnected()
+	return t, sig.Path, nil
+}
+
+// StopSession disconnects the session at path and waits until its backend
+// (pid) has exited.
+func StopSession(ctx context.Context, st *testbed.Stack, path dbus.ObjectPath, pid int) error {
+	if _, err := st.CLI(ctx, "session-manage", "--path", string(path), "--disconnect"); err != nil {
+		return err
 	}
 	// The backend writes its profile as it exits.
 	for {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, os.ErrNotExist) {
-			return s, pid, nil
+			return nil
 		}
 		select {
-		case <-cctx.Done():
-			return s, pid, fmt.Errorf("backend %d still runs after the disconnect: %w", pid, cctx.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("backend %d still runs after the disconnect: %w", pid, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -55,6 +55,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("milestones %v: %s not after %s", g.Phases, p, prev)
 		}
 	}
+	if g.Start.Connected <= 0 || g.Start.Exit <= 0 || len(g.Start.Calls) == 0 {
+		t.Errorf("session start: connected after %v, CLI exit after %v, %d calls: not measured", g.Start.Connected, g.Start.Exit, len(g.Start.Calls))
+	}
 	if h, i := g.Helper, g.HelperIdle; h.RSS <= 0 || h.Anon <= 0 || h.PSS <= 0 || i.RSS <= 0 || i.Anon <= 0 {
 		t.Errorf("helper memory %+v, without a session %+v: not measured", h, i)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
 // Phase names the milestones of one session start as the bus carries them.
@@ -37,6 +38,9 @@ type phaseClock struct {
 
 	mu   sync.Mutex
 	seen map[Phase]time.Time
+	// calls are the method calls the bus carried until CONN_CONNECTED:
+	// the round trips of a session start (calls to the bus driver too).
+	calls []testbed.MethodCall
 }
 
 func startPhaseClock(addr string) (*phaseClock, error) {
@@ -45,16 +49,15 @@ func startPhaseClock(addr string) (*phaseClock, error) {
 		return nil, fmt.Errorf("phase clock: connect %s: %w", addr, err)
 	}
 	rules := []string{
-		"type='method_call',interface='" + api.InterfaceSessions + "',member='NewTunnel'",
+		"type='method_call'", // NewTunnel, Establish, and every call to count
 		"type='signal',interface='" + api.InterfaceBackends + "',member='RegistrationRequest'",
 		"type='signal',interface='" + api.InterfaceSessions + "',member='StatusChange'",
-		"type='method_call',interface='" + api.InterfaceNetCfg + "',member='Establish'",
 	}
 	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, rules, uint32(0)).Err; err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("phase clock: BecomeMonitor: %w", err)
 	}
-	c := &phaseClock{conn: conn, ch: make(chan *dbus.Message, 256), done: make(chan struct{}), seen: map[Phase]time.Time{}}
+	c := &phaseClock{conn: conn, ch: make(chan *dbus.Message, 4096), done: make(chan struct{}), seen: map[Phase]time.Time{}}
 	conn.Eavesdrop(c.ch)
 	go c.collect()
 	return c, nil
@@ -65,13 +68,15 @@ func (c *phaseClock) collect() {
 	defer close(c.done)
 	for m := range c.ch {
 		now := time.Now()
-		if p, ok := phaseOf(m); ok {
-			c.mu.Lock()
-			if _, dup := c.seen[p]; !dup {
-				c.seen[p] = now
-			}
-			c.mu.Unlock()
+		p, ok := phaseOf(m)
+		c.mu.Lock()
+		if _, connected := c.seen[PhaseConnected]; !connected && m.Type == dbus.TypeMethodCall {
+			c.calls = append(c.calls, testbed.MethodCallOf(m))
 		}
+		if _, dup := c.seen[p]; ok && !dup {
+			c.seen[p] = now
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -125,6 +130,20 @@ func (c *phaseClock) since() (map[Phase]time.Duration, error) {
 		return out, fmt.Errorf("phase clock: not seen: %s", strings.Join(missing, ", "))
 	}
 	return out, nil
+}
+
+// at is when the bus carried milestone p (zero if it did not).
+func (c *phaseClock) at(p Phase) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[p]
+}
+
+// callsUntilConnected returns the method calls seen until CONN_CONNECTED.
+func (c *phaseClock) callsUntilConnected() []testbed.MethodCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]testbed.MethodCall(nil), c.calls...)
 }
 
 // close ends the monitor; the channel is detached first (see

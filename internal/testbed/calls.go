@@ -37,6 +37,17 @@ func (c MethodCall) String() string {
 	return fmt.Sprintf("%s → %s %s %s.%s", c.Sender, c.Destination, c.Path, c.Interface, c.Member)
 }
 
+// MethodCallOf describes a method call message.
+func MethodCallOf(msg *dbus.Message) MethodCall {
+	c := MethodCall{Body: msg.Body}
+	c.Sender, _ = msg.Headers[dbus.FieldSender].Value().(string)
+	c.Destination, _ = msg.Headers[dbus.FieldDestination].Value().(string)
+	c.Path, _ = msg.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
+	c.Interface, _ = msg.Headers[dbus.FieldInterface].Value().(string)
+	c.Member, _ = msg.Headers[dbus.FieldMember].Value().(string)
+	return c
+}
+
 // syncMarker prefixes the bus name Sync asks about; its calls are not
 // recorded.
 const syncMarker = "org.ovpn3go.test.CallMonitorSync"
@@ -61,12 +72,7 @@ func (m *CallMonitor) collect() {
 		if msg.Type != dbus.TypeMethodCall {
 			continue
 		}
-		c := MethodCall{Body: msg.Body}
-		c.Sender, _ = msg.Headers[dbus.FieldSender].Value().(string)
-		c.Destination, _ = msg.Headers[dbus.FieldDestination].Value().(string)
-		c.Path, _ = msg.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
-		c.Interface, _ = msg.Headers[dbus.FieldInterface].Value().(string)
-		c.Member, _ = msg.Headers[dbus.FieldMember].Value().(string)
+		c := MethodCallOf(msg)
 		m.mu.Lock()
 		m.calls = append(m.calls, c)
 		close(m.changed)

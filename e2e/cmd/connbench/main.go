@@ -1,0 +1,248 @@
+// Command connbench times ovpn3go's session start phase by phase and counts
+// its D-Bus round trips, for one build or several in alternating runs
+// (A B A B …), each build on a stack of its own (variant a: a namespace
+// pair, the OpenVPN 2.6 server, a private bus, its ovpn3-helper):
+//
+//	go run ./e2e/cmd/connbench -runs 5                     # the working tree
+//	go run ./e2e/cmd/connbench -runs 5 -bin before=/tmp/b -bin after=/tmp/a
+//
+// A -bin directory holds ovpn3-helper and ovpn3 (go build -o DIR/ovpn3-helper
+// ./helper/cmd/ovpn3-helper; go build -o DIR/ovpn3 ./app/cmd/ovpn3). It
+// prints medians and the ratio of each build to the first; -v lists the
+// calls of each build's last run. Needs root, like make bench.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/bench"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
+)
+
+type build struct {
+	name string
+	bin  testbed.Binaries
+	st   *testbed.Stack
+	runs []run
+}
+
+// run is one session start: its timing and its calls by kind.
+type run struct {
+	t     bench.StartTiming
+	kinds map[string]int
+}
+
+type bins []string
+
+func (b *bins) String() string     { return strings.Join(*b, ",") }
+func (b *bins) Set(v string) error { *b = append(*b, v); return nil }
+
+func main() {
+	var dirs bins
+	flag.Var(&dirs, "bin", "`NAME=DIR` of a build to time (repeatable; default: build the working tree)")
+	runs := flag.Int("runs", 5, "session starts per build")
+	verbose := flag.Bool("v", false, "list the calls of each build's last run")
+	flag.Parse()
+	if err := measure(dirs, *runs, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "connbench:", err)
+		os.Exit(1)
+	}
+}
+
+func measure(dirs []string, runs int, verbose bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tmp, err := os.MkdirTemp("", "ovpn3go-connbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var builds []*build
+	if len(dirs) == 0 {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		bin, err := testbed.BuildBinaries(bctx, filepath.Join(tmp, "bin"))
+		cancel()
+		if err != nil {
+			return err
+		}
+		builds = append(builds, &build{name: "this", bin: bin})
+	}
+	for _, d := range dirs {
+		name, dir, ok := strings.Cut(d, "=")
+		if !ok {
+			return fmt.Errorf("-bin %q: want NAME=DIR", d)
+		}
+		builds = append(builds, &build{name: name, bin: testbed.Binaries{Helper: filepath.Join(dir, "ovpn3-helper"), CLI: filepath.Join(dir, "ovpn3")}})
+	}
+	for i, b := range builds {
+		st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: b.bin, Dir: filepath.Join(tmp, fmt.Sprint("stack", i)), Variant: testbed.VariantA})
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
+		defer st.Close()
+		b.st = st
+		path, err := st.WriteProfile(testbed.VariantA)
+		if err != nil {
+			return err
+		}
+		if _, err := st.CLI(ctx, "config-import", "--config", path, "--name", "connbench"); err != nil {
+			return err
+		}
+	}
+	for i := range runs {
+		for _, b := range builds {
+			r, err := startOnce(ctx, b.st)
+			if err != nil {
+				return fmt.Errorf("%s, run %d: %w", b.name, i+1, err)
+			}
+			b.runs = append(b.runs, r)
+			fmt.Fprintf(os.Stderr, "%s run %d: connected after %v, %d calls\n", b.name, i+1, r.t.Connected.Round(time.Millisecond), len(r.t.Calls))
+		}
+	}
+	report(builds)
+	if verbose {
+		for _, b := range builds {
+			last := b.runs[len(b.runs)-1]
+			fmt.Printf("\n%s, calls of the last run until CONN_CONNECTED:\n", b.name)
+			for _, c := range last.t.Calls {
+				fmt.Printf("  %s\n", c)
+			}
+		}
+	}
+	return nil
+}
+
+// startOnce starts a session, classifies its calls and disconnects it.
+func startOnce(ctx context.Context, st *testbed.Stack) (run, error) {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	t, path, err := bench.StartSession(ctx, st, "connbench")
+	if err != nil {
+		return run{}, err
+	}
+	v, err := st.SessionProperty(ctx, path, "backend_pid")
+	if err != nil {
+		return run{}, err
+	}
+	pid, _ := v.Value().(uint32)
+	var helper, backend string
+	bus := st.Conn.BusObject()
+	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.ServiceSessions).Store(&helper); err != nil {
+		return run{}, err
+	}
+	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.BackendBusName(pid)).Store(&backend); err != nil {
+		return run{}, err
+	}
+	role := func(name string) string {
+		switch {
+		case name == helper || strings.HasPrefix(name, "net.openvpn.v3.") && !strings.HasPrefix(name, api.ServiceBackends+"."):
+			return "helper"
+		case name == backend || strings.HasPrefix(name, api.ServiceBackends+"."):
+			return "backend"
+		case name == "org.freedesktop.DBus":
+			return "bus"
+		case strings.HasPrefix(name, ":"):
+			return "CLI"
+		}
+		return name // polkit, …
+	}
+	kinds := map[string]int{}
+	for _, c := range t.Calls {
+		kinds[role(c.Sender)+" → "+role(c.Destination)]++
+	}
+	return run{t: t, kinds: kinds}, bench.StopSession(ctx, st, path, int(pid))
+}
+
+func report(builds []*build) {
+	type row struct {
+		name, unit string
+		f          func(run) float64
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	rows := []row{
+		{"session-start → CONN_CONNECTED on the bus", "ms", func(r run) float64 { return ms(r.t.Connected) }},
+		{"session-start → CLI exit", "ms", func(r run) float64 { return ms(r.t.Exit) }},
+	}
+	for _, p := range bench.Phases[1:] {
+		rows = append(rows, row{"NewTunnel → " + string(p), "ms", func(r run) float64 { return ms(r.t.Phases[p]) }})
+	}
+	// Each step on its own (the medians of the differences): the CLI
+	// before NewTunnel, then from milestone to milestone.
+	rows = append(rows, row{"step: session-start → NewTunnel", "ms", func(r run) float64 {
+		return ms(r.t.Connected - r.t.Phases[bench.PhaseConnected])
+	}})
+	for i, p := range bench.Phases[1:] {
+		prev := bench.Phases[i]
+		rows = append(rows, row{"step: " + string(prev) + " → " + string(p), "ms", func(r run) float64 {
+			return ms(r.t.Phases[p] - r.t.Phases[prev])
+		}})
+	}
+	rows = append(rows, row{"D-Bus calls until connected", "calls", func(r run) float64 { return float64(len(r.t.Calls)) }})
+	var kinds []string
+	for _, b := range builds {
+		for _, r := range b.runs {
+			for k := range r.kinds {
+				if !slices.Contains(kinds, k) {
+					kinds = append(kinds, k)
+				}
+			}
+		}
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		rows = append(rows, row{"  calls " + k, "calls", func(r run) float64 { return float64(r.kinds[k]) }})
+	}
+	head := "| figure | unit |"
+	sep := "|---|---|"
+	for _, b := range builds {
+		head += " " + b.name + " |"
+		sep += "---:|"
+	}
+	for _, b := range builds[1:] {
+		head += " " + b.name + "/" + builds[0].name + " |"
+		sep += "---:|"
+	}
+	fmt.Printf("Medians of %d runs per build, alternating.\n\n%s\n%s\n", len(builds[0].runs), head, sep)
+	for _, r := range rows {
+		line := "| " + r.name + " | " + r.unit + " |"
+		var meds []float64
+		for _, b := range builds {
+			var v []float64
+			for _, x := range b.runs {
+				v = append(v, r.f(x))
+			}
+			meds = append(meds, median(v))
+			line += fmt.Sprintf(" %.1f |", meds[len(meds)-1])
+		}
+		for _, m := range meds[1:] {
+			if meds[0] == 0 {
+				line += " — |"
+				continue
+			}
+			line += fmt.Sprintf(" %.2f× |", m/meds[0])
+		}
+		fmt.Println(line)
+	}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
