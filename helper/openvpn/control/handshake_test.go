@@ -272,20 +272,32 @@ func (h *fakeHandler) connectVia(s *Session, keys *[]*DataKey) {
 	}
 }
 
-// The whole handshake, with no socket and no OpenVPN server: reset, TLS,
-// key-method 2, PUSH_REQUEST/PUSH_REPLY, the first key installed as
-// primary and equal to the server's (TLS-EKM); then the server
-// renegotiates: a second TLS session on key_id 1 becomes primary, key 0
-// the lame duck.
-func TestHandshakeAndServerRenegotiation(t *testing.T) {
-	r, f := newHandshakeRig(t)
-	f.push = "ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM,key-derivation tls-ekm,ping 10,ping-restart 60"
+// connectedRig is a session connected through the whole handshake with a
+// fake server that pushes a TLS-EKM AES-256-GCM key and the extra options;
+// keys collects copies of the first key.
+func connectedRig(t *testing.T, extraPush string, configure ...func(*Config)) (*rig, *fakeServer, []*DataKey) {
+	t.Helper()
+	r, f := newHandshakeRig(t, configure...)
+	f.push = "ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM,key-derivation tls-ekm"
+	if extraPush != "" {
+		f.push += "," + extraPush
+	}
 	var keys []*DataKey
 	r.h.connectVia(r.s, &keys)
 	if err := r.s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exchange(t, r, f, r.s.Connected)
+	return r, f, keys
+}
+
+// The whole handshake, with no socket and no OpenVPN server: reset, TLS,
+// key-method 2, PUSH_REQUEST/PUSH_REPLY, the first key installed as
+// primary and equal to the server's (TLS-EKM); then the server
+// renegotiates: a second TLS session on key_id 1 becomes primary, key 0
+// the lame duck.
+func TestHandshakeAndServerRenegotiation(t *testing.T) {
+	r, f, keys := connectedRig(t, "ping 10,ping-restart 60")
 	if !r.s.Heard() || len(r.h.replies) != 1 || r.plane.primaryID() != 0 {
 		t.Fatalf("connected: heard %v, %d push replies, primary key %d", r.s.Heard(), len(r.h.replies), r.plane.primaryID())
 	}
@@ -403,5 +415,45 @@ func TestHandshakeNoPushReply(t *testing.T) {
 	}
 	if r.s.Connected() || len(r.h.replies) != 0 {
 		t.Fatal("connected without a PUSH_REPLY")
+	}
+}
+
+// The client's own renegotiation end to end: at reneg-sec the session
+// sends SOFT_RESET on key_id 1, the server answers, a second TLS session
+// and key-method 2 make key 1 primary (equal to the server's), and key 0
+// decrypts until tran-window after the renegotiation started, then goes.
+func TestHandshakeRenegSecAndLameDuck(t *testing.T) {
+	r, f, _ := connectedRig(t, "", func(c *Config) {
+		c.Limits.RenegSec, c.Limits.TranWindow = 100*time.Second, 30*time.Second
+	})
+
+	if err := r.atHeard(99 * time.Second); err != nil || r.s.cur.id != 0 {
+		t.Fatalf("renegotiation before reneg-sec 100: key %d, %v", r.s.cur.id, err)
+	}
+	if err := r.atHeard(100 * time.Second); err != nil || r.s.cur.id != 1 {
+		t.Fatalf("no renegotiation at reneg-sec 100: key %d, %v", r.s.cur.id, err)
+	}
+	r.clk.advance(time.Second) // the second handshake takes a second
+	exchange(t, r, f, func() bool { return r.h.rotations == 1 })
+	k1 := r.s.primary
+	if k1.id != 1 || r.plane.primaryID() != 1 || !r.plane.decrypts(0) || k1.established.Sub(k1.started) != time.Second {
+		t.Fatalf("after reneg-sec: primary %d, key 0 decrypts %v", r.plane.primaryID(), r.plane.decrypts(0))
+	}
+	if srv := f.block(1); srv == nil {
+		t.Fatal("the server never completed key 1")
+	}
+	// tran-window counts from the renegotiation's start (100 s).
+	if err := r.atHeard(129 * time.Second); err != nil || !r.plane.decrypts(0) {
+		t.Fatalf("lame duck gone before tran-window 30 ended: %v", err)
+	}
+	if err := r.atHeard(130 * time.Second); err != nil || r.plane.decrypts(0) || !r.plane.decrypts(1) {
+		t.Fatalf("lame duck still decrypting when tran-window 30 ended: %v", err)
+	}
+	// Key 1's age counts from when it came into use: the next one at 201 s.
+	if err := r.atHeard(200 * time.Second); err != nil || r.s.cur.id != 1 {
+		t.Fatalf("second renegotiation early: key %d, %v", r.s.cur.id, err)
+	}
+	if err := r.atHeard(201 * time.Second); err != nil || r.s.cur.id != 2 {
+		t.Fatalf("no second renegotiation 100 s after key 1 came into use: key %d, %v", r.s.cur.id, err)
 	}
 }
