@@ -347,7 +347,13 @@ func runConfigsList(ctx context.Context, args []string) error {
 	case *tag != "":
 		profiles, err = cl.ProfilesByTag(ctx, *tag)
 	case *owner != "":
-		profiles, err = cl.ProfilesByOwner(ctx, *owner)
+		// A name is looked up here, through NSS (LDAP and sssd users too):
+		// the helper is built without cgo and reads /etc/passwd only.
+		uid, uerr := resolveUID(*owner)
+		if uerr != nil {
+			return fmt.Errorf("--filter-owner: %w", uerr)
+		}
+		profiles, err = cl.ProfilesByOwner(ctx, strconv.FormatUint(uint64(uid), 10))
 	default:
 		profiles, err = cl.Profiles(ctx)
 	}

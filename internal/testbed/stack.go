@@ -46,16 +46,23 @@ func ModuleRoot() (string, error) {
 }
 
 // BuildBinaries builds ovpn3-helper and ovpn3 into outDir with the go
-// command on PATH.
+// command on PATH, as the Makefile's build target does: the helper
+// without cgo.
 func BuildBinaries(ctx context.Context, outDir string) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return Binaries{}, err
 	}
 	bin := Binaries{Helper: filepath.Join(outDir, "ovpn3-helper"), CLI: filepath.Join(outDir, "ovpn3")}
-	for _, b := range []struct{ out, pkg string }{{bin.Helper, "./helper/cmd/ovpn3-helper"}, {bin.CLI, "./app/cmd/ovpn3"}} {
+	for _, b := range []struct {
+		out, pkg string
+		cgo      bool
+	}{{bin.Helper, "./helper/cmd/ovpn3-helper", false}, {bin.CLI, "./app/cmd/ovpn3", true}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = root
+		if !b.cgo {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return Binaries{}, fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
 		}
