@@ -460,7 +460,9 @@ const clockTicks = 100
 // has mapped, shared ones (its program, libraries) in full; Anon is its
 // private part (heap, stacks); PSS shares each page among the processes
 // mapping it (ovpn3go's helper and backends map the same program).
-type Mem struct{ RSS, Anon, PSS int64 }
+// Program and Libs are the RSS of file mappings: the program's own file
+// (code, data), and shared libraries.
+type Mem struct{ RSS, Anon, PSS, Program, Libs int64 }
 
 // procMem reads VmRSS and RssAnon from /proc/PID/status and Pss from
 // /proc/PID/smaps_rollup.
@@ -482,7 +484,42 @@ func procMem(pid int) (Mem, error) {
 			return m, fmt.Errorf("process %d: %w", pid, err)
 		}
 	}
-	return m, nil
+	m.Program, m.Libs, err = fileRSS(pid)
+	return m, err
+}
+
+// fileRSS sums the Rss of a process's mappings of its program file and of
+// shared libraries (/proc/PID/smaps).
+func fileRSS(pid int) (program, libs int64, err error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	var path string
+	for _, l := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && !strings.HasSuffix(f[0], ":"):
+			// A mapping: address perms offset dev inode [path].
+			path = strings.Join(f[5:], " ")
+		case len(f) >= 2 && f[0] == "Rss:":
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("/proc/%d/smaps: %q: %w", pid, l, err)
+			}
+			switch {
+			case path == exe:
+				program += kb * 1024
+			case strings.Contains(filepath.Base(path), ".so"):
+				libs += kb * 1024
+			}
+		}
+	}
+	return program, libs, nil
 }
 
 // kBField finds "key   N kB" at the start of a line of text, in bytes.

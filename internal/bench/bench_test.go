@@ -72,10 +72,22 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| helper PSS | MB | ", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: "} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}
+	}
+}
+
+// procMem reads the program file's resident pages apart from the shared
+// libraries' and the anonymous ones, which together stay within the RSS.
+func TestProcMem(t *testing.T) {
+	m, err := procMem(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS <= 0 || m.Anon <= 0 || m.PSS <= 0 || m.Program <= 0 || m.Program+m.Libs+m.Anon > m.RSS+m.RSS/10 {
+		t.Errorf("memory %+v: program and libraries not measured, or more than the RSS", m)
 	}
 }
 

@@ -69,6 +69,8 @@ func (r *Results) Rows() []Row {
 		row("client RSS once connected", "MB", func(s Sample) float64 { return mb(s.Mem.RSS) }),
 		row("client private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Mem.Anon) }),
 		row("client PSS", "MB", func(s Sample) float64 { return mb(s.Mem.PSS) }),
+		row("client RSS of its program file", "MB", func(s Sample) float64 { return mb(s.Mem.Program) }),
+		row("client RSS of shared libraries", "MB", func(s Sample) float64 { return mb(s.Mem.Libs) }),
 		row("client RSS after the traffic", "MB", func(s Sample) float64 { return mb(s.MemAfter.RSS) }),
 		row("client private memory after the traffic", "MB", func(s Sample) float64 { return mb(s.MemAfter.Anon) }),
 		own("helper RSS with one session", "MB", func(s Sample) float64 { return mb(s.Helper.RSS) }),
@@ -116,7 +118,8 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 		"connect, to CONN_CONNECTED: ovpn3go's start until the bus carried CONN_CONNECTED (before its CLI prints and exits), against the same openvpn figure. D-Bus calls: the method calls the bus carried meanwhile (calls to the bus driver included), each a round trip. "+
 		"NewTunnel → …: the session start's milestones as a monitor on the bus sees them, after the NewTunnel call: the backend's RegistrationRequest (its process runs), "+
 		"CONN_CONNECTING (Connect reached it), netcfg's Establish call (control channel up, PUSH_REPLY in), CONN_CONNECTED. "+
-		"Memory of the client process once connected (ovpn3go's backend), read %s after connecting: VmRSS counts shared pages (the program, libraries) in full, RssAnon is the private part, "+
+		"Memory of the client process once connected (ovpn3go's backend), read %s after connecting: VmRSS counts shared pages (the program, libraries) in full, RssAnon is the private part (heap, stacks, relocated data), "+
+		"the program file's and the shared libraries' rows are the file pages mapped of each (/proc/PID/smaps), "+
 		"PSS divides each shared page among the processes mapping it (ovpn3go's helper and backends map the same program); read again after the iperf3 tests (the data path's buffers in use). "+
 		"The helper daemon serves every session; its figures are taken with the one session connected, and before that session started (between sessions). "+
 		"What one session costs: its backend's private memory (each session has one) plus the daemon's growth with it.\n", Settle)
