@@ -494,6 +494,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		d.log.Error("Establish failed", "err", err)
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
 	}
+	dnsStart := time.Now()
 	if err := d.applyDNS(c.Ctx, tun); err != nil {
 		d.log.Error("Establish failed: DNS", "err", err)
 		if terr := tun.Teardown(); terr != nil {
@@ -501,11 +502,12 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		}
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
 	}
+	dnsTook := time.Since(dnsStart)
 	if d.dco != nil {
 		// DCO mode: the ovpn device is configured, and the kernel moves
 		// the packets: no fd to hand over.
 		d.tun = tun
-		d.log.Info("DCO device configured", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start))
+		d.log.Info("DCO device configured", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start), "dns_took", dnsTook)
 		d.announce(tun, true)
 		return nil, nil
 	}
@@ -514,7 +516,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	f := tun.File()
 	c.CloseAfterReply(closerFunc(tun.CloseFile))
 	d.tun = tun
-	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start))
+	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start), "dns_took", dnsTook)
 	d.announce(tun, true)
 	return []any{dbus.UnixFD(rawFD(f))}, nil
 }

@@ -177,21 +177,40 @@ func (j *Journal) Name() string { return j.name }
 // applying the change. An entry with the same ID replaces the earlier one
 // in place (for a change that is modified, e.g. a route that moved).
 func (j *Journal) Add(id, kind string, data any) error {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return fmt.Errorf("journal %s: encode %s: %w", j.name, kind, err)
+	return j.AddAll([]Planned{{ID: id, Kind: kind, Data: data}})
+}
+
+// Planned is one change AddAll records.
+type Planned struct {
+	ID, Kind string
+	Data     any
+}
+
+// AddAll records several changes with one write: a caller about to make
+// them one after the other need not write before each (the journal may
+// name a change that never happened; undo actions ignore those). An id
+// already present is replaced, as with Add.
+func (j *Journal) AddAll(changes []Planned) error {
+	add := make([]Entry, len(changes))
+	for i, c := range changes {
+		raw, err := json.Marshal(c.Data)
+		if err != nil {
+			return fmt.Errorf("journal %s: encode %s: %w", j.name, c.Kind, err)
+		}
+		add[i] = Entry{ID: c.ID, Kind: c.Kind, Data: raw}
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.removed {
 		return fmt.Errorf("journal %s: already removed", j.name)
 	}
-	e := Entry{ID: id, Kind: kind, Data: raw}
 	old := slices.Clone(j.entries)
-	if i := slices.IndexFunc(j.entries, func(e Entry) bool { return e.ID == id }); i >= 0 {
-		j.entries[i] = e
-	} else {
-		j.entries = append(j.entries, e)
+	for _, e := range add {
+		if i := slices.IndexFunc(j.entries, func(x Entry) bool { return x.ID == e.ID }); i >= 0 {
+			j.entries[i] = e
+		} else {
+			j.entries = append(j.entries, e)
+		}
 	}
 	if err := j.writeLocked(); err != nil {
 		j.entries = old

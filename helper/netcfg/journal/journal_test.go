@@ -251,3 +251,26 @@ func TestNoBootNoteKeepsJournals(t *testing.T) {
 		t.Errorf("Pending = %v, %v; want the older helper's dev-1", left, err)
 	}
 }
+
+// TestAddAll: several entries with one write, an existing id replaced in
+// place, new ones appended in order.
+func TestAddAll(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "j"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Create("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Add("a", "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.AddAll([]Planned{{ID: "b", Kind: "k", Data: 2}, {ID: "a", Kind: "k", Data: 3}, {ID: "c", Kind: "k", Data: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	got := j.Entries()
+	if len(got) != 3 || got[0].ID != "a" || string(got[0].Data) != "3" || got[1].ID != "b" || got[2].ID != "c" {
+		t.Fatalf("entries = %+v", got)
+	}
+}

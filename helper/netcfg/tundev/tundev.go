@@ -180,10 +180,21 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 			return nil, fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, opts.TxQueueLen, err)
 		}
 	}
+	// Every address and route is journalled at once before the first is
+	// added: one write instead of one per change (an entry whose change
+	// was never made is undone as a no-op).
+	var changes []journal.Planned
 	for _, a := range plan.addrs {
-		if err := d.record(sysrec.KindAddr, sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}); err != nil {
-			return nil, err
-		}
+		changes = append(changes, journal.Planned{Kind: sysrec.KindAddr, Data: sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}})
+	}
+	for _, r := range plan.routes {
+		r.LinkIndex = d.index
+		changes = append(changes, journal.Planned{Kind: sysrec.KindRoute, Data: sysrec.FromNetlink(r, d.name)})
+	}
+	if err := d.recordAll(changes); err != nil {
+		return nil, err
+	}
+	for _, a := range plan.addrs {
 		if err := d.nlh.AddrAdd(link, &a); err != nil {
 			return nil, fmt.Errorf("tun setup: %s: add address %v: %w", d.name, addrString(a), err)
 		}
@@ -207,24 +218,30 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 // record writes a journal entry (when there is a journal) before the change
 // it describes is made.
 func (d *Device) record(kind string, v any) error {
-	if d.j == nil {
+	return d.recordAll([]journal.Planned{{Kind: kind, Data: v}})
+}
+
+// recordAll writes journal entries for changes (their IDs are assigned
+// here) with one write, before the first of them is made.
+func (d *Device) recordAll(changes []journal.Planned) error {
+	if d.j == nil || len(changes) == 0 {
 		return nil
 	}
-	d.seq++
-	if err := d.j.Add(fmt.Sprintf("%s#%d", kind, d.seq), kind, v); err != nil {
+	for i := range changes {
+		d.seq++
+		changes[i].ID = fmt.Sprintf("%s#%d", changes[i].Kind, d.seq)
+	}
+	if err := d.j.AddAll(changes); err != nil {
 		return fmt.Errorf("tun setup: %w", err)
 	}
 	return nil
 }
 
-// addRoute adds a route through the device. When the same destination and
+// addRoute adds a route (journalled already) through the device. When the same destination and
 // metric already go elsewhere (another session's tunnel), ours is appended
 // behind it: the kernel uses the first, and ours takes over when that one
 // goes, so sessions can end in any order.
 func (d *Device) addRoute(r netlink.Route) error {
-	if err := d.record(sysrec.KindRoute, sysrec.FromNetlink(r, d.name)); err != nil {
-		return err
-	}
 	err := d.nlh.RouteAdd(&r)
 	if errors.Is(err, unix.EEXIST) {
 		if d.routeOnDevice(r) {
