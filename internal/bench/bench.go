@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,12 +56,16 @@ type Options struct {
 	Profile  string        // where to save the backend's CPU profile ("" none)
 	Log      func(string)  // progress lines (nil: quiet)
 	Timeout  time.Duration // bound of one connect
+	// HelperArgs are extra ovpn3-helper arguments (e.g. --spare-backend,
+	// --log-level 6 for the backends' timeline in the helper's log).
+	HelperArgs []string
 }
 
 // Sample is what one client run measured.
 type Sample struct {
 	Connect time.Duration
-	Mem     Mem // the client process once connected (Settle after)
+	Wire    Wire // the handshake's packets during the connect
+	Mem     Mem  // the client process once connected (Settle after)
 	// MemAfter is the client process's memory after the iperf3 tests:
 	// with the data path's buffers in use.
 	MemAfter Mem
@@ -103,7 +108,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			o.Log(fmt.Sprintf(format, a...))
 		}
 	}
-	var helperArgs []string
+	helperArgs := slices.Clone(o.HelperArgs)
 	var profDir string
 	if o.Profile != "" {
 		// The backends write there as the backend user: a directory of
@@ -179,11 +184,19 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	if s.HelperIdle, err = procMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper: %w", err)
 	}
+	capture, err := startWire(st)
+	if err != nil {
+		return s, 0, err
+	}
+	defer capture.Close()
 	start, path, err := StartSession(cctx, st, name)
 	if err != nil {
 		return Sample{}, 0, err
 	}
 	s.Connect, s.Phases, s.Start = start.Exit, start.Phases, start
+	if s.Wire, err = wireOf(capture.Packets(), start.At, start.At.Add(start.Connected)); err != nil {
+		return s, 0, err
+	}
 	v, err := st.SessionProperty(cctx, path, "backend_pid")
 	if err != nil {
 		return s, 0, err
@@ -204,6 +217,7 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 
 // StartTiming is one ovpn3 session-start as the bus saw it.
 type StartTiming struct {
+	At        time.Time     // when the CLI was started
 	Exit      time.Duration // process start → the CLI exited (it waits for CONN_CONNECTED, then prints)
 	Connected time.Duration // process start → CONN_CONNECTED on the bus
 	Phases    map[Phase]time.Duration
@@ -242,7 +256,7 @@ func StartSession(ctx context.Context, st *testbed.Stack, name string) (StartTim
 	if err != nil {
 		return StartTiming{}, "", fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
 	}
-	t := StartTiming{Exit: exit}
+	t := StartTiming{At: t0, Exit: exit}
 	if t.Phases, err = clock.since(); err != nil {
 		return t, sig.Path, err
 	}
@@ -277,13 +291,22 @@ func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, erro
 	if err != nil {
 		return Sample{}, err
 	}
+	capture, err := startWire(st)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer capture.Close()
 	t0 := time.Now()
 	cli, err := testbed.StartReferenceClient(ctx, st.Pair, st.Server, dir, o.Timeout)
 	if err != nil {
 		return Sample{}, err
 	}
 	s := Sample{Connect: time.Since(t0)}
-	if err = settle(ctx); err == nil {
+	s.Wire, err = wireOf(capture.Packets(), t0, t0.Add(s.Connect))
+	if err == nil {
+		err = settle(ctx)
+	}
+	if err == nil {
 		err = measure(ctx, st, cli.PID(), o, &s)
 	}
 	return s, errors.Join(err, cli.Stop(5*time.Second))

@@ -41,6 +41,11 @@ func TestSmoke(t *testing.T) {
 		if m, a := s[0].Mem, s[0].MemAfter; s[0].Connect <= 0 || m.RSS <= 0 || m.Anon <= 0 || m.PSS <= 0 || a.RSS <= 0 || a.Anon <= 0 {
 			t.Errorf("%s: connect %v, memory %+v, after the traffic %+v: not measured", client, s[0].Connect, m, a)
 		}
+		// The handshake's packets: the client's reset first, then both
+		// sides' turns, all within the connect.
+		if w := s[0].Wire; w.FirstPacket <= 0 || w.LastControl <= w.FirstPacket || w.LastControl > s[0].Connect || w.Client <= 0 || w.Server <= 0 {
+			t.Errorf("%s: handshake on the wire %+v (connect %v): not measured", client, w, s[0].Connect)
+		}
 		for _, name := range []string{"tcp-up-1", "udp-up-20M"} {
 			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 || s[0].SwitchPerM[name] <= 0 {
 				t.Errorf("%s %s: %v Mbit/s, %v CPU-s/GB, %v context switches per MB: not measured", client, name, s[0].Mbps[name], s[0].CPUPerG[name], s[0].SwitchPerM[name])
@@ -72,7 +77,7 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| connect: handshake on the wire | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: "} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}

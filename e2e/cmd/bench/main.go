@@ -30,11 +30,13 @@ func main() {
 	out := flag.String("out", "docs/bench/results.md", "results file (Markdown)")
 	prof := flag.String("profile", "docs/bench/backend-cpu.pprof", "where to save the ovpn3go backend's CPU profile (\"\" none)")
 	note := flag.String("note", "", "a line for the results file (e.g. that the machine was loaded)")
-	tests := flag.String("tests", "", "comma-separated iperf3 tests to run (default all: "+testNames(bench.DefaultTests)+")")
+	tests := flag.String("tests", "", "comma-separated iperf3 tests to run (default all: "+testNames(bench.DefaultTests)+"); none: connect time and memory only")
+	helperArgs := flag.String("helper-args", "", "extra ovpn3-helper arguments, space-separated (e.g. \"--spare-backend --log-level 6\")")
+	keep := flag.Bool("keep", false, "keep the scratch directory (the helper's and the clients' logs) and print its path")
 	flag.Parse()
 	sel, err := selectTests(*tests)
 	if err == nil {
-		err = run(*pairs, *secs, *out, *prof, *note, sel)
+		err = run(*pairs, *secs, *out, *prof, *note, sel, strings.Fields(*helperArgs), *keep)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -44,8 +46,11 @@ func main() {
 
 // selectTests picks the named tests of the default matrix; "" is all.
 func selectTests(names string) ([]bench.Test, error) {
-	if names == "" {
+	switch names {
+	case "":
 		return bench.DefaultTests, nil
+	case "none":
+		return []bench.Test{}, nil
 	}
 	var sel []bench.Test
 	for _, name := range strings.Split(names, ",") {
@@ -66,21 +71,25 @@ func testNames(tests []bench.Test) string {
 	return strings.Join(names, ",")
 }
 
-func run(pairs, secs int, out, prof, note string, tests []bench.Test) error {
+func run(pairs, secs int, out, prof, note string, tests []bench.Test, helperArgs []string, keep bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "ovpn3go-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keep {
+		defer fmt.Fprintln(os.Stderr, "scratch directory kept:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	bin, err := testbed.BuildBinaries(bctx, filepath.Join(dir, "bin"))
 	cancel()
 	if err != nil {
 		return err
 	}
-	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, Duration: secs, Profile: prof, Tests: tests,
+	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, Duration: secs, Profile: prof, Tests: tests, HelperArgs: helperArgs,
 		Log: func(s string) { fmt.Fprintln(os.Stderr, s) }})
 	if err != nil {
 		return err
