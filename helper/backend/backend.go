@@ -153,15 +153,18 @@ func Run(ctx context.Context, token TokenSource, opts Options) error {
 	b.mu.Lock()
 	b.manager = manager
 	b.mu.Unlock()
+	// The Attach goes out with the RegistrationRequest, not a round trip
+	// before it: RegistrationConfirmation waits for its answer.
+	b.attached = b.attachLog(ctx, logOwner)
 	// Exported once the token is known: RegistrationConfirmation checks it.
 	if err := srv.Export(api.PathBackendSession, b.iface()); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
-	b.attachLog(ctx, logOwner)
 	if err := srv.EmitTo(manager, api.PathBackendSession, api.InterfaceBackends, "RegistrationRequest",
 		b.busName, tok, int32(b.pid)); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
+	b.attached()
 	opts.Logger.Info("backend waiting for registration", "pid", b.pid, "bus_name", b.busName)
 
 	var result error
@@ -193,6 +196,7 @@ type Backend struct {
 	exit      chan error
 
 	teardownOnce sync.Once
+	attached     func() // waits for the log service's answer to Attach (attachLog)
 
 	mu          sync.Mutex
 	manager     string // unique name of the session manager
@@ -298,21 +302,25 @@ func (b *Backend) logServiceOwner(ctx context.Context) string {
 // attachLog attaches to the log service at owner for the backends
 // interface, as upstream's client does. The log service accepts it only
 // from a backend the session manager started for a session, so it waits
-// for the token.
-func (b *Backend) attachLog(ctx context.Context, owner string) {
+// for the token. The call goes out at once; the returned func (safe to
+// call more than once) waits for its answer and records the log service.
+func (b *Backend) attachLog(ctx context.Context, owner string) (wait func()) {
 	if owner == "" {
-		return
+		return func() {}
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
-	defer cancel()
-	err := b.srv.Conn().Object(api.ServiceLog, api.PathLog).CallWithContext(ctx, api.InterfaceLog+".Attach", 0, api.InterfaceBackends).Err
-	if err != nil {
-		b.opts.Logger.Warn("attach to the log service", "err", err)
-		return
-	}
-	b.mu.Lock()
-	b.logService = owner
-	b.mu.Unlock()
+	call := b.srv.Conn().Object(api.ServiceLog, api.PathLog).GoWithContext(ctx, api.InterfaceLog+".Attach", 0, nil, api.InterfaceBackends)
+	return sync.OnceFunc(func() {
+		defer cancel()
+		<-call.Done
+		if call.Err != nil {
+			b.opts.Logger.Warn("attach to the log service", "err", call.Err)
+			return
+		}
+		b.mu.Lock()
+		b.logService = owner
+		b.mu.Unlock()
+	})
 }
 
 // assignLogSession tells the log service which session this backend's

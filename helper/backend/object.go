@@ -235,6 +235,7 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	// on the session start's path instead of one each. The overrides come
 	// before Fetch, as openvpn3's backend reads them: Fetch removes a
 	// single-use profile (session-start --config FILE).
+	b.attached()
 	assigned := b.assignLogSession(ctx, sessionPath)
 	props := getProps(ctx, cfg, "name", "dco", "overrides")
 	var name string
