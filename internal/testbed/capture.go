@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Packet is one OpenVPN-over-UDP datagram a Capture saw.
@@ -64,6 +65,12 @@ func StartCapture(ns string, port int) (*Capture, error) {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("capture in %s: SO_RCVTIMEO: %w", ns, err)
 	}
+	// The kernel's time of each packet, not when the reader got to it:
+	// timings between packets stay right on a loaded machine.
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("capture in %s: SO_TIMESTAMPNS: %w", ns, err)
+	}
 	c := &Capture{fd: fd, port: uint16(port), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.read()
 	return c, nil
@@ -75,20 +82,21 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (c *Capture) read() {
 	defer close(c.done)
 	buf := make([]byte, 65536)
+	oob := make([]byte, syscall.CmsgSpace(int(unsafe.Sizeof(syscall.Timespec{}))))
 	for {
 		select {
 		case <-c.stop:
 			return
 		default:
 		}
-		n, _, err := syscall.Recvfrom(c.fd, buf, 0)
+		n, oobn, _, _, err := syscall.Recvmsg(c.fd, buf, oob, 0)
 		if err != nil {
 			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
 				continue
 			}
 			return
 		}
-		if p, ok := c.decode(buf[:n]); ok {
+		if p, ok := c.decode(buf[:n], packetTime(oob[:oobn])); ok {
 			c.mu.Lock()
 			c.packets = append(c.packets, p)
 			c.mu.Unlock()
@@ -96,9 +104,25 @@ func (c *Capture) read() {
 	}
 }
 
+// packetTime is the kernel's timestamp of a packet (SCM_TIMESTAMPNS), or
+// now when there is none.
+func packetTime(oob []byte) time.Time {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == syscall.SCM_TIMESTAMPNS &&
+				len(m.Data) >= int(unsafe.Sizeof(syscall.Timespec{})) {
+				ts := (*syscall.Timespec)(unsafe.Pointer(&m.Data[0]))
+				return time.Unix(ts.Unix())
+			}
+		}
+	}
+	return time.Now()
+}
+
 // decode picks an OpenVPN datagram out of an IPv4 or IPv6 packet (no
 // IPv6 extension headers: the test bed sends none).
-func (c *Capture) decode(b []byte) (Packet, bool) {
+func (c *Capture) decode(b []byte, at time.Time) (Packet, bool) {
 	if len(b) < 1 {
 		return Packet{}, false
 	}
@@ -127,7 +151,7 @@ func (c *Capture) decode(b []byte) (Packet, bool) {
 		return Packet{}, false
 	}
 	return Packet{
-		At:       time.Now(),
+		At:       at,
 		ToServer: dst == c.port,
 		Opcode:   payload[0] >> 3,
 		KeyID:    payload[0] & 0x07,
