@@ -43,7 +43,7 @@ func TestSmoke(t *testing.T) {
 		}
 		// The handshake's packets: the client's reset first, then both
 		// sides' turns, all within the connect.
-		if w := s[0].Wire; w.FirstPacket <= 0 || w.LastControl <= w.FirstPacket || w.LastControl > s[0].Connect || w.Client <= 0 || w.Server <= 0 {
+		if w := s[0].Wire; w.FirstPacket <= 0 || w.LastControl <= w.FirstPacket || w.LastControl > w.End || w.Client <= 0 || w.Server <= 0 {
 			t.Errorf("%s: handshake on the wire %+v (connect %v): not measured", client, w, s[0].Connect)
 		}
 		for _, name := range []string{"tcp-up-1", "udp-up-20M"} {
