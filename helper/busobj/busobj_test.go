@@ -599,6 +599,15 @@ func TestNameOwnerLearnsCredentials(t *testing.T) {
 	if err != nil || owner != a.Names()[0] {
 		t.Fatalf("NameOwner = %q, %v", owner, err)
 	}
+	// A second name of the same owner: its credentials are not asked for
+	// twice.
+	const other = "net.openvpn.v3.netcfg"
+	if r, err := a.RequestName(other, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", r, err)
+	}
+	if o, err := f.srv.NameOwner(ctx, other); err != nil || o != owner {
+		t.Fatalf("NameOwner(%s) = %q, %v", other, o, err)
+	}
 	asked := func() int {
 		t.Helper()
 		if err := mon.Sync(ctx, f.client); err != nil {

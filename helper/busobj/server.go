@@ -35,9 +35,10 @@ type Server struct {
 	senders  map[string]*senderQueue
 	refusals chan *dbus.Message
 
-	credMu sync.Mutex
-	creds  map[string]creds
-	owners ownerCache
+	credMu   sync.Mutex
+	creds    map[string]creds
+	learning map[string]bool // learnCredentials under way, by unique name
+	owners   ownerCache
 
 	watchMu  sync.Mutex
 	watchers map[int]func(name, oldOwner, newOwner string)
