@@ -582,6 +582,15 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 		elapsed: time.Duration(tun.lastWrite.Load() - start.UnixNano()), batches: p.ParallelBatches()}
 }
 
+// processCPU is the CPU time (user and system) the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // wait waits for want packets: in a correctness run (verify) every one
 // must arrive; in a benchmark, loopback may drop what overflows a socket,
 // so it also returns once the count stops growing.
@@ -666,7 +675,9 @@ func TestDataPlaneNoAllocPerPacket(t *testing.T) {
 // alone and all on, sealing and opening inline or in parallel (with one
 // P parallel stays inline): Gbit/s of TUN payload and packets/s that
 // arrived (UDP over loopback drops what overflows a socket, so
-// "delivered%" says how much of what was offered arrived).
+// "delivered%" says how much of what was offered arrived), and the
+// process's CPU time (client, peer and kernel work on their behalf) per
+// packet that arrived, which a loaded machine skews less than speed.
 //
 //	go test -run '^$' -bench DataPlane -benchmem -cpu 1,2 ./helper/openvpn/dataplane/
 func BenchmarkDataPlane(b *testing.B) {
@@ -686,12 +697,14 @@ func BenchmarkDataPlane(b *testing.B) {
 					b.Run(fmt.Sprintf("%s/%dB/offload=%s/crypto=%s", dir, size, mode.name, crypto), func(b *testing.B) {
 						b.ReportAllocs()
 						b.ResetTimer()
+						cpu0 := processCPU()
 						var r upResult
 						if dir == "up" {
 							r = runUp(b, size, mode, b.N, false)
 						} else {
 							r = runDown(b, size, mode, b.N, false)
 						}
+						cpu := processCPU() - cpu0
 						b.StopTimer()
 						if r.received == 0 || r.elapsed <= 0 {
 							b.Fatalf("nothing arrived (%d of %d)", r.received, b.N)
@@ -700,6 +713,7 @@ func BenchmarkDataPlane(b *testing.B) {
 						b.ReportMetric(float64(r.received)*float64(size)*8/secs/1e9, "Gbit/s")
 						b.ReportMetric(float64(r.received)/secs, "pkts/s")
 						b.ReportMetric(100*float64(r.received)/float64(b.N), "delivered%")
+						b.ReportMetric(float64(cpu.Nanoseconds())/float64(r.received), "cpu-ns/pkt")
 					})
 				}
 			}

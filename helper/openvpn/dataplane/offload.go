@@ -161,7 +161,7 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, rbuf []byte, offs, sizes []
 		if need := frameHeadroom + seg.MaxLen() + frameTailroom; len(*buf) < need {
 			*buf = make([]byte, max(need, recvSlot))
 		}
-		if sp != nil && parallelOK(tx, seg.Count(), seg.MaxLen()) {
+		if sp != nil && parallelOK(tx, seg.Count(), seg.Count()*seg.MaxLen(), seg.MaxLen()) {
 			if inline {
 				inline = false
 				if err = p.endBatch(tx, &b); err != nil {

@@ -46,9 +46,10 @@ func TestParallelKeepsOrder(t *testing.T) {
 	}
 }
 
-// TestParallelSmallPackets: 64-byte packets (one per read with the TUN
-// offload, so inline) and batches of 16 (to the workers) mix without
-// losing or reordering a packet.
+// TestParallelSmallPackets: 64-byte packets, one per read with the TUN
+// offload and 16 per read without, stay inline (too few bytes to be worth
+// the workers) in a plane that has workers, without losing or reordering
+// a packet.
 func TestParallelSmallPackets(t *testing.T) {
 	for _, mode := range parallelModes {
 		r := runUpWith(t, 64, mode, 1000, true, func(g *genTun) tunio.PacketDevice {
@@ -57,11 +58,11 @@ func TestParallelSmallPackets(t *testing.T) {
 			}
 			return &batchTun{genTun: g, size: 16}
 		})
-		if r.sent != 1000 || r.received != 1000 {
-			t.Errorf("up, %s: sent %d, peer got %d of 1000", mode.name, r.sent, r.received)
+		if r.sent != 1000 || r.received != 1000 || r.batches != 0 {
+			t.Errorf("up, %s: sent %d, peer got %d of 1000, %d batches to the workers (want none)", mode.name, r.sent, r.received, r.batches)
 		}
-		if d := runDown(t, 64, mode, 1000, true); d.received != 1000 {
-			t.Errorf("down, %s: TUN got %d of 1000", mode.name, d.received)
+		if d := runDown(t, 64, mode, 1000, true); d.received != 1000 || d.batches != 0 {
+			t.Errorf("down, %s: TUN got %d of 1000, %d batches to the workers (want none)", mode.name, d.received, d.batches)
 		}
 	}
 }

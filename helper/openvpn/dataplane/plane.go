@@ -259,7 +259,7 @@ func (p *Plane) readTun(dev tunio.Device, sp *sendPipe) {
 		p.ctr.TunReads.Add(1)
 		if sp != nil {
 			p.seq.Lock()
-			if tx := p.tx.Load(); tx != nil && parallelOK(tx, k, slices.Max(sizes[:k])) {
+			if tx := p.tx.Load(); tx != nil && parallelOK(tx, k, sum(sizes[:k]), slices.Max(sizes[:k])) {
 				if err := p.sendPacketsParallel(sp, tx, bufs[:k], sizes[:k], tunio.Headroom); err != nil {
 					p.log.Debug("data send failed", "err", err)
 				}

@@ -80,7 +80,7 @@ func (c *Conn) readParallel(tb transport.BatchConn, rx *rxState) error {
 			return err
 		}
 		b.n = n
-		data, serial := 0, false
+		data, bytes, serial := 0, 0, false
 		for i := range n {
 			b.keys[i] = nil
 			if b.sizes[i] > len(b.bufs[i]) {
@@ -97,10 +97,11 @@ func (c *Conn) readParallel(tb transport.BatchConn, rx *rxState) error {
 			if k := c.dataKey(b.bufs[i][:b.sizes[i]], rx); k != nil {
 				b.keys[i] = k
 				data++
+				bytes += b.sizes[i]
 				serial = serial || !k.Parallel()
 			}
 		}
-		if data >= minParallel && !serial {
+		if data >= minParallel && bytes >= minParallelBytes && !serial {
 			q.submit(b, n)
 			continue
 		}

@@ -128,11 +128,11 @@ func (sp *sendPipe) rotate(p *Plane, tx *txPath, b *sendBatch, tunBytes *int64) 
 	return sp.begin(tx), nil
 }
 
-// parallelOK says a device read of n packets, the largest max bytes, goes
-// through the pipeline: enough packets, each fitting a batch slot, and a
-// key that seals in parallel.
-func parallelOK(tx *txPath, n, max int) bool {
-	return n >= minParallel && max <= sendRoom && tx.key.Parallel()
+// parallelOK says a device read of n packets, total bytes in all and the
+// largest max bytes, goes through the pipeline: enough packets and bytes,
+// each fitting a batch slot, and a key that seals in parallel.
+func parallelOK(tx *txPath, n, total, max int) bool {
+	return n >= minParallel && total >= minParallelBytes && max <= sendRoom && tx.key.Parallel()
 }
 
 // sendSegmentsParallel splits one device read into a batch (more as they
@@ -183,6 +183,14 @@ func (p *Plane) sendPacketsParallel(sp *sendPipe, tx *txPath, bufs [][]byte, siz
 	}
 	p.countTunIn(tunBytes, int64(b.n))
 	return sp.submit(b)
+}
+
+func sum(v []int) int {
+	t := 0
+	for _, x := range v {
+		t += x
+	}
+	return t
 }
 
 // countTunIn counts packets read from the device: before they leave, as

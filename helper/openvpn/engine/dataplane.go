@@ -22,16 +22,19 @@ type dataPlane struct {
 	lastSent atomic.Int64 // unix nanos of the last data-channel packet sent
 }
 
-// parallelCrypto is whether the data plane seals and opens on worker
-// goroutines (dataplane.Config.Parallel): measured with
-// BenchmarkDataPlane (-cpu 1,2, crypto=inline vs crypto=parallel).
-const parallelCrypto = false
-
 func newDataPlane(c *Client) *dataPlane {
 	d := &dataPlane{}
 	d.Plane = dataplane.New(dataplane.Config{Log: c.log, Now: c.now, Counters: &c.ctr, LastSent: &d.lastSent,
-		Offloads: c.offloads(), Parallel: parallelCrypto})
+		Offloads: c.offloads(), Parallel: c.parallelCrypto()})
 	return d
+}
+
+// parallelCrypto says the data plane seals and opens on worker goroutines
+// (dataplane.Config.Parallel): only when the profile switches it on, since
+// on 2 cores BenchmarkDataPlane (crypto=inline vs crypto=parallel) showed
+// no gain beyond its noise.
+func (c *Client) parallelCrypto() bool {
+	return c.cfg.Profile != nil && c.cfg.Profile.Offload.ParallelCrypto
 }
 
 // startTun hands the device to the data plane, which reads it from now on.

@@ -10,18 +10,22 @@ import (
 // TestOffloadOptionEffects: each "ovpn3go-offload NAME off" line takes
 // its offload away and nothing else; without the option every offload is
 // allowed (the data plane's TestBatchWriterOffloads shows what each
-// switch does to the UDP writer).
+// switch does to the UDP writer), and crypto stays inline unless
+// "ovpn3go-offload parallel-crypto on" (then the plane has workers
+// wherever there is more than one P; TestIntegrationOffloads runs it).
 func TestOffloadOptionEffects(t *testing.T) {
 	base := "client\ndev tun\nremote 127.0.0.1 1194 udp\nauth-user-pass\n<ca>\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n</ca>\n"
 	cases := []struct {
-		lines string
-		want  dataplane.Offloads
+		lines    string
+		want     dataplane.Offloads
+		parallel bool
 	}{
-		{"", dataplane.Offloads{}},
-		{"ovpn3go-offload tun off\n", dataplane.Offloads{NoTUN: true}},
-		{"ovpn3go-offload udp-gso off\n", dataplane.Offloads{NoGSO: true}},
-		{"ovpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoMmsg: true}},
-		{"ovpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoGSO: true, NoMmsg: true}},
+		{"", dataplane.Offloads{}, false},
+		{"ovpn3go-offload tun off\n", dataplane.Offloads{NoTUN: true}, false},
+		{"ovpn3go-offload udp-gso off\n", dataplane.Offloads{NoGSO: true}, false},
+		{"ovpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoMmsg: true}, false},
+		{"ovpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoGSO: true, NoMmsg: true}, false},
+		{"ovpn3go-offload parallel-crypto on\n", dataplane.Offloads{}, true},
 	}
 	for _, tc := range cases {
 		p, err := profile.Parse(base + tc.lines)
@@ -37,6 +41,9 @@ func TestOffloadOptionEffects(t *testing.T) {
 		}
 		if c.wantVnetHdr(true) {
 			t.Errorf("%q: IFF_VNET_HDR requested for a DCO device", tc.lines)
+		}
+		if got := c.parallelCrypto(); got != tc.parallel {
+			t.Errorf("%q: parallel crypto %v, want %v", tc.lines, got, tc.parallel)
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 // TestIntegrationOffloads moves 8 MiB each way over TCP through the real
 // OpenVPN 2.6 server with every offload on (the default), each one off,
-// and all off, checking every byte. With the TUN offload the device must
+// all off, and with parallel crypto on, checking every byte. With the TUN offload the device must
 // have handed out TSO super-packets (fewer reads than packets) and taken
 // coalesced ones (fewer writes than packets); without it, one packet per
 // read and write.
@@ -35,6 +35,7 @@ func TestIntegrationOffloads(t *testing.T) {
 		{"udp-gso-off", "ovpn3go-offload udp-gso off\n", true},
 		{"udp-mmsg-off", "ovpn3go-offload udp-mmsg off\n", true},
 		{"all-off", "ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\n", false},
+		{"parallel-crypto", "ovpn3go-offload parallel-crypto on\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _, ctx, stop := runClient(t, pair, srv.Profile()+tc.lines, nil)

@@ -16,6 +16,15 @@ func TestOffloadOption(t *testing.T) {
 	if p.Offload != (OffloadSwitches{}) {
 		t.Fatalf("switches %+v after off then on", p.Offload)
 	}
+	// Parallel crypto is off unless switched on.
+	p = mustParse(t, minimal+"ovpn3go-offload parallel-crypto on\n")
+	if p.Offload != (OffloadSwitches{ParallelCrypto: true}) {
+		t.Fatalf("switches %+v after parallel-crypto on", p.Offload)
+	}
+	p = mustParse(t, minimal+"ovpn3go-offload parallel-crypto on\novpn3go-offload parallel-crypto off\n")
+	if p.Offload != (OffloadSwitches{}) {
+		t.Fatalf("switches %+v after parallel-crypto on then off", p.Offload)
+	}
 	for _, bad := range []string{"ovpn3go-offload tun", "ovpn3go-offload tun maybe", "ovpn3go-offload gro off"} {
 		_, err := Parse(minimal + bad + "\n")
 		if err == nil || !strings.Contains(err.Error(), "ovpn3go-offload") {
