@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio"
 )
@@ -64,5 +66,28 @@ func TestParallelSmallPackets(t *testing.T) {
 		if d := runDown(t, 64, mode, 1000, true); d.received != 1000 || d.batches != 0 {
 			t.Errorf("down, %s: TUN got %d of 1000, %d batches to the workers (want none)", mode.name, d.received, d.batches)
 		}
+	}
+}
+
+// TestParallelGoroutinesStop: the pipelines' goroutines (workers and
+// finisher, per direction) end with CloseTun and with ReadLoop, after the
+// batches in flight were written: none is left behind.
+func TestParallelGoroutinesStop(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, mode := range parallelModes {
+		if r := runUpWith(t, 1400, mode, 500, true, func(g *genTun) tunio.PacketDevice { return &batchTun{genTun: g, size: 16} }); r.received != 500 {
+			t.Fatalf("up, %s: peer got %d of 500", mode.name, r.received)
+		}
+		if d := runDown(t, 1400, mode, 500, true); d.received != 500 {
+			t.Fatalf("down, %s: TUN got %d of 500", mode.name, d.received)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // exiting goroutines may still be counted
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
