@@ -76,8 +76,12 @@ type Sample struct {
 	Start      StartTiming
 	Helper     Mem
 	HelperIdle Mem
-	Mbps       map[string]float64
-	CPUPerG    map[string]float64 // client CPU seconds per GB received
+	// Spare is the helper's spare backend, started ahead for the next
+	// session (--spare-backend), read before the session starts; zero
+	// without one.
+	Spare   Mem
+	Mbps    map[string]float64
+	CPUPerG map[string]float64 // client CPU seconds per GB received
 	// Client context switches (every thread's, voluntary or not) per MB
 	// received: how often the client went to sleep and was woken, or was
 	// preempted, for its data.
@@ -183,6 +187,9 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	var err error
 	if s.HelperIdle, err = procMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper: %w", err)
+	}
+	if s.Spare, err = childrenMem(st.Helper.PID()); err != nil {
+		return s, 0, fmt.Errorf("helper's spare backend: %w", err)
 	}
 	capture, err := startWire(st)
 	if err != nil {
@@ -509,6 +516,33 @@ func procMem(pid int) (Mem, error) {
 	}
 	m.Program, m.Libs, err = fileRSS(pid)
 	return m, err
+}
+
+// childrenMem sums the memory of a process's children (any thread's).
+func childrenMem(pid int) (Mem, error) {
+	lists, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil {
+		return Mem{}, err
+	}
+	var sum Mem
+	for _, l := range lists {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, f := range strings.Fields(string(b)) {
+			child, err := strconv.Atoi(f)
+			if err != nil {
+				return sum, fmt.Errorf("%s: %q", l, f)
+			}
+			m, err := procMem(child)
+			if err != nil {
+				continue // it ended meanwhile
+			}
+			sum = Mem{sum.RSS + m.RSS, sum.Anon + m.Anon, sum.PSS + m.PSS, sum.Program + m.Program, sum.Libs + m.Libs}
+		}
+	}
+	return sum, nil
 }
 
 // fileRSS sums the Rss of a process's mappings of its program file and of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,6 +94,28 @@ func TestProcMem(t *testing.T) {
 	}
 	if m.RSS <= 0 || m.Anon <= 0 || m.PSS <= 0 || m.Program <= 0 || m.Program+m.Libs+m.Anon > m.RSS+m.RSS/10 {
 		t.Errorf("memory %+v: program and libraries not measured, or more than the RSS", m)
+	}
+}
+
+// childrenMem finds a child process however it was started: a sleep
+// started here is one.
+func TestChildrenMem(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(100 * time.Millisecond) // its execve
+	m, err := childrenMem(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := procMem(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS < own.RSS || own.RSS <= 0 {
+		t.Errorf("children's RSS %d, the sleep's alone %d", m.RSS, own.RSS)
 	}
 }
 

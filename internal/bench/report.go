@@ -82,7 +82,9 @@ func (r *Results) Rows() []Row {
 		own("helper private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Helper.Anon) }),
 		own("helper PSS", "MB", func(s Sample) float64 { return mb(s.Helper.PSS) }),
 		own("helper RSS without a session", "MB", func(s Sample) float64 { return mb(s.HelperIdle.RSS) }),
-		own("helper private memory without a session", "MB", func(s Sample) float64 { return mb(s.HelperIdle.Anon) }))
+		own("helper private memory without a session", "MB", func(s Sample) float64 { return mb(s.HelperIdle.Anon) }),
+		own("spare backend RSS between sessions", "MB", func(s Sample) float64 { return mb(s.Spare.RSS) }),
+		own("spare backend private memory", "MB", func(s Sample) float64 { return mb(s.Spare.Anon) }))
 	return rows
 }
 
@@ -130,7 +132,8 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 		"the program file's and the shared libraries' rows are the file pages mapped of each (/proc/PID/smaps), "+
 		"PSS divides each shared page among the processes mapping it (ovpn3go's helper and backends map the same program); read again after the iperf3 tests (the data path's buffers in use). "+
 		"The helper daemon serves every session; its figures are taken with the one session connected, and before that session started (between sessions). "+
-		"What one session costs: its backend's private memory (each session has one) plus the daemon's growth with it.\n", Settle)
+		"What one session costs: its backend's private memory (each session has one) plus the daemon's growth with it. "+
+		"The spare backend (started ahead for the next session, --spare-backend) is read between sessions: memory the daemon holds while no session runs.\n", Settle)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
