@@ -19,6 +19,7 @@ func (m *Manager) Export(srv *busobj.Server) error {
 	m.mu.Lock()
 	m.emit = srv
 	m.objects = busobjTable{m: m, srv: srv}
+	m.busLookups = srv
 	m.mu.Unlock()
 	return nil
 }

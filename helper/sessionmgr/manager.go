@@ -152,16 +152,18 @@ type Manager struct {
 	sigs   chan *dbus.Signal
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	emit      Emitter
-	objects   objectTable // nil until Export
-	sessions  map[dbus.ObjectPath]*session
-	byToken   map[string]*session
-	byBackend map[string]*session      // unique bus name of the backend
-	pending   map[string]*pendingStart // by token
-	procs     map[string]Process       // every running backend, by token
-	closed    bool
-	logOwner  string // unique name of net.openvpn.v3.log; "" unknown
+	mu      sync.Mutex
+	emit    Emitter
+	objects objectTable // nil until Export
+	// busLookups: the busobj server after Export (its caches), nil before.
+	busLookups busLookups
+	sessions   map[dbus.ObjectPath]*session
+	byToken    map[string]*session
+	byBackend  map[string]*session      // unique bus name of the backend
+	pending    map[string]*pendingStart // by token
+	procs      map[string]Process       // every running backend, by token
+	closed     bool
+	logOwner   string // unique name of net.openvpn.v3.log; "" unknown
 }
 
 // objectTable exports and removes session objects.
@@ -665,33 +667,28 @@ func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc P
 	if r.busName != api.BackendBusName(uint32(r.pid)) {
 		return fmt.Errorf("registration names bus name %q for pid %d", r.busName, r.pid)
 	}
-	// Both questions go out at once: registration is on every session
-	// start's path.
-	bus := m.conn.BusObject()
-	ownerCall := bus.GoWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, nil, r.busName)
-	credsCall := bus.GoWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, nil, r.sender)
-	for _, c := range []*dbus.Call{ownerCall, credsCall} {
-		select {
-		case <-c.Done:
-		case <-ctx.Done():
-			return fmt.Errorf("verify registration of %s: %w", r.sender, ctx.Err())
-		}
-	}
+	// Both questions at once, answered from busobj's caches when the bus
+	// was asked already (the backend's calls to the log service and netcfg
+	// before it registers): registration is on every session start's path.
+	lk := m.lookups()
 	var owner string
-	if err := ownerCall.Store(&owner); err != nil {
-		return fmt.Errorf("owner of %s: %w", r.busName, err)
+	var uid, pid uint32
+	var ownerErr, credsErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		owner, ownerErr = lk.NameOwner(ctx, r.busName)
+	}()
+	uid, pid, credsErr = lk.Credentials(ctx, r.sender)
+	<-done
+	if ownerErr != nil {
+		return ownerErr
 	}
 	if owner != r.sender {
 		return fmt.Errorf("%s is owned by %s, not by the sender %s", r.busName, owner, r.sender)
 	}
-	var creds map[string]dbus.Variant
-	if err := credsCall.Store(&creds); err != nil {
-		return fmt.Errorf("credentials of %s: %w", r.sender, err)
-	}
-	pid, pidOK := creds["ProcessID"].Value().(uint32)
-	uid, uidOK := creds["UnixUserID"].Value().(uint32)
-	if !pidOK || !uidOK {
-		return fmt.Errorf("credentials of %s: the bus gave no ProcessID/UnixUserID", r.sender)
+	if credsErr != nil {
+		return credsErr
 	}
 	if int(pid) != proc.Pid() {
 		return fmt.Errorf("sender %s is pid %d, started %d", r.sender, pid, proc.Pid())
@@ -700,6 +697,47 @@ func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc P
 		return fmt.Errorf("sender %s runs as uid %d, not the backend user %d", r.sender, uid, l.User.UID)
 	}
 	return nil
+}
+
+// busLookups answers who owns a bus name and who a connection is: busobj's
+// server (cached, kept current by NameOwnerChanged) once the manager is
+// exported on one, the bus itself before.
+type busLookups interface {
+	NameOwner(ctx context.Context, name string) (string, error)
+	Credentials(ctx context.Context, sender string) (uid, pid uint32, err error)
+}
+
+func (m *Manager) lookups() busLookups {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busLookups != nil {
+		return m.busLookups
+	}
+	return connLookups{m.conn}
+}
+
+// connLookups asks the bus every time.
+type connLookups struct{ conn *dbus.Conn }
+
+func (c connLookups) NameOwner(ctx context.Context, name string) (string, error) {
+	var owner string
+	if err := c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner); err != nil {
+		return "", fmt.Errorf("owner of %s: %w", name, err)
+	}
+	return owner, nil
+}
+
+func (c connLookups) Credentials(ctx context.Context, sender string) (uid, pid uint32, err error) {
+	var creds map[string]dbus.Variant
+	if err := c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&creds); err != nil {
+		return 0, 0, fmt.Errorf("credentials of %s: %w", sender, err)
+	}
+	pid, pidOK := creds["ProcessID"].Value().(uint32)
+	uid, uidOK := creds["UnixUserID"].Value().(uint32)
+	if !pidOK || !uidOK {
+		return 0, 0, fmt.Errorf("credentials of %s: the bus gave no ProcessID/UnixUserID", sender)
+	}
+	return uid, pid, nil
 }
 
 // watch waits for a backend to exit and removes everything that belonged

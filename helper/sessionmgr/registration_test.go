@@ -1,6 +1,7 @@
 package sessionmgr
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
@@ -35,39 +37,7 @@ func forge(t *testing.T, c *dbus.Conn, manager, busName, token string, pid int32
 // real registration.
 func TestForgedRegistrationRequest(t *testing.T) {
 	r := newRig(t, "slowreg", Options{StartTimeout: 30 * time.Second})
-	var markerPath string
-	for _, e := range r.m.launcher.(*ExecLauncher).Env {
-		if v, ok := strings.CutPrefix(e, fakeMarkerEnv+"="); ok {
-			markerPath = v
-		}
-	}
-	if markerPath == "" {
-		t.Fatal("no marker path in the fake's environment")
-	}
-	type result struct {
-		path dbus.ObjectPath
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		p, err := r.m.NewTunnel(1000, testConfig)
-		done <- result{p, err}
-	}()
-	// The started backend, waiting for the marker before registering.
-	var token string
-	var proc Process
-	for deadline := time.Now().Add(20 * time.Second); proc == nil; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no pending backend")
-		}
-		r.m.mu.Lock()
-		for tok, ps := range r.m.pending {
-			if ps.proc != nil {
-				token, proc = tok, ps.proc
-			}
-		}
-		r.m.mu.Unlock()
-	}
+	markerPath, done, token, proc := startSlowReg(t, r)
 	pid := int32(proc.Pid())
 	busName := api.BackendBusName(uint32(pid))
 	var manager string
@@ -111,7 +81,7 @@ func TestForgedRegistrationRequest(t *testing.T) {
 	if err := os.WriteFile(markerPath, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var res result
+	var res startResult
 	select {
 	case res = <-done:
 	case <-time.After(30 * time.Second):
@@ -159,4 +129,92 @@ func TestPolkitAbsentACLDecides(t *testing.T) {
 	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
 		t.Errorf("owner's Disconnect without polkitd: %v", err)
 	}
+}
+
+// TestRegistrationFromCaches: once busobj has seen the backend (who owns
+// its name, who its connection is — as after the real backend's calls to
+// the log service before it registers), verifying its RegistrationRequest
+// asks the bus nothing.
+func TestRegistrationFromCaches(t *testing.T) {
+	r := newRig(t, "slowreg", Options{StartTimeout: 30 * time.Second})
+	markerPath, done, _, proc := startSlowReg(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	busName := api.BackendBusName(uint32(proc.Pid()))
+	var owner string
+	for { // the fake takes its name, then waits for the marker
+		var err error
+		if owner, err = r.srv.NameOwner(ctx, busName); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the backend never owned %s: %v", busName, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, _, err := r.srv.Credentials(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	mon, err := testbed.MonitorCalls(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	if err := os.WriteFile(markerPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.err != nil {
+		t.Fatal(res.err)
+	}
+	if err := mon.Sync(ctx, r.client); err != nil {
+		t.Fatal(err)
+	}
+	manager := r.srv.Conn().Names()[0]
+	for _, c := range mon.Calls() {
+		// (The manager also learns the log service's owner once, as the
+		// backend's first status goes there: not part of the check.)
+		if c.Sender == manager && c.Destination == "org.freedesktop.DBus" && len(c.Body) == 1 && (c.Body[0] == busName || c.Body[0] == owner) {
+			t.Errorf("verifying the registration, the manager asked the bus %s %v", c, c.Body)
+		}
+	}
+}
+
+type startResult struct {
+	path dbus.ObjectPath
+	err  error
+}
+
+// startSlowReg starts NewTunnel on a rig of "slowreg" fakes and returns
+// once the backend runs (it registers when markerPath exists); done gets
+// NewTunnel's result.
+func startSlowReg(t *testing.T, r *testRig) (markerPath string, done <-chan startResult, token string, proc Process) {
+	t.Helper()
+	for _, e := range r.m.launcher.(*ExecLauncher).Env {
+		if v, ok := strings.CutPrefix(e, fakeMarkerEnv+"="); ok {
+			markerPath = v
+		}
+	}
+	if markerPath == "" {
+		t.Fatal("no marker path in the fake's environment")
+	}
+	ch := make(chan startResult, 1)
+	go func() {
+		p, err := r.m.NewTunnel(1000, testConfig)
+		ch <- startResult{p, err}
+	}()
+	// The started backend, waiting for the marker before registering.
+	for deadline := time.Now().Add(20 * time.Second); proc == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no pending backend")
+		}
+		r.m.mu.Lock()
+		for tok, ps := range r.m.pending {
+			if ps.proc != nil {
+				token, proc = tok, ps.proc
+			}
+		}
+		r.m.mu.Unlock()
+	}
+	return markerPath, ch, token, proc
 }
