@@ -204,14 +204,23 @@ func (b *batch) sealSegments(tx *txPath, seg *offload.Segmenter, buf []byte, cla
 		if clamp != nil {
 			clamp(buf[frameHeadroom : frameHeadroom+n])
 		}
-		size, err := tx.sealQueue(buf, frameHeadroom, n)
-		if err != nil {
+		if err := b.seal(tx, buf, frameHeadroom, n); err != nil {
 			return err
 		}
-		b.pkts++
-		b.bytes += int64(size)
-		b.tunBytes += int64(n)
 	}
+}
+
+// seal seals and queues the payload buf[off:off+n] (framing room around
+// it), counting it; tx.mu is held.
+func (b *batch) seal(tx *txPath, buf []byte, off, n int) error {
+	size, err := tx.sealQueue(buf, off, n)
+	if err != nil {
+		return err
+	}
+	b.pkts++
+	b.bytes += int64(size)
+	b.tunBytes += int64(n)
+	return nil
 }
 
 // endBatch counts an inline batch, sends it and releases tx.mu. The TUN

@@ -232,16 +232,20 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 		}()
 		return
 	}
+	// Packets are read from the device under the clamp (which Batched
+	// can then drain per wake-up) and clamped here.
 	p.tunW.Store(&tunWriter{PacketDevice: tun})
 	p.tunWG.Add(1)
 	go func() {
 		defer p.tunWG.Done()
-		p.readTun(tunio.Batched(tun), sp)
+		p.readTun(tunio.Batched(dev), clamp, sp)
 	}()
 }
 
-// readTun is the TUN reader's loop for a device without a virtio_net_hdr.
-func (p *Plane) readTun(dev tunio.Device, sp *sendPipe) {
+// readTun is the TUN reader's loop for a device without a virtio_net_hdr:
+// inline, a batch's packets are sealed under one lock and leave in one
+// flush of the batch writer.
+func (p *Plane) readTun(dev tunio.Device, clamp func([]byte), sp *sendPipe) {
 	bufs, sizes := make([][]byte, dev.BatchSize()), make([]int, dev.BatchSize())
 	for i := range bufs {
 		// Packets are read at tunio.Headroom; the framing's tailroom
@@ -256,7 +260,12 @@ func (p *Plane) readTun(dev tunio.Device, sp *sendPipe) {
 			}
 			return
 		}
-		p.ctr.TunReads.Add(1)
+		p.ctr.TunReads.Add(int64(k)) // one read(2) per packet
+		if clamp != nil {
+			for i, n := range sizes[:k] {
+				clamp(bufs[i][tunio.Headroom : tunio.Headroom+n])
+			}
+		}
 		if sp != nil {
 			p.seq.Lock()
 			if tx := p.tx.Load(); tx != nil && parallelOK(tx, k, sum(sizes[:k]), slices.Max(sizes[:k])) {
@@ -268,20 +277,40 @@ func (p *Plane) readTun(dev tunio.Device, sp *sendPipe) {
 			}
 			sp.q.drain() // inline, behind what is in flight
 		}
-		for i, n := range sizes[:k] {
-			if n == 0 {
-				continue
-			}
-			p.ctr.TunBytesIn.Add(int64(n))
-			p.ctr.TunPktsIn.Add(1)
-			if err := p.sendFramed(bufs[i], tunio.Headroom, n); err != nil {
-				p.log.Debug("data send failed", "err", err)
-			}
+		if err := p.sendInline(bufs[:k], sizes[:k]); err != nil {
+			p.log.Debug("data send failed", "err", err)
 		}
 		if sp != nil {
 			p.seq.Unlock()
 		}
 	}
+}
+
+// sendInline seals the packets bufs[i][tunio.Headroom:][:sizes[i]] under
+// one lock and sends them with one flush. Packets read while nothing
+// sends are counted all the same (one read, one packet on this path).
+func (p *Plane) sendInline(bufs [][]byte, sizes []int) error {
+	tx := p.tx.Load()
+	if tx == nil {
+		for _, n := range sizes {
+			if n > 0 {
+				p.ctr.TunBytesIn.Add(int64(n))
+				p.ctr.TunPktsIn.Add(1)
+			}
+		}
+		return nil
+	}
+	var b batch
+	var err error
+	tx.mu.Lock()
+	for i, n := range sizes {
+		if n > 0 {
+			if err = b.seal(tx, bufs[i], tunio.Headroom, n); err != nil {
+				break
+			}
+		}
+	}
+	return errors.Join(err, p.endBatch(tx, &b))
 }
 
 // The framing's headroom is part of the TUN read's.

@@ -69,18 +69,25 @@ func (b *batchTun) WriteBatch(bufs [][]byte, off int) (int, error) {
 	return len(bufs), nil
 }
 
-// TestDataPlaneBatchedTun: a TUN device that batches is read in batches
-// (a quarter of the calls), and every packet of a batch still reaches the
-// peer sealed so that the server key opens it to the same bytes.
+// TestDataPlaneBatchedTun: a TUN device that batches (without the TUN
+// offload) is read in batches (a quarter of the calls), each batch leaves
+// in one send syscall when the batch writer is on, and every packet of a
+// batch still reaches the peer sealed so that the server key opens it to
+// the same bytes.
 func TestDataPlaneBatchedTun(t *testing.T) {
 	const n = 200
-	var bt *batchTun
-	r := runUpWith(t, 1400, modeNone, n, true, func(g *genTun) tunio.PacketDevice { bt = &batchTun{genTun: g}; return bt })
-	if r.sent != n || r.received != n {
-		t.Fatalf("sent %d, peer got %d of %d", r.sent, r.received, n)
-	}
-	if reads := bt.reads.Load(); reads < n/4 || reads > n/4+1 {
-		t.Errorf("%d ReadBatch calls for %d packets in batches of 4, want %d or one more (the read ended by Close)", reads, n, n/4)
+	for _, mode := range []benchMode{modeNone, {name: "udp-mmsg", mmsg: true}} {
+		var bt *batchTun
+		r := runUpWith(t, 1400, mode, n, true, func(g *genTun) tunio.PacketDevice { bt = &batchTun{genTun: g}; return bt })
+		if r.sent != n || r.received != n {
+			t.Fatalf("%s: sent %d, peer got %d of %d", mode.name, r.sent, r.received, n)
+		}
+		if reads := bt.reads.Load(); reads < n/4 || reads > n/4+1 {
+			t.Errorf("%s: %d ReadBatch calls for %d packets in batches of 4, want %d or one more (the read ended by Close)", mode.name, reads, n, n/4)
+		}
+		if mode.mmsg && r.sends != n/4 {
+			t.Errorf("%s: %d send syscalls for %d packets read in batches of 4, want %d", mode.name, r.sends, n, n/4)
+		}
 	}
 }
 

@@ -87,6 +87,7 @@ type fileReader struct {
 	buf         []byte
 	lay         Layout
 	offs, sizes []int
+	bufs        [][]byte // readBufs: packet i into bufs[i][lay.Head:]
 	n           int
 	err         error
 }
@@ -118,10 +119,26 @@ func (r *fileReader) ReadPackets(buf []byte, lay Layout, offs, sizes []int) (int
 	if len(offs) == 0 || len(sizes) == 0 || !lay.room(buf, lay.Head) {
 		return 0, errNoRoom
 	}
-	r.buf, r.lay, r.offs, r.sizes, r.n, r.err = buf, lay, offs[:min(len(offs), len(sizes))], sizes, 0, nil
+	r.buf, r.lay, r.offs, r.sizes = buf, lay, offs[:min(len(offs), len(sizes))], sizes
+	return r.call()
+}
+
+// readBufs is ReadPackets reading packet i into bufs[i][offset:], each
+// buffer as long as the largest packet.
+func (r *fileReader) readBufs(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if len(bufs) == 0 || len(sizes) == 0 || len(bufs[0]) <= offset {
+		return 0, errNoRoom
+	}
+	r.bufs, r.lay, r.sizes = bufs[:min(len(bufs), len(sizes))], Layout{Head: offset}, sizes
+	return r.call()
+}
+
+// call runs one read callback in the poller.
+func (r *fileReader) call() (int, error) {
+	r.n, r.err = 0, nil
 	err := r.rc.Read(r.fn)
 	n, rerr := r.n, r.err
-	r.buf, r.offs, r.sizes = nil, nil, nil
+	r.buf, r.offs, r.sizes, r.bufs = nil, nil, nil, nil
 	if err != nil {
 		// The poller fails a read only for a closed file (no deadline is
 		// ever set on it).
@@ -137,8 +154,9 @@ func (r *fileReader) ReadPackets(buf []byte, lay Layout, offs, sizes []int) (int
 // is empty) asks the poller to wait.
 func (r *fileReader) read(fd uintptr) bool {
 	start := r.lay.Head
-	for r.n < len(r.offs) && r.lay.room(r.buf, start) {
-		n, err := unix.Read(int(fd), r.buf[start:start+r.lay.Max])
+	for r.more(start) {
+		dst := r.target(start)
+		n, err := unix.Read(int(fd), dst)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -154,9 +172,28 @@ func (r *fileReader) read(fd uintptr) bool {
 			r.err = errors.New("tun read: end of file")
 			return true
 		}
-		r.offs[r.n], r.sizes[r.n] = start, n
+		if r.bufs == nil {
+			r.offs[r.n] = start
+			start = r.lay.next(start, n)
+		}
+		r.sizes[r.n] = n
 		r.n++
-		start = r.lay.next(start, n)
 	}
 	return true
+}
+
+// more says whether the call may read another packet, at start in buf.
+func (r *fileReader) more(start int) bool {
+	if r.bufs != nil {
+		return r.n < len(r.bufs)
+	}
+	return r.n < len(r.offs) && r.lay.room(r.buf, start)
+}
+
+// target is where the next packet is read to.
+func (r *fileReader) target(start int) []byte {
+	if r.bufs != nil {
+		return r.bufs[r.n][r.lay.Head:]
+	}
+	return r.buf[start : start+r.lay.Max]
 }

@@ -193,3 +193,49 @@ func TestReaderFallsBackToOnePacketPerCall(t *testing.T) {
 		}
 	}
 }
+
+// Batched drains a non-blocking file-backed device per ReadBatch, up to
+// FileBatch packets, each at the offset of its own buffer with the room
+// in front untouched; a blocking one moves one packet per call.
+func TestBatchedDrainsFileDevice(t *testing.T) {
+	if _, ok := Batched(newFileDev(t, false)).(single); !ok {
+		t.Fatal("Batched of a blocking file device does not move one packet per call")
+	}
+	d := newFileDev(t, true)
+	b := Batched(d)
+	if b.BatchSize() != FileBatch {
+		t.Fatalf("batch size %d, want %d", b.BatchSize(), FileBatch)
+	}
+	bufs, sizes := make([][]byte, FileBatch), make([]int, FileBatch)
+	for i := range bufs {
+		bufs[i] = bytes.Repeat([]byte{0xee}, Headroom+2000)
+	}
+	var want [][]byte
+	for i := range FileBatch + 3 {
+		want = append(want, packet(i, 50+i*97))
+	}
+	d.send(t, want...)
+	for _, w := range [][][]byte{want[:FileBatch], want[FileBatch:]} {
+		n, err := b.ReadBatch(bufs, sizes, Headroom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != len(w) {
+			t.Fatalf("ReadBatch = %d packets, want %d", n, len(w))
+		}
+		for i := range n {
+			if got := bufs[i][Headroom : Headroom+sizes[i]]; !bytes.Equal(got, w[i]) {
+				t.Fatalf("packet %d: %d bytes, want %d of %x", i, len(got), len(w[i]), w[i][0])
+			}
+			if !bytes.Equal(bufs[i][:Headroom], bytes.Repeat([]byte{0xee}, Headroom)) {
+				t.Fatalf("packet %d: headroom overwritten", i)
+			}
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReadBatch(bufs, sizes, Headroom); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("ReadBatch after Close: %v, want os.ErrClosed", err)
+	}
+}

@@ -35,13 +35,37 @@ type PacketDevice interface {
 	Name() string
 }
 
-// Batched is d's batch interface: d itself when it batches, otherwise an
-// adapter moving one packet per call.
+// Batched is d's batch interface: d itself when it batches; for a device
+// backed by a non-blocking file, one whose ReadBatch takes every packet
+// queued (up to FileBatch) in one wake-up of the poller, as Reader does;
+// otherwise an adapter moving one packet per call.
 func Batched(d PacketDevice) Device {
 	if b, ok := d.(Device); ok {
 		return b
 	}
+	if fd, ok := d.(fileDevice); ok && fd.File() != nil {
+		if r, err := newFileReader(fd.File()); err == nil {
+			return fileBatch{single{d}, r}
+		}
+	}
 	return single{d}
+}
+
+// FileBatch is the most packets a file-backed device's ReadBatch takes:
+// the caller holds a buffer of the largest packet for each.
+const FileBatch = 8
+
+// fileBatch drains a file-backed device per ReadBatch; writes are one
+// write(2) per packet.
+type fileBatch struct {
+	single
+	r *fileReader
+}
+
+func (f fileBatch) BatchSize() int { return FileBatch }
+
+func (f fileBatch) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return f.r.readBufs(bufs, sizes, offset)
 }
 
 // single batches a PacketDevice one packet at a time.
