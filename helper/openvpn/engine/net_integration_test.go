@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -182,47 +183,52 @@ func tcpMaxSeg(t *testing.T, c net.Conn) int {
 // (tun-mtu 1500, so both ends announce MSS 1460) and checks both sockets
 // ended up with the clamped MSS of OpenVPN's default "mssfix 1492 mtu":
 // the SYN was clamped on its way out, the SYN-ACK on its way in. (The
-// socket reports the MSS less 12 bytes of TCP timestamps.)
+// socket reports the MSS less 12 bytes of TCP timestamps.) With the TUN
+// offload and without it: each path clamps the packets it reads itself.
 func TestIntegrationMSSClamp(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "openvpn")
 	pair := testbed.NetPair(t)
 	// The server clamps too unless told not to; it must not hide ours.
 	srv := testbed.Server(t, pair, testbed.VariantA, "mssfix 0")
-	_, _, ctx, stop := runClient(t, pair, srv.Profile(), nil)
-	var ln net.Listener
-	if err := testbed.InNamespace(pair.ServerNS, func() error {
-		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(testbed.TunnelServer4, "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
+	for _, lines := range []string{"", "ovpn3go-offload tun off\n"} {
+		t.Run(strings.TrimSpace(cmp.Or(lines, "offloads on")), func(t *testing.T) {
+			_, _, ctx, stop := runClient(t, pair, srv.Profile()+lines, nil)
+			var ln net.Listener
+			if err := testbed.InNamespace(pair.ServerNS, func() error {
+				var err error
+				ln, err = net.Listen("tcp", net.JoinHostPort(testbed.TunnelServer4, "0"))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					accepted <- c
+				}
+				close(accepted)
+			}()
+			cli, err := nsDial(pair.ClientNS)(ctx, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cli.Close()
+			srvConn := <-accepted
+			if srvConn == nil {
+				t.Fatal("accept failed")
+			}
+			defer srvConn.Close()
+			limit := mssLimit(defaultMssfix, true, false, false, false) // 1400
+			if got := tcpMaxSeg(t, srvConn); got > limit {
+				t.Errorf("server socket MSS %d: the client's SYN was not clamped to %d", got, limit)
+			}
+			if got := tcpMaxSeg(t, cli); got > limit {
+				t.Errorf("client socket MSS %d: the server's SYN-ACK was not clamped to %d", got, limit)
+			}
+			stop()
+		})
 	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
-	}()
-	cli, err := nsDial(pair.ClientNS)(ctx, "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	srvConn := <-accepted
-	if srvConn == nil {
-		t.Fatal("accept failed")
-	}
-	defer srvConn.Close()
-	limit := mssLimit(defaultMssfix, true, false, false, false) // 1400
-	if got := tcpMaxSeg(t, srvConn); got > limit {
-		t.Errorf("server socket MSS %d: the client's SYN was not clamped to %d", got, limit)
-	}
-	if got := tcpMaxSeg(t, cli); got > limit {
-		t.Errorf("client socket MSS %d: the server's SYN-ACK was not clamped to %d", got, limit)
-	}
-	stop()
 }
