@@ -609,7 +609,10 @@ func wait(tb testing.TB, verify bool, count func() int64, want int64, what strin
 	}
 }
 
-// waitQuiet returns once count reaches want or stops growing for 50 ms.
+// waitQuiet returns once count reaches want or, after the first packet
+// arrived, stops growing for 50 ms (the rest overflowed a socket). The
+// first packet gets 30 s: on a loaded machine the path's goroutines may
+// not run within 50 ms of the send, which once read as "nothing arrived".
 func waitQuiet(count func() int64, want int64) {
 	last, since := int64(-1), time.Now()
 	for {
@@ -617,9 +620,13 @@ func waitQuiet(count func() int64, want int64) {
 		if n >= want {
 			return
 		}
+		quiet := 50 * time.Millisecond
+		if n == 0 {
+			quiet = 30 * time.Second
+		}
 		if n != last {
 			last, since = n, time.Now()
-		} else if time.Since(since) > 50*time.Millisecond {
+		} else if time.Since(since) > quiet {
 			return
 		}
 		time.Sleep(time.Millisecond)
