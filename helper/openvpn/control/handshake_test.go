@@ -401,7 +401,7 @@ func TestHandshakeNoPushReply(t *testing.T) {
 		return f.requests >= 1
 	}
 	exchange(t, r, f, requested)
-	r.clk.advance(time.Second)
+	r.clk.Advance(time.Second)
 	if err := r.s.CheckTimers(r.clk.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestHandshakeRenegSecAndLameDuck(t *testing.T) {
 	if err := r.atHeard(100 * time.Second); err != nil || r.s.cur.id != 1 {
 		t.Fatalf("no renegotiation at reneg-sec 100: key %d, %v", r.s.cur.id, err)
 	}
-	r.clk.advance(time.Second) // the second handshake takes a second
+	r.clk.Advance(time.Second) // the second handshake takes a second
 	exchange(t, r, f, func() bool { return r.h.rotations == 1 })
 	k1 := r.s.primary
 	if k1.id != 1 || r.plane.primaryID() != 1 || !r.plane.decrypts(0) || k1.established.Sub(k1.started) != time.Second {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/control/clocktest"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -21,31 +22,6 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/reliable"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
-
-// fakeClock is the injected Clock: time moves only when a test says so.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) advance(d time.Duration) time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.t = f.t.Add(d)
-	return f.t
-}
-
-func (f *fakeClock) set(t time.Time) {
-	f.mu.Lock()
-	f.t = t
-	f.mu.Unlock()
-}
 
 // recordingConn keeps what the session writes.
 type recordingConn struct {
@@ -84,7 +60,7 @@ func (r *recordingConn) take(t *testing.T) []wire.ControlPacket {
 // fakeHandler is the connection around the session: a data channel whose
 // activity the test sets, and a record of what the session asked for.
 type fakeHandler struct {
-	clk                *fakeClock
+	clk                *clocktest.Fake
 	lastRecv, lastSent time.Time
 	pings, rotations   int
 	replies            []*push.Reply
@@ -186,7 +162,7 @@ func (p *fakePlane) primaryID() int {
 // as primary. No socket, no TLS peer and no server.
 type rig struct {
 	s     *Session
-	clk   *fakeClock
+	clk   *clocktest.Fake
 	conn  *recordingConn
 	h     *fakeHandler
 	plane *fakePlane
@@ -194,7 +170,7 @@ type rig struct {
 }
 
 // testConfig is the session configuration of a rig: OpenVPN's defaults.
-func testConfig(clk *fakeClock, conn Conn, plane KeyPlane) Config {
+func testConfig(clk *clocktest.Fake, conn Conn, plane KeyPlane) Config {
 	return Config{
 		Clock:         clk,
 		Conn:          conn,
@@ -215,7 +191,7 @@ func testConfig(clk *fakeClock, conn Conn, plane KeyPlane) Config {
 
 func newRig(t *testing.T, connected bool, configure ...func(*Config)) *rig {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	conn := &recordingConn{}
 	plane := &fakePlane{}
 	h := &fakeHandler{clk: clk}
@@ -274,13 +250,13 @@ func testKeyMaterial(t *testing.T, id uint8) *DataKey {
 
 // at moves the clock to d after the rig's start and runs the timers.
 func (r *rig) at(d time.Duration) error {
-	r.clk.set(r.s.started.Add(d))
+	r.clk.Set(r.s.started.Add(d))
 	return r.s.CheckTimers(r.clk.Now())
 }
 
 // atHeard is at with a data packet from the server arriving just before.
 func (r *rig) atHeard(d time.Duration) error {
-	r.clk.set(r.s.started.Add(d))
+	r.clk.Set(r.s.started.Add(d))
 	r.received()
 	return r.s.CheckTimers(r.clk.Now())
 }
@@ -385,7 +361,7 @@ func TestTimerPingRestart(t *testing.T) {
 // packet does.
 func TestTimerPingRestartControlPacket(t *testing.T) {
 	r := newRig(t, true)
-	r.clk.set(r.s.started.Add(100 * time.Second))
+	r.clk.Set(r.s.started.Add(100 * time.Second))
 	msg := wire.ControlPacket{Opcode: wire.OpControlV1, KeyID: 0, SessionID: r.s.remoteSID, Payload: []byte{0x17}}
 	if err := r.s.HandlePacket(msg.AppendPlain(nil)); err != nil {
 		t.Fatal(err)
@@ -670,13 +646,13 @@ func TestKeyLimitAEAD(t *testing.T) {
 // renegotiation started, then it is dropped.
 func TestKeyLimitTranWindow(t *testing.T) {
 	r := newRig(t, true, func(c *Config) { c.Limits.TranWindow = 30 * time.Second; c.Limits.RenegSec = 0 })
-	r.clk.advance(100 * time.Second)
+	r.clk.Advance(100 * time.Second)
 	r.received()
 	k1, err := r.s.startRenegotiation(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.clk.advance(2 * time.Second) // the handshake took 2 s
+	r.clk.Advance(2 * time.Second) // the handshake took 2 s
 	if err := r.s.useKey(k1, testKeyMaterial(t, 1)); err != nil {
 		t.Fatal(err)
 	}

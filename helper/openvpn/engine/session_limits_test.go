@@ -2,8 +2,8 @@ package engine
 
 import (
 	"errors"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/control/clocktest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,30 +15,12 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
-// fakeClock is the injected Clock: time moves only when a test says so.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) advance(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
-}
-
 // limitsRig is one connected attempt with a fake clock, for the engine's
 // own timers (the control session's are tested in package control).
 type limitsRig struct {
 	c     *Client
 	a     *attempt
-	clk   *fakeClock
+	clk   *clocktest.Fake
 	start time.Time
 }
 
@@ -57,7 +39,7 @@ func newLimitsRig(t *testing.T, pushedInactive, pushedSessionTimeout int, extra 
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c.clock = clk
 	ep := endpoint{host: "192.0.2.1", port: "1194", network: "udp", addr: "192.0.2.1:1194", pollTimeout: c.remotes[0].pollTimeout}
 	a := newAttempt(c, newDataPlane(c), ep)
@@ -69,9 +51,7 @@ func newLimitsRig(t *testing.T, pushedInactive, pushedSessionTimeout int, extra 
 // at moves the clock to d after the connection came up and runs the
 // session limits.
 func (r *limitsRig) at(d time.Duration) error {
-	r.clk.mu.Lock()
-	r.clk.t = r.start.Add(d)
-	r.clk.mu.Unlock()
+	r.clk.Set(r.start.Add(d))
 	return r.a.checkSessionLimits(r.clk.Now())
 }
 
@@ -207,7 +187,7 @@ func TestReplayWindowOption(t *testing.T) {
 	if _, err := key.Open(nil, pkts[49]); !errors.Is(err, datachan.ErrReplay) { // 150 back
 		t.Fatalf("id 50 after 200 with a 128-packet window: %v, want a replay error", err)
 	}
-	r.clk.advance(6 * time.Second) // id 200 arrived more than 5 s ago
+	r.clk.Advance(6 * time.Second) // id 200 arrived more than 5 s ago
 	if _, err := key.Open(nil, pkts[149]); !errors.Is(err, datachan.ErrReplay) {
 		t.Fatalf("id 150, 6 s after id 200 with replay time 5: %v, want a replay error", err)
 	}
