@@ -194,15 +194,7 @@ func TestIntegrationMSSClamp(t *testing.T) {
 	for _, lines := range []string{"", "ovpn3go-offload tun off\n"} {
 		t.Run(strings.TrimSpace(cmp.Or(lines, "offloads on")), func(t *testing.T) {
 			_, _, ctx, stop := runClient(t, pair, srv.Profile()+lines, nil)
-			var ln net.Listener
-			if err := testbed.InNamespace(pair.ServerNS, func() error {
-				var err error
-				ln, err = net.Listen("tcp", net.JoinHostPort(testbed.TunnelServer4, "0"))
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			ln := tunnelListener(t, pair)
 			accepted := make(chan net.Conn, 1)
 			go func() {
 				c, err := ln.Accept()

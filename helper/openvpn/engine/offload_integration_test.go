@@ -80,15 +80,7 @@ func bulkTransfer(t *testing.T, ctx context.Context, pair *testbed.Pair, n int) 
 	for i := range up {
 		up[i], down[i] = byte(i*7+i>>11), byte(i*13+i>>9)
 	}
-	var ln net.Listener
-	if err := testbed.InNamespace(pair.ServerNS, func() error {
-		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(testbed.TunnelServer4, "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := tunnelListener(t, pair)
 	srvErr := make(chan error, 1)
 	go func() {
 		srvErr <- func() error {
@@ -139,4 +131,20 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// tunnelListener listens on TCP at the server's tunnel address in the
+// server namespace; it is closed when the test ends.
+func tunnelListener(t *testing.T, pair *testbed.Pair) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := testbed.InNamespace(pair.ServerNS, func() error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(testbed.TunnelServer4, "0"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
