@@ -291,8 +291,8 @@ func StopSession(ctx context.Context, st *testbed.Stack, path dbus.ObjectPath, p
 	}
 }
 
-// runOpenVPN times the reference client from process start until
-// "Initialization Sequence Completed", measures it and stops it.
+// runOpenVPN times the reference client from process start until it
+// writes "Initialization Sequence Completed", measures it and stops it.
 func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, error) {
 	dir, err := os.MkdirTemp(o.Dir, "refclient-")
 	if err != nil {
@@ -303,13 +303,19 @@ func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, erro
 		return Sample{}, err
 	}
 	defer capture.Close()
-	t0 := time.Now()
 	cli, err := testbed.StartReferenceClient(ctx, st.Pair, st.Server, dir, o.Timeout)
 	if err != nil {
 		return Sample{}, err
 	}
-	s := Sample{Connect: time.Since(t0)}
-	s.Wire, err = wireOf(capture.Packets(), t0, t0.Add(s.Connect))
+	// From its fork to when it wrote the line (read from its output pipe
+	// as it was written, not found by a poll of its log).
+	t0 := cli.Started
+	done, ok := cli.MarkedAt()
+	if !ok {
+		return Sample{}, errors.Join(errors.New("openvpn client: connected line not timed"), cli.Stop(5*time.Second))
+	}
+	s := Sample{Connect: done.Sub(t0)}
+	s.Wire, err = wireOf(capture.Packets(), t0, done)
 	if err == nil {
 		err = settle(ctx)
 	}

@@ -121,11 +121,11 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	fmt.Fprintf(&b, "\nThroughput is iperf3's received rate through the tunnel (up: client to server, down: -R; UDP at a fixed offered load, less the receiver's loss). "+
 		"CPU-s/GB is the client process's utime+stime (/proc/PID/stat) over the run per GB received; for ovpn3go the client is the session's backend process. "+
 		"Context switches per MB: the client's threads' voluntary and involuntary switches (/proc/PID/task/*/status) over the run per MB received, that is how often it slept and was woken, or was preempted. "+
-		"Connect: ovpn3go from starting `ovpn3 session-start` until it exits (it waits for the CONN_CONNECTED signal, then prints where it is connected), openvpn from process start to \"Initialization Sequence Completed\" (its log, looked at every 20 ms). "+
+		"Connect: ovpn3go from starting `ovpn3 session-start` until it exits (it waits for the CONN_CONNECTED signal, then prints where it is connected), openvpn from its process's start (fork) until it wrote \"Initialization Sequence Completed\" (its output is read through a pipe as it is written and the line timestamped when read, so no poll adds to its figure). "+
 		"connect, to CONN_CONNECTED: ovpn3go's start until the bus carried CONN_CONNECTED (before its CLI prints and exits), against the same openvpn figure. D-Bus calls: the method calls the bus carried meanwhile (calls to the bus driver included), each a round trip. "+
 		"The connect's packets (UDP to and from the server's port, captured in the client's namespace): start → the client's first packet (its reset); "+
 		"the handshake on the wire, from there to the server's last control packet before connected (its PUSH_REPLY), split by who sent the packet after each gap "+
-		"(the client's turns: TLS and key-method 2 work, any waiting; the server's turns); then to connected (ovpn3go: CONN_CONNECTED on the bus; the TUN device, addresses, routes; for openvpn also the up to 20 ms the log poll adds). "+
+		"(the client's turns: TLS and key-method 2 work, any waiting; the server's turns); then to connected (ovpn3go: CONN_CONNECTED on the bus; the TUN device, addresses, routes; openvpn: its connected line written). "+
 		"NewTunnel → …: the session start's milestones as a monitor on the bus sees them, after the NewTunnel call: the backend's RegistrationRequest (its process runs), "+
 		"CONN_CONNECTING (Connect reached it), netcfg's Establish call (control channel up, PUSH_REPLY in), CONN_CONNECTED. "+
 		"Memory of the client process once connected (ovpn3go's backend), read %s after connecting: VmRSS counts shared pages (the program, libraries) in full, RssAnon is the private part (heap, stacks, relocated data), "+

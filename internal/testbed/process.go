@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,25 +20,54 @@ type Process struct {
 	Cmd     *exec.Cmd // already started
 	LogPath string    // stdout and stderr of the process
 
+	// Started is when the process was started (just before its fork).
+	Started time.Time
+
 	done    chan struct{} // closed once Wait returned
 	waitErr error         // valid after done is closed
+	mark    *markWriter   // StartProcessMarking's; nil for StartProcess
 }
 
 // StartProcess starts cmd with stdout and stderr appended to logPath and
 // returns the owned process. A goroutine waits for the process so its exit
 // is noticed; it ends when the process ends (Stop guarantees that).
 func StartProcess(name, logPath string, cmd *exec.Cmd) (*Process, error) {
+	return startProcess(name, logPath, cmd, "")
+}
+
+// StartProcessMarking is StartProcess with the process's output read
+// through a pipe as it is written, so the moment a line containing mark is
+// written is known exactly (MarkedAt) rather than when a poll of the log
+// file finds it; WaitForLog(mark) then returns as soon as it is read. The
+// process should flush its output per line (openvpn does).
+func StartProcessMarking(name, logPath string, cmd *exec.Cmd, mark string) (*Process, error) {
+	if mark == "" {
+		return nil, fmt.Errorf("start %s: empty mark", name)
+	}
+	return startProcess(name, logPath, cmd, mark)
+}
+
+func startProcess(name, logPath string, cmd *exec.Cmd, mark string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log: %w", name, err)
 	}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
+	p := &Process{Name: name, Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
+	if mark == "" {
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+	} else {
+		// One writer for both: exec gives them one pipe and one copying
+		// goroutine, which Wait waits for.
+		p.mark = newMarkWriter(logFile, mark)
+		cmd.Stdout, cmd.Stderr = p.mark, p.mark
+		// Should a child of it hold the pipe after it exited.
+		cmd.WaitDelay = 2 * time.Second
+	}
+	p.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, strings.Join(cmd.Args, " "), err)
 	}
-	p := &Process{Name: name, Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		logFile.Close()
@@ -90,11 +120,17 @@ func (p *Process) WaitForLog(ctx context.Context, want string, timeout time.Dura
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	var marked <-chan struct{}
+	if p.mark != nil && want == string(p.mark.want) {
+		marked = p.mark.seen // no need to poll: the pipe's reader says
+	}
 	for {
 		if b, err := os.ReadFile(p.LogPath); err == nil && bytes.Contains(b, []byte(want)) {
 			return nil
 		}
 		select {
+		case <-marked:
+			return nil
 		case <-p.done:
 			// One last look: the line may have been written just before exit.
 			if strings.Contains(p.Log(), want) {
@@ -133,4 +169,51 @@ func (p *Process) Stop(grace time.Duration) error {
 	case <-time.After(5 * time.Second):
 		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.PID())
 	}
+}
+
+// MarkedAt is when the process wrote the line containing its mark
+// (StartProcessMarking), as read from its output pipe; false if it has not
+// (yet) or the process was started without a mark.
+func (p *Process) MarkedAt() (time.Time, bool) {
+	if p.mark == nil {
+		return time.Time{}, false
+	}
+	select {
+	case <-p.mark.seen:
+		return p.mark.at, true
+	default:
+		return time.Time{}, false
+	}
+}
+
+// markWriter passes a process's output on to its log and notes the time
+// of the first write that completes the mark. exec calls Write from one
+// goroutine at a time as it reads the pipe, so at is written once, before
+// seen is closed, and read only after.
+type markWriter struct {
+	log  io.Writer
+	want []byte
+	tail []byte // the last len(want)-1 bytes: a mark split across reads
+	at   time.Time
+	seen chan struct{}
+}
+
+func newMarkWriter(log io.Writer, mark string) *markWriter {
+	return &markWriter{log: log, want: []byte(mark), seen: make(chan struct{})}
+}
+
+func (m *markWriter) Write(b []byte) (int, error) {
+	if m.at.IsZero() {
+		now := time.Now()
+		buf := append(m.tail, b...)
+		if bytes.Contains(buf, m.want) {
+			// Into the log first: whoever the mark wakes may read it.
+			n, err := m.log.Write(b)
+			m.at, m.tail = now, nil
+			close(m.seen)
+			return n, err
+		}
+		m.tail = bytes.Clone(buf[len(buf)-min(len(buf), len(m.want)-1):])
+	}
+	return m.log.Write(b)
 }

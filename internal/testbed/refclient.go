@@ -12,9 +12,14 @@ import (
 	"time"
 )
 
+// ReferenceClientConnected is the line openvpn writes once connected.
+const ReferenceClientConnected = "Initialization Sequence Completed"
+
 // StartReferenceClient starts the Debian openvpn 2.6 client with the
 // server's own profile in the pair's client namespace and returns once it
-// logged "Initialization Sequence Completed" (or fails with its log tail).
+// logged "Initialization Sequence Completed" (or fails with its log tail);
+// the process's MarkedAt is when it wrote that line, read from its output
+// pipe as it was written.
 // It answers what each variant asks for the way a user of that client
 // would: a credentials file for f, the SCRV1 static-challenge response over
 // the management interface for g, --compat-mode 2.4.0 for h (so it offers
@@ -39,7 +44,7 @@ func StartReferenceClient(ctx context.Context, pair *Pair, srv *OpenVPNServer, d
 		args = append(args, "--compat-mode", "2.4.0")
 	}
 	cmd := Command(context.Background(), pair.ClientNS, "openvpn", args...)
-	cli, err := StartProcess("openvpn client ("+string(srv.Variant)+")", filepath.Join(dir, "client.log"), cmd)
+	cli, err := StartProcessMarking("openvpn client ("+string(srv.Variant)+")", filepath.Join(dir, "client.log"), cmd, ReferenceClientConnected)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +53,7 @@ func StartReferenceClient(ctx context.Context, pair *Pair, srv *OpenVPNServer, d
 		// below reports the failure).
 		go answerStaticChallenge(pair.ClientNS, "127.0.0.1:7505")
 	}
-	if err := cli.WaitForLog(ctx, "Initialization Sequence Completed", timeout); err != nil {
+	if err := cli.WaitForLog(ctx, ReferenceClientConnected, timeout); err != nil {
 		cli.Stop(time.Second)
 		return nil, fmt.Errorf("%w\nserver log tail:\n%s", err, srv.LogTail(15))
 	}
