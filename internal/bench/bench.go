@@ -86,6 +86,10 @@ type Sample struct {
 	// received: how often the client went to sleep and was woken, or was
 	// preempted, for its data.
 	SwitchPerM map[string]float64
+	// The OpenVPN 2.6 server's and the iperf3 server's CPU time over each
+	// iperf3 run, in % of one core: at 100 the single-threaded OpenVPN
+	// server is the limit of the throughput, not the client.
+	ServerCPU, IperfCPU map[string]float64
 }
 
 // Results are every sample of both clients.
@@ -158,7 +162,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	res := &Results{Machine: machine(), Date: time.Now().UTC(), Tests: o.Tests, Samples: map[string][]Sample{}}
 	for i := range o.Pairs {
 		logf("pair %d/%d: %s", i+1, o.Pairs, OVPN3GO)
-		s, pid, err := runOVPN3GO(ctx, st, name, o)
+		s, pid, err := runOVPN3GO(ctx, st, name, iperfSrv.PID(), o)
 		if err != nil {
 			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OVPN3GO, err)
 		}
@@ -170,7 +174,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			}
 		}
 		logf("pair %d/%d: %s", i+1, o.Pairs, OpenVPN)
-		if s, err = runOpenVPN(ctx, st, o); err != nil {
+		if s, err = runOpenVPN(ctx, st, iperfSrv.PID(), o); err != nil {
 			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OpenVPN, err)
 		}
 		res.Samples[OpenVPN] = append(res.Samples[OpenVPN], s)
@@ -180,7 +184,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 // runOVPN3GO starts a session with the CLI, measures it and disconnects;
 // it returns once the backend process has exited.
-func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) (Sample, int, error) {
+func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, iperfPID int, o Options) (Sample, int, error) {
 	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	s := Sample{}
@@ -216,7 +220,7 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, o Options) 
 	if s.Helper, err = procMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper: %w", err)
 	}
-	if err := measure(ctx, st, pid, o, &s); err != nil {
+	if err := measure(ctx, st, procs{client: pid, server: st.Server.PID(), iperf: iperfPID}, o, &s); err != nil {
 		return s, pid, err
 	}
 	return s, pid, StopSession(cctx, st, path, pid)
@@ -293,7 +297,7 @@ func StopSession(ctx context.Context, st *testbed.Stack, path dbus.ObjectPath, p
 
 // runOpenVPN times the reference client from process start until it
 // writes "Initialization Sequence Completed", measures it and stops it.
-func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, error) {
+func runOpenVPN(ctx context.Context, st *testbed.Stack, iperfPID int, o Options) (Sample, error) {
 	dir, err := os.MkdirTemp(o.Dir, "refclient-")
 	if err != nil {
 		return Sample{}, err
@@ -320,7 +324,7 @@ func runOpenVPN(ctx context.Context, st *testbed.Stack, o Options) (Sample, erro
 		err = settle(ctx)
 	}
 	if err == nil {
-		err = measure(ctx, st, cli.PID(), o, &s)
+		err = measure(ctx, st, procs{client: cli.PID(), server: st.Server.PID(), iperf: iperfPID}, o, &s)
 	}
 	return s, errors.Join(err, cli.Stop(5*time.Second))
 }
@@ -340,34 +344,46 @@ func settle(ctx context.Context) error {
 	}
 }
 
+// procs are the processes one client's run measures.
+type procs struct {
+	client int // the client (ovpn3go's backend, or openvpn)
+	server int // the OpenVPN 2.6 server
+	iperf  int // the iperf3 server
+}
+
 // measure records the client process's memory, runs every iperf3 test,
 // and records its memory again.
-func measure(ctx context.Context, st *testbed.Stack, pid int, o Options, s *Sample) error {
+func measure(ctx context.Context, st *testbed.Stack, p procs, o Options, s *Sample) error {
 	var err error
-	if s.Mem, err = procMem(pid); err != nil {
+	if s.Mem, err = procMem(p.client); err != nil {
 		return fmt.Errorf("client memory: %w", err)
 	}
 	s.Mbps, s.CPUPerG, s.SwitchPerM = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	s.ServerCPU, s.IperfCPU = map[string]float64{}, map[string]float64{}
 	for _, t := range o.Tests {
-		r, err := iperfRun(ctx, st.Pair.ClientNS, pid, t, o.Duration)
+		r, err := iperfRun(ctx, st.Pair.ClientNS, p, t, o.Duration)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 		s.Mbps[t.Name], s.CPUPerG[t.Name], s.SwitchPerM[t.Name] = r.mbps, r.cpuPerG, r.switchPerM
+		s.ServerCPU[t.Name], s.IperfCPU[t.Name] = r.serverCPU, r.iperfCPU
 	}
-	if s.MemAfter, err = procMem(pid); err != nil {
+	if s.MemAfter, err = procMem(p.client); err != nil {
 		return fmt.Errorf("client memory after the traffic: %w", err)
 	}
 	return nil
 }
 
 // iperfResult is what one iperf3 run measured.
-type iperfResult struct{ mbps, cpuPerG, switchPerM float64 }
+type iperfResult struct {
+	mbps, cpuPerG, switchPerM float64
+	serverCPU, iperfCPU       float64 // % of one core over the run
+}
 
 // iperfRun runs one iperf3 client and returns the received rate, the
 // client process's CPU seconds per GB received and its context switches
-// per MB received.
-func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (iperfResult, error) {
+// per MB received, and the servers' CPU use over the run.
+func iperfRun(ctx context.Context, ns string, p procs, t Test, secs int) (iperfResult, error) {
 	var r iperfResult
 	args := []string{"-c", testbed.TunnelServer4, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(t.Streams), "-J"}
 	if t.Reverse {
@@ -376,11 +392,11 @@ func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (iperfR
 	if t.UDPRate != "" {
 		args = append(args, "-u", "-b", t.UDPRate, "-l", "1300")
 	}
-	c0, err := cpuSeconds(pid)
+	w0, err := contextSwitches(p.client)
 	if err != nil {
 		return r, err
 	}
-	w0, err := contextSwitches(pid)
+	cpu0, t0, err := cpuOf(p)
 	if err != nil {
 		return r, err
 	}
@@ -390,11 +406,11 @@ func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (iperfR
 	if err != nil {
 		return r, err
 	}
-	c1, err := cpuSeconds(pid)
+	cpu1, t1, err := cpuOf(p)
 	if err != nil {
 		return r, err
 	}
-	w1, err := contextSwitches(pid)
+	w1, err := contextSwitches(p.client)
 	if err != nil {
 		return r, err
 	}
@@ -405,7 +421,30 @@ func iperfRun(ctx context.Context, ns string, pid int, t Test, secs int) (iperfR
 	if bytes <= 0 {
 		return r, errors.New("iperf3 moved no data")
 	}
-	return iperfResult{mbps: bps / 1e6, cpuPerG: (c1 - c0) / (bytes / 1e9), switchPerM: float64(w1-w0) / (bytes / 1e6)}, nil
+	return iperfResult{mbps: bps / 1e6, cpuPerG: (cpu1[0] - cpu0[0]) / (bytes / 1e9), switchPerM: float64(w1-w0) / (bytes / 1e6),
+		serverCPU: coreShare(cpu0[1], cpu1[1], t1.Sub(t0)), iperfCPU: coreShare(cpu0[2], cpu1[2], t1.Sub(t0))}, nil
+}
+
+// cpuOf reads the CPU seconds of the client, the OpenVPN server and the
+// iperf3 server, in that order, and the time it read them.
+func cpuOf(p procs) ([3]float64, time.Time, error) {
+	var cpu [3]float64
+	for i, pid := range []int{p.client, p.server, p.iperf} {
+		var err error
+		if cpu[i], err = cpuSeconds(pid); err != nil {
+			return cpu, time.Time{}, err
+		}
+	}
+	return cpu, time.Now(), nil
+}
+
+// coreShare is the CPU time a process used between two readings of its
+// CPU seconds, wall apart, in % of one core (100: one core all the time).
+func coreShare(cpu0, cpu1 float64, wall time.Duration) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * (cpu1 - cpu0) / wall.Seconds()
 }
 
 // contextSwitches sums voluntary and involuntary context switches over
@@ -473,18 +512,31 @@ func parseIperf(out string, udp bool) (bytes, bps float64, err error) {
 func cpuSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("client CPU time: %w", err)
+		return 0, fmt.Errorf("CPU time: %w", err)
 	}
-	// The command name (field 2) may hold spaces: fields count from ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
+	sec, err := statCPUSeconds(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return sec, nil
+}
+
+// statCPUSeconds reads utime+stime from the text of /proc/PID/stat.
+func statCPUSeconds(stat string) (float64, error) {
+	// The command name (field 2) may hold spaces and parentheses: fields
+	// count from the last ')'.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command name in parentheses")
+	}
+	f := strings.Fields(stat[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(f))
+		return 0, fmt.Errorf("%d fields after the name, want at least 13", len(f))
 	}
 	ut, err1 := strconv.ParseFloat(f[11], 64)
 	stt, err2 := strconv.ParseFloat(f[12], 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		return 0, err
 	}
 	return (ut + stt) / clockTicks, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,11 @@ func TestSmoke(t *testing.T) {
 			if s[0].Mbps[name] <= 0 || s[0].CPUPerG[name] < 0 || s[0].SwitchPerM[name] <= 0 {
 				t.Errorf("%s %s: %v Mbit/s, %v CPU-s/GB, %v context switches per MB: not measured", client, name, s[0].Mbps[name], s[0].CPUPerG[name], s[0].SwitchPerM[name])
 			}
+			// The server carried the traffic: it used some CPU (ticks of
+			// 10 ms over a one-second run).
+			if s[0].ServerCPU[name] <= 0 || s[0].IperfCPU[name] <= 0 {
+				t.Errorf("%s %s: OpenVPN server %v %%, iperf3 server %v %% of a core: not measured", client, name, s[0].ServerCPU[name], s[0].IperfCPU[name])
+			}
 		}
 	}
 	// The milestones happen in this order (each is caused by the one
@@ -78,7 +84,7 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| connect | ms |", "| connect: handshake on the wire | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| OpenVPN 2.6 server CPU tcp-up-1 | % of a core |", "| iperf3 server CPU udp-up-20M | % of a core |", "| connect | ms |", "| connect: handshake on the wire | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: "} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}
@@ -167,5 +173,69 @@ func TestContextSwitches(t *testing.T) {
 	}
 	if _, err := contextSwitches(1 << 30); err == nil {
 		t.Error("no error for a process that does not exist")
+	}
+}
+
+// statCPUSeconds adds utime and stime (fields 14 and 15) in clock ticks,
+// counting fields after the last ')' of a command name with spaces and
+// parentheses.
+func TestStatCPUSeconds(t *testing.T) {
+	stat := "4242 (open vpn) (x)) S 1 4242 4242 0 -1 4194560 1500 0 0 0 250 125 0 0 20 0 1 0 900 10000000 2000 18446744073709551615"
+	if sec, err := statCPUSeconds(stat); err != nil || sec != 3.75 {
+		t.Errorf("statCPUSeconds = %v, %v; want 3.75 s (250+125 ticks)", sec, err)
+	}
+	for _, bad := range []string{"4242 no name S 1", "4242 (x) S 1 2 3", "4242 (x) S 1 4242 4242 0 -1 4194560 1500 0 0 0 lots 125 0"} {
+		if _, err := statCPUSeconds(bad); err == nil {
+			t.Errorf("statCPUSeconds(%q): no error", bad)
+		}
+	}
+	if sec, err := cpuSeconds(os.Getpid()); err != nil || sec < 0 {
+		t.Errorf("cpuSeconds(own pid) = %v, %v", sec, err)
+	}
+}
+
+func TestCoreShare(t *testing.T) {
+	for _, c := range []struct {
+		cpu0, cpu1 float64
+		wall       time.Duration
+		want       float64
+	}{
+		{10, 19.5, 10 * time.Second, 95},
+		{2, 2, 5 * time.Second, 0},
+		{1, 3, time.Second, 200}, // two threads busy
+		{1, 2, 0, 0},
+	} {
+		if got := coreShare(c.cpu0, c.cpu1, c.wall); got != c.want {
+			t.Errorf("coreShare(%v, %v, %v) = %v, want %v", c.cpu0, c.cpu1, c.wall, got, c.want)
+		}
+	}
+}
+
+// The server counts as the limit of a test where its median share of a
+// core reaches ServerBound, per client, and the results say so.
+func TestServerLimited(t *testing.T) {
+	cpu := func(up, down float64) Sample {
+		return Sample{ServerCPU: map[string]float64{"up": up, "down": down}}
+	}
+	r := &Results{Tests: []Test{{Name: "up"}, {Name: "down", Reverse: true}}, Samples: map[string][]Sample{
+		OVPN3GO: {cpu(99, 50), cpu(97, 95), cpu(40, 60)}, // medians 97, 60
+		OpenVPN: {cpu(80, 91), cpu(85, 92), cpu(95, 20)}, // medians 85, 91
+	}}
+	lim := r.ServerLimited()
+	if !slices.Equal(lim[OVPN3GO], []string{"up"}) || !slices.Equal(lim[OpenVPN], []string{"down"}) {
+		t.Errorf("server-limited tests %v, want ovpn3go: up, openvpn: down", lim)
+	}
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| OpenVPN 2.6 server CPU up | % of a core | 97.0 | 85.0 |", "with ovpn3go in up; with openvpn in down: there the server, not the client, is the limit"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("results lack %q:\n%s", want, md.String())
+		}
+	}
+	r.Samples = map[string][]Sample{OVPN3GO: {cpu(10, 10)}, OpenVPN: {cpu(10, 10)}}
+	if lim := r.ServerLimited(); len(lim) != 0 || !strings.Contains(r.limitNote(), "not the limit") {
+		t.Errorf("at 10 %% of a core: limited %v, note %q", lim, r.limitNote())
 	}
 }

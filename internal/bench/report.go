@@ -49,6 +49,12 @@ func (r *Results) Rows() []Row {
 	for _, t := range r.Tests {
 		rows = append(rows, row("client context switches "+t.Name, "per MB", func(s Sample) float64 { return s.SwitchPerM[t.Name] }))
 	}
+	for _, t := range r.Tests {
+		rows = append(rows, row("OpenVPN 2.6 server CPU "+t.Name, "% of a core", func(s Sample) float64 { return s.ServerCPU[t.Name] }))
+	}
+	for _, t := range r.Tests {
+		rows = append(rows, row("iperf3 server CPU "+t.Name, "% of a core", func(s Sample) float64 { return s.IperfCPU[t.Name] }))
+	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	mb := func(n int64) float64 { return float64(n) / 1e6 }
 	own := func(name, unit string, f func(Sample) float64) Row {
@@ -88,6 +94,45 @@ func (r *Results) Rows() []Row {
 	return rows
 }
 
+// ServerBound is the share of one core at which the single-threaded
+// OpenVPN 2.6 server counts as the limit of a run's throughput: the rest
+// of the core goes to the kernel's interrupts and scheduling gaps.
+const ServerBound = 90.0
+
+// ServerLimited lists, for each client, the tests in whose runs the
+// OpenVPN 2.6 server used at least ServerBound % of a core (medians).
+func (r *Results) ServerLimited() map[string][]string {
+	out := map[string][]string{}
+	for _, client := range []string{OVPN3GO, OpenVPN} {
+		for _, t := range r.Tests {
+			var v []float64
+			for _, s := range r.Samples[client] {
+				v = append(v, s.ServerCPU[t.Name])
+			}
+			if len(v) > 0 && median(v) >= ServerBound {
+				out[client] = append(out[client], t.Name)
+			}
+		}
+	}
+	return out
+}
+
+// limitNote says in which runs the server was the limit.
+func (r *Results) limitNote() string {
+	lim := r.ServerLimited()
+	var parts []string
+	for _, client := range []string{OVPN3GO, OpenVPN} {
+		if len(lim[client]) > 0 {
+			parts = append(parts, fmt.Sprintf("with %s in %s", client, strings.Join(lim[client], ", ")))
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("The OpenVPN 2.6 server used less than %.0f %% of a core in every run (median): it was not the limit of the throughput.", ServerBound)
+	}
+	return fmt.Sprintf("The single-threaded OpenVPN 2.6 server used %.0f %% of a core or more (median) %s: there the server, not the client, is the limit of the throughput.",
+		ServerBound, strings.Join(parts, "; "))
+}
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -118,9 +163,14 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.2f× |\n", row.Name, row.Unit, row.OVPN3GO, row.Open, row.Ratio())
 	}
+	if len(r.Tests) > 0 {
+		fmt.Fprintf(&b, "\n%s\n", r.limitNote())
+	}
 	fmt.Fprintf(&b, "\nThroughput is iperf3's received rate through the tunnel (up: client to server, down: -R; UDP at a fixed offered load, less the receiver's loss). "+
 		"CPU-s/GB is the client process's utime+stime (/proc/PID/stat) over the run per GB received; for ovpn3go the client is the session's backend process. "+
 		"Context switches per MB: the client's threads' voluntary and involuntary switches (/proc/PID/task/*/status) over the run per MB received, that is how often it slept and was woken, or was preempted. "+
+		"OpenVPN 2.6 server CPU: the server process's utime+stime over each iperf3 run (both clients' runs) in %% of one core; it runs on one thread, so near 100 %% it, not the client, limits the throughput. "+
+		"iperf3 server CPU: the same for the iperf3 server in the server's namespace. "+
 		"Connect: ovpn3go from starting `ovpn3 session-start` until it exits (it waits for the CONN_CONNECTED signal, then prints where it is connected), openvpn from its process's start (fork) until it wrote \"Initialization Sequence Completed\" (its output is read through a pipe as it is written and the line timestamped when read, so no poll adds to its figure). "+
 		"connect, to CONN_CONNECTED: ovpn3go's start until the bus carried CONN_CONNECTED (before its CLI prints and exits), against the same openvpn figure. D-Bus calls: the method calls the bus carried meanwhile (calls to the bus driver included), each a round trip. "+
 		"The connect's packets (UDP to and from the server's port, captured in the client's namespace): start → the client's first packet (its reset); "+
