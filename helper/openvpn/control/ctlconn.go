@@ -13,15 +13,25 @@ import (
 // bytes for the control loop to cut into CONTROL_V1 packets. Write never
 // blocks on the network, so the control loop itself may write through TLS
 // without deadlocking.
+//
+// It also tells the control loop when the TLS side has finished its turn
+// (idle): everything delivered was read and the reader waits for more, and
+// every event it posted was handled. Until then the loop holds back the
+// TLS output and the acknowledgements, so a turn's answer leaves as one
+// burst carrying them (as OpenVPN's single thread sends it), not a bare
+// ACK first and the TLS records after it.
 type ctlConn struct {
-	mu     sync.Mutex
-	in     []byte // delivered, not yet read
-	out    [][]byte
-	closed bool
-	rwake  chan struct{}   // cap 1: data or close for Read
-	wwake  chan<- struct{} // cap 1: tells the control loop there is output
-	local  net.Addr
-	remote net.Addr
+	mu      sync.Mutex
+	in      []byte // delivered, not yet read
+	out     [][]byte
+	closed  bool
+	waiting bool            // Read is blocked for lack of input
+	held    int             // events posted by the reader, not yet handled
+	gone    bool            // the reader returned: nobody will read again
+	rwake   chan struct{}   // cap 1: data or close for Read
+	wwake   chan<- struct{} // cap 1: tells the control loop there is output or the turn ended
+	local   net.Addr
+	remote  net.Addr
 }
 
 var errConnClosed = errors.New("control channel closed")
@@ -55,10 +65,42 @@ func (c *ctlConn) takeOutput() [][]byte {
 	return out
 }
 
+// idle says the TLS side finished its turn: see ctlConn.
+func (c *ctlConn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.gone || (c.waiting && len(c.in) == 0 && c.held == 0)
+}
+
+// hold is called by the reader before it posts an event: its turn lasts
+// until the control loop has handled it (release), so what the loop writes
+// in answer leaves together with the reader's own output.
+func (c *ctlConn) hold() {
+	c.mu.Lock()
+	c.held++
+	c.mu.Unlock()
+}
+
+// release: the control loop handled one posted event.
+func (c *ctlConn) release() {
+	c.mu.Lock()
+	c.held--
+	c.mu.Unlock()
+}
+
+// readerGone: the reader returned; its turn is over for good.
+func (c *ctlConn) readerGone() {
+	c.mu.Lock()
+	c.gone = true
+	c.mu.Unlock()
+	signal(c.wwake)
+}
+
 func (c *ctlConn) Read(b []byte) (int, error) {
 	for {
 		c.mu.Lock()
 		if len(c.in) > 0 {
+			c.waiting = false
 			n := copy(b, c.in)
 			c.in = c.in[n:]
 			if len(c.in) == 0 {
@@ -68,9 +110,17 @@ func (c *ctlConn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 		closed := c.closed
+		// The first time Read finds nothing to read, the turn is over
+		// unless an event is still with the control loop: wake the loop
+		// to send the answer and the acknowledgements.
+		endTurn := !c.waiting && c.held == 0
+		c.waiting = true
 		c.mu.Unlock()
 		if closed {
 			return 0, io.EOF
+		}
+		if endTurn {
+			signal(c.wwake)
 		}
 		<-c.rwake
 	}

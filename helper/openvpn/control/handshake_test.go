@@ -43,6 +43,10 @@ type fakeServer struct {
 	mu       sync.Mutex
 	blocks   map[uint8][]byte // EKM key block per key_id, once its key-method 2 is done
 	requests int              // PUSH_REQUESTs seen
+	// turn counts the client's bursts handed to receive; hsTurn and
+	// km2Turn are the turns in which key 0's TLS handshake finished and
+	// the client's key-method 2 arrived (0: not yet).
+	turn, hsTurn, km2Turn int
 }
 
 type serverKey struct {
@@ -86,6 +90,9 @@ func serverTLS(t *testing.T) *tls.Config {
 
 // receive takes the packets the session wrote.
 func (f *fakeServer) receive(pkts []wire.ControlPacket) {
+	f.mu.Lock()
+	f.turn++
+	f.mu.Unlock()
 	now := f.clk.Now()
 	for _, p := range pkts {
 		k := f.keys[p.KeyID]
@@ -136,15 +143,18 @@ func (f *fakeServer) newKey(id uint8) *serverKey {
 // the reply, then PUSH_REPLY to every PUSH_REQUEST.
 func (f *fakeServer) serve(k *serverKey) {
 	defer f.wg.Done()
+	defer k.conn.readerGone()
 	c := tls.Server(k.conn, f.tls)
 	if err := c.Handshake(); err != nil {
 		return
 	}
+	f.noteTurn(k.id, &f.hsTurn)
 	buf := make([]byte, 64<<10)
 	n, err := c.Read(buf)
 	if err != nil || n < 5+48+64 || !bytes.Equal(buf[:5], []byte{0, 0, 0, 0, 2}) {
 		return // not a client key-method 2 message
 	}
+	f.noteTurn(k.id, &f.km2Turn)
 	// The key is known before the reply goes out: the client may use it
 	// as soon as the reply arrives.
 	cs := c.ConnectionState()
@@ -198,6 +208,40 @@ func (f *fakeServer) output() [][]byte {
 		}
 	}
 	return out
+}
+
+// noteTurn records the current turn in *at for key 0.
+func (f *fakeServer) noteTurn(id uint8, at *int) {
+	if id != 0 {
+		return
+	}
+	f.mu.Lock()
+	*at = f.turn
+	f.mu.Unlock()
+}
+
+// settle waits until the server's TLS sides have ended their turn: read
+// all the client sent and wait for more (or returned).
+func (f *fakeServer) settle(t *testing.T) {
+	t.Helper()
+	stall := time.NewTimer(10 * time.Second)
+	defer stall.Stop()
+	for {
+		over := true
+		for _, k := range f.keys {
+			if k != nil && !k.conn.idle() {
+				over = false
+			}
+		}
+		if over {
+			return
+		}
+		select {
+		case <-f.wake:
+		case <-stall.C:
+			t.Fatal("the fake server's TLS side never ended its turn")
+		}
+	}
 }
 
 func (f *fakeServer) block(id uint8) []byte {

@@ -260,7 +260,7 @@ func (s *Session) Close() {
 // Events delivers the TLS readers' events, for HandleTLS.
 func (s *Session) Events() <-chan TLSEvent { return s.events }
 
-// Wake signals that TLS wrote output: call Flush.
+// Wake signals that TLS wrote output or ended its turn: call Flush.
 func (s *Session) Wake() <-chan struct{} { return s.wake }
 
 // Heard says an authentic packet came from the server.
@@ -300,7 +300,12 @@ func (s *Session) newKey(id uint8) (*key, error) {
 
 func (s *Session) tlsReader(k *key) {
 	defer s.wg.Done()
+	defer k.conn.readerGone()
+	// Each event holds the key's turn open until HandleTLS released it:
+	// the control loop's answer (key-method 2 after the handshake, the
+	// PUSH_REQUEST after the server's key-method 2) joins the burst.
 	post := func(ev TLSEvent) bool {
+		k.conn.hold()
 		select {
 		case s.events <- ev:
 			return true
@@ -328,14 +333,19 @@ func (s *Session) tlsReader(k *key) {
 }
 
 // Flush moves TLS output into the reliability layers and puts due packets
-// on the wire.
+// on the wire. While a key's TLS side is still working on what arrived
+// (its turn is not over), its output and acknowledgements wait: the answer
+// goes out as one burst with the acknowledgements riding on it, and a bare
+// ACK only when the turn ends with nothing else to send (as OpenVPN does).
+// Retransmissions are not held.
 func (s *Session) Flush() error {
 	now := s.now()
 	for _, k := range s.keys {
 		if k == nil {
 			continue
 		}
-		if k.gateOpen {
+		idle := k.conn.idle()
+		if k.gateOpen && idle {
 			for _, b := range k.conn.takeOutput() {
 				s.queueTLS(k, b)
 			}
@@ -346,7 +356,11 @@ func (s *Session) Flush() error {
 			// the stateless server cannot check its cookie and drops us.
 			continue
 		}
-		s.out = k.rel.Output(now, s.out[:0])
+		if idle {
+			s.out = k.rel.Output(now, s.out[:0])
+		} else {
+			s.out = k.rel.OutputMessages(now, s.out[:0])
+		}
 		for i := range s.out {
 			p := &s.out[i]
 			p.KeyID = k.id
@@ -475,9 +489,11 @@ func (s *Session) startRenegotiation(id uint8) (*key, error) {
 	return k, nil
 }
 
-// HandleTLS takes one event from Events.
+// HandleTLS takes one event from Events; Flush afterwards sends the
+// answer.
 func (s *Session) HandleTLS(ev TLSEvent) error {
 	k := ev.k
+	defer k.conn.release()
 	if s.keys[k.id] != k || k.retired {
 		return nil // superseded
 	}

@@ -211,6 +211,7 @@ func newRig(t *testing.T, connected bool, configure ...func(*Config)) *rig {
 	// timers do not need one.
 	k0 := &key{id: 0, rel: reliable.New(reliable.Config{Timeout: 2 * time.Second}), started: now,
 		conn: newCtlConn(s.wake, conn.RemoteAddr(), conn.RemoteAddr())}
+	k0.conn.readerGone() // no TLS reader: nothing holds its acknowledgements
 	s.keys[0], s.cur = k0, k0
 	t.Cleanup(s.Close)
 	r := &rig{s: s, clk: clk, conn: conn, h: h, plane: plane, k0: k0}

@@ -284,6 +284,18 @@ func (l *Layer) HasPendingAcks() bool { return len(l.pendingAcks) > 0 }
 // Payload are set; Payload aliases the layer's copy and stays valid until the
 // message is acknowledged.
 func (l *Layer) Output(now time.Time, dst []wire.ControlPacket) []wire.ControlPacket {
+	dst = l.OutputMessages(now, dst)
+	for len(l.pendingAcks) > 0 {
+		dst = append(dst, wire.ControlPacket{Opcode: wire.OpAckV1, Acks: l.takeAcks(wire.MaxAcksPerAck)})
+	}
+	return dst
+}
+
+// OutputMessages is Output without the ACK_V1 packets: acknowledgements
+// ride only on messages that go out anyway, the rest wait. A caller whose
+// TLS session is still working on what arrived uses it, so its answer
+// carries the acknowledgements instead of a bare ACK ahead of it.
+func (l *Layer) OutputMessages(now time.Time, dst []wire.ControlPacket) []wire.ControlPacket {
 	for i := range l.inflight {
 		o := &l.inflight[i]
 		if o.sent && o.nextTry.After(now) {
@@ -299,9 +311,6 @@ func (l *Layer) Output(now time.Time, dst []wire.ControlPacket) []wire.ControlPa
 		o.timeout = min(2*o.timeout, l.cfg.MaxTimeout)
 		o.laterAcked = 0
 		dst = append(dst, wire.ControlPacket{Opcode: o.op, PacketID: o.id, Payload: o.payload, Acks: l.takeAcks(wire.MaxAcksPerControl)})
-	}
-	for len(l.pendingAcks) > 0 {
-		dst = append(dst, wire.ControlPacket{Opcode: wire.OpAckV1, Acks: l.takeAcks(wire.MaxAcksPerAck)})
 	}
 	return dst
 }

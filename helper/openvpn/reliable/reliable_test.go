@@ -187,6 +187,30 @@ func TestAckV1Splitting(t *testing.T) {
 	}
 }
 
+// OutputMessages holds acknowledgements back until a message goes out and
+// then piggybacks them on it; Output sends what is left as ACK_V1.
+func TestOutputMessagesHoldsBareAcks(t *testing.T) {
+	l := New(Config{})
+	l.Receive(ctl(0, "a"), t0)
+	l.Receive(ctl(1, "b"), t0)
+	if out := l.OutputMessages(t0, nil); len(out) != 0 || !l.HasPendingAcks() {
+		t.Fatalf("nothing to send: got %+v, acks pending %v", out, l.HasPendingAcks())
+	}
+	l.Send(wire.OpControlV1, []byte("answer"))
+	out := l.OutputMessages(t0, nil)
+	if len(out) != 1 || out[0].Opcode != wire.OpControlV1 || !slices.Equal(out[0].Acks, []uint32{0, 1}) {
+		t.Fatalf("answer with the held acks: %+v", out)
+	}
+	if l.HasPendingAcks() {
+		t.Fatal("acks left after they rode on the answer")
+	}
+	l.Receive(ctl(2, "c"), t0)
+	out = l.Output(t0, nil)
+	if len(out) != 1 || out[0].Opcode != wire.OpAckV1 || !slices.Equal(out[0].Acks, []uint32{2}) {
+		t.Fatalf("Output with nothing else to send: %+v, want one ACK_V1 for 2", out)
+	}
+}
+
 func TestPendingAcksBounded(t *testing.T) {
 	l := New(Config{})
 	for i := 0; i < 200; i++ {

@@ -1,0 +1,145 @@
+package control
+
+import (
+	"crypto/tls"
+	"testing"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
+)
+
+// settle runs the session as the engine's loop does, with the clock
+// standing still, until every key's TLS side has ended its turn: it
+// handles the TLS events and flushes after each wake-up. It returns the
+// bursts the session wrote, one per Flush that wrote anything.
+func (r *rig) settle(t *testing.T) [][]wire.ControlPacket {
+	t.Helper()
+	var bursts [][]wire.ControlPacket
+	stall := time.NewTimer(10 * time.Second)
+	defer stall.Stop()
+	for {
+		// Over before the Flush: that Flush then sends the whole answer.
+		over := len(r.s.events) == 0
+		for _, k := range r.s.keys {
+			if k != nil && !k.conn.idle() {
+				over = false
+			}
+		}
+		if err := r.s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if b := r.conn.take(t); len(b) > 0 {
+			bursts = append(bursts, b)
+		}
+		if over {
+			return bursts
+		}
+		select {
+		case ev := <-r.s.Events():
+			if err := r.s.HandleTLS(ev); err != nil {
+				t.Fatal(err)
+			}
+		case <-r.s.Wake():
+		case <-stall.C:
+			t.Fatal("the session's TLS side never ended its turn")
+		}
+	}
+}
+
+// The handshake turn by turn against the in-process server (TLS 1.3, as
+// OpenVPN 2.6 with OpenSSL 3 negotiates, and TLS 1.2): each of the
+// client's turns leaves as one burst, acknowledgements ride on the
+// control packets that go out anyway (a bare ACK only when nothing else
+// does: after the PUSH_REPLY), nothing received stays unacknowledged at
+// the end of a turn, and with TLS 1.3 the burst that carries the client's
+// Finished also carries key-method 2.
+func TestHandshakeTurns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		max  uint16
+	}{{"TLS1.3", tls.VersionTLS13}, {"TLS1.2", tls.VersionTLS12}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, f := newHandshakeRig(t)
+			f.tls.MaxVersion = tc.max
+			f.push = "ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM,key-derivation tls-ekm"
+			var keys []*DataKey
+			r.h.connectVia(r.s, &keys)
+			if err := r.s.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for turn := 1; ; turn++ {
+				if turn > 10 {
+					t.Fatal("not connected after 10 turns")
+				}
+				bursts := r.settle(t)
+				if len(bursts) > 1 {
+					t.Errorf("turn %d left in %d bursts, want one: %v", turn, len(bursts), opcodes(bursts))
+				}
+				var pkts []wire.ControlPacket
+				for _, b := range bursts {
+					pkts = append(pkts, b...)
+				}
+				bare, msgs := 0, 0
+				for _, p := range pkts {
+					if p.Opcode == wire.OpAckV1 {
+						bare++
+					} else {
+						msgs++
+					}
+				}
+				if bare > 0 && msgs > 0 {
+					t.Errorf("turn %d: a bare ACK went out with control packets that could carry it: %v", turn, opcodes(bursts))
+				}
+				if k := r.s.keys[0]; k.rel.HasPendingAcks() {
+					t.Errorf("turn %d ended with acknowledgements still pending", turn)
+				}
+				if r.s.Connected() {
+					if msgs > 0 || bare != 1 {
+						t.Errorf("after the PUSH_REPLY: %v, want the one bare ACK", opcodes(bursts))
+					}
+					break
+				}
+				if len(pkts) == 0 {
+					t.Fatalf("turn %d: the client sent nothing before it was connected", turn)
+				}
+				f.receive(pkts)
+				f.settle(t)
+				for _, b := range f.output() {
+					if err := r.s.HandlePacket(b); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			f.mu.Lock()
+			hs, km2 := f.hsTurn, f.km2Turn
+			f.mu.Unlock()
+			if hs == 0 || km2 == 0 {
+				t.Fatalf("the server saw no handshake (turn %d) or key-method 2 (turn %d)", hs, km2)
+			}
+			// TLS 1.3: the client's Finished ends the server's handshake; it
+			// must come with key-method 2. TLS 1.2: the client's handshake
+			// ends a turn later, with the server's Finished; key-method 2
+			// is its answer.
+			want := hs
+			if tc.max == tls.VersionTLS12 {
+				want = hs + 1
+			}
+			if km2 != want {
+				t.Errorf("key-method 2 reached the server in turn %d, its TLS handshake ended in turn %d", km2, hs)
+			}
+		})
+	}
+}
+
+// opcodes names the packets of some bursts, for messages.
+func opcodes(bursts [][]wire.ControlPacket) [][]string {
+	var out [][]string
+	for _, b := range bursts {
+		var names []string
+		for _, p := range b {
+			names = append(names, p.Opcode.String())
+		}
+		out = append(out, names)
+	}
+	return out
+}
