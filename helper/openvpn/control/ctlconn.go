@@ -27,7 +27,8 @@ type ctlConn struct {
 	closed  bool
 	waiting bool            // Read is blocked for lack of input
 	held    int             // events posted by the reader, not yet handled
-	gone    bool            // the reader returned: nobody will read again
+	gone    bool            // the handshake goroutine returned
+	nonblk  bool            // Read without input returns errWouldBlock (the caller's goroutine reads)
 	rwake   chan struct{}   // cap 1: data or close for Read
 	wwake   chan<- struct{} // cap 1: tells the control loop there is output or the turn ended
 	local   net.Addr
@@ -35,6 +36,17 @@ type ctlConn struct {
 }
 
 var errConnClosed = errors.New("control channel closed")
+
+// errWouldBlock is Read's answer when nothing is there to read and the
+// conn does not block: temporary, so crypto/tls keeps its state and a
+// later Read carries on.
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "control channel: no input yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
 
 func newCtlConn(wake chan<- struct{}, local, remote net.Addr) *ctlConn {
 	return &ctlConn{rwake: make(chan struct{}, 1), wwake: wake, local: local, remote: remote}
@@ -69,7 +81,20 @@ func (c *ctlConn) takeOutput() [][]byte {
 func (c *ctlConn) idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closed || c.gone || (c.waiting && len(c.in) == 0 && c.held == 0)
+	if c.closed {
+		return true
+	}
+	// Once the handshake goroutine is gone, the caller's goroutine reads
+	// what it delivers before it flushes.
+	return c.held == 0 && (c.gone || c.nonblk || (c.waiting && len(c.in) == 0))
+}
+
+// setNonblocking: from now on the caller's goroutine reads, and Read
+// without input returns errWouldBlock instead of waiting.
+func (c *ctlConn) setNonblocking() {
+	c.mu.Lock()
+	c.nonblk = true
+	c.mu.Unlock()
 }
 
 // hold is called by the reader before it posts an event: its turn lasts
@@ -88,7 +113,7 @@ func (c *ctlConn) release() {
 	c.mu.Unlock()
 }
 
-// readerGone: the reader returned; its turn is over for good.
+// readerGone: the handshake goroutine returned; its turn is over for good.
 func (c *ctlConn) readerGone() {
 	c.mu.Lock()
 	c.gone = true
@@ -110,6 +135,10 @@ func (c *ctlConn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 		closed := c.closed
+		if c.nonblk && !closed {
+			c.mu.Unlock()
+			return 0, errWouldBlock
+		}
 		// The first time Read finds nothing to read, the turn is over
 		// unless an event is still with the control loop: wake the loop
 		// to send the answer and the acknowledgements.

@@ -6,9 +6,10 @@
 // tran-window ends, hand-window and keepalive.
 //
 // The caller (the engine) owns the socket and the loop: it hands in the
-// control packets it reads (HandlePacket), the TLS events (Events,
-// HandleTLS), calls Flush to put due packets on the wire through Conn and
-// CheckTimers at NextWake. Time comes only from the injected Clock. What
+// control packets it reads (HandlePacket, which also reads and answers the
+// server's messages once a key's handshake is done), the end of each TLS
+// handshake (Events, HandleTLS), calls Flush to put due packets on the
+// wire through Conn and CheckTimers at NextWake. Time comes only from the injected Clock. What
 // the session cannot decide alone goes to its Handler: the key-method 2
 // contents, the connection's bring-up once the server's PUSH_REPLY is in,
 // the server's other messages (AUTH_FAILED, RESTART, …) and keepalive
@@ -142,13 +143,11 @@ type key struct {
 	cipher string
 }
 
-// TLSEvent is what a key's TLS reader reports: the handshake's end or a
-// message from the server. The caller passes it to HandleTLS.
+// TLSEvent is what a key's TLS handshake goroutine reports: the
+// handshake's end (err says how). The caller passes it to HandleTLS.
 type TLSEvent struct {
-	k         *key
-	handshake bool // the handshake finished (err says how)
-	msg       []byte
-	err       error
+	k   *key
+	err error
 }
 
 // Session is one connection's control session. Its methods are called
@@ -193,6 +192,7 @@ type Session struct {
 	renegAfter time.Duration
 
 	wbuf []byte
+	rbuf []byte // one TLS record's plaintext, read in the caller's goroutine
 	out  []wire.ControlPacket
 }
 
@@ -294,41 +294,30 @@ func (s *Session) newKey(id uint8) (*key, error) {
 	s.keys[id] = k
 	s.cur = k
 	s.wg.Add(1)
-	go s.tlsReader(k)
+	go s.tlsHandshake(k)
 	return k, nil
 }
 
-func (s *Session) tlsReader(k *key) {
+// tlsHandshake runs the TLS handshake of a key: crypto/tls's handshake
+// blocks on its conn, so it has a goroutine of its own. After it the
+// caller's goroutine reads the records itself (readTLS), answering the
+// server in the same turn instead of passing each message across
+// goroutines.
+func (s *Session) tlsHandshake(k *key) {
 	defer s.wg.Done()
 	defer k.conn.readerGone()
-	// Each event holds the key's turn open until HandleTLS released it:
-	// the control loop's answer (key-method 2 after the handshake, the
-	// PUSH_REQUEST after the server's key-method 2) joins the burst.
-	post := func(ev TLSEvent) bool {
-		k.conn.hold()
-		select {
-		case s.events <- ev:
-			return true
-		case <-s.done:
-			return false
-		}
-	}
 	err := k.tls.HandshakeContext(s.ctx)
-	if !post(TLSEvent{k: k, handshake: true, err: err}) || err != nil {
-		return
+	if err == nil {
+		// Nobody blocks in Read any more: from here on, Read without
+		// input says so and the caller tries again after the next packet.
+		k.conn.setNonblocking()
 	}
-	// One TLS record's plaintext at most (16 KiB): tls.Conn.Read never
-	// returns more, so a larger buffer would only be held per key.
-	buf := make([]byte, 16<<10)
-	for {
-		n, err := k.tls.Read(buf)
-		if err != nil {
-			post(TLSEvent{k: k, err: err})
-			return
-		}
-		if !post(TLSEvent{k: k, msg: append([]byte(nil), buf[:n]...)}) {
-			return
-		}
+	// The event holds the key's turn open until HandleTLS released it, so
+	// key-method 2 goes out in the burst with the client's Finished.
+	k.conn.hold()
+	select {
+	case s.events <- TLSEvent{k: k, err: err}:
+	case <-s.done:
 	}
 }
 
@@ -468,6 +457,32 @@ func (s *Session) HandlePacket(b []byte) error {
 			s.log.Debug("ignored control message", "op", m.Opcode)
 		}
 	}
+	return s.readTLS(k)
+}
+
+// readTLS reads and handles the records the server's packets completed on
+// a key whose handshake is done (and handled); before that the handshake
+// goroutine reads them.
+func (s *Session) readTLS(k *key) error {
+	if s.rbuf == nil {
+		// One TLS record's plaintext at most (16 KiB): tls.Conn.Read never
+		// returns more.
+		s.rbuf = make([]byte, 16<<10)
+	}
+	for k.tlsDone && !k.retired && s.keys[k.id] == k {
+		n, err := k.tls.Read(s.rbuf)
+		if n > 0 {
+			if err := s.handleRecord(k, append([]byte(nil), s.rbuf[:n]...)); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, errWouldBlock) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("control channel (key %d) closed: %w", k.id, err)
+		}
+	}
 	return nil
 }
 
@@ -497,31 +512,35 @@ func (s *Session) HandleTLS(ev TLSEvent) error {
 	if s.keys[k.id] != k || k.retired {
 		return nil // superseded
 	}
-	if ev.handshake {
-		if ev.err != nil {
-			if k.id == 0 {
-				// Not fatal, as in OpenVPN: a server with an expired
-				// certificate or a client clock that is wrong at boot
-				// gets fixed while the reconnect policy keeps trying.
-				err := ev.err
-				if s.cfg.ExplainTLS != nil {
-					err = s.cfg.ExplainTLS(err)
-				}
-				return fmt.Errorf("TLS handshake with %s: %w", s.cfg.Server, err)
-			}
-			return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, ev.err)
-		}
-		k.tlsDone = true
-		cs := k.tls.ConnectionState()
-		s.log.Info("TLS handshake done", "key_id", k.id, "version", tls.VersionName(cs.Version),
-			"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", s.now().Sub(k.started).Round(time.Millisecond))
-		return s.sendKeyMethod2(k)
-	}
 	if ev.err != nil {
-		return fmt.Errorf("control channel (key %d) closed: %w", k.id, ev.err)
+		if k.id == 0 {
+			// Not fatal, as in OpenVPN: a server with an expired
+			// certificate or a client clock that is wrong at boot
+			// gets fixed while the reconnect policy keeps trying.
+			err := ev.err
+			if s.cfg.ExplainTLS != nil {
+				err = s.cfg.ExplainTLS(err)
+			}
+			return fmt.Errorf("TLS handshake with %s: %w", s.cfg.Server, err)
+		}
+		return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, ev.err)
 	}
+	k.tlsDone = true
+	cs := k.tls.ConnectionState()
+	s.log.Info("TLS handshake done", "key_id", k.id, "version", tls.VersionName(cs.Version),
+		"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", s.now().Sub(k.started).Round(time.Millisecond))
+	if err := s.sendKeyMethod2(k); err != nil {
+		return err
+	}
+	// Records that arrived while the event waited.
+	return s.readTLS(k)
+}
+
+// handleRecord takes one message from the server on key k: its
+// key-method 2 reply first, then control messages.
+func (s *Session) handleRecord(k *key, rec []byte) error {
 	if k.server == nil {
-		srv, err := ctlmsg.ParseServerKeyMethod2(ev.msg)
+		srv, err := ctlmsg.ParseServerKeyMethod2(rec)
 		if err != nil {
 			return fmt.Errorf("server key exchange: %w", err)
 		}
@@ -532,7 +551,7 @@ func (s *Session) HandleTLS(ev TLSEvent) error {
 		}
 		return s.activateRenegotiated(k)
 	}
-	msg, err := ctlmsg.ParseMessage(ev.msg)
+	msg, err := ctlmsg.ParseMessage(rec)
 	if err != nil {
 		s.log.Debug("bad control message", "err", err)
 		return nil
@@ -595,6 +614,11 @@ func (s *Session) handleMessage(msg ctlmsg.Message) error {
 		return fmt.Errorf("PUSH_REPLY: %w", err)
 	}
 	s.logPushProblems(reply)
+	// Bringing the connection up takes a while (TUN device, addresses,
+	// routes): acknowledge the PUSH_REPLY before, not after.
+	if err := s.Flush(); err != nil {
+		return err
+	}
 	s.reply = reply
 	if reply.Ping > 0 {
 		s.ping = time.Duration(reply.Ping) * time.Second

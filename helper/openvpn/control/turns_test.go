@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
 )
 
@@ -51,8 +52,9 @@ func (r *rig) settle(t *testing.T) [][]wire.ControlPacket {
 // client's turns leaves as one burst, acknowledgements ride on the
 // control packets that go out anyway (a bare ACK only when nothing else
 // does: after the PUSH_REPLY), nothing received stays unacknowledged at
-// the end of a turn, and with TLS 1.3 the burst that carries the client's
-// Finished also carries key-method 2.
+// the end of a turn, with TLS 1.3 the burst that carries the client's
+// Finished also carries key-method 2, and after the handshake the
+// server's messages are answered inside HandlePacket.
 func TestHandshakeTurns(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -64,9 +66,17 @@ func TestHandshakeTurns(t *testing.T) {
 			f.push = "ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM,key-derivation tls-ekm"
 			var keys []*DataKey
 			r.h.connectVia(r.s, &keys)
+			bringUp := r.h.onPush
+			r.h.onPush = func(rep *push.Reply) error {
+				if !r.conn.wroteAck() {
+					t.Error("the PUSH_REPLY was not acknowledged before the connection was brought up")
+				}
+				return bringUp(rep)
+			}
 			if err := r.s.Start(); err != nil {
 				t.Fatal(err)
 			}
+			sync := 0
 			for turn := 1; ; turn++ {
 				if turn > 10 {
 					t.Fatal("not connected after 10 turns")
@@ -104,11 +114,25 @@ func TestHandshakeTurns(t *testing.T) {
 				}
 				f.receive(pkts)
 				f.settle(t)
+				k0 := r.s.keys[0]
+				afterHandshake := k0.tlsDone
 				for _, b := range f.output() {
 					if err := r.s.HandlePacket(b); err != nil {
 						t.Fatal(err)
 					}
 				}
+				// After the handshake HandlePacket itself reads the records
+				// and answers: no goroutine in between, the next Flush
+				// sends the whole answer.
+				if afterHandshake {
+					sync++
+					if len(r.s.events) > 0 || !k0.conn.idle() {
+						t.Errorf("turn %d: the server's message went to another goroutine instead of being answered in HandlePacket", turn)
+					}
+				}
+			}
+			if sync != 2 {
+				t.Errorf("%d turns after the handshake, want 2 (key-method 2 reply, PUSH_REPLY)", sync)
 			}
 			f.mu.Lock()
 			hs, km2 := f.hsTurn, f.km2Turn
@@ -129,6 +153,18 @@ func TestHandshakeTurns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wroteAck says an ACK_V1 is among the packets written and not yet taken.
+func (r *recordingConn) wroteAck() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.written {
+		if p, err := wire.ParseControlPlain(b); err == nil && p.Opcode == wire.OpAckV1 {
+			return true
+		}
+	}
+	return false
 }
 
 // opcodes names the packets of some bursts, for messages.

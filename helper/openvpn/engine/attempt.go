@@ -236,15 +236,17 @@ func (a *attempt) loop() error {
 			a.sayGoodbye()
 			return nil
 		case pkt := <-a.ctlIn:
+			// After the handshake the session answers the server's
+			// messages inside HandlePacket (Handler calls included).
 			if err := a.s.HandlePacket(pkt); err != nil {
-				return err
+				return sessionError(err)
 			}
 			// Take whatever else arrived so acks go out together.
 			for more := true; more; {
 				select {
 				case pkt := <-a.ctlIn:
 					if err := a.s.HandlePacket(pkt); err != nil {
-						return err
+						return sessionError(err)
 					}
 				default:
 					more = false
