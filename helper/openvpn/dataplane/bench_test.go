@@ -336,6 +336,7 @@ func ipPacket(n int) []byte {
 type benchMode struct {
 	name           string
 	tun, gso, mmsg bool
+	rxmod          bool // receive moderation (moderate.go)
 	parallel       bool
 	workers        int
 	pings          bool // send keepalive pings while the TUN is read (up)
@@ -352,17 +353,18 @@ func (mode benchMode) plane() *Plane {
 
 var (
 	modeNone = benchMode{name: "none"}
-	modeAll  = benchMode{name: "all", tun: true, gso: true, mmsg: true}
+	modeAll  = benchMode{name: "all", tun: true, gso: true, mmsg: true, rxmod: true}
 	// upModes: each offload alone, then all; downModes: only the TUN
-	// offload (coalescing) acts on the receive path.
+	// offload (coalescing) and receive moderation act on the receive
+	// path.
 	upModes = []benchMode{modeNone, {name: "udp-mmsg", mmsg: true}, {name: "udp-gso", gso: true},
 		{name: "tun", tun: true}, modeAll}
-	downModes = []benchMode{modeNone, {name: "tun", tun: true}}
+	downModes = []benchMode{modeNone, {name: "tun", tun: true}, {name: "tun+rx-moderation", tun: true, rxmod: true}}
 )
 
 // offloads switches off what mode does not use.
 func (mode benchMode) offloads() Offloads {
-	return Offloads{NoTUN: !mode.tun, NoGSO: !mode.gso, NoMmsg: !mode.mmsg}
+	return Offloads{NoTUN: !mode.tun, NoGSO: !mode.gso, NoMmsg: !mode.mmsg, NoRxMod: !mode.rxmod}
 }
 
 // dialBenchTransport opens the client's UDP transport to the peer as a

@@ -171,20 +171,23 @@ func (c *Conn) ReadLoop() error {
 	}
 	bufs, sizes := recvBuffers(b.BatchSize(), recvSlot), make([]int, b.BatchSize())
 	for {
+		rx.mod.before()
 		n, err := b.ReadBatch(bufs, sizes)
 		if err != nil {
 			return err
 		}
-		cut := false
+		cut, bytes := false, 0
 		for i := range n {
 			switch {
 			case sizes[i] > len(bufs[i]):
 				c.dropped.Add(1)
 				cut = true
 			case sizes[i] > 0:
+				bytes += sizes[i]
 				c.handleDatagram(bufs[i][:sizes[i]], rx)
 			}
 		}
+		rx.mod.after(n, len(bufs), bytes)
 		rx.sink.flush() // one device write per coalesced run
 		if cut && len(bufs[len(bufs)-1]) < transport.MaxPacket {
 			c.cfg.Log.Debug("datagram longer than its receive buffer dropped; the buffers grow to the largest packet")
@@ -219,10 +222,11 @@ type rxState struct {
 	fl   *transport.Float // nil unless the transport follows a floating server
 	dec  *decompressor    // nil: compressed packets are refused
 	sink *tunSink         // for a device with a virtio_net_hdr
+	mod  *moderator       // when to take the next read
 }
 
 func (c *Conn) newRxState() *rxState {
-	rx := &rxState{sink: newTunSink(c.p)}
+	rx := &rxState{sink: newTunSink(c.p), mod: newModerator(c.moderation(), c.p.now, c.p.modSleep)}
 	rx.fl, _ = c.tr.(*transport.Float)
 	if c.cfg.Decompress {
 		rx.dec = &decompressor{count: &c.p.ctr.Decompressed}

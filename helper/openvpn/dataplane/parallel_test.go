@@ -12,7 +12,7 @@ import (
 // four workers whatever GOMAXPROCS is.
 var parallelModes = []benchMode{
 	{name: "none/parallel", parallel: true, workers: 4},
-	{name: "all/parallel", tun: true, gso: true, mmsg: true, parallel: true, workers: 4},
+	{name: "all/parallel", tun: true, gso: true, mmsg: true, rxmod: true, parallel: true, workers: 4},
 }
 
 // TestParallelKeepsOrder: with sealing and opening spread over four

@@ -37,7 +37,7 @@ import (
 const MaxTunPacket = 65535
 
 // Offloads is what the profile switched off (ovpn3go-offload NAME off).
-type Offloads struct{ NoTUN, NoGSO, NoMmsg bool }
+type Offloads struct{ NoTUN, NoGSO, NoMmsg, NoRxMod bool }
 
 // Config is what a Plane needs from its session.
 type Config struct {
@@ -80,6 +80,10 @@ type Plane struct {
 	seq     sync.Mutex
 	send    *sendPipe // guarded by seq
 	batches atomic.Int64
+
+	// modSleep puts a moderated socket read off (moderate.go); nil: the
+	// thread sleeps. Tests count the calls instead.
+	modSleep func(time.Duration)
 }
 
 // New returns a Plane without a TUN device.

@@ -74,6 +74,7 @@ func (c *Conn) readParallel(tb transport.BatchConn, rx *rxState) error {
 		if len(b.bufs[size-1]) < slot {
 			b.bufs = recvBuffers(size, slot)
 		}
+		rx.mod.before()
 		n, err := tb.ReadBatch(b.bufs, b.sizes)
 		if err != nil {
 			free <- b
@@ -101,6 +102,7 @@ func (c *Conn) readParallel(tb transport.BatchConn, rx *rxState) error {
 				serial = serial || !k.Parallel()
 			}
 		}
+		rx.mod.after(n, size, bytes)
 		if data >= minParallel && bytes >= minParallelBytes && !serial {
 			q.submit(b, n)
 			continue

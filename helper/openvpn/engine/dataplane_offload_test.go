@@ -10,7 +10,8 @@ import (
 // TestOffloadOptionEffects: each "ovpn3go-offload NAME off" line takes
 // its offload away and nothing else; without the option every offload is
 // allowed (the data plane's TestBatchWriterOffloads shows what each
-// switch does to the UDP writer), and crypto stays inline unless
+// switch does to the UDP writer, TestReceiveModerationSwitch what
+// rx-moderation does to the socket reader), and crypto stays inline unless
 // "ovpn3go-offload parallel-crypto on" (then the plane has workers
 // wherever there is more than one P; TestIntegrationOffloads runs it).
 func TestOffloadOptionEffects(t *testing.T) {
@@ -25,6 +26,7 @@ func TestOffloadOptionEffects(t *testing.T) {
 		{"ovpn3go-offload udp-gso off\n", dataplane.Offloads{NoGSO: true}, false},
 		{"ovpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoMmsg: true}, false},
 		{"ovpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoGSO: true, NoMmsg: true}, false},
+		{"ovpn3go-offload rx-moderation off\n", dataplane.Offloads{NoRxMod: true}, false},
 		{"ovpn3go-offload parallel-crypto on\n", dataplane.Offloads{}, true},
 	}
 	for _, tc := range cases {

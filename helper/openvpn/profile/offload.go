@@ -12,6 +12,9 @@ type OffloadSwitches struct {
 	NoUDPGSO bool
 	// NoUDPMmsg: no sendmmsg (one syscall per message).
 	NoUDPMmsg bool
+	// NoRxModeration: the UDP socket reader never puts a read off to
+	// gather a busy flow's datagrams (receive moderation).
+	NoRxModeration bool
 	// ParallelCrypto: seal and open batches on worker goroutines, one per
 	// core, keeping the packet order. Off unless switched on: on a 2-core
 	// machine it measured no faster than inline (README).
@@ -19,9 +22,9 @@ type OffloadSwitches struct {
 }
 
 // OffloadNames are the offloads "ovpn3go-offload NAME on|off" switches.
-var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg", "parallel-crypto"}
+var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg", "rx-moderation", "parallel-crypto"}
 
-// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg|parallel-crypto on|off.
+// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg|rx-moderation|parallel-crypto on|off.
 func hOffload(ps *parser, o Option) {
 	if !ps.nargs(o, 2, 2) {
 		return
@@ -43,6 +46,8 @@ func hOffload(ps *parser, o Option) {
 		sw.NoUDPGSO = off
 	case "udp-mmsg":
 		sw.NoUDPMmsg = off
+	case "rx-moderation":
+		sw.NoRxModeration = off
 	case "parallel-crypto":
 		sw.ParallelCrypto = !off
 	default:
