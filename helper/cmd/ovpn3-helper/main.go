@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -351,6 +352,22 @@ func statsFlag(fs *flag.FlagSet) *time.Duration {
 	return fs.Duration("runtime-stats", 0, "log this process's goroutine count and Go heap every DURATION (the daemon passes it to its backends); off by default")
 }
 
+// threadCount is this process's number of threads (its Go runtime keeps
+// every thread it ever started, each with its stacks); 0 if unknown.
+func threadCount() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
 // logRuntimeStats logs the numbers a leak shows in and only the process
 // itself knows (RSS and descriptors are in /proc) until ctx ends.
 func logRuntimeStats(ctx context.Context, logger *slog.Logger, every time.Duration) {
@@ -359,7 +376,7 @@ func logRuntimeStats(ctx context.Context, logger *slog.Logger, every time.Durati
 	for {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		attrs := append([]any{"pid", os.Getpid(), "goroutines", runtime.NumGoroutine(), "heap_inuse", m.HeapInuse}, readMemStats()...)
+		attrs := append([]any{"pid", os.Getpid(), "goroutines", runtime.NumGoroutine(), "threads", threadCount(), "heap_inuse", m.HeapInuse}, readMemStats(&m)...)
 		logger.Info("runtime stats", attrs...)
 		select {
 		case <-ctx.Done():

@@ -223,6 +223,9 @@ func TestRuntimeStats(t *testing.T) {
 		t.Errorf("runtime stats logged %q, want %q", logs.String(), want)
 	}
 	// Where the anonymous memory goes, as the runtime sees it.
+	if strings.Contains(logs.String(), " threads=0 ") || !strings.Contains(logs.String(), " threads=") {
+		t.Errorf("runtime stats %q lack the thread count", logs.String())
+	}
 	for _, m := range memStats {
 		if !strings.Contains(logs.String(), " "+m.key+"=") {
 			t.Errorf("runtime stats %q lack %s", logs.String(), m.key)

@@ -2,8 +2,8 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 )
 
 // steadyGCPercent is the garbage collector's GOGC once a process has
@@ -34,32 +34,37 @@ func settleMemory() {
 }
 
 // memStats are the runtime's memory classes --runtime-stats logs: where a
-// process's resident anonymous memory goes, as the Go runtime sees it.
-var memStats = []struct{ key, metric string }{
-	{"heap_objects", "/memory/classes/heap/objects:bytes"},
-	{"heap_unused", "/memory/classes/heap/unused:bytes"},
-	{"heap_free", "/memory/classes/heap/free:bytes"},
-	{"heap_released", "/memory/classes/heap/released:bytes"},
-	{"stacks", "/memory/classes/heap/stacks:bytes"},
-	{"runtime_other", "/memory/classes/metadata/other:bytes"},
-	{"gc_goal", "/gc/heap/goal:bytes"},
+// process's resident anonymous memory goes, as the Go runtime sees it
+// (the classes of runtime/metrics' /memory/classes/..., read from
+// runtime.MemStats: importing runtime/metrics would leave its 15 KB
+// description table on every process's heap from package initialisation
+// on).
+var memStats = []struct {
+	key string
+	get func(*runtime.MemStats) uint64
+}{
+	{"heap_objects", func(m *runtime.MemStats) uint64 { return m.HeapAlloc }},
+	{"heap_unused", func(m *runtime.MemStats) uint64 { return m.HeapInuse - m.HeapAlloc }},
+	{"heap_free", func(m *runtime.MemStats) uint64 { return m.HeapIdle - m.HeapReleased }},
+	{"heap_released", func(m *runtime.MemStats) uint64 { return m.HeapReleased }},
+	{"stacks", func(m *runtime.MemStats) uint64 { return m.StackInuse }},
+	{"mspan", func(m *runtime.MemStats) uint64 { return m.MSpanInuse }},
+	{"mcache", func(m *runtime.MemStats) uint64 { return m.MCacheInuse }},
+	// The collector's metadata: mark bits, the central span lists'
+	// blocks, work buffers.
+	{"gc_meta", func(m *runtime.MemStats) uint64 { return m.GCSys }},
+	{"runtime_other", func(m *runtime.MemStats) uint64 { return m.OtherSys }},
+	{"total", func(m *runtime.MemStats) uint64 { return m.Sys }},
+	{"gc_goal", func(m *runtime.MemStats) uint64 { return m.NextGC }},
+	{"gc_cycles", func(m *runtime.MemStats) uint64 { return uint64(m.NumGC) }},
 }
 
-// readMemStats returns memStats' values as slog attributes (key, value
-// pairs).
-func readMemStats() []any {
-	samples := make([]metrics.Sample, len(memStats))
-	for i, m := range memStats {
-		samples[i].Name = m.metric
-	}
-	metrics.Read(samples)
-	attrs := make([]any, 0, 2*len(samples))
-	for i, s := range samples {
-		var v uint64
-		if s.Value.Kind() == metrics.KindUint64 {
-			v = s.Value.Uint64()
-		}
-		attrs = append(attrs, memStats[i].key, v)
+// readMemStats returns memStats' values of m as slog attributes (key,
+// value pairs).
+func readMemStats(m *runtime.MemStats) []any {
+	attrs := make([]any, 0, 2*len(memStats))
+	for _, s := range memStats {
+		attrs = append(attrs, s.key, s.get(m))
 	}
 	return attrs
 }

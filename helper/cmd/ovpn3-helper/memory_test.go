@@ -2,9 +2,12 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -40,7 +43,57 @@ func TestSettleMemory(t *testing.T) {
 // residentHeap is the heap memory the process holds from the kernel:
 // objects (live or not yet collected), free and unused heap not released.
 func residentHeap() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64() + s[1].Value.Uint64() + s[2].Value.Uint64()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.HeapIdle - m.HeapReleased
+}
+
+// What package initialisation allocates stays on the heap of the daemon
+// and of every backend while it is live: the helper links no package
+// only for its table (runtime/metrics, whose init builds a 15 KB
+// description table, is not linked), and the total stays within a
+// budget (about 260 KiB today, most of it the profile option table).
+// GODEBUG=inittrace=1 makes a Go program print each package's init
+// allocations; this test binary links the helper's packages.
+func TestInitAllocations(t *testing.T) {
+	if os.Getenv("OVPN3_INITTRACE_CHILD") != "" {
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInitAllocations$")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1", "OVPN3_INITTRACE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	const budget = 384 << 10
+	type pkgInit struct {
+		pkg   string
+		bytes int
+	}
+	var inits []pkgInit
+	total := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		// init PKG @T ms, C ms clock, N bytes, M allocs
+		f := strings.Fields(l)
+		if len(f) < 10 || f[0] != "init" || f[len(f)-3] != "bytes," {
+			continue
+		}
+		n, err := strconv.Atoi(f[len(f)-4])
+		if err != nil {
+			t.Fatalf("inittrace line %q: %v", l, err)
+		}
+		inits = append(inits, pkgInit{f[1], n})
+		total += n
+		if f[1] == "runtime/metrics" {
+			t.Errorf("runtime/metrics is linked again: its init allocates %d bytes in every process", n)
+		}
+	}
+	if len(inits) == 0 {
+		t.Fatalf("no inittrace lines in\n%s", out)
+	}
+	slices.SortFunc(inits, func(a, b pkgInit) int { return b.bytes - a.bytes })
+	t.Logf("package initialisation allocates %d KiB; most: %v", total>>10, inits[:min(5, len(inits))])
+	if total > budget {
+		t.Errorf("package initialisation allocates %d KiB, more than the budget of %d KiB; most: %v", total>>10, budget>>10, inits[:min(5, len(inits))])
+	}
 }
