@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -25,12 +26,19 @@ const steadyGCPercent = 25
 // collector setting and returns what start-up or the handshake left
 // behind (parsed profiles, certificates, TLS state, D-Bus introspection)
 // to the kernel: a full collection, a few milliseconds, once per
-// connection.
-func settleMemory() {
+// connection. Then it takes the program's pages out of its page tables
+// (dropProgramPages: no memory is freed, see there).
+func settleMemory(logger *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(steadyGCPercent)
 	}
 	debug.FreeOSMemory()
+	n, err := dropProgramPages()
+	if err != nil {
+		logger.Debug("program pages left mapped", "err", err)
+		return
+	}
+	logger.Debug("program pages unmapped", "bytes", n)
 }
 
 // memStats are the runtime's memory classes --runtime-stats logs: where a

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -28,7 +29,7 @@ func TestSettleMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(garbage) // dead from here on, not yet collected
 	before := residentHeap()
-	settleMemory()
+	settleMemory(slog.New(slog.DiscardHandler))
 	after := residentHeap()
 	old := debug.SetGCPercent(orig)
 	if os.Getenv("GOGC") == "" && old != steadyGCPercent {
