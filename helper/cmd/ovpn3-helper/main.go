@@ -204,7 +204,7 @@ func serve(ctx context.Context, stateDir string, backendArgs []string, spare boo
 	// (sessions.Close ends it).
 	launcher.StartSpare()
 	logger.Info("ovpn3-helper ready", "pid", os.Getpid(), "state_dir", stateDir)
-	settleMemory(logger)
+	settleMemory()
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down: disconnecting all sessions")
@@ -294,7 +294,7 @@ func runBackend(args []string, stderr io.Writer) int {
 	// The token comes when a session claims this backend: at once, or
 	// later for the daemon's spare backend.
 	token := func(ctx context.Context) (string, error) { return sessionmgr.ReadToken(ctx, *tokenFD) }
-	err := backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version, Connected: func() { settleMemory(logger) }})
+	err := backend.Run(ctx, token, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version, Connected: settleMemory})
 	switch {
 	case errors.Is(err, sessionmgr.ErrNoToken):
 		logger.Debug("spare backend not needed: the daemon closed the token descriptor")

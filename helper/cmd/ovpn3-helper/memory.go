@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -26,19 +25,12 @@ const steadyGCPercent = 25
 // collector setting and returns what start-up or the handshake left
 // behind (parsed profiles, certificates, TLS state, D-Bus introspection)
 // to the kernel: a full collection, a few milliseconds, once per
-// connection. Then it takes the program's pages out of its page tables
-// (dropProgramPages: no memory is freed, see there).
-func settleMemory(logger *slog.Logger) {
+// connection.
+func settleMemory() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(steadyGCPercent)
 	}
 	debug.FreeOSMemory()
-	n, err := dropProgramPages()
-	if err != nil {
-		logger.Debug("program pages left mapped", "err", err)
-		return
-	}
-	logger.Debug("program pages unmapped", "bytes", n)
 }
 
 // memStats are the runtime's memory classes --runtime-stats logs: where a

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -29,7 +28,7 @@ func TestSettleMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(garbage) // dead from here on, not yet collected
 	before := residentHeap()
-	settleMemory(slog.New(slog.DiscardHandler))
+	settleMemory()
 	after := residentHeap()
 	old := debug.SetGCPercent(orig)
 	if os.Getenv("GOGC") == "" && old != steadyGCPercent {
