@@ -4,6 +4,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport/transporttest"
 )
 
 // TestReceiveModeration: the moderator puts a read off only while a bulk
@@ -144,6 +147,32 @@ func TestReceiveModerationSwitch(t *testing.T) {
 		}
 		if !on && slept.Load() != 0 {
 			t.Errorf("rx-moderation off: %d reads put off", slept.Load())
+		}
+	}
+}
+
+// TestModerationOnlyForUDP: only a plain UDP socket (read with recvmmsg)
+// is moderated, and only while the profile leaves rx-moderation on; other
+// transports (TCP, a proxy, a floating server's) are read as they come.
+func TestModerationOnlyForUDP(t *testing.T) {
+	_, skey := dataPlaneKeys(t, 3)
+	peer := newTestPeer(t, skey)
+	defer peer.close()
+	udp, _ := dialBenchTransport(t, peer)
+	defer udp.Close()
+	for _, tc := range []struct {
+		name string
+		tr   transport.Conn
+		off  bool
+		want time.Duration
+	}{
+		{"udp", udp, false, modDelay},
+		{"udp, rx-moderation off", udp, true, 0},
+		{"another transport", &transporttest.Discard{}, false, 0},
+	} {
+		p := New(Config{Offloads: Offloads{NoRxMod: tc.off}})
+		if got := p.NewConn(ConnConfig{Transport: tc.tr}).moderation(); got != tc.want {
+			t.Errorf("%s: reads put off by %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
