@@ -93,14 +93,44 @@ type Device struct {
 	down    bool
 	adopted bool // Options.Link: the link is not ours to delete
 	vnetHdr bool // netconf.Config.VnetHdr: packets carry a virtio_net_hdr
+
+	link       netlink.Link // the device, once created or adopted
+	configured bool         // Configure ran (once only)
 }
 
 // Setup creates a TUN device and configures it from cfg. On error
 // everything it already did is undone.
-func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, err error) {
+func Setup(ctx context.Context, cfg netconf.Config, opts Options) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tun setup: %w", err)
 	}
+	d, err := create(ctx, opts, cfg.VnetHdr)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Configure(ctx, cfg, opts.TxQueueLen); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Create creates the TUN device alone, ahead of its configuration: down,
+// without addresses or routes, so that nothing goes through it yet. It
+// lets the device be made while the tunnel is still being negotiated;
+// Configure applies the configuration once it is known, Teardown removes
+// the device if it never is. vnetHdr is netconf.Config.VnetHdr's: whether
+// packets will carry a virtio_net_hdr (Configure refuses a configuration
+// that wants otherwise). Options.Link and TxQueueLen do not apply here.
+func Create(ctx context.Context, opts Options, vnetHdr bool) (*Device, error) {
+	if opts.Link != 0 {
+		return nil, errors.New("tun create: an adopted link (Options.Link) is configured by Setup")
+	}
+	return create(ctx, opts, vnetHdr)
+}
+
+// create makes the netlink handle and the route table and creates the
+// device (or adopts opts.Link). On error everything is undone.
+func create(ctx context.Context, opts Options, vnetHdr bool) (_ *Device, err error) {
 	name := opts.Name
 	if name == "" {
 		name = DefaultName
@@ -111,7 +141,7 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 	if opts.TxQueueLen < 0 {
 		return nil, fmt.Errorf("tun setup: negative txqueuelen %d", opts.TxQueueLen)
 	}
-	d := &Device{log: opts.Logger, j: opts.Journal, shared: opts.Shared, owner: opts.Owner, vnetHdr: cfg.VnetHdr}
+	d := &Device{log: opts.Logger, j: opts.Journal, shared: opts.Shared, owner: opts.Owner, vnetHdr: vnetHdr}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -147,37 +177,73 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 	if d.owner == "" {
 		d.owner = fmt.Sprintf("tundev-%p", d)
 	}
-
-	// The plan needs the routes as they are before the tunnel changes them.
-	plan, err := d.plan(cfg)
-	if err != nil {
-		return nil, err
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tun setup: %w", err)
 	}
-	if err := d.shared.Acquire(d.owner, plan.shared); err != nil {
-		return nil, fmt.Errorf("tun setup: %w", err)
-	}
-
-	var link netlink.Link
 	if opts.Link != 0 {
-		link, err = d.adopt(opts.Link)
+		d.link, err = d.adopt(opts.Link)
 	} else {
-		link, err = d.open(name)
+		d.link, err = d.open(name)
 	}
 	if err != nil {
 		return nil, err
+	}
+	return d, nil
+}
+
+// Configure applies cfg to a device made by Create: MTU, transmit queue
+// length (0 keeps the kernel's), addresses, link up, routes, and the
+// shared routes outside the tunnel. It is done once; on error (but that
+// of a second call) the whole device is torn down.
+func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen int) (err error) {
+	d.mu.Lock()
+	link, down, configured := d.link, d.down, d.configured
+	d.configured = true
+	d.mu.Unlock()
+	switch {
+	case down:
+		return fmt.Errorf("tun setup: %s: already torn down", d.name)
+	case configured:
+		return fmt.Errorf("tun setup: %s: already configured", d.name)
+	}
+	defer func() {
+		if err != nil {
+			if terr := d.Teardown(); terr != nil {
+				err = fmt.Errorf("%w (undo: %v)", err, terr)
+			}
+		}
+	}()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("tun setup: %w", err)
+	}
+	if txQueueLen < 0 {
+		return fmt.Errorf("tun setup: negative txqueuelen %d", txQueueLen)
+	}
+	if cfg.VnetHdr != d.vnetHdr {
+		return fmt.Errorf("tun setup: %s: created with vnet_hdr %v, configured with %v", d.name, d.vnetHdr, cfg.VnetHdr)
+	}
+
+	// The plan needs the routes as they are before the tunnel changes them
+	// (the device, down and without addresses, has changed none yet).
+	plan, err := d.plan(cfg)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tun setup: %w", err)
+	}
+	if err := d.shared.Acquire(d.owner, plan.shared); err != nil {
+		return fmt.Errorf("tun setup: %w", err)
 	}
 	d.shared.SetTunnel(d.owner, d.index)
 	if cfg.MTU != 0 {
 		if err := d.nlh.LinkSetMTU(link, cfg.MTU); err != nil {
-			return nil, fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, cfg.MTU, err)
+			return fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, cfg.MTU, err)
 		}
 	}
-	if opts.TxQueueLen != 0 {
-		if err := d.nlh.LinkSetTxQLen(link, opts.TxQueueLen); err != nil {
-			return nil, fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, opts.TxQueueLen, err)
+	if txQueueLen != 0 {
+		if err := d.nlh.LinkSetTxQLen(link, txQueueLen); err != nil {
+			return fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, txQueueLen, err)
 		}
 	}
 	// Every address and route is journalled at once before the first is
@@ -192,28 +258,31 @@ func Setup(ctx context.Context, cfg netconf.Config, opts Options) (_ *Device, er
 		changes = append(changes, journal.Planned{Kind: sysrec.KindRoute, Data: sysrec.FromNetlink(r, d.name)})
 	}
 	if err := d.recordAll(changes); err != nil {
-		return nil, err
+		return err
 	}
 	for _, a := range plan.addrs {
 		if err := d.nlh.AddrAdd(link, &a); err != nil {
-			return nil, fmt.Errorf("tun setup: %s: add address %v: %w", d.name, addrString(a), err)
+			return fmt.Errorf("tun setup: %s: add address %v: %w", d.name, addrString(a), err)
 		}
 		d.addrs = append(d.addrs, a)
 	}
 	if err := d.nlh.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("tun setup: %s: set up: %w", d.name, err)
+		return fmt.Errorf("tun setup: %s: set up: %w", d.name, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("tun setup: %w", err)
+		return fmt.Errorf("tun setup: %w", err)
 	}
 	for _, r := range plan.routes {
 		r.LinkIndex = d.index
 		if err := d.addRoute(r); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return d, nil
+	return nil
 }
+
+// VnetHdr reports whether the device was created with IFF_VNET_HDR.
+func (d *Device) VnetHdr() bool { return d.vnetHdr }
 
 // record writes a journal entry (when there is a journal) before the change
 // it describes is made.

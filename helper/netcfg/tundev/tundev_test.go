@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/internal/nstest"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/nsexec"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
@@ -458,5 +460,115 @@ func TestCancelledContext(t *testing.T) {
 	}
 	if l := tunLinks(t, ns); len(l) != 0 {
 		t.Errorf("left behind: %v", l)
+	}
+}
+
+// Create makes the device ahead of its configuration: it exists, down and
+// without addresses, and the routes are as they were; Configure then
+// brings it up as Setup would, and Teardown leaves nothing.
+func TestCreateThenConfigure(t *testing.T) {
+	ns := nstest.New(t, "tdcre")
+	withUplink(t, ns)
+	before := routes(t, ns)
+	d, err := Create(context.Background(), Options{NetNS: ns.Handle}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Teardown() })
+	link, err := ns.Netlink.LinkByName(d.Name())
+	if err != nil {
+		t.Fatalf("no device %q after Create: %v", d.Name(), err)
+	}
+	if link.Attrs().Flags&net.FlagUp != 0 || len(addrs(t, ns, d.Index())) != 0 {
+		t.Errorf("created device is up (%v) or has addresses %v", link.Attrs().Flags, addrs(t, ns, d.Index()))
+	}
+	for k := range routes(t, ns) {
+		if !before[k] {
+			t.Errorf("route after Create: %+v", k)
+		}
+	}
+	cfg := netconf.Config{
+		Addresses:    []netip.Prefix{mp("10.8.0.2/24")},
+		RedirectIPv4: true,
+		Remote:       ma("203.0.113.5"),
+		MTU:          1400,
+	}
+	if err := d.Configure(context.Background(), cfg, 100); err != nil {
+		t.Fatal(err)
+	}
+	link, err = ns.Netlink.LinkByIndex(d.Index())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 || link.Attrs().MTU != 1400 || link.Attrs().TxQLen != 100 {
+		t.Errorf("configured device: flags %v, mtu %d, txqueuelen %d", link.Attrs().Flags, link.Attrs().MTU, link.Attrs().TxQLen)
+	}
+	if _, ok := addrs(t, ns, d.Index())["10.8.0.2/24"]; !ok {
+		t.Errorf("address missing: %v", addrs(t, ns, d.Index()))
+	}
+	rs := routes(t, ns)
+	if !rs[routeKey{"0.0.0.0/1", "", d.Index()}] || !rs[routeKey{"203.0.113.5/32", "10.99.0.254", mustIndex(t, ns, "up0")}] {
+		t.Errorf("redirect or server route missing: %v", rs)
+	}
+	if err := d.Configure(context.Background(), cfg, 0); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Errorf("second Configure: %v", err)
+	}
+	if err := d.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	wantNothingLeft(t, ns, before)
+}
+
+// A device created ahead and never configured (the tunnel failed, or was
+// disconnected first) goes with Teardown, journal included; so does one
+// whose configuration asks for another packet format (vnet_hdr) than it
+// was created with, and one whose configuration fails.
+func TestCreatedDeviceNeverConfigured(t *testing.T) {
+	ns := nstest.New(t, "tdcrx")
+	withUplink(t, ns)
+	before := routes(t, ns)
+	dir := t.TempDir()
+	store, err := journal.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *netconf.Config // nil: Teardown without Configure
+		want string
+	}{
+		{"teardown", nil, ""},
+		{"vnet_hdr", &netconf.Config{Addresses: []netip.Prefix{mp("10.8.0.2/24")}, VnetHdr: true}, "vnet_hdr"},
+		{"gateway", &netconf.Config{Addresses: []netip.Prefix{mp("10.8.0.2/24")},
+			Routes: []netconf.Route{{Prefix: mp("192.168.70.0/24"), Gateway: ma("192.0.2.1")}}}, "192.168.70.0/24"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j, err := store.Create("dev-" + tc.name[:4])
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := Create(context.Background(), Options{NetNS: ns.Handle, Journal: j}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Teardown() })
+			if len(tunLinks(t, ns)) != 1 || len(j.Entries()) == 0 {
+				t.Fatalf("after Create: devices %v, journal %v", tunLinks(t, ns), j.Entries())
+			}
+			if tc.cfg == nil {
+				if err := d.Teardown(); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := d.Configure(context.Background(), *tc.cfg, 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Configure: %v, want an error naming %q", err, tc.want)
+			}
+			wantNothingLeft(t, ns, before)
+			if left, _ := filepath.Glob(filepath.Join(dir, "*.journal")); len(left) != 0 {
+				t.Errorf("journal left: %v", left)
+			}
+		})
+	}
+	if _, err := Create(context.Background(), Options{NetNS: ns.Handle, Link: 1}, false); err == nil {
+		t.Error("Create adopted a link")
 	}
 }
