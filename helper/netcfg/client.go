@@ -43,15 +43,50 @@ const destroyTimeout = 5 * time.Second
 // Routes that name their own gateway are queued with AddNetworksVia, an
 // addition to the openvpn3 API (whose networks have no gateway).
 func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config) (tun *os.File, devicePath dbus.ObjectPath, devName string, err error) {
-	path, err := c.createDevice(ctx, label, cfg)
+	if err := cfg.Validate(); err != nil {
+		return nil, "", "", fmt.Errorf("netcfg establish: %w", err)
+	}
+	path, err := c.createObject(ctx, label)
 	if err != nil {
 		return nil, "", "", err
+	}
+	return c.EstablishOn(ctx, path, cfg)
+}
+
+// Prepare creates a device object labelled label and has the service
+// create its TUN device now, ahead of the configuration (vnetHdr is the
+// netconf.Config.VnetHdr the configuration will have): a backend does it
+// while the tunnel is negotiated, so that EstablishOn or OpenOn only
+// configure the device. Whoever gets the path must establish or Destroy
+// it. On error nothing is left.
+func (c *Client) Prepare(ctx context.Context, label string, vnetHdr bool) (_ dbus.ObjectPath, err error) {
+	path, err := c.createObject(ctx, label)
+	if err != nil {
+		return "", err
 	}
 	defer func() {
 		if err != nil {
 			c.destroyAfterFailure(ctx, path, &err)
 		}
 	}()
+	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Prepare", 0, vnetHdr).Err; err != nil {
+		return "", fmt.Errorf("netcfg: Prepare on %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// EstablishOn is Establish on the device object at path (from Prepare):
+// it describes cfg on it and establishes it. On error the object is
+// destroyed.
+func (c *Client) EstablishOn(ctx context.Context, path dbus.ObjectPath, cfg netconf.Config) (tun *os.File, devicePath dbus.ObjectPath, devName string, err error) {
+	defer func() {
+		if err != nil {
+			c.destroyAfterFailure(ctx, path, &err)
+		}
+	}()
+	if err := c.describe(ctx, path, cfg); err != nil {
+		return nil, "", "", err
+	}
 	devicePath = path
 	dev := c.conn.Object(c.dest, devicePath)
 	var fd dbus.UnixFD
@@ -101,15 +136,31 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 	if err := cfg.Validate(); err != nil {
 		return "", fmt.Errorf("netcfg establish: %w", err)
 	}
+	path, err := c.createObject(ctx, label)
+	if err != nil {
+		return "", err
+	}
+	if err := c.describe(ctx, path, cfg); err != nil {
+		c.destroyAfterFailure(ctx, path, &err)
+		return "", err
+	}
+	return path, nil
+}
+
+// createObject creates a device object labelled label.
+func (c *Client) createObject(ctx context.Context, label string) (dbus.ObjectPath, error) {
 	var path dbus.ObjectPath
 	if err := c.manager().CallWithContext(ctx, api.InterfaceNetCfg+".CreateVirtualInterface", 0, label).Store(&path); err != nil {
 		return "", fmt.Errorf("netcfg: CreateVirtualInterface(%q): %w", label, err)
 	}
-	defer func() {
-		if err != nil {
-			c.destroyAfterFailure(ctx, path, &err)
-		}
-	}()
+	return path, nil
+}
+
+// describe describes cfg on the device object at path, all but Establish.
+func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("netcfg establish: %w", err)
+	}
 	// The settings go out at once (one round trip, not one each): only
 	// the calls that append to the same list keep their order (chains).
 	var chains [][]setting
@@ -189,10 +240,7 @@ func (c *Client) createDevice(ctx context.Context, label string, cfg netconf.Con
 	for _, s := range dnsSettings(cfg.DNS) {
 		one(s)
 	}
-	if err := c.apply(ctx, path, chains); err != nil {
-		return "", err
-	}
-	return path, nil
+	return c.apply(ctx, path, chains)
 }
 
 // destroyAfterFailure undoes a device whose setup failed with *err, also
@@ -246,7 +294,15 @@ type Tun struct {
 
 // Open is Establish returning a Tun.
 func (c *Client) Open(ctx context.Context, label string, cfg netconf.Config) (*Tun, error) {
-	f, path, name, err := c.Establish(ctx, label, cfg)
+	return c.tun(c.Establish(ctx, label, cfg))
+}
+
+// OpenOn is EstablishOn returning a Tun.
+func (c *Client) OpenOn(ctx context.Context, path dbus.ObjectPath, cfg netconf.Config) (*Tun, error) {
+	return c.tun(c.EstablishOn(ctx, path, cfg))
+}
+
+func (c *Client) tun(f *os.File, path dbus.ObjectPath, name string, err error) (*Tun, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package netcfg
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,7 +59,8 @@ type device struct {
 	dnsScope   string
 	dnsApplied bool // dnshook.go
 	tun        *tundev.Device
-	dco        *dcoObject // EnableDCO (dcodev.go)
+	early      *tundev.Device // Prepare's: created, not yet configured
+	dco        *dcoObject     // EnableDCO (dcodev.go)
 	gone       bool
 }
 
@@ -100,6 +102,9 @@ func (d *device) iface() *busobj.Interface {
 			// received fd to the caller when the body refers to it.
 			{Name: "EnableDCO", In: []busobj.Arg{{Name: "dev_name", Type: "s"}},
 				Out: []busobj.Arg{{Name: "dco_device_path", Type: "o"}}, Handler: d.enableDCO},
+			// ovpn3go's own: the TUN device is created while the tunnel is
+			// still negotiated, so that Establish only configures it.
+			{Name: "Prepare", In: []busobj.Arg{{Name: "vnet_hdr", Type: "b"}}, Handler: d.prepare},
 			{Name: "Establish", Out: []busobj.Arg{{Name: "tun_fd", Type: "h"}}, Handler: d.establish, OutOptional: true},
 			{Name: "Disable", Handler: func(c *busobj.Call) ([]any, error) {
 				d.disable("Disable by " + c.Sender)
@@ -464,6 +469,71 @@ func onTunnel(cfg netconf.Config, gw netip.Addr) bool {
 	return false
 }
 
+// tunOptions are the device's tundev options (d.mu held); link is the
+// DCO device to configure instead of a TUN device (0: none).
+func (d *device) tunOptions(link int) (tundev.Options, error) {
+	j, err := d.svc.Journal("dev-" + strings.TrimPrefix(string(d.path), string(api.PathNetCfg)+"/"))
+	if err != nil {
+		return tundev.Options{}, err
+	}
+	return tundev.Options{
+		NetNS:      d.svc.netNS(),
+		TxQueueLen: int(d.txqueuelen),
+		Logger:     d.log,
+		Journal:    j,
+		Shared:     d.svc.sharedRoutes(),
+		Owner:      string(d.path),
+		Link:       link,
+	}, nil
+}
+
+// prepare creates the TUN device ahead of Establish, with IFF_VNET_HDR if
+// the argument says so: down, without addresses or routes, so that nothing
+// goes through it. The vnet_hdr property still decides at Establish (a
+// device created otherwise is replaced then). Establish configures it; Disable, Destroy and the
+// creator's leaving remove it like an established one.
+func (d *device) prepare(c *busobj.Call) ([]any, error) {
+	vnetHdr := c.Args[0].(bool)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.gone:
+		return nil, netcfgError("Virtual interface has been destroyed")
+	case d.tun != nil:
+		return nil, netcfgError("Virtual interface is already established")
+	case d.dco != nil:
+		return nil, netcfgError("Virtual interface is a DCO device")
+	case d.early != nil && d.early.VnetHdr() == vnetHdr:
+		return nil, nil
+	case d.early != nil:
+		d.dropEarlyLocked("prepared again with vnet_hdr " + strconv.FormatBool(vnetHdr))
+	}
+	opts, err := d.tunOptions(0)
+	if err == nil {
+		d.early, err = tundev.Create(c.Ctx, opts, vnetHdr)
+	}
+	if err != nil {
+		d.log.Error("Prepare failed", "err", err)
+		return nil, netcfgError("Failed to create the virtual interface: %v", err)
+	}
+	d.log.Info("device created ahead of its configuration", "name", d.early.Name(), "vnet_hdr", vnetHdr)
+	return nil, nil
+}
+
+// dropEarlyLocked removes the device Prepare created (d.mu held).
+func (d *device) dropEarlyLocked(why string) {
+	early := d.early
+	d.early = nil
+	if early == nil {
+		return
+	}
+	if err := early.Teardown(); err != nil {
+		d.log.Error("teardown of the prepared device incomplete", "reason", why, "err", err)
+		return
+	}
+	d.log.Info("prepared device removed", "name", early.Name(), "reason", why)
+}
+
 func (d *device) establish(c *busobj.Call) ([]any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -476,20 +546,7 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	start := time.Now()
 	cfg := d.config()
 	d.svc.addBypassRoutes(&cfg, d.log)
-	j, err := d.svc.Journal("dev-" + strings.TrimPrefix(string(d.path), string(api.PathNetCfg)+"/"))
-	if err != nil {
-		d.log.Error("Establish failed", "err", err)
-		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
-	}
-	tun, err := tundev.Setup(c.Ctx, cfg, tundev.Options{
-		NetNS:      d.svc.netNS(),
-		TxQueueLen: int(d.txqueuelen),
-		Logger:     d.log,
-		Journal:    j,
-		Shared:     d.svc.sharedRoutes(),
-		Owner:      string(d.path),
-		Link:       d.dcoLink(),
-	})
+	tun, err := d.setup(c.Ctx, cfg)
 	if err != nil {
 		d.log.Error("Establish failed", "err", err)
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
@@ -519,6 +576,26 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start), "dns_took", dnsTook)
 	d.announce(tun, true)
 	return []any{dbus.UnixFD(rawFD(f))}, nil
+}
+
+// setup configures the prepared device, or creates and configures one
+// (d.mu held). A prepared device of another kind than cfg asks for (a DCO
+// device meanwhile, the other vnet_hdr) is replaced.
+func (d *device) setup(ctx context.Context, cfg netconf.Config) (*tundev.Device, error) {
+	link := d.dcoLink()
+	if early := d.early; early != nil && link == 0 && early.VnetHdr() == cfg.VnetHdr {
+		d.early = nil
+		if err := early.Configure(ctx, cfg, int(d.txqueuelen)); err != nil {
+			return nil, err // the device is gone with the error
+		}
+		return early, nil
+	}
+	d.dropEarlyLocked("Establish wants another kind of device")
+	opts, err := d.tunOptions(link)
+	if err != nil {
+		return nil, err
+	}
+	return tundev.Setup(ctx, cfg, opts)
 }
 
 // rawFD returns f's descriptor without switching it to blocking mode (as
@@ -588,6 +665,7 @@ func gwString(a netip.Addr) string {
 // settings, so that a later Establish can bring it back.
 func (d *device) disable(why string) {
 	d.mu.Lock()
+	d.dropEarlyLocked(why)
 	tun := d.tun
 	d.tun = nil
 	d.mu.Unlock()

@@ -48,6 +48,10 @@ func newFixtureOn(t *testing.T, prefix, bus string) *fixture {
 	t.Helper()
 	ns := nstest.New(t, prefix)
 	ns.IP(t, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+	// No link-local addresses: their fe80::/64 routes would appear some
+	// time after the links come up, after the baseline of the routes.
+	ns.IP(t, "link", "set", "up0", "addrgenmode", "none")
+	ns.IP(t, "link", "set", "up1", "addrgenmode", "none")
 	ns.IP(t, "link", "set", "up1", "up")
 	ns.IP(t, "addr", "add", "10.99.0.1/24", "dev", "up0")
 	ns.IP(t, "link", "set", "up0", "up")

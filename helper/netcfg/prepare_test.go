@@ -1,0 +1,132 @@
+package netcfg
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// Prepare creates the TUN device before Establish: it exists, down and
+// without addresses, while the tunnel would still be negotiated, and
+// EstablishOn configures that same device (no second one) and hands it
+// over working.
+func TestPrepareThenEstablish(t *testing.T) {
+	f := newFixture(t, "ncprep")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	path, err := f.client.Prepare(ctx, "tokp", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := f.tunLinks(t)
+	if len(links) != 1 {
+		t.Fatalf("TUN devices after Prepare: %v, want one", links)
+	}
+	link, err := f.ns.Netlink.LinkByName(links[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		t.Errorf("prepared device %s is up before Establish", links[0])
+	}
+	// Not established yet: no device name to report, no routes.
+	checkProp(t, f.conn.Object(api.ServiceNetCfg, path), "device_name", "")
+	for r := range f.routes(t) {
+		if !f.baseline[r] {
+			t.Errorf("route before Establish: %s", r)
+		}
+	}
+	tun, err := f.client.OpenOn(ctx, path, testCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tun.Name() != links[0] || tun.Path() != path {
+		t.Errorf("established %s at %s, prepared %s at %s", tun.Name(), tun.Path(), links[0], path)
+	}
+	if got := f.tunLinks(t); len(got) != 1 {
+		t.Errorf("TUN devices after Establish: %v", got)
+	}
+	pingThroughTun(t, tun.File())
+	if err := tun.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitClean(t)
+}
+
+// A prepared device never established leaves nothing behind however the
+// session ends first: Destroy (a disconnect), Disable, the creator leaving
+// the bus (a backend that died), or a failed Establish. One prepared with
+// the other vnet_hdr than Establish asks for is replaced by a fitting one.
+func TestPreparedDeviceGoes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, f *fixture, path dbus.ObjectPath)
+	}{
+		{"destroy", func(t *testing.T, f *fixture, path dbus.ObjectPath) {
+			if err := f.client.Destroy(context.Background(), path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"disable", func(t *testing.T, f *fixture, path dbus.ObjectPath) {
+			dev := f.conn.Object(api.ServiceNetCfg, path)
+			if err := dev.Call(api.InterfaceNetCfg+".Disable", 0).Err; err != nil {
+				t.Fatal(err)
+			}
+			if got := f.tunLinks(t); len(got) != 0 {
+				t.Errorf("TUN devices after Disable: %v", got)
+			}
+			if err := f.client.Destroy(context.Background(), path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"creator left", func(t *testing.T, f *fixture, _ dbus.ObjectPath) { f.conn.Close() }},
+		{"failed establish", func(t *testing.T, f *fixture, path dbus.ObjectPath) {
+			bad := testCfg
+			bad.MTU = 100 // refused
+			if _, err := f.client.OpenOn(context.Background(), path, bad); err == nil {
+				t.Fatal("Establish with MTU 100 succeeded")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "ncpgo")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			path, err := f.client.Prepare(ctx, "tokg", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.tunLinks(t); len(got) != 1 {
+				t.Fatalf("TUN devices after Prepare: %v", got)
+			}
+			tc.end(t, f, path)
+			f.waitClean(t)
+		})
+	}
+	t.Run("other vnet_hdr", func(t *testing.T) {
+		f := newFixture(t, "ncpvh")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		path, err := f.client.Prepare(ctx, "tokv", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tun, err := f.client.OpenOn(ctx, path, testCfg) // VnetHdr false
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.tunLinks(t); len(got) != 1 || got[0] != tun.Name() {
+			t.Errorf("TUN devices %v, want only the established %s", got, tun.Name())
+		}
+		pingThroughTun(t, tun.File()) // no virtio_net_hdr expected
+		if err := tun.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.waitClean(t)
+	})
+}
