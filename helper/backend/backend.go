@@ -224,6 +224,7 @@ type Backend struct {
 	runCancel   context.CancelFunc
 	runDone     chan struct{}
 	tun         *netcfg.Tun
+	early       *earlyTun // the TUN device netcfg creates during the handshake (earlytun.go)
 	devicePath  dbus.ObjectPath
 	deviceName  string
 	stopping    bool
@@ -393,6 +394,7 @@ func (b *Backend) stopEngine(ctx context.Context) {
 }
 
 func (b *Backend) closeTun() {
+	b.closeEarlyTun()
 	b.mu.Lock()
 	tun, dev := b.tun, b.dcoDev
 	b.tun, b.dcoDev = nil, nil

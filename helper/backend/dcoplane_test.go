@@ -39,17 +39,7 @@ type dcoRig struct {
 
 func newDCORig(t *testing.T) *dcoRig {
 	t.Helper()
-	pair := testbed.NetPair(t)
-	h, err := netns.GetFromName(pair.ClientNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nl.Close)
+	pair, h, nl := clientNamespace(t)
 	bus := busobjtest.StartBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

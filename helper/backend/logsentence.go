@@ -214,6 +214,7 @@ var phrasings = map[string]phrasing{
 	"TUN device ready": at(api.LogCategoryVerb1, func(f fields) string {
 		return "Tunnel device " + f.str("device") + " is ready"
 	}),
+	"remove the early TUN device": saidWith(api.LogCategoryWarn, "The tunnel device made ahead of the connection could not be removed", "err"),
 	"web authentication required": at(api.LogCategoryInfo, func(f fields) string {
 		return "The server asks for web authentication: open " + f.str("url")
 	}),

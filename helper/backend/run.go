@@ -67,6 +67,9 @@ func (b *Backend) connect() error {
 	b.paused = false
 	b.mu.Unlock()
 	b.log.Info("connecting", "config", b.configPath)
+	if dco == nil {
+		b.prepareTun() // while the handshake runs
+	}
 	go b.run(ctx, client, done)
 	return nil
 }
@@ -306,7 +309,13 @@ func (p tunProvider) OpenTun(ctx context.Context, cfg netconf.Config) (engine.Tu
 	b.mu.Lock()
 	cfg = b.netOv.apply(cfg)
 	b.mu.Unlock()
-	tun, err := netcfg.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
+	var tun *netcfg.Tun
+	var err error
+	if early := b.takeEarlyTun(ctx); early != "" {
+		tun, err = netcfg.NewClient(b.srv.Conn()).OpenOn(ctx, early, cfg)
+	} else {
+		tun, err = netcfg.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open TUN device: %w", err)
 	}
