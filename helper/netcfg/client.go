@@ -163,9 +163,10 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 	}
 	// The settings go out at once (one round trip, not one each): only
 	// the calls that append to the same list keep their order (chains).
+	// What a new device object has already (layer TUN, no reroute, no
+	// vnet_hdr) is not sent: each call is a message each way.
 	var chains [][]setting
 	one := func(s setting) { chains = append(chains, []setting{s}) }
-	one(setting{prop: "layer", args: []any{uint32(layerTUN)}})
 	if cfg.MTU != 0 {
 		one(setting{prop: "mtu", args: []any{uint16(cfg.MTU)}})
 	}
@@ -193,8 +194,12 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 	if cfg.VnetHdr {
 		one(setting{prop: "vnet_hdr", args: []any{true}})
 	}
-	one(setting{prop: "reroute_ipv4", args: []any{cfg.RedirectIPv4}})
-	one(setting{prop: "reroute_ipv6", args: []any{cfg.RedirectIPv6}})
+	if cfg.RedirectIPv4 {
+		one(setting{prop: "reroute_ipv4", args: []any{true}})
+	}
+	if cfg.RedirectIPv6 {
+		one(setting{prop: "reroute_ipv6", args: []any{true}})
+	}
 	var flags []string
 	for _, f := range []struct {
 		on   bool

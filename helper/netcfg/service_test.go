@@ -604,4 +604,11 @@ func TestEstablishCalls(t *testing.T) {
 	if slices.Contains(members[:len(members)-1], "Get") {
 		t.Errorf("the client read a property while establishing: %q", members)
 	}
+	// No call sets what a new device has already (testCfg does not
+	// reroute IPv6).
+	for _, c := range mon.Calls() {
+		if c.Member == "Set" && len(c.Body) == 3 && slices.Contains([]any{"layer", "reroute_ipv6", "vnet_hdr"}, c.Body[1]) {
+			t.Errorf("the client set %v, a new device's default", c.Body[1:])
+		}
+	}
 }
