@@ -546,20 +546,11 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	start := time.Now()
 	cfg := d.config()
 	d.svc.addBypassRoutes(&cfg, d.log)
-	tun, err := d.setup(c.Ctx, cfg)
+	tun, dnsTook, err := d.setup(c.Ctx, cfg)
 	if err != nil {
 		d.log.Error("Establish failed", "err", err)
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
 	}
-	dnsStart := time.Now()
-	if err := d.applyDNS(c.Ctx, tun); err != nil {
-		d.log.Error("Establish failed: DNS", "err", err)
-		if terr := tun.Teardown(); terr != nil {
-			d.log.Error("teardown after failed DNS setup incomplete", "err", terr)
-		}
-		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
-	}
-	dnsTook := time.Since(dnsStart)
 	if d.dco != nil {
 		// DCO mode: the ovpn device is configured, and the kernel moves
 		// the packets: no fd to hand over.
@@ -578,24 +569,73 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	return []any{dbus.UnixFD(rawFD(f))}, nil
 }
 
-// setup configures the prepared device, or creates and configures one
-// (d.mu held). A prepared device of another kind than cfg asks for (a DCO
-// device meanwhile, the other vnet_hdr) is replaced.
-func (d *device) setup(ctx context.Context, cfg netconf.Config) (*tundev.Device, error) {
+// setup configures the prepared device, or creates and configures one,
+// and applies the DNS settings (d.mu held); it returns how long the DNS
+// took. A prepared device of another kind than cfg asks for (a DCO device
+// meanwhile, the other vnet_hdr) is replaced. The resolver gets the
+// settings while the TUN device is configured: it needs only the device's
+// name and index, and each takes milliseconds. On error neither the
+// device nor the DNS settings are left.
+func (d *device) setup(ctx context.Context, cfg netconf.Config) (*tundev.Device, time.Duration, error) {
 	link := d.dcoLink()
-	if early := d.early; early != nil && link == 0 && early.VnetHdr() == cfg.VnetHdr {
-		d.early = nil
-		if err := early.Configure(ctx, cfg, int(d.txqueuelen)); err != nil {
-			return nil, err // the device is gone with the error
+	tun := d.early
+	d.early = nil
+	if tun == nil || link != 0 || tun.VnetHdr() != cfg.VnetHdr {
+		if tun != nil {
+			d.early = tun
+			d.dropEarlyLocked("Establish wants another kind of device")
 		}
-		return early, nil
+		opts, err := d.tunOptions(link)
+		if err != nil {
+			return nil, 0, err
+		}
+		if link != 0 {
+			// DCO: the kernel's device, configured in one go.
+			if tun, err = tundev.Setup(ctx, cfg, opts); err != nil {
+				return nil, 0, err
+			}
+			dnsStart := time.Now()
+			if err := d.applyDNS(ctx, tun); err != nil {
+				return nil, 0, d.undoSetup(tun, false, fmt.Errorf("DNS: %w", err))
+			}
+			return tun, time.Since(dnsStart), nil
+		}
+		if tun, err = tundev.Create(ctx, opts, cfg.VnetHdr); err != nil {
+			return nil, 0, err
+		}
 	}
-	d.dropEarlyLocked("Establish wants another kind of device")
-	opts, err := d.tunOptions(link)
-	if err != nil {
-		return nil, err
+	type result struct {
+		took time.Duration
+		err  error
 	}
-	return tundev.Setup(ctx, cfg, opts)
+	dns := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		err := d.applyDNS(ctx, tun)
+		dns <- result{time.Since(start), err}
+	}()
+	err := tun.Configure(ctx, cfg, int(d.txqueuelen)) // the device is gone with an error
+	r := <-dns
+	switch {
+	case r.err != nil:
+		return nil, 0, d.undoSetup(tun, err != nil, errors.Join(err, fmt.Errorf("DNS: %w", r.err)))
+	case err != nil:
+		d.revertDNSLocked(tun)
+		return nil, 0, err
+	}
+	return tun, r.took, nil
+}
+
+// undoSetup tears down a device whose setup failed with err (unless gone
+// already) and returns err with what the teardown could not undo.
+func (d *device) undoSetup(tun *tundev.Device, gone bool, err error) error {
+	if gone {
+		return err
+	}
+	if terr := tun.Teardown(); terr != nil {
+		return fmt.Errorf("%w (undo: %v)", err, terr)
+	}
+	return err
 }
 
 // rawFD returns f's descriptor without switching it to blocking mode (as

@@ -116,6 +116,18 @@ func (d *device) revertDNS(tun *tundev.Device) {
 	applied := d.dnsApplied
 	d.dnsApplied = false
 	d.mu.Unlock()
+	d.revertApplied(tun, applied)
+}
+
+// revertDNSLocked is revertDNS with d.mu held.
+func (d *device) revertDNSLocked(tun *tundev.Device) {
+	applied := d.dnsApplied
+	d.dnsApplied = false
+	d.revertApplied(tun, applied)
+}
+
+// revertApplied takes the DNS settings back if they were applied.
+func (d *device) revertApplied(tun *tundev.Device, applied bool) {
 	m := d.svc.dnsManager()
 	if !applied || m == nil {
 		return

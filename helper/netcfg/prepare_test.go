@@ -2,13 +2,19 @@ package netcfg
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 )
 
 // Prepare creates the TUN device before Establish: it exists, down and
@@ -129,4 +135,38 @@ func TestPreparedDeviceGoes(t *testing.T) {
 		}
 		f.waitClean(t)
 	})
+}
+
+// Establish gives the resolver the DNS settings while it configures the
+// prepared device; when the configuration fails after that (here: IPv6
+// is off in the namespace, so the IPv6 address is refused), the DNS
+// settings are taken back and neither device nor route is left.
+func TestFailedEstablishRevertsDNS(t *testing.T) {
+	f := newFixture(t, "ncpdn")
+	if out, err := exec.Command("ip", "netns", "exec", f.ns.Name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
+	const orig = "nameserver 10.99.0.254\n"
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.SetDNS(dns.NewManager(dns.NewResolvConf(resolv, t.TempDir(), slog.New(slog.NewTextHandler(testWriter{t}, nil))), nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	path, err := f.client.Prepare(ctx, "tokd", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.client.OpenOn(ctx, path, testCfg) // testCfg has fd00:8::2/64
+	if err == nil || !strings.Contains(err.Error(), "fd00:8::2") {
+		t.Fatalf("Establish with IPv6 off: %v, want the IPv6 address refused", err)
+	}
+	f.waitClean(t)
+	if b, err := os.ReadFile(resolv); err != nil || string(b) != orig {
+		t.Errorf("resolv.conf after the failed Establish: %q, %v; want %q", b, err, orig)
+	}
+	if servers, _ := f.svc.globalDNS(); len(servers) != 0 {
+		t.Errorf("DNS servers still applied: %v", servers)
+	}
 }
