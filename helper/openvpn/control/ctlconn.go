@@ -26,7 +26,7 @@ type ctlConn struct {
 	out     [][]byte
 	closed  bool
 	waiting bool            // Read is blocked for lack of input
-	held    int             // events posted by the reader, not yet handled
+	held    int             // events posted by the handshake goroutine, not yet handled
 	gone    bool            // the handshake goroutine returned
 	nonblk  bool            // Read without input returns errWouldBlock (the caller's goroutine reads)
 	rwake   chan struct{}   // cap 1: data or close for Read
@@ -89,20 +89,18 @@ func (c *ctlConn) idle() bool {
 	return c.held == 0 && (c.gone || c.nonblk || (c.waiting && len(c.in) == 0))
 }
 
-// setNonblocking: from now on the caller's goroutine reads, and Read
-// without input returns errWouldBlock instead of waiting.
-func (c *ctlConn) setNonblocking() {
-	c.mu.Lock()
-	c.nonblk = true
-	c.mu.Unlock()
-}
-
-// hold is called by the reader before it posts an event: its turn lasts
-// until the control loop has handled it (release), so what the loop writes
-// in answer leaves together with the reader's own output.
-func (c *ctlConn) hold() {
+// handshakeEnded is called by the handshake goroutine before it posts
+// its event: the turn lasts until the control loop has handled the event
+// (release), so what the loop writes in answer leaves together with the
+// handshake's own last output. After a
+// successful handshake the caller's goroutine reads from now on, so Read
+// without input returns errWouldBlock instead of waiting. Both in one step:
+// a Flush in between would find the turn over and send the Finished
+// without the key-method 2 message that HandleTLS adds.
+func (c *ctlConn) handshakeEnded(ok bool) {
 	c.mu.Lock()
 	c.held++
+	c.nonblk = ok
 	c.mu.Unlock()
 }
 

@@ -1,7 +1,9 @@
 package control
 
 import (
+	"errors"
 	"io"
+	"net"
 	"testing"
 )
 
@@ -48,5 +50,51 @@ func TestCtlConn(t *testing.T) {
 	}
 	if _, err := c.Write([]byte("x")); err == nil {
 		t.Fatal("write after close succeeded")
+	}
+}
+
+// The turn bookkeeping Flush relies on: the TLS side's turn is over only
+// when its reader waits for input it does not have, and the handshake's
+// end keeps it open, in one step, until the loop handled the event; after
+// that Read no longer blocks and says so with a temporary error, which
+// crypto/tls survives.
+func TestCtlConnTurns(t *testing.T) {
+	wake := make(chan struct{}, 1)
+	c := newCtlConn(wake, nil, nil)
+	if c.idle() {
+		t.Fatal("idle before the reader ever waited for input")
+	}
+	read := make(chan error)
+	go func() {
+		_, err := c.Read(make([]byte, 10))
+		read <- err
+	}()
+	<-wake // the reader found nothing to read: its turn ended
+	if !c.idle() {
+		t.Fatal("not idle while the reader waits for input")
+	}
+	c.deliver([]byte("x"))
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if c.idle() {
+		t.Fatal("idle while the reader works on what it read")
+	}
+	c.handshakeEnded(true)
+	if c.idle() {
+		t.Fatal("the handshake's end did not hold the turn open for its event")
+	}
+	c.release()
+	if !c.idle() {
+		t.Fatal("not idle after the loop handled the handshake's event")
+	}
+	_, err := c.Read(make([]byte, 10))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Temporary() || !errors.Is(err, errWouldBlock) {
+		t.Fatalf("Read without input after the handshake: %v, want the temporary would-block", err)
+	}
+	c.deliver([]byte("yz"))
+	if n, err := c.Read(make([]byte, 10)); n != 2 || err != nil {
+		t.Fatalf("Read after the handshake: %d, %v", n, err)
 	}
 }

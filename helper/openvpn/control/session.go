@@ -307,14 +307,11 @@ func (s *Session) tlsHandshake(k *key) {
 	defer s.wg.Done()
 	defer k.conn.readerGone()
 	err := k.tls.HandshakeContext(s.ctx)
-	if err == nil {
-		// Nobody blocks in Read any more: from here on, Read without
-		// input says so and the caller tries again after the next packet.
-		k.conn.setNonblocking()
-	}
 	// The event holds the key's turn open until HandleTLS released it, so
-	// key-method 2 goes out in the burst with the client's Finished.
-	k.conn.hold()
+	// key-method 2 goes out in the burst with the client's Finished. From
+	// here on nobody blocks in Read: Read without input says so, and the
+	// caller reads again after the next packet.
+	k.conn.handshakeEnded(err == nil)
 	select {
 	case s.events <- TLSEvent{k: k, err: err}:
 	case <-s.done:
