@@ -1,8 +1,8 @@
 package busobj
 
 import (
-	"encoding/xml"
 	"strings"
+	"unicode/utf8"
 )
 
 const introspectHeader = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
@@ -46,10 +46,39 @@ const standardInterfaces = `  <interface name="org.freedesktop.DBus.Properties">
   </interface>
 `
 
+// esc escapes s for an XML attribute value, as encoding/xml's EscapeText
+// does (quotes as &#34; and &#39;; what XML cannot carry, invalid UTF-8
+// included, becomes U+FFFD). Written out here: importing encoding/xml
+// for it left its 18 KB entity table, built by its package
+// initialisation, on the heap of the daemon and of every backend.
 func esc(s string) string {
 	var b strings.Builder
-	_ = xml.EscapeText(&b, []byte(s))
-	return strings.ReplaceAll(b.String(), `"`, "&quot;")
+	for _, r := range s {
+		switch r {
+		case '"':
+			b.WriteString("&#34;")
+		case '\'':
+			b.WriteString("&#39;")
+		case '&':
+			b.WriteString("&amp;")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '\t':
+			b.WriteString("&#x9;")
+		case '\n':
+			b.WriteString("&#xA;")
+		case '\r':
+			b.WriteString("&#xD;")
+		default:
+			if r < 0x20 || r > 0xD7FF && r < 0xE000 || r == 0xFFFE || r == 0xFFFF {
+				r = utf8.RuneError
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func writeArgs(b *strings.Builder, args []Arg, dir string) {
