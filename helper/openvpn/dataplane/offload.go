@@ -23,7 +23,8 @@ import (
 
 // VnetDevice is a TUN device that says whether its packets carry a
 // virtio_net_hdr (test devices do); a device with a File is asked with
-// TUNGETIFF.
+// TUNGETIFF even if it says so too (tundev.Device does), since only that
+// path enables the offloads with TUNSETOFFLOAD.
 type VnetDevice interface {
 	VnetHdr() bool
 }
@@ -39,11 +40,11 @@ type fileDevice interface {
 // false: without TUNSETOFFLOAD the header stays but never asks for
 // segmentation.
 func tunVnet(dev tunio.PacketDevice, allow bool) (bool, error) {
-	if v, ok := dev.(VnetDevice); ok {
-		return v.VnetHdr(), nil
-	}
 	fd, ok := dev.(fileDevice)
 	if !ok || fd.File() == nil {
+		if v, ok := dev.(VnetDevice); ok {
+			return v.VnetHdr(), nil
+		}
 		return false, nil
 	}
 	rc, err := fd.File().SyscallConn()
