@@ -52,7 +52,7 @@ func residentHeap() uint64 {
 // and of every backend while it is live: the helper links no package
 // only for a table its init builds (runtime/metrics: a 15 KB description
 // table; encoding/xml: an 18 KB entity map), and the total stays within
-// a budget (about 240 KiB today, most of it the profile option table).
+// a budget (about 160 KiB today, half of it the profile option table).
 // GODEBUG=inittrace=1 makes a Go program print each package's init
 // allocations; this test binary links the helper's packages.
 func TestInitAllocations(t *testing.T) {
@@ -65,7 +65,7 @@ func TestInitAllocations(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	const budget = 384 << 10
+	const budget = 256 << 10
 	type pkgInit struct {
 		pkg   string
 		bytes int

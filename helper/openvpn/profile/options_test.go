@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,8 +125,10 @@ func testLiterals(t *testing.T, dir string) map[string]string {
 func TestIgnoredOptionsWarn(t *testing.T) {
 	// A parsed-but-not-applied option of its own, so the test does not
 	// depend on which real options are still waiting to take effect.
-	optionTable["x-not-yet"] = notYet("x-not-yet", whyNotYet, number(1, 9, func(p *Profile, n int) { p.Verb = n }))
-	defer delete(optionTable, "x-not-yet")
+	saved := optionTable
+	i, _ := findOption(saved, "x-not-yet")
+	optionTable = slices.Insert(slices.Clone(saved), i, notYet("x-not-yet", whyNotYet, number(1, 9, func(p *Profile, n int) { p.Verb = n })))
+	defer func() { optionTable = saved }()
 	p := mustParse(t, minimal+"x-not-yet 7\nmute 20\n")
 	if p.Verb != 7 {
 		t.Errorf("handler of an ignored option did not run: verb %d", p.Verb)
