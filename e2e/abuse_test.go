@@ -593,6 +593,7 @@ var abuseCases = map[string]abuseCase{
 	"netcfg device net.openvpn.v3.netcfg.SetDNSSEC":       {args: fixed("no")},
 	"netcfg device net.openvpn.v3.netcfg.SetDNSTransport": {args: fixed("plain")},
 	"netcfg device net.openvpn.v3.netcfg.EnableDCO":       {args: fixed("abusedco")},
+	"netcfg device net.openvpn.v3.netcfg.Prepare":         {args: fixed(false)},
 	"netcfg device net.openvpn.v3.netcfg.Establish":       {args: noArgs},
 	"netcfg device net.openvpn.v3.netcfg.Disable":         {args: noArgs},
 	"netcfg device net.openvpn.v3.netcfg.Destroy":         {args: noArgs},

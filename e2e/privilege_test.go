@@ -284,6 +284,7 @@ func TestStrangerRefused(t *testing.T) {
 		{api.ServiceNetCfg, device, nc + ".SetDNSSEC", []any{"no"}},
 		{api.ServiceNetCfg, device, nc + ".SetDNSTransport", []any{"plain"}},
 		{api.ServiceNetCfg, device, nc + ".EnableDCO", []any{"strangerdco"}},
+		{api.ServiceNetCfg, device, nc + ".Prepare", []any{false}},
 		{api.ServiceNetCfg, device, nc + ".Establish", nil},
 		{api.ServiceNetCfg, device, nc + ".Disable", nil},
 		{api.ServiceNetCfg, device, nc + ".Destroy", nil},
