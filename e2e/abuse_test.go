@@ -594,9 +594,11 @@ var abuseCases = map[string]abuseCase{
 	"netcfg device net.openvpn.v3.netcfg.SetDNSTransport": {args: fixed("plain")},
 	"netcfg device net.openvpn.v3.netcfg.EnableDCO":       {args: fixed("abusedco")},
 	"netcfg device net.openvpn.v3.netcfg.Prepare":         {args: fixed(false)},
-	"netcfg device net.openvpn.v3.netcfg.Establish":       {args: noArgs},
-	"netcfg device net.openvpn.v3.netcfg.Disable":         {args: noArgs},
-	"netcfg device net.openvpn.v3.netcfg.Destroy":         {args: noArgs},
+	"netcfg device net.openvpn.v3.netcfg.Describe": {args: fixed([]abuseSetting{
+		{"mtu", []dbus.Variant{dbus.MakeVariant(uint16(1400))}}, {"AddDNS", []dbus.Variant{dbus.MakeVariant([]string{"192.0.2.99"})}}})},
+	"netcfg device net.openvpn.v3.netcfg.Establish": {args: noArgs},
+	"netcfg device net.openvpn.v3.netcfg.Disable":   {args: noArgs},
+	"netcfg device net.openvpn.v3.netcfg.Destroy":   {args: noArgs},
 	// the session's backend: only the session manager may call it
 	"backend net.openvpn.v3.backends.RegistrationConfirmation": {args: func(o *abuseObjects) []any {
 		return []any{"token", o.session, o.config}
@@ -617,6 +619,12 @@ var abuseCases = map[string]abuseCase{
 
 // abuseNet and abuseNetVia are AddNetworks' and AddNetworksVia's
 // (suibb) and (suibbs) elements.
+// abuseSetting is one element of netcfg's Describe (a(sav)).
+type abuseSetting struct {
+	Name string
+	Args []dbus.Variant
+}
+
 type abuseNet struct {
 	Addr         string
 	Prefix       uint32

@@ -285,6 +285,10 @@ func TestStrangerRefused(t *testing.T) {
 		{api.ServiceNetCfg, device, nc + ".SetDNSTransport", []any{"plain"}},
 		{api.ServiceNetCfg, device, nc + ".EnableDCO", []any{"strangerdco"}},
 		{api.ServiceNetCfg, device, nc + ".Prepare", []any{false}},
+		{api.ServiceNetCfg, device, nc + ".Describe", []any{[]struct {
+			Name string
+			Args []dbus.Variant
+		}{{"reroute_ipv4", []dbus.Variant{dbus.MakeVariant(true)}}}}},
 		{api.ServiceNetCfg, device, nc + ".Establish", nil},
 		{api.ServiceNetCfg, device, nc + ".Disable", nil},
 		{api.ServiceNetCfg, device, nc + ".Destroy", nil},

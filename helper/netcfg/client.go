@@ -161,10 +161,10 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("netcfg establish: %w", err)
 	}
-	// The settings go out at once (one round trip, not one each): only
-	// the calls that append to the same list keep their order (chains).
+	// The settings go out in one Describe call (one round trip, not one
+	// each); chains are the calls that append to the same list, in order.
 	// What a new device object has already (layer TUN, no reroute, no
-	// vnet_hdr) is not sent: each call is a message each way.
+	// vnet_hdr) is not sent.
 	var chains [][]setting
 	one := func(s setting) { chains = append(chains, []setting{s}) }
 	if cfg.MTU != 0 {
@@ -383,38 +383,25 @@ type setting struct {
 	args   []any
 }
 
-// apply makes the calls of every chain on the device at path: the chains
-// run side by side, the calls of one chain in order. The first failure
-// (in chain order) is returned once every call has ended.
+// apply sends every setting of the chains (in chain order) to the device
+// at path in one Describe call: one round trip for the whole description.
 func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, chains [][]setting) error {
-	dev := c.conn.Object(c.dest, path)
-	errs := make([]error, len(chains))
-	var wg sync.WaitGroup
-	for i, chain := range chains {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, s := range chain {
-				if s.method != "" {
-					if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+"."+s.method, 0, s.args...).Err; err != nil {
-						errs[i] = fmt.Errorf("netcfg: %s on %s: %w", s.method, path, err)
-						return
-					}
-					continue
-				}
-				err := dev.CallWithContext(ctx, api.InterfaceProperties+".Set", 0, api.InterfaceNetCfg, s.prop, dbus.MakeVariant(s.args[0])).Err
-				if err != nil {
-					errs[i] = fmt.Errorf("netcfg: set %s on %s: %w", s.prop, path, err)
-					return
-				}
+	var list []describeSetting
+	for _, chain := range chains {
+		for _, s := range chain {
+			name := s.method
+			if name == "" {
+				name = s.prop
 			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
+			args := make([]dbus.Variant, len(s.args))
+			for i, a := range s.args {
+				args[i] = dbus.MakeVariant(a)
+			}
+			list = append(list, describeSetting{Name: name, Args: args})
 		}
+	}
+	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Describe", 0, list).Err; err != nil {
+		return fmt.Errorf("netcfg: Describe on %s: %w", path, err)
 	}
 	return nil
 }

@@ -102,6 +102,8 @@ func (d *device) iface() *busobj.Interface {
 			// received fd to the caller when the body refers to it.
 			{Name: "EnableDCO", In: []busobj.Arg{{Name: "dev_name", Type: "s"}},
 				Out: []busobj.Arg{{Name: "dco_device_path", Type: "o"}}, Handler: d.enableDCO},
+			// ovpn3go's own: every setting in one call (describe.go).
+			{Name: "Describe", In: []busobj.Arg{{Name: "settings", Type: "a(sav)"}}, Handler: d.describe},
 			// ovpn3go's own: the TUN device is created while the tunnel is
 			// still negotiated, so that Establish only configures it.
 			{Name: "Prepare", In: []busobj.Arg{{Name: "vnet_hdr", Type: "b"}}, Handler: d.prepare},

@@ -38,13 +38,13 @@ type fixture struct {
 
 // newFixture runs the service on a private bus, creating devices in a fresh
 // namespace with an uplink and default routes, and connects a client.
-func newFixture(t *testing.T, prefix string) *fixture {
+func newFixture(t testing.TB, prefix string) *fixture {
 	t.Helper()
 	return newFixtureOn(t, prefix, "")
 }
 
 // newFixtureOn is newFixture on a given bus ("" starts one).
-func newFixtureOn(t *testing.T, prefix, bus string) *fixture {
+func newFixtureOn(t testing.TB, prefix, bus string) *fixture {
 	t.Helper()
 	ns := nstest.New(t, prefix)
 	ns.IP(t, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
@@ -83,14 +83,14 @@ func newFixtureOn(t *testing.T, prefix, bus string) *fixture {
 	return f
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
 
-func dial(t *testing.T, bus string) *dbus.Conn {
+func dial(t testing.TB, bus string) *dbus.Conn {
 	t.Helper()
 	conn, err := dbus.Connect(bus)
 	if err != nil {
@@ -103,7 +103,7 @@ func dial(t *testing.T, bus string) *dbus.Conn {
 	return conn
 }
 
-func (f *fixture) routes(t *testing.T) map[string]bool {
+func (f *fixture) routes(t testing.TB) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
@@ -118,7 +118,7 @@ func (f *fixture) routes(t *testing.T) map[string]bool {
 	return out
 }
 
-func (f *fixture) tunLinks(t *testing.T) []string {
+func (f *fixture) tunLinks(t testing.TB) []string {
 	t.Helper()
 	links, err := f.ns.Netlink.LinkList()
 	if err != nil {
@@ -135,7 +135,7 @@ func (f *fixture) tunLinks(t *testing.T) []string {
 
 // waitClean waits until no TUN device, no extra route and no device object
 // is left.
-func (f *fixture) waitClean(t *testing.T) {
+func (f *fixture) waitClean(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second) // a hang guard, not a speed check
 	for {
@@ -597,18 +597,28 @@ func TestEstablishCalls(t *testing.T) {
 			members = append(members, c.Member)
 		}
 	}
-	// The last call is this test's own device_name check.
-	if n := len(members); n < 4 || members[0] != "CreateVirtualInterface" || members[n-2] != "Establish" || members[n-1] != "Get" {
-		t.Fatalf("calls %q", members)
+	// One call describes the device, one establishes it; the last call
+	// is this test's own device_name check.
+	if want := []string{"CreateVirtualInterface", "Describe", "Establish", "Get"}; !slices.Equal(members, want) {
+		t.Fatalf("calls %q, want %q", members, want)
 	}
-	if slices.Contains(members[:len(members)-1], "Get") {
-		t.Errorf("the client read a property while establishing: %q", members)
-	}
-	// No call sets what a new device has already (testCfg does not
-	// reroute IPv6).
+	// Describe carries no setting a new device has already (testCfg does
+	// not reroute IPv6), and every other one.
+	var names []string
 	for _, c := range mon.Calls() {
-		if c.Member == "Set" && len(c.Body) == 3 && slices.Contains([]any{"layer", "reroute_ipv6", "vnet_hdr"}, c.Body[1]) {
-			t.Errorf("the client set %v, a new device's default", c.Body[1:])
+		if c.Member != "Describe" {
+			continue
 		}
+		var list []describeSetting
+		if err := dbus.Store(c.Body, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range list {
+			names = append(names, s.Name)
+		}
+	}
+	want := []string{"mtu", "SetRemoteAddress", "AddIPAddress", "AddIPAddress", "reroute_ipv4", "AddNetworks", "AddDNSSearch", "AddDNS"}
+	if !slices.Equal(names, want) {
+		t.Errorf("Describe's settings %q, want %q", names, want)
 	}
 }

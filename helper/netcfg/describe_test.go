@@ -1,0 +1,69 @@
+package netcfg
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/api"
+)
+
+// Describe applies settings as the methods and property Sets of the same
+// names do, and refuses what they refuse, what is not a setting (Establish,
+// Destroy, unknown names) and arguments of the wrong number or type, with
+// an error naming the setting.
+func TestDescribeRefuses(t *testing.T) {
+	f := newFixture(t, "ncdsc")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var path dbus.ObjectPath
+	if err := f.client.manager().CallWithContext(ctx, api.InterfaceNetCfg+".CreateVirtualInterface", 0, "tokd").Store(&path); err != nil {
+		t.Fatal(err)
+	}
+	dev := f.conn.Object(api.ServiceNetCfg, path)
+	v := dbus.MakeVariant
+	describe := func(list ...describeSetting) error {
+		return dev.CallWithContext(ctx, api.InterfaceNetCfg+".Describe", 0, list).Err
+	}
+	for _, tc := range []struct {
+		s    describeSetting
+		want string
+	}{
+		{describeSetting{"mtu", []dbus.Variant{v(uint16(100))}}, "minimum 576"},
+		{describeSetting{"mtu", []dbus.Variant{v("1400")}}, "mtu is of type q"},
+		{describeSetting{"AddIPAddress", []dbus.Variant{v("10.8.0.2"), v(uint32(24))}}, "takes 4 arguments"},
+		{describeSetting{"AddIPAddress", []dbus.Variant{v("10.8.0.300"), v(uint32(24)), v(""), v(false)}}, "[AddIPAddress]"},
+		{describeSetting{"AddNetworks", []dbus.Variant{v([]string{"x"})}}, "AddNetworks argument 0"},
+		{describeSetting{"Establish", nil}, "not a setting"},
+		{describeSetting{"Destroy", nil}, "not a setting"},
+		{describeSetting{"owner", []dbus.Variant{v(uint32(0))}}, "not a setting"},
+	} {
+		if err := describe(tc.s); err == nil || !strings.Contains(api.ErrorText(err), tc.want) {
+			t.Errorf("Describe %s %v: %v, want an error with %q", tc.s.Name, tc.s.Args, err, tc.want)
+		}
+	}
+	// Applied in order; the first refusal stops the rest.
+	err := describe(describeSetting{"mtu", []dbus.Variant{v(uint16(1400))}},
+		describeSetting{"AddNetworks", []dbus.Variant{v([]network{{Address: "192.168.50.0", Prefix: 24, Metric: -1}})}},
+		describeSetting{"reroute_ipv4", []dbus.Variant{v(true)}},
+		describeSetting{"dns_scope", []dbus.Variant{v("bogus")}},
+		describeSetting{"reroute_ipv6", []dbus.Variant{v(true)}})
+	if err == nil {
+		t.Fatal("a bad dns_scope was accepted")
+	}
+	checkProp(t, dev, "mtu", uint16(1400))
+	checkProp(t, dev, "reroute_ipv4", true)
+	checkProp(t, dev, "reroute_ipv6", false)
+	f.svc.mu.Lock()
+	d := f.svc.devices[path]
+	f.svc.mu.Unlock()
+	d.mu.Lock()
+	nets := len(d.networks)
+	d.mu.Unlock()
+	if nets != 1 {
+		t.Errorf("%d networks queued, want 1", nets)
+	}
+}
