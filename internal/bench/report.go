@@ -127,7 +127,7 @@ func (r *Results) limitNote() string {
 		}
 	}
 	if len(parts) == 0 {
-		return fmt.Sprintf("The OpenVPN 2.6 server used less than %.0f %% of a core in every run (median): it was not the limit of the throughput.", ServerBound)
+		return fmt.Sprintf("The OpenVPN 2.6 server used less than %.0f %% of a core in every run (median): its one thread was not saturated, so it was not the limit of the throughput by itself (on a machine busy with other work, CPU time for it and the clients may still be).", ServerBound)
 	}
 	return fmt.Sprintf("The single-threaded OpenVPN 2.6 server used %.0f %% of a core or more (median) %s: there the server, not the client, is the limit of the throughput.",
 		ServerBound, strings.Join(parts, "; "))
