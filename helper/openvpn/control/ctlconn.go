@@ -30,7 +30,7 @@ type ctlConn struct {
 	gone    bool            // the handshake goroutine returned
 	nonblk  bool            // Read without input returns errWouldBlock (the caller's goroutine reads)
 	rwake   chan struct{}   // cap 1: data or close for Read
-	wwake   chan<- struct{} // cap 1: tells the control loop there is output or the turn ended
+	wwake   chan<- struct{} // cap 1: tells the control loop the turn ended
 	local   net.Addr
 	remote  net.Addr
 }
@@ -161,7 +161,9 @@ func (c *ctlConn) Write(b []byte) (int, error) {
 	}
 	c.out = append(c.out, append([]byte(nil), b...))
 	c.mu.Unlock()
-	signal(c.wwake)
+	// No wake-up: the output waits for the end of the writer's turn,
+	// which wakes the loop (the reader waiting for input, the handshake's
+	// event), or the loop wrote it itself and flushes next anyway.
 	return len(b), nil
 }
 

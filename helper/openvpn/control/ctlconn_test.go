@@ -15,8 +15,11 @@ func TestCtlConn(t *testing.T) {
 	}
 	select {
 	case <-wake:
+		// The output waits for the end of the writer's turn
+		// (TestCtlConnTurns): waking the loop now would only have it
+		// find the turn still going.
+		t.Fatal("a write woke the control loop")
 	default:
-		t.Fatal("write did not wake the control loop")
 	}
 	c.Write([]byte("world"))
 	if out := c.takeOutput(); len(out) != 2 || string(out[0]) != "hello" {

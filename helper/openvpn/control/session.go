@@ -260,7 +260,7 @@ func (s *Session) Close() {
 // Events delivers the TLS readers' events, for HandleTLS.
 func (s *Session) Events() <-chan TLSEvent { return s.events }
 
-// Wake signals that TLS wrote output or ended its turn: call Flush.
+// Wake signals that a key's TLS side ended its turn: call Flush.
 func (s *Session) Wake() <-chan struct{} { return s.wake }
 
 // Heard says an authentic packet came from the server.
@@ -505,32 +505,43 @@ func (s *Session) startRenegotiation(id uint8) (*key, error) {
 // answer.
 func (s *Session) HandleTLS(ev TLSEvent) error {
 	k := ev.k
-	defer k.conn.release()
 	if s.keys[k.id] != k || k.retired {
+		k.conn.release()
 		return nil // superseded
 	}
 	if ev.err != nil {
-		if k.id == 0 {
-			// Not fatal, as in OpenVPN: a server with an expired
-			// certificate or a client clock that is wrong at boot
-			// gets fixed while the reconnect policy keeps trying.
-			err := ev.err
-			if s.cfg.ExplainTLS != nil {
-				err = s.cfg.ExplainTLS(err)
-			}
-			return fmt.Errorf("TLS handshake with %s: %w", s.cfg.Server, err)
-		}
-		return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, ev.err)
+		k.conn.release()
+		return s.handshakeFailed(k, ev.err)
 	}
 	k.tlsDone = true
+	err := s.sendKeyMethod2(k)
+	k.conn.release()
+	if err != nil {
+		return err
+	}
+	// The client's Finished and key-method 2 leave now, in one burst,
+	// before the log line and whatever else waits.
+	if err := s.Flush(); err != nil {
+		return err
+	}
 	cs := k.tls.ConnectionState()
 	s.log.Info("TLS handshake done", "key_id", k.id, "version", tls.VersionName(cs.Version),
 		"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", s.now().Sub(k.started).Round(time.Millisecond))
-	if err := s.sendKeyMethod2(k); err != nil {
-		return err
-	}
 	// Records that arrived while the event waited.
 	return s.readTLS(k)
+}
+
+func (s *Session) handshakeFailed(k *key, err error) error {
+	if k.id == 0 {
+		// Not fatal, as in OpenVPN: a server with an expired
+		// certificate or a client clock that is wrong at boot
+		// gets fixed while the reconnect policy keeps trying.
+		if s.cfg.ExplainTLS != nil {
+			err = s.cfg.ExplainTLS(err)
+		}
+		return fmt.Errorf("TLS handshake with %s: %w", s.cfg.Server, err)
+	}
+	return fmt.Errorf("TLS renegotiation (key %d): %w", k.id, err)
 }
 
 // handleRecord takes one message from the server on key k: its

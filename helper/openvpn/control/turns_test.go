@@ -1,7 +1,9 @@
 package control
 
 import (
+	"context"
 	"crypto/tls"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -61,14 +63,24 @@ func TestHandshakeTurns(t *testing.T) {
 		max  uint16
 	}{{"TLS1.3", tls.VersionTLS13}, {"TLS1.2", tls.VersionTLS12}} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, f := newHandshakeRig(t)
+			var loggedEarly bool
+			r, f := newHandshakeRig(t, func(c *Config) {
+				rc := c.Conn.(*recordingConn)
+				c.Log = slog.New(hookHandler{func(rec slog.Record) {
+					// Logging (the backend forwards its log over D-Bus)
+					// must not delay the Finished and key-method 2.
+					if rec.Message == "TLS handshake done" && !rc.wrote(wire.OpControlV1) {
+						loggedEarly = true
+					}
+				}})
+			})
 			f.tls.MaxVersion = tc.max
 			f.push = "ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM,key-derivation tls-ekm"
 			var keys []*DataKey
 			r.h.connectVia(r.s, &keys)
 			bringUp := r.h.onPush
 			r.h.onPush = func(rep *push.Reply) error {
-				if !r.conn.wroteAck() {
+				if !r.conn.wrote(wire.OpAckV1) {
 					t.Error("the PUSH_REPLY was not acknowledged before the connection was brought up")
 				}
 				return bringUp(rep)
@@ -134,6 +146,9 @@ func TestHandshakeTurns(t *testing.T) {
 			if sync != 2 {
 				t.Errorf("%d turns after the handshake, want 2 (key-method 2 reply, PUSH_REPLY)", sync)
 			}
+			if loggedEarly {
+				t.Error("the handshake was logged before the Finished and key-method 2 went out")
+			}
 			f.mu.Lock()
 			hs, km2 := f.hsTurn, f.km2Turn
 			f.mu.Unlock()
@@ -155,17 +170,29 @@ func TestHandshakeTurns(t *testing.T) {
 	}
 }
 
-// wroteAck says an ACK_V1 is among the packets written and not yet taken.
-func (r *recordingConn) wroteAck() bool {
+// wrote says a packet with that opcode is among those written and not yet
+// taken.
+func (r *recordingConn) wrote(op wire.Opcode) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range r.written {
-		if p, err := wire.ParseControlPlain(b); err == nil && p.Opcode == wire.OpAckV1 {
+		if p, err := wire.ParseControlPlain(b); err == nil && p.Opcode == op {
 			return true
 		}
 	}
 	return false
 }
+
+// hookHandler is a slog.Handler that passes each record to a function.
+type hookHandler struct{ on func(slog.Record) }
+
+func (h hookHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h hookHandler) Handle(_ context.Context, r slog.Record) error {
+	h.on(r)
+	return nil
+}
+func (h hookHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h hookHandler) WithGroup(string) slog.Handler      { return h }
 
 // opcodes names the packets of some bursts, for messages.
 func opcodes(bursts [][]wire.ControlPacket) [][]string {
