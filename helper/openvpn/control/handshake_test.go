@@ -220,6 +220,13 @@ func (f *fakeServer) noteTurn(id uint8, at *int) {
 	f.mu.Unlock()
 }
 
+// handshakeDone says key 0's TLS handshake ended on the server.
+func (f *fakeServer) handshakeDone() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hsTurn != 0
+}
+
 // settle waits until the server's TLS sides have ended their turn: read
 // all the client sent and wait for more (or returned).
 func (f *fakeServer) settle(t *testing.T) {

@@ -88,7 +88,7 @@ func TestHandshakeTurns(t *testing.T) {
 			if err := r.s.Start(); err != nil {
 				t.Fatal(err)
 			}
-			sync := 0
+			sync, hsSeen := 0, false
 			for turn := 1; ; turn++ {
 				if turn > 10 {
 					t.Fatal("not connected after 10 turns")
@@ -126,6 +126,15 @@ func TestHandshakeTurns(t *testing.T) {
 				}
 				f.receive(pkts)
 				f.settle(t)
+				if f.handshakeDone() && !hsSeen {
+					// The turn that ended the server's handshake: with
+					// TLS 1.3 the Finished and key-method 2 in one
+					// packet, so the wire cannot split them.
+					hsSeen = true
+					if tc.max == tls.VersionTLS13 && msgs != 1 {
+						t.Errorf("turn %d: the Finished and key-method 2 in %d packets, want 1: %v", turn, msgs, opcodes(bursts))
+					}
+				}
 				k0 := r.s.keys[0]
 				afterHandshake := k0.tlsDone
 				for _, b := range f.output() {
