@@ -223,6 +223,7 @@ type Backend struct {
 	client      *engine.Client
 	runCancel   context.CancelFunc
 	runDone     chan struct{}
+	runEnded    chan struct{} // closed when the engine's Run returned (run then tears down)
 	tun         *netcfg.Tun
 	early       *earlyTun // the TUN device netcfg creates during the handshake (earlytun.go)
 	devicePath  dbus.ObjectPath

@@ -21,7 +21,19 @@ func (b *Backend) connect() error {
 	prof := b.prof
 	running := b.runCancel != nil
 	stopping := b.stopping
+	ended, done := b.runEnded, b.runDone
 	b.mu.Unlock()
+	if running && isClosed(ended) {
+		// The engine returned and run is still tearing its device down
+		// (closeTun: a D-Bus round trip for the early device). A Connect
+		// now, such as a dynamic challenge's answer sent the moment the
+		// AUTH_FAILED arrived, is for a new engine: wait for run to end
+		// rather than take the session for connected.
+		<-done
+		b.mu.Lock()
+		running, stopping = b.runCancel != nil, b.stopping
+		b.mu.Unlock()
+	}
 	switch {
 	case prof == nil:
 		return errClient(textNotInitialized)
@@ -60,9 +72,9 @@ func (b *Backend) connect() error {
 		return errClient("Configuration parsing failed: " + err.Error())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done, ended = make(chan struct{}), make(chan struct{})
 	b.mu.Lock()
-	b.client, b.runCancel, b.runDone = client, cancel, done
+	b.client, b.runCancel, b.runDone, b.runEnded = client, cancel, done, ended
 	b.hasState = false
 	b.paused = false
 	b.mu.Unlock()
@@ -70,22 +82,36 @@ func (b *Backend) connect() error {
 	if dco == nil {
 		b.prepareTun() // while the handshake runs
 	}
-	go b.run(ctx, client, done)
+	go b.run(ctx, client, done, ended)
 	return nil
+}
+
+// isClosed says whether c (nil: never) is closed.
+func isClosed(c chan struct{}) bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // run drives one engine until it returns and decides what its end means
 // for the process: a fatal failure ends the backend.
-func (b *Backend) run(ctx context.Context, client *engine.Client, done chan struct{}) {
+func (b *Backend) run(ctx context.Context, client *engine.Client, done, ended chan struct{}) {
 	defer close(done)
 	err := client.Run(ctx)
+	close(ended)
 	b.closeTun()
 
 	b.mu.Lock()
 	stopping, restarting, pausing := b.stopping, b.restarting, b.pausing
 	state, hasState := b.state, b.hasState
 	if !stopping && !restarting && !pausing {
-		b.runCancel, b.runDone = nil, nil
+		b.runCancel, b.runDone, b.runEnded = nil, nil, nil
 	}
 	b.mu.Unlock()
 	if stopping || restarting || pausing {
@@ -139,7 +165,7 @@ func (b *Backend) restart() error {
 	b.closeTun()
 	b.mu.Lock()
 	b.restarting = false
-	b.runCancel, b.runDone, b.client = nil, nil, nil
+	b.runCancel, b.runDone, b.runEnded, b.client = nil, nil, nil, nil
 	b.mu.Unlock()
 	return b.connect()
 }
@@ -176,7 +202,7 @@ func (b *Backend) pause(ctx context.Context, reason string) error {
 	b.closeTun()
 	b.mu.Lock()
 	b.pausing, b.paused = false, true
-	b.runCancel, b.runDone, b.client = nil, nil, nil
+	b.runCancel, b.runDone, b.runEnded, b.client = nil, nil, nil, nil
 	b.devicePath, b.deviceName = "", ""
 	b.mu.Unlock()
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorConnPaused, "")
