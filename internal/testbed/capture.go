@@ -40,6 +40,13 @@ type Capture struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// rmu lets one goroutine at a time read the socket and append what it
+	// read (the reader, or Packets draining the queue), so the list keeps
+	// the kernel's order.
+	rmu sync.Mutex
+	buf []byte
+	oob []byte
+
 	mu      sync.Mutex
 	packets []Packet
 }
@@ -71,7 +78,8 @@ func StartCapture(ns string, port int) (*Capture, error) {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("capture in %s: SO_TIMESTAMPNS: %w", ns, err)
 	}
-	c := &Capture{fd: fd, port: uint16(port), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Capture{fd: fd, port: uint16(port), stop: make(chan struct{}), done: make(chan struct{}),
+		buf: make([]byte, 65536), oob: make([]byte, syscall.CmsgSpace(int(unsafe.Sizeof(syscall.Timespec{}))))}
 	go c.read()
 	return c, nil
 }
@@ -81,27 +89,34 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // read runs until Close.
 func (c *Capture) read() {
 	defer close(c.done)
-	buf := make([]byte, 65536)
-	oob := make([]byte, syscall.CmsgSpace(int(unsafe.Sizeof(syscall.Timespec{}))))
 	for {
 		select {
 		case <-c.stop:
 			return
 		default:
 		}
-		n, oobn, _, _, err := syscall.Recvmsg(c.fd, buf, oob, 0)
-		if err != nil {
-			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-				continue
-			}
+		c.rmu.Lock()
+		err := c.recv(0)
+		c.rmu.Unlock()
+		if err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR) {
 			return
 		}
-		if p, ok := c.decode(buf[:n], packetTime(oob[:oobn])); ok {
-			c.mu.Lock()
-			c.packets = append(c.packets, p)
-			c.mu.Unlock()
-		}
 	}
+}
+
+// recv reads one datagram from the socket and keeps it if it is one of
+// the port's; the caller holds rmu.
+func (c *Capture) recv(flags int) error {
+	n, oobn, _, _, err := syscall.Recvmsg(c.fd, c.buf, c.oob, flags)
+	if err != nil {
+		return err
+	}
+	if p, ok := c.decode(c.buf[:n], packetTime(c.oob[:oobn])); ok {
+		c.mu.Lock()
+		c.packets = append(c.packets, p)
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // packetTime is the kernel's timestamp of a packet (SCM_TIMESTAMPNS), or
@@ -161,6 +176,20 @@ func (c *Capture) decode(b []byte, at time.Time) (Packet, bool) {
 
 // Packets returns what was captured so far, oldest first.
 func (c *Capture) Packets() []Packet {
+	// What the kernel queued before this call belongs in the list even
+	// if the reader has not got to it (a loaded machine): take it now.
+	c.rmu.Lock()
+	select {
+	case <-c.stop:
+	default:
+		for {
+			err := c.recv(syscall.MSG_DONTWAIT)
+			if err != nil && !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+	}
+	c.rmu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]Packet(nil), c.packets...)
@@ -185,5 +214,7 @@ func (c *Capture) Close() error {
 	}
 	close(c.stop)
 	<-c.done
+	c.rmu.Lock() // not while Packets drains the socket
+	defer c.rmu.Unlock()
 	return syscall.Close(c.fd)
 }
