@@ -162,11 +162,10 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 		return fmt.Errorf("netcfg establish: %w", err)
 	}
 	// The settings go out in one Describe call (one round trip, not one
-	// each); chains are the calls that append to the same list, in order.
-	// What a new device object has already (layer TUN, no reroute, no
-	// vnet_hdr) is not sent.
-	var chains [][]setting
-	one := func(s setting) { chains = append(chains, []setting{s}) }
+	// each), in order. What a new device object has already (layer TUN,
+	// no reroute, no vnet_hdr) is not sent.
+	var list []setting
+	one := func(s setting) { list = append(list, s) }
 	if cfg.MTU != 0 {
 		one(setting{prop: "mtu", args: []any{uint16(cfg.MTU)}})
 	}
@@ -174,7 +173,6 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 		r := cfg.Remote.Unmap()
 		one(setting{method: "SetRemoteAddress", args: []any{r.String(), r.Is6()}})
 	}
-	var addrs []setting
 	for _, a := range cfg.Addresses {
 		ip := a.Addr().Unmap()
 		gw := cfg.Gateway6
@@ -188,9 +186,8 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 		if gw.IsValid() {
 			gwText = gw.Unmap().String()
 		}
-		addrs = append(addrs, setting{method: "AddIPAddress", args: []any{ip.String(), uint32(a.Bits()), gwText, ip.Is6()}})
+		one(setting{method: "AddIPAddress", args: []any{ip.String(), uint32(a.Bits()), gwText, ip.Is6()}})
 	}
-	chains = append(chains, addrs)
 	if cfg.VnetHdr {
 		one(setting{prop: "vnet_hdr", args: []any{true}})
 	}
@@ -231,21 +228,19 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 		nets = append(nets, network{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
 			Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude})
 	}
-	var routes []setting
 	if len(nets) > 0 {
-		routes = append(routes, setting{method: "AddNetworks", args: []any{nets}})
+		one(setting{method: "AddNetworks", args: []any{nets}})
 	}
 	if len(via) > 0 {
-		routes = append(routes, setting{method: "AddNetworksVia", args: []any{via}})
+		one(setting{method: "AddNetworksVia", args: []any{via}})
 	}
-	chains = append(chains, routes)
 	if cfg.DNSScope != "" {
 		one(setting{prop: "dns_scope", args: []any{cfg.DNSScope}})
 	}
 	for _, s := range dnsSettings(cfg.DNS) {
 		one(s)
 	}
-	return c.apply(ctx, path, chains)
+	return c.apply(ctx, path, list)
 }
 
 // destroyAfterFailure undoes a device whose setup failed with *err, also
@@ -383,22 +378,20 @@ type setting struct {
 	args   []any
 }
 
-// apply sends every setting of the chains (in chain order) to the device
-// at path in one Describe call: one round trip for the whole description.
-func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, chains [][]setting) error {
-	var list []describeSetting
-	for _, chain := range chains {
-		for _, s := range chain {
-			name := s.method
-			if name == "" {
-				name = s.prop
-			}
-			args := make([]dbus.Variant, len(s.args))
-			for i, a := range s.args {
-				args[i] = dbus.MakeVariant(a)
-			}
-			list = append(list, describeSetting{Name: name, Args: args})
+// apply sends the settings (in order) to the device at path in one
+// Describe call: one round trip for the whole description.
+func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, settings []setting) error {
+	list := make([]describeSetting, 0, len(settings))
+	for _, s := range settings {
+		name := s.method
+		if name == "" {
+			name = s.prop
 		}
+		args := make([]dbus.Variant, len(s.args))
+		for i, a := range s.args {
+			args[i] = dbus.MakeVariant(a)
+		}
+		list = append(list, describeSetting{Name: name, Args: args})
 	}
 	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Describe", 0, list).Err; err != nil {
 		return fmt.Errorf("netcfg: Describe on %s: %w", path, err)
