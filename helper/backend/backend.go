@@ -41,7 +41,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
-	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
@@ -214,8 +214,8 @@ type Backend struct {
 	ovLogLevel  uint32       // log-level override; 0 none
 	netOv       netOverrides // overrides applied to the tunnel's network configuration
 	dco         bool
-	dcoOn       bool              // the engine was given DCO (chooseDataPath)
-	dcoDev      *netcfg.DCODevice // the offloaded connection's device
+	dcoOn       bool                    // the engine was given DCO (chooseDataPath)
+	dcoDev      *netcfgclient.DCODevice // the offloaded connection's device
 	status      api.Status
 	lastLog     logLine
 	state       engine.State
@@ -224,7 +224,7 @@ type Backend struct {
 	runCancel   context.CancelFunc
 	runDone     chan struct{}
 	runEnded    chan struct{} // closed when the engine's Run returned (run then tears down)
-	tun         *netcfg.Tun
+	tun         *netcfgclient.Tun
 	early       *earlyTun // the TUN device netcfg creates during the handshake (earlytun.go)
 	devicePath  dbus.ObjectPath
 	deviceName  string

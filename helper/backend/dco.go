@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ovpn3go/ovpn3go/helper/netcfg"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
@@ -69,7 +69,7 @@ func (b *Backend) chooseDataPath() engine.DCO {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dcoCallTimeout)
 	defer cancel()
-	available, err := netcfg.NewClient(b.srv.Conn()).DcoAvailable(ctx)
+	available, err := netcfgclient.NewClient(b.srv.Conn()).DcoAvailable(ctx)
 	why := ""
 	if err != nil {
 		available, why = false, "netcfg could not say whether the kernel offers DCO: "+err.Error()
@@ -111,8 +111,8 @@ func (p dcoProvider) NewPeer(ctx context.Context, peer engine.DCOPeer) (engine.D
 	if cfg.Peer4.IsValid() {
 		vpn4 = cfg.Peer4
 	}
-	dev, err := netcfg.NewClient(b.srv.Conn()).OpenDCO(ctx, b.token, dcoDeviceName(), cfg,
-		netcfg.DCOPeer{ID: peer.PeerID, Socket: sock, Remote: peer.Remote, VPN4: vpn4, VPN6: cfg.Gateway6})
+	dev, err := netcfgclient.NewClient(b.srv.Conn()).OpenDCO(ctx, b.token, dcoDeviceName(), cfg,
+		netcfgclient.DCOPeer{ID: peer.PeerID, Socket: sock, Remote: peer.Remote, VPN4: vpn4, VPN6: cfg.Gateway6})
 	if err != nil {
 		return nil, fmt.Errorf("open DCO device: %w", err)
 	}
@@ -140,7 +140,7 @@ func dcoDeviceName() string { return fmt.Sprintf("ovpn-dco%d", os.Getpid()%10000
 // dcoPlane is one offloaded peer as the engine drives it.
 type dcoPlane struct {
 	b   *Backend
-	dev *netcfg.DCODevice
+	dev *netcfgclient.DCODevice
 
 	mu     sync.Mutex
 	closed bool

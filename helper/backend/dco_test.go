@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
@@ -54,7 +54,7 @@ func TestDCOPropertyAtConnected(t *testing.T) {
 		b.log = b.opts.Logger
 		b.dco, b.dcoOn = tc.given, tc.given
 		if tc.offloaded {
-			b.dcoDev = &netcfg.DCODevice{}
+			b.dcoDev = &netcfgclient.DCODevice{}
 		}
 		events{b}.State(engine.StateConnected, "")
 		if b.dco != tc.want {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 )
 
 // earlyTunTimeout bounds the creation of the early device: it runs on a
@@ -41,7 +41,7 @@ func (b *Backend) prepareTun() {
 		defer close(e.done)
 		ctx, cancel := context.WithTimeout(context.Background(), earlyTunTimeout)
 		defer cancel()
-		e.path, e.err = netcfg.NewClient(b.srv.Conn()).Prepare(ctx, b.token, vnetHdr)
+		e.path, e.err = netcfgclient.NewClient(b.srv.Conn()).Prepare(ctx, b.token, vnetHdr)
 	}()
 }
 
@@ -89,7 +89,7 @@ func (b *Backend) dropEarlyTun(e *earlyTun) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), earlyTunTimeout)
 	defer cancel()
-	if err := netcfg.NewClient(b.srv.Conn()).Destroy(ctx, e.path); err != nil {
+	if err := netcfgclient.NewClient(b.srv.Conn()).Destroy(ctx, e.path); err != nil {
 		b.log.Warn("remove the early TUN device", "err", err)
 	}
 }

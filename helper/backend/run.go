@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
-	"github.com/ovpn3go/ovpn3go/helper/netcfg"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
@@ -335,12 +335,12 @@ func (p tunProvider) OpenTun(ctx context.Context, cfg netconf.Config) (engine.Tu
 	b.mu.Lock()
 	cfg = b.netOv.apply(cfg)
 	b.mu.Unlock()
-	var tun *netcfg.Tun
+	var tun *netcfgclient.Tun
 	var err error
 	if early := b.takeEarlyTun(ctx); early != "" {
-		tun, err = netcfg.NewClient(b.srv.Conn()).OpenOn(ctx, early, cfg)
+		tun, err = netcfgclient.NewClient(b.srv.Conn()).OpenOn(ctx, early, cfg)
 	} else {
-		tun, err = netcfg.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
+		tun, err = netcfgclient.NewClient(b.srv.Conn()).Open(ctx, b.token, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open TUN device: %w", err)

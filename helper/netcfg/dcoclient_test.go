@@ -14,6 +14,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dco/dcotest"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/sysrec"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
@@ -64,7 +65,7 @@ func TestOpenDCO(t *testing.T) {
 		Remote:    ma("203.0.113.5"),
 	}
 	d, err := f.client.OpenDCO(ctx, "tokdco", "ovpndcot0", cfg,
-		DCOPeer{ID: 5, Socket: uc, Remote: netip.MustParseAddrPort("203.0.113.5:1194"), VPN4: ma("10.8.0.1")})
+		netcfgclient.DCOPeer{ID: 5, Socket: uc, Remote: netip.MustParseAddrPort("203.0.113.5:1194"), VPN4: ma("10.8.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}

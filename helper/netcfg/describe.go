@@ -5,16 +5,13 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 )
 
-// describeSetting is one element of Describe's list: a device method
-// (AddIPAddress, AddNetworks, …) with its arguments, or a property (mtu,
-// reroute_ipv4, …) with its one value, each argument in a variant.
-type describeSetting struct {
-	Name string
-	Args []dbus.Variant
-}
+// describeSetting is one element of Describe's list (the wire type is in
+// package api, shared with the client).
+type describeSetting = api.NetCfgSetting
 
 // describe is ovpn3go's own Describe: every setting of the device in one
 // call, applied in order as the methods and property Sets of the same

@@ -20,7 +20,7 @@ func TestDescribeRefuses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var path dbus.ObjectPath
-	if err := f.client.manager().CallWithContext(ctx, api.InterfaceNetCfg+".CreateVirtualInterface", 0, "tokd").Store(&path); err != nil {
+	if err := f.conn.Object(api.ServiceNetCfg, api.PathNetCfg).CallWithContext(ctx, api.InterfaceNetCfg+".CreateVirtualInterface", 0, "tokd").Store(&path); err != nil {
 		t.Fatal(err)
 	}
 	dev := f.conn.Object(api.ServiceNetCfg, path)
@@ -32,25 +32,25 @@ func TestDescribeRefuses(t *testing.T) {
 		s    describeSetting
 		want string
 	}{
-		{describeSetting{"mtu", []dbus.Variant{v(uint16(100))}}, "minimum 576"},
-		{describeSetting{"mtu", []dbus.Variant{v("1400")}}, "mtu is of type q"},
-		{describeSetting{"AddIPAddress", []dbus.Variant{v("10.8.0.2"), v(uint32(24))}}, "takes 4 arguments"},
-		{describeSetting{"AddIPAddress", []dbus.Variant{v("10.8.0.300"), v(uint32(24)), v(""), v(false)}}, "[AddIPAddress]"},
-		{describeSetting{"AddNetworks", []dbus.Variant{v([]string{"x"})}}, "AddNetworks argument 0"},
-		{describeSetting{"Establish", nil}, "not a setting"},
-		{describeSetting{"Destroy", nil}, "not a setting"},
-		{describeSetting{"owner", []dbus.Variant{v(uint32(0))}}, "not a setting"},
+		{describeSetting{Name: "mtu", Args: []dbus.Variant{v(uint16(100))}}, "minimum 576"},
+		{describeSetting{Name: "mtu", Args: []dbus.Variant{v("1400")}}, "mtu is of type q"},
+		{describeSetting{Name: "AddIPAddress", Args: []dbus.Variant{v("10.8.0.2"), v(uint32(24))}}, "takes 4 arguments"},
+		{describeSetting{Name: "AddIPAddress", Args: []dbus.Variant{v("10.8.0.300"), v(uint32(24)), v(""), v(false)}}, "[AddIPAddress]"},
+		{describeSetting{Name: "AddNetworks", Args: []dbus.Variant{v([]string{"x"})}}, "AddNetworks argument 0"},
+		{describeSetting{Name: "Establish", Args: nil}, "not a setting"},
+		{describeSetting{Name: "Destroy", Args: nil}, "not a setting"},
+		{describeSetting{Name: "owner", Args: []dbus.Variant{v(uint32(0))}}, "not a setting"},
 	} {
 		if err := describe(tc.s); err == nil || !strings.Contains(api.ErrorText(err), tc.want) {
 			t.Errorf("Describe %s %v: %v, want an error with %q", tc.s.Name, tc.s.Args, err, tc.want)
 		}
 	}
 	// Applied in order; the first refusal stops the rest.
-	err := describe(describeSetting{"mtu", []dbus.Variant{v(uint16(1400))}},
-		describeSetting{"AddNetworks", []dbus.Variant{v([]network{{Address: "192.168.50.0", Prefix: 24, Metric: -1}})}},
-		describeSetting{"reroute_ipv4", []dbus.Variant{v(true)}},
-		describeSetting{"dns_scope", []dbus.Variant{v("bogus")}},
-		describeSetting{"reroute_ipv6", []dbus.Variant{v(true)}})
+	err := describe(describeSetting{Name: "mtu", Args: []dbus.Variant{v(uint16(1400))}},
+		describeSetting{Name: "AddNetworks", Args: []dbus.Variant{v([]network{{Address: "192.168.50.0", Prefix: 24, Metric: -1}})}},
+		describeSetting{Name: "reroute_ipv4", Args: []dbus.Variant{v(true)}},
+		describeSetting{Name: "dns_scope", Args: []dbus.Variant{v("bogus")}},
+		describeSetting{Name: "reroute_ipv6", Args: []dbus.Variant{v(true)}})
 	if err == nil {
 		t.Fatal("a bad dns_scope was accepted")
 	}

@@ -276,25 +276,13 @@ func (d *device) setRemoteAddress(c *busobj.Call) ([]any, error) {
 	return nil, nil
 }
 
-// network is one AddNetworks element (suibb).
-type network struct {
-	Address string
-	Prefix  uint32
-	Metric  int32
-	IPv6    bool
-	Exclude bool
-}
-
-// networkVia is one AddNetworksVia element (suibbs): a network with the
-// gateway its route names ("" = the route-gateway).
-type networkVia struct {
-	Address string
-	Prefix  uint32
-	Metric  int32
-	IPv6    bool
-	Exclude bool
-	Gateway string
-}
+// network and networkVia are the elements of AddNetworks and
+// AddNetworksVia (the wire types are in package api, shared with the
+// client).
+type (
+	network    = api.NetCfgNetwork
+	networkVia = api.NetCfgNetworkVia
+)
 
 func (d *device) addNetworks(c *busobj.Call) ([]any, error) {
 	var nets []network
@@ -303,7 +291,7 @@ func (d *device) addNetworks(c *busobj.Call) ([]any, error) {
 	}
 	via := make([]networkVia, len(nets))
 	for i, n := range nets {
-		via[i] = networkVia{n.Address, n.Prefix, n.Metric, n.IPv6, n.Exclude, ""}
+		via[i] = networkVia{Address: n.Address, Prefix: n.Prefix, Metric: n.Metric, IPv6: n.IPv6, Exclude: n.Exclude}
 	}
 	return d.queueNetworks("AddNetworks", via)
 }

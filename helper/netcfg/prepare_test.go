@@ -16,6 +16,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 )
 
 // Prepare creates the TUN device before Establish: it exists, down and
@@ -203,7 +204,7 @@ func BenchmarkEstablish(b *testing.B) {
 		// and the events of the new link are handled.
 		time.Sleep(handshake)
 		start := time.Now()
-		var tun *Tun
+		var tun *netcfgclient.Tun
 		var err error
 		if prepared {
 			tun, err = f.client.OpenOn(ctx, path, testCfg)

@@ -1,8 +1,9 @@
 // Package netcfg is the net.openvpn.v3.netcfg D-Bus service (spec
-// dbus-api.md §2.7–2.8) and its Go client. The service runs in the root
-// helper daemon: a backend process describes its tunnel on a device object
-// (addresses, networks, MTU, DNS), calls Establish, and receives the TUN
-// file descriptor; the device layer itself is package tundev.
+// dbus-api.md §2.7–2.8; its client is package netcfgclient). The service
+// runs in the root helper daemon: a backend process describes its tunnel on
+// a device object (addresses, networks, MTU, DNS), calls Establish, and
+// receives the TUN file descriptor; the device layer itself is package
+// tundev.
 //
 // Devices belong to the process that created them. They are torn down by
 // Destroy, by the creator's Cleanup, when the creator's bus connection goes

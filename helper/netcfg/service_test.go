@@ -22,6 +22,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/internal/nstest"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
@@ -32,7 +33,7 @@ type fixture struct {
 	bus      string
 	svc      *Service
 	conn     *dbus.Conn // the "backend"'s connection
-	client   *Client
+	client   *netcfgclient.Client
 	baseline map[string]bool
 }
 
@@ -78,7 +79,7 @@ func newFixtureOn(t testing.TB, prefix, bus string) *fixture {
 		t.Fatal(err)
 	}
 	conn := dial(t, bus)
-	f := &fixture{ns: ns, bus: bus, svc: svc, conn: conn, client: NewClient(conn)}
+	f := &fixture{ns: ns, bus: bus, svc: svc, conn: conn, client: netcfgclient.NewClient(conn)}
 	f.baseline = f.routes(t)
 	return f
 }

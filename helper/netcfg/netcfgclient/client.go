@@ -1,4 +1,9 @@
-package netcfg
+// Package netcfgclient is the client of the net.openvpn.v3.netcfg D-Bus
+// service (package netcfg) that a backend process uses: it describes its
+// tunnel on a device object and receives the TUN file, or drives the
+// kernel's ovpn device in DCO mode. It is apart from the service so that
+// the backend binary does not link the service's code.
+package netcfgclient
 
 import (
 	"context"
@@ -97,7 +102,7 @@ func (c *Client) EstablishOn(ctx context.Context, path dbus.ObjectPath, cfg netc
 	// property is the fallback.
 	if devName = tunName(int(fd)); devName == "" {
 		if devName, err = c.deviceName(ctx, devicePath); err != nil {
-			closeFD(int(fd))
+			_ = unix.Close(int(fd))
 			return nil, "", "", err
 		}
 	}
@@ -212,8 +217,8 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 	}
 	// Routes naming a gateway go through AddNetworksVia (ours; openvpn3's
 	// AddNetworks has no gateway), the rest through AddNetworks.
-	var nets []network
-	var via []networkVia
+	var nets []api.NetCfgNetwork
+	var via []api.NetCfgNetworkVia
 	for _, r := range cfg.Routes {
 		ip := r.Prefix.Addr().Unmap()
 		metric := int32(-1)
@@ -221,11 +226,11 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 			metric = int32(min(r.Metric, 1<<31-1))
 		}
 		if r.Gateway.IsValid() {
-			via = append(via, networkVia{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
+			via = append(via, api.NetCfgNetworkVia{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
 				Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude, Gateway: r.Gateway.Unmap().String()})
 			continue
 		}
-		nets = append(nets, network{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
+		nets = append(nets, api.NetCfgNetwork{Address: ip.String(), Prefix: uint32(r.Prefix.Bits()),
 			Metric: metric, IPv6: ip.Is6(), Exclude: r.Exclude})
 	}
 	if len(nets) > 0 {
@@ -381,7 +386,7 @@ type setting struct {
 // apply sends the settings (in order) to the device at path in one
 // Describe call: one round trip for the whole description.
 func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, settings []setting) error {
-	list := make([]describeSetting, 0, len(settings))
+	list := make([]api.NetCfgSetting, 0, len(settings))
 	for _, s := range settings {
 		name := s.method
 		if name == "" {
@@ -391,7 +396,7 @@ func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, settings []set
 		for i, a := range s.args {
 			args[i] = dbus.MakeVariant(a)
 		}
-		list = append(list, describeSetting{Name: name, Args: args})
+		list = append(list, api.NetCfgSetting{Name: name, Args: args})
 	}
 	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Describe", 0, list).Err; err != nil {
 		return fmt.Errorf("netcfg: Describe on %s: %w", path, err)
