@@ -562,7 +562,7 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 	} else if verify {
 		tun.check = pkt
 	}
-	p.tunW.Store(&tunWriter{PacketDevice: tun, vnet: mode.tun})
+	p.tunW.Store(&tunWriter{w: tun, vnet: mode.tun})
 	dc := p.NewConn(ConnConfig{Transport: tr})
 	if err := dc.InstallKey(Primary, ckey); err != nil {
 		tb.Fatal(err)

@@ -309,7 +309,10 @@ func (c *Conn) deliver(plain []byte, rx *rxState) {
 		p.ctr.TunPktsOut.Add(1)
 		return
 	}
-	if _, err := tw.Write(plain); err != nil {
+	if tw.clamp != nil {
+		tw.clamp(plain)
+	}
+	if _, err := tw.w.Write(plain); err != nil {
 		p.log.Debug("tun write failed", "err", err)
 		return
 	}

@@ -124,7 +124,7 @@ func testReadLoopGrows(t *testing.T, mode benchMode) {
 	p := mode.plane()
 	small, jumbo := ipPacket(1000), ipPacket(8000)
 	tun := newGenTun(small, 0)
-	p.tunW.Store(&tunWriter{PacketDevice: tun})
+	p.tunW.Store(&tunWriter{w: tun})
 	c := p.NewConn(ConnConfig{Transport: tr})
 	if err := c.InstallKey(Primary, ckey); err != nil {
 		t.Fatal(err)

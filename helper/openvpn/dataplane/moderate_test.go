@@ -104,7 +104,7 @@ func TestReceiveModerationSwitch(t *testing.T) {
 		tun := newGenTun(nil, 0)
 		tun.vnet = true
 		tun.checkSeg = validSegment
-		p.tunW.Store(&tunWriter{PacketDevice: tun, vnet: true})
+		p.tunW.Store(&tunWriter{w: tun, vnet: true})
 		dc := p.NewConn(ConnConfig{Transport: tr})
 		if err := dc.InstallKey(Primary, ckey); err != nil {
 			t.Fatal(err)

@@ -289,7 +289,7 @@ func (s *tunSink) write(b []byte) error {
 	if tw == nil {
 		return nil
 	}
-	_, err := tw.Write(b)
+	_, err := tw.w.Write(b)
 	if err == nil {
 		s.p.ctr.TunWrites.Add(1)
 	}

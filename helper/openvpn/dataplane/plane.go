@@ -228,7 +228,7 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 		p.log.Debug("tun offload not enabled", "err", err)
 	}
 	if vnet {
-		p.tunW.Store(&tunWriter{PacketDevice: dev, vnet: true, clamp: clamp})
+		p.tunW.Store(&tunWriter{w: tunio.NewWriter(dev), vnet: true, clamp: clamp})
 		p.tunWG.Add(1)
 		go func() {
 			defer p.tunWG.Done()
@@ -236,9 +236,10 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 		}()
 		return
 	}
-	// Packets are read from the device under the clamp (which Batched
-	// can then drain per wake-up) and clamped here.
-	p.tunW.Store(&tunWriter{PacketDevice: tun})
+	// Packets are read from and written to the device under the clamp
+	// (which Batched can then drain per wake-up, and NewWriter write with
+	// raw system calls) and clamped here.
+	p.tunW.Store(&tunWriter{w: tunio.NewWriter(dev), clamp: clamp})
 	p.tunWG.Add(1)
 	go func() {
 		defer p.tunWG.Done()
@@ -340,11 +341,11 @@ func (p *Plane) CloseTun() {
 	p.tun = nil
 }
 
-// tunWriter wraps the device so it can sit behind an atomic pointer.
-// With vnet, packets carry a virtio_net_hdr and go through the socket
-// reader's tunSink, which applies the MSS clamp.
+// tunWriter is the device's writer behind an atomic pointer. With vnet,
+// packets carry a virtio_net_hdr and go through the socket reader's
+// tunSink; either way the MSS clamp is applied before the write.
 type tunWriter struct {
-	tunio.PacketDevice
+	w     tunio.Writer
 	vnet  bool
 	clamp func([]byte) // nil: none
 }

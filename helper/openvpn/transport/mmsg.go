@@ -45,9 +45,12 @@ const recvFlags = unix.MSG_DONTWAIT | unix.MSG_TRUNC
 
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (r *MmsgReader) recv(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), recvFlags, 0, 0)
+	// Raw: MSG_DONTWAIT never blocks (EAGAIN waits in the poller), and an
+	// ordinary call would wake the runtime's monitor thread whenever the
+	// process was idle before it (tunio's raw.go).
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), recvFlags, 0, 0)
 	for errno == unix.EINTR {
-		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), recvFlags, 0, 0)
+		n, _, errno = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.k), recvFlags, 0, 0)
 	}
 	switch {
 	case errno == unix.EAGAIN:

@@ -93,22 +93,11 @@ type fileReader struct {
 }
 
 func newFileReader(f *os.File) (*fileReader, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
 	// A blocking descriptor would block the drain (and is not in the
 	// poller): then one packet per read(2) it is.
-	var flags int
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil {
+	rc, err := nonBlocking(f)
+	if err != nil {
 		return nil, err
-	}
-	if ferr != nil {
-		return nil, ferr
-	}
-	if flags&unix.O_NONBLOCK == 0 {
-		return nil, errors.New("tun file is blocking")
 	}
 	r := &fileReader{name: f.Name(), rc: rc}
 	r.fn = r.read
@@ -156,7 +145,7 @@ func (r *fileReader) read(fd uintptr) bool {
 	start := r.lay.Head
 	for r.more(start) {
 		dst := r.target(start)
-		n, err := unix.Read(int(fd), dst)
+		n, err := rawRead(fd, dst)
 		switch {
 		case err == unix.EINTR:
 			continue

@@ -262,7 +262,10 @@ func (w *Writer) sendSingles(m *msg) error {
 // send is the RawConn.Write callback: false asks the poller to wait.
 func (w *Writer) send(fd uintptr) bool {
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
+		// Raw: the socket is non-blocking (EAGAIN waits in the poller),
+		// and an ordinary call would wake the runtime's monitor thread
+		// whenever the process was idle before it (tunio's raw.go).
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
 		w.Sends++
 		switch errno {
 		case unix.EINTR:
