@@ -255,8 +255,10 @@ func TestDemoFailureReport(t *testing.T) {
 		[]byte("#!/bin/sh\necho 'fake helper: refusing to start' >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(bin.CLI, filepath.Join(fake, "ovpn3")); err != nil {
-		t.Fatal(err)
+	for name, target := range map[string]string{"ovpn3": bin.CLI, "ovpn3-backend": bin.Backend} {
+		if err := os.Symlink(target, filepath.Join(fake, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,7 +84,7 @@ func checkUnprivileged(t *testing.T, pid uint32) {
 		t.Fatal(err)
 	}
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) < 2 || args[1] != "backend" || !strings.Contains(string(cmdline), "--token-fd") {
+	if filepath.Base(args[0]) != "ovpn3-backend" || !strings.Contains(string(cmdline), "--token-fd") {
 		t.Errorf("backend %d: command line %q", pid, args)
 	}
 }

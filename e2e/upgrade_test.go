@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,22 +19,19 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
-// buildHelperRelease builds ovpn3-helper as release rel into out, the way
-// the Makefile stamps VERSION.
-func buildHelperRelease(t *testing.T, rel, out string) {
+// buildRelease builds ovpn3-helper and ovpn3-backend as release rel into
+// dir, the way the Makefile stamps VERSION.
+func buildRelease(t *testing.T, rel, dir string) testbed.Binaries {
 	t.Helper()
-	root, err := testbed.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", "-X github.com/ovpn3go/ovpn3go/internal/version.Version="+rel,
-		"-o", out, "./helper/cmd/ovpn3-helper")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", rel, err, b)
+	bin := testbed.BinariesIn(dir)
+	for out, pkg := range map[string]string{bin.Helper: "./helper/cmd/ovpn3-helper", bin.Backend: "./helper/cmd/ovpn3-backend"} {
+		if err := testbed.BuildProgram(ctx, out, pkg, false, "-ldflags", "-X github.com/ovpn3go/ovpn3go/internal/version.Version="+rel); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return bin
 }
 
 // exeInode is the inode of the program process pid runs (its
@@ -49,49 +45,50 @@ func exeInode(t *testing.T, pid int) uint64 {
 	return st.Ino
 }
 
-// TestUpgradeUnderRunningHelper (issue 15 point 6): the helper's binary is
-// replaced by another release (renamed over it, as dpkg does) while a
-// session runs. That session keeps passing traffic, and a session started
-// after the upgrade gets a backend of the running helper's release (the
-// very file the helper runs, not the new one at its path); the services
-// still say the old release. The new release run as a backend of the old
-// daemon refuses, naming both releases.
+// TestUpgradeUnderRunningHelper (issue 15 point 6): the helper's and the
+// backend's binaries are replaced by another release (renamed over them,
+// as dpkg does) while a session runs. That session keeps passing traffic,
+// and a session started after the upgrade gets a backend of the running
+// helper's release (the very file the helper opened when it started, not
+// the new one at its path); the services still say the old release. The
+// new release run as a backend of the old daemon refuses, naming both
+// releases.
 func TestUpgradeUnderRunningHelper(t *testing.T) {
 	t.Parallel()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "go")
 	testenv.RequireCommand(t, "ping")
 	cli := binaries(t).CLI
-	dir := t.TempDir()
 	oldRel, newRel := "upgrade-test-old", "upgrade-test-new"
-	helper := filepath.Join(dir, "ovpn3-helper")
-	staged := filepath.Join(dir, "ovpn3-helper.new")
-	buildHelperRelease(t, oldRel, helper)
-	buildHelperRelease(t, newRel, staged)
+	bin := buildRelease(t, oldRel, t.TempDir())
+	staged := buildRelease(t, newRel, t.TempDir())
+	bin.CLI = cli
 
-	st := testbed.NewStack(t, testbed.Binaries{Helper: helper, CLI: cli}, testbed.VariantA, func(o *testbed.StackOptions) {
+	st := testbed.NewStack(t, bin, testbed.VariantA, func(o *testbed.StackOptions) {
 		o.Server.Extra = []string{"duplicate-cn"}
 	})
 	w := watch(t, st)
 	importProfile(t, st, testbed.VariantA, "upgrade-before")
 	importProfile(t, st, testbed.VariantA, "upgrade-after")
 	before := connect(t, st, w, "upgrade-before")
-	var helperPID uint32
-	if err := st.Conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, api.ServiceSessions).Store(&helperPID); err != nil {
+	var running syscall.Stat_t
+	if err := syscall.Stat(bin.Backend, &running); err != nil {
 		t.Fatal(err)
 	}
-	running := exeInode(t, int(helperPID))
-	if b := exeInode(t, int(backendPID(t, st, before))); b != running {
-		t.Fatalf("backend before the upgrade runs inode %d, the helper %d", b, running)
+	if b := exeInode(t, int(backendPID(t, st, before))); b != running.Ino {
+		t.Fatalf("backend before the upgrade runs inode %d, the installed backend is %d", b, running.Ino)
 	}
 
-	// The upgrade: the new release takes the helper's path.
-	if err := os.Rename(staged, helper); err != nil {
-		t.Fatal(err)
+	// The upgrade: the new release takes the helper's and the backend's
+	// paths.
+	for _, p := range [][2]string{{staged.Helper, bin.Helper}, {staged.Backend, bin.Backend}} {
+		if err := os.Rename(p[0], p[1]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var fi syscall.Stat_t
-	if err := syscall.Stat(helper, &fi); err != nil || fi.Ino == running {
-		t.Fatalf("the path still names the running binary (inode %d, %v)", fi.Ino, err)
+	if err := syscall.Stat(bin.Backend, &fi); err != nil || fi.Ino == running.Ino {
+		t.Fatalf("the path still names the running backend binary (inode %d, %v)", fi.Ino, err)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -102,8 +99,8 @@ func TestUpgradeUnderRunningHelper(t *testing.T) {
 	after := connect(t, st, w, "upgrade-after")
 	waitConnected(t, st, after, "starting a session after the upgrade")
 	pid := backendPID(t, st, after)
-	if b := exeInode(t, int(pid)); b != running {
-		t.Errorf("a session started after the upgrade runs a backend of inode %d (the new file %d), not the running helper's %d", b, fi.Ino, running)
+	if b := exeInode(t, int(pid)); b != running.Ino {
+		t.Errorf("a session started after the upgrade runs a backend of inode %d (the new file %d), not the one the helper opened, %d", b, fi.Ino, running.Ino)
 	}
 	var v dbus.Variant
 	if err := st.Conn.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceProperties+".Get", 0,
@@ -129,7 +126,7 @@ func TestUpgradeUnderRunningHelper(t *testing.T) {
 
 	// The new binary started by the old daemon as its backend refuses
 	// before it reads a token, naming both releases.
-	out, err := exec.CommandContext(ctx, helper, "backend", "--token-fd", "0", "--daemon-version", oldRel).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin.Backend, "--token-fd", "0", "--daemon-version", oldRel).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "refusing to run") ||
 		!strings.Contains(string(out), `"`+oldRel+`"`) || !strings.Contains(string(out), `"`+newRel+`"`) {

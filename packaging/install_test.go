@@ -368,6 +368,7 @@ func TestInstallDeb(t *testing.T) {
 		"/usr/share/dbus-1/system.d/net.openvpn.v3.conf",
 		"/usr/share/dbus-1/system-services/net.openvpn.v3.sessions.service",
 		"/usr/lib/systemd/system/ovpn3-helper.service",
+		"/usr/libexec/ovpn3go/ovpn3-backend",
 		"/usr/share/polkit-1/actions/net.ovpn3go.policy",
 		"/usr/share/applications/net.ovpn3go.tray.desktop",
 		"/usr/share/icons/hicolor/48x48/apps/net.ovpn3go.tray.png",

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/logsvc"
 	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
+	"github.com/ovpn3go/ovpn3go/helper/sessionmgr/token"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 	"github.com/ovpn3go/ovpn3go/internal/version"
@@ -87,15 +87,9 @@ func startSessionStack(t *testing.T) {
 	if err := os.Chmod(binDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(binDir, "ovpn3-helper")
-	root, err := testbed.ModuleRoot()
-	if err != nil {
+	bin := filepath.Join(binDir, "ovpn3-backend")
+	if err := testbed.BuildProgram(context.Background(), bin, "./helper/cmd/ovpn3-backend", false); err != nil {
 		t.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-o", bin, "./helper/cmd/ovpn3-helper")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build ovpn3-helper: %v\n%s", err, out)
 	}
 	addr := busobjtest.StartBus(t)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", addr)
@@ -122,7 +116,7 @@ func startSessionStack(t *testing.T) {
 	m, err := sessionmgr.New(sessionmgr.Options{
 		Conn: srv.Conn(), Logger: logger, Profiles: cliProfiles{cm}, Logs: logs,
 		Launcher: &sessionmgr.ExecLauncher{Path: bin, Logger: logger, User: &beUser,
-			Args: []string{"backend", "--token-fd", strconv.Itoa(sessionmgr.TokenFD)}},
+			Args: []string{"--token-fd", strconv.Itoa(token.FD)}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,5 @@
-// Package backend is the per-session process ("ovpn3-helper backend
-// <token>"): it owns net.openvpn.v3.backends.be<PID>, registers with the
+// Package backend is the per-session process (the program ovpn3-backend):
+// it owns net.openvpn.v3.backends.be<PID>, registers with the
 // session manager, reads its profile from the configuration manager, and on
 // Connect runs the OpenVPN engine with a TUN device obtained from netcfg. It
 // reports the engine's progress as StatusChange and Log signals sent only

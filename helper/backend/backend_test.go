@@ -24,6 +24,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/configmgr"
 	"github.com/ovpn3go/ovpn3go/helper/privsep"
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr"
+	"github.com/ovpn3go/ovpn3go/helper/sessionmgr/token"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -40,10 +41,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		// The token may come later: a spare backend waits for it.
-		token := func(ctx context.Context) (string, error) { return sessionmgr.ReadToken(ctx, sessionmgr.TokenFD) }
+		read := func(ctx context.Context) (string, error) { return token.Read(ctx, token.FD) }
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		err := Run(context.Background(), token, Options{Logger: logger, Version: "test"})
-		if err != nil && !errors.Is(err, sessionmgr.ErrNoToken) {
+		err := Run(context.Background(), read, Options{Logger: logger, Version: "test"})
+		if err != nil && !errors.Is(err, token.ErrNone) {
 			fmt.Fprintln(os.Stderr, "backend:", err)
 			os.Exit(1)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/privsep"
+	"github.com/ovpn3go/ovpn3go/helper/sessionmgr/token"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
@@ -32,12 +33,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "fake backend:", err)
 			os.Exit(2)
 		}
-		token, err := ReadToken(context.Background(), TokenFD)
+		tok, err := token.Read(context.Background(), token.FD)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake backend:", err)
 			os.Exit(2)
 		}
-		os.Exit(fakeBackend(mode, token))
+		os.Exit(fakeBackend(mode, tok))
 	}
 	if addr := os.Getenv(aclClientEnv); addr != "" {
 		os.Exit(aclClient(addr, dbus.ObjectPath(os.Getenv(aclSessionEnv))))

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ovpn3go/ovpn3go/helper/privsep"
 )
@@ -37,57 +40,8 @@ type Launcher interface {
 	Launch(token string, started func(Process)) (Process, error)
 }
 
-// TokenFD is the descriptor on which a backend started by ExecLauncher
-// reads its session token (then EOF): not on its command line, which every
-// user can read in /proc.
-const TokenFD = 3
-
-// maxTokenLen bounds what ReadToken accepts.
-const maxTokenLen = 256
-
-// ErrNoToken is ReadToken's error when the descriptor ended without a
-// token: the daemon closed it (a spare backend it no longer needs, or a
-// daemon that exited).
-var ErrNoToken = errors.New("no session token: the daemon closed the descriptor")
-
-// ReadToken reads the session token a backend was started with from fd
-// (TokenFD when ExecLauncher started it) and closes fd. It waits until the
-// token and EOF arrive, which for a spare backend is when a session claims
-// it, or until ctx ends.
-func ReadToken(ctx context.Context, fd int) (string, error) {
-	if fd < 3 {
-		return "", fmt.Errorf("session token descriptor %d: not an inherited descriptor", fd)
-	}
-	// Non-blocking, so os.NewFile returns a pollable file whose read ctx
-	// can end (a read deadline) instead of a thread stuck in read(2).
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		return "", fmt.Errorf("session token descriptor %d: %w", fd, err)
-	}
-	f := os.NewFile(uintptr(fd), "session token")
-	if f == nil {
-		return "", fmt.Errorf("no session token descriptor %d", fd)
-	}
-	defer f.Close()
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
-	defer stop()
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenLen+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("waiting for the session token: %w", ctx.Err())
-		}
-		return "", fmt.Errorf("read session token from fd %d: %w", fd, err)
-	}
-	if len(b) == 0 {
-		return "", ErrNoToken
-	}
-	if len(b) > maxTokenLen {
-		return "", fmt.Errorf("session token on fd %d: %d bytes", fd, len(b))
-	}
-	return string(b), nil
-}
-
-// ExecLauncher starts backends as child processes: Path with Args, the
-// token on TokenFD, in a new session and process group (setsid) so
+// ExecLauncher starts backends as child processes: Program (or Path) with
+// Args, the token on token.FD, in a new session and process group (setsid) so
 // terminal signals sent to the helper's process group do not reach them,
 // with stdout and stderr copied line by line into Logger. With User the
 // program runs as that user without any privilege (privsep.Start; it must
@@ -95,18 +49,24 @@ func ReadToken(ctx context.Context, fd int) (string, error) {
 //
 // With Spare it keeps one backend started ahead of need (StartSpare, and
 // again SpareDelay after each one is taken): the program runs, drops its
-// privileges, connects to the bus and waits on TokenFD; the next Launch
+// privileges, connects to the bus and waits on token.FD; the next Launch
 // hands it the token instead of starting a process, which takes the
 // program's start and its first bus round trips off the connect path. A
 // spare is an ordinary backend that has not read its token yet: it serves
 // one session and is never reused. Close ends the one waiting.
 type ExecLauncher struct {
-	Path   string   // default: /proc/self/exe (re-exec of the running helper)
-	Args   []string // default: ["backend"]
-	Env    []string // extra environment entries appended to the helper's own
-	User   *privsep.User
-	Logger *slog.Logger
-	Spare  bool
+	// Program is the backend program opened by OpenProgram when the
+	// daemon started. Backends are executed from this open file, not
+	// from a path: a package upgrade replaces the file under a running
+	// daemon, and a backend started from the path would be the new
+	// release talking to this one. Path is then the backends' argv[0].
+	Program *os.File
+	Path    string // the program to run when Program is nil
+	Args    []string
+	Env     []string // extra environment entries appended to the helper's own
+	User    *privsep.User
+	Logger  *slog.Logger
+	Spare   bool
 	// SpareDelay is how long after a spare was taken the next one starts
 	// (default 1 s): its start would otherwise compete for the CPU with the
 	// session that just took the previous one.
@@ -260,18 +220,17 @@ func (l *ExecLauncher) logger() *slog.Logger {
 	return l.Logger
 }
 
-// start starts the program with TokenFD's write end kept open for
+// start starts the program with token.FD's write end kept open for
 // deliver, and a goroutine that reaps it.
 func (l *ExecLauncher) start() (*execProcess, error) {
 	path := l.Path
 	if path == "" {
-		path = "/proc/self/exe"
+		return nil, errors.New("start backend: no program")
 	}
-	args := l.Args
-	if args == nil {
-		args = []string{"backend"}
+	cmd := exec.Command(path, l.Args...)
+	if l.Program != nil {
+		cmd.Path = programPath(l.Program)
 	}
-	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), l.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	tokR, tokW, err := os.Pipe()
@@ -279,7 +238,7 @@ func (l *ExecLauncher) start() (*execProcess, error) {
 		return nil, fmt.Errorf("token pipe: %w", err)
 	}
 	defer tokR.Close()
-	cmd.ExtraFiles = []*os.File{tokR} // fd 3 = TokenFD
+	cmd.ExtraFiles = []*os.File{tokR} // fd 3 = token.FD
 	out := &lineLogger{logger: l.logger()}
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -302,13 +261,46 @@ func (l *ExecLauncher) start() (*execProcess, error) {
 	return p, nil
 }
 
+// minProgramFD is the lowest descriptor OpenProgram leaves the program
+// on. The child of exec.Cmd renumbers the descriptors it passes (0, 1, 2,
+// token.FD, and one spare above them while it does) before it executes
+// /proc/self/fd/N: N must be none of those.
+const minProgramFD = 16
+
+// OpenProgram opens the backend program at path for ExecLauncher.Program:
+// a regular, executable file, held open on a descriptor of its own (closed
+// on exec) for as long as the daemon runs.
+func OpenProgram(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("backend program: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("backend program: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return nil, fmt.Errorf("backend program %s: not an executable file (%v)", path, fi.Mode())
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, minProgramFD)
+	if err != nil {
+		return nil, fmt.Errorf("backend program %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// programPath is the path under which a child process executes the file
+// f its parent holds open.
+func programPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
 type execProcess struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	reason string
 
 	tokMu sync.Mutex
-	tokW  *os.File // TokenFD's write end until the token went through it
+	tokW  *os.File // token.FD's write end until the token went through it
 }
 
 // deliver writes the token and closes the descriptor: the backend reads
@@ -331,7 +323,7 @@ func (p *execProcess) deliver(token string) error {
 	return nil
 }
 
-// closeToken closes the token descriptor without a token (ErrNoToken in
+// closeToken closes the token descriptor without a token (token.ErrNone in
 // the backend).
 func (p *execProcess) closeToken() {
 	p.tokMu.Lock()

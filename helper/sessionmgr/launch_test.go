@@ -2,10 +2,9 @@ package sessionmgr
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +57,7 @@ func TestExecLauncherLogsOutputAndReaps(t *testing.T) {
 		t.Errorf("ExitReason = %q, want exit status 3", got)
 	}
 	out := logs.String()
-	// The token arrives on TokenFD, not on the command line.
+	// The token arrives on token.FD, not on the command line.
 	for _, want := range []string{`line="out tok1 argc=0"`, `line="err line"`, "line=partial"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
@@ -94,6 +93,83 @@ func TestExecLauncherMissingBinary(t *testing.T) {
 	l := &ExecLauncher{Path: "/nonexistent/ovpn3-helper"}
 	if _, err := l.Launch("x", nil); err == nil {
 		t.Fatal("Launch of a missing binary succeeded")
+	}
+}
+
+// copyFile copies the program at from to a new executable file to.
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A backend runs the program file the daemon opened at its start, even
+// after another file was renamed over its path (a package upgrade), and
+// its argv[0] is that path.
+func TestExecLauncherProgramHeldOpen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ovpn3-backend")
+	copyFile(t, "/bin/sleep", path)
+	prog, err := OpenProgram(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	var opened syscall.Stat_t
+	if err := syscall.Fstat(int(prog.Fd()), &opened); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, "/bin/true", path+".new")
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	l := &ExecLauncher{Program: prog, Path: path, Args: []string{"60"}, Logger: slog.New(slog.DiscardHandler)}
+	p, err := l.Launch("token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill(); <-p.Done() })
+	var running syscall.Stat_t
+	if err := syscall.Stat("/proc/"+itoa(p.Pid())+"/exe", &running); err != nil {
+		t.Fatal(err)
+	}
+	if running.Ino != opened.Ino {
+		t.Errorf("backend runs inode %d, want the opened program's %d", running.Ino, opened.Ino)
+	}
+	cmdline, err := os.ReadFile("/proc/" + itoa(p.Pid()) + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(cmdline); got != path+"\x0060\x00" {
+		t.Errorf("backend command line %q, want %q", got, path+"\x0060\x00")
+	}
+	select {
+	case <-p.Done():
+		t.Errorf("backend exited: %s (ran the replaced file?)", p.ExitReason())
+	default:
+	}
+}
+
+// OpenProgram refuses what cannot be a backend, naming the path.
+func TestOpenProgramRefuses(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing"), dir, plain} {
+		f, err := OpenProgram(path)
+		if err == nil {
+			f.Close()
+			t.Errorf("OpenProgram(%s) succeeded", path)
+		} else if !strings.Contains(err.Error(), path) {
+			t.Errorf("OpenProgram(%s): %v, want the path named", path, err)
+		}
 	}
 }
 
@@ -199,42 +275,5 @@ func TestExecLauncherSpareClosedAndDead(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if pid := l.SparePID(); pid != 0 {
 		t.Errorf("Close did not stop spares: %d started", pid)
-	}
-}
-
-// ReadToken returns the token, ErrNoToken for a descriptor closed without
-// one, and stops waiting when its context ends (a spare told to go).
-func TestReadToken(t *testing.T) {
-	pipe := func() (int, *os.File) {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd, err := syscall.Dup(int(r.Fd()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Close()
-		t.Cleanup(func() { w.Close() })
-		return fd, w
-	}
-	fd, w := pipe()
-	go func(w *os.File) { w.WriteString("abc"); w.Close() }(w)
-	if tok, err := ReadToken(context.Background(), fd); err != nil || tok != "abc" {
-		t.Errorf("ReadToken = %q, %v; want abc", tok, err)
-	}
-	fd, w = pipe()
-	w.Close()
-	if _, err := ReadToken(context.Background(), fd); !errors.Is(err, ErrNoToken) {
-		t.Errorf("ReadToken of a closed descriptor: %v, want ErrNoToken", err)
-	}
-	fd, _ = pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
-	if _, err := ReadToken(ctx, fd); !errors.Is(err, context.Canceled) {
-		t.Errorf("ReadToken after cancel: %v, want context.Canceled", err)
-	}
-	if _, err := ReadToken(context.Background(), 1); err == nil {
-		t.Error("ReadToken(1) accepted a standard descriptor")
 	}
 }

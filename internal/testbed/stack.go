@@ -19,10 +19,18 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
 
-// Binaries are the paths of the built ovpn3go programs.
+// Binaries are the paths of the built ovpn3go programs. The daemon finds
+// the backend in its own directory (BinariesIn).
 type Binaries struct {
-	Helper string // ovpn3-helper
-	CLI    string // ovpn3
+	Helper  string // ovpn3-helper
+	Backend string // ovpn3-backend
+	CLI     string // ovpn3
+}
+
+// BinariesIn are the programs in dir, as BuildBinaries and `make build`
+// leave them.
+func BinariesIn(dir string) Binaries {
+	return Binaries{Helper: filepath.Join(dir, "ovpn3-helper"), Backend: filepath.Join(dir, "ovpn3-backend"), CLI: filepath.Join(dir, "ovpn3")}
 }
 
 // ModuleRoot returns the directory holding the project's go.mod, searched
@@ -45,29 +53,40 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// BuildBinaries builds ovpn3-helper and ovpn3 into outDir with the go
-// command on PATH, as the Makefile's build target does: the helper
-// without cgo.
+// BuildBinaries builds ovpn3-helper, ovpn3-backend and ovpn3 into outDir
+// with the go command on PATH, as the Makefile's build target does: the
+// helper and the backend without cgo.
 func BuildBinaries(ctx context.Context, outDir string) (Binaries, error) {
-	root, err := ModuleRoot()
-	if err != nil {
-		return Binaries{}, err
-	}
-	bin := Binaries{Helper: filepath.Join(outDir, "ovpn3-helper"), CLI: filepath.Join(outDir, "ovpn3")}
+	bin := BinariesIn(outDir)
 	for _, b := range []struct {
 		out, pkg string
 		cgo      bool
-	}{{bin.Helper, "./helper/cmd/ovpn3-helper", false}, {bin.CLI, "./app/cmd/ovpn3", true}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
-		cmd.Dir = root
-		if !b.cgo {
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return Binaries{}, fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+	}{{bin.Helper, "./helper/cmd/ovpn3-helper", false}, {bin.Backend, "./helper/cmd/ovpn3-backend", false}, {bin.CLI, "./app/cmd/ovpn3", true}} {
+		if err := BuildProgram(ctx, b.out, b.pkg, b.cgo); err != nil {
+			return Binaries{}, err
 		}
 	}
 	return bin, nil
+}
+
+// BuildProgram builds the main package pkg (relative to the module root)
+// into out with the go command on PATH; extra go build arguments (e.g.
+// -ldflags) come before the package.
+func BuildProgram(ctx context.Context, out, pkg string, cgo bool, extra ...string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	args := append(append([]string{"build"}, extra...), "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	if !cgo {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 // StackOptions say what StartStack brings up.

@@ -82,7 +82,7 @@ func measure(dirs []string, runs int, verbose bool) error {
 		if !ok {
 			return fmt.Errorf("-bin %q: want NAME=DIR", d)
 		}
-		builds = append(builds, &build{name: name, bin: testbed.Binaries{Helper: filepath.Join(dir, "ovpn3-helper"), CLI: filepath.Join(dir, "ovpn3")}})
+		builds = append(builds, &build{name: name, bin: testbed.BinariesIn(dir)})
 	}
 	for i, b := range builds {
 		st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: b.bin, Dir: filepath.Join(tmp, fmt.Sprint("stack", i)), Variant: testbed.VariantA})

@@ -38,7 +38,7 @@ import (
 const profileName = "demo-a"
 
 func main() {
-	binDir := flag.String("bin", "bin", "directory holding ovpn3-helper and ovpn3")
+	binDir := flag.String("bin", "bin", "directory holding ovpn3-helper, ovpn3-backend and ovpn3")
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (logs, configs) after exit")
 	flag.Parse()
@@ -131,8 +131,8 @@ func (d *run) run(binDir string, duration time.Duration) (summary string, err er
 	if err != nil {
 		return "", err
 	}
-	bin := testbed.Binaries{Helper: filepath.Join(abs, "ovpn3-helper"), CLI: filepath.Join(abs, "ovpn3")}
-	for _, p := range []string{bin.Helper, bin.CLI} {
+	bin := testbed.BinariesIn(abs)
+	for _, p := range []string{bin.Helper, bin.Backend, bin.CLI} {
 		if _, err := os.Stat(p); err != nil {
 			return "", fmt.Errorf("%w (run make build first)", err)
 		}

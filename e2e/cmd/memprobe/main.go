@@ -34,7 +34,7 @@ import (
 )
 
 func main() {
-	bin := flag.String("bin", "", "directory holding ovpn3-helper and ovpn3 (default: build them)")
+	bin := flag.String("bin", "", "directory holding ovpn3-helper, ovpn3-backend and ovpn3 (default: build them)")
 	hold := flag.Duration("hold", 0, "keep the session this long after the first reading, then read again")
 	helperArgs := flag.String("helper-args", "", "extra ovpn3-helper arguments, space-separated")
 	openvpn := flag.Bool("openvpn", true, "also read the OpenVPN 2.6 client's memory")
@@ -53,7 +53,7 @@ func run(binDir string, hold time.Duration, helperArgs []string, openvpn bool, w
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := testbed.Binaries{Helper: filepath.Join(binDir, "ovpn3-helper"), CLI: filepath.Join(binDir, "ovpn3")}
+	bin := testbed.BinariesIn(binDir)
 	if binDir == "" {
 		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		bin, err = testbed.BuildBinaries(bctx, filepath.Join(dir, "bin"))

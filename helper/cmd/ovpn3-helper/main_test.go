@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,13 +25,46 @@ import (
 	"github.com/ovpn3go/ovpn3go/internal/version"
 )
 
-// The daemon re-executes itself as "backend <token>"; in tests the
-// executable is the test binary, so TestMain plays that role too.
+// backendDir holds the ovpn3-backend the daemon's tests start (built
+// once per test binary by testBackend).
+var backendDir string
+
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "backend" {
-		os.Exit(backendMain())
+	dir, err := os.MkdirTemp("", "ovpn3-helper-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	backendDir = dir
+	rc := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(rc)
+}
+
+var backendBuild struct {
+	once sync.Once
+	err  error
+}
+
+// testBackend is the backend program as runDaemon opens it: ovpn3-backend
+// built from this tree.
+func testBackend(t *testing.T) backendProgram {
+	t.Helper()
+	path := filepath.Join(backendDir, "ovpn3-backend")
+	backendBuild.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		backendBuild.err = testbed.BuildProgram(ctx, path, "./helper/cmd/ovpn3-backend", false)
+	})
+	if backendBuild.err != nil {
+		t.Fatal(backendBuild.err)
+	}
+	be, err := openBackend(path, nil, backendArgs(3, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.file.Close() })
+	return be
 }
 
 func TestUsage(t *testing.T) {
@@ -40,24 +73,50 @@ func TestUsage(t *testing.T) {
 			t.Errorf("runDaemon(%q) = %d, want 2", args, rc)
 		}
 	}
-	if rc := runBackend(nil, io.Discard); rc != 2 {
-		t.Errorf("runBackend() = %d, want 2", rc)
-	}
 }
 
-// TestBackendRefusesOtherRelease (issue 15): a backend started by a daemon
-// of another release (its binary replaced under the daemon) exits before
-// it reads its token or registers, saying why; the daemon passes its own
-// release on every backend's command line.
-func TestBackendRefusesOtherRelease(t *testing.T) {
-	var stderr strings.Builder
-	rc := runBackend([]string{"--token-fd", "0", "--daemon-version", version.Version + "-other"}, &stderr)
-	if rc != 3 || !strings.Contains(stderr.String(), "refusing to run") || !strings.Contains(stderr.String(), version.Version+"-other") {
-		t.Errorf("runBackend(other release) = %d, %q", rc, stderr.String())
-	}
+// The daemon passes its own release on every backend's command line (the
+// backend refuses another one: ovpn3-backend's TestRefusesOtherRelease).
+func TestBackendArgsCarryRelease(t *testing.T) {
 	args := backendArgs(3, "")
 	if i := slices.Index(args, "--daemon-version"); i < 0 || i+1 >= len(args) || args[i+1] != version.Version {
 		t.Errorf("backend args %q do not carry the daemon's release %q", args, version.Version)
+	}
+}
+
+// A daemon without its backend program does not start, and says where it
+// looked: the --backend given, or each default place.
+func TestMissingBackend(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such-backend")
+	var stderr strings.Builder
+	if rc := runDaemon([]string{"--backend", missing}, &stderr); rc != 1 || !strings.Contains(stderr.String(), missing) {
+		t.Errorf("runDaemon(--backend %s) = %d, %q; want 1 naming the path", missing, rc, stderr.String())
+	}
+	beside, installed := filepath.Join(dir, "bin", backendName), filepath.Join(dir, "libexec", backendName)
+	_, err := openBackend("", []string{beside, installed}, nil)
+	if err == nil || !strings.Contains(err.Error(), beside) || !strings.Contains(err.Error(), installed) {
+		t.Errorf("openBackend without a backend: %v; want both places named", err)
+	}
+	// The first place that has it wins.
+	if err := os.MkdirAll(filepath.Dir(installed), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(installed, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	be, err := openBackend("", []string{beside, installed}, nil)
+	if err != nil || be.path != installed {
+		t.Fatalf("openBackend with the installed backend: %+v, %v", be, err)
+	}
+	be.file.Close()
+	// Defaults: beside the daemon's own program, then the installed path.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := backendCandidates(), []string{filepath.Join(filepath.Dir(exe), backendName), InstalledBackend}; !slices.Equal(got, want) {
+		t.Errorf("backendCandidates() = %q, want %q", got, want)
 	}
 }
 
@@ -74,7 +133,7 @@ func TestNameTaken(t *testing.T) {
 		t.Fatalf("squat: %v %v", r, err)
 	}
 	var logs bytes.Buffer
-	err = serve(context.Background(), t.TempDir(), backendArgs(3, ""), false, testDNS(t), defaultLimits(), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	err = serve(context.Background(), t.TempDir(), testBackend(t), false, testDNS(t), defaultLimits(), backendUser(t), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil || !strings.Contains(err.Error(), api.ServiceSessions) || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("serve with a taken name: %v", err)
 	}
@@ -90,9 +149,9 @@ func TestShutdownDisconnectsSessions(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	user, dnsOpts := backendUser(t), testDNS(t)
+	user, dnsOpts, be := backendUser(t), testDNS(t), testBackend(t)
 	go func() {
-		served <- serve(ctx, t.TempDir(), backendArgs(3, ""), true, dnsOpts, defaultLimits(), user, logger)
+		served <- serve(ctx, t.TempDir(), be, true, dnsOpts, defaultLimits(), user, logger)
 	}()
 
 	client, err := dbus.Connect(addr)
@@ -185,8 +244,8 @@ func backendUser(t *testing.T) privsep.User {
 }
 
 // TestBackendCPUProfileOffByDefault: backends profile themselves only when
-// the daemon was started with --backend-cpuprofile, and a backend asked
-// to writes a pprof profile into that directory.
+// the daemon was started with --backend-cpuprofile (ovpn3-backend's
+// TestCPUProfile shows a backend writes it).
 func TestBackendCPUProfileOffByDefault(t *testing.T) {
 	for _, a := range backendArgs(3, "") {
 		if strings.Contains(a, "cpuprofile") {
@@ -197,43 +256,11 @@ func TestBackendCPUProfileOffByDefault(t *testing.T) {
 	if got := backendArgs(3, dir); !slices.Contains(got, "--cpuprofile-dir") || got[len(got)-1] != dir {
 		t.Fatalf("backend args %q lack --cpuprofile-dir %s", got, dir)
 	}
-	stop, err := startCPUProfile(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop()
-	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("backend-%d.pprof", os.Getpid())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
-		t.Errorf("profile of %d bytes is not gzipped pprof", len(b))
-	}
 }
 
-// TestRuntimeStats: --runtime-stats parses, and a process logs its
-// goroutine count and memory classes in the form the soak test (e2e TestSoak, which also
-// shows the backends get the flag) reads.
-func TestRuntimeStats(t *testing.T) {
-	var logs bytes.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	logRuntimeStats(ctx, slog.New(slog.NewTextHandler(&logs, nil)), time.Second)
-	if want := fmt.Sprintf(`msg="runtime stats" pid=%d goroutines=`, os.Getpid()); !strings.Contains(logs.String(), want) {
-		t.Errorf("runtime stats logged %q, want %q", logs.String(), want)
-	}
-	// Where the anonymous memory goes, as the runtime sees it.
-	if strings.Contains(logs.String(), " threads=0 ") || !strings.Contains(logs.String(), " threads=") {
-		t.Errorf("runtime stats %q lack the thread count", logs.String())
-	}
-	for _, m := range memStats {
-		if !strings.Contains(logs.String(), " "+m.key+"=") {
-			t.Errorf("runtime stats %q lack %s", logs.String(), m.key)
-		}
-	}
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	d := statsFlag(fs)
-	if err := fs.Parse([]string{"--runtime-stats", "2s"}); err != nil || *d != 2*time.Second {
-		t.Errorf("--runtime-stats 2s: %v, %v", *d, err)
-	}
+// What package initialisation allocates stays on the daemon's heap (see
+// testenv.CheckInitAllocations); this test binary links the daemon's
+// packages.
+func TestInitAllocations(t *testing.T) {
+	testenv.CheckInitAllocations(t, 256<<10)
 }

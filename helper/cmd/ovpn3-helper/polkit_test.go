@@ -123,9 +123,9 @@ func TestPolkitThroughHelper(t *testing.T) {
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	user, dnsOpts := backendUser(t), testDNS(t)
+	user, dnsOpts, be := backendUser(t), testDNS(t), testBackend(t)
 	go func() {
-		served <- serve(sctx, t.TempDir(), backendArgs(3, ""), true, dnsOpts, defaultLimits(), user, logger)
+		served <- serve(sctx, t.TempDir(), be, true, dnsOpts, defaultLimits(), user, logger)
 	}()
 	t.Cleanup(func() {
 		stop()

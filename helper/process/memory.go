@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"os"
@@ -21,12 +21,12 @@ import (
 // administrator's GOGC in the environment wins.
 const steadyGCPercent = 25
 
-// settleMemory switches this process to its steady-state garbage
+// Settle switches this process to its steady-state garbage
 // collector setting and returns what start-up or the handshake left
 // behind (parsed profiles, certificates, TLS state, D-Bus introspection)
 // to the kernel: a full collection, a few milliseconds, once per
 // connection.
-func settleMemory() {
+func Settle() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(steadyGCPercent)
 	}
