@@ -225,7 +225,9 @@ type Backend struct {
 	runDone     chan struct{}
 	runEnded    chan struct{} // closed when the engine's Run returned (run then tears down)
 	tun         *netcfgclient.Tun
-	early       *earlyTun // the TUN device netcfg creates during the handshake (earlytun.go)
+	early       *earlyTun        // the TUN device netcfg creates during the handshake (earlytun.go)
+	prepared    *engine.Prepared // the profile's TLS configuration, built at registration
+	warmStop    func()           // ends the handshake warm-up and waits for it (warm.go)
 	devicePath  dbus.ObjectPath
 	deviceName  string
 	stopping    bool
@@ -363,6 +365,7 @@ func (b *Backend) emitLog(group api.LogGroup, cat api.LogCategory, msg string) {
 // once (Disconnect does it before replying, Run again on the way out).
 func (b *Backend) teardown(ctx context.Context) {
 	b.teardownOnce.Do(func() {
+		b.stopWarm()
 		b.stopEngine(ctx)
 		b.mu.Lock()
 		done := b.status.Major == api.StatusMajorConnection && b.status.Minor == api.StatusMinorConnDone

@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
@@ -297,12 +295,7 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.logLevel = b.ovLogLevel // the log-level override wins over verb
 	}
 	b.mu.Unlock()
-	// The engine knows which keys need a passphrase (PEM, PKCS#8, PKCS#12).
-	_, perr := engine.New(engine.Config{Profile: prof, Tun: tunProvider{b}})
-	inputs := newInputQueue(prof, errors.Is(perr, engine.ErrKeyPassphraseNeeded))
-	b.mu.Lock()
-	b.inputs = inputs
-	b.mu.Unlock()
+	b.prepareProfile(prof)
 	assigned()
 	b.log.Info("profile loaded", "config", configPath, "name", name)
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgOK, "config_path="+string(configPath))

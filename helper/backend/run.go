@@ -12,13 +12,14 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/ctlmsg"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
 // connect starts the engine in a goroutine owned by the backend; the
 // goroutine ends when the engine returns (Disconnect cancels it).
 func (b *Backend) connect() error {
 	b.mu.Lock()
-	prof := b.prof
+	prof, pre := b.prof, b.prepared
 	running := b.runCancel != nil
 	stopping := b.stopping
 	ended, done := b.runEnded, b.runDone
@@ -50,17 +51,7 @@ func (b *Backend) connect() error {
 	creds := q.credentials()
 	q.challengeUsed()
 	q.dropAuthPending() // a CR_TEXT answer belongs to the handshake that asked
-	// events also implements engine.AuthEvents (authpending.go).
-	client, err := engine.New(engine.Config{
-		Profile:          prof,
-		Credentials:      creds,
-		ProxyCredentials: q.proxyCredentials(),
-		Tun:              tunProvider{b},
-		DCO:              dco,
-		Events:           events{b},
-		Logger:           b.engineLog,
-		Version:          b.opts.Version,
-	})
+	client, err := engine.New(b.engineConfig(prof, pre, creds, q.proxyCredentials(), dco))
 	if errors.Is(err, engine.ErrKeyPassphraseWrong) || errors.Is(err, engine.ErrKeyPassphraseNeeded) {
 		// Ask again; the session stays (CONN_FAILED would end it).
 		q.resetPassphrase()
@@ -84,6 +75,22 @@ func (b *Backend) connect() error {
 	}
 	go b.run(ctx, client, done, ended)
 	return nil
+}
+
+// engineConfig is the Connect's engine configuration: the profile with
+// what was prepared from it at registration.
+func (b *Backend) engineConfig(prof *profile.Profile, pre *engine.Prepared, creds, proxy engine.Credentials, dco engine.DCO) engine.Config {
+	return engine.Config{
+		Profile:          prof,
+		Credentials:      creds,
+		ProxyCredentials: proxy,
+		Tun:              tunProvider{b},
+		DCO:              dco,
+		Events:           events{b}, // also engine.AuthEvents (authpending.go)
+		Logger:           b.engineLog,
+		Version:          b.opts.Version,
+		Prepared:         pre,
+	}
 }
 
 // isClosed says whether c (nil: never) is closed.

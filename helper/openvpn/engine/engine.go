@@ -140,6 +140,10 @@ type Config struct {
 	// DCO, if set, offloads the data channel of every connection it can
 	// carry (dco.go); the others run in userspace on a device from Tun.
 	DCO DCO
+	// Prepared, if set, is the profile's TLS configuration built ahead
+	// (Prepare); used when Profile and Credentials.KeyPassphrase are what
+	// it was prepared from, else built again.
+	Prepared *Prepared
 }
 
 // Stats are the client's traffic counters. BytesIn/Out and PacketsIn/Out
@@ -210,7 +214,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Tun == nil {
 		return nil, errors.New("engine: no TUN provider")
 	}
-	opts, err := optionsFromProfile(cfg.Profile, cfg.Credentials)
+	opts, err := optionsFromProfile(cfg.Profile, cfg.Credentials, cfg.Prepared)
 	if err != nil {
 		return nil, fmt.Errorf("engine: profile: %w", err)
 	}

@@ -45,7 +45,7 @@ type options struct {
 	noEKM bool // tests only: do not announce TLS-EKM support
 }
 
-func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) {
+func optionsFromProfile(p *profile.Profile, creds Credentials, pre *Prepared) (options, error) {
 	o := options{
 		remotes:      p.Remotes,
 		cipher:       p.Cipher,
@@ -68,6 +68,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials) (options, error) 
 		}
 	}
 	o.tls = tlsParamsFromProfile(p, creds.KeyPassphrase) // tlsconfig.go
+	pre.lend(&o.tls)                                     // built at registration (prepare.go)
 	switch {
 	case p.TLSCryptV2 != "":
 		o.wrapMode, o.wrapKey = "tls-crypt-v2", p.TLSCryptV2

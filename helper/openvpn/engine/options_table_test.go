@@ -41,7 +41,7 @@ func engineOptions(t *testing.T, extra string) (*profile.Profile, options) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	o, err := optionsFromProfile(p, Credentials{})
+	o, err := optionsFromProfile(p, Credentials{}, nil)
 	if err != nil {
 		t.Fatalf("optionsFromProfile: %v", err)
 	}

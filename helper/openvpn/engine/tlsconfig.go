@@ -46,6 +46,7 @@ type builtTLS struct {
 	once sync.Once
 	cfg  *tls.Config
 	err  error
+	ver  *serverVerifier // the server check in cfg (Prepared.Warm reuses its roots)
 }
 
 // tlsParamsFromProfile collects the profile's certificate and TLS options.
@@ -84,24 +85,25 @@ func NeedsKeyPassphrase(p *profile.Profile) bool {
 // rules. Each call returns a fresh copy.
 func buildTLSConfig(p tlsParams) (*tls.Config, error) {
 	if p.built == nil {
-		return compileTLSConfig(p)
+		cfg, _, err := compileTLSConfig(p)
+		return cfg, err
 	}
 	b := p.built
-	b.once.Do(func() { b.cfg, b.err = compileTLSConfig(p) })
+	b.once.Do(func() { b.cfg, b.ver, b.err = compileTLSConfig(p) })
 	if b.err != nil {
 		return nil, b.err
 	}
 	return b.cfg.Clone(), nil
 }
 
-func compileTLSConfig(p tlsParams) (*tls.Config, error) {
+func compileTLSConfig(p tlsParams) (*tls.Config, *serverVerifier, error) {
 	id, err := loadClientIdentity(p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ver, err := newServerVerifier(p, id.p12CAs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := &tls.Config{
 		// Each TLS record is one control message to OpenVPN; Go's dynamic
@@ -123,15 +125,15 @@ func compileTLSConfig(p tlsParams) (*tls.Config, error) {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	if err := setTLSVersions(cfg, p); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := setCipherSuites(cfg, p); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := setGroups(cfg, p.Groups); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cfg, nil
+	return cfg, ver, nil
 }
 
 func parseTLSVersion(s string) (uint16, error) {

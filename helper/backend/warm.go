@@ -1,0 +1,65 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+)
+
+// warmTimeout bounds the warm-up handshake (it runs in memory: a bound for
+// a machine too loaded to finish it, not a wait for anyone).
+const warmTimeout = 5 * time.Second
+
+// prepareProfile sets up the input queue for prof and does ahead of the
+// Connect what the connect would do first: the engine builds the TLS
+// configuration (and so knows which keys need a passphrase: PEM, PKCS#8,
+// PKCS#12), which the Connect's engine reuses, and the handshake is warmed.
+func (b *Backend) prepareProfile(prof *profile.Profile) {
+	pre, err := engine.Prepare(prof, "")
+	inputs := newInputQueue(prof, errors.Is(err, engine.ErrKeyPassphraseNeeded))
+	b.mu.Lock()
+	b.inputs = inputs
+	b.prepared = pre
+	b.mu.Unlock()
+	b.warm(pre)
+}
+
+// warm runs the profile's TLS handshake once in memory (engine's
+// Prepared.Warm) while the backend waits for its Connect, so the real
+// handshake's first turns do not run the crypto code for the first time.
+// The goroutine is the backend's: teardown ends it (stopWarm).
+func (b *Backend) warm(pre *engine.Prepared) {
+	if pre == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
+	done := make(chan struct{})
+	b.mu.Lock()
+	if b.warmStop != nil || b.stopping {
+		b.mu.Unlock()
+		cancel()
+		return
+	}
+	b.warmStop = func() { cancel(); <-done }
+	b.mu.Unlock()
+	go func() {
+		defer close(done)
+		defer cancel()
+		start := time.Now()
+		err := pre.Warm(ctx)
+		b.opts.Logger.Debug("TLS warm-up handshake", "took", time.Since(start), "err", err)
+	}()
+}
+
+// stopWarm ends the warm-up, if one runs, and waits for it.
+func (b *Backend) stopWarm() {
+	b.mu.Lock()
+	stop := b.warmStop
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
