@@ -53,8 +53,9 @@ func TestCPUProfile(t *testing.T) {
 // The backend is its own program so that every session's process maps
 // only what a backend runs (docs/bench/memory.md): it links none of the
 // daemon's services, whose package init would touch their code in every
-// backend.
-func TestLinksNoDaemonService(t *testing.T) {
+// backend, nor net/http (with its MIME, IDNA and Unicode tables), which
+// the HTTP proxy's CONNECT does not need.
+func TestLinksOnlyWhatABackendRuns(t *testing.T) {
 	testenv.RequireCommand(t, "go")
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
@@ -66,7 +67,8 @@ func TestLinksNoDaemonService(t *testing.T) {
 		t.Fatalf("go list -deps printed no backend:\n%s", out)
 	}
 	for _, pkg := range []string{"helper/netcfg", "helper/netcfg/dns", "helper/netcfg/journal", "helper/netcfg/sharedroute",
-		"helper/netcfg/sysrec", "helper/netcfg/tundev", "helper/sessionmgr", "helper/configmgr", "helper/logsvc", "helper/polkit"} {
+		"helper/netcfg/sysrec", "helper/netcfg/tundev", "helper/sessionmgr", "helper/configmgr", "helper/logsvc", "helper/polkit",
+		"net/http", "mime", "vendor/golang.org/x/net/idna"} {
 		for _, d := range deps {
 			if d == pkg || d == mod+pkg {
 				t.Errorf("ovpn3-backend links %s", d)

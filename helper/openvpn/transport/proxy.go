@@ -1,14 +1,12 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,7 +49,7 @@ func dialViaProxy(ctx context.Context, dial DialFunc, px *HTTPProxy, target stri
 			return c, nil
 		}
 		c.Close()
-		if status == http.StatusProxyAuthRequired && !sendAuth && px.User != "" {
+		if status == statusProxyAuthRequired && !sendAuth && px.User != "" {
 			sendAuth = true // "auto": answer the challenge on a fresh connection
 			continue
 		}
@@ -95,20 +93,40 @@ func proxyConnect(ctx context.Context, c net.Conn, px *HTTPProxy, target string,
 	if err != nil {
 		return 0, fmt.Errorf("http proxy %s: read answer: %w", px.Addr(), err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(&headReader{b: head}), nil)
+	code, status, err := statusLine(head)
 	if err != nil {
 		return 0, fmt.Errorf("http proxy %s: bad answer: %w", px.Addr(), err)
 	}
-	resp.Body.Close()
 	switch {
-	case resp.StatusCode/100 == 2:
-		return resp.StatusCode, nil
-	case resp.StatusCode == http.StatusProxyAuthRequired && px.User == "":
-		return resp.StatusCode, fmt.Errorf("http proxy %s: %w (no proxy credentials given)", px.Addr(), ErrProxyAuth)
-	case resp.StatusCode == http.StatusProxyAuthRequired:
-		return resp.StatusCode, fmt.Errorf("http proxy %s: %w (credentials refused)", px.Addr(), ErrProxyAuth)
+	case code/100 == 2:
+		return code, nil
+	case code == statusProxyAuthRequired && px.User == "":
+		return code, fmt.Errorf("http proxy %s: %w (no proxy credentials given)", px.Addr(), ErrProxyAuth)
+	case code == statusProxyAuthRequired:
+		return code, fmt.Errorf("http proxy %s: %w (credentials refused)", px.Addr(), ErrProxyAuth)
 	}
-	return resp.StatusCode, fmt.Errorf("http proxy %s refused CONNECT %s: %s", px.Addr(), target, resp.Status)
+	return code, fmt.Errorf("http proxy %s refused CONNECT %s: %s", px.Addr(), target, status)
+}
+
+// statusProxyAuthRequired is HTTP's 407: the proxy wants credentials.
+const statusProxyAuthRequired = 407
+
+// statusLine parses the first line of the proxy's answer head,
+// "HTTP/1.x NNN reason", into the code and "NNN reason". The header lines
+// after it say nothing CONNECT needs (the tunnel starts after the head).
+func statusLine(head []byte) (code int, status string, err error) {
+	line, _, _ := strings.Cut(string(head), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	proto, status, ok := strings.Cut(line, " ")
+	if !ok || (proto != "HTTP/1.0" && proto != "HTTP/1.1") {
+		return 0, "", fmt.Errorf("malformed status line %q", line)
+	}
+	digits, _, _ := strings.Cut(status, " ")
+	code, err = strconv.Atoi(digits)
+	if err != nil || len(digits) != 3 || code < 100 {
+		return 0, "", fmt.Errorf("malformed status code in %q", line)
+	}
+	return code, status, nil
 }
 
 // readHead reads up to and including the blank line ending the response
@@ -126,17 +144,6 @@ func readHead(c net.Conn) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("answer head longer than %d bytes", maxProxyResponse)
-}
-
-type headReader struct{ b []byte }
-
-func (h *headReader) Read(p []byte) (int, error) {
-	if len(h.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, h.b)
-	h.b = h.b[n:]
-	return n, nil
 }
 
 // Option applies one "http-proxy-option NAME [value]".

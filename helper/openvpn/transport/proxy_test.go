@@ -86,3 +86,28 @@ func TestDialViaProxyRefused(t *testing.T) {
 		t.Errorf("err %v, want the proxy's 502 and the target", err)
 	}
 }
+
+// The proxy's answer is judged by its status line alone; a line that is
+// not "HTTP/1.x NNN reason" is refused, naming it.
+func TestStatusLine(t *testing.T) {
+	for _, tc := range []struct {
+		head, status string
+		code         int
+	}{
+		{"HTTP/1.1 200 Connection established\r\n\r\n", "200 Connection established", 200},
+		{"HTTP/1.0 200\r\n\r\n", "200", 200},
+		{"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\n\r\n", "407 Proxy Authentication Required", 407},
+		{"HTTP/1.1 502 Bad Gateway\n\n", "502 Bad Gateway", 502},
+	} {
+		code, status, err := statusLine([]byte(tc.head))
+		if err != nil || code != tc.code || status != tc.status {
+			t.Errorf("statusLine(%q) = %d, %q, %v; want %d, %q", tc.head, code, status, err, tc.code, tc.status)
+		}
+	}
+	for _, head := range []string{"", "\r\n\r\n", "HTTP/2 200 OK\r\n\r\n", "HTTP/1.1\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n",
+		"HTTP/1.1 abc OK\r\n\r\n", "HTTP/1.1 020 OK\r\n\r\n", "SSH-2.0-OpenSSH\r\n\r\n"} {
+		if code, _, err := statusLine([]byte(head)); err == nil || !strings.Contains(err.Error(), "malformed") {
+			t.Errorf("statusLine(%q) = %d, %v; want a malformed-line error", head, code, err)
+		}
+	}
+}
