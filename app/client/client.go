@@ -44,6 +44,13 @@ type Client struct {
 
 	mu       sync.Mutex
 	forwards map[dbus.ObjectPath]int // live Follow calls per session
+	// switchingOff holds, per session, the LogForward(false) on its way
+	// (closed when answered): the next LogForward(true) goes after it.
+	switchingOff map[dbus.ObjectPath]chan struct{}
+	background   sync.WaitGroup // those LogForward(false) calls; Close waits
+	closing      bool           // Close was called: no more of them
+	// unforwardTimeout replaces the constant of that name (tests).
+	unforwardTimeout time.Duration
 
 	// CallTimeout bounds every method call (0: DefaultCallTimeout). Set
 	// it before using the client.
@@ -67,12 +74,20 @@ func New(conn *dbus.Conn) *Client { return &Client{conn: conn} }
 func (c *Client) Conn() *dbus.Conn { return c.conn }
 
 // Close closes the connection if Connect opened it. Subscriptions end
-// (their channels close) when the connection closes.
+// (their channels close) when the connection closes. It returns once the
+// log forwarding switched off in the background (after Start, Follow) is
+// off: answered, or, on a connection Close closes, ended with it (the
+// session manager stops forwarding to a connection that left the bus).
 func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	var err error
 	if c.ownConn {
-		return c.conn.Close()
+		err = c.conn.Close()
 	}
-	return nil
+	c.background.Wait()
+	return err
 }
 
 func (c *Client) timeout() time.Duration {

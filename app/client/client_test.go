@@ -65,6 +65,7 @@ func TestStartAnswersEveryRoundAndConnects(t *testing.T) {
 	if want := []string{"username", "password", "dynamic_challenge"}; !reflect.DeepEqual(p.asked, want) {
 		t.Errorf("asked %v, want %v", p.asked, want)
 	}
+	c.Close() // waits for the LogForward(false) Start left on its way
 	connects, forwards, got := f.snapshot()
 	if connects != 2 {
 		t.Errorf("Connect called %d times, want 2 (password round, challenge round)", connects)
@@ -384,6 +385,7 @@ func TestStartSendsReadyBesideLogForward(t *testing.T) {
 	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	c.Close()
 	f.mu.Lock()
 	alone, forwards := f.forwardAlone, f.forwards
 	f.mu.Unlock()
@@ -399,5 +401,147 @@ func TestStartSendsReadyBesideLogForward(t *testing.T) {
 	}
 	if dev, err := s.DeviceName(ctx); err != nil || dev != "ovpn0" {
 		t.Errorf("DeviceName = %q, %v", dev, err)
+	}
+}
+
+// TestStartLeavesForwardOffBehind: once connected, Start returns without
+// waiting for its LogForward(false) to be answered (ovpn3 session-start
+// prints and exits right then); Close waits for it, and a new Follow's
+// LogForward(true) goes only after it. The fake holds LogForward(false)
+// until the test lets it go.
+func TestStartLeavesForwardOffBehind(t *testing.T) {
+	f, c := startFake(t, false)
+	c.unforwardTimeout = time.Minute // longer than the fake's hold
+	release := make(chan struct{})
+	f.mu.Lock()
+	f.holdForwardOff = release
+	f.mu.Unlock()
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
+	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	f.mu.Lock()
+	held := f.forwardOffHeld
+	f.mu.Unlock()
+	if held {
+		t.Fatal("Start returned only after LogForward(false) had been answered")
+	}
+	// Following again waits for the switch-off on its way.
+	type followed struct {
+		stop func()
+		err  error
+	}
+	done := make(chan followed, 1)
+	go func() {
+		_, stop, err := s.follow(ctx)
+		done <- followed{stop, err}
+	}()
+	close(release)
+	fl := <-done
+	if fl.err != nil {
+		t.Fatal(fl.err)
+	}
+	if _, fw, _ := f.snapshot(); !reflect.DeepEqual(fw, []bool{true, false, true}) {
+		t.Errorf("LogForward calls %v, want [true false true]", fw)
+	}
+	fl.stop()
+	c.Close()
+	if _, fw, _ := f.snapshot(); !reflect.DeepEqual(fw, []bool{true, false, true, false}) {
+		t.Errorf("LogForward calls after Close %v, want [true false true false]", fw)
+	}
+}
+
+// TestStartOneRoundTripBeforeConnect: after NewTunnel, Start sends its
+// match rules, LogForward, Ready and one read of the status without
+// waiting for any answer in between, then Connect: one round trip. The
+// fake holds the first status read until LogForward came.
+func TestStartOneRoundTripBeforeConnect(t *testing.T) {
+	f, c := startFake(t, false)
+	f.mu.Lock()
+	f.statusAwaitsForward = true
+	f.slots = nil
+	f.mu.Unlock()
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.slots = nil // nothing to ask: Ready passes at once
+	f.answers["password"] = f.password
+	f.mu.Unlock()
+	if err := s.Start(ctx, StartOptions{Timeout: 30 * time.Second}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	f.mu.Lock()
+	alone, reads, connects := f.statusAlone, f.statusReads, f.connects
+	f.mu.Unlock()
+	if alone {
+		t.Error("LogForward went out only after the first status read was answered")
+	}
+	// One read before Connect, one once Connect returned (the waiter's
+	// first check).
+	if connects != 1 || reads != 2 {
+		t.Errorf("%d status reads, %d Connects; want 2 reads (one before Connect), 1 Connect", reads, connects)
+	}
+}
+
+// TestStartWaitsForALateSession: openvpn3-linux answers NewTunnel before
+// the session object exists. Start's first calls then fail as for a
+// missing object; it waits for the object and asks again.
+func TestStartWaitsForALateSession(t *testing.T) {
+	f, c := startFake(t, false)
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.hidden = true
+	f.mu.Unlock()
+	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
+	started := make(chan error, 1)
+	go func() { started <- s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}) }()
+	for {
+		f.mu.Lock()
+		all := f.hiddenCalls["Ready"] > 0 && f.hiddenCalls["LogForward"] > 0 && f.hiddenCalls["Get status"] > 0
+		if all {
+			f.hidden = false
+		}
+		f.mu.Unlock()
+		if all {
+			break
+		}
+		select {
+		case err := <-started:
+			t.Fatalf("Start ended while the session did not exist: %v", err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := <-started; err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	c.Close()
+	if connects, fw, _ := f.snapshot(); connects != 1 || !reflect.DeepEqual(fw, []bool{true, false}) {
+		t.Errorf("%d Connects, LogForward calls %v; want 1, [true false]", connects, fw)
 	}
 }

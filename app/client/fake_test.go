@@ -46,6 +46,37 @@ type fakeServices struct {
 	readyOnce          sync.Once
 	forwardAwaitsReady bool
 	forwardAlone       bool
+	// holdForwardOff, if set, holds LogForward(false) until it is
+	// closed; forwardOffHeld notes that it went in vain.
+	holdForwardOff chan struct{}
+	forwardOffHeld bool
+	// With statusAwaitsForward the first read of the session's status
+	// waits for LogForward(true) (forwardAsked, closed by it) and notes
+	// in statusAlone when it came in vain.
+	statusAwaitsForward bool
+	forwardAsked        chan struct{}
+	forwardOnce         sync.Once
+	statusAlone         bool
+	statusReads         int
+	// hidden makes the session answer as if it did not exist yet
+	// (openvpn3-linux answers NewTunnel before making it), counting
+	// the calls so refused.
+	hidden      bool
+	hiddenCalls map[string]int
+}
+
+// unborn is the error of a call to the hidden session, or nil.
+func (f *fakeServices) unborn(method string) *dbus.Error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.hidden {
+		return nil
+	}
+	if f.hiddenCalls == nil {
+		f.hiddenCalls = map[string]int{}
+	}
+	f.hiddenCalls[method]++
+	return dbus.NewError("org.freedesktop.DBus.Error.UnknownObject", []any{"Object does not exist at path"})
 }
 
 func startFake(t *testing.T, challenge bool) (*fakeServices, *Client) {
@@ -58,7 +89,7 @@ func startFake(t *testing.T, challenge bool) (*fakeServices, *Client) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	f := &fakeServices{conn: conn, profiles: map[dbus.ObjectPath]string{}, answers: map[string]string{}, password: "secret", challenge: challenge,
-		readyAsked: make(chan struct{})}
+		readyAsked: make(chan struct{}), forwardAsked: make(chan struct{})}
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
@@ -174,6 +205,9 @@ func (f *fakeServices) log(cat api.LogCategory, msg string) {
 }
 
 func (s fakeSession) Ready() *dbus.Error {
+	if err := s.f.unborn("Ready"); err != nil {
+		return err
+	}
 	s.f.readyOnce.Do(func() { close(s.f.readyAsked) })
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
@@ -273,9 +307,25 @@ func (s fakeSession) Connect() *dbus.Error {
 }
 
 func (s fakeSession) LogForward(enable bool) *dbus.Error {
+	if err := s.f.unborn("LogForward"); err != nil {
+		return err
+	}
+	if enable {
+		s.f.forwardOnce.Do(func() { close(s.f.forwardAsked) })
+	}
 	s.f.mu.Lock()
 	wait := enable && s.f.forwardAwaitsReady
+	hold := s.f.holdForwardOff
 	s.f.mu.Unlock()
+	if !enable && hold != nil {
+		select {
+		case <-hold:
+		case <-time.After(10 * time.Second): // a client that waits for this reply, not a speed check
+			s.f.mu.Lock()
+			s.f.forwardOffHeld = true
+			s.f.mu.Unlock()
+		}
+	}
 	if wait {
 		select {
 		case <-s.f.readyAsked:
@@ -352,6 +402,29 @@ func (p fakeProps) all() map[string]dbus.Variant {
 }
 
 func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
+	p.f.mu.Lock()
+	_, profile := p.f.profiles[p.path]
+	p.f.mu.Unlock()
+	if !profile {
+		if err := p.f.unborn("Get " + name); err != nil {
+			return dbus.Variant{}, err
+		}
+	}
+	if name == "status" {
+		p.f.mu.Lock()
+		p.f.statusReads++
+		wait := p.f.statusAwaitsForward && p.f.statusReads == 1
+		p.f.mu.Unlock()
+		if wait {
+			select {
+			case <-p.f.forwardAsked:
+			case <-time.After(10 * time.Second): // a client that waits for this reply first, not a speed check
+				p.f.mu.Lock()
+				p.f.statusAlone = true
+				p.f.mu.Unlock()
+			}
+		}
+	}
 	v, ok := p.all()[name]
 	if !ok {
 		return dbus.Variant{}, api.ErrNoSuchProperty(name)

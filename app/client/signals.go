@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,9 +78,18 @@ type ServiceOwner struct {
 // SessionManagerEvents delivers SESS_CREATED/SESS_DESTROYED of every
 // session the bus lets this connection see.
 func (c *Client) SessionManagerEvents(ctx context.Context) (<-chan SessionManagerEvent, error) {
-	return subscribe(ctx, c, [][]dbus.MatchOption{{
-		dbus.WithMatchSender(api.ServiceSessions), dbus.WithMatchInterface(api.InterfaceSessions),
-		dbus.WithMatchMember("SessionManagerEvent"),
+	out, added := c.sessionManagerEvents(ctx)
+	if err := added(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sessionManagerEvents is SessionManagerEvents whose match rule is on its
+// way when it returns (added waits for the bus's answer).
+func (c *Client) sessionManagerEvents(ctx context.Context) (<-chan SessionManagerEvent, func() error) {
+	return subscribeAsync(ctx, c, []matchRule{{
+		{"sender", api.ServiceSessions}, {"interface", api.InterfaceSessions}, {"member", "SessionManagerEvent"},
 	}}, func(s *dbus.Signal) (SessionManagerEvent, bool) {
 		if s.Name != api.InterfaceSessions+".SessionManagerEvent" || len(s.Body) != 3 {
 			return SessionManagerEvent{}, false
@@ -92,9 +103,8 @@ func (c *Client) SessionManagerEvents(ctx context.Context) (<-chan SessionManage
 
 // ConfigurationEvents delivers CFG_CREATED/CFG_DESTROYED.
 func (c *Client) ConfigurationEvents(ctx context.Context) (<-chan ConfigurationEvent, error) {
-	return subscribe(ctx, c, [][]dbus.MatchOption{{
-		dbus.WithMatchSender(api.ServiceConfiguration), dbus.WithMatchInterface(api.InterfaceConfiguration),
-		dbus.WithMatchMember("ConfigurationManagerEvent"),
+	return subscribe(ctx, c, []matchRule{{
+		{"sender", api.ServiceConfiguration}, {"interface", api.InterfaceConfiguration}, {"member", "ConfigurationManagerEvent"},
 	}}, func(s *dbus.Signal) (ConfigurationEvent, bool) {
 		if s.Name != api.InterfaceConfiguration+".ConfigurationManagerEvent" || len(s.Body) != 3 {
 			return ConfigurationEvent{}, false
@@ -109,9 +119,8 @@ func (c *Client) ConfigurationEvents(ctx context.Context) (<-chan ConfigurationE
 // AttentionRequired delivers the AttentionRequired broadcasts of all
 // sessions.
 func (c *Client) AttentionRequired(ctx context.Context) (<-chan Attention, error) {
-	return subscribe(ctx, c, [][]dbus.MatchOption{{
-		dbus.WithMatchSender(api.ServiceSessions), dbus.WithMatchInterface(api.InterfaceSessions),
-		dbus.WithMatchMember("AttentionRequired"),
+	return subscribe(ctx, c, []matchRule{{
+		{"sender", api.ServiceSessions}, {"interface", api.InterfaceSessions}, {"member", "AttentionRequired"},
 	}}, func(s *dbus.Signal) (Attention, bool) {
 		if s.Name != api.InterfaceSessions+".AttentionRequired" || len(s.Body) != 3 {
 			return Attention{}, false
@@ -131,12 +140,11 @@ func (c *Client) ServiceOwners(ctx context.Context, names ...string) (<-chan Ser
 		names = []string{api.ServiceConfiguration, api.ServiceSessions}
 	}
 	want := map[string]bool{}
-	var rules [][]dbus.MatchOption
+	var rules []matchRule
 	for _, n := range names {
 		want[n] = true
-		rules = append(rules, []dbus.MatchOption{
-			dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchInterface("org.freedesktop.DBus"),
-			dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, n),
+		rules = append(rules, matchRule{
+			{"sender", "org.freedesktop.DBus"}, {"interface", "org.freedesktop.DBus"}, {"member", "NameOwnerChanged"}, {"arg0", n},
 		})
 	}
 	initial := func(ctx context.Context) []ServiceOwner {
@@ -175,11 +183,11 @@ func (s *Session) Follow(ctx context.Context) (<-chan Event, error) {
 	return ch, nil
 }
 
-// follow is Follow with a stop function that returns once forwarding is
-// off (Start must not leave it on behind itself).
+// follow is Follow with its stop function (Start must not leave the
+// forwarding on behind itself).
 func (s *Session) follow(ctx context.Context) (<-chan Event, func(), error) {
-	f, err := s.subscribeEvents(ctx)
-	if err != nil {
+	f, added := s.subscribeEvents(ctx)
+	if err := added(); err != nil {
 		return nil, nil, err
 	}
 	if err := f.forward(ctx); err != nil {
@@ -200,12 +208,14 @@ type following struct {
 }
 
 // subscribeEvents adds the match rule for the session's forwarded events;
-// nothing is forwarded before forward.
-func (s *Session) subscribeEvents(ctx context.Context) (*following, error) {
+// nothing is forwarded before forward. The rule is on its way when it
+// returns: added waits for the bus's answer. Calls sent after it reach
+// the bus after it, so a LogForward may go out before that answer.
+func (s *Session) subscribeEvents(ctx context.Context) (f *following, added func() error) {
 	path := s.Path
 	fctx, cancel := context.WithCancel(ctx)
-	ch, err := subscribe(fctx, s.c, [][]dbus.MatchOption{{
-		dbus.WithMatchSender(api.ServiceLog), dbus.WithMatchObjectPath(path), dbus.WithMatchInterface(api.InterfaceBackends),
+	ch, ruleAdded := subscribeAsync(fctx, s.c, []matchRule{{
+		{"sender", api.ServiceLog}, {"path", string(path)}, {"interface", api.InterfaceBackends},
 	}}, func(sig *dbus.Signal) (Event, bool) {
 		if sig.Path != path || len(sig.Body) != 3 {
 			return nil, false
@@ -224,11 +234,13 @@ func (s *Session) subscribeEvents(ctx context.Context) (*following, error) {
 		}
 		return nil, false
 	}, nil)
-	if err != nil {
-		cancel()
-		return nil, err
+	return &following{s: s, events: ch, cancel: cancel}, func() error {
+		err := ruleAdded()
+		if err != nil {
+			cancel()
+		}
+		return err
 	}
-	return &following{s: s, events: ch, cancel: cancel}, nil
 }
 
 // forward switches LogForward on (for the session's first Follow on this
@@ -241,8 +253,9 @@ func (f *following) forward(ctx context.Context) error {
 	return nil
 }
 
-// stop ends the subscription and, if forward succeeded, switches
-// forwarding off again once no other Follow needs it.
+// stop ends the subscription and, if forward succeeded, has forwarding
+// switched off once no other Follow needs it; it does not wait for that
+// (Client.unforward).
 func (f *following) stop() {
 	f.once.Do(func() {
 		f.cancel()
@@ -252,7 +265,9 @@ func (f *following) stop() {
 	})
 }
 
-// forward switches LogForward on for the session's first Follow.
+// forward switches LogForward on for the session's first Follow, after a
+// switch-off still on its way (unforward) has been answered: the session
+// manager may handle two calls of one connection in either order.
 func (c *Client) forward(ctx context.Context, s *Session) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -260,6 +275,13 @@ func (c *Client) forward(ctx context.Context, s *Session) error {
 		c.forwards = map[dbus.ObjectPath]int{}
 	}
 	if c.forwards[s.Path] == 0 {
+		if off := c.switchingOff[s.Path]; off != nil {
+			select {
+			case <-off:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		if err := s.LogForward(ctx, true); err != nil {
 			return err
 		}
@@ -268,7 +290,14 @@ func (c *Client) forward(ctx context.Context, s *Session) error {
 	return nil
 }
 
+// unforwardTimeout bounds a LogForward(false) sent in the background
+// (unless Client.unforwardTimeout says otherwise).
+const unforwardTimeout = 5 * time.Second
+
 // unforward switches LogForward off after the session's last Follow ended.
+// The call goes out now but nobody waits for its answer (Start returns
+// once connected: ovpn3 session-start prints and exits, and its
+// connection's end stops the forwarding anyway); Close waits for it.
 func (c *Client) unforward(s *Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -277,41 +306,108 @@ func (c *Client) unforward(s *Session) {
 		return
 	}
 	delete(c.forwards, s.Path)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.LogForward(ctx, false) // the session may be gone: nothing to switch off then
+	if c.closing { // a Follow ending after Close: nobody waits any more
+		ctx, cancel := context.WithTimeout(context.Background(), unforwardTimeout)
+		defer cancel()
+		_ = s.LogForward(ctx, false)
+		return
+	}
+	if c.switchingOff == nil {
+		c.switchingOff = map[dbus.ObjectPath]chan struct{}{}
+	}
+	done := make(chan struct{})
+	c.switchingOff[s.Path] = done
+	timeout := unforwardTimeout
+	if c.unforwardTimeout > 0 {
+		timeout = c.unforwardTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	call := c.conn.Object(api.ServiceSessions, s.Path).GoWithContext(ctx, api.InterfaceSessions+".LogForward", 0, nil, false)
+	c.background.Add(1)
+	go func() {
+		defer c.background.Done()
+		select { // the session may be gone: nothing to switch off then
+		case <-call.Done:
+		case <-ctx.Done():
+		}
+		cancel()
+		close(done)
+		c.mu.Lock()
+		if c.switchingOff[s.Path] == done {
+			delete(c.switchingOff, s.Path)
+		}
+		c.mu.Unlock()
+	}()
+}
+
+// matchRule is a signal match rule as key/value pairs (sender, path,
+// interface, member, arg0).
+type matchRule [][2]string
+
+// String is the rule as AddMatch takes it. The values are bus names,
+// paths and interface names: nothing to quote.
+func (r matchRule) String() string {
+	var b strings.Builder
+	b.WriteString("type='signal'")
+	for _, kv := range r {
+		b.WriteString("," + kv[0] + "='" + kv[1] + "'")
+	}
+	return b.String()
 }
 
 // subscribe adds the match rules, and delivers what convert accepts until
 // ctx ends or the connection closes. initial, if set, produces the first
 // values (after the rules are in place, so nothing falls between).
-func subscribe[T any](ctx context.Context, c *Client, rules [][]dbus.MatchOption, convert func(*dbus.Signal) (T, bool), initial func(context.Context) []T) (<-chan T, error) {
+func subscribe[T any](ctx context.Context, c *Client, rules []matchRule, convert func(*dbus.Signal) (T, bool), initial func(context.Context) []T) (<-chan T, error) {
+	out, added := subscribeAsync(ctx, c, rules, convert, initial)
+	if err := added(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// subscribeAsync is subscribe returning as soon as the AddMatch calls are
+// sent: whatever the connection sends afterwards reaches the bus after
+// them. added waits for their answers and says whether they all passed;
+// if not, the subscription has ended (its channel closes).
+func subscribeAsync[T any](ctx context.Context, c *Client, rules []matchRule, convert func(*dbus.Signal) (T, bool), initial func(context.Context) []T) (<-chan T, func() error) {
 	raw := make(chan *dbus.Signal, rawBuffer)
 	c.conn.Signal(raw)
-	var added [][]dbus.MatchOption
-	cleanup := func() {
-		c.conn.RemoveSignal(raw)
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, r := range added {
-			_ = c.conn.RemoveMatchSignalContext(rctx, r...)
-		}
-	}
-	for _, r := range rules {
-		if err := c.conn.AddMatchSignalContext(ctx, r...); err != nil {
-			cleanup()
-			return nil, wrapError("subscribe to signals", "", err)
-		}
-		added = append(added, r)
+	bus := c.conn.BusObject()
+	calls := make([]*dbus.Call, len(rules))
+	for i, r := range rules {
+		calls[i] = bus.GoWithContext(ctx, "org.freedesktop.DBus.AddMatch", 0, nil, r.String())
 	}
 	out := make(chan T, 64)
-	var first []T
-	if initial != nil {
-		first = initial(ctx)
-	}
+	result := make(chan error, 1)
 	go func() {
 		defer close(out)
-		defer cleanup()
+		var added []matchRule
+		defer func() {
+			c.conn.RemoveSignal(raw)
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for _, r := range added {
+				_ = bus.CallWithContext(rctx, "org.freedesktop.DBus.RemoveMatch", 0, r.String()).Err
+			}
+		}()
+		var err error
+		for i, call := range calls {
+			<-call.Done
+			if call.Err != nil {
+				err = errors.Join(err, wrapError("subscribe to signals", "", call.Err))
+				continue
+			}
+			added = append(added, rules[i])
+		}
+		result <- err
+		if err != nil {
+			return
+		}
+		var first []T
+		if initial != nil {
+			first = initial(ctx)
+		}
 		for _, v := range first {
 			select {
 			case out <- v:
@@ -339,5 +435,5 @@ func subscribe[T any](ctx context.Context, c *Client, rules [][]dbus.MatchOption
 			}
 		}
 	}()
-	return out, nil
+	return out, sync.OnceValue(func() error { return <-result })
 }

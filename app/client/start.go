@@ -142,30 +142,42 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	// Follow before anything happens so no status is missed (without the
-	// right to the log, polling does the job). The subscriptions and a
-	// first look at the session go to the bus side by side, one round
-	// trip instead of three.
+	// right to the log, polling does the job). The match rules go out
+	// first; LogForward, the first Ready and a first look at the status
+	// follow without waiting for their answers (the bus handles one
+	// connection's messages in order): one round trip before Connect.
+	f, followAdded := s.subscribeEvents(sctx)
+	destroyed, subAdded := s.c.sessionManagerEvents(sctx)
+	defer f.stop()
 	var (
-		f                *following
-		followErr        error
-		destroyed        <-chan SessionManagerEvent
-		subErr, firstErr error
+		ready, forwardErr error
+		stale             api.Status
+		statusErr         error
 	)
 	together(
-		func() { f, followErr = s.subscribeEvents(sctx) },
-		func() { destroyed, subErr = s.c.SessionManagerEvents(sctx) },
-		func() { _, firstErr = s.Status(ctx) },
+		func() { forwardErr = f.forward(ctx) },
+		func() { ready = s.Ready(ctx) },
+		func() { stale, statusErr = s.Status(ctx) },
 	)
-	if followErr == nil {
-		defer f.stop()
-	}
+	followErr, subErr := followAdded(), subAdded()
 	if subErr != nil {
 		return subErr
 	}
-	if errors.Is(firstErr, ErrObjectGone) {
+	if errors.Is(statusErr, ErrObjectGone) {
+		// openvpn3-linux answers NewTunnel before the session object
+		// exists: wait for it, then ask again.
 		if err := s.awaitObject(ctx); err != nil {
 			return err
 		}
+		together(
+			func() {
+				if forwardErr != nil {
+					forwardErr = f.forward(ctx)
+				}
+			},
+			func() { ready = s.Ready(ctx) },
+			func() { stale, _ = s.Status(ctx) },
+		)
 	}
 	w := &waiter{s: s, opts: opts, destroyed: destroyed}
 	if opts.Timeout > 0 {
@@ -173,30 +185,15 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 		defer t.Stop()
 		w.deadline = t.C
 	}
+	if followErr == nil && forwardErr == nil {
+		w.events = f.events
+	}
 	action := opts.Action
 	for round := 0; round < maxRounds; round++ {
 		// The status before the action is stale once it returns: an
-		// earlier CONN_AUTH_FAILED must not end this round.
-		var stale api.Status
-		var ready error
+		// earlier CONN_AUTH_FAILED must not end this round. The first
+		// round's Ready and status were read above.
 		asked := round == 0
-		if asked {
-			// LogForward, the first Ready and the status before the
-			// action side by side: none changes what the others see.
-			var forwardErr error
-			together(
-				func() {
-					if followErr == nil {
-						forwardErr = f.forward(ctx)
-					}
-				},
-				func() { ready = s.Ready(ctx) },
-				func() { stale, _ = s.Status(ctx) },
-			)
-			if followErr == nil && forwardErr == nil {
-				w.events = f.events
-			}
-		}
 		changed, err := s.fillQueue(ctx, opts, asked, ready)
 		if err != nil {
 			return err
