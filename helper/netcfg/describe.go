@@ -32,6 +32,16 @@ func (d *device) describe(c *busobj.Call) ([]any, error) {
 	return nil, nil
 }
 
+// establishWith is ovpn3go's own EstablishWith: Describe's settings, then
+// Establish, in one call. A setting refused establishes nothing.
+func (d *device) establishWith(c *busobj.Call) ([]any, error) {
+	if _, err := d.describe(c); err != nil {
+		return nil, err
+	}
+	return d.establish(c) // takes no arguments of c
+
+}
+
 // describeOne applies one setting of Describe.
 func (d *device) describeOne(c *busobj.Call, iface *busobj.Interface, s describeSetting) error {
 	sub := &busobj.Call{Ctx: c.Ctx, Server: c.Server, Path: c.Path, Interface: c.Interface, Member: s.Name,

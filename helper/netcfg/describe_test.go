@@ -67,3 +67,38 @@ func TestDescribeRefuses(t *testing.T) {
 		t.Errorf("%d networks queued, want 1", nets)
 	}
 }
+
+// EstablishWith refuses what Describe refuses and then establishes
+// nothing: a prepared device stays down, without addresses or routes, and
+// the object can still be destroyed without leftovers.
+func TestEstablishWithRefusalEstablishesNothing(t *testing.T) {
+	f := newFixture(t, "ncdew")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	path, err := f.client.Prepare(ctx, "tokw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := f.conn.Object(api.ServiceNetCfg, path)
+	v := dbus.MakeVariant
+	list := []describeSetting{
+		{Name: "AddIPAddress", Args: []dbus.Variant{v("10.8.0.2"), v(uint32(24)), v(""), v(false)}},
+		{Name: "reroute_ipv4", Args: []dbus.Variant{v(true)}},
+		{Name: "dns_scope", Args: []dbus.Variant{v("bogus")}},
+	}
+	var fd dbus.UnixFD
+	err = dev.CallWithContext(ctx, api.InterfaceNetCfg+".EstablishWith", 0, list).Store(&fd)
+	if err == nil || !strings.Contains(api.ErrorText(err), "dns_scope") {
+		t.Fatalf("EstablishWith with a bad dns_scope: %v", err)
+	}
+	checkProp(t, dev, "device_name", "")
+	for r := range f.routes(t) {
+		if !f.baseline[r] {
+			t.Errorf("route after a refused EstablishWith: %s", r)
+		}
+	}
+	if err := f.client.Destroy(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	f.waitClean(t)
+}

@@ -108,6 +108,10 @@ func (d *device) iface() *busobj.Interface {
 			// still negotiated, so that Establish only configures it.
 			{Name: "Prepare", In: []busobj.Arg{{Name: "vnet_hdr", Type: "b"}}, Handler: d.prepare},
 			{Name: "Establish", Out: []busobj.Arg{{Name: "tun_fd", Type: "h"}}, Handler: d.establish, OutOptional: true},
+			// ovpn3go's own: Describe and Establish in one call, so the
+			// PUSH_REPLY is one round trip from the configured device.
+			{Name: "EstablishWith", In: []busobj.Arg{{Name: "settings", Type: "a(sav)"}},
+				Out: []busobj.Arg{{Name: "tun_fd", Type: "h"}}, Handler: d.establishWith, OutOptional: true},
 			{Name: "Disable", Handler: func(c *busobj.Call) ([]any, error) {
 				d.disable("Disable by " + c.Sender)
 				return nil, nil

@@ -571,9 +571,10 @@ func TestOpenAndClose(t *testing.T) {
 	f.waitClean(t)
 }
 
-// TestEstablishCalls: the client's Establish is CreateVirtualInterface, the
-// settings (sent side by side) and Establish; the device's name comes with
-// its file, not from a property read.
+// TestEstablishCalls: the client's Establish is CreateVirtualInterface and
+// one EstablishWith carrying the settings (one round trip from the
+// PUSH_REPLY to the configured device); the device's name comes with its
+// file, not from a property read.
 func TestEstablishCalls(t *testing.T) {
 	f := newFixture(t, "nccal")
 	mon, err := testbed.MonitorCalls(f.bus)
@@ -598,16 +599,16 @@ func TestEstablishCalls(t *testing.T) {
 			members = append(members, c.Member)
 		}
 	}
-	// One call describes the device, one establishes it; the last call
-	// is this test's own device_name check.
-	if want := []string{"CreateVirtualInterface", "Describe", "Establish", "Get"}; !slices.Equal(members, want) {
+	// One call describes and establishes the device; the last call is
+	// this test's own device_name check.
+	if want := []string{"CreateVirtualInterface", "EstablishWith", "Get"}; !slices.Equal(members, want) {
 		t.Fatalf("calls %q, want %q", members, want)
 	}
 	// Describe carries no setting a new device has already (testCfg does
 	// not reroute IPv6), and every other one.
 	var names []string
 	for _, c := range mon.Calls() {
-		if c.Member != "Describe" {
+		if c.Member != "EstablishWith" {
 			continue
 		}
 		var list []describeSetting
@@ -620,6 +621,6 @@ func TestEstablishCalls(t *testing.T) {
 	}
 	want := []string{"mtu", "SetRemoteAddress", "AddIPAddress", "AddIPAddress", "reroute_ipv4", "AddNetworks", "AddDNSSearch", "AddDNS"}
 	if !slices.Equal(names, want) {
-		t.Errorf("Describe's settings %q, want %q", names, want)
+		t.Errorf("EstablishWith's settings %q, want %q", names, want)
 	}
 }

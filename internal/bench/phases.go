@@ -20,7 +20,7 @@ const (
 	PhaseNewTunnel  Phase = "NewTunnel"  // the client's call reaches the bus
 	PhaseRegistered Phase = "registered" // the backend's RegistrationRequest (its process runs and is on the bus)
 	PhaseConnecting Phase = "connecting" // CONN_CONNECTING: Connect reached the backend
-	PhaseEstablish  Phase = "Establish"  // the backend asks netcfg for the TUN device (control channel up, PUSH_REPLY in)
+	PhaseEstablish  Phase = "Establish"  // the backend asks netcfg for the TUN device: Establish or EstablishWith (control channel up, PUSH_REPLY in)
 	PhaseConnected  Phase = "connected"  // CONN_CONNECTED
 )
 
@@ -86,7 +86,7 @@ func phaseOf(m *dbus.Message) (Phase, bool) {
 	switch {
 	case m.Type == dbus.TypeMethodCall && member == "NewTunnel":
 		return PhaseNewTunnel, true
-	case m.Type == dbus.TypeMethodCall && member == "Establish":
+	case m.Type == dbus.TypeMethodCall && (member == "Establish" || member == "EstablishWith"):
 		return PhaseEstablish, true
 	case m.Type == dbus.TypeSignal && member == "RegistrationRequest":
 		return PhaseRegistered, true

@@ -89,14 +89,17 @@ func (c *Client) EstablishOn(ctx context.Context, path dbus.ObjectPath, cfg netc
 			c.destroyAfterFailure(ctx, path, &err)
 		}
 	}()
-	if err := c.describe(ctx, path, cfg); err != nil {
+	list, err := describeList(cfg)
+	if err != nil {
 		return nil, "", "", err
 	}
+	// The settings and the Establish in one round trip (EstablishWith,
+	// ovpn3go's own).
 	devicePath = path
 	dev := c.conn.Object(c.dest, devicePath)
 	var fd dbus.UnixFD
-	if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+".Establish", 0).Store(&fd); err != nil {
-		return nil, "", "", fmt.Errorf("netcfg: Establish on %s: %w", devicePath, err)
+	if err := dev.CallWithContext(ctx, api.InterfaceNetCfg+".EstablishWith", 0, list).Store(&fd); err != nil {
+		return nil, "", "", fmt.Errorf("netcfg: EstablishWith on %s: %w", devicePath, err)
 	}
 	// The device's name comes with its file (no round trip); the
 	// property is the fallback.
@@ -163,8 +166,20 @@ func (c *Client) createObject(ctx context.Context, label string) (dbus.ObjectPat
 
 // describe describes cfg on the device object at path, all but Establish.
 func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf.Config) error {
+	list, err := describeList(cfg)
+	if err != nil {
+		return err
+	}
+	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Describe", 0, list).Err; err != nil {
+		return fmt.Errorf("netcfg: Describe on %s: %w", path, err)
+	}
+	return nil
+}
+
+// describeList is cfg as Describe's (and EstablishWith's) settings.
+func describeList(cfg netconf.Config) ([]api.NetCfgSetting, error) {
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("netcfg establish: %w", err)
+		return nil, fmt.Errorf("netcfg establish: %w", err)
 	}
 	// The settings go out in one Describe call (one round trip, not one
 	// each), in order. What a new device object has already (layer TUN,
@@ -245,7 +260,7 @@ func (c *Client) describe(ctx context.Context, path dbus.ObjectPath, cfg netconf
 	for _, s := range dnsSettings(cfg.DNS) {
 		one(s)
 	}
-	return c.apply(ctx, path, list)
+	return wireSettings(list), nil
 }
 
 // destroyAfterFailure undoes a device whose setup failed with *err, also
@@ -383,9 +398,8 @@ type setting struct {
 	args   []any
 }
 
-// apply sends the settings (in order) to the device at path in one
-// Describe call: one round trip for the whole description.
-func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, settings []setting) error {
+// wireSettings are the settings (in order) as Describe's list.
+func wireSettings(settings []setting) []api.NetCfgSetting {
 	list := make([]api.NetCfgSetting, 0, len(settings))
 	for _, s := range settings {
 		name := s.method
@@ -398,8 +412,5 @@ func (c *Client) apply(ctx context.Context, path dbus.ObjectPath, settings []set
 		}
 		list = append(list, api.NetCfgSetting{Name: name, Args: args})
 	}
-	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Describe", 0, list).Err; err != nil {
-		return fmt.Errorf("netcfg: Describe on %s: %w", path, err)
-	}
-	return nil
+	return list
 }
