@@ -257,18 +257,14 @@ func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte), sp *sendPip
 	// with TSO): not 64 KiB per session for packets that never come.
 	var buf []byte
 	var seg offload.Segmenter
-	for {
-		k, err := r.ReadPackets(rbuf, lay, offs, sizes)
-		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				p.log.Debug("tun read ended", "err", err)
-			}
-			return
-		}
+	err := tunio.Loop(r, rbuf, lay, offs, sizes, func(k int) {
 		p.ctr.TunReads.Add(int64(k)) // one read(2) per packet or super-packet
 		if err := p.sendSegments(&seg, rbuf, offs[:k], sizes[:k], &buf, clamp, sp); err != nil {
 			p.log.Debug("data send failed", "err", err)
 		}
+	})
+	if !errors.Is(err, os.ErrClosed) {
+		p.log.Debug("tun read ended", "err", err)
 	}
 }
 

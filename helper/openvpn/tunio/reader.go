@@ -80,9 +80,11 @@ func (s singleReader) ReadPackets(buf []byte, lay Layout, offs, sizes []int) (in
 // once, and one callback reads until the queue is empty or the buffer
 // full. Its fields other than rc and fn belong to the current call.
 type fileReader struct {
-	name string
-	rc   syscall.RawConn
-	fn   func(fd uintptr) bool
+	name   string
+	rc     syscall.RawConn
+	fn     func(fd uintptr) bool // ReadPackets' callback
+	loopFn func(fd uintptr) bool // Loop's
+	handle func(n int)           // Loop's
 
 	buf         []byte
 	lay         Layout
@@ -90,6 +92,7 @@ type fileReader struct {
 	bufs        [][]byte // readBufs: packet i into bufs[i][lay.Head:]
 	n           int
 	err         error
+	reads       int64 // read(2) calls, for tests: the reader's goroutine's
 }
 
 func newFileReader(f *os.File) (*fileReader, error) {
@@ -100,7 +103,7 @@ func newFileReader(f *os.File) (*fileReader, error) {
 		return nil, err
 	}
 	r := &fileReader{name: f.Name(), rc: rc}
-	r.fn = r.read
+	r.fn, r.loopFn = r.read, r.loopRead
 	return r, nil
 }
 
@@ -142,24 +145,31 @@ func (r *fileReader) call() (int, error) {
 // read is the RawConn.Read callback: false (nothing read yet, the queue
 // is empty) asks the poller to wait.
 func (r *fileReader) read(fd uintptr) bool {
+	return !r.drain(fd) || r.n > 0
+}
+
+// drain reads packets until the device's queue is empty (it returns
+// true), the call's room runs out or a read fails (false).
+func (r *fileReader) drain(fd uintptr) (empty bool) {
 	start := r.lay.Head
 	for r.more(start) {
 		dst := r.target(start)
 		n, err := rawRead(fd, dst)
+		r.reads++
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			return r.n > 0
+			return true
 		case err != nil:
 			// Returned now if nothing was read, else by the next call.
 			if r.n == 0 {
 				r.err = err
 			}
-			return true
+			return false
 		case n == 0 && r.n == 0:
 			r.err = errors.New("tun read: end of file")
-			return true
+			return false
 		}
 		if r.bufs == nil {
 			r.offs[r.n] = start
@@ -168,7 +178,62 @@ func (r *fileReader) read(fd uintptr) bool {
 		r.sizes[r.n] = n
 		r.n++
 	}
-	return true
+	return false
+}
+
+// Loop reads packets from r as ReadPackets does and hands each read to
+// handle (packet i is buf[offs[i]:offs[i]+sizes[i]] until handle
+// returns), until a read fails; it returns that error (wrapping
+// os.ErrClosed once the device is closed). One goroutine only.
+//
+// A file-backed device's reader calls handle inside its poller callback:
+// a read that emptied the device's queue is followed by the wait, not by
+// another read (a packet queued while handle ran has marked the
+// descriptor ready, so the wait returns at once). Calling ReadPackets in
+// a loop costs one read(2) more per wake-up, the one that finds the
+// queue still empty after the packets were sent.
+func Loop(r Reader, buf []byte, lay Layout, offs, sizes []int, handle func(n int)) error {
+	if f, ok := r.(*fileReader); ok {
+		return f.loop(buf, lay, offs, sizes, handle)
+	}
+	for {
+		n, err := r.ReadPackets(buf, lay, offs, sizes)
+		if err != nil {
+			return err
+		}
+		handle(n)
+	}
+}
+
+func (r *fileReader) loop(buf []byte, lay Layout, offs, sizes []int, handle func(n int)) error {
+	if len(offs) == 0 || len(sizes) == 0 || !lay.room(buf, lay.Head) {
+		return errNoRoom
+	}
+	r.buf, r.lay, r.offs, r.sizes, r.handle = buf, lay, offs[:min(len(offs), len(sizes))], sizes, handle
+	defer func() { r.buf, r.offs, r.sizes, r.handle = nil, nil, nil, nil }()
+	for {
+		r.n, r.err = 0, nil
+		if err := r.rc.Read(r.loopFn); err != nil {
+			return &os.PathError{Op: "read", Path: r.name, Err: fmt.Errorf("%w: %w", os.ErrClosed, err)}
+		}
+		if r.err != nil {
+			return &os.PathError{Op: "read", Path: r.name, Err: r.err}
+		}
+	}
+}
+
+// loopRead is Loop's RawConn.Read callback: it reads what is queued and
+// hands it over. False asks the poller to wait: the queue was empty.
+// True leaves the callback: a read failed (r.err), or the room ran out
+// with packets perhaps still queued, and the next callback reads them
+// once Loop has seen that the device was not closed meanwhile.
+func (r *fileReader) loopRead(fd uintptr) bool {
+	r.n = 0
+	empty := r.drain(fd)
+	if r.n > 0 {
+		r.handle(r.n)
+	}
+	return !empty
 }
 
 // more says whether the call may read another packet, at start in buf.

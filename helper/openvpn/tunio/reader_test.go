@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -237,5 +238,73 @@ func TestBatchedDrainsFileDevice(t *testing.T) {
 	}
 	if _, err := b.ReadBatch(bufs, sizes, Headroom); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("ReadBatch after Close: %v, want os.ErrClosed", err)
+	}
+}
+
+// Loop hands every read to its handler, in order, and ends with
+// os.ErrClosed when the device closes. A read that emptied the queue is
+// followed by the wait, not by another read: packets arriving one at a
+// time cost two read(2) calls each (the packet, the one finding the
+// queue empty), where ReadPackets in a loop costs three (its next call
+// first finds the queue still empty, then waits).
+func TestLoopReadsEachPacketWithTwoReads(t *testing.T) {
+	d := newFileDev(t, true)
+	r := NewReader(d)
+	fr, ok := r.(*fileReader)
+	if !ok {
+		t.Fatalf("NewReader of a non-blocking file device: %T", r)
+	}
+	lay := Layout{Head: 4, Tail: 8, Max: 100}
+	buf := make([]byte, 1000)
+	offs, sizes := make([]int, 4), make([]int, 4)
+	const n = 10
+	got := make(chan []byte, n)
+	var readsAtLast int64
+	done := make(chan error, 1)
+	go func() {
+		done <- Loop(r, buf, lay, offs, sizes, func(k int) {
+			for i := range k {
+				got <- bytes.Clone(buf[offs[i] : offs[i]+sizes[i]])
+			}
+			readsAtLast = fr.reads
+		})
+	}()
+	for i := range n {
+		d.send(t, packet(i, 10+i))
+		select {
+		case p := <-got:
+			if !bytes.Equal(p, packet(i, 10+i)) {
+				t.Fatalf("packet %d: %d bytes, want %d", i, len(p), 10+i)
+			}
+		case err := <-done:
+			t.Fatalf("Loop ended before packet %d: %v", i, err)
+		}
+		time.Sleep(2 * time.Millisecond) // the reader goes back to waiting
+	}
+	d.f.Close()
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Loop after Close: %v, want os.ErrClosed", err)
+	}
+	// A readiness left over from a packet read before its wake-up may
+	// cost a read that finds nothing; a few at most.
+	if readsAtLast > 2*n+3 {
+		t.Fatalf("%d read(2) calls for %d packets that arrived one at a time, want at most %d", readsAtLast, n, 2*n+3)
+	}
+}
+
+// Loop on a reader that is not file-backed calls ReadPackets in a loop.
+func TestLoopOverReadPackets(t *testing.T) {
+	q := &queueDev{in: [][]byte{packet(0, 5), packet(1, 6)}}
+	var got [][]byte
+	buf := make([]byte, 200)
+	lay := Layout{Max: 50}
+	offs, sizes := make([]int, 2), make([]int, 2)
+	err := Loop(NewReader(q), buf, lay, offs, sizes, func(k int) {
+		for i := range k {
+			got = append(got, bytes.Clone(buf[offs[i]:offs[i]+sizes[i]]))
+		}
+	})
+	if err == nil || len(got) != 2 || !bytes.Equal(got[1], packet(1, 6)) {
+		t.Fatalf("Loop over a queue of two packets: %d packets, %v", len(got), err)
 	}
 }
