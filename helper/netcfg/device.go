@@ -502,6 +502,8 @@ func (d *device) prepare(c *busobj.Call) ([]any, error) {
 	case d.early != nil:
 		d.dropEarlyLocked("prepared again with vnet_hdr " + strconv.FormatBool(vnetHdr))
 	}
+	// The resolver backend is chosen meanwhile, not on the Establish's way.
+	d.svc.chooseResolver()
 	opts, err := d.tunOptions(0)
 	if err == nil {
 		d.early, err = tundev.Create(c.Ctx, opts, vnetHdr)

@@ -31,6 +31,31 @@ func (s *Service) dnsManager() *dns.Manager {
 	return s.dns
 }
 
+// chooseTimeout bounds the resolver backend's choice ahead (a question to
+// the bus).
+const chooseTimeout = 10 * time.Second
+
+// chooseResolver has the DNS manager choose its backend ahead (whether
+// systemd-resolved runs: a bus round trip) in the background, beside a
+// device's Prepare, so neither the Prepare nor the Establish waits for it.
+// The service owns the goroutine: Close waits for it.
+func (s *Service) chooseResolver() {
+	s.mu.Lock()
+	m := s.dns
+	if m == nil || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), chooseTimeout)
+		defer cancel()
+		m.Choose(ctx)
+	}()
+}
+
 // globalDNS is what global_dns_servers and global_dns_search report.
 func (s *Service) globalDNS() (servers, search []string) {
 	if m := s.dnsManager(); m != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/dns"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
 // Prepare creates the TUN device before Establish: it exists, down and
@@ -240,4 +241,59 @@ func BenchmarkEstablish(b *testing.B) {
 	}
 	b.ReportMetric(ms(fresh), "fresh-ms")
 	b.ReportMetric(ms(prepared), "prepared-ms")
+}
+
+// Prepare also has the resolver backend chosen (whether systemd-resolved
+// runs: a bus round trip), beside it, so the Establish on the way to
+// connected does not ask.
+func TestPrepareChoosesResolver(t *testing.T) {
+	f := newFixture(t, "ncchs")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 10.99.0.254\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := dns.New(ctx, dns.Options{StateDir: t.TempDir(), ResolvConf: resolv, Bus: f.conn, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.SetDNS(m)
+	mon, err := testbed.MonitorCalls(f.bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	asked := func() int {
+		t.Helper()
+		if err := mon.Sync(ctx, f.conn); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range mon.Calls() {
+			if c.Member == "NameHasOwner" && len(c.Body) == 1 && c.Body[0] == dns.ResolvedName {
+				n++
+			}
+		}
+		return n
+	}
+	path, err := f.client.Prepare(ctx, "tokc", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.wg.Wait() // the choice runs beside the Prepare
+	if n := asked(); n != 1 {
+		t.Fatalf("Prepare asked %d times whether resolved runs, want once", n)
+	}
+	tun, err := f.client.OpenOn(ctx, path, testCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := asked(); n != 1 {
+		t.Errorf("the Establish asked again whether resolved runs (%d questions in all)", n)
+	}
+	if err := tun.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitClean(t)
 }

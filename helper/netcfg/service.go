@@ -62,7 +62,7 @@ type Service struct {
 	shared      *sharedroute.Table // routes outside the tunnels, shared by devices
 	dns         *dns.Manager       // nil: no resolver backend (dnshook.go)
 	backends    func(*busobj.Call) bool
-	wg          sync.WaitGroup // cleanups started from the name watch
+	wg          sync.WaitGroup // cleanups started from the name watch, resolver choices (chooseResolver)
 }
 
 // NewService returns a service that is not exported yet.

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -82,14 +83,46 @@ type Manager struct {
 	b       Backend
 	links   []Link // activation order
 	applied map[string]Applied
+	// chosenAt: Choose picked b while no link was active, for the next
+	// Apply (zero: that Apply picks). A choice older than chooseFresh is
+	// made again.
+	chosenAt time.Time
+	now      func() time.Time // time.Now; tests move it
 }
+
+// chooseFresh is how long a backend chosen ahead (Choose) stands for the
+// next Apply: a tunnel's handshake takes well under it, and a choice that
+// old is made again.
+const chooseFresh = 30 * time.Second
 
 // NewManager returns a manager applying through b.
 func NewManager(b Backend, logger *slog.Logger) *Manager {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Manager{b: b, log: logger, applied: map[string]Applied{}}
+	return &Manager{b: b, log: logger, applied: map[string]Applied{}, now: time.Now}
+}
+
+// Choose makes ahead the choice of backend that the next Apply with no
+// link active would make (asking the bus whether systemd-resolved runs),
+// so that the Apply, on the way to connected, need not: netcfg calls it
+// when a device is prepared during the handshake. With a link active it
+// does nothing (the backend in use stays).
+func (m *Manager) Choose(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.links) != 0 || m.pick == nil {
+		return
+	}
+	m.chooseLocked(ctx)
+	m.chosenAt = m.now()
+}
+
+func (m *Manager) chooseLocked(ctx context.Context) {
+	if b := m.pick(ctx); b.Name() != m.b.Name() {
+		m.log.Info("DNS resolver backend changed", "from", m.b.Name(), "to", b.Name())
+		m.b = b
+	}
 }
 
 // Backend names the backend in use (or, with no link active, the one used
@@ -106,11 +139,11 @@ func (m *Manager) Apply(ctx context.Context, l Link) (Applied, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.links) == 0 && m.pick != nil {
-		if b := m.pick(ctx); b.Name() != m.b.Name() {
-			m.log.Info("DNS resolver backend changed", "from", m.b.Name(), "to", b.Name())
-			m.b = b
+		if t := m.chosenAt; t.IsZero() || m.now().Sub(t) >= chooseFresh || m.now().Before(t) {
+			m.chooseLocked(ctx)
 		}
 	}
+	m.chosenAt = time.Time{} // a choice ahead stands for one Apply
 	all := slices.DeleteFunc(slices.Clone(m.links), func(x Link) bool { return x.Key == l.Key })
 	all = append(all, l)
 	a, err := m.b.Apply(ctx, l, all)
