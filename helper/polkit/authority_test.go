@@ -45,7 +45,7 @@ const (
 
 // testPolicy is the shipped file with session.control-own allowed for any
 // subject (see polkittest.AllowAny: without logind only allow_any applies).
-func testPolicy(t *testing.T, shipped string) string {
+func testPolicy(t testing.TB, shipped string) string {
 	t.Helper()
 	text, err := polkittest.AllowAny(shipped, ActionSessionControlOwn)
 	if err != nil {
@@ -61,7 +61,7 @@ type polkitEnv struct {
 	conn *dbus.Conn
 }
 
-func startPolkitEnv(t *testing.T) *polkitEnv {
+func startPolkitEnv(t testing.TB) *polkitEnv {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "dbus-daemon")
@@ -136,7 +136,7 @@ func startPolkitEnv(t *testing.T) *polkitEnv {
 // the checks. setpriv execs in place, so the process polkitd resolves from
 // the bus name really is unprivileged (runuser would leave a root parent,
 // and polkit authorizes root subjects always).
-func (e *polkitEnv) startNobodyClient(t *testing.T) (busName string, pid int) {
+func (e *polkitEnv) startNobodyClient(t testing.TB) (busName string, pid int) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -457,7 +457,7 @@ const (
 `
 )
 
-func waitForAction(t *testing.T, e *polkitEnv, id string) {
+func waitForAction(t testing.TB, e *polkitEnv, id string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -471,6 +471,28 @@ func waitForAction(t *testing.T, e *polkitEnv, id string) {
 			t.Fatalf("polkitd never listed %s: %v\n%s", id, err, out)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// BenchmarkCheck times one CheckAuthorization of control-own for an
+// unprivileged caller against a real polkitd (the session manager asks it
+// at NewTunnel and again at Connect):
+//
+//	go test -run '^$' -bench Check -benchtime 200x ./helper/polkit/
+func BenchmarkCheck(b *testing.B) {
+	e := startPolkitEnv(b)
+	text, err := os.ReadFile(policyPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	polkittest.InstallPolicy(b, testPolicy(b, string(text)))
+	nobody, _ := e.startNobodyClient(b)
+	waitForAction(b, e, ActionSessionControlOwn)
+	a := New(e.conn)
+	for b.Loop() {
+		if err := a.Require(b.Context(), nobody, ActionSessionControlOwn, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
