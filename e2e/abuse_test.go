@@ -597,8 +597,10 @@ var abuseCases = map[string]abuseCase{
 	"netcfg device net.openvpn.v3.netcfg.Describe": {args: fixed([]abuseSetting{
 		{"mtu", []dbus.Variant{dbus.MakeVariant(uint16(1400))}}, {"AddDNS", []dbus.Variant{dbus.MakeVariant([]string{"192.0.2.99"})}}})},
 	"netcfg device net.openvpn.v3.netcfg.Establish": {args: noArgs},
-	"netcfg device net.openvpn.v3.netcfg.Disable":   {args: noArgs},
-	"netcfg device net.openvpn.v3.netcfg.Destroy":   {args: noArgs},
+	"netcfg device net.openvpn.v3.netcfg.EstablishWith": {args: fixed([]abuseSetting{
+		{"mtu", []dbus.Variant{dbus.MakeVariant(uint16(1400))}}, {"AddDNS", []dbus.Variant{dbus.MakeVariant([]string{"192.0.2.99"})}}})},
+	"netcfg device net.openvpn.v3.netcfg.Disable": {args: noArgs},
+	"netcfg device net.openvpn.v3.netcfg.Destroy": {args: noArgs},
 	// the session's backend: only the session manager may call it
 	"backend net.openvpn.v3.backends.RegistrationConfirmation": {args: func(o *abuseObjects) []any {
 		return []any{"token", o.session, o.config}

@@ -291,6 +291,10 @@ func TestStrangerRefused(t *testing.T) {
 			Args []dbus.Variant
 		}{{"reroute_ipv4", []dbus.Variant{dbus.MakeVariant(true)}}}}},
 		{api.ServiceNetCfg, device, nc + ".Establish", nil},
+		{api.ServiceNetCfg, device, nc + ".EstablishWith", []any{[]struct {
+			Name string
+			Args []dbus.Variant
+		}{{"reroute_ipv4", []dbus.Variant{dbus.MakeVariant(true)}}}}},
 		{api.ServiceNetCfg, device, nc + ".Disable", nil},
 		{api.ServiceNetCfg, device, nc + ".Destroy", nil},
 		{api.ServiceNetCfg, device, api.InterfaceProperties + ".Set", []any{nc, "mtu", dbus.MakeVariant(uint16(1280))}},
