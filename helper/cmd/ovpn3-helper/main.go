@@ -181,7 +181,7 @@ func serve(ctx context.Context, stateDir string, be backendProgram, spare bool, 
 	// The spare looks the services up: started once they own their names
 	// (sessions.Close ends it).
 	launcher.StartSpare()
-	logger.Info("ovpn3-helper ready", "pid", os.Getpid(), "state_dir", stateDir)
+	logger.Info("ovpn3-helper ready", "pid", os.Getpid(), "state_dir", stateDir, "backend", be.path)
 	process.Settle()
 	select {
 	case <-ctx.Done():
