@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // HdrLen is the size of struct virtio_net_hdr (without num_buffers),
@@ -101,24 +102,33 @@ const (
 var errShort = errors.New("packet shorter than its headers")
 
 // sum adds b to a ones'-complement accumulator as big-endian 16-bit
-// words (32 bits at a time; folding later absorbs the carries).
+// words. The sum is independent of byte order up to a swap of its two
+// bytes (RFC 1071), so b is summed as little-endian 64-bit words with
+// end-around carry, 32 bytes per round (the carry chain is the CPU's add
+// with carry), folded, swapped and added: several times faster than 16-
+// or 32-bit steps on the segments and datagrams of the data path.
 func sum(b []byte, acc uint64) uint64 {
+	var s, c uint64
+	for len(b) >= 32 {
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[8:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[16:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[24:]), c)
+		b = b[32:]
+	}
 	for len(b) >= 8 {
-		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b), c)
 		b = b[8:]
 	}
-	if len(b) >= 4 {
-		acc += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
+	if len(b) > 0 {
+		var t [8]byte // zero padding: an odd last byte is a word's first
+		copy(t[:], b)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(t[:]), c)
 	}
-	if len(b) >= 2 {
-		acc += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint64(b[0]) << 8
-	}
-	return acc
+	s, c = bits.Add64(s, 0, c)
+	s += c
+	s = (s >> 32) + (s & 0xffffffff)
+	return acc + uint64(bits.ReverseBytes16(fold(s)))
 }
 
 // fold reduces an accumulator to 16 bits with end-around carry.
