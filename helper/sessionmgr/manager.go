@@ -343,12 +343,11 @@ func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	if _, err := m.checkProfile(c.UID, configPath); err != nil {
 		return "", err
 	}
-	granted, err := m.requireOwn(c.Ctx, c.Sender, c.Interactive)
-	if err != nil {
+	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
 		return "", err
 	}
-	grant := ""
-	if granted && !c.Interactive {
+	grant := "" // the start's first Connect is this one's (session.startGrant)
+	if !c.Interactive {
 		grant = c.Sender
 	}
 	return m.newTunnel(c.Ctx, c.UID, configPath, grant)
@@ -383,7 +382,7 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 // newTunnel is NewTunnel for a caller whose leaving (ctx cancelled, as
 // busobj does when the caller's connection leaves the bus) ends the start:
 // its backend is killed if it has not registered yet. grant is the
-// caller's unique name if polkit allowed this start without interaction
+// caller's unique name if this start was allowed without interaction
 // (session.startGrant), else "".
 func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.ObjectPath, grant string) (dbus.ObjectPath, error) {
 	info, err := m.checkProfile(uid, configPath)
