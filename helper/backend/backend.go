@@ -60,9 +60,9 @@ type Options struct {
 	CallTimeout time.Duration
 	// StopTimeout bounds the wait for the engine to stop (default 5 s).
 	StopTimeout time.Duration
-	// Connected, if set, is called after every CONN_CONNECTED status was
-	// sent, on the engine's goroutine: the process settles its memory
-	// there (the handshake's garbage is gone).
+	// Connected, if set, is called settleDelay after every CONN_CONNECTED
+	// status was sent, on a timer's goroutine: the process settles its
+	// memory there (the handshake's garbage is gone).
 	Connected func()
 }
 
@@ -225,9 +225,11 @@ type Backend struct {
 	runDone     chan struct{}
 	runEnded    chan struct{} // closed when the engine's Run returned (run then tears down)
 	tun         *netcfgclient.Tun
-	early       *earlyTun        // the TUN device netcfg creates during the handshake (earlytun.go)
-	prepared    *engine.Prepared // the profile's TLS configuration, built at registration
-	warmStop    func()           // ends the handshake warm-up and waits for it (warm.go)
+	early       *earlyTun                               // the TUN device netcfg creates during the handshake (earlytun.go)
+	settle      *time.Timer                             // runs Options.Connected after CONN_CONNECTED (settleLater)
+	afterFunc   func(time.Duration, func()) *time.Timer // time.AfterFunc; tests hold the call
+	prepared    *engine.Prepared                        // the profile's TLS configuration, built at registration
+	warmStop    func()                                  // ends the handshake warm-up and waits for it (warm.go)
 	devicePath  dbus.ObjectPath
 	deviceName  string
 	stopping    bool
@@ -361,11 +363,44 @@ func (b *Backend) emitLog(group api.LogGroup, cat api.LogCategory, msg string) {
 	_ = b.emit("Log", uint32(group), uint32(cat), b.token, msg)
 }
 
+// settleDelay is how long after CONN_CONNECTED the Connected hook waits:
+// its full collection keeps both cores of a small machine busy for
+// milliseconds, and right after CONN_CONNECTED the session manager relays
+// it and the front-end's session-start exits (the end of the connect as
+// the user sees it); a fifth of a second later that is over.
+const settleDelay = 200 * time.Millisecond
+
+// settleLater runs Options.Connected settleDelay from now, once per
+// connection (a newer CONN_CONNECTED restarts the wait); teardown stops it.
+func (b *Backend) settleLater() {
+	if b.opts.Connected == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping {
+		return
+	}
+	if b.settle != nil {
+		b.settle.Stop()
+	}
+	after := b.afterFunc
+	if after == nil {
+		after = time.AfterFunc
+	}
+	b.settle = after(settleDelay, b.opts.Connected)
+}
+
 // teardown stops the engine, removes the TUN device and reports CONN_DONE,
 // once (Disconnect does it before replying, Run again on the way out).
 func (b *Backend) teardown(ctx context.Context) {
 	b.teardownOnce.Do(func() {
 		b.stopWarm()
+		b.mu.Lock()
+		if b.settle != nil {
+			b.settle.Stop()
+		}
+		b.mu.Unlock()
 		b.stopEngine(ctx)
 		b.mu.Lock()
 		done := b.status.Major == api.StatusMajorConnection && b.status.Minor == api.StatusMinorConnDone

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
@@ -43,13 +44,29 @@ func TestRetriedFailureReasonInStatus(t *testing.T) {
 
 // Options.Connected runs after CONN_CONNECTED was reported (the helper
 // settles the backend's memory there), once per connection, and for no
-// other state.
+// other state; not at once on the engine's goroutine but settleDelay
+// later, when the session manager's relay of CONN_CONNECTED and the
+// front-end's exit are over.
 func TestConnectedHook(t *testing.T) {
 	b := quietBackend(&profile.Profile{})
 	var calls []api.StatusMinor
 	b.opts.Connected = func() { calls = append(calls, b.status.Minor) }
+	var held []func()
+	b.afterFunc = func(d time.Duration, f func()) *time.Timer {
+		if d != settleDelay {
+			t.Errorf("Connected scheduled after %v, want %v", d, settleDelay)
+		}
+		held = append(held, f)
+		return time.NewTimer(time.Hour) // stopped by the next one or never fired
+	}
 	for _, s := range []engine.State{engine.StateConnecting, engine.StateConnected, engine.StateReconnecting, engine.StateConnecting, engine.StateConnected} {
 		events{b}.State(s, "")
+		if len(calls) != 0 {
+			t.Fatalf("Connected ran on the engine's goroutine at %v", s)
+		}
+	}
+	for _, f := range held {
+		f()
 	}
 	if len(calls) != 2 || calls[0] != api.StatusMinorConnConnected || calls[1] != api.StatusMinorConnConnected {
 		t.Errorf("Connected called with statuses %v, want twice after CONN_CONNECTED", calls)

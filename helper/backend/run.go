@@ -265,9 +265,7 @@ func (e events) State(s engine.State, detail string) {
 		}
 		b.mu.Unlock()
 		b.setStatus(conn, api.StatusMinorConnConnected, "")
-		if b.opts.Connected != nil {
-			b.opts.Connected()
-		}
+		b.settleLater()
 	case engine.StateReconnecting:
 		b.setStatus(conn, api.StatusMinorConnReconnecting, detail)
 	case engine.StateDisconnected:
