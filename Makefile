@@ -142,8 +142,10 @@ clean:
 # PNGs of the tray icon in a real panel (xfce4-panel) and of every tray
 # window, taken from the running system (helper, OpenVPN server, tray under
 # Xvfb); the README shows them. Needs root like the tests.
-# ovpn3go vs the OpenVPN 2.6 client, alternating runs (~6 min; not part of
+# ovpn3go vs the OpenVPN 2.6 client, alternating runs (~8 min; not part of
 # test: internal/bench's TestSmoke runs the same code path briefly there).
+# The CPU profile comes from one extra session with a profiling build of
+# the backend (-tags cpuprofile); every figure from the production one.
 BENCH_ARGS ?= -pairs 3 -t 10
 bench: deps
 	$(GO) run ./e2e/cmd/bench $(BENCH_ARGS) -out docs/bench/results.md -profile docs/bench/backend-cpu.pprof

@@ -63,6 +63,12 @@ type Options struct {
 
 // Sample is what one client run measured.
 type Sample struct {
+	// Exe and Args are the measured client process's program file and
+	// arguments: for ovpn3go the production backend, never a profiling
+	// build or one started with --cpuprofile-dir.
+	Exe  string
+	Args []string
+
 	Connect time.Duration
 	Wire    Wire // the handshake's packets during the connect
 	Mem     Mem  // the client process once connected (Settle after)
@@ -98,6 +104,9 @@ type Results struct {
 	Date    time.Time
 	Tests   []Test
 	Samples map[string][]Sample
+	// Profile is where the backend's CPU profile was saved ("" none),
+	// taken in a run of its own (profileRun) that is in no sample.
+	Profile string
 }
 
 // Run brings up the stack (variant a), then runs the clients in turns.
@@ -116,65 +125,31 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			o.Log(fmt.Sprintf(format, a...))
 		}
 	}
-	helperArgs := slices.Clone(o.HelperArgs)
-	var profDir string
 	if o.Profile != "" {
-		// The backends write there as the backend user: a directory of
-		// that user's, in one every user may enter.
-		uid, gid, err := testenv.CreateBackendUser()
-		if err != nil {
-			return nil, err
+		// Before the pairs: a broken profiling build or profile fails in
+		// seconds rather than after the pairs' minutes, and the first
+		// measured pair does not run on a cold machine.
+		logf("profile run: one %s session with a profiling build of the backend (in no figure)", OVPN3GO)
+		if err := profileRun(ctx, o); err != nil {
+			return nil, fmt.Errorf("backend CPU profile run: %w", err)
 		}
-		pub, err := testbed.PublicDir("ovpnprof")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(pub)
-		profDir = filepath.Join(pub, "p")
-		if err := os.Mkdir(profDir, 0o700); err != nil {
-			return nil, err
-		}
-		if err := os.Chown(profDir, int(uid), int(gid)); err != nil {
-			return nil, err
-		}
-		helperArgs = append(helperArgs, "--backend-cpuprofile", profDir)
 	}
-	st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: o.Bin, Dir: o.Dir, Variant: testbed.VariantA, HelperArgs: helperArgs})
+	bs, err := startBench(ctx, o.Dir, o.Bin, o.HelperArgs)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	const name = "bench-a"
-	path, err := st.WriteProfile(testbed.VariantA)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := st.CLI(ctx, "config-import", "--config", path, "--name", name); err != nil {
-		return nil, err
-	}
-	iperf := testbed.Command(context.Background(), st.Pair.ServerNS, "iperf3", "-s", "-B", testbed.TunnelServer4)
-	iperfSrv, err := testbed.StartProcess("iperf3 server", filepath.Join(o.Dir, "iperf3.log"), iperf)
-	if err != nil {
-		return nil, err
-	}
-	defer iperfSrv.Stop(5 * time.Second)
+	defer bs.close()
 
-	res := &Results{Machine: machine(), Date: time.Now().UTC(), Tests: o.Tests, Samples: map[string][]Sample{}}
+	res := &Results{Machine: machine(), Date: time.Now().UTC(), Tests: o.Tests, Samples: map[string][]Sample{}, Profile: o.Profile}
 	for i := range o.Pairs {
 		logf("pair %d/%d: %s", i+1, o.Pairs, OVPN3GO)
-		s, pid, err := runOVPN3GO(ctx, st, name, iperfSrv.PID(), o)
+		s, _, err := runOVPN3GO(ctx, bs, o)
 		if err != nil {
 			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OVPN3GO, err)
 		}
 		res.Samples[OVPN3GO] = append(res.Samples[OVPN3GO], s)
-		if o.Profile != "" && i == 0 {
-			// The first backend's profile: it has exited, so it is complete.
-			if err := copyFile(filepath.Join(profDir, fmt.Sprintf("backend-%d.pprof", pid)), o.Profile); err != nil {
-				return nil, fmt.Errorf("backend CPU profile: %w", err)
-			}
-		}
 		logf("pair %d/%d: %s", i+1, o.Pairs, OpenVPN)
-		if s, err = runOpenVPN(ctx, st, iperfSrv.PID(), o); err != nil {
+		if s, err = runOpenVPN(ctx, bs, o); err != nil {
 			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OpenVPN, err)
 		}
 		res.Samples[OpenVPN] = append(res.Samples[OpenVPN], s)
@@ -182,9 +157,99 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	return res, nil
 }
 
+// benchStack is a stack (variant a) with the bench's profile imported
+// and an iperf3 server in the server's namespace.
+type benchStack struct {
+	st    *testbed.Stack
+	iperf *testbed.Process
+}
+
+// configName is the profile's name in every bench stack.
+const configName = "bench-a"
+
+// startBench starts a bench stack in dir whose daemon runs with bin and
+// helperArgs.
+func startBench(ctx context.Context, dir string, bin testbed.Binaries, helperArgs []string) (*benchStack, error) {
+	st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: bin, Dir: dir, Variant: testbed.VariantA, HelperArgs: helperArgs})
+	if err != nil {
+		return nil, err
+	}
+	path, err := st.WriteProfile(testbed.VariantA)
+	if err == nil {
+		_, err = st.CLI(ctx, "config-import", "--config", path, "--name", configName)
+	}
+	var srv *testbed.Process
+	if err == nil {
+		iperf := testbed.Command(context.Background(), st.Pair.ServerNS, "iperf3", "-s", "-B", testbed.TunnelServer4)
+		srv, err = testbed.StartProcess("iperf3 server", filepath.Join(dir, "iperf3.log"), iperf)
+	}
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	return &benchStack{st: st, iperf: srv}, nil
+}
+
+func (b *benchStack) close() {
+	b.iperf.Stop(5 * time.Second)
+	b.st.Close()
+}
+
+// profileRun runs one more ovpn3go session, with the pairs' iperf3 tests,
+// on a bench stack of its own whose daemon starts a profiling build of
+// the backend (testbed.BuildProfilingBackend) with --backend-cpuprofile,
+// and saves that session's backend's profile to o.Profile. What it
+// measures goes into no figure: the profiler costs the backend memory and
+// CPU, so every figure comes from the production backend.
+func profileRun(ctx context.Context, o Options) error {
+	dir, err := filepath.Abs(filepath.Join(o.Dir, "profile"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	bin := o.Bin
+	bin.Backend = filepath.Join(dir, "ovpn3-backend-"+testbed.CPUProfileTag)
+	if err := testbed.BuildProfilingBackend(ctx, bin.Backend); err != nil {
+		return err
+	}
+	// The backends write there as the backend user: a directory of that
+	// user's, in one every user may enter.
+	uid, gid, err := testenv.CreateBackendUser()
+	if err != nil {
+		return err
+	}
+	pub, err := testbed.PublicDir("ovpnprof")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(pub)
+	profDir := filepath.Join(pub, "p")
+	if err := os.Mkdir(profDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chown(profDir, int(uid), int(gid)); err != nil {
+		return err
+	}
+	helperArgs := append(slices.Clone(o.HelperArgs), "--backend", bin.Backend, "--backend-cpuprofile", profDir)
+	bs, err := startBench(ctx, dir, bin, helperArgs)
+	if err != nil {
+		return err
+	}
+	defer bs.close()
+	// runOVPN3GO returns once the backend has exited: its profile is
+	// complete.
+	_, pid, err := runOVPN3GO(ctx, bs, o)
+	if err != nil {
+		return err
+	}
+	return copyFile(filepath.Join(profDir, fmt.Sprintf("backend-%d.pprof", pid)), o.Profile)
+}
+
 // runOVPN3GO starts a session with the CLI, measures it and disconnects;
 // it returns once the backend process has exited.
-func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, iperfPID int, o Options) (Sample, int, error) {
+func runOVPN3GO(ctx context.Context, bs *benchStack, o Options) (Sample, int, error) {
+	st := bs.st
 	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	s := Sample{}
@@ -200,7 +265,7 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, iperfPID in
 		return s, 0, err
 	}
 	defer capture.Close()
-	start, path, err := StartSession(cctx, st, name)
+	start, path, err := StartSession(cctx, st, configName)
 	if err != nil {
 		return Sample{}, 0, err
 	}
@@ -220,7 +285,7 @@ func runOVPN3GO(ctx context.Context, st *testbed.Stack, name string, iperfPID in
 	if s.Helper, err = procMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper: %w", err)
 	}
-	if err := measure(ctx, st, procs{client: pid, server: st.Server.PID(), iperf: iperfPID}, o, &s); err != nil {
+	if err := measure(ctx, st, procs{client: pid, server: st.Server.PID(), iperf: bs.iperf.PID()}, o, &s); err != nil {
 		return s, pid, err
 	}
 	return s, pid, StopSession(cctx, st, path, pid)
@@ -297,7 +362,8 @@ func StopSession(ctx context.Context, st *testbed.Stack, path dbus.ObjectPath, p
 
 // runOpenVPN times the reference client from process start until it
 // writes "Initialization Sequence Completed", measures it and stops it.
-func runOpenVPN(ctx context.Context, st *testbed.Stack, iperfPID int, o Options) (Sample, error) {
+func runOpenVPN(ctx context.Context, bs *benchStack, o Options) (Sample, error) {
+	st := bs.st
 	dir, err := os.MkdirTemp(o.Dir, "refclient-")
 	if err != nil {
 		return Sample{}, err
@@ -324,7 +390,7 @@ func runOpenVPN(ctx context.Context, st *testbed.Stack, iperfPID int, o Options)
 		err = settle(ctx)
 	}
 	if err == nil {
-		err = measure(ctx, st, procs{client: cli.PID(), server: st.Server.PID(), iperf: iperfPID}, o, &s)
+		err = measure(ctx, st, procs{client: cli.PID(), server: st.Server.PID(), iperf: bs.iperf.PID()}, o, &s)
 	}
 	return s, errors.Join(err, cli.Stop(5*time.Second))
 }
@@ -355,6 +421,9 @@ type procs struct {
 // and records its memory again.
 func measure(ctx context.Context, st *testbed.Stack, p procs, o Options, s *Sample) error {
 	var err error
+	if s.Exe, s.Args, err = commandOf(p.client); err != nil {
+		return err
+	}
 	if s.Mem, err = procMem(p.client); err != nil {
 		return fmt.Errorf("client memory: %w", err)
 	}
@@ -372,6 +441,20 @@ func measure(ctx context.Context, st *testbed.Stack, p procs, o Options, s *Samp
 		return fmt.Errorf("client memory after the traffic: %w", err)
 	}
 	return nil
+}
+
+// commandOf is a process's program file and its command line (without
+// argv[0]).
+func commandOf(pid int) (exe string, args []string, err error) {
+	if exe, err = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil {
+		return "", nil, fmt.Errorf("client program: %w", err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return "", nil, fmt.Errorf("client command line: %w", err)
+	}
+	args = strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	return exe, args[1:], nil
 }
 
 // iperfResult is what one iperf3 run measured.

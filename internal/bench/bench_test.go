@@ -17,7 +17,8 @@ import (
 
 // TestSmoke runs make bench's code path with one pair, one-second iperf3
 // runs and two tests, so it cannot rot; it checks that every figure was
-// measured and the backend's CPU profile saved, never how fast anything is.
+// measured (by the production backend) and the backend's CPU profile saved
+// from a profiling build's run of its own, never how fast anything is.
 func TestSmoke(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, c := range []string{"go", "ip", "openvpn", "iperf3", "dbus-daemon"} {
@@ -73,18 +74,29 @@ func TestSmoke(t *testing.T) {
 	if h, i := g.Helper, g.HelperIdle; h.RSS <= 0 || h.Anon <= 0 || h.PSS <= 0 || i.RSS <= 0 || i.Anon <= 0 {
 		t.Errorf("helper memory %+v, without a session %+v: not measured", h, i)
 	}
-	b, err := os.ReadFile(prof)
+	// Every figure is the production backend's: the program BuildBinaries
+	// built, started without the profiler.
+	exe, err := filepath.EvalSymlinks(bin.Backend)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof profiles are gzipped
-		t.Errorf("backend CPU profile (%d bytes) is not a gzipped pprof profile", len(b))
+	if g.Exe != exe || len(g.Args) == 0 || slices.ContainsFunc(g.Args, func(a string) bool { return strings.Contains(a, "cpuprofile") }) {
+		t.Errorf("measured backend %s %q: want the production build %s without --cpuprofile-dir", g.Exe, g.Args, exe)
+	}
+	// The profile, from a run of its own, is a CPU profile pprof reads
+	// whose samples include the data path.
+	if res.Profile != prof {
+		t.Errorf("results name the profile %q, want %q", res.Profile, prof)
+	}
+	raw, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-raw", prof).CombinedOutput()
+	if err != nil || !strings.Contains(string(raw), "PeriodType: cpu nanoseconds") || !strings.Contains(string(raw), "ovpn3go/helper/openvpn/dataplane.") {
+		t.Errorf("backend CPU profile: go tool pprof -raw: %v; want a CPU profile with the data plane in its samples:\n%.2000s", err, raw)
 	}
 	var md bytes.Buffer
 	if err := res.WriteMarkdown(&md, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| OpenVPN 2.6 server CPU tcp-up-1 | % of a core |", "| iperf3 server CPU udp-up-20M | % of a core |", "| connect | ms |", "| connect: handshake on the wire | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: "} {
+	for _, want := range []string{"| throughput tcp-up-1 | Mbit/s |", "| client CPU udp-up-20M | CPU-s/GB |", "| client context switches tcp-up-1 | per MB |", "| OpenVPN 2.6 server CPU tcp-up-1 | % of a core |", "| iperf3 server CPU udp-up-20M | % of a core |", "| connect | ms |", "| connect: handshake on the wire | ms |", "| NewTunnel → connected | ms |", "| client RSS once connected | MB |", "| client PSS | MB |", "| client RSS after the traffic | MB |", "| client RSS of its program file | MB |", "| helper PSS | MB | ", "Machine: ", "none of that session's measurements is in this table"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results lack %q:\n%s", want, md.String())
 		}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -165,6 +167,9 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	}
 	if len(r.Tests) > 0 {
 		fmt.Fprintf(&b, "\n%s\n", r.limitNote())
+	}
+	if r.Profile != "" {
+		fmt.Fprintf(&b, "\nEvery figure comes from the production backend, built without the CPU profiler; the backend's CPU profile (%s) is from one more ovpn3go session with the same iperf3 tests, run before the pairs on a stack of its own whose backend is a profiling build (-tags %s, --backend-cpuprofile), and none of that session's measurements is in this table.\n", r.Profile, testbed.CPUProfileTag)
 	}
 	fmt.Fprintf(&b, "\nThroughput is iperf3's received rate through the tunnel (up: client to server, down: -R; UDP at a fixed offered load, less the receiver's loss). "+
 		"CPU-s/GB is the client process's utime+stime (/proc/PID/stat) over the run per GB received; for ovpn3go the client is the session's backend process. "+

@@ -407,3 +407,14 @@ func NewStack(t testing.TB, bin Binaries, v Variant, opts ...func(*StackOptions)
 	})
 	return s
 }
+
+// CPUProfileTag is the build tag of ovpn3-backend's profiling build: only
+// it links runtime/pprof and honours the daemon's --backend-cpuprofile.
+const CPUProfileTag = "cpuprofile"
+
+// BuildProfilingBackend builds ovpn3-backend with its CPU profiler
+// (CPUProfileTag) into out, for make bench's profile run; every other run
+// uses the production build of BuildBinaries.
+func BuildProfilingBackend(ctx context.Context, out string) error {
+	return BuildProgram(ctx, out, "./helper/cmd/ovpn3-backend", false, "-tags", CPUProfileTag)
+}

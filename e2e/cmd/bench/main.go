@@ -1,7 +1,9 @@
 // Command bench compares ovpn3go with the OpenVPN 2.6 client (make bench,
 // as root): alternating runs against the same OpenVPN 2.6 server in network
 // namespaces; it prints the medians and the ratios ovpn3go/openvpn, writes
-// them to a Markdown results file and saves the first backend's CPU profile.
+// them to a Markdown results file. Every figure comes from the production
+// backend; the CPU profile (-profile) comes from one more ovpn3go session,
+// before the pairs, with a profiling build of the backend.
 //
 //	make bench                          # 3 pairs of 10 s runs
 //	go run ./e2e/cmd/bench -pairs 5 -t 20 -note "idle machine"
@@ -28,7 +30,7 @@ func main() {
 	pairs := flag.Int("pairs", 3, "alternating runs of each client")
 	secs := flag.Int("t", 10, "seconds per iperf3 run")
 	out := flag.String("out", "docs/bench/results.md", "results file (Markdown)")
-	prof := flag.String("profile", "docs/bench/backend-cpu.pprof", "where to save the ovpn3go backend's CPU profile (\"\" none)")
+	prof := flag.String("profile", "docs/bench/backend-cpu.pprof", "where to save the ovpn3go backend's CPU profile, taken in one extra session with a profiling build of the backend before the measured pairs (\"\" none: no extra session)")
 	note := flag.String("note", "", "a line for the results file (e.g. that the machine was loaded)")
 	tests := flag.String("tests", "", "comma-separated iperf3 tests to run (default all: "+testNames(bench.DefaultTests)+"); none: connect time and memory only")
 	helperArgs := flag.String("helper-args", "", "extra ovpn3-helper arguments, space-separated (e.g. \"--spare-backend --log-level 6\")")
@@ -110,6 +112,10 @@ func run(pairs, secs int, out, prof, note string, tests []bench.Test, helperArgs
 	}
 	if err := f.Close(); err != nil {
 		return err
+	}
+	if prof == "" {
+		fmt.Fprintf(os.Stderr, "results: %s\n", out)
+		return nil
 	}
 	fmt.Fprintf(os.Stderr, "results: %s; backend CPU profile: %s (go tool pprof -top %s)\n", out, prof, prof)
 	return nil

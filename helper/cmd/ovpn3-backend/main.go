@@ -17,8 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"runtime/pprof"
 	"syscall"
 
 	"github.com/ovpn3go/ovpn3go/helper/backend"
@@ -27,6 +25,10 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/sessionmgr/token"
 	"github.com/ovpn3go/ovpn3go/internal/version"
 )
+
+// profileTag is the build tag of the profiling build, the only one that
+// links runtime/pprof and honours --cpuprofile-dir.
+const profileTag = "cpuprofile"
 
 // main is started as root by the daemon: it drops to the backend user and
 // every privilege before anything else runs.
@@ -47,7 +49,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	logLevel := process.LogLevelFlag(fs)
 	tokenFD := fs.Int("token-fd", -1, "descriptor to read the session token from")
-	cpuProfileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of this backend to DIR/backend-<PID>.pprof")
+	cpuProfileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of this backend to DIR/backend-<PID>.pprof (only a build with -tags "+profileTag+" has the profiler)")
 	stats := process.StatsFlag(fs)
 	daemonVersion := fs.String("daemon-version", "", "the release of the daemon starting this backend; a backend of another release refuses to run")
 	if err := fs.Parse(args); err != nil {
@@ -92,19 +94,4 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// startCPUProfile starts profiling this process into
-// dir/backend-<PID>.pprof; the returned function stops and closes it.
-func startCPUProfile(dir string) (func(), error) {
-	path := filepath.Join(dir, fmt.Sprintf("backend-%d.pprof", os.Getpid()))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,9 +34,27 @@ func TestRefusesOtherRelease(t *testing.T) {
 }
 
 // A backend asked to (--cpuprofile-dir) writes a pprof profile into that
-// directory.
+// directory when it is the profiling build (-tags cpuprofile); the
+// production build refuses, naming that build. Under the default build
+// this test also runs itself under the profiling one, so make test
+// covers both.
 func TestCPUProfile(t *testing.T) {
 	dir := t.TempDir()
+	if !profilerBuilt {
+		var stderr strings.Builder
+		if rc := run([]string{"--token-fd", "0", "--cpuprofile-dir", dir}, &stderr); rc != 1 || !strings.Contains(stderr.String(), "-tags "+profileTag) {
+			t.Errorf("production build with --cpuprofile-dir: rc %d, %q; want 1 and the build to use", rc, stderr.String())
+		}
+		if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+			t.Errorf("production build left %v in the profile directory (%v)", ents, err)
+		}
+		testenv.RequireCommand(t, "go")
+		out, err := exec.Command("go", "test", "-tags", profileTag, "-count=1", "-v", "-run", "^TestCPUProfile$", ".").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestCPUProfile") {
+			t.Fatalf("TestCPUProfile under -tags %s: %v\n%s", profileTag, err, out)
+		}
+		return
+	}
 	stop, err := startCPUProfile(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -54,19 +73,16 @@ func TestCPUProfile(t *testing.T) {
 // only what a backend runs (docs/bench/memory.md): it links none of the
 // daemon's services, whose package init would touch their code in every
 // backend, nor net/http (with its MIME, IDNA and Unicode tables), which
-// the HTTP proxy's CONNECT does not need.
+// the HTTP proxy's CONNECT does not need, nor runtime/pprof (only the
+// profiling build, -tags cpuprofile, links it: make bench's profile run).
 func TestLinksOnlyWhatABackendRuns(t *testing.T) {
 	testenv.RequireCommand(t, "go")
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
+	deps := listDeps(t)
+	if !slices.Contains(listDeps(t, "-tags", profileTag), "runtime/pprof") {
+		t.Errorf("the profiling build (-tags %s) does not link runtime/pprof: this test's name for it is stale", profileTag)
 	}
 	const mod = "github.com/ovpn3go/ovpn3go/"
-	deps := strings.Fields(string(out))
-	if len(deps) < 10 || !strings.Contains(string(out), mod+"helper/backend\n") {
-		t.Fatalf("go list -deps printed no backend:\n%s", out)
-	}
-	for _, pkg := range []string{"helper/netcfg", "helper/netcfg/dns", "helper/netcfg/journal", "helper/netcfg/sharedroute",
+	for _, pkg := range []string{"runtime/pprof", "helper/netcfg", "helper/netcfg/dns", "helper/netcfg/journal", "helper/netcfg/sharedroute",
 		"helper/netcfg/sysrec", "helper/netcfg/tundev", "helper/sessionmgr", "helper/configmgr", "helper/logsvc", "helper/polkit",
 		"net/http", "mime", "vendor/golang.org/x/net/idna"} {
 		for _, d := range deps {
@@ -75,6 +91,19 @@ func TestLinksOnlyWhatABackendRuns(t *testing.T) {
 			}
 		}
 	}
+}
+
+// listDeps is `go list -deps` of this package with the extra go arguments.
+func listDeps(t *testing.T, extra ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append(append([]string{"list", "-deps"}, extra...), ".")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps %q: %v\n%s", extra, err, out)
+	}
+	if !strings.Contains(string(out), "github.com/ovpn3go/ovpn3go/helper/backend\n") {
+		t.Fatalf("go list -deps %q printed no backend:\n%s", extra, out)
+	}
+	return strings.Fields(string(out))
 }
 
 // What package initialisation allocates stays on every backend's heap

@@ -49,7 +49,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	fs.StringVar(&dnsOpts.resolvedBus, "resolved-bus", "", "D-Bus address where systemd-resolved runs (default: the system bus)")
 	// Only the administrator who starts the daemon can ask for profiles:
 	// nothing a D-Bus caller sends reaches the backends' command line.
-	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); off by default")
+	cpuProfileDir := fs.String("backend-cpuprofile", "", "directory (writable by the backend user) where each backend writes a CPU profile, backend-<PID>.pprof, for its whole life (make bench); needs a profiling build of the backend (go build -tags cpuprofile ./helper/cmd/ovpn3-backend; a production backend refuses to start with it); off by default")
 	lim := limitFlags(fs)
 	stats := process.StatsFlag(fs)
 	spare := fs.Bool("spare-backend", true, "keep one backend started ahead of the next session (unprivileged, waiting for a session; one session each): the next connect skips the process start")

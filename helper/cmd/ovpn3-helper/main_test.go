@@ -244,8 +244,9 @@ func backendUser(t *testing.T) privsep.User {
 }
 
 // TestBackendCPUProfileOffByDefault: backends profile themselves only when
-// the daemon was started with --backend-cpuprofile (ovpn3-backend's
-// TestCPUProfile shows a backend writes it).
+// the daemon was started with --backend-cpuprofile (a profiling build of
+// ovpn3-backend writes it, a production one refuses: ovpn3-backend's
+// TestCPUProfile).
 func TestBackendCPUProfileOffByDefault(t *testing.T) {
 	for _, a := range backendArgs(3, "") {
 		if strings.Contains(a, "cpuprofile") {
