@@ -34,15 +34,15 @@ type Authorizer interface {
 //       auth_admin for remote ones). If polkitd is not on the bus at all
 //       the UID rules alone decide, as in openvpn3. One exception: the
 //       first Connect of a session, from the connection whose NewTunnel
-//       made it, is not asked again when that NewTunnel passed without
-//       interaction (a call without the interactive flag; polkit said
-//       yes, or no polkitd runs): both are the one start that was
-//       allowed, for the same subject (a unique bus name is one
-//       connection of one process, never reused) and the same action, a
-//       moment apart (a check costs 5-8 ms against polkitd here,
-//       BenchmarkCheck). Nothing else is remembered: a later Connect,
-//       another connection, or a NewTunnel allowed after authentication
-//       (auth_admin asks every time) is checked again;
+//       made it, is not asked again when polkit said yes to that
+//       NewTunnel without interaction (a call without the interactive
+//       flag): both are the one start polkit allowed, for the same
+//       subject (a unique bus name is one connection of one process,
+//       never reused) and the same action, a moment apart (a check costs
+//       5-8 ms against polkitd here, BenchmarkCheck). Nothing else is
+//       remembered: a later Connect, another connection, or a NewTunnel
+//       allowed after authentication (auth_admin asks every time) is
+//       checked again;
 //     - a caller the UID rules refuse may still act when polkit grants
 //       net.ovpn3go.session.control-other (auth_admin_keep: an
 //       administrator, or root, which polkit always authorizes). Without
@@ -125,7 +125,8 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 				return nil
 			}
 			if controlMethods[c.Member] {
-				return m.requireOwn(c.Ctx, c.Sender, c.Interactive)
+				_, err := m.requireOwn(c.Ctx, c.Sender, c.Interactive)
+				return err
 			}
 			return nil
 		}
@@ -133,21 +134,25 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 	}
 }
 
-// requireOwn checks control-own for a caller the UID rules admit.
-func (m *Manager) requireOwn(ctx context.Context, sender string, interactive bool) error {
+// requireOwn checks control-own for a caller the UID rules admit; granted
+// says that polkitd answered yes (rather than not being there).
+func (m *Manager) requireOwn(ctx context.Context, sender string, interactive bool) (granted bool, err error) {
 	if m.polkit == nil {
-		return nil
+		return false, nil
 	}
-	err := m.polkit.Require(ctx, sender, polkit.ActionSessionControlOwn, interactive)
-	if err == nil || errors.Is(err, polkit.ErrNoAuthority) {
-		return nil
+	err = m.polkit.Require(ctx, sender, polkit.ActionSessionControlOwn, interactive)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, polkit.ErrNoAuthority):
+		return false, nil
 	}
-	return m.refusal(sender, polkit.ActionSessionControlOwn, err)
+	return false, m.refusal(sender, polkit.ActionSessionControlOwn, err)
 }
 
 // takeStartGrant reports whether sender holds the session's start grant
-// (the connection whose NewTunnel passed without interaction) and uses it
-// up: it stands for the first Connect only.
+// (the connection whose NewTunnel polkit allowed without interaction) and
+// uses it up: it stands for the first Connect only.
 func (s *session) takeStartGrant(sender string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

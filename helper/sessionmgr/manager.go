@@ -343,11 +343,12 @@ func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	if _, err := m.checkProfile(c.UID, configPath); err != nil {
 		return "", err
 	}
-	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
+	granted, err := m.requireOwn(c.Ctx, c.Sender, c.Interactive)
+	if err != nil {
 		return "", err
 	}
-	grant := "" // the start's first Connect is this one's (session.startGrant)
-	if !c.Interactive {
+	grant := ""
+	if granted && !c.Interactive {
 		grant = c.Sender
 	}
 	return m.newTunnel(c.Ctx, c.UID, configPath, grant)
@@ -382,7 +383,7 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 // newTunnel is NewTunnel for a caller whose leaving (ctx cancelled, as
 // busobj does when the caller's connection leaves the bus) ends the start:
 // its backend is killed if it has not registered yet. grant is the
-// caller's unique name if this start was allowed without interaction
+// caller's unique name if polkit allowed this start without interaction
 // (session.startGrant), else "".
 func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.ObjectPath, grant string) (dbus.ObjectPath, error) {
 	info, err := m.checkProfile(uid, configPath)

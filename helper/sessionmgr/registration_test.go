@@ -14,7 +14,6 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
-	"github.com/ovpn3go/ovpn3go/helper/polkit"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -223,21 +222,16 @@ func startSlowReg(t *testing.T, r *testRig) (markerPath string, done <-chan star
 	return markerPath, ch, token, proc
 }
 
-// askLog is an Authorizer that says yes (or, with absent, that there is
-// no polkitd) and notes every question.
+// askLog is an Authorizer that says yes and notes every question.
 type askLog struct {
-	mu     sync.Mutex
-	asked  []string // "sender action interactive"
-	absent bool
+	mu    sync.Mutex
+	asked []string // "sender action interactive"
 }
 
 func (a *askLog) Require(_ context.Context, sender, action string, interactive bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.asked = append(a.asked, fmt.Sprintf("%s %s %v", sender, action, interactive))
-	if a.absent {
-		return polkit.ErrNoAuthority
-	}
 	return nil
 }
 
@@ -250,18 +244,12 @@ func (a *askLog) take() []string {
 }
 
 // TestStartAsksPolkitOnce: polkit allowed the caller's NewTunnel without
-// interaction (or no polkitd runs), so that connection's first Connect of
-// the session is not asked again; every other control call is: a second
-// Connect, a Connect from another connection of the same user, and the
-// first Connect after a NewTunnel that allowed interaction.
+// interaction, so that connection's first Connect of the session is not
+// asked again; every other control call is: a second Connect, a Connect
+// from another connection of the same user, and the first Connect after
+// a NewTunnel that allowed interaction.
 func TestStartAsksPolkitOnce(t *testing.T) {
-	for _, absent := range []bool{false, true} {
-		t.Run(fmt.Sprint("polkitd absent ", absent), func(t *testing.T) { testStartAsksPolkitOnce(t, absent) })
-	}
-}
-
-func testStartAsksPolkitOnce(t *testing.T, absent bool) {
-	pk := &askLog{absent: absent}
+	pk := &askLog{}
 	r := newRig(t, "ok", Options{Polkit: pk})
 	own := "net.ovpn3go.session.control-own"
 	me := r.client.Names()[0]

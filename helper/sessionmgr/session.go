@@ -53,7 +53,7 @@ type session struct {
 	dcoLocked         bool
 	connectCalled     bool
 	// startGrant is the unique name of the connection whose NewTunnel
-	// passed without interaction, until its first Connect
+	// polkit allowed without interaction, until its first Connect
 	// (takeStartGrant).
 	startGrant string
 	stopping   bool   // Disconnect requested: exit is expected
