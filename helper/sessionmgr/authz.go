@@ -32,17 +32,7 @@ type Authorizer interface {
 //       for NewTunnel, Connect, Pause, Resume, Restart and Disconnect (the
 //       shipped policy says yes for local active/inactive sessions and
 //       auth_admin for remote ones). If polkitd is not on the bus at all
-//       the UID rules alone decide, as in openvpn3. One exception: the
-//       first Connect of a session, from the connection whose NewTunnel
-//       made it, is not asked again when polkit said yes to that
-//       NewTunnel without interaction (a call without the interactive
-//       flag): both are the one start polkit allowed, for the same
-//       subject (a unique bus name is one connection of one process,
-//       never reused) and the same action, a moment apart (a check costs
-//       5-8 ms against polkitd here, BenchmarkCheck). Nothing else is
-//       remembered: a later Connect, another connection, or a NewTunnel
-//       allowed after authentication (auth_admin asks every time) is
-//       checked again;
+//       the UID rules alone decide, as in openvpn3;
 //     - a caller the UID rules refuse may still act when polkit grants
 //       net.ovpn3go.session.control-other (auth_admin_keep: an
 //       administrator, or root, which polkit always authorizes). Without
@@ -121,12 +111,8 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 			}
 		}
 		if ok {
-			if c.Member == "Connect" && s.takeStartGrant(c.Sender) {
-				return nil
-			}
 			if controlMethods[c.Member] {
-				_, err := m.requireOwn(c.Ctx, c.Sender, c.Interactive)
-				return err
+				return m.requireOwn(c.Ctx, c.Sender, c.Interactive)
 			}
 			return nil
 		}
@@ -134,33 +120,16 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 	}
 }
 
-// requireOwn checks control-own for a caller the UID rules admit; granted
-// says that polkitd answered yes (rather than not being there).
-func (m *Manager) requireOwn(ctx context.Context, sender string, interactive bool) (granted bool, err error) {
+// requireOwn checks control-own for a caller the UID rules admit.
+func (m *Manager) requireOwn(ctx context.Context, sender string, interactive bool) error {
 	if m.polkit == nil {
-		return false, nil
+		return nil
 	}
-	err = m.polkit.Require(ctx, sender, polkit.ActionSessionControlOwn, interactive)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, polkit.ErrNoAuthority):
-		return false, nil
+	err := m.polkit.Require(ctx, sender, polkit.ActionSessionControlOwn, interactive)
+	if err == nil || errors.Is(err, polkit.ErrNoAuthority) {
+		return nil
 	}
-	return false, m.refusal(sender, polkit.ActionSessionControlOwn, err)
-}
-
-// takeStartGrant reports whether sender holds the session's start grant
-// (the connection whose NewTunnel polkit allowed without interaction) and
-// uses it up: it stands for the first Connect only.
-func (s *session) takeStartGrant(sender string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.startGrant == "" || s.startGrant != sender || s.connectCalled {
-		return false
-	}
-	s.startGrant = ""
-	return true
+	return m.refusal(sender, polkit.ActionSessionControlOwn, err)
 }
 
 // requireOther checks control-other for a caller the UID rules refuse.

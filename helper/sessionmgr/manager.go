@@ -343,15 +343,10 @@ func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	if _, err := m.checkProfile(c.UID, configPath); err != nil {
 		return "", err
 	}
-	granted, err := m.requireOwn(c.Ctx, c.Sender, c.Interactive)
-	if err != nil {
+	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
 		return "", err
 	}
-	grant := ""
-	if granted && !c.Interactive {
-		grant = c.Sender
-	}
-	return m.newTunnel(c.Ctx, c.UID, configPath, grant)
+	return m.newTunnel(c.Ctx, c.UID, configPath)
 }
 
 // checkRate takes one of uid's NewTunnel tokens (NewTunnelRate).
@@ -377,26 +372,24 @@ func (m *Manager) NewTunnel(uid uint32, configPath dbus.ObjectPath) (dbus.Object
 	if err := m.checkRate(uid); err != nil {
 		return "", err
 	}
-	return m.newTunnel(context.Background(), uid, configPath, "")
+	return m.newTunnel(context.Background(), uid, configPath)
 }
 
 // newTunnel is NewTunnel for a caller whose leaving (ctx cancelled, as
 // busobj does when the caller's connection leaves the bus) ends the start:
-// its backend is killed if it has not registered yet. grant is the
-// caller's unique name if polkit allowed this start without interaction
-// (session.startGrant), else "".
-func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.ObjectPath, grant string) (dbus.ObjectPath, error) {
+// its backend is killed if it has not registered yet.
+func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.ObjectPath) (dbus.ObjectPath, error) {
 	info, err := m.checkProfile(uid, configPath)
 	if err != nil {
 		return "", err
 	}
-	return m.start(caller, uid, info, configPath, api.NewSessionPath(), nil, grant)
+	return m.start(caller, uid, info, configPath, api.NewSessionPath(), nil)
 }
 
 // start launches a backend and makes the session object at path. With
 // prev (an automatic restart) the new session takes over prev's path,
 // owner, ACL and settings and replaces it without SESS_CREATED.
-func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, grant string) (dbus.ObjectPath, error) {
+func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session) (dbus.ObjectPath, error) {
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
@@ -492,7 +485,6 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 		restrictLogAccess: true,
 		logVerbosity:      api.MaxLogLevel,
 		autoRestart:       info.AutoRestart,
-		startGrant:        grant,
 	}
 	if prev != nil {
 		prev.mu.Lock()
@@ -883,7 +875,7 @@ func (m *Manager) restartLater(prev *session) {
 		giveUp("profile no longer usable", err)
 		return
 	}
-	if _, err := m.start(m.ctx, owner, info, prev.configPath, prev.path, prev, ""); err != nil {
+	if _, err := m.start(m.ctx, owner, info, prev.configPath, prev.path, prev); err != nil {
 		select {
 		case <-wait: // disconnected meanwhile
 			return

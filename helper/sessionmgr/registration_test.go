@@ -2,11 +2,8 @@ package sessionmgr
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -220,103 +217,4 @@ func startSlowReg(t *testing.T, r *testRig) (markerPath string, done <-chan star
 		r.m.mu.Unlock()
 	}
 	return markerPath, ch, token, proc
-}
-
-// askLog is an Authorizer that says yes and notes every question.
-type askLog struct {
-	mu    sync.Mutex
-	asked []string // "sender action interactive"
-}
-
-func (a *askLog) Require(_ context.Context, sender, action string, interactive bool) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.asked = append(a.asked, fmt.Sprintf("%s %s %v", sender, action, interactive))
-	return nil
-}
-
-func (a *askLog) take() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := a.asked
-	a.asked = nil
-	return out
-}
-
-// TestStartAsksPolkitOnce: polkit allowed the caller's NewTunnel without
-// interaction, so that connection's first Connect of the session is not
-// asked again; every other control call is: a second Connect, a Connect
-// from another connection of the same user, and the first Connect after
-// a NewTunnel that allowed interaction.
-func TestStartAsksPolkitOnce(t *testing.T) {
-	pk := &askLog{}
-	r := newRig(t, "ok", Options{Polkit: pk})
-	own := "net.ovpn3go.session.control-own"
-	me := r.client.Names()[0]
-	mgr := r.client.Object(api.ServiceSessions, api.PathSessions)
-	var path dbus.ObjectPath
-	if err := mgr.Call(api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&path); err != nil {
-		t.Fatal(err)
-	}
-	if got := pk.take(); !reflect.DeepEqual(got, []string{me + " " + own + " false"}) {
-		t.Fatalf("NewTunnel asked polkit %q", got)
-	}
-	sess := r.client.Object(api.ServiceSessions, path)
-	if err := sess.Call(api.InterfaceSessions+".Connect", 0).Err; err != nil {
-		t.Fatal(err)
-	}
-	if got := pk.take(); len(got) != 0 {
-		t.Errorf("the first Connect after NewTunnel asked polkit %q, want nothing", got)
-	}
-	if err := sess.Call(api.InterfaceSessions+".Connect", 0).Err; err != nil {
-		t.Fatal(err)
-	}
-	if got := pk.take(); !reflect.DeepEqual(got, []string{me + " " + own + " false"}) {
-		t.Errorf("a second Connect asked polkit %q, want once", got)
-	}
-	if err := sess.Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
-		t.Fatal(err)
-	}
-	pk.take()
-
-	// Another connection of the same user (root, the owner) is asked.
-	other := dial(t, r.addr)
-	if err := mgr.Call(api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&path); err != nil {
-		t.Fatal(err)
-	}
-	pk.take()
-	if err := other.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Connect", 0).Err; err != nil {
-		t.Fatal(err)
-	}
-	if got := pk.take(); !reflect.DeepEqual(got, []string{other.Names()[0] + " " + own + " false"}) {
-		t.Errorf("another connection's first Connect asked polkit %q, want once", got)
-	}
-	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
-		t.Fatal(err)
-	}
-	pk.take()
-
-	// A NewTunnel that allowed interaction grants nothing beyond itself.
-	// (godbus's Object.Call masks the interactive flag: by hand)
-	msg := &dbus.Message{Type: dbus.TypeMethodCall, Flags: dbus.FlagAllowInteractiveAuthorization,
-		Headers: map[dbus.HeaderField]dbus.Variant{
-			dbus.FieldDestination: dbus.MakeVariant(api.ServiceSessions),
-			dbus.FieldPath:        dbus.MakeVariant(api.PathSessions),
-			dbus.FieldInterface:   dbus.MakeVariant(api.InterfaceSessions),
-			dbus.FieldMember:      dbus.MakeVariant("NewTunnel"),
-			dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(testConfig)),
-		},
-		Body: []any{testConfig}}
-	if err := (<-r.client.Send(msg, make(chan *dbus.Call, 1)).Done).Store(&path); err != nil {
-		t.Fatal(err)
-	}
-	if got := pk.take(); !reflect.DeepEqual(got, []string{me + " " + own + " true"}) {
-		t.Fatalf("interactive NewTunnel asked polkit %q", got)
-	}
-	if err := r.client.Object(api.ServiceSessions, path).Call(api.InterfaceSessions+".Connect", 0).Err; err != nil {
-		t.Fatal(err)
-	}
-	if got := pk.take(); !reflect.DeepEqual(got, []string{me + " " + own + " false"}) {
-		t.Errorf("Connect after an interactive NewTunnel asked polkit %q, want once", got)
-	}
 }

@@ -52,12 +52,8 @@ type session struct {
 	dcoSet            bool // dco changed locally, to be applied on Connect
 	dcoLocked         bool
 	connectCalled     bool
-	// startGrant is the unique name of the connection whose NewTunnel
-	// polkit allowed without interaction, until its first Connect
-	// (takeStartGrant).
-	startGrant string
-	stopping   bool   // Disconnect requested: exit is expected
-	deviceName string // cached from the backend for interface lookups
+	stopping          bool   // Disconnect requested: exit is expected
+	deviceName        string // cached from the backend for interface lookups
 	// forwards are the LogForward subscriptions: caller's unique name →
 	// log-proxy object and the caller's UID (to drop it when the ACL
 	// changes).
