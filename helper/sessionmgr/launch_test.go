@@ -141,9 +141,14 @@ func TestExecLauncherProgramHeldOpen(t *testing.T) {
 	if running.Ino != opened.Ino {
 		t.Errorf("backend runs inode %d, want the opened program's %d", running.Ino, opened.Ino)
 	}
-	cmdline, err := os.ReadFile("/proc/" + itoa(p.Pid()) + "/cmdline")
-	if err != nil {
-		t.Fatal(err)
+	// Start returns once the exec is past its point of no return, which
+	// is before the kernel has laid out the new program's arguments:
+	// until then /proc/PID/cmdline reads empty.
+	var cmdline []byte
+	for deadline := time.Now().Add(10 * time.Second); len(cmdline) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if cmdline, err = os.ReadFile("/proc/" + itoa(p.Pid()) + "/cmdline"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := string(cmdline); got != path+"\x0060\x00" {
 		t.Errorf("backend command line %q, want %q", got, path+"\x0060\x00")
