@@ -332,6 +332,9 @@ func StartSession(ctx context.Context, st *testbed.Stack, name string) (StartTim
 	if err != nil {
 		return StartTiming{}, "", fmt.Errorf("waiting for CONN_CONNECTED: %w", err)
 	}
+	if err := clock.waitConnected(ctx); err != nil {
+		return StartTiming{}, "", err
+	}
 	t := StartTiming{At: t0, Exit: exit}
 	if t.Phases, err = clock.since(); err != nil {
 		return t, sig.Path, err

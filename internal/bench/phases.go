@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,9 +33,10 @@ var Phases = []Phase{PhaseNewTunnel, PhaseRegistered, PhaseConnecting, PhaseEsta
 // the helper, the backend and netcfg as the bus delivers them, so nothing
 // in ovpn3go needs instrumenting and the times are those of the bus.
 type phaseClock struct {
-	conn *dbus.Conn
-	ch   chan *dbus.Message
-	done chan struct{}
+	conn      *dbus.Conn
+	ch        chan *dbus.Message
+	done      chan struct{}
+	connected chan struct{} // closed when CONN_CONNECTED was seen
 
 	mu   sync.Mutex
 	seen map[Phase]time.Time
@@ -57,7 +59,7 @@ func startPhaseClock(addr string) (*phaseClock, error) {
 		conn.Close()
 		return nil, fmt.Errorf("phase clock: BecomeMonitor: %w", err)
 	}
-	c := &phaseClock{conn: conn, ch: make(chan *dbus.Message, 4096), done: make(chan struct{}), seen: map[Phase]time.Time{}}
+	c := &phaseClock{conn: conn, ch: make(chan *dbus.Message, 4096), done: make(chan struct{}), connected: make(chan struct{}), seen: map[Phase]time.Time{}}
 	conn.Eavesdrop(c.ch)
 	go c.collect()
 	return c, nil
@@ -75,6 +77,9 @@ func (c *phaseClock) collect() {
 		}
 		if _, dup := c.seen[p]; ok && !dup {
 			c.seen[p] = now
+			if p == PhaseConnected {
+				close(c.connected)
+			}
 		}
 		c.mu.Unlock()
 	}
@@ -130,6 +135,18 @@ func (c *phaseClock) since() (map[Phase]time.Duration, error) {
 		return out, fmt.Errorf("phase clock: not seen: %s", strings.Join(missing, ", "))
 	}
 	return out, nil
+}
+
+// waitConnected returns once the clock has taken CONN_CONNECTED in. The
+// monitor is a connection of its own: another connection that saw the
+// signal says nothing about whether this one has read it yet.
+func (c *phaseClock) waitConnected(ctx context.Context) error {
+	select {
+	case <-c.connected:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("phase clock: CONN_CONNECTED not seen: %w", ctx.Err())
+	}
 }
 
 // at is when the bus carried milestone p (zero if it did not).
