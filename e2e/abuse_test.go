@@ -567,8 +567,9 @@ var abuseCases = map[string]abuseCase{
 	}},
 	"log proxy net.openvpn.v3.log.Remove": {args: noArgs},
 	// netcfg
-	"netcfg manager net.openvpn.v3.netcfg.CreateVirtualInterface": {args: fixed("abuse")},
-	"netcfg manager net.openvpn.v3.netcfg.FetchInterfaceList":     {args: noArgs},
+	"netcfg manager net.openvpn.v3.netcfg.CreateVirtualInterface":  {args: fixed("abuse")},
+	"netcfg manager net.openvpn.v3.netcfg.PrepareVirtualInterface": {args: fixed("abuseprep", false)},
+	"netcfg manager net.openvpn.v3.netcfg.FetchInterfaceList":      {args: noArgs},
 	// a compatibility no-op here (no caller; the server bypass is netcfg's own): arguments unused
 	"netcfg manager net.openvpn.v3.netcfg.ProtectSocket": {anyArgs: "***", args: func(o *abuseObjects) []any {
 		return []any{testbed.ServerIP4, false, o.device}

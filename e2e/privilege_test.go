@@ -262,6 +262,7 @@ func TestStrangerRefused(t *testing.T) {
 	calls := []call{
 		// netcfg manager
 		{api.ServiceNetCfg, api.PathNetCfg, nc + ".CreateVirtualInterface", []any{"stranger"}},
+		{api.ServiceNetCfg, api.PathNetCfg, nc + ".PrepareVirtualInterface", []any{"strangerprep", false}},
 		{api.ServiceNetCfg, api.PathNetCfg, nc + ".FetchInterfaceList", nil},
 		{api.ServiceNetCfg, api.PathNetCfg, nc + ".ProtectSocket", []any{testbed.ServerIP4, false, device}},
 		{api.ServiceNetCfg, api.PathNetCfg, nc + ".DcoAvailable", nil},

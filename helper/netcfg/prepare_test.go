@@ -297,3 +297,51 @@ func TestPrepareChoosesResolver(t *testing.T) {
 	}
 	f.waitClean(t)
 }
+
+// Prepare is one call (PrepareVirtualInterface): the device object and its
+// TUN device in one round trip during the handshake. A label the service
+// refuses leaves no object.
+func TestPrepareIsOneCall(t *testing.T) {
+	f := newFixture(t, "ncpvi")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mon, err := testbed.MonitorCalls(f.bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	path, err := f.client.Prepare(ctx, "tokone", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Sync(ctx, f.conn); err != nil {
+		t.Fatal(err)
+	}
+	var members []string
+	for _, c := range mon.Calls() {
+		if c.Sender == f.conn.Names()[0] && c.Destination == api.ServiceNetCfg {
+			members = append(members, c.Member)
+		}
+	}
+	if want := []string{"PrepareVirtualInterface"}; !slices.Equal(members, want) {
+		t.Errorf("Prepare's calls %q, want %q", members, want)
+	}
+	if links := f.tunLinks(t); len(links) != 1 {
+		t.Errorf("TUN devices after Prepare: %v, want one", links)
+	}
+	if err := f.client.Destroy(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	f.waitClean(t)
+	if _, err := f.client.Prepare(ctx, "bad/label", false); err == nil {
+		t.Fatal("a bad label was prepared")
+	}
+	var devices []dbus.ObjectPath
+	if err := f.conn.Object(api.ServiceNetCfg, api.PathNetCfg).CallWithContext(ctx, api.InterfaceNetCfg+".FetchInterfaceList", 0).Store(&devices); err != nil {
+		t.Fatal(err)
+	}
+	if len(devices) != 0 {
+		t.Errorf("device objects after a refused Prepare: %v", devices)
+	}
+	f.waitClean(t)
+}

@@ -264,6 +264,10 @@ func (s *Service) managerInterface() *busobj.Interface {
 		Methods: []busobj.Method{
 			{Name: "CreateVirtualInterface", In: []busobj.Arg{{Name: "device_name", Type: "s"}},
 				Out: []busobj.Arg{{Name: "device_path", Type: "o"}}, Handler: s.createVirtualInterface},
+			// ovpn3go's own: CreateVirtualInterface and the device's
+			// Prepare in one call (prepare.go of the client's side).
+			{Name: "PrepareVirtualInterface", In: []busobj.Arg{{Name: "device_name", Type: "s"}, {Name: "vnet_hdr", Type: "b"}},
+				Out: []busobj.Arg{{Name: "device_path", Type: "o"}}, Handler: s.prepareVirtualInterface},
 			{Name: "FetchInterfaceList", Out: []busobj.Arg{{Name: "device_paths", Type: "ao"}},
 				Handler: s.fetchInterfaceList},
 			{Name: "ProtectSocket",
@@ -412,6 +416,31 @@ func (s *Service) createVirtualInterface(c *busobj.Call) ([]any, error) {
 	}
 	s.log.Info("device created", "path", path, "uid", c.UID, "pid", c.PID)
 	return []any{path}, nil
+}
+
+// prepareVirtualInterface is ovpn3go's own PrepareVirtualInterface: the
+// device object (CreateVirtualInterface) and its TUN device made ahead of
+// the configuration (the device's Prepare) in one round trip. When the
+// Prepare fails the object goes again: nothing is left.
+func (s *Service) prepareVirtualInterface(c *busobj.Call) ([]any, error) {
+	out, err := s.createVirtualInterface(c)
+	if err != nil {
+		return nil, err
+	}
+	path := out[0].(dbus.ObjectPath)
+	s.mu.Lock()
+	d := s.devices[path]
+	s.mu.Unlock()
+	if d == nil {
+		return nil, netcfgError("Virtual interface has been destroyed")
+	}
+	sub := &busobj.Call{Ctx: c.Ctx, Server: c.Server, Path: path, Interface: c.Interface, Member: "Prepare",
+		Sender: c.Sender, UID: c.UID, PID: c.PID, Message: c.Message, Op: busobj.OpMethod, Args: []any{c.Args[1]}}
+	if _, err := d.prepare(sub); err != nil {
+		s.destroy(d, "its Prepare failed")
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *Service) fetchInterfaceList(*busobj.Call) ([]any, error) {

@@ -64,18 +64,12 @@ func (c *Client) Establish(ctx context.Context, label string, cfg netconf.Config
 // while the tunnel is negotiated, so that EstablishOn or OpenOn only
 // configure the device. Whoever gets the path must establish or Destroy
 // it. On error nothing is left.
-func (c *Client) Prepare(ctx context.Context, label string, vnetHdr bool) (_ dbus.ObjectPath, err error) {
-	path, err := c.createObject(ctx, label)
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			c.destroyAfterFailure(ctx, path, &err)
-		}
-	}()
-	if err := c.conn.Object(c.dest, path).CallWithContext(ctx, api.InterfaceNetCfg+".Prepare", 0, vnetHdr).Err; err != nil {
-		return "", fmt.Errorf("netcfg: Prepare on %s: %w", path, err)
+func (c *Client) Prepare(ctx context.Context, label string, vnetHdr bool) (dbus.ObjectPath, error) {
+	// One round trip (PrepareVirtualInterface, ovpn3go's own): the service
+	// removes the object again when its Prepare fails.
+	var path dbus.ObjectPath
+	if err := c.manager().CallWithContext(ctx, api.InterfaceNetCfg+".PrepareVirtualInterface", 0, label, vnetHdr).Store(&path); err != nil {
+		return "", fmt.Errorf("netcfg: PrepareVirtualInterface(%q): %w", label, err)
 	}
 	return path, nil
 }
