@@ -145,6 +145,11 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 	if err := a.s.Start(); err != nil {
 		return &fatalError{state: StateFailed, err: err}
 	}
+	// The reset leaves before the state is reported (a status signal and
+	// log lines through the bus in the backend).
+	if err := a.s.Flush(); err != nil {
+		return err
+	}
 	a.c.setState(StateWaitingForServer, "")
 	return a.loop()
 }
@@ -437,9 +442,12 @@ func (a *attempt) PushReply(r *push.Reply) error {
 	if a.dp.tun != nil {
 		dev = a.dp.tun.Name()
 	}
-	a.log.Info("connected", "tun", dev, "offloaded", a.dco != nil, "cipher", cipher, "peer_id", r.PeerID,
-		"ekm", r.TLSEKM, "framing", a.comp.String(), "took", a.c.now().Sub(a.started).Round(time.Millisecond))
+	took := a.c.now().Sub(a.started).Round(time.Millisecond)
+	// The state first: the backend's CONN_CONNECTED leaves ahead of the
+	// log line's signal on the same bus connection.
 	a.c.setState(StateConnected, "")
+	a.log.Info("connected", "tun", dev, "offloaded", a.dco != nil, "cipher", cipher, "peer_id", r.PeerID,
+		"ekm", r.TLSEKM, "framing", a.comp.String(), "took", took)
 	return nil
 }
 
