@@ -188,10 +188,13 @@ func (r *fileReader) drain(fd uintptr) (empty bool) {
 //
 // A file-backed device's reader calls handle inside its poller callback:
 // a read that emptied the device's queue is followed by the wait, not by
-// another read (a packet queued while handle ran has marked the
-// descriptor ready, so the wait returns at once). Calling ReadPackets in
-// a loop costs one read(2) more per wake-up, the one that finds the
-// queue still empty after the packets were sent.
+// another read. A packet queued while handle ran is not missed: its event
+// waits in epoll's ready list and wakes the reader at the scheduler's
+// next poll (the runtime resets a descriptor's readiness only when a
+// RawConn call starts). Calling ReadPackets in a loop costs one read(2)
+// more per wake-up when packets come one at a time; when they come while
+// handle runs, the old loop's read would have taken them without that
+// trip through the poller (docs/bench/upload.md: the bench shows neither).
 func Loop(r Reader, buf []byte, lay Layout, offs, sizes []int, handle func(n int)) error {
 	if f, ok := r.(*fileReader); ok {
 		return f.loop(buf, lay, offs, sizes, handle)
