@@ -9,7 +9,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
-// warmTimeout bounds the warm-up handshake (it runs in memory: a bound for
+// warmTimeout bounds the warm-up (it runs in memory: a bound for
 // a machine too loaded to finish it, not a wait for anyone).
 const warmTimeout = 5 * time.Second
 
@@ -27,9 +27,10 @@ func (b *Backend) prepareProfile(prof *profile.Profile) {
 	b.warm(pre)
 }
 
-// warm runs the profile's TLS handshake once in memory (engine's
-// Prepared.Warm) while the backend waits for its Connect, so the real
-// handshake's first turns do not run the crypto code for the first time.
+// warm runs, once and in memory, the crypto of the client's side of the
+// handshake (engine's Prepared.Warm) while the backend waits for its
+// Connect, so the real handshake's turns do not run that code for the
+// first time.
 // The goroutine is the backend's: teardown ends it (stopWarm).
 func (b *Backend) warm(pre *engine.Prepared) {
 	if pre == nil {
