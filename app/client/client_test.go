@@ -373,14 +373,7 @@ func TestStartSendsReadyBesideLogForward(t *testing.T) {
 	f.forwardAwaitsReady = true
 	f.mu.Unlock()
 	ctx := testCtx(t)
-	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.NewTunnel(ctx, prof.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := workSession(ctx, t, c)
 	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
 	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -417,14 +410,7 @@ func TestStartLeavesForwardOffBehind(t *testing.T) {
 	f.holdForwardOff = release
 	f.mu.Unlock()
 	ctx := testCtx(t)
-	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.NewTunnel(ctx, prof.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := workSession(ctx, t, c)
 	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
 	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -471,14 +457,7 @@ func TestStartOneRoundTripBeforeConnect(t *testing.T) {
 	f.slots = nil
 	f.mu.Unlock()
 	ctx := testCtx(t)
-	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.NewTunnel(ctx, prof.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := workSession(ctx, t, c)
 	f.mu.Lock()
 	f.slots = nil // nothing to ask: Ready passes at once
 	f.answers["password"] = f.password
@@ -505,14 +484,7 @@ func TestStartOneRoundTripBeforeConnect(t *testing.T) {
 func TestStartWaitsForALateSession(t *testing.T) {
 	f, c := startFake(t, false)
 	ctx := testCtx(t)
-	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.NewTunnel(ctx, prof.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := workSession(ctx, t, c)
 	f.mu.Lock()
 	f.hidden = true
 	f.mu.Unlock()
@@ -544,4 +516,19 @@ func TestStartWaitsForALateSession(t *testing.T) {
 	if connects, fw, _ := f.snapshot(); connects != 1 || !reflect.DeepEqual(fw, []bool{true, false}) {
 		t.Errorf("%d Connects, LogForward calls %v; want 1, [true false]", connects, fw)
 	}
+}
+
+// workSession imports a small profile named "work" and starts a tunnel of
+// it: the session the Start tests drive.
+func workSession(ctx context.Context, t *testing.T, c *Client) *Session {
+	t.Helper()
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
