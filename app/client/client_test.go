@@ -374,8 +374,7 @@ func TestStartSendsReadyBesideLogForward(t *testing.T) {
 	f.mu.Unlock()
 	ctx := testCtx(t)
 	s := workSession(ctx, t, c)
-	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
-	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
+	if err := s.Start(ctx, aliceStart()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	c.Close()
@@ -411,8 +410,7 @@ func TestStartLeavesForwardOffBehind(t *testing.T) {
 	f.mu.Unlock()
 	ctx := testCtx(t)
 	s := workSession(ctx, t, c)
-	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
-	if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
+	if err := s.Start(ctx, aliceStart()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	f.mu.Lock()
@@ -488,9 +486,8 @@ func TestStartWaitsForALateSession(t *testing.T) {
 	f.mu.Lock()
 	f.hidden = true
 	f.mu.Unlock()
-	p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
 	started := make(chan error, 1)
-	go func() { started <- s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}) }()
+	go func() { started <- s.Start(ctx, aliceStart()) }()
 	for {
 		f.mu.Lock()
 		all := f.hiddenCalls["Ready"] > 0 && f.hiddenCalls["LogForward"] > 0 && f.hiddenCalls["Get status"] > 0
@@ -516,6 +513,11 @@ func TestStartWaitsForALateSession(t *testing.T) {
 	if connects, fw, _ := f.snapshot(); connects != 1 || !reflect.DeepEqual(fw, []bool{true, false}) {
 		t.Errorf("%d Connects, LogForward calls %v; want 1, [true false]", connects, fw)
 	}
+}
+
+// aliceStart is the Start tests' options: alice's credentials on request.
+func aliceStart() StartOptions {
+	return StartOptions{Prompter: &answers{values: map[string]string{"username": "alice", "password": "secret"}}, Timeout: 30 * time.Second}
 }
 
 // workSession imports a small profile named "work" and starts a tunnel of

@@ -189,6 +189,19 @@ func (m fakeSessionMgr) FetchAvailableSessions() ([]dbus.ObjectPath, *dbus.Error
 type fakeSession struct{ f *fakeServices }
 
 // setStatus stores st and forwards it as the log service does.
+// awaitOr holds a call until ch is closed; if it is not within 10 s (a
+// client that waits for this call's reply before it makes the call ch
+// stands for, not a speed check), the call goes on and missed is set.
+func (f *fakeServices) awaitOr(ch <-chan struct{}, missed *bool) {
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		f.mu.Lock()
+		*missed = true
+		f.mu.Unlock()
+	}
+}
+
 func (f *fakeServices) setStatus(st api.Status) {
 	f.mu.Lock()
 	f.status = st
@@ -318,22 +331,10 @@ func (s fakeSession) LogForward(enable bool) *dbus.Error {
 	hold := s.f.holdForwardOff
 	s.f.mu.Unlock()
 	if !enable && hold != nil {
-		select {
-		case <-hold:
-		case <-time.After(10 * time.Second): // a client that waits for this reply, not a speed check
-			s.f.mu.Lock()
-			s.f.forwardOffHeld = true
-			s.f.mu.Unlock()
-		}
+		s.f.awaitOr(hold, &s.f.forwardOffHeld)
 	}
 	if wait {
-		select {
-		case <-s.f.readyAsked:
-		case <-time.After(10 * time.Second): // a client that waits for this reply first, not a speed check
-			s.f.mu.Lock()
-			s.f.forwardAlone = true
-			s.f.mu.Unlock()
-		}
+		s.f.awaitOr(s.f.readyAsked, &s.f.forwardAlone)
 	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
@@ -416,13 +417,7 @@ func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 		wait := p.f.statusAwaitsForward && p.f.statusReads == 1
 		p.f.mu.Unlock()
 		if wait {
-			select {
-			case <-p.f.forwardAsked:
-			case <-time.After(10 * time.Second): // a client that waits for this reply first, not a speed check
-				p.f.mu.Lock()
-				p.f.statusAlone = true
-				p.f.mu.Unlock()
-			}
+			p.f.awaitOr(p.f.forwardAsked, &p.f.statusAlone)
 		}
 	}
 	v, ok := p.all()[name]
