@@ -270,7 +270,12 @@ func runOVPN3GO(ctx context.Context, bs *benchStack, o Options) (Sample, int, er
 		return Sample{}, 0, err
 	}
 	s.Connect, s.Phases, s.Start = start.Exit, start.Phases, start
-	if s.Wire, err = wireOf(capture.Packets(), start.At, start.At.Add(start.Connected)); err != nil {
+	s.Wire, err = wireOf(capture.Packets(), start.At, start.At.Add(start.Connected))
+	// The capture's packet socket sees every frame in the namespace: left
+	// open it would copy the throughput tests' packets too, a cost charged
+	// to the client (the kernel clones each one in its send path).
+	capture.Close()
+	if err != nil {
 		return s, 0, err
 	}
 	v, err := st.SessionProperty(cctx, path, "backend_pid")
@@ -389,6 +394,7 @@ func runOpenVPN(ctx context.Context, bs *benchStack, o Options) (Sample, error) 
 	}
 	s := Sample{Connect: done.Sub(t0)}
 	s.Wire, err = wireOf(capture.Packets(), t0, done)
+	capture.Close() // before the traffic: see runOVPN3GO
 	if err == nil {
 		err = settle(ctx)
 	}
