@@ -154,6 +154,25 @@ func TestMedianAndRatio(t *testing.T) {
 	}
 }
 
+// The front-end connect row sets ovpn3go's NewTunnel → CONN_CONNECTED
+// against openvpn's fork → connected: neither its CLI's nor its own
+// process start figure.
+func TestFrontEndConnectRow(t *testing.T) {
+	r := &Results{Samples: map[string][]Sample{
+		OVPN3GO: {{Connect: 60 * time.Millisecond, Phases: map[Phase]time.Duration{PhaseConnected: 20 * time.Millisecond}}},
+		OpenVPN: {{Connect: 40 * time.Millisecond}},
+	}}
+	for _, row := range r.Rows() {
+		if strings.HasPrefix(row.Name, "connect from a running front-end") {
+			if row.OVPN3GO != 20 || row.Open != 40 || row.Ratio() != 0.5 {
+				t.Errorf("row %+v ratio %v, want 20 and 40 ms, ratio 0.5", row, row.Ratio())
+			}
+			return
+		}
+	}
+	t.Fatal("no front-end connect row")
+}
+
 func TestParseIperf(t *testing.T) {
 	tcp := `{"end":{"sum_received":{"bytes":1000000000,"bits_per_second":8e8}}}`
 	if b, bps, err := parseIperf(tcp, false); err != nil || b != 1e9 || bps != 8e8 {
