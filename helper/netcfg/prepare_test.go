@@ -225,12 +225,12 @@ func BenchmarkEstablish(b *testing.B) {
 	var fresh, prepared []time.Duration
 	i := 0
 	for b.Loop() {
-		first := i%2 == 0 // which goes first alternates too
+		preparedFirst := i%2 == 0 // which goes first alternates too
 		i++
-		a := once(!first)
-		c := once(first)
-		if first {
-			fresh, prepared = append(fresh, c), append(prepared, a)
+		a := once(preparedFirst)
+		c := once(!preparedFirst)
+		if preparedFirst {
+			prepared, fresh = append(prepared, a), append(fresh, c)
 		} else {
 			fresh, prepared = append(fresh, a), append(prepared, c)
 		}
