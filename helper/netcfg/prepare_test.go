@@ -244,8 +244,9 @@ func BenchmarkEstablish(b *testing.B) {
 }
 
 // Prepare also has the resolver backend chosen (whether systemd-resolved
-// runs: a bus round trip), beside it, so the Establish on the way to
-// connected does not ask.
+// runs: a bus round trip) and the resolv.conf backend's journal written
+// (two syncs), beside it, so the Establish on the way to connected does
+// neither; resolv.conf itself changes only at the Establish.
 func TestPrepareChoosesResolver(t *testing.T) {
 	f := newFixture(t, "ncchs")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -254,11 +255,19 @@ func TestPrepareChoosesResolver(t *testing.T) {
 	if err := os.WriteFile(resolv, []byte("nameserver 10.99.0.254\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := dns.New(ctx, dns.Options{StateDir: t.TempDir(), ResolvConf: resolv, Bus: f.conn, Logger: slog.New(slog.DiscardHandler)})
+	state := t.TempDir()
+	m, err := dns.New(ctx, dns.Options{StateDir: state, ResolvConf: resolv, Bus: f.conn, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.svc.SetDNS(m)
+	journal := filepath.Join(state, dns.JournalDir, "resolvconf.json")
+	resolvIs := func(when, want string) {
+		t.Helper()
+		if b, err := os.ReadFile(resolv); err != nil || !strings.HasPrefix(string(b), want) {
+			t.Errorf("resolv.conf %s: %q %v, want it to begin %q", when, b, err, want)
+		}
+	}
 	mon, err := testbed.MonitorCalls(f.bus)
 	if err != nil {
 		t.Fatal(err)
@@ -285,6 +294,12 @@ func TestPrepareChoosesResolver(t *testing.T) {
 	if n := asked(); n != 1 {
 		t.Fatalf("Prepare asked %d times whether resolved runs, want once", n)
 	}
+	// The resolv.conf backend's journal is written meanwhile too; the
+	// host's resolver is not touched before the Establish.
+	if _, err := os.Stat(journal); err != nil {
+		t.Errorf("no DNS journal written beside the Prepare: %v", err)
+	}
+	resolvIs("after Prepare", "nameserver 10.99.0.254\n")
 	tun, err := f.client.OpenOn(ctx, path, testCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -292,10 +307,15 @@ func TestPrepareChoosesResolver(t *testing.T) {
 	if n := asked(); n != 1 {
 		t.Errorf("the Establish asked again whether resolved runs (%d questions in all)", n)
 	}
+	resolvIs("once established", "# Written by ovpn3go")
 	if err := tun.Close(); err != nil {
 		t.Fatal(err)
 	}
 	f.waitClean(t)
+	resolvIs("after Close", "nameserver 10.99.0.254\n")
+	if _, err := os.Stat(journal); !os.IsNotExist(err) {
+		t.Errorf("DNS journal left behind: %v", err)
+	}
 }
 
 // Prepare is one call (PrepareVirtualInterface): the device object and its

@@ -105,17 +105,32 @@ func NewManager(b Backend, logger *slog.Logger) *Manager {
 
 // Choose makes ahead the choice of backend that the next Apply with no
 // link active would make (asking the bus whether systemd-resolved runs),
-// so that the Apply, on the way to connected, need not: netcfg calls it
-// when a device is prepared during the handshake. With a link active it
-// does nothing (the backend in use stays).
+// and has that backend write its journal ahead where it can (the
+// resolv.conf backend's original, see ResolvConf.Prime), so that the Apply,
+// on the way to connected, need not: netcfg calls it when a device is
+// prepared during the handshake. Neither changes the host's resolver. With
+// a link active it does nothing (the backend and journal in use stay).
 func (m *Manager) Choose(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.links) != 0 || m.pick == nil {
+	if len(m.links) != 0 {
 		return
 	}
-	m.chooseLocked(ctx)
-	m.chosenAt = m.now()
+	if m.pick != nil {
+		m.chooseLocked(ctx)
+		m.chosenAt = m.now()
+	}
+	if p, ok := m.b.(primer); ok {
+		if err := p.Prime(ctx); err != nil {
+			m.log.Warn("DNS journal not written ahead; the DNS setup will write it", "backend", m.b.Name(), "err", err)
+		}
+	}
+}
+
+// primer is a backend that can write its journal before it knows a link's
+// settings.
+type primer interface {
+	Prime(ctx context.Context) error
 }
 
 func (m *Manager) chooseLocked(ctx context.Context) {

@@ -3,6 +3,9 @@ package dns
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,10 +31,27 @@ const maxNameservers = 3
 // tunnel goes it puts that back, unless something else rewrote the file
 // meanwhile, whose version then stays. A file that cannot be replaced by
 // rename (a bind mount, as in containers) is written in place.
+//
+// Crash safety: the journal (the original and a random token) is on disk,
+// file and directory synced, before our file can replace the original, so
+// that no crash, power loss included, leaves the tunnel's servers in the
+// file with nothing to say what to put back. Prime writes it ahead, while
+// the tunnel's handshake runs, so the Apply on the way to connected writes
+// only the file. Our file names the token in its last line with a checksum
+// of the rest (stamp), so that recovery knows it as ours without the
+// journal recording each version we write. The new file's data and its
+// rename are not synced: a process crash keeps both in the page cache, and
+// after a power loss the file is the original (nothing to do), ours
+// (restored) or, when the rename reached the disk and the data did not,
+// empty (restored: Recover takes a blank file for a torn one of ours).
 type ResolvConf struct {
 	path string
 	j    journal
 	log  *slog.Logger
+	// durable is the token of the record this process stored (synced)
+	// and has not removed: an Apply replacing the file by rename need not
+	// store it again. The Manager serialises the calls.
+	durable string
 }
 
 // NewResolvConf returns the backend for path (DefaultResolvConf on a real
@@ -63,6 +83,8 @@ type resolvRecord struct {
 	// the existing file, which a crash can leave half done.
 	Written []byte
 	InPlace bool `json:",omitempty"`
+	// Token is in the last line of every file we write (see stamp).
+	Token string `json:",omitempty"`
 }
 
 // capture records path as it is now.
@@ -98,67 +120,177 @@ func (r *ResolvConf) capture() (resolvRecord, error) {
 	return rec, nil
 }
 
-// ours reports whether the file still holds what we wrote, or, after an
-// in-place write (or restore) that a crash interrupted, a beginning of
-// what we were writing.
+// fileState is what the file holds compared with a journal record.
+type fileState int
+
+const (
+	noRecord     fileState = iota // no journal
+	fileOurs                      // what we wrote
+	fileOriginal                  // still the original the record holds
+	fileTheirs                    // neither: someone else rewrote it
+)
+
+// load reads the journal and compares the file with it.
+func (r *ResolvConf) load() (resolvRecord, fileState, error) {
+	var rec resolvRecord
+	ok, err := r.j.load(&rec)
+	if err != nil || !ok {
+		return rec, noRecord, err
+	}
+	if rec.Path != r.path {
+		return rec, noRecord, fmt.Errorf("journal is for %s, not %s", rec.Path, r.path)
+	}
+	if r.ours(rec) {
+		return rec, fileOurs, nil
+	}
+	if cur, err := r.capture(); err == nil && sameOriginal(cur, rec) {
+		return rec, fileOriginal, nil
+	}
+	return rec, fileTheirs, nil
+}
+
+// sameOriginal reports whether two records hold the same original file.
+func sameOriginal(a, b resolvRecord) bool {
+	return a.Symlink == b.Symlink && a.Missing == b.Missing && bytes.Equal(a.Content, b.Content) &&
+		(a.Content == nil) == (b.Content == nil) && a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID &&
+		bytes.Equal(a.Base, b.Base)
+}
+
+// ours reports whether the file holds what we wrote (our stamp, or what the
+// record says we wrote last), or, after an in-place write (or restore) that
+// a crash interrupted, a beginning of what we were writing.
 func (r *ResolvConf) ours(rec resolvRecord) bool {
+	cur, ok := r.regular()
+	if !ok {
+		return false
+	}
+	return stamped(cur, rec.Token) || rec.Written != nil && bytes.Equal(cur, rec.Written) ||
+		rec.InPlace && (bytes.HasPrefix(rec.Written, cur) || bytes.HasPrefix(rec.Content, cur))
+}
+
+// regular returns the file's bytes if it is a regular file.
+func (r *ResolvConf) regular() ([]byte, bool) {
 	fi, err := os.Lstat(r.path)
 	if err != nil || !fi.Mode().IsRegular() {
-		return false
+		return nil, false
 	}
 	cur, err := os.ReadFile(r.path)
-	if err != nil {
+	return cur, err == nil
+}
+
+// stampPrefix begins the last line of every file we write.
+const stampPrefix = "# ovpn3go "
+
+// stamp appends the line that marks text as written under the journal
+// record with token: the token and text hashed together, so that neither a
+// file of another record nor ours edited since passes for it.
+func stamp(text []byte, token string) []byte {
+	return fmt.Appendf(text, "%s%s\n", stampPrefix, stampSum(text, token))
+}
+
+func stampSum(text []byte, token string) string {
+	h := sha256.New()
+	h.Write([]byte(token))
+	h.Write([]byte{0})
+	h.Write(text)
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// stamped reports whether b is a text stamped with token.
+func stamped(b []byte, token string) bool {
+	if token == "" || !bytes.HasSuffix(b, []byte("\n")) {
 		return false
 	}
-	return bytes.Equal(cur, rec.Written) ||
-		rec.InPlace && (bytes.HasPrefix(rec.Written, cur) || bytes.HasPrefix(rec.Content, cur))
+	i := bytes.LastIndexByte(b[:len(b)-1], '\n') + 1
+	return string(b[i:len(b)-1]) == stampPrefix+stampSum(b[:i], token)
+}
+
+// blank reports whether the file is empty or only NUL bytes: what a power
+// loss can make of a file renamed into place before its data were written.
+func (r *ResolvConf) blank() bool {
+	cur, ok := r.regular()
+	return ok && len(bytes.Trim(cur, "\x00")) == 0
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("journal token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// record returns the journal record to write under: the one on disk while
+// the file is ours or still its original, else the file as it is now under
+// a new token.
+func (r *ResolvConf) record(warnTheirs bool) (resolvRecord, error) {
+	rec, st, err := r.load()
+	if err != nil {
+		return rec, err
+	}
+	switch st {
+	case fileOurs, fileOriginal:
+		if rec.Token != "" {
+			return rec, nil
+		}
+	case fileTheirs:
+		if warnTheirs {
+			r.log.Warn("resolv.conf was rewritten by someone else while a VPN was active; theirs is what will be restored", "path", r.path)
+		}
+		r.durable = ""
+	}
+	if st != fileOurs {
+		if rec, err = r.capture(); err != nil {
+			return rec, fmt.Errorf("record %s: %w", r.path, err)
+		}
+	}
+	rec.Token, err = newToken()
+	return rec, err
+}
+
+// Prime records the file as it is now in the journal, synced, before any
+// tunnel's settings are known: netcfg calls it (through Manager.Choose)
+// while a tunnel's handshake runs, so that the Apply on the way to
+// connected has only the file to write. It changes nothing of the host's
+// resolver; a journal already in place and stored by this process stays.
+func (r *ResolvConf) Prime(context.Context) error {
+	rec, err := r.record(false)
+	if err != nil || rec.Token == r.durable {
+		return err
+	}
+	return r.store(&rec)
+}
+
+// store writes the record to the journal, synced.
+func (r *ResolvConf) store(rec *resolvRecord) error {
+	r.durable = ""
+	if err := r.j.store(rec); err != nil {
+		return err
+	}
+	r.durable = rec.Token
+	return nil
+}
+
+// forget removes the journal.
+func (r *ResolvConf) forget() error {
+	r.durable = ""
+	return r.j.remove()
 }
 
 // Apply implements Backend.
 func (r *ResolvConf) Apply(_ context.Context, l Link, all []Link) (Applied, error) {
-	rec, ok, err := r.current()
+	rec, err := r.record(true)
 	if err != nil {
 		return Applied{}, err
 	}
-	if !ok {
-		if rec, err = r.capture(); err != nil {
-			return Applied{}, fmt.Errorf("record %s: %w", r.path, err)
-		}
-	}
 	text, applied := r.render(rec.Base, all)
-	if err := r.write(&rec, text); err != nil {
+	if err := r.write(&rec, stamp(text, rec.Token)); err != nil {
 		return Applied{}, err
 	}
 	return applied[l.Key], nil
 }
 
-// current loads the journal; when the file no longer holds what we wrote,
-// the newer version (someone else's) becomes the one to restore.
-func (r *ResolvConf) current() (resolvRecord, bool, error) {
-	var rec resolvRecord
-	ok, err := r.j.load(&rec)
-	if err != nil || !ok {
-		return rec, false, err
-	}
-	if rec.Path != r.path {
-		return rec, false, fmt.Errorf("journal is for %s, not %s", rec.Path, r.path)
-	}
-	if r.ours(rec) {
-		return rec, true, nil
-	}
-	r.log.Warn("resolv.conf was rewritten by someone else while a VPN was active; theirs is what will be restored", "path", r.path)
-	return resolvRecord{}, false, nil
-}
-
-// write journals text as ours, then puts it into the file.
-//
-// The journal must be on disk before the new file can be: a crash that
-// kept our file but lost the journal would leave the tunnel's DNS in the
-// file for good. The new file is written and synced meanwhile; only the
-// rename that puts it in place waits for the journal. The rename itself is
-// not synced: a crash that loses it leaves the file as it was, which is
-// what recovery would put back anyway. (Each sync is 10 ms and more on a
-// busy disk, and this is on every session start's path.)
+// write puts text into the file, the journal first (see ResolvConf).
 func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 	fi, err := os.Lstat(r.path)
 	// A symlink is replaced by a regular file (and recreated on
@@ -166,30 +298,20 @@ func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 	inPlace := err == nil && fi.Mode().IsRegular() && !renameable(r.path)
 	rec.Written, rec.InPlace = text, inPlace || rec.InPlace
 	if inPlace {
-		if err := r.j.store(rec); err != nil {
+		// A torn in-place write is known by the record's Written.
+		if err := r.store(rec); err != nil {
 			return err
 		}
 		return writeInPlace(r.path, text)
 	}
-	var tmp string
-	var prepErr error
-	prepared := make(chan struct{})
-	mode, uid, gid := fs.FileMode(rec.Mode), rec.UID, rec.GID
-	go func() {
-		defer close(prepared)
-		tmp, prepErr = prepareReplace(r.path, text, mode, uid, gid)
-	}()
-	jerr := r.j.store(rec)
-	<-prepared
-	if jerr != nil || prepErr != nil {
-		if prepErr == nil {
-			os.Remove(tmp)
-			return jerr
+	if rec.Token != r.durable {
+		if err := r.store(rec); err != nil {
+			return err
 		}
-		if jerr != nil {
-			return jerr
-		}
-		return fmt.Errorf("write %s: %w", r.path, prepErr)
+	}
+	tmp, err := prepareReplace(r.path, text, fs.FileMode(rec.Mode), rec.UID, rec.GID, false)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", r.path, err)
 	}
 	err = os.Rename(tmp, r.path)
 	if err == nil {
@@ -199,7 +321,7 @@ func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 	if errors.Is(err, syscall.EBUSY) && !rec.InPlace {
 		// A mount point the probe did not see (no STATX_MNT_ID).
 		rec.InPlace = true
-		if err := r.j.store(rec); err != nil {
+		if err := r.store(rec); err != nil {
 			return err
 		}
 		return writeInPlace(r.path, text)
@@ -239,7 +361,7 @@ func writeInPlace(path string, text []byte) error {
 }
 
 func writeReplaceOwned(path string, b []byte, mode fs.FileMode, uid, gid int) error {
-	tmp, err := prepareReplace(path, b, mode, uid, gid)
+	tmp, err := prepareReplace(path, b, mode, uid, gid, true)
 	if err != nil {
 		return err
 	}
@@ -250,10 +372,10 @@ func writeReplaceOwned(path string, b []byte, mode fs.FileMode, uid, gid int) er
 	return syncDir(filepath.Dir(path))
 }
 
-// prepareReplace writes b to a synced temporary file next to path, with
-// path's mode and owner, and returns its name: renaming it over path
-// replaces path atomically.
-func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int) (string, error) {
+// prepareReplace writes b to a temporary file next to path (synced if
+// sync), with path's mode and owner, and returns its name: renaming it over
+// path replaces path atomically.
+func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int, sync bool) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return "", err
@@ -266,7 +388,7 @@ func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int) (stri
 	if err == nil && os.Geteuid() == 0 {
 		err = f.Chown(uid, gid)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = syncFile(f)
 	}
 	if cerr := f.Close(); err == nil {
@@ -281,34 +403,45 @@ func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int) (stri
 
 // Revert implements Backend.
 func (r *ResolvConf) Revert(_ context.Context, _ Link, rest []Link) error {
-	rec, ok, err := r.current()
+	rec, st, err := r.load()
 	if err != nil {
 		return err
 	}
-	if !ok {
-		// Nothing of ours in the file (any more): leave it, forget.
-		return r.j.remove()
-	}
-	if len(rest) > 0 {
+	switch {
+	case st == fileTheirs:
+		r.log.Warn("resolv.conf was rewritten by someone else while a VPN was active; theirs stays", "path", r.path)
+		return r.forget()
+	case st == noRecord || st == fileOriginal && len(rest) == 0:
+		// Nothing of ours in the file: forget.
+		return r.forget()
+	case len(rest) > 0:
+		if rec.Token == "" {
+			if rec.Token, err = newToken(); err != nil {
+				return err
+			}
+		}
 		text, _ := r.render(rec.Base, rest)
-		return r.write(&rec, text)
+		return r.write(&rec, stamp(text, rec.Token))
 	}
 	return r.restore(rec)
 }
 
 // Recover implements Backend.
 func (r *ResolvConf) Recover(context.Context) error {
-	var rec resolvRecord
-	ok, err := r.j.load(&rec)
-	if err != nil || !ok {
+	rec, st, err := r.load()
+	switch {
+	case err != nil || st == noRecord:
 		return err
-	}
-	if rec.Path != r.path {
-		return fmt.Errorf("journal is for %s, not %s", rec.Path, r.path)
-	}
-	if !r.ours(rec) {
+	case st == fileOriginal:
+		// Recorded ahead (Prime), never written: nothing to undo.
+		return r.forget()
+	case st == fileTheirs && rec.Token != "" && r.blank():
+		// Our file renamed into place, its data lost by a power loss.
+		r.log.Info("restoring resolv.conf left blank by a crash", "path", r.path)
+		return r.restore(rec)
+	case st == fileTheirs:
 		r.log.Warn("resolv.conf left by a crashed helper was rewritten since; keeping the current one", "path", r.path)
-		return r.j.remove()
+		return r.forget()
 	}
 	r.log.Info("restoring resolv.conf left by a crashed helper", "path", r.path)
 	return r.restore(rec)
@@ -330,7 +463,7 @@ func (r *ResolvConf) restore(rec resolvRecord) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", r.path, err)
 	}
-	return r.j.remove()
+	return r.forget()
 }
 
 func replaceWithSymlink(path, target string) error {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -356,44 +355,91 @@ func TestParseServer(t *testing.T) {
 	}
 }
 
-// TestApplySyncs: applying syncs the journal (file and directory) before
-// the new resolv.conf is renamed into place, and the new file's content,
-// but not the rename (a lost rename leaves the original, which recovery
-// restores anyway): three syncs, the old code's fourth is gone.
+// countSyncs counts the syncs (by file name) until the test ends.
+func countSyncs(t *testing.T) func() []string {
+	var mu sync.Mutex
+	var synced []string
+	real := syncFile
+	syncFile = func(f *os.File) error {
+		mu.Lock()
+		synced = append(synced, f.Name())
+		mu.Unlock()
+		return real(f)
+	}
+	t.Cleanup(func() { syncFile = real })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := synced
+		synced = nil
+		return out
+	}
+}
+
+// TestApplySyncs: an Apply without a journal written ahead syncs the
+// journal (file and directory) before the new resolv.conf is renamed into
+// place, and neither the new file nor the rename (see ResolvConf: recovery
+// copes with either lost); after Choose wrote the journal ahead (two syncs,
+// the file untouched), the Apply, and a second link's, sync nothing.
 func TestApplySyncs(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(path, []byte(original), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var synced []string
-	journalDirFirst := false
+	synced := countSyncs(t)
+	jdir := filepath.Join(state, JournalDir)
+	// The file must still be the original when the journal's directory
+	// is synced.
 	real := syncFile
 	syncFile = func(f *os.File) error {
-		mu.Lock()
-		synced = append(synced, f.Name())
-		if f.Name() == filepath.Join(state, JournalDir) {
-			b, _ := os.ReadFile(path)
-			journalDirFirst = string(b) == original
+		if f.Name() == jdir && readFile(t, path) != original {
+			t.Errorf("resolv.conf replaced before the journal's directory was synced")
 		}
-		mu.Unlock()
 		return real(f)
 	}
-	t.Cleanup(func() { syncFile = real })
 	m := NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
-	if _, err := m.Apply(context.Background(), fullLink); err != nil {
+	ctx := context.Background()
+	if _, err := m.Apply(ctx, fullLink); err != nil {
 		t.Fatal(err)
 	}
 	if text := readFile(t, path); text == original {
 		t.Fatal("resolv.conf not rewritten")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(synced) != 3 || slices.Contains(synced, dir) {
-		t.Errorf("synced %q: want the journal, its directory and the new resolv.conf, not resolv.conf's directory", synced)
+	if got := synced(); len(got) != 2 || !strings.HasPrefix(got[0], filepath.Join(jdir, ".resolvconf.json")) || got[1] != jdir {
+		t.Errorf("synced %q: want the journal and its directory only", got)
 	}
-	if !journalDirFirst {
-		t.Errorf("the journal's directory was not synced before resolv.conf was replaced (synced %q)", synced)
+	if _, err := m.Revert(ctx, fullLink.Key); err != nil {
+		t.Fatal(err)
 	}
+	synced()
+
+	m.Choose(ctx)
+	if got := synced(); len(got) != 2 || got[1] != jdir {
+		t.Errorf("Choose synced %q: want the journal and its directory", got)
+	}
+	if readFile(t, path) != original {
+		t.Fatal("Choose changed resolv.conf")
+	}
+	if _, err := m.Apply(ctx, fullLink); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Apply(ctx, splitLink); err != nil {
+		t.Fatal(err)
+	}
+	if got := synced(); len(got) != 0 {
+		t.Errorf("the Applies after Choose synced %q: want nothing", got)
+	}
+	if got := nameservers(readFile(t, path)); fmt.Sprint(got) != "[10.8.0.1 fd00:8::1 10.9.0.1]" {
+		t.Errorf("nameservers %v", got)
+	}
+	for _, l := range []Link{splitLink, fullLink} {
+		if _, err := m.Revert(ctx, l.Key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readFile(t, path); got != original {
+		t.Errorf("not restored: %q", got)
+	}
+	wantNoJournal(t, state)
 }

@@ -1,0 +1,140 @@
+package dns
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// primedScene is a resolv.conf holding original, a manager over it whose
+// journal was written ahead (Choose), and how to start a new helper on the
+// same state (recovery).
+func primedScene(t *testing.T) (path string, m *Manager, restart func()) {
+	dir, state := t.TempDir(), t.TempDir()
+	path = filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m = NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
+	m.Choose(context.Background())
+	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolvconf.json")); err != nil {
+		t.Fatalf("Choose wrote no journal: %v", err)
+	}
+	return path, m, func() {
+		t.Helper()
+		if _, err := New(context.Background(), Options{StateDir: state, ResolvConf: path, Logger: testLogger(t)}); err != nil {
+			t.Fatal(err)
+		}
+		wantNoJournal(t, state)
+	}
+}
+
+// TestPrimedRecovery: whatever a crash leaves after the journal was written
+// ahead, the next helper puts back the original or leaves a file someone
+// else wrote, and removes the journal. A power loss can leave our file
+// renamed into place without its data (its write and rename are not
+// synced): an empty or zeroed file is restored too.
+func TestPrimedRecovery(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		crash  func(t *testing.T, path string, m *Manager) // what the crash left
+		theirs string                                      // "": the original comes back
+	}{
+		{"never applied", func(*testing.T, string, *Manager) {}, ""},
+		{"applied", func(t *testing.T, _ string, m *Manager) {
+			if _, err := m.Apply(ctx, fullLink); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"applied, data lost", func(t *testing.T, path string, m *Manager) {
+			if _, err := m.Apply(ctx, fullLink); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"applied, zeroes", func(t *testing.T, path string, m *Manager) {
+			if _, err := m.Apply(ctx, fullLink); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, make([]byte, 200), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"rewritten before the Apply", func(t *testing.T, path string, m *Manager) {
+			if err := os.WriteFile(path, []byte("nameserver 192.0.2.77\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "nameserver 192.0.2.77\n"},
+		{"ours edited since", func(t *testing.T, path string, m *Manager) {
+			if _, err := m.Apply(ctx, fullLink); err != nil {
+				t.Fatal(err)
+			}
+			edited := strings.Replace(readFile(t, path), "10.8.0.1", "10.8.0.9", 1)
+			if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "edited"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, m, restart := primedScene(t)
+			tc.crash(t, path, m)
+			before := readFile(t, path)
+			restart()
+			got := readFile(t, path)
+			switch tc.theirs {
+			case "":
+				if got != original {
+					t.Errorf("after recovery %q, want the original", got)
+				}
+			default:
+				if got != before {
+					t.Errorf("after recovery %q, want theirs kept: %q", got, before)
+				}
+			}
+		})
+	}
+}
+
+// TestPrimedRewrittenMeanwhile: a file rewritten between the journal
+// written ahead and the Apply is the one that comes back at disconnect,
+// not the one recorded ahead; so is one appended to after our Apply.
+func TestPrimedRewrittenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	path, m, _ := primedScene(t)
+	const theirs = "# NetworkManager's\nnameserver 192.0.2.77\n"
+	if err := os.WriteFile(path, []byte(theirs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Apply(ctx, fullLink); err != nil {
+		t.Fatal(err)
+	}
+	if got := nameservers(readFile(t, path)); len(got) != 2 || got[0] != "10.8.0.1" {
+		t.Errorf("nameservers %v", got)
+	}
+	if _, err := m.Revert(ctx, fullLink.Key); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); got != theirs {
+		t.Errorf("after disconnect %q, want %q", got, theirs)
+	}
+
+	m.Choose(ctx)
+	if _, err := m.Apply(ctx, fullLink); err != nil {
+		t.Fatal(err)
+	}
+	appended := readFile(t, path) + "nameserver 192.0.2.88\n"
+	if err := os.WriteFile(path, []byte(appended), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Revert(ctx, fullLink.Key); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); got != appended {
+		t.Errorf("their addition was lost: %q", got)
+	}
+}
