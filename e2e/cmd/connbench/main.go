@@ -40,6 +40,7 @@ type build struct {
 type run struct {
 	t     bench.StartTiming
 	kinds map[string]int
+	trace string // -trace: the run's messages
 }
 
 type bins []string
@@ -52,15 +53,16 @@ func main() {
 	flag.Var(&dirs, "bin", "`NAME=DIR` of a build to time (repeatable; default: build the working tree)")
 	runs := flag.Int("runs", 5, "session starts per build")
 	verbose := flag.Bool("v", false, "list the calls of each build's last run")
+	trace := flag.Bool("trace", false, "print every bus message of each build's last run, ms after NewTunnel, until CONN_CONNECTED")
 	gap := flag.Duration("gap", 1500*time.Millisecond, "pause before each session start, so that the helper's spare backend (started a second after the last one was taken) is there, as for a user")
 	flag.Parse()
-	if err := measure(dirs, *runs, *gap, *verbose); err != nil {
+	if err := measure(dirs, *runs, *gap, *verbose, *trace); err != nil {
 		fmt.Fprintln(os.Stderr, "connbench:", err)
 		os.Exit(1)
 	}
 }
 
-func measure(dirs []string, runs int, gap time.Duration, verbose bool) error {
+func measure(dirs []string, runs int, gap time.Duration, verbose, trace bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tmp, err := os.MkdirTemp("", "ovpn3go-connbench-")
@@ -107,7 +109,7 @@ func measure(dirs []string, runs int, gap time.Duration, verbose bool) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			r, err := startOnce(ctx, b.st)
+			r, err := startOnce(ctx, b.st, trace && i == runs-1)
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", b.name, i+1, err)
 			}
@@ -116,6 +118,11 @@ func measure(dirs []string, runs int, gap time.Duration, verbose bool) error {
 		}
 	}
 	report(builds)
+	for _, b := range builds {
+		if last := b.runs[len(b.runs)-1]; last.trace != "" {
+			fmt.Printf("\n%s, the last run's messages (ms after NewTunnel):\n%s", b.name, last.trace)
+		}
+	}
 	if verbose {
 		for _, b := range builds {
 			last := b.runs[len(b.runs)-1]
@@ -128,10 +135,19 @@ func measure(dirs []string, runs int, gap time.Duration, verbose bool) error {
 	return nil
 }
 
-// startOnce starts a session, classifies its calls and disconnects it.
-func startOnce(ctx context.Context, st *testbed.Stack) (run, error) {
+// startOnce starts a session, classifies its calls (and with trace
+// records every message) and disconnects it.
+func startOnce(ctx context.Context, st *testbed.Stack, trace bool) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
+	var tr *tracer
+	if trace {
+		var err error
+		if tr, err = startTracer(st.Bus.Address); err != nil {
+			return run{}, err
+		}
+		defer tr.stop()
+	}
 	t, path, err := bench.StartSession(ctx, st, "connbench")
 	if err != nil {
 		return run{}, err
@@ -166,7 +182,13 @@ func startOnce(ctx context.Context, st *testbed.Stack) (run, error) {
 	for _, c := range t.Calls {
 		kinds[role(c.Sender)+" → "+role(c.Destination)]++
 	}
-	return run{t: t, kinds: kinds}, bench.StopSession(ctx, st, path, int(pid))
+	r := run{t: t, kinds: kinds}
+	if tr != nil {
+		var sb strings.Builder
+		printTrace(&sb, tr.stop(), role)
+		r.trace = sb.String()
+	}
+	return r, bench.StopSession(ctx, st, path, int(pid))
 }
 
 func report(builds []*build) {
