@@ -33,12 +33,21 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "fake backend:", err)
 			os.Exit(2)
 		}
+		var conn *dbus.Conn
+		if mode == "sparereg" {
+			// As a spare: on the bus with its name before the token.
+			var err error
+			if conn, err = fakeConnect(); err != nil {
+				fmt.Fprintln(os.Stderr, "fake backend:", err)
+				os.Exit(2)
+			}
+		}
 		tok, err := token.Read(context.Background(), token.FD)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake backend:", err)
 			os.Exit(2)
 		}
-		os.Exit(fakeBackend(mode, tok))
+		os.Exit(fakeBackend(mode, tok, conn))
 	}
 	if addr := os.Getenv(aclClientEnv); addr != "" {
 		os.Exit(aclClient(addr, dbus.ObjectPath(os.Getenv(aclSessionEnv))))
@@ -90,11 +99,29 @@ type fakeBE struct {
 	exit    chan int
 }
 
-func fakeBackend(mode, token string) int {
+// fakeConnect connects to the bus and takes the backend's bus name.
+func fakeConnect() (*dbus.Conn, error) {
 	conn, err := dbus.Connect(os.Getenv("DBUS_SYSTEM_BUS_ADDRESS"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake backend: connect:", err)
-		return 2
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	name := api.BackendBusName(uint32(os.Getpid()))
+	if r, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		return nil, fmt.Errorf("request name: %v %v", r, err)
+	}
+	return conn, nil
+}
+
+// fakeBackend is the fake's life after its token came; conn, if not nil,
+// is its connection with the bus name taken (a spare's).
+func fakeBackend(mode, token string, conn *dbus.Conn) int {
+	early := conn != nil
+	if !early {
+		var err error
+		if conn, err = dbus.Connect(os.Getenv("DBUS_SYSTEM_BUS_ADDRESS")); err != nil {
+			fmt.Fprintln(os.Stderr, "fake backend: connect:", err)
+			return 2
+		}
 	}
 	switch mode {
 	case "exit":
@@ -112,18 +139,25 @@ func fakeBackend(mode, token string) int {
 		return 2
 	}
 	name := api.BackendBusName(uint32(os.Getpid()))
-	if r, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
-		fmt.Fprintln(os.Stderr, "fake backend: request name:", r, err)
-		return 2
+	if !early {
+		if r, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+			fmt.Fprintln(os.Stderr, "fake backend: request name:", r, err)
+			return 2
+		}
 	}
 	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, api.ServiceSessions).Store(&be.manager); err != nil {
 		fmt.Fprintln(os.Stderr, "fake backend: no session manager:", err)
 		return 2
 	}
-	if mode == "slowreg" {
+	if mode == "slowreg" || mode == "sparereg" {
 		// Registers only once the test has had its go at forging.
+		// (sparereg's test must see the manager learn it before that.)
 		marker := os.Getenv(fakeMarkerEnv)
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		wait := 20 * time.Second
+		if mode == "sparereg" {
+			wait = time.Minute
+		}
+		for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			if _, err := os.Stat(marker); err == nil {
 				break
 			}

@@ -446,6 +446,7 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 	}
 	m.wg.Add(1)
 	go m.watch(token, proc)
+	m.learnBackend(proc.Pid())
 
 	fail := func(why string, args ...any) (dbus.ObjectPath, error) {
 		m.log.Error("backend did not start: "+why, append([]any{"pid", proc.Pid(), "config", configPath}, args...)...)
@@ -697,6 +698,27 @@ func (m *Manager) verifyRegistration(ctx context.Context, r registration, proc P
 		return fmt.Errorf("sender %s runs as uid %d, not the backend user %d", r.sender, uid, l.User.UID)
 	}
 	return nil
+}
+
+// learnBackend asks, beside the token's hand-over, who owns the started
+// backend's bus name. A spare owns it already, so the answer (and who that
+// connection is, which busobj's NameOwner then learns in the background)
+// is in busobj's caches before the backend's first call (Attach) and its
+// RegistrationRequest arrive: verifying them asks the bus nothing, a
+// round trip less on every session start. A backend started now owns no
+// name yet; the cache then follows its NameOwnerChanged.
+func (m *Manager) learnBackend(pid int) {
+	lk, ok := m.lookups().(*busobj.Server)
+	if !ok { // asking the bus directly caches nothing
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, m.callTO)
+		defer cancel()
+		_, _ = lk.NameOwner(ctx, api.BackendBusName(uint32(pid))) // a failure: verification asks again
+	}()
 }
 
 // busLookups answers who owns a bus name and who a connection is: busobj's

@@ -161,6 +161,13 @@ func TestRegistrationFromCaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mon.Close()
+	registerUnasked(ctx, t, r, mon, markerPath, done, busName, owner)
+}
+
+// registerUnasked lets the slowreg backend (owner, owning busName) register
+// and fails t if the manager asked the bus about either meanwhile.
+func registerUnasked(ctx context.Context, t *testing.T, r *testRig, mon *testbed.CallMonitor, markerPath string, done <-chan startResult, busName, owner string) {
+	t.Helper()
 	if err := os.WriteFile(markerPath, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -217,4 +224,68 @@ func startSlowReg(t *testing.T, r *testRig) (markerPath string, done <-chan star
 		r.m.mu.Unlock()
 	}
 	return markerPath, ch, token, proc
+}
+
+// TestSpareLearnedAtHandOver: when NewTunnel hands its token to a spare
+// backend (which owns its bus name already), the manager asks the bus who
+// owns that name and who that connection is beside the hand-over, before
+// the backend registers; verifying the RegistrationRequest then asks the
+// bus nothing.
+func TestSpareLearnedAtHandOver(t *testing.T) {
+	r := newRig(t, "sparereg", Options{StartTimeout: 30 * time.Second})
+	l := r.m.launcher.(*ExecLauncher)
+	l.Spare, l.SpareDelay = true, time.Hour
+	t.Cleanup(func() { _ = l.Close() })
+	l.StartSpare()
+	pid := waitSpare(t, l, 0)
+	busName := api.BackendBusName(uint32(pid))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var owner string
+	for { // asked on the test's connection: the manager's caches stay cold
+		err := r.client.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, busName).Store(&owner)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the spare never owned %s: %v", busName, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	mon, err := testbed.MonitorCalls(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	manager := r.srv.Conn().Names()[0]
+	asked := func(member, arg string) bool {
+		for _, c := range mon.Calls() {
+			if c.Sender == manager && c.Member == member && len(c.Body) == 1 && c.Body[0] == arg {
+				return true
+			}
+		}
+		return false
+	}
+	markerPath, done, _, proc := startSlowReg(t, r)
+	if proc.Pid() != pid {
+		t.Fatalf("NewTunnel started backend %d, not the spare %d", proc.Pid(), pid)
+	}
+	// The spare waits for the marker before it registers.
+	for !asked("GetNameOwner", busName) || !asked("GetConnectionCredentials", owner) {
+		if err := mon.Sync(ctx, r.client); err != nil {
+			t.Fatalf("the manager did not learn the spare before it registered: %v (calls %v)", err, mon.Calls())
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the manager did not learn the spare before it registered (calls %v)", mon.Calls())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The credentials' answer may still be on its way: wait for it.
+	if _, _, err := r.srv.Credentials(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	mon.Reset()
+	registerUnasked(ctx, t, r, mon, markerPath, done, busName, owner)
 }
