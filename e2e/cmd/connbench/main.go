@@ -9,7 +9,10 @@
 // A -bin directory holds ovpn3-helper and ovpn3 (go build -o DIR/ovpn3-helper
 // ./helper/cmd/ovpn3-helper; go build -o DIR/ovpn3 ./app/cmd/ovpn3). It
 // prints medians and the ratio of each build to the first; -v lists the
-// calls of each build's last run. Needs root, like make bench.
+// calls of each build's last run; -trace adds the times of the landmarks
+// between NewTunnel and the backend's CONN_CONNECTING (from a monitor that
+// sees every message) and prints each build's last run message by
+// message. Needs root, like make bench.
 package main
 
 import (
@@ -40,7 +43,8 @@ type build struct {
 type run struct {
 	t     bench.StartTiming
 	kinds map[string]int
-	trace string // -trace: the run's messages
+	trace string                   // -trace: the run's messages
+	marks map[string]time.Duration // -trace: the landmarks after NewTunnel
 }
 
 type bins []string
@@ -53,7 +57,7 @@ func main() {
 	flag.Var(&dirs, "bin", "`NAME=DIR` of a build to time (repeatable; default: build the working tree)")
 	runs := flag.Int("runs", 5, "session starts per build")
 	verbose := flag.Bool("v", false, "list the calls of each build's last run")
-	trace := flag.Bool("trace", false, "print every bus message of each build's last run, ms after NewTunnel, until CONN_CONNECTED")
+	trace := flag.Bool("trace", false, "trace every start's bus messages: landmarks between NewTunnel and CONN_CONNECTING as rows, and every message of each build's last run")
 	gap := flag.Duration("gap", 1500*time.Millisecond, "pause before each session start, so that the helper's spare backend (started a second after the last one was taken) is there, as for a user")
 	flag.Parse()
 	if err := measure(dirs, *runs, *gap, *verbose, *trace); err != nil {
@@ -109,7 +113,7 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace bool) er
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			r, err := startOnce(ctx, b.st, trace && i == runs-1)
+			r, err := startOnce(ctx, b.st, trace)
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", b.name, i+1, err)
 			}
@@ -184,9 +188,7 @@ func startOnce(ctx context.Context, st *testbed.Stack, trace bool) (run, error) 
 	}
 	r := run{t: t, kinds: kinds}
 	if tr != nil {
-		var sb strings.Builder
-		printTrace(&sb, tr.stop(), role)
-		r.trace = sb.String()
+		r.trace, r.marks = analyze(tr.stop(), role)
 	}
 	return r, bench.StopSession(ctx, st, path, int(pid))
 }
@@ -216,6 +218,11 @@ func report(builds []*build) {
 		}})
 	}
 	rows = append(rows, row{"step: connected → CLI exit", "ms", func(r run) float64 { return ms(r.t.Exit - r.t.Connected) }})
+	if builds[0].runs[0].marks != nil {
+		for _, l := range landmarks {
+			rows = append(rows, row{"trace: NewTunnel → " + l, "ms", func(r run) float64 { return ms(r.marks[l]) }})
+		}
+	}
 	rows = append(rows, row{"D-Bus calls until connected", "calls", func(r run) float64 { return float64(len(r.t.Calls)) }})
 	var kinds []string
 	for _, b := range builds {

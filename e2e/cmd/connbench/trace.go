@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,10 +59,27 @@ func (t *tracer) stop() []traced {
 	return t.msgs
 }
 
-// printTrace writes the messages from NewTunnel until CONN_CONNECTED, ms
-// after NewTunnel; names maps unique names to roles.
-func printTrace(w io.Writer, msgs []traced, names func(string) string) {
+// Landmarks of a traced start, in order: rows of the report.
+var landmarks = []string{
+	"RegistrationRequest",
+	"RegistrationConfirmation sent",
+	"profile fetched (Fetch answered)",
+	"RegistrationConfirmation answered",
+	"NewTunnel answered",
+	"CLI's Ready answered",
+	"CLI's Connect sent",
+	"Connect reaches the backend",
+	"backend's CONN_CONNECTING",
+}
+
+// analyze renders the messages from NewTunnel until CONN_CONNECTED, ms
+// after NewTunnel (names maps unique names to roles), and finds the
+// landmarks' times (the first of each).
+func analyze(msgs []traced, names func(string) string) (string, map[string]time.Duration) {
+	var b strings.Builder
+	marks := map[string]time.Duration{}
 	var t0 time.Time
+	calls := map[string]string{} // "sender serial" → member
 	for _, m := range msgs {
 		h := m.msg.Headers
 		member, _ := h[dbus.FieldMember].Value().(string)
@@ -72,31 +89,65 @@ func printTrace(w io.Writer, msgs []traced, names func(string) string) {
 			}
 			t0 = m.at
 		}
+		at := m.at.Sub(t0)
+		mark := func(name string) {
+			if _, seen := marks[name]; !seen {
+				marks[name] = at
+			}
+		}
 		sender, _ := h[dbus.FieldSender].Value().(string)
 		dest, _ := h[dbus.FieldDestination].Value().(string)
+		from, to := names(sender), names(dest)
 		var what string
 		switch m.msg.Type {
 		case dbus.TypeMethodCall:
+			calls[fmt.Sprint(sender, " ", m.msg.Serial())] = member
 			what = fmt.Sprintf("call   #%d %s", m.msg.Serial(), member)
-		case dbus.TypeMethodReply:
+			switch {
+			case member == "RegistrationConfirmation":
+				mark("RegistrationConfirmation sent")
+			case member == "Connect" && from == "CLI":
+				mark("CLI's Connect sent")
+			case member == "Connect" && to == "backend":
+				mark("Connect reaches the backend")
+			}
+		case dbus.TypeMethodReply, dbus.TypeError:
 			rs, _ := h[dbus.FieldReplySerial].Value().(uint32)
-			what = fmt.Sprintf("return #%d", rs)
-		case dbus.TypeError:
-			rs, _ := h[dbus.FieldReplySerial].Value().(uint32)
-			en, _ := h[dbus.FieldErrorName].Value().(string)
-			what = fmt.Sprintf("error  #%d %s", rs, en)
+			of := calls[fmt.Sprint(dest, " ", rs)]
+			if m.msg.Type == dbus.TypeError {
+				en, _ := h[dbus.FieldErrorName].Value().(string)
+				what = fmt.Sprintf("error  #%d %s %s", rs, of, en)
+			} else {
+				what = fmt.Sprintf("return #%d %s", rs, of)
+			}
+			switch {
+			case of == "Fetch":
+				mark("profile fetched (Fetch answered)")
+			case of == "RegistrationConfirmation":
+				mark("RegistrationConfirmation answered")
+			case of == "NewTunnel":
+				mark("NewTunnel answered")
+			case of == "Ready" && to == "CLI":
+				mark("CLI's Ready answered")
+			}
 		case dbus.TypeSignal:
 			what = "signal " + member
 			if member == "StatusChange" && len(m.msg.Body) == 3 {
 				what += fmt.Sprintf(" %v/%v", m.msg.Body[0], m.msg.Body[1])
+				if from == "backend" && m.msg.Body[1] == uint32(api.StatusMinorConnConnecting) {
+					mark("backend's CONN_CONNECTING")
+				}
+			}
+			if member == "RegistrationRequest" {
+				mark("RegistrationRequest")
 			}
 		}
-		fmt.Fprintf(w, "  %7.2f  %-8s → %-8s %s\n", float64(m.at.Sub(t0))/float64(time.Millisecond),
-			names(sender), names(dest), what)
+		fmt.Fprintf(&b, "  %7.2f  %-8s → %-8s %s\n", float64(at)/float64(time.Millisecond), from, to, what)
 		path, _ := h[dbus.FieldPath].Value().(dbus.ObjectPath)
 		if m.msg.Type == dbus.TypeSignal && member == "StatusChange" && api.IsChildPath(api.PathSessions, path) &&
 			len(m.msg.Body) == 3 && m.msg.Body[1] == uint32(api.StatusMinorConnConnected) {
-			return
+			break
 		}
 	}
+	return b.String(), marks
 }
