@@ -119,6 +119,11 @@ type Config struct {
 	Push *push.Assembler
 	// Plane is where keys go until Offload replaces it.
 	Plane KeyPlane
+	// HoldKeyMethod2: the first key's TLS handshake runs to its end (the
+	// client's Finished leaves) but key-method 2, which carries the
+	// credentials and makes the server authenticate the client, waits for
+	// ReleaseKeyMethod2 (a connection begun before the user asked for it).
+	HoldKeyMethod2 bool
 }
 
 // key is one key_id's control session: its reliability layer, the
@@ -133,6 +138,7 @@ type key struct {
 	km2      ctlmsg.KeyMethod2
 	server   *ctlmsg.ServerKeyMethod2
 	tlsDone  bool
+	km2Held  bool // the handshake is done, key-method 2 waits for ReleaseKeyMethod2
 	retired  bool // replaced by a renegotiated key; its TLS session was closed on purpose
 	started  time.Time
 	// established: when its data key came into use (the reneg-sec age);
@@ -195,6 +201,8 @@ type Session struct {
 	wbuf []byte
 	rbuf []byte // one TLS record's plaintext, read in the caller's goroutine
 	out  []wire.ControlPacket
+
+	holdKM2 bool // key 0's key-method 2 waits for ReleaseKeyMethod2
 }
 
 // New prepares a session; Start sends the first packet. ctx bounds the
@@ -223,6 +231,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Session, error) {
 		pingRst:    cfg.PingRestart,
 		pingExit:   cfg.PingExit,
 		renegAfter: cfg.Limits.RenegAfter(mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))),
+		holdKM2:    cfg.HoldKeyMethod2,
 	}
 	return s, nil
 }
@@ -519,7 +528,13 @@ func (s *Session) HandleTLS(ev TLSEvent) error {
 		return s.handshakeFailed(k, ev.err)
 	}
 	k.tlsDone = true
-	err := s.sendKeyMethod2(k)
+	var err error
+	if k.id == 0 && s.holdKM2 {
+		// Only the Finished (and the acknowledgements) leave now.
+		k.km2Held = true
+	} else {
+		err = s.sendKeyMethod2(k)
+	}
 	k.conn.release()
 	if err != nil {
 		return err
@@ -534,6 +549,33 @@ func (s *Session) HandleTLS(ev TLSEvent) error {
 		"cipher", tls.CipherSuiteName(cs.CipherSuite), "took", s.now().Sub(k.started).Round(time.Millisecond))
 	// Records that arrived while the event waited.
 	return s.readTLS(k)
+}
+
+// ReleaseKeyMethod2 ends the hold of Config.HoldKeyMethod2: key-method 2
+// goes out now if the first key's handshake is done (else HandleTLS sends
+// it with the Finished, as without the hold). Called from the caller's
+// goroutine, like every method.
+func (s *Session) ReleaseKeyMethod2() error {
+	if !s.holdKM2 {
+		return nil
+	}
+	s.holdKM2 = false
+	k := s.keys[0]
+	if k == nil || !k.km2Held || s.keys[k.id] != k {
+		return nil
+	}
+	k.km2Held = false
+	if err := s.sendKeyMethod2(k); err != nil {
+		return err
+	}
+	return s.Flush()
+}
+
+// KeyMethod2Held says the first key's handshake is done and its
+// key-method 2 waits for ReleaseKeyMethod2.
+func (s *Session) KeyMethod2Held() bool {
+	k := s.keys[0]
+	return k != nil && k.km2Held
 }
 
 func (s *Session) handshakeFailed(k *key, err error) error {

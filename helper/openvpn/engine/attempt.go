@@ -95,6 +95,9 @@ type attempt struct {
 	// of the password, so an AUTH_FAILED means the token was refused.
 	sentToken       bool
 	authPendingSeen bool
+	// release is the held client's gate while this attempt holds
+	// key-method 2 (hold.go); nil when not held.
+	release <-chan struct{}
 }
 
 func newAttempt(c *Client, dp *dataPlane, ep endpoint) *attempt {
@@ -126,6 +129,7 @@ func (a *attempt) runOnce(ctx context.Context) (err error) {
 		return err
 	}
 	a.setConnInfo()
+	a.release = a.c.holdGate()
 	wrap, err := a.o.newWrapper()
 	if err != nil {
 		a.tr.Close()
@@ -178,6 +182,8 @@ func (a *attempt) sessionConfig(wrap ctlwrap.Wrapper) control.Config {
 		PingExit:      a.o.lim.PingExit,
 		Push:          a.c.cfg.Profile.PushAssembler(),
 		Plane:         a.user,
+		// HoldKeyMethod2: a held client (hold.go).
+		HoldKeyMethod2: a.release != nil,
 	}
 }
 
@@ -235,7 +241,14 @@ func (a *attempt) loop() error {
 		if err := a.s.Flush(); err != nil {
 			return err
 		}
-		timer.Reset(max(a.s.NextWake(now).Sub(now), time.Millisecond))
+		wake := a.s.NextWake(now)
+		if d := a.holdDeadline(); !d.IsZero() {
+			if !now.Before(d) {
+				return errHoldExpired
+			}
+			wake = minTime(wake, d)
+		}
+		timer.Reset(max(wake.Sub(now), time.Millisecond))
 		select {
 		case <-a.ctx.Done():
 			a.sayGoodbye()
@@ -264,6 +277,10 @@ func (a *attempt) loop() error {
 		case ev := <-a.s.Events():
 			if err := a.s.HandleTLS(ev); err != nil {
 				return sessionError(err)
+			}
+		case <-a.release:
+			if err := a.released(); err != nil {
+				return err
 			}
 		case ans := <-a.c.sess.crAnswer:
 			a.s.SendCRResponse(ans)

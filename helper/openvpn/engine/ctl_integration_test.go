@@ -68,6 +68,14 @@ func ctlStartClient(t *testing.T, pair *testbed.Pair, text string, creds Credent
 	if err != nil {
 		t.Fatal(err)
 	}
+	runErr, cancel := runInBackground(t, c)
+	return c, runErr, cancel
+}
+
+// runInBackground runs c: Run's result arrives on the
+// channel, and the client stops in cleanup.
+func runInBackground(t *testing.T, c *Client) (chan error, context.CancelFunc) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	done := make(chan struct{})
@@ -83,7 +91,7 @@ func ctlStartClient(t *testing.T, pair *testbed.Pair, text string, creds Credent
 			t.Error("Run did not return after cancel")
 		}
 	})
-	return c, runErr, cancel
+	return runErr, cancel
 }
 
 func ctlPingTunnel(t *testing.T, pair *testbed.Pair, n int) {

@@ -144,6 +144,11 @@ type Config struct {
 	// (Prepare); used when Profile and Credentials.KeyPassphrase are what
 	// it was prepared from, else built again.
 	Prepared *Prepared
+	// Hold makes Run begin the connection ahead of the user's Connect
+	// (hold.go): it resolves, connects and runs the TLS handshake, reports
+	// no state and holds key-method 2 until Release. Credentials and DCO
+	// come with Release.
+	Hold bool
 }
 
 // Stats are the client's traffic counters. BytesIn/Out and PacketsIn/Out
@@ -203,6 +208,11 @@ type Client struct {
 	ran      bool
 	state    State
 	hasState bool
+	hold     holdState // Config.Hold (hold.go)
+
+	// evMu makes the state reports one at a time and in order: the Run
+	// goroutine's and Release's.
+	evMu sync.Mutex
 }
 
 // New checks the configuration and the profile's options the engine needs,
@@ -237,7 +247,9 @@ func New(cfg Config) (*Client, error) {
 	if res == nil {
 		res = net.DefaultResolver
 	}
-	return &Client{cfg: cfg, opts: opts, log: log, events: ev, remotes: remotes, retry: retry, resolver: res, clock: systemClock{}}, nil
+	c := &Client{cfg: cfg, opts: opts, log: log, events: ev, remotes: remotes, retry: retry, resolver: res, clock: systemClock{}}
+	c.hold.ch = make(chan struct{})
+	return c, nil
 }
 
 type nopEvents struct{}
@@ -245,6 +257,21 @@ type nopEvents struct{}
 func (nopEvents) State(State, string) {}
 
 func (c *Client) setState(s State, detail string) {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.mu.Lock()
+	if c.heldLocked() {
+		c.hold.last, c.hold.hasLast = s, true
+		c.mu.Unlock()
+		c.log.Debug("state not reported while the connection is held", "state", s.String(), "detail", detail)
+		return
+	}
+	c.mu.Unlock()
+	c.report(s, detail)
+}
+
+// report reports a state (evMu held).
+func (c *Client) report(s State, detail string) {
 	c.mu.Lock()
 	same := c.hasState && c.state == s && s != StateReconnecting
 	c.state, c.hasState = s, true

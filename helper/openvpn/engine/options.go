@@ -119,11 +119,7 @@ func optionsFromProfile(p *profile.Profile, creds Credentials, pre *Prepared) (o
 			return o, fmt.Errorf("static-challenge format %q: want scrv1 or concat", p.StaticChallenge.Format)
 		}
 	}
-	if o.creds.Username == "" && o.creds.Password == "" && p.AuthUsername != "" {
-		o.creds = Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
-	}
-	o.noCache = p.AuthNoCache
-	o.oneTimeCreds = o.noCache || o.creds.ChallengeResponse != "" || strings.HasPrefix(o.creds.Password, "CRV1::")
+	o.setCredentials(p, creds)
 	if o.handWindow <= 0 {
 		o.handWindow = 60 * time.Second
 	}
@@ -134,6 +130,17 @@ func optionsFromProfile(p *profile.Profile, creds Credentials, pre *Prepared) (o
 		return o, err
 	}
 	return o, nil
+}
+
+// setCredentials takes the credentials for key-method 2: the user's, else
+// the profile's inline ones.
+func (o *options) setCredentials(p *profile.Profile, creds Credentials) {
+	o.creds = creds
+	if o.creds.Username == "" && o.creds.Password == "" && p.AuthUsername != "" {
+		o.creds = Credentials{Username: p.AuthUsername, Password: p.AuthPassword}
+	}
+	o.noCache = p.AuthNoCache
+	o.oneTimeCreds = o.noCache || o.creds.ChallengeResponse != "" || strings.HasPrefix(o.creds.Password, "CRV1::")
 }
 
 // password is the password field of the key-method 2 message: with a

@@ -29,6 +29,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.cfg.Tun = &mssTunProvider{inner: c.cfg.Tun, clamp: clamp}
 	dp := newDataPlane(c)
 	defer dp.closeTun()
+	c.hold.since = c.now()
 
 	c.setState(StateConnecting, "")
 	list := c.retry.order(c.remotes, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
@@ -66,6 +67,10 @@ func (c *Client) connectLoop(ctx context.Context, list []connEntry, try func(con
 		if ctx.Err() != nil {
 			c.setState(StateDisconnected, "")
 			return nil
+		}
+		if c.endHold() {
+			c.log.Debug("the connection begun ahead ended", "err", err)
+			return fmt.Errorf("%w: %w", ErrHoldEnded, err)
 		}
 		var fe *fatalError
 		if errors.As(err, &fe) {
@@ -167,7 +172,7 @@ func (c *Client) tryEntry(ctx context.Context, dp *dataPlane, clamp *mssClamp, e
 			return a.connected, err
 		}
 		var fe *fatalError
-		if errors.As(err, &fe) {
+		if errors.As(err, &fe) || c.endHold() {
 			return a.connected, err
 		}
 		c.log.Warn("connection ended", "server", ep.String(), "err", err)
