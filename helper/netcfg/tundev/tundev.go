@@ -232,23 +232,11 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("tun setup: %w", err)
 	}
-	if err := d.shared.Acquire(d.owner, plan.shared); err != nil {
-		return fmt.Errorf("tun setup: %w", err)
-	}
-	d.shared.SetTunnel(d.owner, d.index)
-	if cfg.MTU != 0 {
-		if err := d.nlh.LinkSetMTU(link, cfg.MTU); err != nil {
-			return fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, cfg.MTU, err)
-		}
-	}
-	if txQueueLen != 0 {
-		if err := d.nlh.LinkSetTxQLen(link, txQueueLen); err != nil {
-			return fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, txQueueLen, err)
-		}
-	}
 	// Every address and route is journalled at once before the first is
 	// added: one write instead of one per change (an entry whose change
-	// was never made is undone as a no-op).
+	// was never made is undone as a no-op). The write goes on while the
+	// shared routes (journalled on their own) and the link's settings are
+	// made; only the addresses and routes wait for it.
 	var changes []journal.Planned
 	for _, a := range plan.addrs {
 		changes = append(changes, journal.Planned{Kind: sysrec.KindAddr, Data: sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}})
@@ -257,7 +245,12 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 		r.LinkIndex = d.index
 		changes = append(changes, journal.Planned{Kind: sysrec.KindRoute, Data: sysrec.FromNetlink(r, d.name)})
 	}
-	if err := d.recordAll(changes); err != nil {
+	recorded := d.recordAllAsync(changes)
+	if err := d.configureLink(link, plan, cfg.MTU, txQueueLen); err != nil {
+		_ = recorded() // its writer done before Teardown removes the journal
+		return err
+	}
+	if err := recorded(); err != nil {
 		return err
 	}
 	for _, a := range plan.addrs {
@@ -281,6 +274,26 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 	return nil
 }
 
+// configureLink takes the shared routes outside the tunnel and sets the
+// link's MTU and queue length (0: the kernel's).
+func (d *Device) configureLink(link netlink.Link, plan plan, mtu, txQueueLen int) error {
+	if err := d.shared.Acquire(d.owner, plan.shared); err != nil {
+		return fmt.Errorf("tun setup: %w", err)
+	}
+	d.shared.SetTunnel(d.owner, d.index)
+	if mtu != 0 {
+		if err := d.nlh.LinkSetMTU(link, mtu); err != nil {
+			return fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, mtu, err)
+		}
+	}
+	if txQueueLen != 0 {
+		if err := d.nlh.LinkSetTxQLen(link, txQueueLen); err != nil {
+			return fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, txQueueLen, err)
+		}
+	}
+	return nil
+}
+
 // VnetHdr reports whether the device was created with IFF_VNET_HDR.
 func (d *Device) VnetHdr() bool { return d.vnetHdr }
 
@@ -293,17 +306,27 @@ func (d *Device) record(kind string, v any) error {
 // recordAll writes journal entries for changes (their IDs are assigned
 // here) with one write, before the first of them is made.
 func (d *Device) recordAll(changes []journal.Planned) error {
+	return d.recordAllAsync(changes)()
+}
+
+// recordAllAsync is recordAll in the background: the function it returns
+// waits for the write and returns its error (and may be called again).
+func (d *Device) recordAllAsync(changes []journal.Planned) func() error {
 	if d.j == nil || len(changes) == 0 {
-		return nil
+		return func() error { return nil }
 	}
 	for i := range changes {
 		d.seq++
 		changes[i].ID = fmt.Sprintf("%s#%d", changes[i].Kind, d.seq)
 	}
-	if err := d.j.AddAll(changes); err != nil {
-		return fmt.Errorf("tun setup: %w", err)
-	}
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- d.j.AddAll(changes) }()
+	return sync.OnceValue(func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("tun setup: %w", err)
+		}
+		return nil
+	})
 }
 
 // addRoute adds a route (journalled already) through the device. When the same destination and

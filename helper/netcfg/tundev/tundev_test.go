@@ -572,3 +572,36 @@ func TestCreatedDeviceNeverConfigured(t *testing.T) {
 		t.Error("Create adopted a link")
 	}
 }
+
+// The addresses' and routes' journal entries are written while the shared
+// routes are taken (recordAllAsync): when that write fails, Configure
+// fails naming the journal, and the shared route taken meanwhile goes with
+// the device.
+func TestJournalFailureUndoesSharedRoutes(t *testing.T) {
+	ns := nstest.New(t, "tdjfl")
+	withUplink(t, ns)
+	before := routes(t, ns)
+	store, err := journal.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := store.Create("dev-jfail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Create(context.Background(), Options{NetNS: ns.Handle, Journal: j}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Teardown() })
+	if err := j.Remove(); err != nil { // every later write fails
+		t.Fatal(err)
+	}
+	err = d.Configure(context.Background(), netconf.Config{
+		Addresses: []netip.Prefix{mp("10.8.0.2/24")}, Remote: ma("203.0.113.5"), RedirectIPv4: true,
+	}, 0)
+	if err == nil || !strings.Contains(err.Error(), "journal") {
+		t.Fatalf("Configure with a failing journal: %v", err)
+	}
+	wantNothingLeft(t, ns, before)
+}
