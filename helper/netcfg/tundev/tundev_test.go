@@ -543,15 +543,7 @@ func TestCreatedDeviceNeverConfigured(t *testing.T) {
 			Routes: []netconf.Route{{Prefix: mp("192.168.70.0/24"), Gateway: ma("192.0.2.1")}}}, "192.168.70.0/24"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j, err := store.Create("dev-" + tc.name[:4])
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := Create(context.Background(), Options{NetNS: ns.Handle, Journal: j}, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = d.Teardown() })
+			d, j := createJournalled(t, ns, store, "dev-"+tc.name[:4])
 			if len(tunLinks(t, ns)) != 1 || len(j.Entries()) == 0 {
 				t.Fatalf("after Create: devices %v, journal %v", tunLinks(t, ns), j.Entries())
 			}
@@ -585,15 +577,7 @@ func TestJournalFailureUndoesSharedRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := store.Create("dev-jfail")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Create(context.Background(), Options{NetNS: ns.Handle, Journal: j}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Teardown() })
+	d, j := createJournalled(t, ns, store, "dev-jfail")
 	if err := j.Remove(); err != nil { // every later write fails
 		t.Fatal(err)
 	}
@@ -604,4 +588,20 @@ func TestJournalFailureUndoesSharedRoutes(t *testing.T) {
 		t.Fatalf("Configure with a failing journal: %v", err)
 	}
 	wantNothingLeft(t, ns, before)
+}
+
+// createJournalled creates a device (not configured) journalling in a new
+// journal of store; the test's end tears it down.
+func createJournalled(t *testing.T, ns *nstest.Namespace, store *journal.Store, name string) (*Device, *journal.Journal) {
+	t.Helper()
+	j, err := store.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Create(context.Background(), Options{NetNS: ns.Handle, Journal: j}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Teardown() })
+	return d, j
 }
