@@ -272,6 +272,13 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			errs = append(errs, fmt.Errorf("dns (systemd-resolved) recovery: %w", err))
 		}
 	}
+	if b == rc {
+		// The journal written now, not during the first tunnel's
+		// handshake (Prime; Revert keeps it for the tunnels after).
+		if err := rc.Prime(ctx); err != nil {
+			o.Logger.Warn("DNS journal not written ahead; the DNS setup will write it", "backend", rc.Name(), "err", err)
+		}
+	}
 	m := NewManager(b, o.Logger)
 	if res != nil {
 		m.pick = func(ctx context.Context) Backend {

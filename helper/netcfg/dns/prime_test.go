@@ -27,7 +27,7 @@ func primedScene(t *testing.T) (path string, m *Manager, restart func()) {
 		if _, err := New(context.Background(), Options{StateDir: state, ResolvConf: path, Logger: testLogger(t)}); err != nil {
 			t.Fatal(err)
 		}
-		wantNoJournal(t, state)
+		wantPrimed(t, path, state)
 	}
 }
 
@@ -136,5 +136,39 @@ func TestPrimedRewrittenMeanwhile(t *testing.T) {
 	}
 	if got := readFile(t, path); got != appended {
 		t.Errorf("their addition was lost: %q", got)
+	}
+}
+
+// TestNewRecordsAhead: a helper that starts with the resolv.conf backend
+// writes the journal then, so neither the first tunnel's Choose nor its
+// Apply syncs anything.
+func TestNewRecordsAhead(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	synced := countSyncs(t)
+	ctx := context.Background()
+	m, err := New(ctx, Options{StateDir: state, ResolvConf: path, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := synced(); len(got) != 2 {
+		t.Errorf("New synced %q: want the journal and its directory", got)
+	}
+	wantPrimed(t, path, state)
+	m.Choose(ctx)
+	if _, err := m.Apply(ctx, fullLink); err != nil {
+		t.Fatal(err)
+	}
+	if got := synced(); len(got) != 0 {
+		t.Errorf("the first tunnel's Choose and Apply synced %q: want nothing", got)
+	}
+	if _, err := m.Revert(ctx, fullLink.Key); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); got != original {
+		t.Errorf("not restored: %q", got)
 	}
 }

@@ -36,8 +36,10 @@ const maxNameservers = 3
 // file and directory synced, before our file can replace the original, so
 // that no crash, power loss included, leaves the tunnel's servers in the
 // file with nothing to say what to put back. Prime writes it ahead, while
-// the tunnel's handshake runs, so the Apply on the way to connected writes
-// only the file. Our file names the token in its last line with a checksum
+// the tunnel's handshake runs (and Revert again once the original is back,
+// for the next tunnel), so the Apply on the way to connected writes only
+// the file. A record whose original is in place is harmless: Recover just
+// drops it. Our file names the token in its last line with a checksum
 // of the rest (stamp), so that recovery knows it as ours without the
 // journal recording each version we write. The new file's data and its
 // rename are not synced: a process crash keeps both in the page cache, and
@@ -402,7 +404,7 @@ func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int, sync 
 }
 
 // Revert implements Backend.
-func (r *ResolvConf) Revert(_ context.Context, _ Link, rest []Link) error {
+func (r *ResolvConf) Revert(ctx context.Context, _ Link, rest []Link) error {
 	rec, st, err := r.load()
 	if err != nil {
 		return err
@@ -411,9 +413,12 @@ func (r *ResolvConf) Revert(_ context.Context, _ Link, rest []Link) error {
 	case st == fileTheirs:
 		r.log.Warn("resolv.conf was rewritten by someone else while a VPN was active; theirs stays", "path", r.path)
 		return r.forget()
-	case st == noRecord || st == fileOriginal && len(rest) == 0:
-		// Nothing of ours in the file: forget.
-		return r.forget()
+	case st == noRecord:
+		return nil
+	case st == fileOriginal && len(rest) == 0:
+		// Nothing of ours in the file: the record stays as one written
+		// ahead for the next tunnel.
+		return nil
 	case len(rest) > 0:
 		if rec.Token == "" {
 			if rec.Token, err = newToken(); err != nil {
@@ -423,7 +428,16 @@ func (r *ResolvConf) Revert(_ context.Context, _ Link, rest []Link) error {
 		text, _ := r.render(rec.Base, rest)
 		return r.write(&rec, stamp(text, rec.Token))
 	}
-	return r.restore(rec)
+	if err := r.restore(rec); err != nil {
+		return err
+	}
+	// The record, naming the original back in place, stays for the next
+	// tunnel (written again only if this process did not store it). If
+	// that fails the old record stays, naming the same original.
+	if err := r.Prime(ctx); err != nil {
+		r.log.Warn("DNS journal not written ahead for the next tunnel", "path", r.path, "err", err)
+	}
+	return nil
 }
 
 // Recover implements Backend.
@@ -433,21 +447,26 @@ func (r *ResolvConf) Recover(context.Context) error {
 	case err != nil || st == noRecord:
 		return err
 	case st == fileOriginal:
-		// Recorded ahead (Prime), never written: nothing to undo.
+		// Recorded ahead (Prime) or put back already: nothing to undo.
 		return r.forget()
 	case st == fileTheirs && rec.Token != "" && r.blank():
 		// Our file renamed into place, its data lost by a power loss.
 		r.log.Info("restoring resolv.conf left blank by a crash", "path", r.path)
-		return r.restore(rec)
 	case st == fileTheirs:
-		r.log.Warn("resolv.conf left by a crashed helper was rewritten since; keeping the current one", "path", r.path)
+		r.log.Warn("resolv.conf is neither the original a crashed helper recorded nor what it wrote; keeping the current one", "path", r.path)
 		return r.forget()
+	default:
+		r.log.Info("restoring resolv.conf left by a crashed helper", "path", r.path)
 	}
-	r.log.Info("restoring resolv.conf left by a crashed helper", "path", r.path)
-	return r.restore(rec)
+	if err := r.restore(rec); err != nil {
+		return err
+	}
+	return r.forget()
 }
 
-// restore puts the original back and drops the journal.
+// restore puts the original back. The caller drops the journal, or
+// records the original as written ahead for the next tunnel (Revert: the
+// next connect then syncs nothing on its way).
 func (r *ResolvConf) restore(rec resolvRecord) error {
 	var err error
 	switch {
@@ -463,7 +482,7 @@ func (r *ResolvConf) restore(rec resolvRecord) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", r.path, err)
 	}
-	return r.forget()
+	return nil
 }
 
 func replaceWithSymlink(path, target string) error {

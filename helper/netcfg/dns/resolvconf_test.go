@@ -67,6 +67,17 @@ func nameservers(text string) []string {
 	return out
 }
 
+// wantPrimed: after the last tunnel went, the journal stays only as the
+// record of the original written ahead for the next tunnel: the file is
+// that original, so a recovery would find nothing to undo.
+func wantPrimed(t *testing.T, path, state string) {
+	t.Helper()
+	_, st, err := NewResolvConf(path, state, testLogger(t)).load()
+	if err != nil || st != fileOriginal {
+		t.Errorf("journal after the last tunnel: state %d, %v; want the original recorded ahead", st, err)
+	}
+}
+
 func wantNoJournal(t *testing.T, state string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolvconf.json")); !os.IsNotExist(err) {
@@ -128,7 +139,7 @@ func TestResolvConfFile(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v", fi.Mode())
 	}
-	wantNoJournal(t, state)
+	wantPrimed(t, path, state)
 	if servers, search := m.Global(); len(servers)+len(search) != 0 {
 		t.Errorf("global after revert %v %v", servers, search)
 	}
@@ -163,7 +174,7 @@ func TestResolvConfSymlink(t *testing.T) {
 	if l, err := os.Readlink(path); err != nil || l != "managed-resolv.conf" {
 		t.Errorf("symlink not restored: %q %v", l, err)
 	}
-	wantNoJournal(t, state)
+	wantPrimed(t, path, state)
 }
 
 // TestResolvConfRewrittenMeanwhile: when something else rewrites the file
@@ -239,7 +250,7 @@ func TestResolvConfRecover(t *testing.T) {
 			if got := readFile(t, path); got != want {
 				t.Errorf("after recovery %q, want %q", got, want)
 			}
-			wantNoJournal(t, state)
+			wantPrimed(t, path, state)
 		})
 	}
 }
@@ -319,7 +330,7 @@ func bindMountScenario(t *testing.T, dir string) {
 	if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != 0 || fi.Mode().Perm() != fs.FileMode(0o644) {
 		t.Errorf("file now %v %v", fi, err)
 	}
-	wantNoJournal(t, state)
+	wantPrimed(t, path, state)
 
 	// A crash in the middle of writing in place (here: of restoring the
 	// original) leaves a torn file; the next start still restores it.
@@ -335,7 +346,7 @@ func bindMountScenario(t *testing.T, dir string) {
 	if got := readFile(t, path); got != original {
 		t.Errorf("torn in-place write not recovered: %q", got)
 	}
-	wantNoJournal(t, state)
+	wantPrimed(t, path, state)
 }
 
 func TestParseServer(t *testing.T) {
@@ -379,8 +390,10 @@ func countSyncs(t *testing.T) func() []string {
 // TestApplySyncs: an Apply without a journal written ahead syncs the
 // journal (file and directory) before the new resolv.conf is renamed into
 // place, and neither the new file nor the rename (see ResolvConf: recovery
-// copes with either lost); after Choose wrote the journal ahead (two syncs,
-// the file untouched), the Apply, and a second link's, sync nothing.
+// copes with either lost). The journal stays after the last Revert (it
+// records the original, back in place) for the next tunnel, so Choose
+// syncs nothing unless the file changed meanwhile, and the Applies after
+// it, a second link's too, sync nothing.
 func TestApplySyncs(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
@@ -391,9 +404,10 @@ func TestApplySyncs(t *testing.T) {
 	jdir := filepath.Join(state, JournalDir)
 	// The file must still be the original when the journal's directory
 	// is synced.
+	current := original // what the file holds but for our writes
 	real := syncFile
 	syncFile = func(f *os.File) error {
-		if f.Name() == jdir && readFile(t, path) != original {
+		if f.Name() == jdir && readFile(t, path) != current {
 			t.Errorf("resolv.conf replaced before the journal's directory was synced")
 		}
 		return real(f)
@@ -409,17 +423,28 @@ func TestApplySyncs(t *testing.T) {
 	if got := synced(); len(got) != 2 || !strings.HasPrefix(got[0], filepath.Join(jdir, ".resolvconf.json")) || got[1] != jdir {
 		t.Errorf("synced %q: want the journal and its directory only", got)
 	}
+	// The last tunnel goes: the original comes back (its file and
+	// directory synced), and the journal, which records it, stays for
+	// the next tunnel.
 	if _, err := m.Revert(ctx, fullLink.Key); err != nil {
 		t.Fatal(err)
 	}
-	synced()
-
+	if got := synced(); len(got) != 2 || got[1] != dir {
+		t.Errorf("Revert synced %q: want the restored file and its directory", got)
+	}
+	wantPrimed(t, path, state)
+	m.Choose(ctx)
+	if got := synced(); len(got) != 0 {
+		t.Errorf("Choose synced %q with the journal recorded ahead: want nothing", got)
+	}
+	// Someone rewrites the file meanwhile: Choose records it again.
+	current = original + "\n"
+	if err := os.WriteFile(path, []byte(current), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	m.Choose(ctx)
 	if got := synced(); len(got) != 2 || got[1] != jdir {
-		t.Errorf("Choose synced %q: want the journal and its directory", got)
-	}
-	if readFile(t, path) != original {
-		t.Fatal("Choose changed resolv.conf")
+		t.Errorf("Choose synced %q after a change: want the journal and its directory", got)
 	}
 	if _, err := m.Apply(ctx, fullLink); err != nil {
 		t.Fatal(err)
@@ -438,8 +463,8 @@ func TestApplySyncs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := readFile(t, path); got != original {
+	if got := readFile(t, path); got != current {
 		t.Errorf("not restored: %q", got)
 	}
-	wantNoJournal(t, state)
+	wantPrimed(t, path, state)
 }
