@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -241,4 +243,71 @@ func recoverAll(t *testing.T, ns *nstest.Namespace, dir string, before map[route
 	if left, _ := st.Pending(); len(left) != 0 {
 		t.Errorf("journals left: %+v", left)
 	}
+}
+
+// The shared routes are taken while the device gets its addresses and
+// comes up, but the tunnel's routes wait for them: watched on the
+// namespace's route events, the server's pin outside the tunnel comes
+// before the redirect's halves that would cover it, even when taking it
+// is slow (here: held back 100 ms).
+func TestServerPinnedBeforeTunnelRoutes(t *testing.T) {
+	ns := nstest.New(t, "tdord")
+	withUplink(t, ns)
+	real := acquireShared
+	acquireShared = func(tbl *sharedroute.Table, owner string, specs []sharedroute.Spec) error {
+		time.Sleep(100 * time.Millisecond)
+		return real(tbl, owner, specs)
+	}
+	t.Cleanup(func() { acquireShared = real })
+	ch, done := make(chan netlink.RouteUpdate, 64), make(chan struct{})
+	defer close(done)
+	if err := netlink.RouteSubscribeAt(ns.Handle, ch, done); err != nil {
+		t.Fatal(err)
+	}
+	setup(t, ns, netconf.Config{
+		Addresses: []netip.Prefix{mp("10.8.0.2/24")}, RedirectIPv4: true, Remote: ma("203.0.113.5"),
+	}, Options{})
+	var order []string
+	for len(order) < 3 {
+		select {
+		case u := <-ch:
+			if u.Type != unix.RTM_NEWROUTE || u.Dst == nil {
+				continue
+			}
+			switch p := sysrec.Prefix(u.Dst).String(); p {
+			case "203.0.113.5/32", "0.0.0.0/1", "128.0.0.0/1":
+				order = append(order, p)
+			}
+		case <-time.After(10 * time.Second): // a hang guard, not a speed check
+			t.Fatalf("route events seen: %v", order)
+		}
+	}
+	if order[0] != "203.0.113.5/32" {
+		t.Errorf("routes added in the order %v: the server's pin must come first", order)
+	}
+	if got := routeTo(t, ns, "203.0.113.5"); got != "up0" {
+		t.Errorf("server routed via %s", got)
+	}
+}
+
+// A shared route that cannot be taken (here: the table is closed) fails the
+// setup after the addresses went in meanwhile: nothing stays.
+func TestSharedRouteFailureLeavesNothing(t *testing.T) {
+	ns := nstest.New(t, "tdshf")
+	withUplink(t, ns)
+	before := routes(t, ns)
+	tbl, err := sharedroute.New(ns.Handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Setup(context.Background(), netconf.Config{
+		Addresses: []netip.Prefix{mp("10.8.0.2/24")}, RedirectIPv4: true, Remote: ma("203.0.113.5"),
+	}, Options{NetNS: ns.Handle, Shared: tbl, Owner: "dev-shf"})
+	if err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Setup with a closed shared route table: %v", err)
+	}
+	wantNothingLeft(t, ns, before)
 }

@@ -234,9 +234,11 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 	}
 	// Every address and route is journalled at once before the first is
 	// added: one write instead of one per change (an entry whose change
-	// was never made is undone as a no-op). The write goes on while the
-	// shared routes (journalled on their own) and the link's settings are
-	// made; only the addresses and routes wait for it.
+	// was never made is undone as a no-op). Meanwhile the shared routes
+	// outside the tunnel (journalled on their own) are taken, and the
+	// link's settings, addresses and up state are made: the addresses
+	// wait only for the journal, the tunnel's routes for both, so the
+	// server is pinned outside before any route could send it inside.
 	var changes []journal.Planned
 	for _, a := range plan.addrs {
 		changes = append(changes, journal.Planned{Kind: sysrec.KindAddr, Data: sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}})
@@ -245,10 +247,27 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 		r.LinkIndex = d.index
 		changes = append(changes, journal.Planned{Kind: sysrec.KindRoute, Data: sysrec.FromNetlink(r, d.name)})
 	}
+	// Pinned routes never take a path through the device, which gets its
+	// addresses meanwhile.
+	d.shared.SetTunnel(d.owner, d.index)
+	shared := background(func() error {
+		if err := acquireShared(d.shared, d.owner, plan.shared); err != nil {
+			return fmt.Errorf("tun setup: %w", err)
+		}
+		return nil
+	})
 	recorded := d.recordAllAsync(changes)
-	if err := d.configureLink(link, plan, cfg.MTU, txQueueLen); err != nil {
-		_ = recorded() // its writer done before Teardown removes the journal
-		return err
+	// Both done before the deferred Teardown releases what they took.
+	defer func() { _, _ = shared(), recorded() }()
+	if cfg.MTU != 0 {
+		if err := d.nlh.LinkSetMTU(link, cfg.MTU); err != nil {
+			return fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, cfg.MTU, err)
+		}
+	}
+	if txQueueLen != 0 {
+		if err := d.nlh.LinkSetTxQLen(link, txQueueLen); err != nil {
+			return fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, txQueueLen, err)
+		}
 	}
 	if err := recorded(); err != nil {
 		return err
@@ -262,6 +281,9 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 	if err := d.nlh.LinkSetUp(link); err != nil {
 		return fmt.Errorf("tun setup: %s: set up: %w", d.name, err)
 	}
+	if err := shared(); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("tun setup: %w", err)
 	}
@@ -274,24 +296,15 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 	return nil
 }
 
-// configureLink takes the shared routes outside the tunnel and sets the
-// link's MTU and queue length (0: the kernel's).
-func (d *Device) configureLink(link netlink.Link, plan plan, mtu, txQueueLen int) error {
-	if err := d.shared.Acquire(d.owner, plan.shared); err != nil {
-		return fmt.Errorf("tun setup: %w", err)
-	}
-	d.shared.SetTunnel(d.owner, d.index)
-	if mtu != 0 {
-		if err := d.nlh.LinkSetMTU(link, mtu); err != nil {
-			return fmt.Errorf("tun setup: %s: set mtu %d: %w", d.name, mtu, err)
-		}
-	}
-	if txQueueLen != 0 {
-		if err := d.nlh.LinkSetTxQLen(link, txQueueLen); err != nil {
-			return fmt.Errorf("tun setup: %s: set txqueuelen %d: %w", d.name, txQueueLen, err)
-		}
-	}
-	return nil
+// acquireShared is (*sharedroute.Table).Acquire; a test delays it.
+var acquireShared = (*sharedroute.Table).Acquire
+
+// background runs f on a goroutine of its own; the function it returns
+// waits for f and returns its error (and may be called again).
+func background(f func() error) func() error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return sync.OnceValue(func() error { return <-done })
 }
 
 // VnetHdr reports whether the device was created with IFF_VNET_HDR.
@@ -319,10 +332,8 @@ func (d *Device) recordAllAsync(changes []journal.Planned) func() error {
 		d.seq++
 		changes[i].ID = fmt.Sprintf("%s#%d", changes[i].Kind, d.seq)
 	}
-	done := make(chan error, 1)
-	go func() { done <- d.j.AddAll(changes) }()
-	return sync.OnceValue(func() error {
-		if err := <-done; err != nil {
+	return background(func() error {
+		if err := d.j.AddAll(changes); err != nil {
 			return fmt.Errorf("tun setup: %w", err)
 		}
 		return nil
