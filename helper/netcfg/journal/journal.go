@@ -4,8 +4,9 @@
 // left behind when it starts again.
 //
 // A Journal is one owner's record (one device, or the routes shared by all
-// sessions): a small JSON file rewritten atomically (temporary file,
-// rename) on every change. The rule for callers is
+// sessions): a small JSON file rewritten on every change, in place while it
+// fits in one page, else atomically (temporary file, rename); see
+// writeLocked. The rule for callers is
 // simple: Add an entry before applying the change, Drop it after undoing it,
 // and Remove the journal once everything in it is undone. Undo actions must
 // be idempotent: after a crash the journal may name a change that never
@@ -27,10 +28,12 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,6 +171,7 @@ type Journal struct {
 	mu      sync.Mutex
 	entries []Entry
 	removed bool
+	size    int // the file's length
 }
 
 // Name is the journal's name.
@@ -264,15 +268,53 @@ func (j *Journal) Remove() error {
 	return nil
 }
 
+// inPlaceMax is the longest journal file rewritten in place: one page.
+const inPlaceMax = 4096
+
+// writeLocked writes the entries. A journal that fits in one page, as one
+// device's does, is overwritten in place with one pwrite, padded with
+// spaces (valid JSON) to the file's length: a process killed during the
+// call leaves the whole page old or new (the kernel checks for a fatal
+// signal only between pages, and the data are in memory), and a crash of
+// the machine discards the journal anyway (see the package comment).
+// Replacing the file by rename instead costs ext4 a flush of the new
+// file's data (auto_da_alloc): 0.15-0.35 ms here, 1-2 ms on a busy disk,
+// on the connect's path. A longer journal is replaced by rename.
 func (j *Journal) writeLocked() error {
 	data, err := json.Marshal(file{Version: fileVersion, Entries: j.entries})
 	if err != nil {
 		return fmt.Errorf("journal %s: encode: %w", j.name, err)
 	}
+	if n := max(j.size, len(data)); j.size > 0 && n <= inPlaceMax {
+		padded := append(data, bytes.Repeat([]byte{' '}, n-len(data))...)
+		if err := overwrite(j.path, padded); err == nil {
+			j.size = n
+			return nil
+		}
+		// Whatever the failed write left, the rename replaces it.
+	}
 	if err := writeAtomic(j.path, data, false); err != nil {
 		return fmt.Errorf("journal %s: %w", j.name, err)
 	}
+	j.size = len(data)
 	return nil
+}
+
+// overwrite writes data over the beginning of the existing file at path
+// in one call.
+func overwrite(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	n, err := f.WriteAt(data, 0)
+	if err == nil && n != len(data) {
+		err = io.ErrShortWrite
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeAtomic replaces path with data so that a crashed process leaves

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -272,5 +273,73 @@ func TestAddAll(t *testing.T) {
 	got := j.Entries()
 	if len(got) != 3 || got[0].ID != "a" || string(got[0].Data) != "3" || got[1].ID != "b" || got[2].ID != "c" {
 		t.Fatalf("entries = %+v", got)
+	}
+}
+
+// A journal of up to one page is rewritten in place (the same file, no
+// rename), padded with spaces when it shrinks, and reads back as what it
+// holds; one that outgrows the page is replaced by rename (and so is its
+// next, shorter version).
+func TestWrittenInPlace(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Create("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "dev-1"+suffix)
+	inode := func() uint64 {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	// What a new helper would find, read as Recover reads it.
+	onDisk := func() []string {
+		t.Helper()
+		s2 := &Store{dir: dir, open: map[string]bool{}}
+		left, err := s2.Pending()
+		if err != nil || len(left) != 1 {
+			t.Fatalf("pending %v, %v", left, err)
+		}
+		var ids []string
+		for _, e := range left[0].Entries {
+			ids = append(ids, e.ID)
+		}
+		return ids
+	}
+	first := inode()
+	if err := j.AddAll([]Planned{{ID: "a", Kind: "k", Data: strings.Repeat("x", 300)}, {ID: "b", Kind: "k", Data: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Drop("a"); err != nil { // shrinks: padded
+		t.Fatal(err)
+	}
+	if got := onDisk(); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("after the shrink the journal reads %v, want [b]", got)
+	}
+	if inode() != first {
+		t.Error("a journal under one page was replaced instead of written in place")
+	}
+	if err := j.Add("big", "k", strings.Repeat("y", inPlaceMax)); err != nil {
+		t.Fatal(err)
+	}
+	second := inode()
+	if second == first {
+		t.Error("a journal over one page was written in place")
+	}
+	if err := j.Drop("big"); err != nil {
+		t.Fatal(err)
+	}
+	if got := onDisk(); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("journal reads %v, want [b]", got)
+	}
+	if err := j.Remove(); err != nil {
+		t.Fatal(err)
 	}
 }
