@@ -60,6 +60,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// StopTimeout bounds the wait for the engine to stop (default 5 s).
 	StopTimeout time.Duration
+	// Preconnect: begin the connection when the profile is evaluated at
+	// registration and hold it before the credentials go out, for the
+	// Connect to adopt (preconnect.go).
+	Preconnect bool
 	// Connected, if set, is called settleDelay after every CONN_CONNECTED
 	// status was sent, on a timer's goroutine: the process settles its
 	// memory there (the handshake's garbage is gone).
@@ -230,6 +234,7 @@ type Backend struct {
 	afterFunc   func(time.Duration, func()) *time.Timer // time.AfterFunc; tests hold the call
 	prepared    *engine.Prepared                        // the profile's TLS configuration, built at registration
 	warmStop    func()                                  // ends the handshake warm-up and waits for it (warm.go)
+	pre         *preconn                                // the connection begun at registration (preconnect.go)
 	devicePath  dbus.ObjectPath
 	deviceName  string
 	stopping    bool
@@ -396,6 +401,7 @@ func (b *Backend) settleLater() {
 func (b *Backend) teardown(ctx context.Context) {
 	b.teardownOnce.Do(func() {
 		b.stopWarm()
+		b.closePreconn("the session ends")
 		b.mu.Lock()
 		if b.settle != nil {
 			b.settle.Stop()

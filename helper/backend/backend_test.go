@@ -34,6 +34,10 @@ import (
 // descriptor, as ovpn3-helper's backend mode does.
 const backendEnv = "BACKEND_TEST_RUN_BACKEND"
 
+// noPreconnectEnv set: the test backend runs without Options.Preconnect
+// (which it has by default, as ovpn3-backend).
+const noPreconnectEnv = "BACKEND_TEST_NO_PRECONNECT"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(backendEnv) != "" {
 		if err := privsep.Enter(); err != nil {
@@ -43,7 +47,7 @@ func TestMain(m *testing.M) {
 		// The token may come later: a spare backend waits for it.
 		read := func(ctx context.Context) (string, error) { return token.Read(ctx, token.FD) }
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		err := Run(context.Background(), read, Options{Logger: logger, Version: "test"})
+		err := Run(context.Background(), read, Options{Logger: logger, Version: "test", Preconnect: os.Getenv(noPreconnectEnv) == ""})
 		if err != nil && !errors.Is(err, token.ErrNone) {
 			fmt.Fprintln(os.Stderr, "backend:", err)
 			os.Exit(1)

@@ -51,6 +51,10 @@ func (b *Backend) connect() error {
 	creds := q.credentials()
 	q.challengeUsed()
 	q.dropAuthPending() // a CR_TEXT answer belongs to the handshake that asked
+	// The connection begun at registration, if any (preconnect.go).
+	if b.adopt(creds, q.proxyCredentials(), dco) {
+		return nil
+	}
 	client, err := engine.New(b.engineConfig(prof, pre, creds, q.proxyCredentials(), dco))
 	if errors.Is(err, engine.ErrKeyPassphraseWrong) || errors.Is(err, engine.ErrKeyPassphraseNeeded) {
 		// Ask again; the session stays (CONN_FAILED would end it).
@@ -73,7 +77,7 @@ func (b *Backend) connect() error {
 	if dco == nil {
 		b.prepareTun() // while the handshake runs
 	}
-	go b.run(ctx, client, done, ended)
+	go b.run(func() error { return client.Run(ctx) }, done, ended)
 	return nil
 }
 
@@ -106,11 +110,12 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// run drives one engine until it returns and decides what its end means
-// for the process: a fatal failure ends the backend.
-func (b *Backend) run(ctx context.Context, client *engine.Client, done, ended chan struct{}) {
+// run drives one engine until it returns (runEngine: its Run, or the wait
+// for an adopted one's) and decides what its end means for the process: a
+// fatal failure ends the backend.
+func (b *Backend) run(runEngine func() error, done, ended chan struct{}) {
 	defer close(done)
-	err := client.Run(ctx)
+	err := runEngine()
 	close(ended)
 	b.closeTun()
 

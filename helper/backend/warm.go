@@ -16,7 +16,8 @@ const warmTimeout = 5 * time.Second
 // prepareProfile sets up the input queue for prof and does ahead of the
 // Connect what the connect would do first: the engine builds the TLS
 // configuration (and so knows which keys need a passphrase: PEM, PKCS#8,
-// PKCS#12), which the Connect's engine reuses, and the handshake is warmed.
+// PKCS#12), which the Connect's engine reuses, and the connection is begun
+// (preconnect.go) or else the handshake is warmed.
 func (b *Backend) prepareProfile(prof *profile.Profile) {
 	pre, err := engine.Prepare(prof, "")
 	inputs := newInputQueue(prof, errors.Is(err, engine.ErrKeyPassphraseNeeded))
@@ -24,7 +25,9 @@ func (b *Backend) prepareProfile(prof *profile.Profile) {
 	b.inputs = inputs
 	b.prepared = pre
 	b.mu.Unlock()
-	b.warm(pre)
+	if !b.preconnect(prof, pre) { // its handshake is the warm-up
+		b.warm(pre)
+	}
 }
 
 // warm runs, once and in memory, the crypto of the client's side of the

@@ -41,7 +41,7 @@ func main() {
 }
 
 // run is "ovpn3-backend [--log-level N] --token-fd N [--daemon-version V]
-// [--cpuprofile-dir DIR] [--runtime-stats D]": the session token is read
+// [--cpuprofile-dir DIR] [--runtime-stats D] [--preconnect=false]": the session token is read
 // from that descriptor, never from the command line (which every user can
 // read).
 func run(args []string, stderr io.Writer) int {
@@ -51,12 +51,13 @@ func run(args []string, stderr io.Writer) int {
 	tokenFD := fs.Int("token-fd", -1, "descriptor to read the session token from")
 	cpuProfileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of this backend to DIR/backend-<PID>.pprof (only a build with -tags "+profileTag+" has the profiler)")
 	stats := process.StatsFlag(fs)
+	preconnect := fs.Bool("preconnect", true, "begin the connection (remote, socket, TLS handshake) when the profile arrives, before the Connect, holding the credentials until then")
 	daemonVersion := fs.String("daemon-version", "", "the release of the daemon starting this backend; a backend of another release refuses to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *tokenFD < 0 {
-		fmt.Fprintln(stderr, "usage: ovpn3-backend [--log-level N] --token-fd N [--daemon-version V] [--cpuprofile-dir DIR] [--runtime-stats DURATION]")
+		fmt.Fprintln(stderr, "usage: ovpn3-backend [--log-level N] --token-fd N [--daemon-version V] [--cpuprofile-dir DIR] [--runtime-stats DURATION] [--preconnect=false]")
 		return 2
 	}
 	// The daemon and its backends speak an internal protocol that may
@@ -85,7 +86,8 @@ func run(args []string, stderr io.Writer) int {
 	// The token comes when a session claims this backend: at once, or
 	// later for the daemon's spare backend.
 	read := func(ctx context.Context) (string, error) { return token.Read(ctx, *tokenFD) }
-	err := backend.Run(ctx, read, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version, Connected: process.Settle})
+	err := backend.Run(ctx, read, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version,
+		Connected: process.Settle, Preconnect: *preconnect})
 	switch {
 	case errors.Is(err, token.ErrNone):
 		logger.Debug("spare backend not needed: the daemon closed the token descriptor")

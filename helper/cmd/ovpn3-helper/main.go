@@ -53,9 +53,10 @@ func runDaemon(args []string, stderr io.Writer) int {
 	lim := limitFlags(fs)
 	stats := process.StatsFlag(fs)
 	spare := fs.Bool("spare-backend", true, "keep one backend started ahead of the next session (unprivileged, waiting for a session; one session each): the next connect skips the process start")
+	preconnect := fs.Bool("preconnect", true, "backends begin the connection (remote, socket, TLS handshake) when the session's profile arrives, before the Connect, holding the credentials until then; false: at the Connect")
 	configFile := fs.String("config", DefaultConfigFile, "configuration file with the limits (key = value lines, as the --max-… flags; flags win)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend PROGRAM] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--runtime-stats DURATION] [--spare-backend=false] [--config FILE] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--import-rate R] [--new-tunnel-rate R] [--calls-per-sender N] [--queued-calls-per-sender N] [--signals-per-sender N]\n")
+		fmt.Fprintf(stderr, "usage: ovpn3-helper [--state-dir DIR] [--log-level N] [--backend PROGRAM] [--backend-user NAME] [--resolv-conf FILE] [--resolved-bus ADDRESS] [--backend-cpuprofile DIR] [--runtime-stats DURATION] [--spare-backend=false] [--preconnect=false] [--config FILE] [--max-profiles-per-user N] [--max-profile-bytes-per-user N] [--max-sessions-per-user N] [--session-usable-within DURATION] [--import-rate R] [--new-tunnel-rate R] [--calls-per-sender N] [--queued-calls-per-sender N] [--signals-per-sender N]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -72,7 +73,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: process.SlogLevel(*logLevel)}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	be, err := openBackend(*backendPath, backendCandidates(), backendArgs(*logLevel, *cpuProfileDir))
+	be, err := openBackend(*backendPath, backendCandidates(), backendArgs(*logLevel, *cpuProfileDir, *preconnect))
 	if err != nil {
 		logger.Error("ovpn3-helper", "err", err)
 		return 1
@@ -97,9 +98,12 @@ func runDaemon(args []string, stderr io.Writer) int {
 // backendArgs is every backend's command line: fixed when the daemon
 // starts, so no D-Bus call changes it (profiling stays off unless the
 // daemon was started with --backend-cpuprofile).
-func backendArgs(logLevel int, cpuProfileDir string) []string {
+func backendArgs(logLevel int, cpuProfileDir string, preconnect bool) []string {
 	args := []string{"--log-level", strconv.Itoa(logLevel), "--token-fd", strconv.Itoa(token.FD),
 		"--daemon-version", version.Version}
+	if !preconnect {
+		args = append(args, "--preconnect=false")
+	}
 	if cpuProfileDir != "" {
 		args = append(args, "--cpuprofile-dir", cpuProfileDir)
 	}

@@ -59,7 +59,7 @@ func testBackend(t *testing.T) backendProgram {
 	if backendBuild.err != nil {
 		t.Fatal(backendBuild.err)
 	}
-	be, err := openBackend(path, nil, backendArgs(3, ""))
+	be, err := openBackend(path, nil, backendArgs(3, "", true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +78,13 @@ func TestUsage(t *testing.T) {
 // The daemon passes its own release on every backend's command line (the
 // backend refuses another one: ovpn3-backend's TestRefusesOtherRelease).
 func TestBackendArgsCarryRelease(t *testing.T) {
-	args := backendArgs(3, "")
+	args := backendArgs(3, "", true)
 	if i := slices.Index(args, "--daemon-version"); i < 0 || i+1 >= len(args) || args[i+1] != version.Version {
 		t.Errorf("backend args %q do not carry the daemon's release %q", args, version.Version)
+	}
+	// --preconnect=false (an A/B switch) reaches every backend.
+	if slices.Contains(args, "--preconnect=false") || !slices.Contains(backendArgs(3, "", false), "--preconnect=false") {
+		t.Errorf("--preconnect: backend args %q with it on, %q off", args, backendArgs(3, "", false))
 	}
 }
 
@@ -248,13 +252,13 @@ func backendUser(t *testing.T) privsep.User {
 // ovpn3-backend writes it, a production one refuses: ovpn3-backend's
 // TestCPUProfile).
 func TestBackendCPUProfileOffByDefault(t *testing.T) {
-	for _, a := range backendArgs(3, "") {
+	for _, a := range backendArgs(3, "", true) {
 		if strings.Contains(a, "cpuprofile") {
-			t.Fatalf("backend args %q enable profiling by default", backendArgs(3, ""))
+			t.Fatalf("backend args %q enable profiling by default", backendArgs(3, "", true))
 		}
 	}
 	dir := t.TempDir()
-	if got := backendArgs(3, dir); !slices.Contains(got, "--cpuprofile-dir") || got[len(got)-1] != dir {
+	if got := backendArgs(3, dir, true); !slices.Contains(got, "--cpuprofile-dir") || got[len(got)-1] != dir {
 		t.Fatalf("backend args %q lack --cpuprofile-dir %s", got, dir)
 	}
 }
