@@ -172,3 +172,59 @@ func TestNewRecordsAhead(t *testing.T) {
 		t.Errorf("not restored: %q", got)
 	}
 }
+
+// An existing resolv.conf is replaced by exchange (no flush of the new
+// file's data first, see exchange), with no temporary file left next to
+// it; a missing one is created by rename. A crash between the exchange and
+// the removal of the old file leaves it under a temporary name: the next
+// helper removes it.
+func TestReplacedByExchange(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exchanges := 0
+	real := exchange
+	exchange = func(tmp, path string) error { exchanges++; return real(tmp, path) }
+	t.Cleanup(func() { exchange = real })
+	ctx := context.Background()
+	m := NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
+	entries := func() int {
+		t.Helper()
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	if _, err := m.Apply(ctx, fullLink); err != nil {
+		t.Fatal(err)
+	}
+	if exchanges != 1 || entries() != 1 {
+		t.Errorf("Apply over the file: %d exchanges, %d files in its directory; want 1 and 1", exchanges, entries())
+	}
+	if got := nameservers(readFile(t, path)); len(got) == 0 || got[0] != "10.8.0.1" {
+		t.Errorf("nameservers %v", got)
+	}
+	if _, err := m.Revert(ctx, fullLink.Key); err != nil {
+		t.Fatal(err)
+	}
+	if readFile(t, path) != original || entries() != 1 {
+		t.Errorf("not restored, or files left: %q, %d files", readFile(t, path), entries())
+	}
+
+	left := filepath.Join(dir, tempPrefix(path)+"123")
+	if err := os.WriteFile(left, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, Options{StateDir: state, ResolvConf: path, Logger: testLogger(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("temporary file left by a crash still there: %v", err)
+	}
+	if readFile(t, path) != original {
+		t.Error("resolv.conf changed by the recovery")
+	}
+}

@@ -315,7 +315,12 @@ func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", r.path, err)
 	}
-	err = os.Rename(tmp, r.path)
+	if fi != nil {
+		err = exchange(tmp, r.path)
+	}
+	if fi == nil || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.ENOENT) {
+		err = os.Rename(tmp, r.path)
+	}
 	if err == nil {
 		return nil
 	}
@@ -329,6 +334,23 @@ func (r *ResolvConf) write(rec *resolvRecord, text []byte) error {
 		return writeInPlace(r.path, text)
 	}
 	return fmt.Errorf("write %s: %w", r.path, err)
+}
+
+// exchange puts the new file tmp in place of the existing path
+// atomically, as a rename over it would, and removes the old one, now under
+// tmp's name. ext4 writes a file's data out before it is renamed over
+// another (auto_da_alloc: 0.2-1.5 ms here, on the connect's path), not
+// before an exchange; the data go unsynced either way (see ResolvConf).
+// A crash between the two calls leaves the old file under tmp's name:
+// Recover removes such files (tempPrefix). EINVAL or ENOSYS: the
+// filesystem or kernel cannot exchange (the caller renames), and nothing
+// was changed.
+var exchange = func(tmp, path string) error {
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE); err != nil {
+		return err
+	}
+	os.Remove(tmp)
+	return nil
 }
 
 // renameable reports whether path can be replaced by rename: not when it is
@@ -374,11 +396,25 @@ func writeReplaceOwned(path string, b []byte, mode fs.FileMode, uid, gid int) er
 	return syncDir(filepath.Dir(path))
 }
 
+// tempPrefix begins the names of our temporary files next to path.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".ovpn3go-" }
+
+// removeTemps removes what a crash left of our temporary files next to
+// path (a new file not yet in place, or an old one exchanged out).
+func (r *ResolvConf) removeTemps() {
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(r.path), tempPrefix(r.path)+"*"))
+	for _, f := range left {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("temporary file left by a crash not removed", "file", f, "err", err)
+		}
+	}
+}
+
 // prepareReplace writes b to a temporary file next to path (synced if
 // sync), with path's mode and owner, and returns its name: renaming it over
 // path replaces path atomically.
 func prepareReplace(path string, b []byte, mode fs.FileMode, uid, gid int, sync bool) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix(path)+"*")
 	if err != nil {
 		return "", err
 	}
@@ -442,6 +478,7 @@ func (r *ResolvConf) Revert(ctx context.Context, _ Link, rest []Link) error {
 
 // Recover implements Backend.
 func (r *ResolvConf) Recover(context.Context) error {
+	r.removeTemps()
 	rec, st, err := r.load()
 	switch {
 	case err != nil || st == noRecord:
