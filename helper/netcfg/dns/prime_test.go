@@ -186,7 +186,7 @@ func TestReplacedByExchange(t *testing.T) {
 	}
 	exchanges := 0
 	real := exchange
-	exchange = func(tmp, path string) error { exchanges++; return real(tmp, path) }
+	exchange = func(r *ResolvConf, tmp string) error { exchanges++; return real(r, tmp) }
 	t.Cleanup(func() { exchange = real })
 	ctx := context.Background()
 	m := NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
@@ -201,6 +201,7 @@ func TestReplacedByExchange(t *testing.T) {
 	if _, err := m.Apply(ctx, fullLink); err != nil {
 		t.Fatal(err)
 	}
+	m.b.(*ResolvConf).settle() // the old file's removal runs on
 	if exchanges != 1 || entries() != 1 {
 		t.Errorf("Apply over the file: %d exchanges, %d files in its directory; want 1 and 1", exchanges, entries())
 	}
