@@ -80,8 +80,8 @@ func TestPreconnectAdopted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if status := fmt.Sprint(property(ctx, t, st.Conn, path, "status")); !strings.Contains(status, fmt.Sprint(uint32(api.StatusMinorCfgRequireUser))) {
-		t.Errorf("status before the Connect: %s, want CFG_REQUIRE_USER", status)
+	if status, _ := property(ctx, t, st.Conn, path, "status").([]any); len(status) != 3 || status[1] != uint32(api.StatusMinorCfgRequireUser) {
+		t.Errorf("status before the Connect: %v, want CFG_REQUIRE_USER", status)
 	}
 	if ll := fmt.Sprint(property(ctx, t, st.Conn, path, "last_log")); strings.Contains(strings.ToLower(ll), "handshake") {
 		t.Errorf("last_log before the Connect: %s", ll)
