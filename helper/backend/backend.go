@@ -401,7 +401,7 @@ func (b *Backend) settleLater() {
 func (b *Backend) teardown(ctx context.Context) {
 	b.teardownOnce.Do(func() {
 		b.stopWarm()
-		b.closePreconn("the session ends")
+		b.closePreconn(ctx, "the session ends")
 		b.mu.Lock()
 		if b.settle != nil {
 			b.settle.Stop()

@@ -87,11 +87,11 @@ func (b *Backend) adopt(creds, proxy engine.Credentials, dco engine.DCO) bool {
 	}
 	<-p.ready
 	if p.client == nil {
-		b.dropPreconn(p, "no engine: "+p.err.Error())
+		b.dropPreconn(context.Background(), p, "no engine: "+p.err.Error())
 		return false
 	}
 	if proxy != (engine.Credentials{}) {
-		b.dropPreconn(p, "HTTP proxy credentials arrived")
+		b.dropPreconn(context.Background(), p, "HTTP proxy credentials arrived")
 		return false
 	}
 	if dco == nil {
@@ -100,7 +100,7 @@ func (b *Backend) adopt(creds, proxy engine.Credentials, dco engine.DCO) bool {
 		b.prepareTun()
 	}
 	if err := p.client.Release(engine.Release{Credentials: creds, DCO: dco}); err != nil {
-		b.dropPreconn(p, err.Error())
+		b.dropPreconn(context.Background(), p, err.Error())
 		return false
 	}
 	done, ended := make(chan struct{}), make(chan struct{})
@@ -112,7 +112,7 @@ func (b *Backend) adopt(creds, proxy engine.Credentials, dco engine.DCO) bool {
 	}
 	b.mu.Unlock()
 	if stopping { // a Disconnect between the two: it did not see this engine
-		b.dropPreconn(p, "backend is shutting down")
+		b.dropPreconn(context.Background(), p, "backend is shutting down")
 		return true
 	}
 	b.log.Info("connecting", "config", b.configPath)
@@ -123,19 +123,19 @@ func (b *Backend) adopt(creds, proxy engine.Credentials, dco engine.DCO) bool {
 }
 
 // closePreconn ends the connection begun ahead, if there is one.
-func (b *Backend) closePreconn(why string) {
+func (b *Backend) closePreconn(ctx context.Context, why string) {
 	b.mu.Lock()
 	p := b.pre
 	b.pre = nil
 	b.mu.Unlock()
 	if p != nil {
-		b.dropPreconn(p, why)
+		b.dropPreconn(ctx, p, why)
 	}
 }
 
 // dropPreconn cancels a held engine, waits for its Run (bounded by
-// StopTimeout) and drops its kept-back log.
-func (b *Backend) dropPreconn(p *preconn, why string) {
+// StopTimeout and ctx) and drops its kept-back log.
+func (b *Backend) dropPreconn(ctx context.Context, p *preconn, why string) {
 	p.log.drop()
 	p.cancel()
 	t := time.NewTimer(b.opts.StopTimeout)
@@ -145,6 +145,7 @@ func (b *Backend) dropPreconn(p *preconn, why string) {
 		b.opts.Logger.Debug("connection begun ahead discarded", "why", why, "err", p.err)
 	case <-t.C:
 		b.opts.Logger.Warn("engine did not stop in time")
+	case <-ctx.Done():
 	}
 }
 
