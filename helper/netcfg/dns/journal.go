@@ -34,7 +34,15 @@ func (j journal) load(v any) (ok bool, err error) {
 	return true, nil
 }
 
-func (j journal) store(v any) error {
+// store replaces the record, synced (file and directory) before it
+// returns.
+func (j journal) store(v any) error { return j.write(v, true) }
+
+// storeUnsynced replaces the record atomically for a process crash only:
+// for a record of what a machine crash undoes anyway (see Resolved).
+func (j journal) storeUnsynced(v any) error { return j.write(v, false) }
+
+func (j journal) write(v any, durable bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -42,22 +50,29 @@ func (j journal) store(v any) error {
 	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	if err := writeReplace(j.path, b, 0o600); err != nil {
+	if err := writeReplace(j.path, b, 0o600, durable); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
 }
 
 func (j journal) remove() error {
-	if err := os.Remove(j.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("journal: %w", err)
+	if err := j.removeUnsynced(); err != nil {
+		return err
 	}
 	return syncDir(filepath.Dir(j.path))
 }
 
-// writeReplace writes b to a temporary file next to path, syncs it and
-// renames it over path.
-func writeReplace(path string, b []byte, mode fs.FileMode) error {
+func (j journal) removeUnsynced() error {
+	if err := os.Remove(j.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// writeReplace writes b to a temporary file next to path and renames it
+// over path; durable syncs the file before and the directory after.
+func writeReplace(path string, b []byte, mode fs.FileMode, durable bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -67,7 +82,7 @@ func writeReplace(path string, b []byte, mode fs.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = syncFile(f)
 	}
 	if cerr := f.Close(); err == nil {
@@ -79,6 +94,9 @@ func writeReplace(path string, b []byte, mode fs.FileMode) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }

@@ -2,8 +2,10 @@ package dns
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -23,7 +25,11 @@ const (
 // Resolved configures each tunnel as a link of systemd-resolved. Before a
 // link is touched its index and name are journalled; resolved itself forgets
 // a link's settings when the link goes away, so Recover only has to revert
-// links that still exist under the same name.
+// links that still exist under the same name. The journal is not synced:
+// a helper killed leaves it in the page cache, and after a crash of the
+// machine the tunnel links it names, and resolved's settings for them, are
+// gone (a journal torn by it is dropped); two fsyncs on every connect's
+// way bought nothing.
 type Resolved struct {
 	conn *dbus.Conn
 	j    journal
@@ -63,9 +69,9 @@ func (r *Resolved) journalLink(l Link, add bool) error {
 		rec.Links = append(rec.Links, resolvedLink{l.Index, l.Name})
 	}
 	if len(rec.Links) == 0 {
-		return r.j.remove()
+		return r.j.removeUnsynced()
 	}
-	return r.j.store(rec)
+	return r.j.storeUnsynced(rec)
 }
 
 func (r *Resolved) call(ctx context.Context, method string, args ...any) error {
@@ -243,6 +249,13 @@ func (r *Resolved) Revert(ctx context.Context, l Link, _ []Link) error {
 func (r *Resolved) Recover(ctx context.Context) error {
 	var rec resolvedRecord
 	ok, err := r.j.load(&rec)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// Torn by a crash of the machine (it is not synced), which took
+		// the links it named with it.
+		r.log.Warn("unreadable systemd-resolved journal dropped", "err", err)
+		return r.j.removeUnsynced()
+	}
 	if err != nil || !ok {
 		return err
 	}

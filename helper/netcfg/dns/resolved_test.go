@@ -242,8 +242,12 @@ func TestResolvedRecover(t *testing.T) {
 	}
 	full := s.tun
 	full.DefaultRoute = true
+	synced := countSyncs(t)
 	if _, err := crashed.Apply(context.Background(), full); err != nil {
 		t.Fatal(err)
+	}
+	if got := synced(); len(got) != 0 {
+		t.Errorf("the Apply synced %q: the resolved journal is not synced", got)
 	}
 	if got := s.resolve(t, "e.example.com"); got != "vpn" {
 		t.Fatalf("full DNS: from %s", got)
@@ -343,5 +347,26 @@ func TestResolvedNotAskedByGlibc(t *testing.T) {
 	}
 	if l, err := os.Readlink(path); err != nil || l != "systemd/resolve/stub-resolv.conf" {
 		t.Errorf("resolv.conf symlink touched: %q %v", l, err)
+	}
+}
+
+// A resolved journal torn by a crash of the machine (it is not synced)
+// is dropped at the next start, not reported at every start.
+func TestResolvedTornJournalDropped(t *testing.T) {
+	for _, torn := range []string{"", `{"Links":[{"Index":7,"Na`} {
+		state := t.TempDir()
+		path := filepath.Join(state, JournalDir, "resolved.json")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(torn), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := NewResolved(nil, state, testLogger(t)).Recover(context.Background()); err != nil {
+			t.Errorf("Recover of %q: %v", torn, err)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("torn journal %q still there: %v", torn, err)
+		}
 	}
 }
