@@ -84,6 +84,9 @@ type Plane struct {
 	// modSleep puts a moderated socket read off (moderate.go); nil: the
 	// thread sleeps. Tests count the calls instead.
 	modSleep func(time.Duration)
+	// txSleep is the TUN reader's linger (offload.go); nil: tunio's
+	// raw nanosleep. Tests count the calls instead.
+	txSleep func(time.Duration)
 }
 
 // New returns a Plane without a TUN device.

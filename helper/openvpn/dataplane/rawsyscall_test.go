@@ -17,7 +17,7 @@ import (
 // them brings those wake-ups back.
 func TestDataPathSyscallsAreRaw(t *testing.T) {
 	hops := map[string][]string{ // package directory: receiver.function
-		"../tunio":     {"fileReader.drain", "fileWriter.write", ".rawIO"},
+		"../tunio":     {"fileReader.drain", "fileWriter.write", ".rawIO", ".rawSleep"},
 		"../udpbatch":  {"Writer.send"},
 		"../transport": {"MmsgReader.recv"},
 	}

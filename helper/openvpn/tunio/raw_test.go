@@ -26,7 +26,7 @@ func TestWriterWritesThroughTheFile(t *testing.T) {
 	}
 	buf := make([]byte, 2000)
 	for i, p := range want {
-		n, err := d.peer.Read(buf)
+		n, err := d.Peer.Read(buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestWriterWritesThroughTheFile(t *testing.T) {
 	big := packet(3, 1400)
 	var queued int
 	for {
-		if _, err := rawWrite(d.f.Fd(), big); err != nil {
+		if _, err := rawWrite(d.F.Fd(), big); err != nil {
 			break // EAGAIN: full
 		}
 		queued++
@@ -53,18 +53,18 @@ func TestWriterWritesThroughTheFile(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	for range queued {
-		if _, err := d.peer.Read(buf); err != nil {
+		if _, err := d.Peer.Read(buf); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Write after room was made: %v", err)
 	}
-	if n, err := d.peer.Read(buf); err != nil || !bytes.Equal(buf[:n], packet(4, 100)) {
+	if n, err := d.Peer.Read(buf); err != nil || !bytes.Equal(buf[:n], packet(4, 100)) {
 		t.Fatalf("the waiting packet: %d bytes, %v", n, err)
 	}
 
-	d.f.Close()
+	d.F.Close()
 	if _, err := w.Write(packet(5, 10)); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want os.ErrClosed", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,7 +86,8 @@ type fileReader struct {
 	rc     syscall.RawConn
 	fn     func(fd uintptr) bool // ReadPackets' callback
 	loopFn func(fd uintptr) bool // Loop's
-	handle func(n int)           // Loop's
+	handle func(n int) time.Duration
+	sleep  func(time.Duration) // Loop's lingers
 
 	buf         []byte
 	lay         Layout
@@ -93,6 +96,7 @@ type fileReader struct {
 	n           int
 	err         error
 	reads       int64 // read(2) calls, for tests: the reader's goroutine's
+	lingers     int64 // Loop's lingers, for tests
 }
 
 func newFileReader(f *os.File) (*fileReader, error) {
@@ -195,8 +199,21 @@ func (r *fileReader) drain(fd uintptr) (empty bool) {
 // more per wake-up when packets come one at a time; when they come while
 // handle runs, the old loop's read would have taken them without that
 // trip through the poller (docs/bench/upload.md: the bench shows neither).
-func Loop(r Reader, buf []byte, lay Layout, offs, sizes []int, handle func(n int)) error {
+//
+// Handle returns how long a file-backed device's reader lingers when the
+// read emptied the queue (0: it waits in the poller at once): it sleeps
+// that long (sleep; nil: nanosleep(2) as a raw call), then reads what
+// came meanwhile, and lingers again while handle asks and the lingers
+// bring packets (at most maxLingers in a row). A sender that paces its
+// datagrams in bursts then costs a wake-up and a hand-off per linger,
+// not per handful of datagrams; lingering delays only the packets that
+// arrive during it (docs/bench/upload.md). Other readers never linger.
+func Loop(r Reader, buf []byte, lay Layout, offs, sizes []int, handle func(n int) (linger time.Duration), sleep func(time.Duration)) error {
 	if f, ok := r.(*fileReader); ok {
+		f.sleep = sleep
+		if f.sleep == nil {
+			f.sleep = rawSleep
+		}
 		return f.loop(buf, lay, offs, sizes, handle)
 	}
 	for {
@@ -208,7 +225,12 @@ func Loop(r Reader, buf []byte, lay Layout, offs, sizes []int, handle func(n int
 	}
 }
 
-func (r *fileReader) loop(buf []byte, lay Layout, offs, sizes []int, handle func(n int)) error {
+// maxLingers bounds the lingers of one poller callback: then the callback
+// returns and the next one starts only once Loop has seen that the device
+// was not closed meanwhile (Close waits for the callback to return).
+const maxLingers = 16
+
+func (r *fileReader) loop(buf []byte, lay Layout, offs, sizes []int, handle func(n int) time.Duration) error {
 	if len(offs) == 0 || len(sizes) == 0 || !lay.room(buf, lay.Head) {
 		return errNoRoom
 	}
@@ -226,17 +248,39 @@ func (r *fileReader) loop(buf []byte, lay Layout, offs, sizes []int, handle func
 }
 
 // loopRead is Loop's RawConn.Read callback: it reads what is queued and
-// hands it over. False asks the poller to wait: the queue was empty.
-// True leaves the callback: a read failed (r.err), or the room ran out
-// with packets perhaps still queued, and the next callback reads them
-// once Loop has seen that the device was not closed meanwhile.
+// hands it over, lingering as handle asks. False asks the poller to
+// wait: the queue was empty. True leaves the callback: a read failed
+// (r.err), the room ran out with packets perhaps still queued, or the
+// lingers reached maxLingers; the next callback reads on once Loop has
+// seen that the device was not closed meanwhile.
 func (r *fileReader) loopRead(fd uintptr) bool {
-	r.n = 0
-	empty := r.drain(fd)
-	if r.n > 0 {
-		r.handle(r.n)
+	for range maxLingers {
+		r.n = 0
+		empty := r.drain(fd)
+		var linger time.Duration
+		if r.n > 0 {
+			linger = r.handle(r.n)
+		}
+		if !empty {
+			return true
+		}
+		if linger <= 0 {
+			return false
+		}
+		r.lingers++
+		r.sleep(linger)
 	}
-	return !empty
+	return true
+}
+
+// rawSleep is nanosleep(2) as a raw system call. An ordinary one would
+// wake the runtime's monitor thread as any ordinary call does (raw.go);
+// this one keeps its P for the sleep (a stop-the-world waits that long
+// at most: the data plane lingers half a millisecond). A signal ends it
+// early, which is harmless: the reader reads a little sooner.
+func rawSleep(d time.Duration) {
+	ts := unix.Timespec{Sec: int64(d / time.Second), Nsec: int64(d % time.Second)}
+	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // more says whether the call may read another packet, at start in buf.

@@ -4,49 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio/tuniotest"
 )
 
-// fileDev is a device backed by one end of a SOCK_SEQPACKET socket pair:
-// like a TUN descriptor it keeps packet boundaries and can be
-// non-blocking; the test writes packets into the other end.
-type fileDev struct {
-	f    *os.File
-	peer *os.File
-}
-
-func newFileDev(t *testing.T, nonblock bool) *fileDev {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if nonblock {
-		if err := unix.SetNonblock(fds[0], true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d := &fileDev{f: os.NewFile(uintptr(fds[0]), "seq0"), peer: os.NewFile(uintptr(fds[1]), "seq1")}
-	t.Cleanup(func() { d.f.Close(); d.peer.Close() })
-	return d
-}
-
-func (d *fileDev) Read(p []byte) (int, error)  { return d.f.Read(p) }
-func (d *fileDev) Write(p []byte) (int, error) { return d.f.Write(p) }
-func (d *fileDev) Close() error                { return d.f.Close() }
-func (d *fileDev) Name() string                { return "seq0" }
-func (d *fileDev) File() *os.File              { return d.f }
-
-func (d *fileDev) send(t *testing.T, pkts ...[]byte) {
-	t.Helper()
-	for _, p := range pkts {
-		if _, err := d.peer.Write(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+func newFileDev(t *testing.T, nonblock bool) *tuniotest.SeqDev {
+	return tuniotest.NewSeqDev(t, nonblock)
 }
 
 func packet(i, n int) []byte { return bytes.Repeat([]byte{byte(i + 1)}, n) }
@@ -87,7 +53,7 @@ func TestReaderDrainsTheQueueInOneCall(t *testing.T) {
 	for i := range 5 {
 		want = append(want, packet(i, 100+i*301))
 	}
-	d.send(t, want...)
+	d.Send(t, want...)
 	n, err := r.ReadPackets(buf, lay, offs, sizes)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +65,7 @@ func TestReaderDrainsTheQueueInOneCall(t *testing.T) {
 	for i := range 11 {
 		want = append(want, packet(i, 60))
 	}
-	d.send(t, want...)
+	d.Send(t, want...)
 	n, err = r.ReadPackets(buf, lay, offs, sizes)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +87,7 @@ func TestReaderStopsBeforeTheBufferRunsOut(t *testing.T) {
 	buf := make([]byte, 2500) // room for two reads of 1000 bytes, not three
 	offs, sizes := make([]int, 8), make([]int, 8)
 	want := [][]byte{packet(0, 1000), packet(1, 1000), packet(2, 1000)}
-	d.send(t, want...)
+	d.Send(t, want...)
 	n, err := r.ReadPackets(buf, lay, offs, sizes)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +121,7 @@ func TestReaderWaitsAndEndsOnClose(t *testing.T) {
 		res <- result{n, err}
 	}
 	go read()
-	d.send(t, packet(0, 10))
+	d.Send(t, packet(0, 10))
 	if got := <-res; got.err != nil || got.n != 1 || sizes[0] != 10 {
 		t.Fatalf("ReadPackets = %d, %v (size %d), want the one packet of 10 bytes", got.n, got.err, sizes[0])
 	}
@@ -182,7 +148,7 @@ func TestReaderFallsBackToOnePacketPerCall(t *testing.T) {
 	buf := make([]byte, 1000)
 	offs, sizes := make([]int, 4), make([]int, 4)
 	want := [][]byte{packet(0, 10), packet(1, 20)}
-	d.send(t, want...)
+	d.Send(t, want...)
 	for i, w := range want {
 		n, err := r.ReadPackets(buf, lay, offs, sizes)
 		if err != nil {
@@ -215,7 +181,7 @@ func TestBatchedDrainsFileDevice(t *testing.T) {
 	for i := range FileBatch + 3 {
 		want = append(want, packet(i, 50+i*97))
 	}
-	d.send(t, want...)
+	d.Send(t, want...)
 	for _, w := range [][][]byte{want[:FileBatch], want[FileBatch:]} {
 		n, err := b.ReadBatch(bufs, sizes, Headroom)
 		if err != nil {
@@ -262,15 +228,16 @@ func TestLoopReadsEachPacketWithTwoReads(t *testing.T) {
 	var readsAtLast int64
 	done := make(chan error, 1)
 	go func() {
-		done <- Loop(r, buf, lay, offs, sizes, func(k int) {
+		done <- Loop(r, buf, lay, offs, sizes, func(k int) time.Duration {
 			for i := range k {
 				got <- bytes.Clone(buf[offs[i] : offs[i]+sizes[i]])
 			}
 			readsAtLast = fr.reads
-		})
+			return 0
+		}, nil)
 	}()
 	for i := range n {
-		d.send(t, packet(i, 10+i))
+		d.Send(t, packet(i, 10+i))
 		select {
 		case p := <-got:
 			if !bytes.Equal(p, packet(i, 10+i)) {
@@ -281,7 +248,7 @@ func TestLoopReadsEachPacketWithTwoReads(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond) // the reader goes back to waiting
 	}
-	d.f.Close()
+	d.F.Close()
 	if err := <-done; !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Loop after Close: %v, want os.ErrClosed", err)
 	}
@@ -299,12 +266,137 @@ func TestLoopOverReadPackets(t *testing.T) {
 	buf := make([]byte, 200)
 	lay := Layout{Max: 50}
 	offs, sizes := make([]int, 2), make([]int, 2)
-	err := Loop(NewReader(q), buf, lay, offs, sizes, func(k int) {
+	err := Loop(NewReader(q), buf, lay, offs, sizes, func(k int) time.Duration {
 		for i := range k {
 			got = append(got, bytes.Clone(buf[offs[i]:offs[i]+sizes[i]]))
 		}
-	})
+		return time.Millisecond // a Reader that is not file-backed never lingers
+	}, func(time.Duration) { t.Error("Loop over ReadPackets lingered") })
 	if err == nil || len(got) != 2 || !bytes.Equal(got[1], packet(1, 6)) {
 		t.Fatalf("Loop over a queue of two packets: %d packets, %v", len(got), err)
 	}
+}
+
+// A handler that asks to linger gets the packets that arrived meanwhile
+// in one read pass and one call, without a wait in the poller: one
+// linger per pass while the passes bring packets and the handler asks,
+// none once a pass finds the queue empty, none when it does not ask.
+func TestLoopLingersForTheRestOfABurst(t *testing.T) {
+	d := newFileDev(t, true)
+	r := NewReader(d)
+	fr := r.(*fileReader)
+	lay := Layout{Max: 100}
+	buf := make([]byte, 2000)
+	offs, sizes := make([]int, 16), make([]int, 16)
+	// Packet sizes: 50 and up ask to linger, smaller ones do not.
+	arrive := [][]int{{60, 61, 62, 63, 64}, {65, 66}, nil} // during the 1st, 2nd, 3rd linger
+	var calls [][]int
+	var lingers []int64 // fr.reads at each linger
+	handled := make(chan struct{}, 16)
+	done := make(chan error, 1)
+	d.Send(t, packet(50, 50)) // queued before the first read: no read finds the queue empty before it
+	go func() {
+		done <- Loop(r, buf, lay, offs, sizes, func(k int) time.Duration {
+			calls = append(calls, slices.Clone(sizes[:k]))
+			defer func() { handled <- struct{}{} }()
+			if sizes[k-1] >= 50 {
+				return 50 * time.Microsecond
+			}
+			return 0
+		}, func(l time.Duration) {
+			if l != 50*time.Microsecond {
+				t.Errorf("lingered %v, want the handler's 50µs", l)
+			}
+			i := len(lingers)
+			lingers = append(lingers, fr.reads)
+			if i < len(arrive) {
+				for _, n := range arrive[i] {
+					if _, err := d.Peer.Write(packet(n, n)); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}()
+	wait := func() {
+		t.Helper()
+		select {
+		case <-handled:
+		case err := <-done:
+			t.Fatalf("Loop ended: %v", err)
+		case <-time.After(30 * time.Second): // not a speed limit: the packets that only a linger sends never came
+			t.Fatal("the packets sent during the lingers were never read")
+		}
+	}
+	for range 3 { // the burst: the first packet, what the lingers brought
+		wait()
+	}
+	time.Sleep(5 * time.Millisecond) // the third linger's pass finds nothing: the reader waits
+	d.Send(t, packet(10, 10))        // no linger after a packet the handler lets go
+	wait()
+	time.Sleep(5 * time.Millisecond)
+	d.F.Close()
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Loop after Close: %v, want os.ErrClosed", err)
+	}
+	want := [][]int{{50}, {60, 61, 62, 63, 64}, {65, 66}, {10}}
+	if !slices.EqualFunc(calls, want, slices.Equal) {
+		t.Fatalf("handler calls %v, want %v (what each linger brought in one call)", calls, want)
+	}
+	if len(lingers) != 3 {
+		t.Fatalf("%d lingers, want 3 (after the first packet and after each linger that brought packets)", len(lingers))
+	}
+	// Each pass: its packets and the read finding the queue empty.
+	if lingers[0] != 2 || lingers[1] != 2+6 || lingers[2] != 2+6+3 {
+		t.Fatalf("read(2) calls before each linger %v, want [2 8 11]", lingers)
+	}
+	if fr.lingers != 3 {
+		t.Fatalf("the reader counted %d lingers, want 3", fr.lingers)
+	}
+}
+
+// Lingering ends after maxLingers passes even while packets keep coming:
+// the poller callback returns, so that Close, which waits for it, ends
+// the Loop.
+func TestLoopLingerEndsOnClose(t *testing.T) {
+	d := newFileDev(t, true)
+	r := NewReader(d)
+	fr := r.(*fileReader)
+	lay := Layout{Max: 100}
+	buf := make([]byte, 1000)
+	offs, sizes := make([]int, 4), make([]int, 4)
+	linger := func(int) time.Duration { return time.Microsecond }
+	var n int
+	more := func(time.Duration) {
+		n++
+		d.Peer.Write(packet(1, 20)) // a packet per linger, for ever; fails once closed
+	}
+
+	// One callback: maxLingers lingers, then it returns (true: not a wait).
+	fr.buf, fr.lay, fr.offs, fr.sizes, fr.handle, fr.sleep = buf, lay, offs, sizes, linger, more
+	d.Send(t, packet(0, 20))
+	var again bool
+	if err := fr.rc.Read(func(fd uintptr) bool { again = fr.loopRead(fd); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !again || n != maxLingers {
+		t.Fatalf("one callback on a device that keeps receiving: %d lingers, returned %v; want %d, true", n, again, maxLingers)
+	}
+
+	// Loop: Close from elsewhere ends it.
+	n = 0
+	closed := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Loop(r, buf, lay, offs, sizes, linger, func(d2 time.Duration) {
+			if n == 2 {
+				go func() { d.F.Close(); close(closed) }()
+			}
+			more(d2)
+		})
+	}()
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Loop after Close: %v, want os.ErrClosed", err)
+	}
+	<-closed
 }

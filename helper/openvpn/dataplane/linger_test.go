@@ -1,0 +1,112 @@
+package dataplane
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/offload"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/tunio/tuniotest"
+)
+
+// vnetPacket is a plain (no GSO) virtio_net_hdr and an IPv4 packet of
+// size bytes carrying proto.
+func vnetPacket(proto byte, size int) []byte {
+	b := make([]byte, offload.HdrLen+size)
+	ip := b[offload.HdrLen:]
+	ip[0], ip[2], ip[3], ip[8], ip[9] = 0x45, byte(size>>8), byte(size), 64, proto
+	return b
+}
+
+// The TUN reader lingers after a bulk UDP datagram and sends what came
+// meanwhile in one send (one wake-up and one sendmmsg for the rest of a
+// paced sender's burst), lingers again only while lingering brings
+// datagrams, and never after TCP or a small datagram.
+func TestTunReaderLingersForDatagramBursts(t *testing.T) {
+	ckey, skey := dataPlaneKeys(t, 3)
+	peer := newTestPeer(t, skey)
+	peer.receive()
+	defer peer.close()
+	tr, _ := dialBenchTransport(t, peer)
+	defer tr.Close()
+	p := benchMode{name: "tun+udp", tun: true, gso: true, mmsg: true}.plane()
+	if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
+		t.Fatal(err)
+	}
+	tx := p.tx.Load()
+	dev := tuniotest.NewSeqDev(t, true) // without TUNGETIFF: readVnet is called directly
+	const burst = 5
+	bulk := vnetPacket(unix.IPPROTO_UDP, 1300)
+	var lingers int
+	p.txSleep = func(d time.Duration) {
+		if d != txLinger {
+			t.Errorf("lingered %v, want txLinger (%v)", d, txLinger)
+		}
+		lingers++
+		if lingers == 1 { // the rest of the burst arrives during the first linger
+			for range burst {
+				if _, err := dev.Peer.Write(bulk); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.readVnet(dev, nil, nil)
+	}()
+	got := func() int64 { return peer.got.Load() }
+	dev.Send(t, bulk)
+	wait(t, true, got, 1+burst, "peer (burst)")
+	dev.Send(t, vnetPacket(unix.IPPROTO_TCP, 1300))
+	wait(t, true, got, 2+burst, "peer (TCP)")
+	dev.Send(t, vnetPacket(unix.IPPROTO_UDP, 200))
+	wait(t, true, got, 3+burst, "peer (small datagram)")
+	dev.F.Close()
+	<-done
+	if lingers != 2 {
+		t.Errorf("%d lingers, want 2: after the first datagram, after the burst it brought (which finds nothing), none after TCP or a small datagram", lingers)
+	}
+	if tx.bw.Sends != 4 {
+		t.Errorf("%d sendmmsg calls, want 4: the first datagram, the rest of its burst together, the TCP packet, the small datagram", tx.bw.Sends)
+	}
+}
+
+func TestBulkDatagrams(t *testing.T) {
+	v6 := func(next byte, size int) []byte {
+		b := make([]byte, offload.HdrLen+size)
+		b[offload.HdrLen], b[offload.HdrLen+6] = 0x60, next
+		return b
+	}
+	uso := vnetPacket(unix.IPPROTO_UDP, 1300)
+	uso[1] = offload.GSOUDPL4
+	tso := vnetPacket(unix.IPPROTO_TCP, 1300)
+	tso[1] = offload.GSOTCPv4
+	for _, c := range []struct {
+		name string
+		pkts [][]byte
+		want bool
+	}{
+		{"IPv4 UDP 1300", [][]byte{vnetPacket(unix.IPPROTO_UDP, 1300)}, true},
+		{"IPv6 UDP 1300", [][]byte{v6(unix.IPPROTO_UDP, 1300)}, true},
+		{"USO super-packet", [][]byte{uso}, true},
+		{"TCP then UDP", [][]byte{vnetPacket(unix.IPPROTO_TCP, 1300), vnetPacket(unix.IPPROTO_UDP, 1300)}, true},
+		{"IPv4 TCP 1300", [][]byte{vnetPacket(unix.IPPROTO_TCP, 1300)}, false},
+		{"IPv6 TCP 1300", [][]byte{v6(unix.IPPROTO_TCP, 1300)}, false},
+		{"TSO super-packet", [][]byte{tso}, false},
+		{"IPv4 UDP 999", [][]byte{vnetPacket(unix.IPPROTO_UDP, txLingerMinLen-1)}, false},
+		{"ICMP 1300", [][]byte{vnetPacket(unix.IPPROTO_ICMP, 1300)}, false},
+	} {
+		var rbuf []byte
+		var offs, sizes []int
+		for _, p := range c.pkts {
+			offs, sizes = append(offs, len(rbuf)), append(sizes, len(p))
+			rbuf = append(rbuf, p...)
+		}
+		if got := bulkDatagrams(rbuf, offs, sizes); got != c.want {
+			t.Errorf("%s: bulkDatagrams %v, want %v", c.name, got, c.want)
+		}
+	}
+}
