@@ -507,6 +507,8 @@ var abuseCases = map[string]abuseCase{
 	"configuration net.openvpn.v3.configuration.Validate":  {args: noArgs},
 	"configuration net.openvpn.v3.configuration.FetchJSON": {args: noArgs},
 	"configuration net.openvpn.v3.configuration.Fetch":     {args: noArgs},
+	// ovpn3go's own, the profile's backend only
+	"configuration net.openvpn.v3.configuration.FetchForBackend": {args: noArgs},
 	// spec §2.2: a no-op
 	"configuration net.openvpn.v3.configuration.SetOption":     {anyArgs: "**", args: fixed("verb", "3")},
 	"configuration net.openvpn.v3.configuration.SetOverride":   {args: fixed("log-level", dbus.MakeVariant(uint32(4)))},

@@ -215,7 +215,8 @@ func refused(err error) bool {
 		return true
 	}
 	_, text, _ := api.ParseError(err)
-	return api.IsDomain(err, api.DomainGDBusPP) && (strings.HasPrefix(text, "Authorization failed") || strings.HasPrefix(text, "Access denied"))
+	return api.IsDomain(err, api.DomainGDBusPP) && (strings.HasPrefix(text, "Authorization failed") || strings.HasPrefix(text, "Access denied") ||
+		strings.HasPrefix(text, "Access to the configuration profile is denied")) // the configuration manager's (upstream's) text
 }
 
 // TestStrangerRefused (issue 9): a user with no business there calls every
@@ -302,6 +303,8 @@ func TestStrangerRefused(t *testing.T) {
 		{api.ServiceNetCfg, device, api.InterfaceProperties + ".Set", []any{nc, "reroute_ipv4", dbus.MakeVariant(true)}},
 		{api.ServiceNetCfg, device, api.InterfaceProperties + ".Set", []any{nc, "dns_scope", dbus.MakeVariant("global")}},
 		{api.ServiceNetCfg, device, api.InterfaceProperties + ".Get", []any{nc, "device_name"}},
+		// the session's profile (what only its backend may read)
+		{api.ServiceConfiguration, cfg, api.InterfaceConfiguration + ".FetchForBackend", nil},
 		// log service
 		{api.ServiceLog, api.PathLog, lg + ".Attach", []any{be}},
 		{api.ServiceLog, api.PathLog, lg + ".AssignSession", []any{path, be}},

@@ -316,6 +316,7 @@ func testSecretsNeverLeak(t *testing.T, bin testbed.Binaries, v testbed.Variant,
 	}{
 		{api.ServiceConfiguration, cfg, api.InterfaceConfiguration + ".Fetch", nil},
 		{api.ServiceConfiguration, cfg, api.InterfaceConfiguration + ".FetchJSON", nil},
+		{api.ServiceConfiguration, cfg, api.InterfaceConfiguration + ".FetchForBackend", nil},
 		{api.ServiceConfiguration, cfg, api.InterfaceProperties + ".GetAll", []any{api.InterfaceConfiguration}},
 		{api.ServiceSessions, path, api.InterfaceProperties + ".GetAll", []any{api.InterfaceSessions}},
 		{api.ServiceSessions, path, api.InterfaceProperties + ".Get", []any{api.InterfaceSessions, "last_log"}},

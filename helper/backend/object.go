@@ -228,41 +228,29 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
 	defer cancel()
-	cfg := b.srv.Conn().Object(api.ServiceConfiguration, configPath)
-	// Sent together, the daemon answers them side by side: one round trip
-	// on the session start's path instead of one each. The overrides come
-	// before Fetch, as openvpn3's backend reads them: Fetch removes a
-	// single-use profile (session-start --config FILE).
+	// One round trip on the session start's path: the log service's
+	// AssignSession goes beside the profile's FetchForBackend (ovpn3go's
+	// own: the properties name, dco and overrides, then Fetch, which
+	// removes a single-use profile, in one call).
 	b.attached()
 	assigned := b.assignLogSession(ctx, sessionPath)
-	props := getProps(ctx, cfg, "name", "dco", "overrides")
-	var name string
-	var nv dbus.Variant
-	if err := props[0].Store(&nv); err == nil {
-		name, _ = nv.Value().(string)
+	var name, text string
+	var dco bool
+	var overrides map[string]dbus.Variant
+	err := b.srv.Conn().Object(api.ServiceConfiguration, configPath).CallWithContext(ctx,
+		api.InterfaceConfiguration+".FetchForBackend", 0).Store(&name, &dco, &overrides, &text)
+	if err != nil {
+		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(api.ErrorText(err)))
+		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
+		return "", errClient("Could not fetch the configuration profile: " + api.ErrorText(err))
 	}
 	// The profile's dco is the session's default (as name, read as
 	// upstream does); the session manager sets ours again at Connect when
 	// the session's own was changed.
-	var dv dbus.Variant
-	if err := props[1].Store(&dv); err == nil {
-		if on, _ := dv.Value().(bool); on {
-			b.mu.Lock()
-			b.dco = true
-			b.mu.Unlock()
-		}
-	}
-	overrides, err := overridesOf(props[2])
-	if err != nil {
-		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(err.Error()))
-		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
-		return "", errClient("Could not read the configuration overrides: " + err.Error())
-	}
-	var text string
-	if err := cfg.CallWithContext(ctx, api.InterfaceConfiguration+".Fetch", 0).Store(&text); err != nil {
-		msg := fmt.Sprintf("config_path=%s, eval_message='%s'", configPath, sanitize(api.ErrorText(err)))
-		b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgError, msg)
-		return "", errClient("Could not fetch the configuration profile: " + api.ErrorText(err))
+	if dco {
+		b.mu.Lock()
+		b.dco = true
+		b.mu.Unlock()
 	}
 	prof, err := profile.Parse(text)
 	if err != nil {
@@ -301,34 +289,6 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgOK, "config_path="+string(configPath))
 	b.announceInput()
 	return name, nil
-}
-
-// getProps asks the configuration for the properties names all at once
-// and returns the finished calls in that order.
-func getProps(ctx context.Context, cfg dbus.BusObject, names ...string) []*dbus.Call {
-	calls := make([]*dbus.Call, len(names))
-	for i, n := range names {
-		calls[i] = cfg.GoWithContext(ctx, api.InterfaceProperties+".Get", 0, nil, api.InterfaceConfiguration, n)
-	}
-	for _, c := range calls {
-		<-c.Done
-	}
-	return calls
-}
-
-// overridesOf reads the answer to Get of the overrides property. Not being
-// able to read it is an error, never "no overrides": a session started
-// without the overrides its user set would ignore them silently.
-func overridesOf(c *dbus.Call) (map[string]dbus.Variant, error) {
-	var v dbus.Variant
-	if err := c.Store(&v); err != nil {
-		return nil, fmt.Errorf("property overrides: %s", api.ErrorText(err))
-	}
-	ov, ok := v.Value().(map[string]dbus.Variant)
-	if !ok {
-		return nil, fmt.Errorf("property overrides has type %s, want a{sv}", v.Signature())
-	}
-	return ov, nil
 }
 
 // announceInput tells the session manager (and through it the front-ends)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -114,9 +115,22 @@ func init() {
 		err := c.Object(api.ServiceConfiguration, r.Path).CallWithContext(ctx, ifc+".Fetch", 0).Store(&text)
 		return text, err
 	}
+	aclOps["fetch for backend"] = func(ctx context.Context, c *dbus.Conn, r aclRequest) (string, error) {
+		var name, text string
+		var dco bool
+		var ov map[string]dbus.Variant
+		err := c.Object(api.ServiceConfiguration, r.Path).CallWithContext(ctx, ifc+".FetchForBackend", 0).Store(&name, &dco, &ov, &text)
+		keys := slices.Sorted(maps.Keys(ov))
+		vals := make([]string, len(keys))
+		for i, k := range keys {
+			vals[i] = k + "=" + fmt.Sprint(ov[k].Value())
+		}
+		return fmt.Sprintf("%s|%v|%s|%s", name, dco, strings.Join(vals, ","), text), err
+	}
 	call("Validate", false)
 	call("Fetch", false)
 	call("FetchJSON", false)
+	call("FetchForBackend", false)
 	call("SetOption", true, "verb", "4")
 	call("SetOverride", true, "dns-scope", dbus.MakeVariant("tunnel"))
 	call("UnsetOverride", true, "persist-tun")
@@ -282,7 +296,8 @@ var allowedValue = map[string]string{
 
 // The matrix of spec §5.2 (root has no special rights on profiles; the
 // backend, which plays upstream's $OVPN, may Fetch and read most
-// properties; public_access never grants Fetch).
+// properties, and it alone may FetchForBackend; public_access never grants
+// Fetch).
 var aclMatrix = func() []rule {
 	const (
 		all     = "OGSRB"
@@ -298,6 +313,8 @@ var aclMatrix = func() []rule {
 	for _, m := range []string{"Fetch", "FetchJSON"} {
 		add(rule{"call " + m, readers, readers, "O---B", readers, "O---B", methodDenied, methodDenied})
 	}
+	// ovpn3go's own: the profile's backend only, whatever the flags
+	add(rule{"call FetchForBackend", "----B", "----B", "----B", "----B", "----B", methodDenied, methodDenied})
 	for _, m := range []string{"SetOption", "SetOverride", "UnsetOverride", "AddTag", "RemoveTag", "AccessGrant", "AccessRevoke"} {
 		add(rule{"call " + m, owner, owner, owner, none, owner, methodDenied, methodSealed})
 	}

@@ -316,6 +316,26 @@ func TestBackendFetchSingleUse(t *testing.T) {
 	if _, ok := e.svc.Profile(p); ok {
 		t.Error("single-use profile survived a backend Fetch")
 	}
+	// FetchForBackend is a Fetch: it removes a single-use profile too,
+	// after reading its properties
+	once := e.importProfile(t, "once again", goodProfile, true, false)
+	e.waitEvent(t)
+	if err := e.obj(once).Call(api.InterfaceConfiguration+".SetOverride", 0, "ipv6", dbus.MakeVariant("no")).Err; err != nil {
+		t.Fatal(err)
+	}
+	res, err := runClient(t, e.addr, bin, backendCaller(t), []aclRequest{{Op: "fetch for backend", Path: once}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "once again|false|ipv6=no|" + goodProfile; res[0].Err != "" || res[0].Value != want {
+		t.Fatalf("backend FetchForBackend of a single-use profile: %+v, want value %q", res[0], want)
+	}
+	if gp, typ, _ := e.waitEvent(t); gp != once || typ != api.ConfigEventDestroyed {
+		t.Errorf("event %s %v", gp, typ)
+	}
+	if _, ok := e.svc.Profile(once); ok {
+		t.Error("single-use profile survived a backend FetchForBackend")
+	}
 	// a persistent single-use profile takes its file with it
 	ps := e.importProfile(t, "once, kept", goodProfile, true, true)
 	file := filepath.Join(e.dir, api.PathID(ps)+".json")
@@ -593,6 +613,7 @@ func TestBackendOnlyItsProfileAndSecrets(t *testing.T) {
 	res, err := runClient(t, e.addr, bin, backendCaller(t), []aclRequest{
 		{Op: "fetch", Path: mine}, {Op: "fetch", Path: other},
 		{Op: "get overrides", Path: mine}, {Op: "get name", Path: other},
+		{Op: "fetch for backend", Path: mine}, {Op: "fetch for backend", Path: other},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -608,6 +629,14 @@ func TestBackendOnlyItsProfileAndSecrets(t *testing.T) {
 	}
 	if res[3] != getDenied {
 		t.Errorf("backend reading another profile: %+v, want %+v", res[3], getDenied)
+	}
+	// FetchForBackend: the name, dco, every override (the secret too) and
+	// the text in one answer, for its own profile only.
+	if want := "mine|false|proxy-password=s3cret,proxy-username=alice|" + goodProfile; res[4].Err != "" || res[4].Value != want {
+		t.Errorf("backend FetchForBackend of its own profile: %+v, want value %q", res[4], want)
+	}
+	if res[5].Err != methodDenied.Err || res[5].Message != methodDenied.Message {
+		t.Errorf("backend FetchForBackend of another session's profile: %+v, want %+v", res[5], methodDenied)
 	}
 	overrides := func(c *dbus.Conn) map[string]dbus.Variant {
 		t.Helper()

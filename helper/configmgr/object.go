@@ -56,6 +56,10 @@ func (s *Service) authorize(p *profile) func(c *busobj.Call) error {
 				if owner {
 					return nil
 				}
+			case c.Member == "FetchForBackend":
+				if s.isBackend(c, p.Path) {
+					return nil
+				}
 			case c.Member == "Fetch" || c.Member == "FetchJSON":
 				// public_access does not grant Fetch (spec §5.2)
 				if owner || !locked && acl || s.isBackend(c, p.Path) {
@@ -160,6 +164,19 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 			{Name: "Fetch", Out: []busobj.Arg{{Name: "config", Type: "s"}}, Handler: func(c *busobj.Call) ([]any, error) {
 				return []any{s.fetch(c, p)}, nil
 			}},
+			// ovpn3go's own, for the profile's backend only: what it
+			// reads at registration (the properties name, dco and
+			// overrides, then Fetch) in one round trip instead of two.
+			// The properties are read before the Fetch, which removes
+			// a single-use profile.
+			{Name: "FetchForBackend", Out: []busobj.Arg{{Name: "name", Type: "s"}, {Name: "dco", Type: "b"},
+				{Name: "overrides", Type: "a{sv}"}, {Name: "config", Type: "s"}},
+				Handler: func(c *busobj.Call) ([]any, error) {
+					s.mu.Lock()
+					name, dco, ov := p.Name, p.DCO, p.overridesFor(true)
+					s.mu.Unlock()
+					return []any{name, dco, ov, s.fetch(c, p)}, nil
+				}},
 			method("SetOption", []busobj.Arg{{Name: "option", Type: "s"}, {Name: "value", Type: "s"}},
 				func(*busobj.Call) error { return nil }), // upstream: accepted, does nothing
 			method("SetOverride", []busobj.Arg{{Name: "name", Type: "s"}, {Name: "value", Type: "v"}}, func(c *busobj.Call) error {
@@ -278,13 +295,7 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 				all := c.UID == p.Owner || s.isBackend(c, p.Path)
 				s.mu.Lock()
 				defer s.mu.Unlock()
-				m := make(map[string]dbus.Variant, len(p.Overrides))
-				for k, v := range p.Overrides {
-					if all || !secretOverrides[k] {
-						m[k] = dbus.MakeVariant(v)
-					}
-				}
-				return m, nil
+				return p.overridesFor(all), nil
 			}},
 			{Name: "readonly", Type: "b", Get: get(func() any { return p.Readonly })},
 			{Name: "single_use", Type: "b", Get: get(func() any { return p.SingleUse })},
@@ -297,6 +308,18 @@ func (s *Service) profileInterface(p *profile) *busobj.Interface {
 			{Name: "valid", Type: "b", Get: get(func() any { return p.Valid })},
 		},
 	}
+}
+
+// overridesFor is the overrides property's value; the secret ones only
+// with all (the owner, the profile's backend). s.mu is held.
+func (p *profile) overridesFor(all bool) map[string]dbus.Variant {
+	m := make(map[string]dbus.Variant, len(p.Overrides))
+	for k, v := range p.Overrides {
+		if all || !secretOverrides[k] {
+			m[k] = dbus.MakeVariant(v)
+		}
+	}
+	return m
 }
 
 // fetch returns the profile text. A backend's Fetch counts as a use, and
