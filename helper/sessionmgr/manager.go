@@ -334,19 +334,44 @@ func (m *Manager) logf(level slog.Level, msg string, args ...any) {
 // ---- starting a session ----
 
 // newTunnelCall is NewTunnel over the bus: starting a session is a
-// control-own action for polkit.
+// control-own action for polkit. polkit is asked beside the backend's
+// hand-over and the check of its registration (against polkitd a check
+// takes milliseconds); the backend is confirmed, and so reads the
+// profile, only once polkit said yes, and is killed if it said no.
+// polkit's refusal wins over every other reason the start fails for, as
+// when it was asked first.
 func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	configPath := c.Args[0].(dbus.ObjectPath)
 	if err := m.checkRate(c.UID); err != nil {
 		return "", err
 	}
-	if _, err := m.checkProfile(c.UID, configPath); err != nil {
+	info, err := m.checkProfile(c.UID, configPath)
+	if err != nil {
 		return "", err
 	}
-	if err := m.requireOwn(c.Ctx, c.Sender, c.Interactive); err != nil {
-		return "", err
+	ctx, cancel := context.WithCancel(c.Ctx)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)() // Close does not wait for polkit
+	authorized := make(chan error, 1)
+	answer := make(chan error, 1) // a copy for the end: start takes the first
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		err := m.requireOwn(ctx, c.Sender, c.Interactive)
+		authorized <- err
+		answer <- err
+	}()
+	path, err := m.start(c.Ctx, c.UID, info, configPath, api.NewSessionPath(), nil, authorized)
+	if err != nil {
+		select {
+		case refused := <-answer:
+			if refused != nil {
+				return "", refused
+			}
+		case <-m.ctx.Done():
+		}
 	}
-	return m.newTunnel(c.Ctx, c.UID, configPath)
+	return path, err
 }
 
 // checkRate takes one of uid's NewTunnel tokens (NewTunnelRate).
@@ -383,13 +408,15 @@ func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.
 	if err != nil {
 		return "", err
 	}
-	return m.start(caller, uid, info, configPath, api.NewSessionPath(), nil)
+	return m.start(caller, uid, info, configPath, api.NewSessionPath(), nil, nil)
 }
 
 // start launches a backend and makes the session object at path. With
 // prev (an automatic restart) the new session takes over prev's path,
-// owner, ACL and settings and replaces it without SESS_CREATED.
-func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session) (dbus.ObjectPath, error) {
+// owner, ACL and settings and replaces it without SESS_CREATED. With
+// authorized, the backend is confirmed only once it brings nil; an error
+// from it ends the start (the backend is killed) with that error.
+func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, authorized <-chan error) (dbus.ObjectPath, error) {
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
@@ -456,16 +483,27 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 	timer := time.NewTimer(m.startTO)
 	defer timer.Stop()
 	var r registration
-	select {
-	case r = <-reg:
-	case <-proc.Done():
-		return fail("process exited before registering", "exit", proc.ExitReason())
-	case <-timer.C:
-		return fail("no registration request in time", "timeout", m.startTO)
-	case <-m.ctx.Done():
-		return fail("shutting down")
-	case <-caller.Done():
-		return fail("the caller left before the backend registered")
+	registered, expired := (<-chan registration)(reg), timer.C
+	for registered != nil || authorized != nil {
+		select {
+		case r = <-registered:
+			registered, expired = nil, nil
+		case err := <-authorized:
+			if err != nil {
+				m.log.Info("backend not confirmed: the caller is not authorized", "pid", proc.Pid(), "config", configPath)
+				proc.Kill()
+				return "", err
+			}
+			authorized = nil
+		case <-proc.Done():
+			return fail("process exited before registering", "exit", proc.ExitReason())
+		case <-expired:
+			return fail("no registration request in time", "timeout", m.startTO)
+		case <-m.ctx.Done():
+			return fail("shutting down")
+		case <-caller.Done():
+			return fail("the caller left before the backend was confirmed")
+		}
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.callTO)
 	defer cancel()
@@ -897,7 +935,7 @@ func (m *Manager) restartLater(prev *session) {
 		giveUp("profile no longer usable", err)
 		return
 	}
-	if _, err := m.start(m.ctx, owner, info, prev.configPath, prev.path, prev); err != nil {
+	if _, err := m.start(m.ctx, owner, info, prev.configPath, prev.path, prev, nil); err != nil {
 		select {
 		case <-wait: // disconnected meanwhile
 			return

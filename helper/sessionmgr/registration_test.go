@@ -2,6 +2,7 @@ package sessionmgr
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -288,4 +289,112 @@ func TestSpareLearnedAtHandOver(t *testing.T) {
 	}
 	mon.Reset()
 	registerUnasked(ctx, t, r, mon, markerPath, done, busName, owner)
+}
+
+// heldPolkit is an Authorizer whose answers the test gives: asked gets
+// every question, answer the reply.
+type heldPolkit struct {
+	asked  chan string
+	answer chan error
+}
+
+func (h *heldPolkit) Require(ctx context.Context, _, action string, _ bool) error {
+	h.asked <- action
+	select {
+	case err := <-h.answer:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestNewTunnelPolkitBesideRegistration: NewTunnel's polkit check runs
+// beside the backend's hand-over and registration (the backend registers
+// while polkit has not answered yet), and the backend is confirmed — it
+// reads the profile — only after polkit's yes. After a no, NewTunnel fails
+// with polkit's refusal, the backend is killed unconfirmed and no session
+// appears.
+func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(map[bool]string{false: "allowed", true: "refused"}[refuse], func(t *testing.T) {
+			h := &heldPolkit{asked: make(chan string, 4), answer: make(chan error, 1)}
+			r := newRig(t, "ok", Options{Polkit: h, StartTimeout: 30 * time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			regs, err := testbed.WatchSignals(r.addr, "type='signal',interface='"+api.InterfaceBackends+"',member='RegistrationRequest'")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer regs.Close()
+			mon, err := testbed.MonitorCalls(r.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mon.Close()
+			done := make(chan startResult, 1)
+			go func() {
+				var p dbus.ObjectPath
+				err := r.client.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&p)
+				done <- startResult{p, err}
+			}()
+			select {
+			case <-h.asked:
+			case <-ctx.Done():
+				t.Fatal("polkit was not asked")
+			}
+			if _, err := regs.Wait(ctx, func(s *dbus.Signal) bool { return s.Name == api.InterfaceBackends+".RegistrationRequest" }); err != nil {
+				t.Fatalf("the backend did not register while polkit was being asked: %v", err)
+			}
+			var proc Process
+			r.m.mu.Lock()
+			for _, ps := range r.m.pending {
+				proc = ps.proc
+			}
+			r.m.mu.Unlock()
+			if proc == nil {
+				t.Fatal("no pending start")
+			}
+			confirmed := func() bool {
+				if err := mon.Sync(ctx, r.client); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range mon.Calls() {
+					if c.Member == "RegistrationConfirmation" {
+						return true
+					}
+				}
+				return false
+			}
+			if confirmed() {
+				t.Fatal("the backend was confirmed before polkit answered")
+			}
+			if !refuse {
+				h.answer <- nil
+				res := <-done
+				if res.err != nil || !api.IsChildPath(api.PathSessions, res.path) {
+					t.Fatalf("NewTunnel after polkit's yes: %v %v", res.path, res.err)
+				}
+				if !confirmed() {
+					t.Error("the session was created without the backend's confirmation")
+				}
+				return
+			}
+			h.answer <- errors.New("not authorized")
+			res := <-done
+			if res.err == nil || errText(res.err) != textAccessDenied {
+				t.Fatalf("NewTunnel after polkit's no: %v %v, want %q", res.path, res.err, textAccessDenied)
+			}
+			select {
+			case <-proc.Done():
+			case <-ctx.Done():
+				t.Fatal("the unconfirmed backend still runs")
+			}
+			if confirmed() {
+				t.Error("a backend was confirmed for a refused caller")
+			}
+			if got := r.m.FetchAvailableSessions(0); len(got) != 0 {
+				t.Errorf("sessions after a refused NewTunnel: %v", got)
+			}
+		})
+	}
 }
