@@ -63,7 +63,7 @@ func (t *tracer) stop() []traced {
 var landmarks = []string{
 	"RegistrationRequest",
 	"RegistrationConfirmation sent",
-	"profile fetched (Fetch answered)",
+	"profile fetched (Fetch or FetchForBackend answered)",
 	"RegistrationConfirmation answered",
 	"NewTunnel answered",
 	"CLI's Ready answered",
@@ -121,8 +121,8 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 				what = fmt.Sprintf("return #%d %s", rs, of)
 			}
 			switch {
-			case of == "Fetch":
-				mark("profile fetched (Fetch answered)")
+			case of == "Fetch" || of == "FetchForBackend":
+				mark("profile fetched (Fetch or FetchForBackend answered)")
 			case of == "RegistrationConfirmation":
 				mark("RegistrationConfirmation answered")
 			case of == "NewTunnel":
