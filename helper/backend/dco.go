@@ -59,6 +59,16 @@ func dcoFallback(p *profile.Profile, available bool, unavailableWhy string) stri
 // data plane (nil: TUN), and the property says at CONNECTED whether the
 // engine really handed the connection over (it still refuses TCP, DATA_V1
 // servers and the like, and logs why).
+// dataPath is the Connect's chooseDataPath: a TUN device prepared at
+// registration (preconnect) goes when the kernel's device is chosen.
+func (b *Backend) dataPath() engine.DCO {
+	dco := b.chooseDataPath()
+	if dco != nil {
+		b.closeEarlyTun()
+	}
+	return dco
+}
+
 func (b *Backend) chooseDataPath() engine.DCO {
 	b.mu.Lock()
 	want, prof := b.dco, b.prof

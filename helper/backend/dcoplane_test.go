@@ -295,3 +295,21 @@ func TestDCOEngineOverDBus(t *testing.T) {
 		t.Error("the ovpn device outlived the connection")
 	}
 }
+
+// A TUN device prepared at registration, before the Connect chose DCO,
+// is removed when the Connect chooses it.
+func TestDCOChosenDropsEarlyTun(t *testing.T) {
+	r := newDCORig(t)
+	b := r.b
+	prof, err := profile.Parse("client\ndev tun\nremote 192.0.2.1\nauth-user-pass\n<ca>\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n</ca>\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.prof, b.dco = prof, true
+	b.prepareTun()
+	waitTunLinks(t, r.nl, 1)
+	if b.dataPath() == nil {
+		t.Fatal("the backend did not choose DCO although netcfg offers it")
+	}
+	waitTunLinks(t, r.nl, 0)
+}

@@ -19,10 +19,12 @@ import (
 
 // While the handshake runs the backend has netcfg create the TUN device:
 // with a server that never answers it appears although no PUSH_REPLY can
-// have come. However the session ends before it is established (a
-// Disconnect, the attempt failing), the device and its object go.
+// have come, at registration already, where the handshake begins
+// (preconnect). However the session ends before it is established (a
+// Disconnect before or after the Connect, the attempt failing), the device
+// and its object go.
 func TestEarlyTunDevice(t *testing.T) {
-	for _, end := range []string{"disconnect", "failed"} {
+	for _, end := range []string{"disconnect before connect", "disconnect", "failed"} {
 		t.Run(end, func(t *testing.T) {
 			r := newRig(t)
 			nl := r.withNetcfg(t)
@@ -34,13 +36,16 @@ func TestEarlyTunDevice(t *testing.T) {
 			cfg := r.importProfile(t, fmt.Sprintf("127.0.0.1 %d", sink.LocalAddr().(*net.UDPAddr).Port))
 			path := r.newTunnel(t, cfg)
 			sess := r.client.Object(api.ServiceSessions, path)
+			waitTunLinks(t, nl, 1) // no Connect yet
 			for _, m := range []string{"Ready", "Connect"} {
+				if end == "disconnect before connect" {
+					break
+				}
 				if err := sess.Call(api.InterfaceSessions+"."+m, 0).Err; err != nil {
 					t.Fatalf("%s: %v", m, err)
 				}
 			}
-			waitTunLinks(t, nl, 1)
-			if end == "disconnect" {
+			if end != "failed" {
 				if err := sess.Call(api.InterfaceSessions+".Disconnect", 0).Err; err != nil {
 					t.Fatalf("Disconnect: %v", err)
 				}

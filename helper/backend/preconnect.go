@@ -57,7 +57,15 @@ func (b *Backend) preconnect(prof *profile.Profile, pre *engine.Prepared) bool {
 		return false
 	}
 	b.pre = p
+	tun := !b.dco // a DCO session's device is the kernel's, made later
 	b.mu.Unlock()
+	if tun {
+		// The device too: with the handshake done ahead the PUSH_REPLY can
+		// follow the Connect within a round trip, before a device asked for
+		// then exists. It stays down, without addresses or routes, until
+		// the push configures it; the session's end removes it.
+		b.prepareTun()
+	}
 	go func() {
 		defer close(p.done)
 		client, err := engine.New(cfg)

@@ -47,7 +47,7 @@ func (b *Backend) connect() error {
 	if q.pending() {
 		return errClient(textInputMissing)
 	}
-	dco := b.chooseDataPath()
+	dco := b.dataPath()
 	creds := q.credentials()
 	q.challengeUsed()
 	q.dropAuthPending() // a CR_TEXT answer belongs to the handshake that asked
