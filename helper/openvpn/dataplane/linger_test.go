@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,55 +23,68 @@ func vnetPacket(proto byte, size int) []byte {
 // The TUN reader lingers after a bulk UDP datagram and sends what came
 // meanwhile in one send (one wake-up and one sendmmsg for the rest of a
 // paced sender's burst), lingers again only while lingering brings
-// datagrams, and never after TCP or a small datagram.
+// datagrams, and never after TCP or a small datagram; with the profile's
+// "ovpn3go-offload tx-moderation off" never.
 func TestTunReaderLingersForDatagramBursts(t *testing.T) {
-	ckey, skey := dataPlaneKeys(t, 3)
-	peer := newTestPeer(t, skey)
-	peer.receive()
-	defer peer.close()
-	tr, _ := dialBenchTransport(t, peer)
-	defer tr.Close()
-	p := benchMode{name: "tun+udp", tun: true, gso: true, mmsg: true}.plane()
-	if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
-		t.Fatal(err)
-	}
-	tx := p.tx.Load()
-	dev := tuniotest.NewSeqDev(t, true) // without TUNGETIFF: readVnet is called directly
-	const burst = 5
-	bulk := vnetPacket(unix.IPPROTO_UDP, 1300)
-	var lingers int
-	p.txSleep = func(d time.Duration) {
-		if d != txLinger {
-			t.Errorf("lingered %v, want txLinger (%v)", d, txLinger)
-		}
-		lingers++
-		if lingers == 1 { // the rest of the burst arrives during the first linger
-			for range burst {
-				if _, err := dev.Peer.Write(bulk); err != nil {
-					t.Error(err)
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tx-moderation %v", on), func(t *testing.T) {
+			ckey, skey := dataPlaneKeys(t, 3)
+			peer := newTestPeer(t, skey)
+			peer.receive()
+			defer peer.close()
+			tr, _ := dialBenchTransport(t, peer)
+			defer tr.Close()
+			p := benchMode{name: "tun+udp", tun: true, gso: true, mmsg: true}.plane()
+			p.off.NoTxMod = !on
+			if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
+				t.Fatal(err)
+			}
+			tx := p.tx.Load()
+			dev := tuniotest.NewSeqDev(t, true) // without TUNGETIFF: readVnet is called directly
+			burst := 0
+			if on {
+				burst = 5
+			}
+			bulk := vnetPacket(unix.IPPROTO_UDP, 1300)
+			var lingers int
+			p.txSleep = func(d time.Duration) {
+				if d != txLinger {
+					t.Errorf("lingered %v, want txLinger (%v)", d, txLinger)
+				}
+				lingers++
+				if lingers == 1 { // the rest of the burst arrives during the first linger
+					for range burst {
+						if _, err := dev.Peer.Write(bulk); err != nil {
+							t.Error(err)
+						}
+					}
 				}
 			}
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.readVnet(dev, nil, nil)
-	}()
-	got := func() int64 { return peer.got.Load() }
-	dev.Send(t, bulk)
-	wait(t, true, got, 1+burst, "peer (burst)")
-	dev.Send(t, vnetPacket(unix.IPPROTO_TCP, 1300))
-	wait(t, true, got, 2+burst, "peer (TCP)")
-	dev.Send(t, vnetPacket(unix.IPPROTO_UDP, 200))
-	wait(t, true, got, 3+burst, "peer (small datagram)")
-	dev.F.Close()
-	<-done
-	if lingers != 2 {
-		t.Errorf("%d lingers, want 2: after the first datagram, after the burst it brought (which finds nothing), none after TCP or a small datagram", lingers)
-	}
-	if tx.bw.Sends != 4 {
-		t.Errorf("%d sendmmsg calls, want 4: the first datagram, the rest of its burst together, the TCP packet, the small datagram", tx.bw.Sends)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				p.readVnet(dev, nil, nil)
+			}()
+			got := func() int64 { return peer.got.Load() }
+			dev.Send(t, bulk)
+			wait(t, true, got, int64(1+burst), "peer (burst)")
+			dev.Send(t, vnetPacket(unix.IPPROTO_TCP, 1300))
+			wait(t, true, got, int64(2+burst), "peer (TCP)")
+			dev.Send(t, vnetPacket(unix.IPPROTO_UDP, 200))
+			wait(t, true, got, int64(3+burst), "peer (small datagram)")
+			dev.F.Close()
+			<-done
+			wantLingers, wantSends := 2, int64(4)
+			if !on {
+				wantLingers, wantSends = 0, 3
+			}
+			if lingers != wantLingers {
+				t.Errorf("%d lingers, want %d: after the first datagram, after the burst it brought (which finds nothing), none after TCP or a small datagram; none switched off", lingers, wantLingers)
+			}
+			if tx.bw.Sends != wantSends {
+				t.Errorf("%d sendmmsg calls, want %d: the first datagram, the rest of its burst together, the TCP packet, the small datagram", tx.bw.Sends, wantSends)
+			}
+		})
 	}
 }
 

@@ -263,7 +263,7 @@ func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte), sp *sendPip
 		if err := p.sendSegments(&seg, rbuf, offs[:k], sizes[:k], &buf, clamp, sp); err != nil {
 			p.log.Debug("data send failed", "err", err)
 		}
-		if bulkDatagrams(rbuf, offs[:k], sizes[:k]) {
+		if !p.off.NoTxMod && bulkDatagrams(rbuf, offs[:k], sizes[:k]) {
 			return txLinger
 		}
 		return 0

@@ -37,7 +37,7 @@ import (
 const MaxTunPacket = 65535
 
 // Offloads is what the profile switched off (ovpn3go-offload NAME off).
-type Offloads struct{ NoTUN, NoGSO, NoMmsg, NoRxMod bool }
+type Offloads struct{ NoTUN, NoGSO, NoMmsg, NoRxMod, NoTxMod bool }
 
 // Config is what a Plane needs from its session.
 type Config struct {

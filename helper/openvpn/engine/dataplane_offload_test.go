@@ -11,7 +11,8 @@ import (
 // its offload away and nothing else; without the option every offload is
 // allowed (the data plane's TestBatchWriterOffloads shows what each
 // switch does to the UDP writer, TestReceiveModerationSwitch what
-// rx-moderation does to the socket reader), and crypto stays inline unless
+// rx-moderation does to the socket reader, TestTunReaderLingersForDatagramBursts
+// what tx-moderation does to the TUN reader), and crypto stays inline unless
 // "ovpn3go-offload parallel-crypto on" (then the plane has workers
 // wherever there is more than one P; TestIntegrationOffloads runs it).
 func TestOffloadOptionEffects(t *testing.T) {
@@ -27,6 +28,7 @@ func TestOffloadOptionEffects(t *testing.T) {
 		{"ovpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoMmsg: true}, false},
 		{"ovpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\n", dataplane.Offloads{NoGSO: true, NoMmsg: true}, false},
 		{"ovpn3go-offload rx-moderation off\n", dataplane.Offloads{NoRxMod: true}, false},
+		{"ovpn3go-offload tx-moderation off\n", dataplane.Offloads{NoTxMod: true}, false},
 		{"ovpn3go-offload parallel-crypto on\n", dataplane.Offloads{}, true},
 	}
 	for _, tc := range cases {

@@ -35,7 +35,7 @@ func TestIntegrationOffloads(t *testing.T) {
 		{"udp-gso-off", "ovpn3go-offload udp-gso off\n", true},
 		{"udp-mmsg-off", "ovpn3go-offload udp-mmsg off\n", true},
 		{"rx-moderation-off", "ovpn3go-offload rx-moderation off\n", true},
-		{"all-off", "ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\novpn3go-offload rx-moderation off\n", false},
+		{"all-off", "ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\novpn3go-offload rx-moderation off\novpn3go-offload tx-moderation off\n", false},
 		{"parallel-crypto", "ovpn3go-offload parallel-crypto on\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

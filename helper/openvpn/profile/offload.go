@@ -15,6 +15,9 @@ type OffloadSwitches struct {
 	// NoRxModeration: the UDP socket reader never puts a read off to
 	// gather a busy flow's datagrams (receive moderation).
 	NoRxModeration bool
+	// NoTxModeration: the TUN reader never lingers after a bulk datagram
+	// to send the rest of a sender's burst together (send moderation).
+	NoTxModeration bool
 	// ParallelCrypto: seal and open batches on worker goroutines, one per
 	// core, keeping the packet order. Off unless switched on: on a 2-core
 	// machine it measured no faster than inline (README).
@@ -22,9 +25,9 @@ type OffloadSwitches struct {
 }
 
 // OffloadNames are the offloads "ovpn3go-offload NAME on|off" switches.
-var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg", "rx-moderation", "parallel-crypto"}
+var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg", "rx-moderation", "tx-moderation", "parallel-crypto"}
 
-// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg|rx-moderation|parallel-crypto on|off.
+// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg|rx-moderation|tx-moderation|parallel-crypto on|off.
 func hOffload(ps *parser, o Option) {
 	if !ps.nargs(o, 2, 2) {
 		return
@@ -48,6 +51,8 @@ func hOffload(ps *parser, o Option) {
 		sw.NoUDPMmsg = off
 	case "rx-moderation":
 		sw.NoRxModeration = off
+	case "tx-moderation":
+		sw.NoTxModeration = off
 	case "parallel-crypto":
 		sw.ParallelCrypto = !off
 	default:
