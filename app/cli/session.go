@@ -147,6 +147,10 @@ func runSessionStart(ctx context.Context, args []string) error {
 			return fmt.Errorf("--persist-tun: %w", err)
 		}
 	}
+	// The start loop's match rules go out before NewTunnel: its first
+	// calls then follow NewTunnel's answer at once.
+	watch := cl.WatchStart(ctx)
+	defer watch.Stop()
 	s, err := cl.NewTunnel(ctx, prof.Path)
 	if err != nil {
 		dropImported()
@@ -167,7 +171,7 @@ func runSessionStart(ctx context.Context, args []string) error {
 			return fmt.Errorf("--dco: %w", err)
 		}
 	}
-	err = startSession(ctx, s, client.ActionConnect, *timeout, *background)
+	err = startSession(ctx, s, client.ActionConnect, *timeout, *background, watch)
 	if err != nil && !errors.Is(err, client.ErrSessionEnded) && !errors.Is(err, client.ErrWebAuth) {
 		disconnect()
 	}
@@ -203,7 +207,7 @@ func profileOrFile(ctx context.Context, cl *client.Client, name string) (prof *c
 
 // startSession runs the start loop with the terminal as the prompter and
 // progress on stdout, and reports the outcome.
-func startSession(ctx context.Context, s *client.Session, action client.Action, timeout time.Duration, background bool) error {
+func startSession(ctx context.Context, s *client.Session, action client.Action, timeout time.Duration, background bool, watch *client.StartWatch) error {
 	opts := client.StartOptions{
 		Prompter:   newTerminalPrompter(),
 		Action:     action,
@@ -211,6 +215,7 @@ func startSession(ctx context.Context, s *client.Session, action client.Action, 
 		Background: background,
 		OnStatus:   func(st api.Status) { fmt.Fprintf(stdout, "  %s\n", st) },
 		OnNotice:   func(msg string) { fmt.Fprintln(stderr, msg) },
+		Watch:      watch,
 	}
 	err := s.Start(ctx, opts)
 	var se *client.StartError
@@ -500,7 +505,7 @@ func runSessionManage(ctx context.Context, args []string) error {
 		if action == "Restart" {
 			a = client.ActionRestart
 		}
-		if err := startSession(ctx, s, a, *timeout, *timeout == 0); err != nil {
+		if err := startSession(ctx, s, a, *timeout, *timeout == 0, nil); err != nil {
 			return fmt.Errorf("%s: %w", strings.ToLower(action), err)
 		}
 		if *timeout == 0 {

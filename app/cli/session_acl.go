@@ -86,7 +86,7 @@ func runSessionAuth(ctx context.Context, args []string) error {
 			fmt.Fprintf(stdout, "Open this URL to authenticate: %s\n", pd.in.Status.Message)
 			return nil
 		}
-		return startSession(ctx, pd.s, client.ActionConnect, *timeout, false)
+		return startSession(ctx, pd.s, client.ActionConnect, *timeout, false, nil)
 	}
 	return fmt.Errorf("no session waits for authentication with request id %d", *authReq)
 }

@@ -476,6 +476,70 @@ func TestStartOneRoundTripBeforeConnect(t *testing.T) {
 	}
 }
 
+// TestStartWatchBeforeNewTunnel: with a StartWatch made before NewTunnel,
+// the match rules Start follows are in place when NewTunnel arrives at
+// the session manager (the bus's own list of the caller's rules), Start
+// adds none of its own, and the watch delivers the session's forwarded
+// status (the fake's status property never changes here, so only the
+// forwarded CONN_CONNECTED can end Start) and not another session's
+// (a forwarded AUTH_FAILED of another path comes first).
+func TestStartWatchBeforeNewTunnel(t *testing.T) {
+	f, c := startFake(t, false)
+	f.mu.Lock()
+	f.frozenStatus, f.strayFirst, f.statusAwaitsForward = true, true, true
+	f.mu.Unlock()
+	ctx := testCtx(t)
+	prof, err := c.ImportProfile(ctx, "work", "client\nremote 198.18.0.1\n", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.WatchStart(ctx)
+	defer w.Stop()
+	s, err := c.NewTunnel(ctx, prof.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	atNewTunnel := f.rulesAtNewTunnel
+	f.slots = nil // nothing to ask: Ready passes at once
+	f.answers["password"] = f.password
+	f.mu.Unlock()
+	// The bus lists a rule's parts in its own order.
+	hasRule := func(rules []string, parts ...string) bool {
+		for _, r := range rules {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(r, p)
+			}
+			if all {
+				return true
+			}
+		}
+		return false
+	}
+	if !hasRule(atNewTunnel, "sender='"+api.ServiceLog+"'", "interface='"+api.InterfaceBackends+"'") ||
+		!hasRule(atNewTunnel, "sender='"+api.ServiceSessions+"'", "member='SessionManagerEvent'") {
+		t.Errorf("the caller's rules when NewTunnel arrived:\n%s\nwant the forwarded events' and SessionManagerEvent's", strings.Join(atNewTunnel, "\n"))
+	}
+	var seen []api.StatusMinor
+	opts := StartOptions{Timeout: 30 * time.Second, Watch: w, OnStatus: func(st api.Status) { seen = append(seen, st.Minor) }}
+	if err := s.Start(ctx, opts); err != nil {
+		t.Fatalf("Start: %v (statuses seen %v)", err, seen)
+	}
+	if len(seen) == 0 || seen[len(seen)-1] != api.StatusMinorConnConnected {
+		t.Errorf("statuses seen %v; want the forwarded ones ending in CONN_CONNECTED", seen)
+	}
+	f.mu.Lock()
+	alone, connects, atConnect := f.statusAlone, f.connects, f.rulesAtConnect
+	f.mu.Unlock()
+	if got := strings.Join(atConnect, "\n"); strings.Contains(got, string(s.Path)) || strings.Count(got, "type='signal'") != 2 {
+		t.Errorf("the caller's rules at Connect:\n%s\nwant only the watch's two (Start added none)", got)
+	}
+	if alone || connects != 1 {
+		t.Errorf("status read alone %v, %d Connects; want LogForward beside it and 1 Connect", alone, connects)
+	}
+}
+
 // TestStartWaitsForALateSession: openvpn3-linux answers NewTunnel before
 // the session object exists. Start's first calls then fail as for a
 // missing object; it waits for the object and asks again.

@@ -63,6 +63,15 @@ type fakeServices struct {
 	// the calls so refused.
 	hidden      bool
 	hiddenCalls map[string]int
+	// NewTunnel notes the caller's match rules (as the bus has them
+	// when the call arrives) in rulesAtNewTunnel.
+	rulesAtNewTunnel []string
+	rulesAtConnect   []string // the same at Connect
+	// With frozenStatus the status property keeps its value from
+	// NewTunnel: only the forwarded signals tell the outcome. With
+	// strayFirst Connect first sends a failure of another session.
+	frozenStatus bool
+	strayFirst   bool
 }
 
 // unborn is the error of a call to the hidden session, or nil.
@@ -154,8 +163,25 @@ func (p fakeProfile) Validate() *dbus.Error {
 
 type fakeSessionMgr struct{ f *fakeServices }
 
-func (m fakeSessionMgr) NewTunnel(cfg dbus.ObjectPath) (dbus.ObjectPath, *dbus.Error) {
+// matchRules is the bus's list of the match rules of the connection
+// named by sender.
+func (f *fakeServices) matchRules(sender dbus.Sender) ([]string, *dbus.Error) {
+	var all map[string][]string
+	if err := f.conn.BusObject().Call("org.freedesktop.DBus.Debug.Stats.GetAllMatchRules", 0).Store(&all); err != nil {
+		return nil, dbus.MakeFailedError(err)
+	}
+	return all[string(sender)], nil
+}
+
+func (m fakeSessionMgr) NewTunnel(sender dbus.Sender, cfg dbus.ObjectPath) (dbus.ObjectPath, *dbus.Error) {
 	f := m.f
+	rules, derr := f.matchRules(sender)
+	if derr != nil {
+		return "", derr
+	}
+	f.mu.Lock()
+	f.rulesAtNewTunnel = rules
+	f.mu.Unlock()
 	p := api.NewSessionPath()
 	f.mu.Lock()
 	f.session = p
@@ -204,7 +230,9 @@ func (f *fakeServices) awaitOr(ch <-chan struct{}, missed *bool) {
 
 func (f *fakeServices) setStatus(st api.Status) {
 	f.mu.Lock()
-	f.status = st
+	if !f.frozenStatus {
+		f.status = st
+	}
 	p := f.session
 	f.mu.Unlock()
 	_ = f.conn.Emit(p, api.InterfaceBackends+".StatusChange", uint32(st.Major), uint32(st.Minor), st.Message)
@@ -293,9 +321,14 @@ func (s fakeSession) UserInputProvide(t, g, id uint32, value string) *dbus.Error
 	return nil
 }
 
-func (s fakeSession) Connect() *dbus.Error {
+func (s fakeSession) Connect(sender dbus.Sender) *dbus.Error {
 	f := s.f
+	rules, derr := f.matchRules(sender)
+	if derr != nil {
+		return derr
+	}
 	f.mu.Lock()
+	f.rulesAtConnect = rules
 	f.connects++
 	pw, ch := f.answers["password"], f.answers["dynamic_challenge"]
 	wantChallenge := f.challenge && ch == ""
@@ -303,8 +336,13 @@ func (s fakeSession) Connect() *dbus.Error {
 		f.slots = append(f.slots, &fakeSlot{Slot: Slot{api.AttentionTypeCredentials, api.AttentionGroupChallengeDynamic, 0,
 			"dynamic_challenge", "Enter the code", false}})
 	}
+	stray := f.strayFirst
 	f.mu.Unlock()
 	go func() {
+		if stray {
+			_ = f.conn.Emit(api.NewSessionPath(), api.InterfaceBackends+".StatusChange", uint32(api.StatusMajorConnection),
+				uint32(api.StatusMinorConnAuthFailed), "another session's AUTH_FAILED")
+		}
 		f.setStatus(api.Status{Major: api.StatusMajorConnection, Minor: api.StatusMinorConnConnecting})
 		f.log(api.LogCategoryInfo, "Connecting to 198.18.0.1:1194 over UDP")
 		switch {

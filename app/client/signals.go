@@ -214,10 +214,31 @@ type following struct {
 func (s *Session) subscribeEvents(ctx context.Context) (f *following, added func() error) {
 	path := s.Path
 	fctx, cancel := context.WithCancel(ctx)
-	ch, ruleAdded := subscribeAsync(fctx, s.c, []matchRule{{
-		{"sender", api.ServiceLog}, {"path", string(path)}, {"interface", api.InterfaceBackends},
-	}}, func(sig *dbus.Signal) (Event, bool) {
-		if sig.Path != path || len(sig.Body) != 3 {
+	ch, ruleAdded := subscribeForwarded(fctx, s.c, path, func() dbus.ObjectPath { return path })
+	return &following{s: s, events: ch, cancel: cancel}, func() error {
+		err := ruleAdded()
+		if err != nil {
+			cancel()
+		}
+		return err
+	}
+}
+
+// subscribeForwarded delivers the forwarded Log and StatusChange signals
+// of the session whose path want returns (signals of other paths, and any
+// before want knows one, are dropped). rulePath narrows the match rule to
+// that path; "" leaves it out, so the rule can go out before the session
+// exists (the log service sends forwarded signals only to the connection
+// that asked for them: the wider rule lets no other session's in).
+func subscribeForwarded(ctx context.Context, c *Client, rulePath dbus.ObjectPath, want func() dbus.ObjectPath) (<-chan Event, func() error) {
+	rule := matchRule{{"sender", api.ServiceLog}}
+	if rulePath != "" {
+		rule = append(rule, [2]string{"path", string(rulePath)})
+	}
+	rule = append(rule, [2]string{"interface", api.InterfaceBackends})
+	return subscribeAsync(ctx, c, []matchRule{rule}, func(sig *dbus.Signal) (Event, bool) {
+		path := want()
+		if path == "" || sig.Path != path || len(sig.Body) != 3 {
 			return nil, false
 		}
 		a, ok1 := sig.Body[0].(uint32)
@@ -234,13 +255,6 @@ func (s *Session) subscribeEvents(ctx context.Context) (f *following, added func
 		}
 		return nil, false
 	}, nil)
-	return &following{s: s, events: ch, cancel: cancel}, func() error {
-		err := ruleAdded()
-		if err != nil {
-			cancel()
-		}
-		return err
-	}
 }
 
 // forward switches LogForward on (for the session's first Follow on this

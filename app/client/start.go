@@ -68,6 +68,10 @@ type StartOptions struct {
 	// connect. nil: Start returns a *StartError of kind ErrWebAuth whose
 	// Status.Message is the URL (what openvpn3 session-start does).
 	WebAuth func(ctx context.Context, url string) error
+	// Watch, if made by WatchStart on the session's Client before
+	// NewTunnel, is followed instead of subscribing here (Start stops it
+	// when it returns): nothing waits on match rules after NewTunnel.
+	Watch *StartWatch
 }
 
 // Outcomes of Start, for errors.Is on a *StartError.
@@ -146,8 +150,18 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 	// first; LogForward, the first Ready and a first look at the status
 	// follow without waiting for their answers (the bus handles one
 	// connection's messages in order): one round trip before Connect.
-	f, followAdded := s.subscribeEvents(sctx)
-	destroyed, subAdded := s.c.sessionManagerEvents(sctx)
+	var (
+		f                     *following
+		followAdded, subAdded func() error
+		destroyed             <-chan SessionManagerEvent
+	)
+	if w := opts.Watch; w.take(s) {
+		f = &following{s: s, events: w.events, cancel: w.Stop}
+		followAdded, subAdded, destroyed = w.eventsAdded, w.destroyedAdded, w.destroyed
+	} else {
+		f, followAdded = s.subscribeEvents(sctx)
+		destroyed, subAdded = s.c.sessionManagerEvents(sctx)
+	}
 	defer f.stop()
 	var (
 		ready, forwardErr error
