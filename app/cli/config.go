@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -299,13 +298,6 @@ type configEntry struct {
 	LockedDown           bool            `json:"locked_down"`
 	PublicAccess         bool            `json:"public_access"`
 	ACL                  []string        `json:"acl"`
-}
-
-func userName(uid uint32) string {
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		return u.Username
-	}
-	return strconv.FormatUint(uint64(uid), 10)
 }
 
 func timestamp(ts uint64) string {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os/user"
 	"strconv"
 	"strings"
 )
@@ -48,22 +47,6 @@ func (l *listArg) String() string { return strings.Join(*l, ",") }
 func (l *listArg) Set(s string) error {
 	*l = append(*l, s)
 	return nil
-}
-
-// resolveUID turns a numeric UID or a user name into a UID.
-func resolveUID(s string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	u, err := user.Lookup(s)
-	if err != nil {
-		return 0, fmt.Errorf("unknown user %q", s)
-	}
-	n, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("user %q has a non-numeric uid %q", s, u.Uid)
-	}
-	return uint32(n), nil
 }
 
 // systemTagPrefix marks tags reserved for tools (openvpn3-as uses

@@ -54,15 +54,14 @@ func ModuleRoot() (string, error) {
 }
 
 // BuildBinaries builds ovpn3-helper, ovpn3-backend and ovpn3 into outDir
-// with the go command on PATH, as the Makefile's build target does: the
-// helper and the backend without cgo.
+// with the go command on PATH, as the Makefile's build target does: all
+// three without cgo.
 func BuildBinaries(ctx context.Context, outDir string) (Binaries, error) {
 	bin := BinariesIn(outDir)
-	for _, b := range []struct {
-		out, pkg string
-		cgo      bool
-	}{{bin.Helper, "./helper/cmd/ovpn3-helper", false}, {bin.Backend, "./helper/cmd/ovpn3-backend", false}, {bin.CLI, "./app/cmd/ovpn3", true}} {
-		if err := BuildProgram(ctx, b.out, b.pkg, b.cgo); err != nil {
+	for _, b := range []struct{ out, pkg string }{
+		{bin.Helper, "./helper/cmd/ovpn3-helper"}, {bin.Backend, "./helper/cmd/ovpn3-backend"}, {bin.CLI, "./app/cmd/ovpn3"},
+	} {
+		if err := BuildProgram(ctx, b.out, b.pkg, false); err != nil {
 			return Binaries{}, err
 		}
 	}
