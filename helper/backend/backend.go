@@ -234,6 +234,8 @@ type Backend struct {
 	afterFunc   func(time.Duration, func()) *time.Timer // time.AfterFunc; tests hold the call
 	prepared    *engine.Prepared                        // the profile's TLS configuration, built at registration
 	warmStop    func()                                  // ends the handshake warm-up and waits for it (warm.go)
+	evalDone    chan struct{}                           // closed when the profile's evaluation behind the registration ended (evaluate.go)
+	evalHook    func()                                  // tests: runs first in that evaluation
 	pre         *preconn                                // the connection begun at registration (preconnect.go)
 	devicePath  dbus.ObjectPath
 	deviceName  string
@@ -400,6 +402,7 @@ func (b *Backend) settleLater() {
 // once (Disconnect does it before replying, Run again on the way out).
 func (b *Backend) teardown(ctx context.Context) {
 	b.teardownOnce.Do(func() {
+		b.waitEvaluated() // it may start a held connection or a warm-up
 		b.stopWarm()
 		b.closePreconn(ctx, "the session ends")
 		b.mu.Lock()

@@ -1,0 +1,77 @@
+package backend
+
+import (
+	"context"
+
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+)
+
+// textNotEvaluated: a method that needs the profile's evaluation gave up
+// waiting for it (the caller left, or the backend stops).
+const textNotEvaluated = "Backend service is still evaluating the configuration"
+
+// evaluateBehind runs the profile's evaluation (engine.Prepare: the TLS
+// configuration and the key, which says whether a key passphrase is
+// needed; then the held connection or the warm-up) after the registration
+// is answered: the session start waits for the parsed profile only. The
+// methods that need its outcome (Ready, Connect, Restart, the user input
+// queue) wait for it (evaluated); teardown waits for the goroutine.
+// Called only for a profile that asks nothing of the user itself, so the
+// session's status is CFG_OK unless the key turns out to be locked
+// (announceInput then says CFG_REQUIRE_USER, as it would have before the
+// answer).
+func (b *Backend) evaluateBehind(prof *profile.Profile) {
+	done := make(chan struct{})
+	b.mu.Lock()
+	b.evalDone = done
+	hook := b.evalHook
+	b.mu.Unlock()
+	go func() {
+		defer close(done)
+		if hook != nil {
+			hook()
+		}
+		b.prepareProfile(prof)
+		b.announceInput()
+	}()
+}
+
+// evaluated waits until the evaluation behind the registration, if one
+// runs, has ended, or ctx ends.
+func (b *Backend) evaluated(ctx context.Context) error {
+	b.mu.Lock()
+	done := b.evalDone
+	b.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errClient(textNotEvaluated)
+	}
+}
+
+// waitEvaluated waits for the evaluation's goroutine (it does not block:
+// Prepare parses in memory and preconnect hands its work to goroutines of
+// its own).
+func (b *Backend) waitEvaluated() {
+	b.mu.Lock()
+	done := b.evalDone
+	b.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// afterEvaluation makes a method handler wait for the evaluation first.
+func (b *Backend) afterEvaluation(h func(*busobj.Call) ([]any, error)) func(*busobj.Call) ([]any, error) {
+	return func(c *busobj.Call) ([]any, error) {
+		if err := b.evaluated(c.Ctx); err != nil {
+			return nil, err
+		}
+		return h(c)
+	}
+}
