@@ -641,3 +641,52 @@ func TestNameOwnerLearnsCredentials(t *testing.T) {
 		t.Errorf("the owner's credentials were asked for %d times, want once", n)
 	}
 }
+
+// TestCredentialsSharedInFlight: callers that need one connection's
+// credentials while they are being asked for share the question (a
+// backend's Attach, registration and owner lookup arrive together).
+func TestCredentialsSharedInFlight(t *testing.T) {
+	f := setup(t)
+	mon, err := testbed.MonitorCalls(f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := dialBus(t, f.addr)
+	name := a.Names()[0]
+	const callers = 4
+	busobj.HoldCredentials(ctx, f.srv, callers-1)
+	type answer struct {
+		pid uint32
+		err error
+	}
+	answers := make(chan answer, callers)
+	for range callers {
+		go func() {
+			_, pid, err := f.srv.Credentials(ctx, name)
+			answers <- answer{pid, err}
+		}()
+	}
+	for range callers {
+		if a := <-answers; a.err != nil || a.pid != uint32(os.Getpid()) {
+			t.Errorf("Credentials = pid %d, %v", a.pid, a.err)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the callers never waited for one question together")
+	}
+	if err := mon.Sync(ctx, f.client); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	for _, c := range mon.Calls() {
+		if c.Sender == f.srv.Conn().Names()[0] && c.Member == "GetConnectionCredentials" && len(c.Body) == 1 && c.Body[0] == name {
+			asked++
+		}
+	}
+	if asked != 1 {
+		t.Errorf("%d callers asked the bus %d times, want once", callers, asked)
+	}
+}

@@ -134,33 +134,20 @@ func (s *Server) learnCredentials(owner string) {
 	}
 	s.credMu.Lock()
 	_, known := s.creds[owner]
-	busy := s.learning[owner] // two names of one owner (sessions, log): ask once
-	if !known && !busy {
-		if s.learning == nil {
-			s.learning = map[string]bool{}
-		}
-		s.learning[owner] = true
-	}
+	_, busy := s.inflight[owner] // two names of one owner (sessions, log): ask once
 	s.credMu.Unlock()
 	if known || busy {
 		return
 	}
-	done := func() {
-		s.credMu.Lock()
-		delete(s.learning, owner)
-		s.credMu.Unlock()
-	}
 	s.qMu.Lock() // as enqueue: no wg.Add once Close has begun
 	if s.closed {
 		s.qMu.Unlock()
-		done()
 		return
 	}
 	s.wg.Add(1)
 	s.qMu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		defer done()
 		ctx, cancel := context.WithTimeout(s.ctx, credentialsTimeout)
 		defer cancel()
 		_, _, _ = s.Credentials(ctx, owner) // a failure is tried again on the first call

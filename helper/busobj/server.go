@@ -37,7 +37,8 @@ type Server struct {
 
 	credMu   sync.Mutex
 	creds    map[string]creds
-	learning map[string]bool // learnCredentials under way, by unique name
+	inflight map[string]*credLookup // questions to the bus under way, by unique name
+	credHook func(*credLookup)      // tests: runs before the question is sent
 	owners   ownerCache
 
 	watchMu  sync.Mutex
@@ -47,6 +48,15 @@ type Server struct {
 }
 
 type creds struct{ uid, pid uint32 }
+
+// credLookup is one question to the bus for a unique name's credentials,
+// shared by every caller that needs them while it is under way.
+type credLookup struct {
+	done    chan struct{} // closed once c and err are set
+	c       creds
+	err     error
+	waiters int // callers waiting for it besides the one asking
+}
 
 // maxCachedCreds bounds the credential cache: an entry filled just after its
 // NameOwnerChanged would otherwise stay forever.
@@ -281,33 +291,78 @@ func (s *Server) children(path dbus.ObjectPath) []string {
 }
 
 // Credentials returns the UID and PID of a unique bus name, from the cache
-// or from the bus.
+// or from the bus. Callers that need one unique name's credentials while
+// they are being asked for share that question (a backend's first calls
+// arrive together: its Attach, its registration, the owner lookup of its
+// name); one whose question failed (its caller left) asks for itself.
 func (s *Server) Credentials(ctx context.Context, sender string) (uid, pid uint32, err error) {
+	unique := strings.HasPrefix(sender, ":") // only unique names are immutable
 	s.credMu.Lock()
-	c, ok := s.creds[sender]
-	s.credMu.Unlock()
-	if ok {
+	if c, ok := s.creds[sender]; ok {
+		s.credMu.Unlock()
 		return c.uid, c.pid, nil
 	}
+	l, busy := s.inflight[sender]
+	if busy {
+		l.waiters++
+	} else if unique {
+		l = &credLookup{done: make(chan struct{})}
+		if s.inflight == nil {
+			s.inflight = map[string]*credLookup{}
+		}
+		s.inflight[sender] = l
+	}
+	hook := s.credHook
+	s.credMu.Unlock()
+	if busy {
+		select {
+		case <-l.done:
+			if l.err == nil {
+				return l.c.uid, l.c.pid, nil
+			}
+			c, err := s.askCredentials(ctx, sender)
+			return c.uid, c.pid, err
+		case <-ctx.Done():
+			return 0, 0, fmt.Errorf("credentials of %s: %w", sender, ctx.Err())
+		}
+	}
+	if l == nil { // a well-known name: its owner may change, nothing shared
+		c, err := s.askCredentials(ctx, sender)
+		return c.uid, c.pid, err
+	}
+	if hook != nil {
+		hook(l)
+	}
+	l.c, l.err = s.askCredentials(ctx, sender)
+	s.credMu.Lock()
+	delete(s.inflight, sender)
+	s.credMu.Unlock()
+	close(l.done)
+	return l.c.uid, l.c.pid, l.err
+}
+
+// askCredentials asks the bus; a unique name's answer is cached.
+func (s *Server) askCredentials(ctx context.Context, sender string) (creds, error) {
 	var m map[string]dbus.Variant
-	err = s.Conn().BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&m)
+	err := s.Conn().BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&m)
 	if err != nil {
-		return 0, 0, fmt.Errorf("credentials of %s: %w", sender, err)
+		return creds{}, fmt.Errorf("credentials of %s: %w", sender, err)
 	}
 	u, uok := m["UnixUserID"].Value().(uint32)
 	p, pok := m["ProcessID"].Value().(uint32)
 	if !uok || !pok {
-		return 0, 0, fmt.Errorf("credentials of %s: bus gave no UnixUserID/ProcessID", sender)
+		return creds{}, fmt.Errorf("credentials of %s: bus gave no UnixUserID/ProcessID", sender)
 	}
-	if strings.HasPrefix(sender, ":") { // only unique names are immutable
+	c := creds{u, p}
+	if strings.HasPrefix(sender, ":") {
 		s.credMu.Lock()
 		if len(s.creds) >= maxCachedCreds {
 			clear(s.creds)
 		}
-		s.creds[sender] = creds{u, p}
+		s.creds[sender] = c
 		s.credMu.Unlock()
 	}
-	return u, p, nil
+	return c, nil
 }
 
 // WatchNames calls fn for every NameOwnerChanged on the bus (newOwner "" when
