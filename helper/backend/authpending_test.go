@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"context"
 	"log/slog"
 	"slices"
 	"strings"
@@ -31,14 +30,14 @@ func TestAuthPendingWebAuth(t *testing.T) {
 	if b.status != (api.Status{Major: api.StatusMajorSession, Minor: api.StatusMinorSessAuthURL, Message: "https://sso.example/login?s=1"}) {
 		t.Errorf("status after WEB_AUTH: %s", b.status)
 	}
-	if err := b.ready(context.Background()); !api.IsDomain(err, api.DomainReady) || api.ErrorText(err) != textPendingWebAuth {
+	if err := b.ready(); !api.IsDomain(err, api.DomainReady) || api.ErrorText(err) != textPendingWebAuth {
 		t.Errorf("Ready during web auth: %v", err)
 	}
 	if len(b.inputs.typeGroups()) != 0 {
 		t.Errorf("web auth queued a slot: %v", b.inputs.typeGroups())
 	}
 	ev.State(engine.StateConnected, "")
-	if err := b.ready(context.Background()); err != nil {
+	if err := b.ready(); err != nil {
 		t.Errorf("Ready once connected: %v", err)
 	}
 	for _, bad := range []string{"file:///etc/shadow", "javascript:alert(1)", "https://", "https://a.example/\nx", "ftp://a.example/"} {
@@ -66,7 +65,7 @@ func TestAuthPendingCRText(t *testing.T) {
 	if b.status.Minor != api.StatusMinorCfgRequireUser || b.status.Message != "Enter the code" {
 		t.Errorf("status %s", b.status)
 	}
-	if err := b.ready(context.Background()); !api.IsDomain(err, api.DomainReady) {
+	if err := b.ready(); !api.IsDomain(err, api.DomainReady) {
 		t.Errorf("Ready with the challenge unanswered: %v", err)
 	}
 	// No engine running: the answer cannot go anywhere.

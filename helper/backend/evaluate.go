@@ -12,15 +12,13 @@ import (
 const textNotEvaluated = "Backend service is still evaluating the configuration"
 
 // evaluateBehind runs the profile's evaluation (engine.Prepare: the TLS
-// configuration and the key, which says whether a key passphrase is
-// needed; then the held connection or the warm-up) after the registration
-// is answered: the session start waits for the parsed profile only. The
-// methods that need its outcome (Ready, Connect, Restart, the user input
-// queue) wait for it (evaluated); teardown waits for the goroutine.
-// Called only for a profile that asks nothing of the user itself, so the
-// session's status is CFG_OK unless the key turns out to be locked
-// (announceInput then says CFG_REQUIRE_USER, as it would have before the
-// answer).
+// configuration and the key; then the held connection or the warm-up)
+// after the registration is answered: the session start waits for the
+// parsed profile only. It is called only for a profile that asks the user
+// nothing (registrationConfirmation knows that without Prepare), so the
+// input queue, Ready and the user input methods need nothing from it;
+// Connect and Restart, which use what it prepares, wait for it
+// (afterEvaluation), and teardown waits for the goroutine.
 func (b *Backend) evaluateBehind(prof *profile.Profile) {
 	done := make(chan struct{})
 	b.mu.Lock()
@@ -33,7 +31,6 @@ func (b *Backend) evaluateBehind(prof *profile.Profile) {
 			hook()
 		}
 		b.prepareProfile(prof)
-		b.announceInput()
 	}()
 }
 

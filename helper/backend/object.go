@@ -9,6 +9,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
 )
 
@@ -71,7 +72,7 @@ func (b *Backend) iface() *busobj.Interface {
 			},
 			{Name: "Ping", Out: []busobj.Arg{{Name: "alive", Type: "b"}},
 				Handler: func(*busobj.Call) ([]any, error) { return []any{true}, nil }},
-			{Name: "Ready", Handler: func(c *busobj.Call) ([]any, error) { return nil, b.ready(c.Ctx) }},
+			{Name: "Ready", Handler: func(*busobj.Call) ([]any, error) { return nil, b.ready() }},
 			{Name: "Connect", Handler: b.afterEvaluation(func(*busobj.Call) ([]any, error) { return nil, b.connect() })},
 			{Name: "Pause", In: []busobj.Arg{s("reason")}, Handler: func(c *busobj.Call) ([]any, error) {
 				return nil, b.pause(c.Ctx, c.Args[0].(string))
@@ -99,24 +100,24 @@ func (b *Backend) iface() *busobj.Interface {
 				return nil, nil
 			}},
 			{Name: "UserInputQueueGetTypeGroup", Out: []busobj.Arg{{Name: "type_group_list", Type: "a(uu)"}},
-				Handler: b.afterEvaluation(func(*busobj.Call) ([]any, error) { return []any{b.queue().typeGroups()}, nil })},
+				Handler: func(*busobj.Call) ([]any, error) { return []any{b.queue().typeGroups()}, nil }},
 			{Name: "UserInputQueueFetch", In: []busobj.Arg{u("type"), u("group"), u("id")},
 				Out: []busobj.Arg{u("type"), u("group"), u("id"), s("name"), s("descripiton"), {Name: "hidden_input", Type: "b"}},
-				Handler: b.afterEvaluation(func(c *busobj.Call) ([]any, error) {
+				Handler: func(c *busobj.Call) ([]any, error) {
 					sl, err := b.queue().fetch(c.Args[0].(uint32), c.Args[1].(uint32), c.Args[2].(uint32))
 					if err != nil {
 						return nil, err
 					}
 					return []any{sl.typ, sl.group, sl.id, sl.name, sl.description, sl.hidden}, nil
-				})},
+				}},
 			{Name: "UserInputQueueCheck", In: []busobj.Arg{u("type"), u("group")}, Out: []busobj.Arg{{Name: "indexes", Type: "au"}},
-				Handler: b.afterEvaluation(func(c *busobj.Call) ([]any, error) {
+				Handler: func(c *busobj.Call) ([]any, error) {
 					return []any{b.queue().check(c.Args[0].(uint32), c.Args[1].(uint32))}, nil
-				})},
+				}},
 			{Name: "UserInputProvide", In: []busobj.Arg{u("type"), u("group"), u("id"), s("value")},
-				Handler: b.afterEvaluation(func(c *busobj.Call) ([]any, error) {
+				Handler: func(c *busobj.Call) ([]any, error) {
 					return nil, b.provideInput(c.Args[0].(uint32), c.Args[1].(uint32), c.Args[2].(uint32), c.Args[3].(string))
-				})},
+				}},
 		},
 		Signals: []busobj.Signal{
 			{Name: "Log", Args: []busobj.Arg{u("group"), u("level"), s("session_token"), s("message")}},
@@ -283,9 +284,10 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.logLevel = b.ovLogLevel // the log-level override wins over verb
 	}
 	b.mu.Unlock()
-	if !newInputQueue(prof, false).empty() {
-		// The profile asks the user: the answer waits for the whole
-		// evaluation, so the session says so from the start.
+	// A profile that asks the user (its own inputs, a locked key: known
+	// without engine.Prepare, but for a PKCS#12 bundle) is evaluated
+	// before the answer, so the session says so from the start.
+	if prof.PKCS12 != "" || engine.NeedsKeyPassphrase(prof) || !newInputQueue(prof, false).empty() {
 		b.prepareProfile(prof)
 		assigned()
 		b.log.Info("profile loaded", "config", configPath, "name", name)
@@ -293,6 +295,10 @@ func (b *Backend) registrationConfirmation(ctx context.Context, token string, se
 		b.announceInput()
 		return name, nil
 	}
+	// It asks nothing: its input queue is known, and empty.
+	b.mu.Lock()
+	b.inputs = newInputQueue(prof, false)
+	b.mu.Unlock()
 	assigned()
 	b.log.Info("profile loaded", "config", configPath, "name", name)
 	b.setStatus(api.StatusMajorConnection, api.StatusMinorCfgOK, "config_path="+string(configPath))
@@ -332,10 +338,7 @@ func (b *Backend) queue() *inputQueue {
 	return b.inputs
 }
 
-func (b *Backend) ready(ctx context.Context) error {
-	if err := b.evaluated(ctx); err != nil {
-		return err
-	}
+func (b *Backend) ready() error {
 	b.mu.Lock()
 	registered := b.prof != nil
 	webAuth := b.webAuthPendingLocked()

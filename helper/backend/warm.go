@@ -22,7 +22,9 @@ func (b *Backend) prepareProfile(prof *profile.Profile) {
 	pre, err := engine.Prepare(prof, "")
 	inputs := newInputQueue(prof, errors.Is(err, engine.ErrKeyPassphraseNeeded))
 	b.mu.Lock()
-	b.inputs = inputs
+	if b.inputs == nil { // one made at registration (known empty) stays
+		b.inputs = inputs
+	}
 	b.prepared = pre
 	b.mu.Unlock()
 	if !b.preconnect(prof, pre) { // its handshake is the warm-up
