@@ -54,14 +54,7 @@ func (b *Backend) evaluated(ctx context.Context) error {
 // waitEvaluated waits for the evaluation's goroutine (it does not block:
 // Prepare parses in memory and preconnect hands its work to goroutines of
 // its own).
-func (b *Backend) waitEvaluated() {
-	b.mu.Lock()
-	done := b.evalDone
-	b.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-}
+func (b *Backend) waitEvaluated() { _ = b.evaluated(context.Background()) }
 
 // afterEvaluation makes a method handler wait for the evaluation first.
 func (b *Backend) afterEvaluation(h func(*busobj.Call) ([]any, error)) func(*busobj.Call) ([]any, error) {

@@ -7,8 +7,6 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
-	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
-	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
 // The profile's evaluation behind the registration's answer: while it
@@ -17,15 +15,7 @@ import (
 // with their caller; once it ended they run, with its TLS configuration,
 // and the queue made at registration stays.
 func TestEvaluationBehindRegistration(t *testing.T) {
-	pki := testbed.PKI(t)
-	text, err := pki.Profile(testbed.VariantA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := profile.Parse(text)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prof := variantA(t)
 	if !newInputQueue(prof, false).empty() {
 		t.Fatal("variant a asks the user: it would be evaluated before the answer")
 	}

@@ -13,15 +13,7 @@ import (
 // the profile arrives, before any Connect; the Connect's engine is given
 // what was built; teardown ends a warm-up and none starts after it.
 func TestProfilePreparedBeforeConnect(t *testing.T) {
-	pki := testbed.PKI(t)
-	text, err := pki.Profile(testbed.VariantA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := profile.Parse(text)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prof := variantA(t)
 	b := &Backend{opts: Options{Logger: slog.New(slog.DiscardHandler)}}
 	b.prepareProfile(prof)
 	if b.prepared == nil {
@@ -47,4 +39,18 @@ func TestProfilePreparedBeforeConnect(t *testing.T) {
 	if late.warmStop != nil {
 		t.Error("a warm-up started while the backend stops")
 	}
+}
+
+// variantA is the testbed's variant a profile, parsed.
+func variantA(t *testing.T) *profile.Profile {
+	t.Helper()
+	text, err := testbed.PKI(t).Profile(testbed.VariantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profile.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prof
 }

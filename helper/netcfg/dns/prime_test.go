@@ -12,11 +12,7 @@ import (
 // journal was written ahead (Choose), and how to start a new helper on the
 // same state (recovery).
 func primedScene(t *testing.T) (path string, m *Manager, restart func()) {
-	dir, state := t.TempDir(), t.TempDir()
-	path = filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path, state := originalFile(t)
 	m = NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
 	m.Choose(context.Background())
 	if _, err := os.Stat(filepath.Join(state, JournalDir, "resolvconf.json")); err != nil {
@@ -143,11 +139,7 @@ func TestPrimedRewrittenMeanwhile(t *testing.T) {
 // writes the journal then, so neither the first tunnel's Choose nor its
 // Apply syncs anything.
 func TestNewRecordsAhead(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path, state := originalFile(t)
 	synced := countSyncs(t)
 	ctx := context.Background()
 	m, err := New(ctx, Options{StateDir: state, ResolvConf: path, Logger: testLogger(t)})
@@ -179,11 +171,7 @@ func TestNewRecordsAhead(t *testing.T) {
 // the removal of the old file leaves it under a temporary name: the next
 // helper removes it.
 func TestReplacedByExchange(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
-	path := filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path, state := originalFile(t)
 	exchanges := 0
 	real := exchange
 	exchange = func(r *ResolvConf, tmp string) error { exchanges++; return real(r, tmp) }
@@ -192,7 +180,7 @@ func TestReplacedByExchange(t *testing.T) {
 	m := NewManager(NewResolvConf(path, state, testLogger(t)), testLogger(t))
 	entries := func() int {
 		t.Helper()
-		ents, err := os.ReadDir(dir)
+		ents, err := os.ReadDir(filepath.Dir(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +203,7 @@ func TestReplacedByExchange(t *testing.T) {
 		t.Errorf("not restored, or files left: %q, %d files", readFile(t, path), entries())
 	}
 
-	left := filepath.Join(dir, tempPrefix(path)+"123")
+	left := filepath.Join(filepath.Dir(path), tempPrefix(path)+"123")
 	if err := os.WriteFile(left, []byte(original), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -228,4 +216,16 @@ func TestReplacedByExchange(t *testing.T) {
 	if readFile(t, path) != original {
 		t.Error("resolv.conf changed by the recovery")
 	}
+}
+
+// originalFile is a resolv.conf holding original in a directory of its
+// own, and a state directory for the journal.
+func originalFile(t *testing.T) (path, state string) {
+	t.Helper()
+	dir := t.TempDir()
+	path = filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, t.TempDir()
 }
