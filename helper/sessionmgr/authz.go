@@ -3,6 +3,7 @@ package sessionmgr
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -25,7 +26,13 @@ type Authorizer interface {
 //  2. the backend must answer, else the session is closed ("Backend VPN
 //     process did not respond"): a method forwarded to the backend
 //     (forwardedMethods) is its own test, any other method is preceded
-//     by a Ping, as upstream pings before every method;
+//     by a Ping, as upstream pings before every method, unless the
+//     backend answered one of the manager's calls within freshAnswer
+//     (a front-end's LogForward right after NewTunnel or Ready: the
+//     backend, busy with the handshake begun ahead, answered that Ping
+//     late, and Connect waited for it). A backend that hangs is still
+//     found out: by the first call after freshAnswer, or any forwarded
+//     one;
 //  3. polkit (gui-ux §5), only for method calls and only when an
 //     Authorizer is configured:
 //     - a caller the UID rules admit needs net.ovpn3go.session.control-own
@@ -105,7 +112,7 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 		if restarting && c.Member != "Disconnect" {
 			return errGeneric(textStopped)
 		}
-		if !restarting && !forwardedMethods[c.Member] {
+		if !restarting && !forwardedMethods[c.Member] && !m.answeredLately(s) {
 			if err := m.pingBackend(c.Ctx, s); err != nil {
 				return err
 			}
@@ -157,6 +164,34 @@ func (m *Manager) refusal(sender, action string, err error) error {
 	return errGeneric(textAccessDenied)
 }
 
+// freshAnswer is how long a backend's answer to one of the manager's calls
+// stands for the Ping before a method (authz rule 2): long enough for a
+// front-end's calls right after NewTunnel or Ready even on a loaded
+// machine, short against the CallTimeout a hung backend is given.
+const freshAnswer = time.Second
+
+// noteAnswer records that the backend answered a call (err == nil: a reply
+// came; an error may be the bus's or a timeout, so it vouches for nothing).
+func (m *Manager) noteAnswer(s *session, err error) {
+	if err != nil {
+		return
+	}
+	now := m.now()
+	s.mu.Lock()
+	if now.After(s.answered) {
+		s.answered = now
+	}
+	s.mu.Unlock()
+}
+
+// answeredLately says whether the backend answered within freshAnswer.
+func (m *Manager) answeredLately(s *session) bool {
+	s.mu.Lock()
+	at := s.answered
+	s.mu.Unlock()
+	return !at.IsZero() && m.now().Sub(at) < freshAnswer
+}
+
 // pingBackend checks that the backend answers before a method runs
 // (upstream does this in every authorization check). A backend that does
 // not answer is killed and its session closed. callerCtx ends when the
@@ -168,6 +203,7 @@ func (m *Manager) pingBackend(callerCtx context.Context, s *session) error {
 	var alive bool
 	err := m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+".Ping", 0).Store(&alive)
 	if err == nil && alive {
+		m.noteAnswer(s, nil)
 		return nil
 	}
 	if callerCtx.Err() != nil {

@@ -101,6 +101,9 @@ type Options struct {
 	// NewTunnelRate limits NewTunnel calls over the bus per UID (root is
 	// not limited); zero means unlimited.
 	NewTunnelRate ratelimit.Rate
+	// Now is the clock of the Ping rule (authz.go: a backend that answered
+	// within freshAnswer is not pinged); nil: time.Now. Tests move it.
+	Now func() time.Time
 }
 
 // Defaults of the per-user limits (ovpn3-helper --max-sessions-per-user,
@@ -146,6 +149,7 @@ type Manager struct {
 	// each decision (tests).
 	reapTimer   func(time.Duration) <-chan time.Time
 	reapDecided func(path dbus.ObjectPath, reaped bool)
+	now         func() time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -216,6 +220,7 @@ func New(opts Options) (*Manager, error) {
 		usableWithin: opts.UsableWithin,
 		tunnelRate:   ratelimit.New(opts.NewTunnelRate, nil),
 		reapTimer:    time.After,
+		now:          opts.Now,
 		// godbus delivers out of order once a channel is full: keep
 		// plenty of room so the backend's signals stay in sequence.
 		sigs:      make(chan *dbus.Signal, 1024),
@@ -231,6 +236,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if m.cleanup == nil {
 		m.cleanup = func(uint32) {}
+	}
+	if m.now == nil {
+		m.now = time.Now
 	}
 	if m.startTO <= 0 {
 		m.startTO = 15 * time.Second
@@ -548,6 +556,7 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 	var name string
 	err = m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+".RegistrationConfirmation", 0,
 		token, path, configPath).Store(&name)
+	m.noteAnswer(s, err)
 	if err != nil {
 		m.backendObj(s).Call(api.InterfaceBackends+".ForceShutdown", dbus.FlagNoReplyExpected)
 		fail("registration confirmation failed", "err", err)

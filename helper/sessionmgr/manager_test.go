@@ -379,15 +379,18 @@ func TestLastSignalsOfADyingBackend(t *testing.T) {
 // A backend that does not answer is killed by the next method call, which
 // fails with "Backend VPN process did not respond"; the session is closed
 // with PROC_KILLED. A method the manager handles itself (AccessGrant)
-// finds out with a Ping; a forwarded one (Ready) with the call itself.
+// finds out with a Ping (its last answer, the registration's, is older
+// than freshAnswer by then); a forwarded one (Ready) with the call itself.
 func TestUnresponsiveBackendIsClosed(t *testing.T) {
 	for _, method := range []string{"AccessGrant", "Ready"} {
 		t.Run(method, func(t *testing.T) {
-			r := newRig(t, "deaf", Options{CallTimeout: time.Second})
+			clk := newTestClock()
+			r := newRig(t, "deaf", Options{CallTimeout: time.Second, Now: clk.Now})
 			path, err := r.m.NewTunnel(0, testConfig)
 			if err != nil {
 				t.Fatal(err)
 			}
+			clk.Advance(freshAnswer)
 			var args []any
 			if method == "AccessGrant" {
 				args = []any{uint32(4321)}
@@ -405,12 +408,48 @@ func TestUnresponsiveBackendIsClosed(t *testing.T) {
 	}
 }
 
-// TestBackendRoundTrips counts the calls the session manager makes for a
-// front-end's call (a monitor on the bus sees them all): a forwarded call
-// costs one call to the backend, Connect two at once (the log level is
-// read meanwhile), LogForward a Ping; nothing goes to the bus driver.
-func TestBackendRoundTrips(t *testing.T) {
-	r := newRig(t, "ok", Options{})
+// TestRecentAnswerSparesPing: a backend that answered one of the manager's
+// calls within freshAnswer is not pinged before a method the manager
+// handles itself (the front-end's LogForward right after NewTunnel and
+// Ready waited for a Ping the backend, busy with its handshake, answered
+// late); once its last answer is older, the Ping goes again, and a backend
+// that stopped answering meanwhile is found out and its session closed.
+func TestRecentAnswerSparesPing(t *testing.T) {
+	clk := newTestClock()
+	r, path, mon := newMonitoredSession(t, "deaf", Options{CallTimeout: time.Second, Now: clk.Now})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	obj := r.client.Object(api.ServiceSessions, path)
+	// The registration's answer was just now: AccessGrant goes on without
+	// a Ping (the deaf backend would never answer one).
+	clk.Advance(freshAnswer - time.Millisecond)
+	if err := obj.CallWithContext(ctx, api.InterfaceSessions+".AccessGrant", 0, uint32(4321)).Err; err != nil {
+		t.Fatalf("AccessGrant right after the registration's answer: %v", err)
+	}
+	if err := mon.Sync(ctx, r.client); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range mon.Calls() {
+		if c.Member == "Ping" {
+			t.Errorf("the backend was pinged although it answered %v ago", freshAnswer-time.Millisecond)
+		}
+	}
+	// Its answer is stale now: the next call pings, the deaf backend is
+	// killed and the session closed.
+	clk.Advance(time.Millisecond)
+	err := obj.CallWithContext(ctx, api.InterfaceSessions+".AccessRevoke", 0, uint32(4321)).Err
+	if !api.IsDomain(err, api.DomainGDBusPP) || errText(err) != "Backend VPN process did not respond" {
+		t.Errorf("AccessRevoke on a backend silent for freshAnswer: %v", err)
+	}
+	r.waitSignal(t, "PROC_KILLED", isStatus(path, api.StatusMinorProcKilled))
+	r.waitSignal(t, "SESS_DESTROYED", isSessionEvent(path, api.SessionEventDestroyed))
+}
+
+// newMonitoredSession starts a rig and a session on it, then a monitor of
+// every call on the rig's bus (closed with the test).
+func newMonitoredSession(t *testing.T, mode string, opts Options) (*testRig, dbus.ObjectPath, *testbed.CallMonitor) {
+	t.Helper()
+	r := newRig(t, mode, opts)
 	path, err := r.m.NewTunnel(0, testConfig)
 	if err != nil {
 		t.Fatal(err)
@@ -419,7 +458,38 @@ func TestBackendRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mon.Close()
+	t.Cleanup(func() { mon.Close() })
+	return r, path, mon
+}
+
+// testClock is the manager's clock in tests that move it (Options.Now).
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestBackendRoundTrips counts the calls the session manager makes for a
+// front-end's call (a monitor on the bus sees them all): a forwarded call
+// costs one call to the backend, Connect two at once (the log level is
+// read meanwhile), LogForward a Ping unless the backend answered within
+// freshAnswer; nothing goes to the bus driver.
+func TestBackendRoundTrips(t *testing.T) {
+	clk := newTestClock()
+	r, path, mon := newMonitoredSession(t, "ok", Options{Now: clk.Now})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	obj := r.client.Object(api.ServiceSessions, path)
@@ -445,14 +515,19 @@ func TestBackendRoundTrips(t *testing.T) {
 	for _, tc := range []struct {
 		method string
 		args   []any
+		stale  bool // the backend's last answer older than freshAnswer
 		want   []string
 	}{
-		{"Ready", nil, []string{"Ready"}},
-		{"LogForward", []any{true}, []string{"Ping"}},
-		{"Connect", nil, []string{"Connect", "Get log_level"}},
-		{"Pause", []any{"test"}, []string{"Pause"}},
-		{"Resume", nil, []string{"Resume"}},
+		{"Ready", nil, true, []string{"Ready"}},
+		{"LogForward", []any{true}, false, nil}, // Ready was answered just now
+		{"LogForward", []any{true}, true, []string{"Ping"}},
+		{"Connect", nil, true, []string{"Connect", "Get log_level"}},
+		{"Pause", []any{"test"}, true, []string{"Pause"}},
+		{"Resume", nil, true, []string{"Resume"}},
 	} {
+		if tc.stale {
+			clk.Advance(freshAnswer)
+		}
 		if err := mon.Sync(ctx, r.client); err != nil {
 			t.Fatal(err)
 		}
@@ -487,11 +562,13 @@ func TestBackendRoundTrips(t *testing.T) {
 // the wrong moment once killed the user's VPN session: the cancelled ping
 // read as a backend that did not answer.)
 func TestCallerLeavingDuringPing(t *testing.T) {
-	r := newRig(t, "pingwait", Options{CallTimeout: 10 * time.Minute})
+	clk := newTestClock()
+	r := newRig(t, "pingwait", Options{CallTimeout: 10 * time.Minute, Now: clk.Now})
 	path, err := r.m.NewTunnel(0, testConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk.Advance(freshAnswer) // the registration's answer no longer spares the Ping
 	caller := dial(t, r.addr)
 	// AccessGrant: the manager handles it itself, so a Ping goes first
 	// (a forwarded call such as Ready needs none, see forwardedMethods).

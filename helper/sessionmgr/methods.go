@@ -94,6 +94,7 @@ func (m *Manager) forward(s *session, method string, out []any, args ...any) err
 // manager's own, never the front-end's, so a caller leaving cannot pass
 // for a hung backend.
 func (m *Manager) forwardReply(s *session, method string, call *dbus.Call, out []any) error {
+	m.noteAnswer(s, call.Err)
 	if call.Err != nil {
 		if m.isGone(s) {
 			return errGeneric(textStopped)
@@ -126,6 +127,7 @@ func (m *Manager) backendProperty(s *session, name string) (dbus.Variant, error)
 	defer cancel()
 	var v dbus.Variant
 	err := m.backendObj(s).CallWithContext(ctx, api.InterfaceProperties+".Get", 0, api.InterfaceBackends, name).Store(&v)
+	m.noteAnswer(s, err)
 	if err != nil {
 		return dbus.Variant{}, err
 	}

@@ -54,6 +54,9 @@ type session struct {
 	connectCalled     bool
 	stopping          bool   // Disconnect requested: exit is expected
 	deviceName        string // cached from the backend for interface lookups
+	// answered is when the backend last answered one of the manager's
+	// calls (noteAnswer); a call soon after needs no Ping (authz.go).
+	answered time.Time
 	// forwards are the LogForward subscriptions: caller's unique name →
 	// log-proxy object and the caller's UID (to drop it when the ACL
 	// changes).
