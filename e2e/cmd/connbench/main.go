@@ -57,7 +57,7 @@ func main() {
 	flag.Var(&dirs, "bin", "`NAME=DIR` of a build to time (repeatable; default: build the working tree)")
 	runs := flag.Int("runs", 5, "session starts per build")
 	verbose := flag.Bool("v", false, "list the calls of each build's last run")
-	trace := flag.Bool("trace", false, "trace every start's bus messages: landmarks between NewTunnel and CONN_CONNECTING as rows, and every message of each build's last run")
+	trace := flag.Bool("trace", false, "trace every start's bus messages: landmarks between NewTunnel and CONN_CONNECTED as rows, and every message of each build's last run")
 	gap := flag.Duration("gap", 1500*time.Millisecond, "pause before each session start, so that the helper's spare backend (started a second after the last one was taken) is there, as for a user")
 	flag.Parse()
 	if err := measure(dirs, *runs, *gap, *verbose, *trace); err != nil {

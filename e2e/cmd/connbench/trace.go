@@ -66,10 +66,15 @@ var landmarks = []string{
 	"profile fetched (Fetch or FetchForBackend answered)",
 	"RegistrationConfirmation answered",
 	"NewTunnel answered",
+	"CLI's LogForward answered",
 	"CLI's Ready answered",
 	"CLI's Connect sent",
 	"Connect reaches the backend",
 	"backend's CONN_CONNECTING",
+	"EstablishWith sent",
+	"EstablishWith answered",
+	"backend's CONN_CONNECTED",
+	"CONN_CONNECTED relayed by the session manager",
 }
 
 // analyze renders the messages from NewTunnel until CONN_CONNECTED, ms
@@ -110,6 +115,8 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 				mark("CLI's Connect sent")
 			case member == "Connect" && to == "backend":
 				mark("Connect reaches the backend")
+			case member == "EstablishWith":
+				mark("EstablishWith sent")
 			}
 		case dbus.TypeMethodReply, dbus.TypeError:
 			rs, _ := h[dbus.FieldReplySerial].Value().(uint32)
@@ -129,6 +136,10 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 				mark("NewTunnel answered")
 			case of == "Ready" && to == "CLI":
 				mark("CLI's Ready answered")
+			case of == "LogForward" && to == "CLI":
+				mark("CLI's LogForward answered")
+			case of == "EstablishWith":
+				mark("EstablishWith answered")
 			}
 		case dbus.TypeSignal:
 			what = "signal " + member
@@ -136,6 +147,13 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 				what += fmt.Sprintf(" %v/%v", m.msg.Body[0], m.msg.Body[1])
 				if from == "backend" && m.msg.Body[1] == uint32(api.StatusMinorConnConnecting) {
 					mark("backend's CONN_CONNECTING")
+				}
+				if m.msg.Body[1] == uint32(api.StatusMinorConnConnected) {
+					if from == "backend" {
+						mark("backend's CONN_CONNECTED")
+					} else {
+						mark("CONN_CONNECTED relayed by the session manager")
+					}
 				}
 			}
 			if member == "RegistrationRequest" {
