@@ -43,3 +43,30 @@ func residentHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse + m.HeapIdle - m.HeapReleased
 }
+
+// Busy holds Go's default GOGC while anyone holds it, and the last release
+// (each counted once) restores what the first found.
+func TestBusyGCPercent(t *testing.T) {
+	t.Setenv("GOGC", "") // one in the environment would win over Busy
+	orig := debug.SetGCPercent(steadyGCPercent)
+	defer debug.SetGCPercent(orig)
+	gogc := func() int {
+		v := debug.SetGCPercent(-1)
+		debug.SetGCPercent(v)
+		return v
+	}
+	a := Busy()
+	if got := gogc(); got != busyGCPercent {
+		t.Fatalf("GOGC while busy = %d, want %d", got, busyGCPercent)
+	}
+	b := Busy()
+	a()
+	a() // counted once
+	if got := gogc(); got != busyGCPercent {
+		t.Fatalf("GOGC after one of two releases = %d, want %d", got, busyGCPercent)
+	}
+	b()
+	if got := gogc(); got != steadyGCPercent {
+		t.Fatalf("GOGC after the last release = %d, want %d", got, steadyGCPercent)
+	}
+}

@@ -104,7 +104,19 @@ type Options struct {
 	// Now is the clock of the Ping rule (authz.go: a backend that answered
 	// within freshAnswer is not pinged); nil: time.Now. Tests move it.
 	Now func() time.Time
+	// Busy, if set, is called when a session starts (NewTunnel, an
+	// automatic restart); its release once the session is connected or
+	// waits for the user, when the start fails or the session ends, and
+	// at the latest busyFor after the start. ovpn3-helper passes
+	// process.Busy: the daemon's collector runs at Go's default GOGC
+	// meanwhile, not collecting once or twice on every session's way to
+	// connected.
+	Busy func() (release func())
 }
+
+// busyFor bounds how long one session start holds Options.Busy (a session
+// that is never connected nor asks the user).
+const busyFor = 30 * time.Second
 
 // Defaults of the per-user limits (ovpn3-helper --max-sessions-per-user,
 // --session-usable-within).
@@ -150,6 +162,7 @@ type Manager struct {
 	reapTimer   func(time.Duration) <-chan time.Time
 	reapDecided func(path dbus.ObjectPath, reaped bool)
 	now         func() time.Time
+	busy        func() (release func())
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -221,6 +234,7 @@ func New(opts Options) (*Manager, error) {
 		tunnelRate:   ratelimit.New(opts.NewTunnelRate, nil),
 		reapTimer:    time.After,
 		now:          opts.Now,
+		busy:         opts.Busy,
 		// godbus delivers out of order once a channel is full: keep
 		// plenty of room so the backend's signals stay in sequence.
 		sigs:      make(chan *dbus.Signal, 1024),
@@ -239,6 +253,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if m.busy == nil {
+		m.busy = func() func() { return func() {} }
 	}
 	if m.startTO <= 0 {
 		m.startTO = 15 * time.Second
@@ -423,8 +440,19 @@ func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.
 // prev (an automatic restart) the new session takes over prev's path,
 // owner, ACL and settings and replaces it without SESS_CREATED. With
 // authorized, the backend is confirmed only once it brings nil; an error
-// from it ends the start (the backend is killed) with that error.
+// from it ends the start (the backend is killed) with that error. The
+// start holds Options.Busy until the session no longer needs it
+// (session.notBusy) or the start fails.
 func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, authorized <-chan error) (dbus.ObjectPath, error) {
+	release := sync.OnceFunc(m.busy()) // the session's and the failure's
+	p, err := m.startBusy(caller, uid, info, configPath, path, prev, authorized, release)
+	if err != nil {
+		release()
+	}
+	return p, err
+}
+
+func (m *Manager) startBusy(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, authorized <-chan error, release func()) (dbus.ObjectPath, error) {
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
@@ -527,6 +555,7 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 		backendPID:        uint32(r.pid),
 		gone:              make(chan struct{}),
 		busGone:           make(chan struct{}),
+		busy:              release,
 		owner:             uid,
 		startedBy:         uid,
 		restrictLogAccess: true,
@@ -593,6 +622,11 @@ func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, co
 		}
 	}
 	m.sessions[path] = s
+	s.mu.Lock()
+	if s.busy != nil { // not connected nor waiting for the user yet
+		s.busyTimer = time.AfterFunc(busyFor, s.notBusy)
+	}
+	s.mu.Unlock()
 	m.wg.Add(1)
 	go m.reapUnusable(s, m.reapTimer(m.usableWithin))
 	if prev != nil {
@@ -1119,10 +1153,14 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 		if st.Minor == api.StatusMinorConnConnected {
 			s.connectedAt = time.Now()
 		}
-		if usableStatus(st.Minor) {
+		usable := usableStatus(st.Minor)
+		if usable {
 			s.usable = true
 		}
 		s.mu.Unlock()
+		if usable {
+			s.notBusy()
+		}
 		m.log.Info("session status", "session", s.path, "status", st.String())
 		// Re-emitted to the log service only (spec §1.5): front-ends get
 		// the backend's events through LogForward, so another user never
@@ -1142,6 +1180,7 @@ func (m *Manager) handleSignal(sig *dbus.Signal) {
 		s.mu.Lock()
 		s.usable = true // the session waits for the user
 		s.mu.Unlock()
+		s.notBusy()
 		_ = em.Emit(s.path, api.InterfaceSessions, "AttentionRequired", typ, group, msg)
 	}
 }

@@ -681,3 +681,93 @@ func TestDisconnectDuringRestartWait(t *testing.T) {
 		t.Error("session kept after Disconnect")
 	}
 }
+
+// busyHooks is Options.Busy in tests: how many starts hold it now.
+type busyHooks struct {
+	mu   sync.Mutex
+	held int
+}
+
+func (b *busyHooks) busy() func() {
+	b.mu.Lock()
+	b.held++
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		b.held--
+		b.mu.Unlock()
+	}
+}
+
+func (b *busyHooks) holders() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.held
+}
+
+// TestSessionStartIsBusy: a session start holds Options.Busy (the daemon's
+// GOGC 100, process.Busy) from NewTunnel until the session is connected,
+// waits for the user, or is gone; a start that fails releases it at once.
+// Each release is counted once.
+func TestSessionStartIsBusy(t *testing.T) {
+	t.Run("connected", func(t *testing.T) {
+		var b busyHooks
+		r := newRig(t, "ok", Options{Busy: b.busy})
+		path, err := r.m.NewTunnel(0, testConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := b.holders(); n != 1 {
+			t.Fatalf("after NewTunnel %d starts hold Busy, want 1", n)
+		}
+		if err := r.m.Connect(r.m.session(path)); err != nil {
+			t.Fatal(err)
+		}
+		r.waitSignal(t, "CONN_CONNECTED", isStatus(path, api.StatusMinorConnConnected))
+		if n := b.holders(); n != 0 {
+			t.Errorf("connected: %d starts hold Busy, want 0", n)
+		}
+		if err := r.m.Disconnect(r.m.session(path)); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.holders(); n != 0 {
+			t.Errorf("released twice: %d", n)
+		}
+	})
+	t.Run("waits for the user", func(t *testing.T) {
+		var b busyHooks
+		r := newRig(t, "needsuser", Options{Busy: b.busy})
+		path, err := r.m.NewTunnel(0, testConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.waitSignal(t, "CFG_REQUIRE_USER", isStatus(path, api.StatusMinorCfgRequireUser))
+		if n := b.holders(); n != 0 {
+			t.Errorf("waiting for the user: %d starts hold Busy, want 0", n)
+		}
+	})
+	t.Run("disconnected before connecting", func(t *testing.T) {
+		var b busyHooks
+		r := newRig(t, "ok", Options{Busy: b.busy})
+		path, err := r.m.NewTunnel(0, testConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.m.Disconnect(r.m.session(path)); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.holders(); n != 0 {
+			t.Errorf("session gone: %d starts hold Busy, want 0", n)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		var b busyHooks
+		r := newRig(t, "refuse", Options{Busy: b.busy})
+		if _, err := r.m.NewTunnel(0, testConfig); err == nil {
+			t.Fatal("NewTunnel of a refusing backend succeeded")
+		}
+		if n := b.holders(); n != 0 {
+			t.Errorf("failed start: %d starts hold Busy, want 0", n)
+		}
+	})
+}

@@ -57,6 +57,10 @@ type session struct {
 	// answered is when the backend last answered one of the manager's
 	// calls (noteAnswer); a call soon after needs no Ping (authz.go).
 	answered time.Time
+	// busy releases Options.Busy (nil once released); busyTimer releases
+	// it busyFor after the start at the latest.
+	busy      func()
+	busyTimer *time.Timer
 	// forwards are the LogForward subscriptions: caller's unique name →
 	// log-proxy object and the caller's UID (to drop it when the ACL
 	// changes).
@@ -79,7 +83,25 @@ type session struct {
 
 // closeGone marks the session removed; the backend's exit, a failed
 // restart and a Disconnect during a restart wait may each get there.
-func (s *session) closeGone() { s.goneOnce.Do(func() { close(s.gone) }) }
+func (s *session) closeGone() {
+	s.goneOnce.Do(func() { close(s.gone) })
+	s.notBusy()
+}
+
+// notBusy releases the start's Options.Busy: the session is connected,
+// waits for the user, is gone, or took busyFor.
+func (s *session) notBusy() {
+	s.mu.Lock()
+	release, t := s.busy, s.busyTimer
+	s.busy, s.busyTimer = nil, nil
+	s.mu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+	if release != nil {
+		release()
+	}
+}
 
 // abandonRestart ends a pending automatic restart and reports whether one
 // was pending. restartWait is closed once however many callers race here.

@@ -165,6 +165,8 @@ func serve(ctx context.Context, stateDir string, be backendProgram, spare bool, 
 		MaxSessionsPerUser: lim.sessions,
 		UsableWithin:       lim.usableWithin,
 		NewTunnelRate:      lim.newTunnelRate,
+		// GOGC 100 from NewTunnel until connected (process.Busy).
+		Busy: process.Busy,
 	})
 	if err != nil {
 		return err
