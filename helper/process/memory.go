@@ -29,7 +29,15 @@ const steadyGCPercent = 25
 // connection.
 func Settle() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(steadyGCPercent)
+		busy.Lock()
+		if busy.n > 0 {
+			// A session start is under way (the daemon was started by
+			// the bus for a NewTunnel): its release applies it.
+			busy.prev = steadyGCPercent
+		} else {
+			debug.SetGCPercent(steadyGCPercent)
+		}
+		busy.Unlock()
 	}
 	debug.FreeOSMemory()
 }
@@ -52,7 +60,8 @@ var busy struct {
 // twice per session start, 3-4 ms of CPU and ~1 ms of stopped world on a
 // 2-core machine whose CPUs the handshake needs; at 100 the goal is 4 MB
 // and one collection per several starts. Overlapping holders share it;
-// the last release restores the setting the first found, and the heap
+// the last release restores the setting the first found (or the one
+// Settle chose meanwhile), and the heap
 // shrinks back with the next collections. An administrator's GOGC in the
 // environment wins. release may be called more than once.
 func Busy() (release func()) {

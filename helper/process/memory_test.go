@@ -69,4 +69,16 @@ func TestBusyGCPercent(t *testing.T) {
 	if got := gogc(); got != steadyGCPercent {
 		t.Fatalf("GOGC after the last release = %d, want %d", got, steadyGCPercent)
 	}
+	// Settle while busy (a daemon started by the bus for a NewTunnel):
+	// the steady setting comes with the release, not before nor never.
+	debug.SetGCPercent(100)
+	c := Busy()
+	Settle()
+	if got := gogc(); got != busyGCPercent {
+		t.Fatalf("GOGC after Settle while busy = %d, want %d", got, busyGCPercent)
+	}
+	c()
+	if got := gogc(); got != steadyGCPercent {
+		t.Fatalf("GOGC after the release following Settle = %d, want %d", got, steadyGCPercent)
+	}
 }
