@@ -24,10 +24,12 @@ func vnetPacket(proto byte, size int) []byte {
 // meanwhile in one send (one wake-up and one sendmmsg for the rest of a
 // paced sender's burst), lingers again only while lingering brings
 // datagrams, and never after TCP or a small datagram; with the profile's
-// "ovpn3go-offload tx-moderation off" never.
+// "ovpn3go-offload tx-moderation off" never. The same through io_uring
+// and with read(2) ("ovpn3go-offload uring off").
 func TestTunReaderLingersForDatagramBursts(t *testing.T) {
-	for _, on := range []bool{true, false} {
-		t.Run(fmt.Sprintf("tx-moderation %v", on), func(t *testing.T) {
+	for _, c := range []struct{ on, uring bool }{{true, true}, {false, true}, {true, false}, {false, false}} {
+		on := c.on
+		t.Run(fmt.Sprintf("tx-moderation %v, uring %v", on, c.uring), func(t *testing.T) {
 			ckey, skey := dataPlaneKeys(t, 3)
 			peer := newTestPeer(t, skey)
 			peer.receive()
@@ -35,7 +37,7 @@ func TestTunReaderLingersForDatagramBursts(t *testing.T) {
 			tr, _ := dialBenchTransport(t, peer)
 			defer tr.Close()
 			p := benchMode{name: "tun+udp", tun: true, gso: true, mmsg: true}.plane()
-			p.off.NoTxMod = !on
+			p.off.NoTxMod, p.off.NoUring = !on, !c.uring
 			if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
 				t.Fatal(err)
 			}
@@ -60,10 +62,14 @@ func TestTunReaderLingersForDatagramBursts(t *testing.T) {
 					}
 				}
 			}
+			ring := p.openRing(dev)
+			if (ring != nil) != c.uring {
+				t.Fatalf("io_uring reader %v, want %v (this kernel has io_uring)", ring != nil, c.uring)
+			}
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				p.readVnet(dev, nil, nil)
+				p.readVnet(dev, ring, nil, nil)
 			}()
 			got := func() int64 { return peer.got.Load() }
 			dev.Send(t, bulk)
@@ -72,6 +78,9 @@ func TestTunReaderLingersForDatagramBursts(t *testing.T) {
 			wait(t, true, got, int64(2+burst), "peer (TCP)")
 			dev.Send(t, vnetPacket(unix.IPPROTO_UDP, 200))
 			wait(t, true, got, int64(3+burst), "peer (small datagram)")
+			if ring != nil {
+				ring.Close()
+			}
 			dev.F.Close()
 			<-done
 			wantLingers, wantSends := 2, int64(4)

@@ -247,30 +247,62 @@ const tunDrain = 64
 const drainRoom = 16 << 10
 
 // readVnet is the TUN reader's loop for a device with a virtio_net_hdr:
-// one wake-up reads every packet queued meanwhile (tunio.NewReader) and
-// sends their segments together.
-func (p *Plane) readVnet(tun tunio.PacketDevice, clamp func([]byte), sp *sendPipe) {
-	r := tunio.NewReader(tun)
-	lay := tunio.Layout{Max: offload.HdrLen + MaxTunPacket}
-	rbuf := make([]byte, lay.Max+drainRoom)
-	offs, sizes := make([]int, tunDrain), make([]int, tunDrain)
+// one wake-up reads every packet queued meanwhile (through ring, or with
+// read(2) calls: tunio.NewReader) and sends their segments together.
+func (p *Plane) readVnet(tun tunio.PacketDevice, ring *tunio.RingReader, clamp func([]byte), sp *sendPipe) {
 	// The segments' buffer grows to the largest segment yet (MTU-sized
 	// with TSO): not 64 KiB per session for packets that never come.
 	var buf []byte
 	var seg offload.Segmenter
-	err := tunio.Loop(r, rbuf, lay, offs, sizes, func(k int) time.Duration {
-		p.ctr.TunReads.Add(int64(k)) // one read(2) per packet or super-packet
-		if err := p.sendSegments(&seg, rbuf, offs[:k], sizes[:k], &buf, clamp, sp); err != nil {
+	handle := func(rbuf []byte, offs, sizes []int) time.Duration {
+		p.ctr.TunReads.Add(int64(len(offs))) // one device read per packet or super-packet
+		if err := p.sendSegments(&seg, rbuf, offs, sizes, &buf, clamp, sp); err != nil {
 			p.log.Debug("data send failed", "err", err)
 		}
-		if !p.off.NoTxMod && bulkDatagrams(rbuf, offs[:k], sizes[:k]) {
+		if !p.off.NoTxMod && bulkDatagrams(rbuf, offs, sizes) {
 			return txLinger
 		}
 		return 0
+	}
+	if ring != nil {
+		err := ring.Loop(handle, p.txSleep)
+		if !errors.Is(err, tunio.ErrRingUnsupported) {
+			if !errors.Is(err, os.ErrClosed) {
+				p.log.Debug("tun read ended", "err", err)
+			}
+			return
+		}
+		p.log.Debug("tun read through io_uring refused, reading with read(2)", "err", err)
+	}
+	r := tunio.NewReader(tun)
+	rbuf := make([]byte, vnetLayout.Max+drainRoom)
+	offs, sizes := make([]int, tunDrain), make([]int, tunDrain)
+	err := tunio.Loop(r, rbuf, vnetLayout, offs, sizes, func(k int) time.Duration {
+		return handle(rbuf, offs[:k], sizes[:k])
 	}, p.txSleep)
 	if !errors.Is(err, os.ErrClosed) {
 		p.log.Debug("tun read ended", "err", err)
 	}
+}
+
+// vnetLayout places the packets of a device with a virtio_net_hdr: the
+// segments are copied out of the read buffer, which needs no room around
+// them.
+var vnetLayout = tunio.Layout{Max: offload.HdrLen + MaxTunPacket}
+
+// openRing returns the reader of dev through io_uring (tunio.RingReader),
+// nil where the profile switched it off (ovpn3go-offload uring off) or
+// the kernel refuses it: then the TUN reader reads with read(2).
+func (p *Plane) openRing(dev tunio.PacketDevice) *tunio.RingReader {
+	if p.off.NoUring {
+		return nil
+	}
+	r, err := tunio.NewRingReader(dev, tunDrain, vnetLayout)
+	if err != nil {
+		p.log.Debug("tun read through io_uring not enabled", "err", err)
+		return nil
+	}
+	return r
 }
 
 // Send moderation (issue 14): a sender of datagrams paces them in bursts

@@ -37,7 +37,7 @@ import (
 const MaxTunPacket = 65535
 
 // Offloads is what the profile switched off (ovpn3go-offload NAME off).
-type Offloads struct{ NoTUN, NoGSO, NoMmsg, NoRxMod, NoTxMod bool }
+type Offloads struct{ NoTUN, NoGSO, NoMmsg, NoRxMod, NoTxMod, NoUring bool }
 
 // Config is what a Plane needs from its session.
 type Config struct {
@@ -69,6 +69,9 @@ type Plane struct {
 	tun   tunio.PacketDevice
 	tunW  atomic.Pointer[tunWriter]
 	tunWG sync.WaitGroup
+	// tunRing reads a device with a virtio_net_hdr through io_uring
+	// (nil: read(2)); CloseTun closes it, since it holds the device open.
+	tunRing *tunio.RingReader
 
 	tx       atomic.Pointer[txPath] // nil while not connected: TUN packets are dropped
 	lastSent *atomic.Int64          // unix nanos of the last data-channel packet sent
@@ -232,10 +235,12 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 	}
 	if vnet {
 		p.tunW.Store(&tunWriter{w: tunio.NewWriter(dev), vnet: true, clamp: clamp})
+		p.tunRing = p.openRing(dev)
+		ring := p.tunRing
 		p.tunWG.Add(1)
 		go func() {
 			defer p.tunWG.Done()
-			p.readVnet(dev, clamp, sp)
+			p.readVnet(dev, ring, clamp, sp)
 		}()
 		return
 	}
@@ -331,6 +336,12 @@ func (p *Plane) CloseTun() {
 	}
 	p.tx.Store(nil)
 	p.tunW.Store(nil)
+	if p.tunRing != nil {
+		if err := p.tunRing.Close(); err != nil {
+			p.log.Debug("tun ring close", "err", err)
+		}
+		p.tunRing = nil
+	}
 	if err := p.tun.Close(); err != nil {
 		p.log.Debug("tun close", "err", err)
 	}

@@ -59,7 +59,7 @@ func (c *Client) offloads() dataplane.Offloads {
 		return dataplane.Offloads{}
 	}
 	o := c.cfg.Profile.Offload
-	return dataplane.Offloads{NoTUN: o.NoTUN, NoGSO: o.NoUDPGSO, NoMmsg: o.NoUDPMmsg, NoRxMod: o.NoRxModeration, NoTxMod: o.NoTxModeration}
+	return dataplane.Offloads{NoTUN: o.NoTUN, NoGSO: o.NoUDPGSO, NoMmsg: o.NoUDPMmsg, NoRxMod: o.NoRxModeration, NoTxMod: o.NoTxModeration, NoUring: o.NoUring}
 }
 
 // wantVnetHdr says the TUN device is to be created with IFF_VNET_HDR:

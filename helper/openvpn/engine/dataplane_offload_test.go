@@ -30,6 +30,7 @@ func TestOffloadOptionEffects(t *testing.T) {
 		{"ovpn3go-offload rx-moderation off\n", dataplane.Offloads{NoRxMod: true}, false},
 		{"ovpn3go-offload tx-moderation off\n", dataplane.Offloads{NoTxMod: true}, false},
 		{"ovpn3go-offload parallel-crypto on\n", dataplane.Offloads{}, true},
+		{"ovpn3go-offload uring off\n", dataplane.Offloads{NoUring: true}, false},
 	}
 	for _, tc := range cases {
 		p, err := profile.Parse(base + tc.lines)

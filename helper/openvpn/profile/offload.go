@@ -22,12 +22,16 @@ type OffloadSwitches struct {
 	// core, keeping the packet order. Off unless switched on: on a 2-core
 	// machine it measured no faster than inline (README).
 	ParallelCrypto bool
+	// NoUring: the TUN reader reads with one read(2) per packet, not
+	// through io_uring (one system call per wake-up; the kernel must
+	// allow it, else read(2) it is anyway).
+	NoUring bool
 }
 
 // OffloadNames are the offloads "ovpn3go-offload NAME on|off" switches.
-var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg", "rx-moderation", "tx-moderation", "parallel-crypto"}
+var OffloadNames = []string{"tun", "udp-gso", "udp-mmsg", "rx-moderation", "tx-moderation", "parallel-crypto", "uring"}
 
-// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg|rx-moderation|tx-moderation|parallel-crypto on|off.
+// hOffload: ovpn3go-offload tun|udp-gso|udp-mmsg|rx-moderation|tx-moderation|parallel-crypto|uring on|off.
 func hOffload(ps *parser, o Option) {
 	if !ps.nargs(o, 2, 2) {
 		return
@@ -55,6 +59,8 @@ func hOffload(ps *parser, o Option) {
 		sw.NoTxModeration = off
 	case "parallel-crypto":
 		sw.ParallelCrypto = !off
+	case "uring":
+		sw.NoUring = off
 	default:
 		ps.fail(o.Line, o.Name, "offload %q is not one of %v", o.Args[0], slices.Clone(OffloadNames))
 	}

@@ -8,8 +8,8 @@ import (
 // TestOffloadOption: ovpn3go-offload switches each offload off (and back
 // on); a wrong name or value fails naming the line.
 func TestOffloadOption(t *testing.T) {
-	p := mustParse(t, minimal+"ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\novpn3go-offload rx-moderation off\novpn3go-offload tx-moderation off\n")
-	if p.Offload != (OffloadSwitches{NoTUN: true, NoUDPGSO: true, NoUDPMmsg: true, NoRxModeration: true, NoTxModeration: true}) {
+	p := mustParse(t, minimal+"ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\novpn3go-offload rx-moderation off\novpn3go-offload tx-moderation off\novpn3go-offload uring off\n")
+	if p.Offload != (OffloadSwitches{NoTUN: true, NoUDPGSO: true, NoUDPMmsg: true, NoRxModeration: true, NoTxModeration: true, NoUring: true}) {
 		t.Fatalf("switches %+v", p.Offload)
 	}
 	p = mustParse(t, minimal+"ovpn3go-offload udp-gso off\novpn3go-offload udp-gso on\n")
