@@ -28,6 +28,7 @@ type Counters struct {
 type txCounters struct {
 	TunBytesIn, TunPktsIn atomic.Int64 // read from the TUN device
 	TunReads              atomic.Int64 // device reads (fewer than packets with TSO)
+	TunRingReads          atomic.Int64 // of them, read through io_uring
 	BytesOut, PktsOut     atomic.Int64 // written to the transport
 }
 

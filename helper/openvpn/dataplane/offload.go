@@ -265,7 +265,10 @@ func (p *Plane) readVnet(tun tunio.PacketDevice, ring *tunio.RingReader, clamp f
 		return 0
 	}
 	if ring != nil {
-		err := ring.Loop(handle, p.txSleep)
+		err := ring.Loop(func(rbuf []byte, offs, sizes []int) time.Duration {
+			p.ctr.TunRingReads.Add(int64(len(offs)))
+			return handle(rbuf, offs, sizes)
+		}, p.txSleep)
 		if !errors.Is(err, tunio.ErrRingUnsupported) {
 			if !errors.Is(err, os.ErrClosed) {
 				p.log.Debug("tun read ended", "err", err)

@@ -16,7 +16,8 @@ import (
 
 // TestIntegrationOffloads moves 8 MiB each way over TCP through the real
 // OpenVPN 2.6 server with every offload on (the default), each one off,
-// all off, and with parallel crypto on, checking every byte. Over the
+// all off, and with parallel crypto on (the TUN is read through io_uring
+// unless uring is off), checking every byte. Over the
 // client's whole run, with the TUN offload the device must have handed out
 // TSO super-packets (fewer reads than packets) and taken coalesced ones
 // (fewer writes than packets); without it, one packet per read and write.
@@ -29,14 +30,16 @@ func TestIntegrationOffloads(t *testing.T) {
 		name  string
 		lines string
 		tun   bool
+		ring  bool // the TUN is read through io_uring
 	}{
-		{"all-on", "", true},
-		{"tun-off", "ovpn3go-offload tun off\n", false},
-		{"udp-gso-off", "ovpn3go-offload udp-gso off\n", true},
-		{"udp-mmsg-off", "ovpn3go-offload udp-mmsg off\n", true},
-		{"rx-moderation-off", "ovpn3go-offload rx-moderation off\n", true},
-		{"all-off", "ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\novpn3go-offload rx-moderation off\novpn3go-offload tx-moderation off\n", false},
-		{"parallel-crypto", "ovpn3go-offload parallel-crypto on\n", true},
+		{"all-on", "", true, true},
+		{"tun-off", "ovpn3go-offload tun off\n", false, false},
+		{"udp-gso-off", "ovpn3go-offload udp-gso off\n", true, true},
+		{"udp-mmsg-off", "ovpn3go-offload udp-mmsg off\n", true, true},
+		{"rx-moderation-off", "ovpn3go-offload rx-moderation off\n", true, true},
+		{"uring-off", "ovpn3go-offload uring off\n", true, false},
+		{"all-off", "ovpn3go-offload tun off\novpn3go-offload udp-gso off\novpn3go-offload udp-mmsg off\novpn3go-offload rx-moderation off\novpn3go-offload tx-moderation off\novpn3go-offload uring off\n", false, false},
+		{"parallel-crypto", "ovpn3go-offload parallel-crypto on\n", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _, ctx, stop := runClient(t, pair, srv.Profile()+tc.lines, nil)
@@ -48,6 +51,13 @@ func TestIntegrationOffloads(t *testing.T) {
 			stop()
 			total := snapshotOffload(&c.ctr)
 			pktsIn, reads := total.pktsIn, total.reads
+			want := int64(0)
+			if tc.ring {
+				want = reads
+			}
+			if ring := c.ctr.TunRingReads.Load(); ring != want || reads == 0 {
+				t.Errorf("%d of %d device reads through io_uring, want %d", ring, reads, want)
+			}
 			pktsOut, writes := total.pktsOut, total.writes
 			t.Logf("TUN: %d packets in %d reads, %d packets in %d writes", pktsIn, reads, pktsOut, writes)
 			if tc.tun {

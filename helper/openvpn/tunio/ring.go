@@ -227,7 +227,6 @@ func (r *RingReader) loop(handle func(buf []byte, offs, sizes []int) time.Durati
 		return wrap(err)
 	}
 	packets := 0
-	var linger time.Duration
 	for {
 		n := r.reap()
 		if r.err == errStopped {
@@ -239,6 +238,7 @@ func (r *RingReader) loop(handle func(buf []byte, offs, sizes []int) time.Durati
 			}
 			return wrap(r.err)
 		}
+		var linger time.Duration
 		if n > 0 {
 			packets += n
 			linger = handle(r.mem, r.offs[:n], r.sizes[:n])
@@ -254,31 +254,29 @@ func (r *RingReader) loop(handle func(buf []byte, offs, sizes []int) time.Durati
 				return wrap(err)
 			}
 			r.armed = true
-			if err := r.ring.Submit(); err != nil {
-				return wrap(err)
-			}
 		}
+		var err error
 		switch {
 		case r.ring.Ready():
 			// Completions not taken yet: the batch was full.
-		case r.ring.Pending():
-			// Packets came while handle ran: the enter reads them.
-			if err := r.ring.Submit(); err != nil {
-				return wrap(err)
+			if r.ring.Queued() {
+				err = r.ring.Submit()
 			}
 		case linger > 0:
 			// Deferred reads do not wake the thread: the linger
-			// gathers what comes, the enter behind it reads it.
+			// gathers what comes, the enter behind it reads it all.
+			// A linger that brought nothing ends in a wait.
 			sleep(linger)
-			if err := r.ring.Submit(); err != nil {
-				return wrap(err)
-			}
+			err = r.ring.Submit()
+		case r.ring.Pending():
+			// Packets came while handle ran: the enter reads them.
+			err = r.ring.Submit()
 		default:
-			if err := r.ring.Wait(); err != nil {
-				return wrap(err)
-			}
+			err = r.ring.Wait()
 		}
-		linger = 0
+		if err != nil {
+			return wrap(err)
+		}
 	}
 }
 

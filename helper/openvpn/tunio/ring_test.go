@@ -230,3 +230,48 @@ func TestRingReaderRefused(t *testing.T) {
 		t.Fatalf("blocking device: %v", err)
 	}
 }
+
+// A file the kernel cannot read through a multishot read (a regular file
+// cannot be polled) makes Loop say so with ErrRingUnsupported before any
+// packet, so that the caller reads it with read(2) instead, and frees
+// the ring.
+func TestRingReaderLoopRefused(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "notpollable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Write(packet(0, 100))
+	if err := unix.SetNonblock(int(f.Fd()), true); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRingReader(fileDev{f}, 8, Layout{Max: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, _ := r.Mappings()
+	err = r.Loop(func([]byte, []int, []int) time.Duration {
+		t.Error("a packet from a file the ring cannot read")
+		return 0
+	}, nil)
+	if !errors.Is(err, ErrRingUnsupported) {
+		t.Fatalf("Loop: %v, want ErrRingUnsupported", err)
+	}
+	if left := mapped(t, maps); len(left) > 0 {
+		t.Fatalf("mappings %x left after Loop ended", left)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type fileDev struct {
+	f *os.File
+}
+
+func (d fileDev) Read(p []byte) (int, error)  { return d.f.Read(p) }
+func (d fileDev) Write(p []byte) (int, error) { return d.f.Write(p) }
+func (d fileDev) Close() error                { return d.f.Close() }
+func (d fileDev) Name() string                { return d.f.Name() }
+
+func (d fileDev) File() *os.File { return d.f }

@@ -300,6 +300,9 @@ func (r *Ring) Pending() bool {
 	return atomic.LoadUint32(r.sqFlags)&sqTaskrun != 0
 }
 
+// Queued says whether SQEs wait for Submit or Wait.
+func (r *Ring) Queued() bool { return r.sqPending > 0 }
+
 // Ready says whether completions are posted and not yet taken.
 func (r *Ring) Ready() bool {
 	return atomic.LoadUint32(r.cqTail) != *r.cqHead
