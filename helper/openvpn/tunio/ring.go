@@ -199,14 +199,25 @@ func (r *RingReader) Loop(handle func(buf []byte, offs, sizes []int) time.Durati
 	}
 	runtime.LockOSThread()
 	err := r.loop(handle, sleep)
-	cerr := r.end()
-	runtime.UnlockOSThread()
+	cleanup := r.end()
 	r.mu.Lock()
-	r.state, r.cleanup = ringClosed, errors.Join(cerr, r.release())
+	// The ring takes its unregistration from this thread only; Close
+	// reads the descriptors under mu.
+	r.state, r.cleanup = ringClosed, errors.Join(cleanup, r.release())
+	runtime.UnlockOSThread()
 	close(r.done)
 	r.mu.Unlock()
 	return err
 }
+
+// ringRawWait is how long the ring reader waits for packets as a raw
+// system call before it waits as the scheduler knows. A blocking call the
+// scheduler knows of costs, on two Ps, a wake-up of its monitor thread
+// at every call and often a hand-off of the P to another thread and back
+// (the first io_uring reader waited so: 7 times the context switches per
+// MB of read(2), docs/bench/upload.md). Held this long, the P delays a
+// stop-the-world at most as long.
+const ringRawWait = 2 * time.Millisecond
 
 // errStopped ends loop after Close.
 var errStopped = errors.New("stopped")
@@ -272,7 +283,13 @@ func (r *RingReader) loop(handle func(buf []byte, offs, sizes []int) time.Durati
 			// Packets came while handle ran: the enter reads them.
 			err = r.ring.Submit()
 		default:
-			err = r.ring.Wait()
+			// A paced sender's next burst comes within a millisecond
+			// or two: a raw wait keeps the P and the thread (see
+			// WaitRaw); an idle tunnel waits as the scheduler knows.
+			var got bool
+			if got, err = r.ring.WaitRaw(ringRawWait); err == nil && !got {
+				err = r.ring.Wait()
+			}
 		}
 		if err != nil {
 			return wrap(err)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,7 @@ const (
 	featExtArg     = 1 << 8
 
 	enterGetEvents = 1 << 0
+	enterExtArg    = 1 << 3
 
 	sqTaskrun = 1 << 2 // IORING_SQ_TASKRUN: deferred completions wait for an enter
 
@@ -319,6 +321,44 @@ func (r *Ring) Submit() error {
 // is posted. The thread blocks in the kernel, as the scheduler knows.
 func (r *Ring) Wait() error {
 	return r.enter(1, true)
+}
+
+// WaitRaw is Wait for at most d, as a raw system call: the scheduler
+// does not see the thread block, so nothing hands its P to another
+// thread or wakes the runtime's monitor (sysmon) for it; the P waits
+// with it (a stop-the-world waits up to d). It says whether a completion
+// is posted or deferred (false: d passed).
+func (r *Ring) WaitRaw(d time.Duration) (bool, error) {
+	ts := unix.NsecToTimespec(int64(d))
+	arg := getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
+	n := r.sqPending
+	if n > 0 {
+		atomic.StoreUint32(r.sqTail, *r.sqTail+n)
+		r.sqPending = 0
+	}
+	for {
+		_, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 1, enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg))
+		n = 0
+		switch errno {
+		case 0, unix.ETIME:
+			return r.Ready() || r.Pending(), nil
+		case unix.EINTR:
+			// A signal (the scheduler's preemption request): the
+			// caller checks its state and waits again.
+			return r.Ready() || r.Pending(), nil
+		case unix.EAGAIN, unix.EBUSY:
+			continue
+		}
+		return false, fmt.Errorf("io_uring_enter: %w", errno)
+	}
+}
+
+// getEventsArg is struct io_uring_getevents_arg.
+type getEventsArg struct {
+	sigmask   uint64
+	sigmaskSz uint32
+	minWait   uint32
+	ts        uint64
 }
 
 func (r *Ring) enter(minComplete uint32, block bool) error {
