@@ -78,11 +78,11 @@ func TestTunReaderLingersForDatagramBursts(t *testing.T) {
 			wait(t, true, got, int64(2+burst), "peer (TCP)")
 			dev.Send(t, vnetPacket(unix.IPPROTO_UDP, 200))
 			wait(t, true, got, int64(3+burst), "peer (small datagram)")
+			dev.F.Close()
+			<-done
 			if ring != nil {
 				ring.Close()
 			}
-			dev.F.Close()
-			<-done
 			wantLingers, wantSends := 2, int64(4)
 			if !on {
 				wantLingers, wantSends = 0, 3

@@ -70,7 +70,7 @@ type Plane struct {
 	tunW  atomic.Pointer[tunWriter]
 	tunWG sync.WaitGroup
 	// tunRing reads a device with a virtio_net_hdr through io_uring
-	// (nil: read(2)); CloseTun closes it, since it holds the device open.
+	// (nil: read(2)); CloseTun closes it after the device.
 	tunRing *tunio.RingReader
 
 	tx       atomic.Pointer[txPath] // nil while not connected: TUN packets are dropped
@@ -336,16 +336,17 @@ func (p *Plane) CloseTun() {
 	}
 	p.tx.Store(nil)
 	p.tunW.Store(nil)
+	if err := p.tun.Close(); err != nil {
+		p.log.Debug("tun close", "err", err)
+	}
+	p.tunWG.Wait()
 	if p.tunRing != nil {
+		// The reader ended with the device; this frees an unused ring.
 		if err := p.tunRing.Close(); err != nil {
 			p.log.Debug("tun ring close", "err", err)
 		}
 		p.tunRing = nil
 	}
-	if err := p.tun.Close(); err != nil {
-		p.log.Debug("tun close", "err", err)
-	}
-	p.tunWG.Wait()
 	p.seq.Lock()
 	if p.send != nil {
 		p.send.q.stop() // writes what the reader queued

@@ -46,15 +46,15 @@ func startVnetReader(t *testing.T, noUring bool) *vnetReader {
 	return v
 }
 
-// stop closes the ring and the device as CloseTun does and waits for the
+// stop closes the device and the ring as CloseTun does, waiting for the
 // reader.
 func (v *vnetReader) stop() {
+	v.dev.F.Close()
+	<-v.done
 	if v.ring != nil {
 		v.ring.Close()
 		v.ring = nil
 	}
-	v.dev.F.Close()
-	<-v.done
 }
 
 // send queues n datagrams on the device and waits until the peer got

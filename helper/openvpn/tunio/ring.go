@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -14,37 +15,43 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/uring"
 )
 
-// RingReader reads a TUN device through io_uring: one multishot read
-// stays armed on the device and the kernel reads every packet queued into
-// a buffer of its own, in the reader thread's next io_uring_enter(2). A
-// wake-up then costs one system call, however many packets it brings,
-// where the read(2) path (Loop) costs one per packet. Lingers (see Loop)
-// sleep without a wake-up per packet: the deferred reads only run when
-// the reader enters the ring again.
-//
-// Its Loop runs on a goroutine locked to its thread (the ring accepts
-// calls from that thread only). Close ends it: the ring holds the device
-// open until then, so a device's owner closes the RingReader too.
+// RingReader reads a TUN device as Loop reads a file-backed one (it waits
+// for packets in the runtime's poller, hands each pass's packets over,
+// lingers as asked), but a pass reads through io_uring: one
+// io_uring_enter(2) submits a batch of reads, each completes during the
+// call with a packet (into a provided buffer) or EAGAIN. A pass costs one
+// system call where Loop's costs one read(2) per packet, and no read
+// outlives its call.
 type RingReader struct {
 	name string
+	rc   syscall.RawConn
 	lay  Layout
-	dup  int // the device's descriptor, the reader's own copy
-	stop int // eventfd: Close makes it readable
+	fn   func(fd uintptr) bool
 
-	ring  *uring.Ring
-	bufs  *uring.BufRing
-	mem   []byte // the packet buffers, one slot per buffer id
-	slot  int
-	offs  []int
-	sizes []int
-	bids  []uint16
+	ring    *uring.Ring
+	bufs    *uring.BufRing
+	mem     []byte // the packet buffers, one slot per buffer id
+	slot    int
+	entries int
+
+	// The current pass's packets: packet i is mem[offs[i]:][:sizes[i]]
+	// in buffer bids[i]; res and flags are each read's result.
+	offs, sizes []int
+	bids        []uint16
+	res         []int32
+	flags       []uint32
+	n           int
+	want        int // reads to submit at the next pass
+	err         error
+	handle      func(buf []byte, offs, sizes []int) time.Duration
+	sleep       func(time.Duration)
+	enters      int64 // io_uring_enter calls, for tests
+	passes      int64 // passes that read packets, for tests
 
 	mu      sync.Mutex
 	state   int // ringIdle, ringLooping, ringClosed
 	done    chan struct{}
 	cleanup error
-	armed   bool // the multishot read is armed (or its end not yet seen)
-	err     error
 }
 
 const (
@@ -53,23 +60,22 @@ const (
 	ringClosed
 )
 
-// The requests' tags.
-const (
-	tagRead = iota + 1
-	tagStop
-	tagCancel
-)
-
 // ErrRingUnsupported is wrapped by NewRingReader and Loop when the kernel
 // has no usable io_uring for the device: the caller reads with read(2)
 // (NewReader) instead.
 var ErrRingUnsupported = uring.ErrUnsupported
 
+// A pass's first batch: as many reads as the previous pass read packets
+// and two more, at least ringMinBatch; a batch that read a packet with
+// each read is followed by one twice as large. A read that finds the
+// queue empty costs little next to the system call.
+const ringMinBatch = 4
+
 // NewRingReader returns a reader of d through io_uring with room for
-// batch packets per wake-up, placed as lay says, or an error wrapping
+// batch packets per pass, placed as lay says, or an error wrapping
 // ErrRingUnsupported when the kernel refuses io_uring (ENOSYS, EPERM from
-// io_uring_disabled or seccomp) or lacks a multishot read, or when d is
-// not backed by a non-blocking file.
+// io_uring_disabled or seccomp) or lacks its reads with provided buffers,
+// or when d is not backed by a non-blocking file.
 func NewRingReader(d PacketDevice, batch int, lay Layout) (*RingReader, error) {
 	fd, ok := d.(fileDevice)
 	if !ok || fd.File() == nil {
@@ -79,45 +85,38 @@ func NewRingReader(d PacketDevice, batch int, lay Layout) (*RingReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrRingUnsupported, d.Name(), err)
 	}
-	entries := uint16(1)
-	for int(entries) < batch {
+	entries := 1
+	for entries < batch {
 		entries <<= 1
 	}
-	r := &RingReader{name: d.Name(), lay: lay, dup: -1, stop: -1, slot: (lay.Head + lay.Max + lay.Tail + 7) &^ 7}
-	var dupErr error
-	if err := rc.Control(func(f uintptr) { r.dup, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
-		return nil, fmt.Errorf("tun ring %s: dup: %w", r.name, errors.Join(err, dupErr))
-	}
-	if err := r.open(entries); err != nil {
+	r := &RingReader{name: d.Name(), rc: rc, lay: lay, entries: entries, slot: (lay.Head + lay.Max + lay.Tail + 7) &^ 7, want: ringMinBatch}
+	r.fn = r.pass
+	if err := r.open(); err != nil {
 		r.release()
 		return nil, fmt.Errorf("tun ring %s: %w", r.name, err)
 	}
 	return r, nil
 }
 
-func (r *RingReader) open(entries uint16) error {
+func (r *RingReader) open() error {
 	var err error
-	if r.stop, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("eventfd: %w", err)
-	}
-	// Completions: one per buffer at most before the reader gives them
-	// back, the stop poll's and the cancel's.
-	if r.ring, err = uring.New(8, 2*uint32(entries)+8); err != nil {
+	if r.ring, err = uring.New(uint32(r.entries)); err != nil {
 		return err
 	}
-	if r.bufs, err = r.ring.RegisterBufRing(entries, 0); err != nil {
+	if r.bufs, err = r.ring.RegisterBufRing(uint16(r.entries), 0); err != nil {
 		return err
 	}
 	// Untouched pages of the buffers take no memory: a slot holds a
 	// super-packet, most packets use a page or two of it.
-	if r.mem, err = unix.Mmap(-1, 0, int(entries)*r.slot, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+	if r.mem, err = unix.Mmap(-1, 0, r.entries*r.slot, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
 		return fmt.Errorf("mmap buffers: %w", err)
 	}
-	for i := range int(entries) {
+	for i := range r.entries {
 		r.put(uint16(i))
 	}
 	r.bufs.Publish()
-	r.offs, r.sizes, r.bids = make([]int, entries), make([]int, entries), make([]uint16, entries)
+	r.offs, r.sizes, r.bids = make([]int, r.entries), make([]int, r.entries), make([]uint16, r.entries)
+	r.res, r.flags = make([]int32, r.entries), make([]uint32, r.entries)
 	return nil
 }
 
@@ -127,8 +126,7 @@ func (r *RingReader) put(id uint16) {
 	r.bufs.Put(r.mem[off:off+r.lay.Max], id)
 }
 
-// release frees what open took; the ring's requests are done (or were
-// never submitted).
+// release frees what open took.
 func (r *RingReader) release() error {
 	var errs []error
 	if r.bufs != nil {
@@ -143,49 +141,36 @@ func (r *RingReader) release() error {
 		errs = append(errs, unix.Munmap(r.mem))
 		r.mem = nil
 	}
-	for _, fd := range []*int{&r.stop, &r.dup} {
-		if *fd >= 0 {
-			errs = append(errs, unix.Close(*fd))
-			*fd = -1
-		}
-	}
 	return errors.Join(errs...)
 }
 
-// Close ends Loop (which returns an error wrapping os.ErrClosed) and
-// frees the ring, its buffers and descriptors; it returns once they are
-// gone. The device itself stays open.
+// Close frees the ring and its buffers. A Loop ends when the device is
+// closed: Close waits for it, so the device's owner closes the device
+// first.
 func (r *RingReader) Close() error {
 	r.mu.Lock()
 	switch r.state {
 	case ringIdle:
 		r.state = ringClosed
 		r.cleanup = r.release()
+	case ringLooping:
+		done := r.done
 		r.mu.Unlock()
-		return r.cleanup
-	case ringClosed:
-		r.mu.Unlock()
-		return r.cleanup
+		<-done
+		r.mu.Lock()
 	}
-	done := r.done
-	var one [8]byte
-	one[0] = 1 // an eventfd counter in host order: 1 on little-endian hosts, not 0 on others
-	_, err := unix.Write(r.stop, one[:])
-	r.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("tun ring %s: stop: %w", r.name, err)
-	}
-	<-done
+	defer r.mu.Unlock()
 	return r.cleanup
 }
 
-// Loop reads packets as Loop does for a file-backed device: it hands each
-// batch to handle (packet i is buf[offs[i]:offs[i]+sizes[i]], placed as
-// NewRingReader's lay says, until handle returns) and lingers as handle
-// asks (sleep; nil: nanosleep(2) as a raw call). It returns an error
-// wrapping os.ErrClosed after Close, and one wrapping ErrRingUnsupported
-// when the kernel refused the read before the first packet (the caller
-// then reads with NewReader). One call per reader.
+// Loop reads packets as Loop does for a file-backed device and hands
+// each pass's packets to handle (packet i is buf[offs[i]:offs[i]+sizes[i]],
+// placed as NewRingReader's lay says, until handle returns), lingering
+// as handle asks (sleep; nil: nanosleep(2) as a raw call). It returns an
+// error wrapping os.ErrClosed once the device is closed, and one wrapping
+// ErrRingUnsupported when the kernel refused the first read (the caller
+// then reads with NewReader). One call per reader; it frees the ring
+// when it returns.
 func (r *RingReader) Loop(handle func(buf []byte, offs, sizes []int) time.Duration, sleep func(time.Duration)) error {
 	r.mu.Lock()
 	if r.state != ringIdle {
@@ -194,183 +179,129 @@ func (r *RingReader) Loop(handle func(buf []byte, offs, sizes []int) time.Durati
 	}
 	r.state, r.done = ringLooping, make(chan struct{})
 	r.mu.Unlock()
-	if sleep == nil {
-		sleep = rawSleep
+	r.handle, r.sleep = handle, sleep
+	if r.sleep == nil {
+		r.sleep = rawSleep
 	}
-	runtime.LockOSThread()
-	err := r.loop(handle, sleep)
-	cleanup := r.end()
+	var err error
+	for {
+		r.err = nil
+		if rerr := r.rc.Read(r.fn); rerr != nil {
+			// The poller fails a read only for a closed file.
+			err = &os.PathError{Op: "read", Path: r.name, Err: fmt.Errorf("%w: %w", os.ErrClosed, rerr)}
+			break
+		}
+		if r.err != nil {
+			if r.passes == 0 && r.err != errEOF {
+				r.err = fmt.Errorf("%w: read: %w", ErrRingUnsupported, r.err)
+			}
+			err = &os.PathError{Op: "read", Path: r.name, Err: r.err}
+			break
+		}
+	}
+	r.handle, r.sleep = nil, nil
 	r.mu.Lock()
-	// The ring takes its unregistration from this thread only; Close
-	// reads the descriptors under mu.
-	r.state, r.cleanup = ringClosed, errors.Join(cleanup, r.release())
-	runtime.UnlockOSThread()
+	r.state, r.cleanup = ringClosed, r.release()
 	close(r.done)
 	r.mu.Unlock()
 	return err
 }
 
-// ringRawWait is how long the ring reader waits for packets as a raw
-// system call before it waits as the scheduler knows. A blocking call the
-// scheduler knows of costs, on two Ps, a wake-up of its monitor thread
-// at every call and often a hand-off of the P to another thread and back
-// (the first io_uring reader waited so: 7 times the context switches per
-// MB of read(2), docs/bench/upload.md). Held this long, the P delays a
-// stop-the-world at most as long.
-const ringRawWait = 2 * time.Millisecond
+var errEOF = errors.New("end of file")
 
-// errStopped ends loop after Close.
-var errStopped = errors.New("stopped")
-
-func (r *RingReader) loop(handle func(buf []byte, offs, sizes []int) time.Duration, sleep func(time.Duration)) error {
-	wrap := func(err error) error { return &os.PathError{Op: "read", Path: r.name, Err: err} }
-	if err := r.ring.Enable(); err != nil {
-		return wrap(err)
-	}
-	if err := r.ring.PollIn(r.stop, tagStop); err != nil {
-		return wrap(err)
-	}
-	if err := r.ring.ReadMultishot(r.dup, 0, tagRead); err != nil {
-		return wrap(err)
-	}
-	r.armed = true
-	if err := r.ring.Submit(); err != nil {
-		return wrap(err)
-	}
-	packets := 0
-	for {
-		n := r.reap()
-		if r.err == errStopped {
-			return wrap(os.ErrClosed)
-		}
-		if n == 0 && r.err != nil {
-			if packets == 0 {
-				return wrap(fmt.Errorf("%w: multishot read: %w", ErrRingUnsupported, r.err))
-			}
-			return wrap(r.err)
-		}
+// pass is the RawConn.Read callback: it reads what is queued, hands it
+// over and lingers as Loop's does (the same bound, maxLingers). False
+// asks the poller to wait: the queue was empty.
+func (r *RingReader) pass(fd uintptr) bool {
+	for range maxLingers {
+		empty := r.drain(fd)
 		var linger time.Duration
-		if n > 0 {
-			packets += n
-			linger = handle(r.mem, r.offs[:n], r.sizes[:n])
-			for _, id := range r.bids[:n] {
+		if r.n > 0 {
+			r.passes++
+			linger = r.handle(r.mem, r.offs[:r.n], r.sizes[:r.n])
+			for _, id := range r.bids[:r.n] {
 				r.put(id)
 			}
 			r.bufs.Publish()
 		}
-		if !r.armed && r.err == nil {
-			// The read ran out of buffers: it is armed again now that
-			// every buffer is back.
-			if err := r.ring.ReadMultishot(r.dup, 0, tagRead); err != nil {
-				return wrap(err)
-			}
-			r.armed = true
+		if r.err != nil || !empty {
+			return true
 		}
-		var err error
-		switch {
-		case r.ring.Ready():
-			// Completions not taken yet: the batch was full.
-			if r.ring.Queued() {
-				err = r.ring.Submit()
-			}
-		case linger > 0:
-			// Deferred reads do not wake the thread: the linger
-			// gathers what comes, the enter behind it reads it all.
-			// A linger that brought nothing ends in a wait.
-			sleep(linger)
-			err = r.ring.Submit()
-		case r.ring.Pending():
-			// Packets came while handle ran: the enter reads them.
-			err = r.ring.Submit()
-		default:
-			// A paced sender's next burst comes within a millisecond
-			// or two: a raw wait keeps the P and the thread (see
-			// WaitRaw); an idle tunnel waits as the scheduler knows.
-			var got bool
-			if got, err = r.ring.WaitRaw(ringRawWait); err == nil && !got {
-				err = r.ring.Wait()
-			}
+		if linger <= 0 {
+			return false
 		}
-		if err != nil {
-			return wrap(err)
-		}
+		r.sleep(linger)
 	}
+	return true
 }
 
-// reap takes the posted completions: up to len(r.offs) packets into
-// r.offs, r.sizes and r.bids (how many it returns); a failed read or the
-// stop is left in r.err.
-func (r *RingReader) reap() int {
-	n := 0
-	r.ring.Reap(func(c *uring.CQE) bool {
-		switch c.UserData {
-		case tagStop:
-			r.err = errStopped
+// drain reads packets in batches until a read finds the queue empty (it
+// returns true), the pass's room runs out or a read fails (r.err).
+func (r *RingReader) drain(fd uintptr) (empty bool) {
+	// A read the kernel could not finish during the call would complete
+	// in this thread's task work: the thread stays put until then.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r.n = 0
+	k := r.want
+	for r.n < r.entries {
+		k = min(k, r.entries-r.n)
+		for i := range k {
+			r.ring.Read(int(fd), uint32(r.lay.Max), 0, uint64(i))
+		}
+		r.enters++
+		if err := r.ring.Enter(uint32(k)); err != nil {
+			r.err = err
 			return false
-		case tagRead:
-			if c.Flags&uring.CQEFMore == 0 {
-				r.armed = false
-			}
+		}
+		r.ring.Reap(r.take)
+		got := 0
+		for i := range k {
+			res, flags := r.res[i], r.flags[i]
 			switch {
-			case c.Res > 0 && c.Flags&uring.CQEFBuffer != 0:
-				id := uint16(c.Flags >> 16)
-				r.offs[n], r.sizes[n], r.bids[n] = int(id)*r.slot+r.lay.Head, int(c.Res), id
-				n++
-			case c.Res == -int32(unix.ENOBUFS):
-				// Re-armed once the buffers are back.
-			case c.Res < 0:
-				r.err = unix.Errno(-c.Res)
-				return false
-			case c.Res == 0:
-				if c.Flags&uring.CQEFBuffer != 0 {
-					r.put(uint16(c.Flags >> 16))
+			case res > 0 && flags&uring.CQEFBuffer != 0:
+				id := uint16(flags >> 16)
+				r.offs[r.n], r.sizes[r.n], r.bids[r.n] = int(id)*r.slot+r.lay.Head, int(res), id
+				r.n++
+				got++
+			case res == -int32(unix.EAGAIN):
+				empty = true
+			case res == 0:
+				if flags&uring.CQEFBuffer != 0 {
+					r.put(uint16(flags >> 16))
 					r.bufs.Publish()
 				}
-				if !r.armed {
-					r.err = errors.New("end of file")
-					return false
+				if r.n == 0 {
+					r.err = errEOF
 				}
+				return false
+			default:
+				// Returned now if nothing was read, else by the next pass.
+				if r.n == 0 {
+					r.err = unix.Errno(-res)
+				}
+				return false
 			}
 		}
-		return n < len(r.offs)
-	})
-	return n
+		if empty {
+			r.want = max(ringMinBatch, r.n+2)
+			return true
+		}
+		k *= 2
+	}
+	r.want = r.entries
+	return false
 }
 
-// end cancels what is armed and waits for the requests' last
-// completions, so that the ring no longer holds the device open.
-func (r *RingReader) end() error {
-	if err := r.ring.CancelAll(tagCancel); err != nil {
-		return err
+// take is Reap's callback: it files each read's result by its index.
+func (r *RingReader) take(c *uring.CQE) {
+	if c.UserData < uint64(len(r.res)) {
+		r.res[c.UserData], r.flags[c.UserData] = c.Res, c.Flags
 	}
-	stopArmed := r.err != errStopped
-	for cancelled := false; !cancelled || r.armed || stopArmed; {
-		if err := r.ring.Wait(); err != nil {
-			if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EBADFD) {
-				return nil // never enabled on this thread: nothing armed
-			}
-			return err
-		}
-		r.ring.Reap(func(c *uring.CQE) bool {
-			switch c.UserData {
-			case tagCancel:
-				cancelled = true
-			case tagStop:
-				stopArmed = false
-			case tagRead:
-				if c.Flags&uring.CQEFMore == 0 {
-					r.armed = false
-				}
-			}
-			return true
-		})
-	}
-	return nil
 }
 
 // Mappings are the addresses of the reader's mappings (ring, buffer ring,
-// buffers) and its descriptors, for tests that check Close freed them.
-func (r *RingReader) Mappings() (maps []uintptr, fds []int) {
-	maps = append(r.ring.Mappings(), r.bufs.Mapping(), uintptr(unsafe.Pointer(&r.mem[0])))
-	return maps, []int{r.dup, r.stop}
+// buffers), for tests that check they are freed.
+func (r *RingReader) Mappings() []uintptr {
+	return append(r.ring.Mappings(), r.bufs.Mapping(), uintptr(unsafe.Pointer(&r.mem[0])))
 }
