@@ -41,12 +41,16 @@ type RingReader struct {
 	res         []int32
 	flags       []uint32
 	n           int
-	want        int // reads to submit at the next pass
-	err         error
-	handle      func(buf []byte, offs, sizes []int) time.Duration
-	sleep       func(time.Duration)
-	enters      int64 // io_uring_enter calls, for tests
-	passes      int64 // passes that read packets, for tests
+	// want is the first batch of a pass: [0] for a pass after the
+	// poller's wake-up, [1] for one after a linger. The two differ: a
+	// paced sender's burst is queued by the wake-up, and what a linger
+	// brings is its tail, often nothing.
+	want   [2]int
+	err    error
+	handle func(buf []byte, offs, sizes []int) time.Duration
+	sleep  func(time.Duration)
+	enters int64 // io_uring_enter calls, for tests
+	passes int64 // passes that read packets, for tests
 
 	mu      sync.Mutex
 	state   int // ringIdle, ringLooping, ringClosed
@@ -65,10 +69,11 @@ const (
 // (NewReader) instead.
 var ErrRingUnsupported = uring.ErrUnsupported
 
-// A pass's first batch: as many reads as the previous pass read packets
-// and two more, at least ringMinBatch; a batch that read a packet with
-// each read is followed by one twice as large. A read that finds the
-// queue empty costs little next to the system call.
+// A pass's first batch: as many reads as the previous pass of its kind
+// (after a wake-up, after a linger) read packets and two more, at least
+// ringMinBatch; a batch that read a packet with each read is followed by
+// one twice as large. A read that finds the queue empty costs little next
+// to the system call.
 const ringMinBatch = 4
 
 // NewRingReader returns a reader of d through io_uring with room for
@@ -89,7 +94,7 @@ func NewRingReader(d PacketDevice, batch int, lay Layout) (*RingReader, error) {
 	for entries < batch {
 		entries <<= 1
 	}
-	r := &RingReader{name: d.Name(), rc: rc, lay: lay, entries: entries, slot: (lay.Head + lay.Max + lay.Tail + 7) &^ 7, want: ringMinBatch}
+	r := &RingReader{name: d.Name(), rc: rc, lay: lay, entries: entries, slot: (lay.Head + lay.Max + lay.Tail + 7) &^ 7, want: [2]int{ringMinBatch, ringMinBatch}}
 	r.fn = r.pass
 	if err := r.open(); err != nil {
 		r.release()
@@ -213,8 +218,8 @@ var errEOF = errors.New("end of file")
 // over and lingers as Loop's does (the same bound, maxLingers). False
 // asks the poller to wait: the queue was empty.
 func (r *RingReader) pass(fd uintptr) bool {
-	for range maxLingers {
-		empty := r.drain(fd)
+	for i := range maxLingers {
+		empty := r.drain(fd, min(i, 1))
 		var linger time.Duration
 		if r.n > 0 {
 			r.passes++
@@ -236,14 +241,15 @@ func (r *RingReader) pass(fd uintptr) bool {
 }
 
 // drain reads packets in batches until a read finds the queue empty (it
-// returns true), the pass's room runs out or a read fails (r.err).
-func (r *RingReader) drain(fd uintptr) (empty bool) {
+// returns true), the pass's room runs out or a read fails (r.err); after
+// is 0 for a pass after a wake-up, 1 for one after a linger.
+func (r *RingReader) drain(fd uintptr, after int) (empty bool) {
 	// A read the kernel could not finish during the call would complete
 	// in this thread's task work: the thread stays put until then.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r.n = 0
-	k := r.want
+	k := r.want[after]
 	for r.n < r.entries {
 		k = min(k, r.entries-r.n)
 		for i := range k {
@@ -284,12 +290,12 @@ func (r *RingReader) drain(fd uintptr) (empty bool) {
 			}
 		}
 		if empty {
-			r.want = max(ringMinBatch, r.n+2)
+			r.want[after] = max(ringMinBatch, r.n+2)
 			return true
 		}
 		k *= 2
 	}
-	r.want = r.entries
+	r.want[after] = r.entries
 	return false
 }
 

@@ -250,3 +250,38 @@ func (d fileDev) Write(p []byte) (int, error) { return d.f.Write(p) }
 func (d fileDev) Close() error                { return d.f.Close() }
 func (d fileDev) Name() string                { return d.f.Name() }
 func (d fileDev) File() *os.File              { return d.f }
+
+// A pass's first batch is sized by the last pass of its kind: a burst as
+// large as the previous one after a wake-up takes one io_uring_enter,
+// and the empty passes after lingers do not shrink it.
+func TestRingReaderSizesBatchesByPassKind(t *testing.T) {
+	d := newFileDev(t, true)
+	r := newRing(t, d, 64, Layout{Max: 200})
+	defer r.Close()
+	var fd uintptr
+	if err := r.rc.Control(func(f uintptr) { fd = f }); err != nil {
+		t.Fatal(err)
+	}
+	burst := func(after, n int) (enters int64) {
+		t.Helper()
+		var want [][]byte
+		for i := range n {
+			want = append(want, packet(i, 50))
+		}
+		d.Send(t, want...)
+		before := r.enters
+		if empty := r.drain(fd, after); !empty || r.err != nil || r.n != n {
+			t.Fatalf("drain: %d packets (queue empty %v, %v), want %d", r.n, empty, r.err, n)
+		}
+		for _, id := range r.bids[:r.n] {
+			r.put(id)
+		}
+		r.bufs.Publish()
+		return r.enters - before
+	}
+	burst(0, 20) // learns the burst
+	burst(1, 0)  // a linger that brought nothing
+	if got := burst(0, 20); got != 1 {
+		t.Errorf("a burst of 20 after one of 20 took %d io_uring_enter calls, want 1", got)
+	}
+}
