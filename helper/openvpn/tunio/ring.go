@@ -33,6 +33,19 @@ type RingReader struct {
 	mem     []byte // the packet buffers, one slot per buffer id
 	slot    int
 	entries int
+	// free holds the buffer ids the kernel does not have, the last one
+	// given back on top; provided is how many the kernel has. A batch is
+	// given buffers from the top just before its reads, so the slots in
+	// use are the few most recently used ones: a slot holds a 64 KiB
+	// super-packet, and cycling through all of them would keep every
+	// slot's pages resident after a TSO upload (4 MB instead of a few
+	// hundred KiB).
+	free     []uint16
+	provided int
+	// low is the lowest depth of free since the last trim: the ids below
+	// it were not used since. trimAt is when trim may next run.
+	low    int
+	trimAt time.Time
 
 	// The current pass's packets: packet i is mem[offs[i]:][:sizes[i]]
 	// in buffer bids[i]; res and flags are each read's result.
@@ -116,19 +129,80 @@ func (r *RingReader) open() error {
 	if r.mem, err = unix.Mmap(-1, 0, r.entries*r.slot, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
 		return fmt.Errorf("mmap buffers: %w", err)
 	}
-	for i := range r.entries {
-		r.put(uint16(i))
+	r.free = make([]uint16, r.entries)
+	for i := range r.free {
+		r.free[i] = uint16(r.entries - 1 - i)
 	}
-	r.bufs.Publish()
+	r.low = r.entries
 	r.offs, r.sizes, r.bids = make([]int, r.entries), make([]int, r.entries), make([]uint16, r.entries)
 	r.res, r.flags = make([]int32, r.entries), make([]uint32, r.entries)
 	return nil
 }
 
-// put queues buffer id for the kernel.
-func (r *RingReader) put(id uint16) {
-	off := int(id)*r.slot + r.lay.Head
-	r.bufs.Put(r.mem[off:off+r.lay.Max], id)
+// provide gives the kernel buffers from the top of free until it has n.
+func (r *RingReader) provide(n int) {
+	if r.provided >= n {
+		return
+	}
+	for r.provided < n && len(r.free) > 0 {
+		id := r.free[len(r.free)-1]
+		r.free = r.free[:len(r.free)-1]
+		off := int(id)*r.slot + r.lay.Head
+		r.bufs.Put(r.mem[off:off+r.lay.Max], id)
+		r.provided++
+	}
+	r.low = min(r.low, len(r.free))
+	r.bufs.Publish()
+}
+
+// ringKeepSlots are the slots on top of free that trim leaves resident;
+// ringTrimEvery is how often it may run (it costs a system call per slot).
+const (
+	ringKeepSlots = 2 * bigPass
+	ringTrimEvery = time.Second
+)
+
+// trim returns to the kernel the pages of the slots below the top
+// ringKeepSlots of free that were used since the last trim, at most once
+// per ringTrimEvery: after a burst that went deep (many slots at once,
+// say a TCP upload's super-packets), the reader's resident memory falls
+// back to a few slots once the device is idle. Only whole pages inside a
+// slot are given back; the kernel has none of these buffers.
+func (r *RingReader) trim(now time.Time) {
+	top := len(r.free) - ringKeepSlots
+	if r.low >= top || now.Before(r.trimAt) {
+		return
+	}
+	r.trimAt = now.Add(ringTrimEvery)
+	page := os.Getpagesize()
+	for _, id := range r.free[r.low:top] {
+		start, end := int(id)*r.slot, (int(id)+1)*r.slot
+		// Page alignment counts from the mapping's start, which is
+		// page-aligned itself.
+		start = (start + page - 1) &^ (page - 1)
+		end &^= page - 1
+		if end > start {
+			unix.Madvise(r.mem[start:end], unix.MADV_DONTNEED)
+		}
+	}
+	r.low = len(r.free)
+}
+
+// taken notes that the kernel filled buffer id: it is the pass's until
+// recycle (or free again at once when it holds no packet).
+func (r *RingReader) taken(id uint16, keep bool) {
+	r.provided--
+	if !keep {
+		r.free = append(r.free, id)
+	}
+}
+
+// recycle gives the pass's buffers back, to the top of free.
+func (r *RingReader) recycle() {
+	for _, id := range r.bids[:r.n] {
+		r.free = append(r.free, id)
+	}
+	r.n = 0
 }
 
 // release frees what open took.
@@ -224,21 +298,31 @@ func (r *RingReader) pass(fd uintptr) bool {
 		if r.n > 0 {
 			r.passes++
 			linger = r.handle(r.mem, r.offs[:r.n], r.sizes[:r.n])
-			for _, id := range r.bids[:r.n] {
-				r.put(id)
-			}
-			r.bufs.Publish()
+			r.recycle()
 		}
 		if r.err != nil || !empty {
 			return true
 		}
 		if linger <= 0 {
+			if r.low < len(r.free)-ringKeepSlots {
+				r.trim(time.Now())
+			}
 			return false
 		}
 		r.sleep(linger)
 	}
 	return true
 }
+
+// bigPacket is the size from which a packet counts as a super-packet
+// (TSO/USO): a pass that read one ends after bigPass packets and the next
+// of its kind begins with a small batch. A 64 KiB super-packet is ~45
+// datagrams' work already, and a pass of 64 of them would hold 64 slots'
+// pages at once (see free).
+const (
+	bigPacket = 4 << 10
+	bigPass   = ringMinBatch
+)
 
 // drain reads packets in batches until a read finds the queue empty (it
 // returns true), the pass's room runs out or a read fails (r.err); after
@@ -250,8 +334,10 @@ func (r *RingReader) drain(fd uintptr, after int) (empty bool) {
 	defer runtime.UnlockOSThread()
 	r.n = 0
 	k := r.want[after]
+	big := false
 	for r.n < r.entries {
 		k = min(k, r.entries-r.n)
+		r.provide(k)
 		for i := range k {
 			r.ring.Read(int(fd), uint32(r.lay.Max), 0, uint64(i))
 		}
@@ -261,37 +347,53 @@ func (r *RingReader) drain(fd uintptr, after int) (empty bool) {
 			return false
 		}
 		r.ring.Reap(r.take)
-		got := 0
+		// Every result is looked at, so that each filled buffer is
+		// accounted for; a failed read ends the pass after the packets
+		// of the others (its error is returned now if none came, else
+		// the next pass meets it again).
+		var failed error
 		for i := range k {
 			res, flags := r.res[i], r.flags[i]
 			switch {
 			case res > 0 && flags&uring.CQEFBuffer != 0:
 				id := uint16(flags >> 16)
+				r.taken(id, true)
 				r.offs[r.n], r.sizes[r.n], r.bids[r.n] = int(id)*r.slot+r.lay.Head, int(res), id
 				r.n++
-				got++
+				big = big || res >= bigPacket
 			case res == -int32(unix.EAGAIN):
 				empty = true
-			case res == 0:
-				if flags&uring.CQEFBuffer != 0 {
-					r.put(uint16(flags >> 16))
-					r.bufs.Publish()
-				}
-				if r.n == 0 {
-					r.err = errEOF
-				}
-				return false
 			default:
-				// Returned now if nothing was read, else by the next pass.
-				if r.n == 0 {
-					r.err = unix.Errno(-res)
+				if flags&uring.CQEFBuffer != 0 {
+					r.taken(uint16(flags>>16), false)
 				}
-				return false
+				switch {
+				case failed != nil:
+				case res < 0:
+					failed = unix.Errno(-res)
+				case res == 0:
+					failed = errEOF
+				default:
+					failed = fmt.Errorf("io_uring read of %d bytes without a buffer", res)
+				}
 			}
+		}
+		if failed != nil {
+			if r.n == 0 {
+				r.err = failed
+			}
+			return false
 		}
 		if empty {
 			r.want[after] = max(ringMinBatch, r.n+2)
+			if big {
+				r.want[after] = ringMinBatch
+			}
 			return true
+		}
+		if big && r.n >= bigPass {
+			r.want[after] = ringMinBatch
+			return false
 		}
 		k *= 2
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -273,15 +274,100 @@ func TestRingReaderSizesBatchesByPassKind(t *testing.T) {
 		if empty := r.drain(fd, after); !empty || r.err != nil || r.n != n {
 			t.Fatalf("drain: %d packets (queue empty %v, %v), want %d", r.n, empty, r.err, n)
 		}
-		for _, id := range r.bids[:r.n] {
-			r.put(id)
-		}
-		r.bufs.Publish()
+		r.recycle()
 		return r.enters - before
 	}
 	burst(0, 20) // learns the burst
 	burst(1, 0)  // a linger that brought nothing
 	if got := burst(0, 20); got != 1 {
 		t.Errorf("a burst of 20 after one of 20 took %d io_uring_enter calls, want 1", got)
+	}
+}
+
+// A TSO upload's super-packets fill whole 64 KiB slots: the reader keeps
+// using the few slots it used last (a pass of them is short, its buffers
+// go back on top), so only those stay resident, not every slot of the
+// ring (4 MB with 64 slots).
+func TestRingReaderKeepsFewSlotsResident(t *testing.T) {
+	d := newFileDev(t, true)
+	r := newRing(t, d, 64, Layout{Max: 64 << 10})
+	got, stop := ringRead(t, d, r, 0)
+	const n, size = 150, 60 << 10
+	go func() {
+		for i := range n {
+			if _, err := d.Peer.Write(packet(i, size)); err != nil {
+				return // the test failed and closed the device
+			}
+		}
+	}()
+	all, _ := collect(t, got, n)
+	for i, p := range all {
+		if len(p) != size || p[0] != byte(i+1) {
+			t.Fatalf("packet %d: %d bytes of %x, want %d of %x", i, len(p), p[0], size, byte(i+1))
+		}
+	}
+	resident := residentPages(t, r.mem)
+	stop()
+	slots := float64(resident*unix.Getpagesize()) / float64(r.slot)
+	if limit := 2 * bigPass; slots > float64(limit) {
+		t.Errorf("after %d super-packets %.1f slots' worth of buffer pages are resident, want at most %d of the ring's %d", n, slots, limit, r.entries)
+	}
+}
+
+// residentPages counts the pages of mem in memory (mincore(2)).
+func residentPages(t *testing.T, mem []byte) int {
+	t.Helper()
+	page := unix.Getpagesize()
+	vec := make([]byte, (len(mem)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatalf("mincore: %v", errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+// A burst that used many slots at once leaves them resident until the
+// reader is idle: trim then gives back all but the top few, and only once
+// per ringTrimEvery.
+func TestRingReaderTrimsAfterADeepBurst(t *testing.T) {
+	d := newFileDev(t, true)
+	r := newRing(t, d, 64, Layout{Max: 64 << 10}) // page-aligned slots
+	defer r.Close()
+	var fd uintptr
+	if err := r.rc.Control(func(f uintptr) { fd = f }); err != nil {
+		t.Fatal(err)
+	}
+	var burst [][]byte
+	for i := range 40 {
+		burst = append(burst, packet(i, 3000))
+	}
+	d.Send(t, burst...)
+	if empty := r.drain(fd, 0); !empty || r.err != nil || r.n != len(burst) {
+		t.Fatalf("drain: %d packets (queue empty %v, %v), want %d", r.n, empty, r.err, len(burst))
+	}
+	r.recycle()
+	if got := residentPages(t, r.mem); got < len(burst) {
+		t.Fatalf("%d pages resident after a burst into %d slots", got, len(burst))
+	}
+	now := time.Now()
+	r.trim(now)
+	if got := residentPages(t, r.mem); got > ringKeepSlots {
+		t.Errorf("%d pages resident after trim, want at most %d (the top slots)", got, ringKeepSlots)
+	}
+	d.Send(t, burst...)
+	if r.drain(fd, 0); r.n != len(burst) {
+		t.Fatalf("second burst: %d packets", r.n)
+	}
+	r.recycle()
+	r.trim(now.Add(ringTrimEvery / 2))
+	if got := residentPages(t, r.mem); got < len(burst) {
+		t.Errorf("%d pages resident after a second trim within ringTrimEvery, want the burst's %d kept", got, len(burst))
+	}
+	r.trim(now.Add(ringTrimEvery))
+	if got := residentPages(t, r.mem); got > ringKeepSlots {
+		t.Errorf("%d pages resident after the next trim, want at most %d", got, ringKeepSlots)
 	}
 }
