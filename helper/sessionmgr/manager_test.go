@@ -710,13 +710,20 @@ func (b *busyHooks) holders() int {
 // waits for the user, or is gone; a start that fails releases it at once.
 // Each release is counted once.
 func TestSessionStartIsBusy(t *testing.T) {
-	t.Run("connected", func(t *testing.T) {
-		var b busyHooks
-		r := newRig(t, "ok", Options{Busy: b.busy})
+	// start makes a rig whose backend behaves as mode says and starts a
+	// session on it.
+	start := func(t *testing.T, mode string) (*testRig, dbus.ObjectPath, *busyHooks) {
+		t.Helper()
+		b := new(busyHooks)
+		r := newRig(t, mode, Options{Busy: b.busy})
 		path, err := r.m.NewTunnel(0, testConfig)
 		if err != nil {
 			t.Fatal(err)
 		}
+		return r, path, b
+	}
+	t.Run("connected", func(t *testing.T) {
+		r, path, b := start(t, "ok")
 		if n := b.holders(); n != 1 {
 			t.Fatalf("after NewTunnel %d starts hold Busy, want 1", n)
 		}
@@ -735,24 +742,14 @@ func TestSessionStartIsBusy(t *testing.T) {
 		}
 	})
 	t.Run("waits for the user", func(t *testing.T) {
-		var b busyHooks
-		r := newRig(t, "needsuser", Options{Busy: b.busy})
-		path, err := r.m.NewTunnel(0, testConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, path, b := start(t, "needsuser")
 		r.waitSignal(t, "CFG_REQUIRE_USER", isStatus(path, api.StatusMinorCfgRequireUser))
 		if n := b.holders(); n != 0 {
 			t.Errorf("waiting for the user: %d starts hold Busy, want 0", n)
 		}
 	})
 	t.Run("disconnected before connecting", func(t *testing.T) {
-		var b busyHooks
-		r := newRig(t, "ok", Options{Busy: b.busy})
-		path, err := r.m.NewTunnel(0, testConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, path, b := start(t, "ok")
 		if err := r.m.Disconnect(r.m.session(path)); err != nil {
 			t.Fatal(err)
 		}

@@ -23,8 +23,8 @@ type OffloadSwitches struct {
 	// machine it measured no faster than inline (README).
 	ParallelCrypto bool
 	// NoUring: the TUN reader reads with one read(2) per packet, not
-	// through io_uring (one system call per wake-up; the kernel must
-	// allow it, else read(2) it is anyway).
+	// through io_uring (one system call per batch; where the kernel
+	// refuses io_uring the reader uses read(2) anyway).
 	NoUring bool
 }
 

@@ -168,9 +168,13 @@ const (
 // say a TCP upload's super-packets), the reader's resident memory falls
 // back to a few slots once the device is idle. Only whole pages inside a
 // slot are given back; the kernel has none of these buffers.
-func (r *RingReader) trim(now time.Time) {
+func (r *RingReader) trim(clock func() time.Time) {
 	top := len(r.free) - ringKeepSlots
-	if r.low >= top || now.Before(r.trimAt) {
+	if r.low >= top {
+		return // the common case: no clock read
+	}
+	now := clock()
+	if now.Before(r.trimAt) {
 		return
 	}
 	r.trimAt = now.Add(ringTrimEvery)
@@ -304,9 +308,7 @@ func (r *RingReader) pass(fd uintptr) bool {
 			return true
 		}
 		if linger <= 0 {
-			if r.low < len(r.free)-ringKeepSlots {
-				r.trim(time.Now())
-			}
+			r.trim(time.Now)
 			return false
 		}
 		r.sleep(linger)

@@ -353,7 +353,7 @@ func TestRingReaderTrimsAfterADeepBurst(t *testing.T) {
 		t.Fatalf("%d pages resident after a burst into %d slots", got, len(burst))
 	}
 	now := time.Now()
-	r.trim(now)
+	r.trim(func() time.Time { return now })
 	if got := residentPages(t, r.mem); got > ringKeepSlots {
 		t.Errorf("%d pages resident after trim, want at most %d (the top slots)", got, ringKeepSlots)
 	}
@@ -362,11 +362,11 @@ func TestRingReaderTrimsAfterADeepBurst(t *testing.T) {
 		t.Fatalf("second burst: %d packets", r.n)
 	}
 	r.recycle()
-	r.trim(now.Add(ringTrimEvery / 2))
+	r.trim(func() time.Time { return now.Add(ringTrimEvery / 2) })
 	if got := residentPages(t, r.mem); got < len(burst) {
 		t.Errorf("%d pages resident after a second trim within ringTrimEvery, want the burst's %d kept", got, len(burst))
 	}
-	r.trim(now.Add(ringTrimEvery))
+	r.trim(func() time.Time { return now.Add(ringTrimEvery) })
 	if got := residentPages(t, r.mem); got > ringKeepSlots {
 		t.Errorf("%d pages resident after the next trim, want at most %d", got, ringKeepSlots)
 	}
