@@ -4,8 +4,10 @@
 //
 // A Device remembers exactly what it added, so Teardown removes that and
 // nothing else, and a failed Setup leaves nothing behind. With a journal
-// (Options.Journal) every link, address and route is recorded before it is
-// made, so that a crashed helper can undo it (package sysrec). The device is
+// (Options.Journal) the device we create is recorded before it exists (its
+// addresses and routes go with it), and on an adopted link every address
+// and route before it is made, so that a crashed helper can undo it
+// (package sysrec). The device is
 // not persistent: it also disappears when the last copy of its file
 // descriptor is closed (for example when the process it was handed to
 // dies); routes that do not go through the device (the host route to the
@@ -232,20 +234,27 @@ func (d *Device) Configure(ctx context.Context, cfg netconf.Config, txQueueLen i
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("tun setup: %w", err)
 	}
-	// Every address and route is journalled at once before the first is
-	// added: one write instead of one per change (an entry whose change
-	// was never made is undone as a no-op). Meanwhile the shared routes
-	// outside the tunnel (journalled on their own) are taken, and the
-	// link's settings, addresses and up state are made: the addresses
-	// wait only for the journal, the tunnel's routes for both, so the
-	// server is pinned outside before any route could send it inside.
+	// The shared routes outside the tunnel (journalled on their own) are
+	// taken meanwhile the link's settings, addresses and up state are
+	// made; the tunnel's routes wait for them, so the server is pinned
+	// outside before any route could send it inside.
 	var changes []journal.Planned
-	for _, a := range plan.addrs {
-		changes = append(changes, journal.Planned{Kind: sysrec.KindAddr, Data: sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}})
-	}
-	for _, r := range plan.routes {
-		r.LinkIndex = d.index
-		changes = append(changes, journal.Planned{Kind: sysrec.KindRoute, Data: sysrec.FromNetlink(r, d.name)})
+	if d.adopted {
+		// An adopted link outlives us, and so would what we put on it:
+		// every address and route is journalled at once before the first
+		// is added (one write instead of one per change; an entry whose
+		// change was never made is undone as a no-op), and the addresses
+		// wait for it. A device we created needs none of this: its link
+		// record, journalled before the device existed, undoes it, and
+		// the kernel removes its addresses and the routes through it
+		// with it.
+		for _, a := range plan.addrs {
+			changes = append(changes, journal.Planned{Kind: sysrec.KindAddr, Data: sysrec.Addr{Link: d.name, Prefix: netPrefix(a.IPNet), Peer: peerAddr(a)}})
+		}
+		for _, r := range plan.routes {
+			r.LinkIndex = d.index
+			changes = append(changes, journal.Planned{Kind: sysrec.KindRoute, Data: sysrec.FromNetlink(r, d.name)})
+		}
 	}
 	// Pinned routes never take a path through the device, which gets its
 	// addresses meanwhile.
@@ -340,7 +349,7 @@ func (d *Device) recordAllAsync(changes []journal.Planned) func() error {
 	})
 }
 
-// addRoute adds a route (journalled already) through the device. When the same destination and
+// addRoute adds a route (journalled already, or gone with the device) through the device. When the same destination and
 // metric already go elsewhere (another session's tunnel), ours is appended
 // behind it: the kernel uses the first, and ours takes over when that one
 // goes, so sessions can end in any order.

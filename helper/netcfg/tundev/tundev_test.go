@@ -17,6 +17,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/internal/nstest"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/journal"
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/nsexec"
+	"github.com/ovpn3go/ovpn3go/helper/netcfg/sysrec"
 	"github.com/ovpn3go/ovpn3go/helper/netconf"
 )
 
@@ -565,29 +566,93 @@ func TestCreatedDeviceNeverConfigured(t *testing.T) {
 	}
 }
 
-// The addresses' and routes' journal entries are written while the shared
-// routes are taken (recordAllAsync): when that write fails, Configure
-// fails naming the journal, and the shared route taken meanwhile goes with
-// the device.
+// On an adopted link (which outlives us) the addresses' and routes'
+// journal entries are written while the shared routes are taken
+// (recordAllAsync): when that write fails, Configure fails naming the
+// journal, and the shared route taken meanwhile goes with the setup.
 func TestJournalFailureUndoesSharedRoutes(t *testing.T) {
 	ns := nstest.New(t, "tdjfl")
 	withUplink(t, ns)
+	ns.IP(t, "link", "add", "adopt0", "type", "veth", "peer", "name", "adopt1")
+	link, err := ns.Netlink.LinkByName("adopt0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := routes(t, ns)
 	store, err := journal.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, j := createJournalled(t, ns, store, "dev-jfail")
+	j, err := store.Create("dev-jfail")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := j.Remove(); err != nil { // every later write fails
 		t.Fatal(err)
 	}
-	err = d.Configure(context.Background(), netconf.Config{
+	_, err = Setup(context.Background(), netconf.Config{
 		Addresses: []netip.Prefix{mp("10.8.0.2/24")}, Remote: ma("203.0.113.5"), RedirectIPv4: true,
-	}, 0)
+	}, Options{NetNS: ns.Handle, Journal: j, Link: link.Attrs().Index})
 	if err == nil || !strings.Contains(err.Error(), "journal") {
-		t.Fatalf("Configure with a failing journal: %v", err)
+		t.Fatalf("Setup with a failing journal: %v", err)
 	}
 	wantNothingLeft(t, ns, before)
+	if out := ns.IP(t, "addr", "show", "dev", "adopt0"); strings.Contains(out, "10.8.0.2") {
+		t.Errorf("address left on the adopted link:\n%s", out)
+	}
+}
+
+// The device journal of a TUN device we created holds its link alone: the
+// link's undo removes the device, and the kernel its addresses and routes
+// with it, so Configure writes nothing the addresses would wait for. On an
+// adopted link, which outlives us, every address and route is journalled.
+func TestJournalHoldsWhatOutlivesUs(t *testing.T) {
+	ns := nstest.New(t, "tdjwo")
+	withUplink(t, ns)
+	store, err := journal.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := netconf.Config{
+		Addresses: []netip.Prefix{mp("10.8.0.2/24"), mp("fd00:8::2/64")}, Remote: ma("203.0.113.5"),
+		RedirectIPv4: true, Routes: []netconf.Route{{Prefix: mp("192.168.50.0/24")}},
+	}
+	kinds := func(j *journal.Journal) map[string]int {
+		n := map[string]int{}
+		for _, e := range j.Entries() {
+			n[e.Kind]++
+		}
+		return n
+	}
+	d, j := createJournalled(t, ns, store, "dev-own")
+	if err := d.Configure(context.Background(), cfg, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(j); got[sysrec.KindLink] != 1 || len(got) != 1 {
+		t.Errorf("created device's journal: %v, want its link alone", got)
+	}
+	if len(d.Addresses()) != 2 {
+		t.Errorf("addresses %v", d.Addresses())
+	}
+
+	ns.IP(t, "link", "add", "adopt0", "type", "veth", "peer", "name", "adopt1")
+	link, err := ns.Netlink.LinkByName("adopt0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ja, err := store.Create("dev-adopted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, err := Setup(context.Background(), cfg, Options{NetNS: ns.Handle, Journal: ja, Link: link.Attrs().Index, Owner: "adopted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = da.Teardown() })
+	// Two addresses; the pushed route and the redirect's two halves.
+	if got := kinds(ja); got[sysrec.KindAddr] != 2 || got[sysrec.KindRoute] != 3 || got[sysrec.KindLink] != 0 {
+		t.Errorf("adopted link's journal: %v, want 2 addresses and 3 routes", got)
+	}
 }
 
 // createJournalled creates a device (not configured) journalling in a new
