@@ -29,6 +29,11 @@ LDFLAGS := -X github.com/ovpn3go/ovpn3go/internal/version.Version=$(VERSION)
 # Extra go build flags for the build target (the Debian package builds
 # position-independent executables: -buildmode=pie).
 GOBUILDFLAGS ?=
+# The daemon and the backend are built with Go 1.26's previous garbage
+# collector (0.3 MB less resident memory per backend; the reason is at
+# internal/testbed.ServiceGOEXPERIMENT, which must say the same). Go plans
+# to drop this opt-out in 1.27: a toolchain upgrade removes this line.
+SERVICE_GOEXPERIMENT := nogreenteagc
 
 # systemd-resolved for the DNS tests: unpacked (dpkg -x), never installed —
 # installing it would take over the host's /etc/resolv.conf. The tests run it
@@ -73,8 +78,8 @@ deps:
 # The tray needs cgo (GL). testbed.BuildBinaries builds them the same way.
 # The daemon finds ovpn3-backend beside itself.
 build:
-	CGO_ENABLED=0 $(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
-	CGO_ENABLED=0 $(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-backend ./helper/cmd/ovpn3-backend
+	GOEXPERIMENT=$(SERVICE_GOEXPERIMENT) CGO_ENABLED=0 $(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-helper ./helper/cmd/ovpn3-helper
+	GOEXPERIMENT=$(SERVICE_GOEXPERIMENT) CGO_ENABLED=0 $(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-backend ./helper/cmd/ovpn3-backend
 	CGO_ENABLED=0 $(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3 ./app/cmd/ovpn3
 	$(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o bin/ovpn3-tray ./app/cmd/ovpn3-tray
 

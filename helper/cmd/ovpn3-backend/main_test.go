@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 	"github.com/ovpn3go/ovpn3go/internal/version"
 )
@@ -111,4 +113,54 @@ func listDeps(t *testing.T, extra ...string) []string {
 // backend's packages.
 func TestInitAllocations(t *testing.T) {
 	testenv.CheckInitAllocations(t, 256<<10)
+}
+
+// The daemon and the backend are built with testbed.ServiceGOEXPERIMENT
+// (Go 1.26's previous collector: 0.3 MB less resident memory per
+// connected backend, docs/bench/memory.md), both by the Makefile's build
+// target (the Debian package's build too) and by testbed's builds, which
+// the e2e tests, make bench and memprobe run; the CLI is not.
+func TestBuiltWithServiceCollector(t *testing.T) {
+	testenv.RequireCommand(t, "go")
+	testenv.RequireCommand(t, "make")
+	root, err := testbed.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("make", "-s", "-n", "-C", root, "build").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n build: %v\n%s", err, out)
+	}
+	want := "GOEXPERIMENT=" + testbed.ServiceGOEXPERIMENT + " "
+	for _, prog := range []string{"ovpn3-helper", "ovpn3-backend", "ovpn3"} {
+		var line string
+		for l := range strings.Lines(string(out)) {
+			if strings.Contains(l, "-o bin/"+prog+" ") {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Fatalf("make -n build builds no bin/%s:\n%s", prog, out)
+		}
+		if got := strings.Contains(line, want); got != testbed.ServiceProgram("./helper/cmd/"+prog) {
+			t.Errorf("make build's line for %s has %q: %v\n%s", prog, want, got, line)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "ovpn3-backend")
+	if err := testbed.BuildProgram(t.Context(), bin, "./helper/cmd/ovpn3-backend", false); err != nil {
+		t.Fatal(err)
+	}
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp string
+	for _, s := range info.Settings {
+		if s.Key == "GOEXPERIMENT" {
+			exp = s.Value
+		}
+	}
+	if exp != testbed.ServiceGOEXPERIMENT {
+		t.Errorf("testbed's backend build has GOEXPERIMENT %q, want %q", exp, testbed.ServiceGOEXPERIMENT)
+	}
 }
