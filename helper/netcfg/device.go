@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -547,12 +548,12 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		d.log.Error("Establish failed", "err", err)
 		return nil, netcfgError("Failed to establish the virtual interface: %v", err)
 	}
+	took := time.Since(start)
 	if d.dco != nil {
 		// DCO mode: the ovpn device is configured, and the kernel moves
 		// the packets: no fd to hand over.
 		d.tun = tun
-		d.log.Info("DCO device configured", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start), "dns_took", dnsTook)
-		d.announce(tun, true)
+		c.CloseAfterReply(d.announceEstablished(tun, "DCO device configured", cfg.Addresses, took, dnsTook))
 		return nil, nil
 	}
 	// The reply carries the fd; once it is on its way our copy goes, so
@@ -560,9 +561,33 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 	f := tun.File()
 	c.CloseAfterReply(closerFunc(tun.CloseFile))
 	d.tun = tun
-	d.log.Info("device established", "name", tun.Name(), "addresses", cfg.Addresses, "routes", len(tun.Routes()), "took", time.Since(start), "dns_took", dnsTook)
-	d.announce(tun, true)
+	c.CloseAfterReply(d.announceEstablished(tun, "device established", cfg.Addresses, took, dnsTook))
 	return []any{dbus.UnixFD(rawFD(f))}, nil
+}
+
+// beforeAnnounce runs as announceEstablished's work begins; a test holds
+// it back.
+var beforeAnnounce = func() {}
+
+// announceEstablished returns what runs once the Establish's reply is on
+// its way: the log line and the NetworkChange events of the new device.
+// Both list its routes, which waits for the shared route table, busy
+// re-checking its pinned routes after the tunnel's routes changed the
+// table (a route dump): the backend, and the session's CONN_CONNECTED,
+// need not wait for that. A device disabled meanwhile is not announced
+// (its removal was).
+func (d *device) announceEstablished(tun *tundev.Device, what string, addrs []netip.Prefix, took, dnsTook time.Duration) io.Closer {
+	return closerFunc(func() error {
+		beforeAnnounce()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.tun != tun {
+			return nil
+		}
+		d.log.Info(what, "name", tun.Name(), "addresses", addrs, "routes", len(tun.Routes()), "took", took, "dns_took", dnsTook)
+		d.announce(tun, true)
+		return nil
+	})
 }
 
 // setup configures the prepared device, or creates and configures one,

@@ -364,3 +364,41 @@ func TestPrepareIsOneCall(t *testing.T) {
 	}
 	f.waitClean(t)
 }
+
+// The Establish answers (with the fd) before it logs the device and sends
+// its NetworkChange events, which list the routes and so wait for the
+// shared route table: held back here, the answer still comes, and the
+// events follow once they may.
+func TestEstablishAnswersBeforeAnnouncing(t *testing.T) {
+	f := newFixture(t, "ncann")
+	sigs := subscribe(t, f, api.NetCfgDeviceAdded)
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	beforeAnnounce = func() {
+		held <- struct{}{}
+		<-hold
+	}
+	t.Cleanup(func() { beforeAnnounce = func() {} })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a hang guard
+	defer cancel()
+	tun, err := f.client.Open(ctx, "tokann", testCfg)
+	if err != nil {
+		close(hold)
+		t.Fatalf("Establish while the announcement is held back: %v", err)
+	}
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the announcement never began")
+	}
+	select {
+	case s := <-sigs:
+		t.Errorf("NetworkChange sent while held back: %v", s.Body)
+	default:
+	}
+	close(hold)
+	waitSignal(t, sigs, api.NetCfgDeviceAdded, tun.Name())
+	if err := tun.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitClean(t)
+}
