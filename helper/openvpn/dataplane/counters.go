@@ -37,5 +37,6 @@ type rxCounters struct {
 	BytesIn, PktsIn         atomic.Int64 // read from the transport
 	TunBytesOut, TunPktsOut atomic.Int64 // written to the TUN device
 	TunWrites               atomic.Int64 // device writes (fewer than packets when coalesced)
+	TunRingWrites           atomic.Int64 // of them, written through io_uring
 	Decompressed            atomic.Int64
 }

@@ -70,8 +70,10 @@ type Plane struct {
 	tunW  atomic.Pointer[tunWriter]
 	tunWG sync.WaitGroup
 	// tunRing reads a device with a virtio_net_hdr through io_uring
-	// (nil: read(2)); CloseTun closes it after the device.
-	tunRing *tunio.RingReader
+	// (nil: read(2)); CloseTun closes it after the device. tunRingW
+	// writes it (nil: write(2)).
+	tunRing  *tunio.RingReader
+	tunRingW *tunio.RingWriter
 
 	tx       atomic.Pointer[txPath] // nil while not connected: TUN packets are dropped
 	lastSent *atomic.Int64          // unix nanos of the last data-channel packet sent
@@ -234,7 +236,8 @@ func (p *Plane) StartTun(tun tunio.PacketDevice) {
 		p.log.Debug("tun offload not enabled", "err", err)
 	}
 	if vnet {
-		p.tunW.Store(&tunWriter{w: tunio.NewWriter(dev), vnet: true, clamp: clamp})
+		p.tunRingW = p.openRingWriter(dev)
+		p.tunW.Store(&tunWriter{w: tunio.NewWriter(dev), ring: p.tunRingW, vnet: true, clamp: clamp})
 		p.tunRing = p.openRing(dev)
 		ring := p.tunRing
 		p.tunWG.Add(1)
@@ -347,6 +350,14 @@ func (p *Plane) CloseTun() {
 		}
 		p.tunRing = nil
 	}
+	if p.tunRingW != nil {
+		// A socket reader that loaded the writer before tunW was cleared
+		// finds it closed.
+		if err := p.tunRingW.Close(); err != nil {
+			p.log.Debug("tun ring writer close", "err", err)
+		}
+		p.tunRingW = nil
+	}
 	p.seq.Lock()
 	if p.send != nil {
 		p.send.q.stop() // writes what the reader queued
@@ -361,6 +372,7 @@ func (p *Plane) CloseTun() {
 // tunSink; either way the MSS clamp is applied before the write.
 type tunWriter struct {
 	w     tunio.Writer
+	ring  *tunio.RingWriter // with vnet: batches through io_uring (nil: w)
 	vnet  bool
 	clamp func([]byte) // nil: none
 }

@@ -16,8 +16,8 @@ import (
 
 // TestIntegrationOffloads moves 8 MiB each way over TCP through the real
 // OpenVPN 2.6 server with every offload on (the default), each one off,
-// all off, and with parallel crypto on (the TUN is read through io_uring
-// unless uring is off), checking every byte. Over the
+// all off, and with parallel crypto on (the TUN is read and written through
+// io_uring unless uring or tun is off), checking every byte. Over the
 // client's whole run, with the TUN offload the device must have handed out
 // TSO super-packets (fewer reads than packets) and taken coalesced ones
 // (fewer writes than packets); without it, one packet per read and write.
@@ -30,7 +30,7 @@ func TestIntegrationOffloads(t *testing.T) {
 		name  string
 		lines string
 		tun   bool
-		ring  bool // the TUN is read through io_uring
+		ring  bool // the TUN is read and written through io_uring
 	}{
 		{"all-on", "", true, true},
 		{"tun-off", "ovpn3go-offload tun off\n", false, false},
@@ -59,6 +59,12 @@ func TestIntegrationOffloads(t *testing.T) {
 				t.Errorf("%d of %d device reads through io_uring, want %d", ring, reads, want)
 			}
 			pktsOut, writes := total.pktsOut, total.writes
+			if tc.ring {
+				want = writes
+			}
+			if ring := c.ctr.TunRingWrites.Load(); ring != want || writes == 0 {
+				t.Errorf("%d of %d device writes through io_uring, want %d", ring, writes, want)
+			}
 			t.Logf("TUN: %d packets in %d reads, %d packets in %d writes", pktsIn, reads, pktsOut, writes)
 			if tc.tun {
 				// At least some reads must have been super-packets and

@@ -22,9 +22,10 @@ type OffloadSwitches struct {
 	// core, keeping the packet order. Off unless switched on: on a 2-core
 	// machine it measured no faster than inline (README).
 	ParallelCrypto bool
-	// NoUring: the TUN reader reads with one read(2) per packet, not
-	// through io_uring (one system call per batch; where the kernel
-	// refuses io_uring the reader uses read(2) anyway).
+	// NoUring: the TUN device is read with one read(2) and written with
+	// one write(2) per packet, not through io_uring (one system call per
+	// batch; where the kernel refuses io_uring the plane uses read(2) and
+	// write(2) anyway).
 	NoUring bool
 }
 

@@ -95,13 +95,9 @@ const ringMinBatch = 4
 // io_uring_disabled or seccomp) or lacks its reads with provided buffers,
 // or when d is not backed by a non-blocking file.
 func NewRingReader(d PacketDevice, batch int, lay Layout) (*RingReader, error) {
-	fd, ok := d.(fileDevice)
-	if !ok || fd.File() == nil {
-		return nil, fmt.Errorf("%w: %s has no file", ErrRingUnsupported, d.Name())
-	}
-	rc, err := nonBlocking(fd.File())
+	rc, err := ringConn(d)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrRingUnsupported, d.Name(), err)
+		return nil, err
 	}
 	entries := 1
 	for entries < batch {
@@ -116,9 +112,23 @@ func NewRingReader(d PacketDevice, batch int, lay Layout) (*RingReader, error) {
 	return r, nil
 }
 
+// ringConn is the RawConn of d's file for a ring, or an error wrapping
+// ErrRingUnsupported when d has no non-blocking file.
+func ringConn(d PacketDevice) (syscall.RawConn, error) {
+	fd, ok := d.(fileDevice)
+	if !ok || fd.File() == nil {
+		return nil, fmt.Errorf("%w: %s has no file", ErrRingUnsupported, d.Name())
+	}
+	rc, err := nonBlocking(fd.File())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrRingUnsupported, d.Name(), err)
+	}
+	return rc, nil
+}
+
 func (r *RingReader) open() error {
 	var err error
-	if r.ring, err = uring.New(uint32(r.entries)); err != nil {
+	if r.ring, err = uring.New(uint32(r.entries), uring.OpRead); err != nil {
 		return err
 	}
 	if r.bufs, err = r.ring.RegisterBufRing(uint16(r.entries), 0); err != nil {

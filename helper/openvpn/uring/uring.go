@@ -20,11 +20,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OpRead is IORING_OP_READ (enum io_uring_op).
-const OpRead = 22
+// OpRead and OpWrite are IORING_OP_READ and IORING_OP_WRITE (enum
+// io_uring_op).
+const (
+	OpRead  = 22
+	OpWrite = 23
+)
 
 // Flags of an SQE, a CQE, the setup and io_uring_enter(2).
 const (
+	sqeIOLink       = 1 << 2 // IOSQE_IO_LINK
 	sqeBufferSelect = 1 << 5 // IOSQE_BUFFER_SELECT
 
 	// rwfNowait (RWF_NOWAIT): a read that finds nothing completes with
@@ -135,10 +140,10 @@ func Refuse(err error) (restore func()) {
 }
 
 // New makes a ring of entries submission slots and as many completion
-// slots. It fails wrapping ErrUnsupported where the kernel lacks io_uring
-// (or one as recent as 6.6), refuses it, or lacks a read with provided
-// buffers.
-func New(entries uint32) (*Ring, error) {
+// slots for the operations ops. It fails wrapping ErrUnsupported where the
+// kernel lacks io_uring (or one as recent as 6.6), refuses it, or lacks
+// one of ops.
+func New(entries uint32, ops ...int) (*Ring, error) {
 	p := params{cqEntries: entries, flags: setupCQSize | setupNoSQArray}
 	fd, err := setup(entries, &p)
 	if err != nil {
@@ -149,9 +154,11 @@ func New(entries uint32) (*Ring, error) {
 		r.Close()
 		return nil, err
 	}
-	if err := r.probe(OpRead); err != nil {
-		r.Close()
-		return nil, err
+	for _, op := range ops {
+		if err := r.probe(op); err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -242,6 +249,27 @@ func (r *Ring) Read(fd int, n uint32, bgid uint16, tag uint64) bool {
 	}
 	sqe := &r.sqes[(*r.sqTail+r.sqPending)&r.sqMask]
 	*sqe = SQE{Opcode: OpRead, Flags: sqeBufferSelect, Fd: int32(fd), Len: n, OpFlags: rwfNowait, BufGroup: bgid, UserData: tag}
+	r.sqPending++
+	return true
+}
+
+// Write queues a write of buf to fd, its completion tagged tag; false if
+// the queue is full. buf must stay as it is until the completion is
+// reaped. With RWF_NOWAIT a write the device cannot take at once
+// completes with EAGAIN during the call instead of being handed to the
+// kernel's workers: no write outlives its Enter. With link, the next SQE
+// queued runs only after this write wrote all of buf, and completes with
+// ECANCELED otherwise (IOSQE_IO_LINK): the writes keep their order.
+func (r *Ring) Write(fd int, buf []byte, tag uint64, link bool) bool {
+	if r.Free() == 0 {
+		return false
+	}
+	var flags uint8
+	if link {
+		flags = sqeIOLink
+	}
+	sqe := &r.sqes[(*r.sqTail+r.sqPending)&r.sqMask]
+	*sqe = SQE{Opcode: OpWrite, Flags: flags, Fd: int32(fd), Addr: uint64(uintptr(unsafe.Pointer(&buf[0]))), Len: uint32(len(buf)), OpFlags: rwfNowait, UserData: tag}
 	r.sqPending++
 	return true
 }
