@@ -58,15 +58,16 @@ func main() {
 	runs := flag.Int("runs", 5, "session starts per build")
 	verbose := flag.Bool("v", false, "list the calls of each build's last run")
 	trace := flag.Bool("trace", false, "trace every start's bus messages: landmarks between NewTunnel and CONN_CONNECTED as rows, and every message of each build's last run")
+	persistent := flag.Bool("persistent", false, "import the profile as persistent (the service writes its file at each backend's use, as for a profile kept across restarts)")
 	gap := flag.Duration("gap", 1500*time.Millisecond, "pause before each session start, so that the helper's spare backend (started a second after the last one was taken) is there, as for a user")
 	flag.Parse()
-	if err := measure(dirs, *runs, *gap, *verbose, *trace); err != nil {
+	if err := measure(dirs, *runs, *gap, *verbose, *trace, *persistent); err != nil {
 		fmt.Fprintln(os.Stderr, "connbench:", err)
 		os.Exit(1)
 	}
 }
 
-func measure(dirs []string, runs int, gap time.Duration, verbose, trace bool) error {
+func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persistent bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tmp, err := os.MkdirTemp("", "ovpn3go-connbench-")
@@ -102,7 +103,11 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace bool) er
 		if err != nil {
 			return err
 		}
-		if _, err := st.CLI(ctx, "config-import", "--config", path, "--name", "connbench"); err != nil {
+		args := []string{"config-import", "--config", path, "--name", "connbench"}
+		if persistent {
+			args = append(args, "--persistent")
+		}
+		if _, err := st.CLI(ctx, args...); err != nil {
 			return err
 		}
 	}
