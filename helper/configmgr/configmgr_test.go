@@ -358,6 +358,44 @@ func TestBackendFetchSingleUse(t *testing.T) {
 	}
 }
 
+// A backend's use of a persistent profile is written to its file after
+// the reply: held back, the FetchForBackend still answers with the text;
+// released, the file counts the use.
+func TestBackendUseWrittenAfterReply(t *testing.T) {
+	e := setup(t)
+	p := e.importProfile(t, "kept", goodProfile, false, true)
+	held := make(chan struct{}, 1)
+	release := e.svc.HoldUseWrites(held)
+	guard := time.AfterFunc(30*time.Second, release) // a hang guard, not a speed check
+	defer release()
+	res, err := runClient(t, e.addr, clientBinary(t), backendCaller(t), []aclRequest{{Op: "fetch for backend", Path: p}})
+	waited := !guard.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited {
+		t.Fatal("the backend's FetchForBackend waited for its use to be written")
+	}
+	if want := "kept|false||" + goodProfile; res[0].Err != "" || res[0].Value != want {
+		t.Fatalf("FetchForBackend: %+v", res[0])
+	}
+	<-held
+	release()
+	file := filepath.Join(e.dir, api.PathID(p)+".json")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // a hang guard
+		var saved struct {
+			UsedCount uint32 `json:"used_count"`
+		}
+		b, err := os.ReadFile(file)
+		if err == nil && json.Unmarshal(b, &saved) == nil && saved.UsedCount == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the use never reached the file: %s (%v)", b, err)
+		}
+	}
+}
+
 func TestTagsOverridesProperties(t *testing.T) {
 	e := setup(t)
 	p := e.importProfile(t, "t", goodProfile, false, false)

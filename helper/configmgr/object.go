@@ -323,7 +323,11 @@ func (p *profile) overridesFor(all bool) map[string]dbus.Variant {
 }
 
 // fetch returns the profile text. A backend's Fetch counts as a use, and
-// removes a single-use profile (the reply still carries the text).
+// removes a single-use profile (the reply still carries the text). The
+// use is written to a persistent profile's file once the reply is on its
+// way: that write syncs the file and its directory (milliseconds on a real
+// disk), and the backend, whose connection starts with the text, need not
+// wait for two counters.
 func (s *Service) fetch(c *busobj.Call, p *profile) string {
 	s.mu.Lock()
 	text := p.Config
@@ -335,13 +339,34 @@ func (s *Service) fetch(c *busobj.Call, p *profile) string {
 	p.UsedCount++
 	p.LastUsedTimestamp = uint64(s.now().Unix())
 	single := p.SingleUse
-	s.persistLocked(p)
 	s.mu.Unlock()
 	if single {
-		s.remove(p.Path)
+		s.remove(p.Path) // its file goes: no use to write
+		return text
 	}
+	c.CloseAfterReply(closerFunc(func() error { s.writeUse(p); return nil }))
 	return text
 }
+
+// writeUse writes a backend's use to the profile's file, unless the
+// profile was removed meanwhile.
+func (s *Service) writeUse(p *profile) {
+	s.mu.Lock()
+	hook := s.useHook
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.profiles[p.Path] == p {
+		s.persistLocked(p)
+	}
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // checkRequired lists the required options a profile lacks (Validate's
 // rule) and whether it is a server-locked profile.

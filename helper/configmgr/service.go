@@ -83,6 +83,7 @@ type Service struct {
 	backendOf func(c *busobj.Call, profile dbus.ObjectPath) bool
 	limits    Limits
 	imports   *ratelimit.Limiter
+	useHook   func() // runs before a backend's use is written (tests)
 }
 
 // SetLimits sets the per-user caps checked by later imports; profiles
