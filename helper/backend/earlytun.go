@@ -7,6 +7,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/netcfg/netcfgclient"
+	"github.com/ovpn3go/ovpn3go/internal/stackreserve"
 )
 
 // earlyTunTimeout bounds the creation of the early device: it runs on a
@@ -39,6 +40,7 @@ func (b *Backend) prepareTun() {
 	b.mu.Unlock()
 	go func() {
 		defer close(e.done)
+		stackreserve.Reserve16K() // a D-Bus call
 		ctx, cancel := context.WithTimeout(context.Background(), earlyTunTimeout)
 		defer cancel()
 		e.path, e.err = netcfgclient.NewClient(b.srv.Conn()).Prepare(ctx, b.token, vnetHdr)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/internal/stackreserve"
 )
 
 // textNotEvaluated: a method that needs the profile's evaluation gave up
@@ -27,6 +28,7 @@ func (b *Backend) evaluateBehind(prof *profile.Profile) {
 	b.mu.Unlock()
 	go func() {
 		defer close(done)
+		stackreserve.Reserve16K() // the profile's TLS material is parsed here
 		if hook != nil {
 			hook()
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/engine"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/profile"
+	"github.com/ovpn3go/ovpn3go/internal/stackreserve"
 )
 
 // The connection begun at registration (Options.Preconnect): as soon as
@@ -68,6 +69,7 @@ func (b *Backend) preconnect(prof *profile.Profile, pre *engine.Prepared) bool {
 	}
 	go func() {
 		defer close(p.done)
+		stackreserve.Reserve32K() // the engine runs here: socket, handshake, D-Bus signals
 		client, err := engine.New(cfg)
 		p.client, p.err = client, err // err is final when client is nil
 		close(p.ready)

@@ -9,6 +9,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/stackreserve"
 )
 
 // Limits bound the work one sender (one unique bus name) can put on the
@@ -115,6 +116,9 @@ func (s *Server) enqueue(msg *dbus.Message) {
 
 // work runs msg and then the sender's waiting calls until none is left.
 func (s *Server) work(sender string, q *senderQueue, msg *dbus.Message) {
+	// Handlers encode their replies and signals through godbus's
+	// reflection, deep enough to grow a new goroutine's stack three times.
+	stackreserve.Reserve16K()
 	defer s.wg.Done()
 	for {
 		s.handleMessage(q.ctx, msg)

@@ -39,6 +39,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/push"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/reliable"
 	"github.com/ovpn3go/ovpn3go/helper/openvpn/wire"
+	"github.com/ovpn3go/ovpn3go/internal/stackreserve"
 )
 
 // ErrNoResponse marks a session that never heard from the server.
@@ -314,6 +315,7 @@ func (s *Session) newKey(id uint8) (*key, error) {
 // server in the same turn instead of passing each message across
 // goroutines.
 func (s *Session) tlsHandshake(k *key) {
+	stackreserve.Reserve32K() // crypto/tls, x509 and ML-KEM run deep
 	defer s.wg.Done()
 	defer k.conn.readerGone()
 	err := k.tls.HandshakeContext(s.ctx)
