@@ -140,6 +140,9 @@ func Run(ctx context.Context, token TokenSource, opts Options) error {
 	stopAfter := context.AfterFunc(srv.Conn().Context(), stopWait)
 	defer stopAfter()
 	logOwner := b.logServiceOwner(ctx)
+	// Built while waiting (exported only once the token is known): the
+	// token's arrival is on the session start's path.
+	iface := b.iface()
 
 	tok, err := token(wctx)
 	if err == nil && tok == "" {
@@ -157,17 +160,21 @@ func Run(ctx context.Context, token TokenSource, opts Options) error {
 	b.mu.Lock()
 	b.manager = manager
 	b.mu.Unlock()
-	// The Attach goes out with the RegistrationRequest, not a round trip
-	// before it: RegistrationConfirmation waits for its answer.
-	b.attached = b.attachLog(ctx, logOwner)
+	// The Attach goes out right behind the RegistrationRequest, not a
+	// round trip before it, nor in front of it (the session manager works
+	// on the request meanwhile): RegistrationConfirmation waits for its
+	// answer.
+	attach, attached := b.attachLog(ctx, logOwner)
+	b.attached = attached
 	// Exported once the token is known: RegistrationConfirmation checks it.
-	if err := srv.Export(api.PathBackendSession, b.iface()); err != nil {
+	if err := srv.Export(api.PathBackendSession, iface); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
 	if err := srv.EmitTo(manager, api.PathBackendSession, api.InterfaceBackends, "RegistrationRequest",
 		b.busName, tok, int32(b.pid)); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
+	attach()
 	b.attached()
 	opts.Logger.Info("backend waiting for registration", "pid", b.pid, "bus_name", b.busName)
 
@@ -315,16 +322,21 @@ func (b *Backend) logServiceOwner(ctx context.Context) string {
 // attachLog attaches to the log service at owner for the backends
 // interface, as upstream's client does. The log service accepts it only
 // from a backend the session manager started for a session, so it waits
-// for the token. The call goes out at once; the returned func (safe to
-// call more than once) waits for its answer and records the log service.
-func (b *Backend) attachLog(ctx context.Context, owner string) (wait func()) {
+// for the token. send sends the call; wait (which sends it first if send
+// was not called) waits for its answer and records the log service. Both
+// are safe to call more than once.
+func (b *Backend) attachLog(ctx context.Context, owner string) (send, wait func()) {
 	if owner == "" {
-		return func() {}
+		return func() {}, func() {}
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
-	call := b.srv.Conn().Object(api.ServiceLog, api.PathLog).GoWithContext(ctx, api.InterfaceLog+".Attach", 0, nil, api.InterfaceBackends)
-	return sync.OnceFunc(func() {
+	var call *dbus.Call
+	send = sync.OnceFunc(func() {
+		call = b.srv.Conn().Object(api.ServiceLog, api.PathLog).GoWithContext(ctx, api.InterfaceLog+".Attach", 0, nil, api.InterfaceBackends)
+	})
+	return send, sync.OnceFunc(func() {
 		defer cancel()
+		send()
 		<-call.Done
 		if call.Err != nil {
 			b.opts.Logger.Warn("attach to the log service", "err", call.Err)

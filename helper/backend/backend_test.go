@@ -465,3 +465,43 @@ func TestSpareBackendServesOneSession(t *testing.T) {
 		t.Errorf("spare %d still runs after the session manager closed", next)
 	}
 }
+
+// A claimed backend sends its RegistrationRequest before its Attach to the
+// log service (watched by a bus monitor): the session manager works on the
+// request while the Attach is answered, and the confirmation still finds
+// the backend attached (the session starts).
+func TestRegistrationRequestBeforeAttach(t *testing.T) {
+	r := newRig(t)
+	mon, err := dbus.Connect(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mon.Close() })
+	rules := []string{"type='signal',member='RegistrationRequest'", "type='method_call',member='Attach'"}
+	if err := mon.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, rules, uint32(0)).Err; err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan *dbus.Message, 64)
+	mon.Eavesdrop(msgs)
+	path := r.newTunnel(t, r.importProfile(t, "127.0.0.1 9"))
+	var backend string
+	if err := r.client.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, api.BackendBusName(r.backendPID(t, path))).Store(&backend); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	timeout := time.After(10 * time.Second) // a hang guard, not a speed check
+	for len(order) < 2 {
+		select {
+		case m := <-msgs:
+			member, _ := m.Headers[dbus.FieldMember].Value().(string)
+			if sender, _ := m.Headers[dbus.FieldSender].Value().(string); sender == backend {
+				order = append(order, member)
+			}
+		case <-timeout:
+			t.Fatalf("seen %v of the backend's RegistrationRequest and Attach", order)
+		}
+	}
+	if order[0] != "RegistrationRequest" || order[1] != "Attach" {
+		t.Errorf("the backend sent %v, want its RegistrationRequest, then its Attach", order)
+	}
+}
