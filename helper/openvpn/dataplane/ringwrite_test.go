@@ -3,9 +3,11 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"testing"
 
@@ -41,7 +43,10 @@ func startVnetWriter(t *testing.T, noUring bool, burst int) *vnetWriter {
 	p.off.NoUring = noUring
 	v := &vnetWriter{p: p, peer: peer, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), dev: tuniotest.NewSeqDev(t, true), sbuf: make([]byte, 256), abuf: make([]byte, 64)}
 	v.fds = []unix.PollFd{{Fd: int32(v.dev.Peer.Fd()), Events: unix.POLLIN}}
+	// As StartTun leaves a device with a virtio_net_hdr (whose reader
+	// this test does not need): CloseTun closes device and writer.
 	v.ring = p.openRingWriter(v.dev)
+	p.tun, p.tunRingW = v.dev, v.ring
 	p.tunW.Store(&tunWriter{w: tunio.NewWriter(v.dev), ring: v.ring, vnet: true})
 	dc := p.NewConn(ConnConfig{Transport: tr})
 	if err := dc.InstallKey(Primary, ckey); err != nil {
@@ -53,11 +58,9 @@ func startVnetWriter(t *testing.T, noUring bool, burst int) *vnetWriter {
 	readEnd := make(chan error, 1)
 	go func() { readEnd <- dc.ReadLoop() }()
 	t.Cleanup(func() {
+		p.CloseTun()
 		tr.Close()
 		<-readEnd
-		if v.ring != nil {
-			v.ring.Close()
-		}
 	})
 	return v
 }
@@ -197,5 +200,26 @@ func TestTunWriterFallsBackWhenIoUringIsRefused(t *testing.T) {
 	wait(t, true, v.p.Counters().TunWrites.Load, int64(v.n), "device writes counted")
 	if got := v.p.Counters().TunWrites.Load(); got != int64(v.n) {
 		t.Fatalf("%d device writes for %d packets", got, v.n)
+	}
+}
+
+// CloseTun closes the device and frees the io_uring writer: its mappings
+// are gone, and a socket reader that still held it gets os.ErrClosed.
+func TestCloseTunFreesTheRingWriter(t *testing.T) {
+	v := startVnetWriter(t, false, 4)
+	v.expect(t, 0, 4, make([]byte, 2048))
+	maps := v.ring.Mappings()
+	if got := tuniotest.Mapped(t, maps); len(got) != len(maps) {
+		t.Fatalf("mappings %x found %x", maps, got)
+	}
+	v.p.CloseTun()
+	if left := tuniotest.Mapped(t, maps); len(left) > 0 {
+		t.Fatalf("mappings %x left after CloseTun", left)
+	}
+	if v.p.tunRingW != nil || v.p.tunW.Load() != nil {
+		t.Fatal("the plane still holds the writer after CloseTun")
+	}
+	if _, err := v.ring.Queue(ack(v.abuf, 0)); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Queue after CloseTun: %v, want os.ErrClosed", err)
 	}
 }

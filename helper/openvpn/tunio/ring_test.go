@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -125,26 +124,7 @@ func TestRingReaderReadsABatchPerSystemCall(t *testing.T) {
 	}
 }
 
-// mapped says which of addrs lie in a mapping of this process (the
-// kernel merges neighbouring anonymous ones).
-func mapped(t *testing.T, addrs []uintptr) []uintptr {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []uintptr
-	for _, a := range addrs {
-		for line := range strings.Lines(string(b)) {
-			var lo, hi uintptr
-			if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && lo <= a && a < hi {
-				out = append(out, a)
-				break
-			}
-		}
-	}
-	return out
-}
+func mapped(t *testing.T, addrs []uintptr) []uintptr { return tuniotest.Mapped(t, addrs) }
 
 // Closing the device ends Loop, which frees the ring: no mapping or
 // goroutine is left, and nothing holds the device open (the peer sees the

@@ -6,7 +6,9 @@
 package tuniotest
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +48,26 @@ func (d *SeqDev) Send(t testing.TB, pkts ...[]byte) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Mapped says which of addrs lie in a mapping of this process (the kernel
+// merges neighbouring anonymous ones), for tests that check a ring's
+// mappings are gone after Close.
+func Mapped(t testing.TB, addrs []uintptr) []uintptr {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uintptr
+	for _, a := range addrs {
+		for line := range strings.Lines(string(b)) {
+			var lo, hi uintptr
+			if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && lo <= a && a < hi {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
 }
