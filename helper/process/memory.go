@@ -1,10 +1,12 @@
 package process
 
 import (
+	"context"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // steadyGCPercent is the garbage collector's GOGC once a process has
@@ -40,6 +42,42 @@ func Settle() {
 		busy.Unlock()
 	}
 	debug.FreeOSMemory()
+}
+
+// TrimEvery is how often a backend returns its heap's free pages to the
+// kernel (Trim). The runtime collects at least every two minutes (its
+// forced collection) but keeps the pages a collection freed: its
+// scavenger returns free pages only above a goal scaled from the heap
+// goal, and with the heap goal far above the live heap (the 1 MB minimum
+// at GOGC 25 against ~0.5 MB live) that goal is not reached, so what a
+// backend allocated between collections (log records, D-Bus calls and
+// signals) stayed resident as free heap (docs/bench/memory.md, "after
+// two minutes"). Trim's collection takes the forced one's place: an idle
+// process collects no more often than before.
+const TrimEvery = 2 * time.Minute
+
+// Trim collects and returns the heap's free pages to the kernel (as
+// Settle does) every interval until ctx ends.
+func Trim(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	trim(ctx, t.C, nil)
+}
+
+// trim is Trim on the ticks of tick; trimmed, if set, is called after
+// each.
+func trim(ctx context.Context, tick <-chan time.Time, trimmed func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			debug.FreeOSMemory()
+			if trimmed != nil {
+				trimmed()
+			}
+		}
+	}
 }
 
 // busyGCPercent is GOGC while the process is busy (Busy): Go's default.

@@ -1,10 +1,12 @@
 package process
 
 import (
+	"context"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 // Settle leaves the process with the steady-state GOGC (unless the
@@ -80,5 +82,46 @@ func TestBusyGCPercent(t *testing.T) {
 	c()
 	if got := gogc(); got != steadyGCPercent {
 		t.Fatalf("GOGC after the release following Settle = %d, want %d", got, steadyGCPercent)
+	}
+}
+
+// heapFree is the free heap the process still holds from the kernel.
+func heapFree() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapIdle - m.HeapReleased
+}
+
+// Trim returns what collections freed: the pages a collection left free
+// (the runtime keeps them) go back to the kernel on Trim's next tick.
+func TestTrimReturnsFreePages(t *testing.T) {
+	// No collections but the test's own; with GOGC off the runtime's
+	// scavenger keeps free pages too, as it does below its goal.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	garbage := make([][]byte, 0, 64)
+	for range 64 {
+		b := make([]byte, 128<<10)
+		for i := range b {
+			b[i] = 1 // resident
+		}
+		garbage = append(garbage, b)
+	}
+	runtime.KeepAlive(garbage)
+	runtime.GC()
+	if free := heapFree(); free < 6<<20 {
+		t.Fatalf("after collecting 8 MiB of garbage the runtime holds %d KiB of free heap: the test cannot see Trim's effect", free>>10)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tick, trimmed, ended := make(chan time.Time), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		trim(ctx, tick, func() { trimmed <- struct{}{} })
+	}()
+	tick <- time.Now()
+	<-trimmed
+	cancel()
+	<-ended
+	if free := heapFree(); free > 1<<20 {
+		t.Errorf("after Trim the runtime holds %d KiB of free heap, want under 1 MiB", free>>10)
 	}
 }

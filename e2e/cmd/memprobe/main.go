@@ -113,6 +113,9 @@ func run(binDir string, hold time.Duration, helperArgs []string, openvpn bool, w
 		if err := report(w, fmt.Sprintf("connected backend, %v later", hold), pid); err != nil {
 			return err
 		}
+		if l := lastStats(st.Helper.Log(), pid); l != "" {
+			fmt.Fprintf(w, "the backend's last runtime stats: %s\n\n", l)
+		}
 	}
 	if err := bench.StopSession(ctx, st, path, pid); err != nil {
 		return err

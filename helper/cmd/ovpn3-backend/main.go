@@ -75,6 +75,9 @@ func run(args []string, stderr io.Writer) int {
 	if *stats > 0 {
 		go process.LogRuntimeStats(ctx, logger, *stats)
 	}
+	// Without it, what the runtime's forced collections free stays
+	// resident for the session's life (process.TrimEvery).
+	go process.Trim(ctx, process.TrimEvery)
 	if *cpuProfileDir != "" {
 		stopProfile, err := startCPUProfile(*cpuProfileDir)
 		if err != nil {
