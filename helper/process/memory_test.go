@@ -16,14 +16,7 @@ func TestSettleMemory(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	debug.SetGCPercent(orig)
 	defer debug.SetGCPercent(orig)
-	garbage := make([][]byte, 0, 64)
-	for range 64 {
-		b := make([]byte, 128<<10)
-		for i := range b {
-			b[i] = 1 // resident
-		}
-		garbage = append(garbage, b)
-	}
+	garbage := residentGarbage()
 	runtime.KeepAlive(garbage) // dead from here on, not yet collected
 	before := residentHeap()
 	Settle()
@@ -98,14 +91,7 @@ func TestTrimReturnsFreePages(t *testing.T) {
 	// No collections but the test's own; with GOGC off the runtime's
 	// scavenger keeps free pages too, as it does below its goal.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	garbage := make([][]byte, 0, 64)
-	for range 64 {
-		b := make([]byte, 128<<10)
-		for i := range b {
-			b[i] = 1 // resident
-		}
-		garbage = append(garbage, b)
-	}
+	garbage := residentGarbage()
 	runtime.KeepAlive(garbage)
 	runtime.GC()
 	if free := heapFree(); free < 6<<20 {
@@ -124,4 +110,18 @@ func TestTrimReturnsFreePages(t *testing.T) {
 	if free := heapFree(); free > 1<<20 {
 		t.Errorf("after Trim the runtime holds %d KiB of free heap, want under 1 MiB", free>>10)
 	}
+}
+
+// residentGarbage allocates 8 MiB in 128 KiB pieces and touches every
+// page, so that all of it is resident.
+func residentGarbage() [][]byte {
+	garbage := make([][]byte, 0, 64)
+	for range 64 {
+		b := make([]byte, 128<<10)
+		for i := range b {
+			b[i] = 1
+		}
+		garbage = append(garbage, b)
+	}
+	return garbage
 }
