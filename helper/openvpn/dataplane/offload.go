@@ -386,8 +386,17 @@ type tunSink struct {
 // the first packet for a device with a virtio_net_hdr.
 func newTunSink(p *Plane) *tunSink { return &tunSink{p: p} }
 
+// ringWriteMax is the largest packet (virtio_net_hdr first) the socket
+// reader writes to the device through io_uring: the pure ACKs of a TCP
+// upload, several per socket read. Data goes with write(2): a TCP download
+// through the ring, even with only its single segments there, measured
+// slower through the 2.6 server (median 1.50x against 1.72x openvpn's;
+// docs/bench/upload.md, "lead").
+const ringWriteMax = 256
+
 // write hands one finished packet (virtio_net_hdr first) to the device:
-// to the io_uring writer's batch, written at flush, or with write(2).
+// a small one (an ACK) to the io_uring writer's batch, written at flush,
+// anything larger (and anything without the ring) with write(2).
 func (s *tunSink) write(b []byte) error {
 	tw := s.p.tunW.Load()
 	if tw == nil {
@@ -395,9 +404,13 @@ func (s *tunSink) write(b []byte) error {
 	}
 	if tw.ring != nil {
 		s.ring = tw.ring
-		n, err := tw.ring.Queue(b)
-		s.countRing(n)
-		return err
+		if len(b) <= ringWriteMax {
+			n, err := tw.ring.Queue(b)
+			s.countRing(n)
+			return err
+		}
+		// The packets queued before it go first, in order.
+		s.flushRing()
 	}
 	_, err := tw.w.Write(b)
 	if err == nil {
@@ -429,22 +442,25 @@ func (s *tunSink) add(tw *tunWriter, p []byte) error {
 	return s.co.Add(p)
 }
 
-// flush writes what is queued: with the io_uring writer, every packet of
-// the batch in one system call.
+// flush writes what is queued: with the io_uring writer, the batch's
+// small packets in one system call.
 func (s *tunSink) flush() {
-	if s.co == nil {
-		return
+	if s.co != nil {
+		if err := s.co.Flush(); err != nil {
+			s.p.log.Debug("tun write failed", "err", err)
+		}
 	}
-	if err := s.co.Flush(); err != nil {
-		s.p.log.Debug("tun write failed", "err", err)
+	if s.ring != nil {
+		s.flushRing()
+		s.ring = nil
 	}
-	if s.ring == nil {
-		return
-	}
+}
+
+// flushRing writes the io_uring writer's batch.
+func (s *tunSink) flushRing() {
 	n, err := s.ring.Flush()
 	s.countRing(n)
 	if err != nil {
 		s.p.log.Debug("tun write failed", "err", err)
 	}
-	s.ring = nil
 }

@@ -30,7 +30,7 @@ func TestIntegrationOffloads(t *testing.T) {
 		name  string
 		lines string
 		tun   bool
-		ring  bool // the TUN is read and written through io_uring
+		ring  bool // the TUN is read (and its small packets written) through io_uring
 	}{
 		{"all-on", "", true, true},
 		{"tun-off", "ovpn3go-offload tun off\n", false, false},
@@ -58,12 +58,17 @@ func TestIntegrationOffloads(t *testing.T) {
 			if ring := c.ctr.TunRingReads.Load(); ring != want || reads == 0 {
 				t.Errorf("%d of %d device reads through io_uring, want %d", ring, reads, want)
 			}
+			// The small packets (ACKs, single segments) go through the
+			// ring, the coalesced super-packets with write(2).
 			pktsOut, writes := total.pktsOut, total.writes
-			if tc.ring {
-				want = writes
-			}
-			if ring := c.ctr.TunRingWrites.Load(); ring != want || writes == 0 {
-				t.Errorf("%d of %d device writes through io_uring, want %d", ring, writes, want)
+			ring := c.ctr.TunRingWrites.Load()
+			switch {
+			case writes == 0:
+				t.Error("no device writes")
+			case tc.ring && (ring == 0 || ring >= writes):
+				t.Errorf("%d of %d device writes through io_uring, want the small ones: some, not all", ring, writes)
+			case !tc.ring && ring != 0:
+				t.Errorf("%d of %d device writes through io_uring, want none", ring, writes)
 			}
 			t.Logf("TUN: %d packets in %d reads, %d packets in %d writes", pktsIn, reads, pktsOut, writes)
 			if tc.tun {
