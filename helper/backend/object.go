@@ -40,10 +40,6 @@ func (b *Backend) authorize(c *busobj.Call) error {
 	return busobj.Deny("")
 }
 
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
-
 func (b *Backend) iface() *busobj.Interface {
 	u := func(n string) busobj.Arg { return busobj.Arg{Name: n, Type: "u"} }
 	s := func(n string) busobj.Arg { return busobj.Arg{Name: n, Type: "s"} }
@@ -88,12 +84,12 @@ func (b *Backend) iface() *busobj.Interface {
 				}
 				b.teardown(c.Ctx)
 				// Exit only once the reply is on the bus.
-				c.CloseAfterReply(closerFunc(func() error { b.requestExit(nil); return nil }))
+				c.AfterReply(func() { b.requestExit(nil) })
 				return nil, nil
 			}},
 			{Name: "ForceShutdown", Handler: func(c *busobj.Call) ([]any, error) {
 				b.teardown(c.Ctx)
-				c.CloseAfterReply(closerFunc(func() error { b.requestExit(nil); return nil }))
+				c.AfterReply(func() { b.requestExit(nil) })
 				if c.Message.Flags&dbus.FlagNoReplyExpected != 0 {
 					b.requestExit(nil)
 				}

@@ -141,6 +141,15 @@ func (c *Call) CloseAfterReply(cl io.Closer) {
 	c.mu.Unlock()
 }
 
+// AfterReply registers f to run once the reply has been written to the
+// bus, or when the reply cannot be sent (as CloseAfterReply): work the
+// caller need not wait for.
+func (c *Call) AfterReply(f func()) { c.CloseAfterReply(afterReply(f)) }
+
+type afterReply func()
+
+func (f afterReply) Close() error { f(); return nil }
+
 func (c *Call) closeAll() {
 	c.mu.Lock()
 	cl := c.closers

@@ -344,7 +344,7 @@ func (s *Service) fetch(c *busobj.Call, p *profile) string {
 		s.remove(p.Path) // its file goes: no use to write
 		return text
 	}
-	c.CloseAfterReply(closerFunc(func() error { s.writeUse(p); return nil }))
+	c.AfterReply(func() { s.writeUse(p) })
 	return text
 }
 
@@ -363,10 +363,6 @@ func (s *Service) writeUse(p *profile) {
 		s.persistLocked(p)
 	}
 }
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
 
 // checkRequired lists the required options a profile lacks (Validate's
 // rule) and whether it is a server-locked profile.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -553,15 +552,15 @@ func (d *device) establish(c *busobj.Call) ([]any, error) {
 		// DCO mode: the ovpn device is configured, and the kernel moves
 		// the packets: no fd to hand over.
 		d.tun = tun
-		c.CloseAfterReply(d.announceEstablished(tun, "DCO device configured", cfg.Addresses, took, dnsTook))
+		c.AfterReply(d.announceEstablished(tun, "DCO device configured", cfg.Addresses, took, dnsTook))
 		return nil, nil
 	}
 	// The reply carries the fd; once it is on its way our copy goes, so
 	// the device lives exactly as long as the backend holds it.
 	f := tun.File()
-	c.CloseAfterReply(closerFunc(tun.CloseFile))
+	c.AfterReply(func() { _ = tun.CloseFile() })
 	d.tun = tun
-	c.CloseAfterReply(d.announceEstablished(tun, "device established", cfg.Addresses, took, dnsTook))
+	c.AfterReply(d.announceEstablished(tun, "device established", cfg.Addresses, took, dnsTook))
 	return []any{dbus.UnixFD(rawFD(f))}, nil
 }
 
@@ -576,18 +575,17 @@ var beforeAnnounce = func() {}
 // table (a route dump): the backend, and the session's CONN_CONNECTED,
 // need not wait for that. A device disabled meanwhile is not announced
 // (its removal was).
-func (d *device) announceEstablished(tun *tundev.Device, what string, addrs []netip.Prefix, took, dnsTook time.Duration) io.Closer {
-	return closerFunc(func() error {
+func (d *device) announceEstablished(tun *tundev.Device, what string, addrs []netip.Prefix, took, dnsTook time.Duration) func() {
+	return func() {
 		beforeAnnounce()
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.tun != tun {
-			return nil
+			return
 		}
 		d.log.Info(what, "name", tun.Name(), "addresses", addrs, "routes", len(tun.Routes()), "took", took, "dns_took", dnsTook)
 		d.announce(tun, true)
-		return nil
-	})
+	}
 }
 
 // setup configures the prepared device, or creates and configures one,
@@ -668,10 +666,6 @@ func rawFD(f *os.File) int {
 	}
 	return fd
 }
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
 
 // announce sends the NetworkChange events for an established (up) or
 // removed device.

@@ -379,7 +379,7 @@ func ipProto(ip []byte) int {
 type tunSink struct {
 	p    *Plane
 	co   *offload.Coalescer
-	ring *tunio.RingWriter // where write queued packets; nil: none
+	ring *tunio.RingWriter // where write queued packets since the last flush; nil: none
 }
 
 // newTunSink returns the sink; its coalescer (a 64 KiB buffer) comes with
@@ -402,16 +402,13 @@ func (s *tunSink) write(b []byte) error {
 	if tw == nil {
 		return nil
 	}
-	if tw.ring != nil {
+	if tw.ring != nil && len(b) <= ringWriteMax {
 		s.ring = tw.ring
-		if len(b) <= ringWriteMax {
-			n, err := tw.ring.Queue(b)
-			s.countRing(n)
-			return err
-		}
-		// The packets queued before it go first, in order.
-		s.flushRing()
+		n, err := tw.ring.Queue(b)
+		s.countRing(n)
+		return err
 	}
+	s.flushRing() // the packets queued before it go first, in order
 	_, err := tw.w.Write(b)
 	if err == nil {
 		s.p.ctr.TunWrites.Add(1)
@@ -450,17 +447,18 @@ func (s *tunSink) flush() {
 			s.p.log.Debug("tun write failed", "err", err)
 		}
 	}
-	if s.ring != nil {
-		s.flushRing()
-		s.ring = nil
-	}
+	s.flushRing()
 }
 
-// flushRing writes the io_uring writer's batch.
+// flushRing writes the io_uring writer's batch, if packets were queued.
 func (s *tunSink) flushRing() {
+	if s.ring == nil {
+		return
+	}
 	n, err := s.ring.Flush()
 	s.countRing(n)
 	if err != nil {
 		s.p.log.Debug("tun write failed", "err", err)
 	}
+	s.ring = nil
 }

@@ -49,16 +49,15 @@ type RingWriter struct {
 	enters, writes int64 // io_uring_enter calls and packets written through the ring
 }
 
-// Sizes of a RingWriter: the most packets per batch and the stage's size.
+// Sizes of a RingWriter: the most packets per batch, the stage's size,
+// and the largest packet copied into it (a larger one, a coalesced
+// super-packet, is written from the caller's buffer, its batch flushed
+// at once).
 const (
 	ringWriteBatch = 64
 	ringStageSize  = 32 << 10
+	ringCopyMax    = 2 << 10
 )
-
-// RingCopyMax is the largest packet Queue copies into its stage; a larger
-// one, a coalesced super-packet, is written from the caller's buffer, its
-// batch flushed at once.
-const RingCopyMax = 2 << 10
 
 // NewRingWriter returns a batch writer of d through io_uring, or an error
 // wrapping ErrRingUnsupported when the kernel refuses io_uring or lacks
@@ -99,10 +98,10 @@ func (w *RingWriter) Queue(p []byte) (int, error) {
 	}
 	var n int
 	var err error
-	if len(w.pkts) == cap(w.pkts) || (len(p) <= RingCopyMax && w.used+len(p) > len(w.stage)) {
+	if len(w.pkts) == cap(w.pkts) || (len(p) <= ringCopyMax && w.used+len(p) > len(w.stage)) {
 		n, err = w.flush()
 	}
-	if len(p) > RingCopyMax {
+	if len(p) > ringCopyMax {
 		w.pkts = append(w.pkts, p)
 		k, ferr := w.flush()
 		return n + k, errors.Join(err, ferr)

@@ -87,7 +87,7 @@ func TestRingWriterWritesEveryPacketInOrder(t *testing.T) {
 	for i := range 120 {
 		size := 40 + i*13
 		if i%17 == 5 {
-			size = RingCopyMax + 1 + i*300 // a super-packet
+			size = ringCopyMax + 1 + i*300 // a super-packet
 		}
 		p := packet(i, size)
 		want = append(want, p)
