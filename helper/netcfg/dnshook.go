@@ -46,10 +46,10 @@ func (s *Service) chooseResolver() {
 		s.mu.Unlock()
 		return
 	}
-	s.wg.Add(1)
+	s.choosing.Add(1)
 	s.mu.Unlock()
 	go func() {
-		defer s.wg.Done()
+		defer s.choosing.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), chooseTimeout)
 		defer cancel()
 		m.Choose(ctx)

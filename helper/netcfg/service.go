@@ -62,7 +62,8 @@ type Service struct {
 	shared      *sharedroute.Table // routes outside the tunnels, shared by devices
 	dns         *dns.Manager       // nil: no resolver backend (dnshook.go)
 	backends    func(*busobj.Call) bool
-	wg          sync.WaitGroup // cleanups started from the name watch, resolver choices (chooseResolver)
+	wg          sync.WaitGroup // cleanups started from the name watch
+	choosing    sync.WaitGroup // resolver choices (chooseResolver), apart from wg so a test can wait for them alone
 }
 
 // NewService returns a service that is not exported yet.
@@ -164,6 +165,7 @@ func (s *Service) Close() error {
 		stop()
 	}
 	s.wg.Wait()
+	s.choosing.Wait()
 	s.cleanup(func(*device) bool { return true }, "service shutting down")
 	s.mu.Lock()
 	shared := s.shared
