@@ -4,12 +4,6 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
-# Programs the tests and the demo drive (iperf3/nftables/polkitd: later issues);
-# gcc and libc6-dev because go test -race needs cgo.
-APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus systemd \
-	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev \
-	$(TRAY_PACKAGES) $(DEB_PACKAGES)
-
 # The tray: Fyne's cgo GL build (pkg-config, GL and X11 headers), Xvfb for the
 # integration test and screenshots, gnome-keyring as the real Secret Service,
 # xfce4-panel as a real StatusNotifierItem host, ImageMagick to capture
@@ -21,6 +15,14 @@ TRAY_PACKAGES := pkg-config libgl1-mesa-dev libgl1-mesa-dri xorg-dev xvfb xauth 
 # lintian, debootstrap for the clean root the packages install into, and
 # systemd-nspawn to boot that root with systemd.
 DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian debootstrap systemd-container
+
+# Programs the tests and the demo drive (iperf3/nftables/polkitd: later issues);
+# gcc and libc6-dev because go test -race needs cgo. Defined after the lists it
+# takes in: := expands them here, and an undefined one is empty
+# (internal/ciscripts' TestDepsInstallsEveryList).
+APT_PACKAGES := openvpn iperf3 iproute2 iputils-ping procps util-linux dbus systemd \
+	libglib2.0-bin polkitd pkexec nftables openssl gcc libc6-dev \
+	$(TRAY_PACKAGES) $(DEB_PACKAGES)
 
 # The release, the one place it is written; internal/version.Version gets it
 # at link time (a plain go build says "dev").
