@@ -87,7 +87,17 @@ type BusDaemon struct {
 // child process. The socket lives in dir, so it is reachable from every
 // network namespace (unix path sockets belong to the file system).
 // prepare functions adjust the command before it starts (OwnProcessGroup).
+//
+// As root it first creates the backend user: the policy grants that user
+// the backends' rights, and dbus-daemon drops the rules of a user that
+// does not exist when it reads its configuration, for good (a backend
+// started later may then not own its name).
 func StartBus(ctx context.Context, dir string, prepare ...func(*exec.Cmd)) (*BusDaemon, error) {
+	if os.Geteuid() == 0 {
+		if _, _, err := testenv.CreateBackendUser(); err != nil {
+			return nil, err
+		}
+	}
 	conf := filepath.Join(dir, "bus.conf")
 	socket := filepath.Join(dir, "system_bus_socket")
 	for _, f := range []string{BusPolicyFile(), PolkitBusPolicy} {

@@ -187,11 +187,8 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 			return s, err
 		}
 	}
-	// The backends run as the backend user: it must exist and reach the
-	// bus socket.
-	if _, _, err := testenv.CreateBackendUser(); err != nil {
-		return s, err
-	}
+	// The backends run as the backend user (StartBus creates it): it must
+	// reach the bus socket.
 	busDir, err := PublicDir("ovpnbus")
 	if err != nil {
 		return s, err
