@@ -66,7 +66,10 @@ var landmarks = []string{
 	"profile fetched (Fetch or FetchForBackend answered)",
 	"RegistrationConfirmation answered",
 	"NewTunnel answered",
+	"CLI's next call",
 	"CLI's LogForward answered",
+	"Ready reaches the backend",
+	"the backend answers Ready",
 	"CLI's Ready answered",
 	"CLI's Connect sent",
 	"Connect reaches the backend",
@@ -107,10 +110,15 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 		switch m.msg.Type {
 		case dbus.TypeMethodCall:
 			calls[fmt.Sprint(sender, " ", m.msg.Serial())] = member
+			if _, answered := marks["NewTunnel answered"]; answered && from == "CLI" {
+				mark("CLI's next call")
+			}
 			what = fmt.Sprintf("call   #%d %s", m.msg.Serial(), member)
 			switch {
 			case member == "RegistrationConfirmation":
 				mark("RegistrationConfirmation sent")
+			case member == "Ready" && to == "backend":
+				mark("Ready reaches the backend")
 			case member == "Connect" && from == "CLI":
 				mark("CLI's Connect sent")
 			case member == "Connect" && to == "backend":
@@ -134,6 +142,8 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 				mark("RegistrationConfirmation answered")
 			case of == "NewTunnel":
 				mark("NewTunnel answered")
+			case of == "Ready" && from == "backend":
+				mark("the backend answers Ready")
 			case of == "Ready" && to == "CLI":
 				mark("CLI's Ready answered")
 			case of == "LogForward" && to == "CLI":
