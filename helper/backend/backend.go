@@ -64,6 +64,11 @@ type Options struct {
 	// registration and hold it before the credentials go out, for the
 	// Connect to adopt (preconnect.go).
 	Preconnect bool
+	// Online, if set, is called right after every CONN_CONNECTED status
+	// was sent, on the engine's goroutine (it must not block): the data
+	// plane moves packets from then on (the program gives the Go
+	// scheduler its CPUs back there: process.Parallel).
+	Online func()
 	// Connected, if set, is called settleDelay after every CONN_CONNECTED
 	// status was sent, on a timer's goroutine: the process settles its
 	// memory there (the handshake's garbage is gone).

@@ -72,3 +72,31 @@ func TestConnectedHook(t *testing.T) {
 		t.Errorf("Connected called with statuses %v, want twice after CONN_CONNECTED", calls)
 	}
 }
+
+// Options.Online runs at once after each CONN_CONNECTED was reported, on
+// the engine's goroutine (the program gives the scheduler its CPUs back
+// there, before the data flows), and for no other state.
+func TestOnlineHook(t *testing.T) {
+	b := quietBackend(&profile.Profile{})
+	var calls []api.StatusMinor
+	b.opts.Online = func() { calls = append(calls, b.status.Minor) }
+	b.afterFunc = func(time.Duration, func()) *time.Timer { return time.NewTimer(time.Hour) }
+	for i, s := range []engine.State{engine.StateConnecting, engine.StateConnected, engine.StateReconnecting, engine.StateConnecting, engine.StateConnected} {
+		events{b}.State(s, "")
+		want := 0
+		if i >= 1 {
+			want = 1
+		}
+		if i >= 4 {
+			want = 2
+		}
+		if len(calls) != want {
+			t.Fatalf("after %v Online ran %d times, want %d", s, len(calls), want)
+		}
+	}
+	for _, m := range calls {
+		if m != api.StatusMinorConnConnected {
+			t.Errorf("Online ran with status %v, want CONN_CONNECTED reported first", m)
+		}
+	}
+}

@@ -270,6 +270,9 @@ func (e events) State(s engine.State, detail string) {
 		}
 		b.mu.Unlock()
 		b.setStatus(conn, api.StatusMinorConnConnected, "")
+		if b.opts.Online != nil {
+			b.opts.Online()
+		}
 		b.settleLater()
 	case engine.StateReconnecting:
 		b.setStatus(conn, api.StatusMinorConnReconnecting, detail)

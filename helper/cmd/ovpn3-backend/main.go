@@ -37,6 +37,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ovpn3-backend:", err)
 		os.Exit(1)
 	}
+	// One P until the data plane runs (Options.Online): the start and
+	// the handshake are D-Bus messages and a few milliseconds of crypto.
+	process.Serial()
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -90,7 +93,7 @@ func run(args []string, stderr io.Writer) int {
 	// later for the daemon's spare backend.
 	read := func(ctx context.Context) (string, error) { return token.Read(ctx, *tokenFD) }
 	err := backend.Run(ctx, read, backend.Options{Logger: logger, Version: "ovpn3go " + version.Version,
-		Connected: process.Settle, Preconnect: *preconnect})
+		Online: process.Parallel, Connected: process.Settle, Preconnect: *preconnect})
 	switch {
 	case errors.Is(err, token.ErrNone):
 		logger.Debug("spare backend not needed: the daemon closed the token descriptor")

@@ -34,6 +34,7 @@ import (
 )
 
 func main() {
+	process.Serial() // a D-Bus service: one P is faster (process.Serial)
 	os.Exit(runDaemon(os.Args[1:], os.Stderr))
 }
 
