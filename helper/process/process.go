@@ -1,7 +1,8 @@
 // Package process is what the helper's two long-lived programs, the daemon
 // (ovpn3-helper) and the per-session backend (ovpn3-backend), set up the
 // same way: the openvpn3 log level flag, the runtime statistics log of
-// --runtime-stats, and the steady-state memory setting (Settle).
+// --runtime-stats, the steady-state memory setting (Settle), and the
+// scheduler's one P while they pass D-Bus messages on (Serial).
 package process
 
 import (
