@@ -46,13 +46,13 @@ func (s *Server) handle(ctx context.Context, conn *dbus.Conn, msg *dbus.Message)
 	}()
 	body, err := s.dispatch(c, &handed)
 	if msg.Flags&dbus.FlagNoReplyExpected != 0 {
-		c.closeAll()
+		c.runAfterReply()
 		return
 	}
 	if err := conn.Send(replyTo(msg, body, err), nil).Err; err != nil {
 		s.logger.Debug("busobj: reply not sent", "path", c.Path, "member", c.Member, "err", err)
 	}
-	c.closeAll()
+	c.runAfterReply()
 }
 
 // replyTo is the reply to msg: body, or err when not nil.
@@ -221,7 +221,7 @@ func (s *Server) methodCall(c *Call, obj *Interface, handed *bool) ([]any, error
 		return nil, de
 	}
 	if got, want := sigOf(out), argsSig(m.Out); got != want && (got != "" || !m.OutOptional) {
-		c.closeAll()
+		c.runAfterReply()
 		s.logger.Error("busobj: handler returned the wrong types", "path", c.Path, "method", c.Member, "got", got, "want", want)
 		return nil, api.ErrFailed("internal error: reply does not match the declared signature")
 	}

@@ -127,36 +127,32 @@ type Call struct {
 	// Message is the raw message (read only).
 	Message *dbus.Message
 
-	mu      sync.Mutex
-	closers []io.Closer
+	mu    sync.Mutex
+	after []func() // AfterReply's, in order
 }
 
 // CloseAfterReply registers something (typically an *os.File whose fd is
 // returned as a dbus.UnixFD) to be closed once the reply has been written to
 // the bus, or when the reply cannot be sent. It is how handlers hand out file
 // descriptors without leaking their own copy.
-func (c *Call) CloseAfterReply(cl io.Closer) {
+func (c *Call) CloseAfterReply(cl io.Closer) { c.AfterReply(func() { _ = cl.Close() }) }
+
+// AfterReply registers f to run once the reply has been written to the
+// bus, or when the reply cannot be sent: work the caller need not wait
+// for.
+func (c *Call) AfterReply(f func()) {
 	c.mu.Lock()
-	c.closers = append(c.closers, cl)
+	c.after = append(c.after, f)
 	c.mu.Unlock()
 }
 
-// AfterReply registers f to run once the reply has been written to the
-// bus, or when the reply cannot be sent (as CloseAfterReply): work the
-// caller need not wait for.
-func (c *Call) AfterReply(f func()) { c.CloseAfterReply(afterReply(f)) }
-
-type afterReply func()
-
-func (f afterReply) Close() error { f(); return nil }
-
-func (c *Call) closeAll() {
+func (c *Call) runAfterReply() {
 	c.mu.Lock()
-	cl := c.closers
-	c.closers = nil
+	after := c.after
+	c.after = nil
 	c.mu.Unlock()
-	for _, x := range cl {
-		_ = x.Close()
+	for _, f := range after {
+		f()
 	}
 }
 

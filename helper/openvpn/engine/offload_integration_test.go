@@ -58,8 +58,9 @@ func TestIntegrationOffloads(t *testing.T) {
 			if ring := c.ctr.TunRingReads.Load(); ring != want || reads == 0 {
 				t.Errorf("%d of %d device reads through io_uring, want %d", ring, reads, want)
 			}
-			// The small packets (ACKs, single segments) go through the
-			// ring, the coalesced super-packets with write(2).
+			// The small packets (ACKs, up to dataplane's ringWriteMax) go
+			// through the ring, data segments and super-packets with
+			// write(2).
 			pktsOut, writes := total.pktsOut, total.writes
 			ring := c.ctr.TunRingWrites.Load()
 			switch {
