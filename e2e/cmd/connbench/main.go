@@ -150,12 +150,19 @@ func startOnce(ctx context.Context, st *testbed.Stack, trace bool) (run, error) 
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	var tr *tracer
+	var capture *testbed.Capture
 	if trace {
 		var err error
 		if tr, err = startTracer(st.Bus.Address); err != nil {
 			return run{}, err
 		}
 		defer tr.stop()
+		c, err := testbed.StartCapture(st.Pair.ClientNS, testbed.Port)
+		if err != nil {
+			return run{}, err
+		}
+		defer c.Close()
+		capture = c
 	}
 	t, path, err := bench.StartSession(ctx, st, "connbench")
 	if err != nil {
@@ -193,7 +200,7 @@ func startOnce(ctx context.Context, st *testbed.Stack, trace bool) (run, error) 
 	}
 	r := run{t: t, kinds: kinds}
 	if tr != nil {
-		r.trace, r.marks = analyze(tr.stop(), role)
+		r.trace, r.marks = analyze(withPackets(tr.stop(), capture.Packets()), role)
 	}
 	return r, bench.StopSession(ctx, st, path, int(pid))
 }

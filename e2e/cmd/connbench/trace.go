@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
 
 // tracer records every message the bus carries (a monitor connection, as
@@ -25,6 +27,7 @@ type tracer struct {
 type traced struct {
 	at  time.Time
 	msg *dbus.Message
+	pkt *testbed.Packet // a packet on the wire instead of a message
 }
 
 func startTracer(addr string) (*tracer, error) {
@@ -41,7 +44,7 @@ func startTracer(addr string) (*tracer, error) {
 	go func() {
 		defer close(t.done)
 		for m := range t.ch {
-			t.msgs = append(t.msgs, traced{time.Now(), m})
+			t.msgs = append(t.msgs, traced{at: time.Now(), msg: m})
 		}
 	}()
 	return t, nil
@@ -65,6 +68,7 @@ var landmarks = []string{
 	"RegistrationConfirmation sent",
 	"profile fetched (Fetch or FetchForBackend answered)",
 	"RegistrationConfirmation answered",
+	"client's first packet (its reset)",
 	"NewTunnel answered",
 	"CLI's next call",
 	"CLI's LogForward answered",
@@ -74,21 +78,50 @@ var landmarks = []string{
 	"CLI's Connect sent",
 	"Connect reaches the backend",
 	"backend's CONN_CONNECTING",
+	"server's last control packet (its PUSH_REPLY)",
 	"EstablishWith sent",
 	"EstablishWith answered",
 	"backend's CONN_CONNECTED",
-	"CONN_CONNECTED relayed by the session manager",
+	"CONN_CONNECTED on the session's path (relayed)",
+	"CONN_CONNECTED forwarded to the CLI",
 }
 
-// analyze renders the messages from NewTunnel until CONN_CONNECTED, ms
-// after NewTunnel (names maps unique names to roles), and finds the
-// landmarks' times (the first of each).
+// withPackets merges the OpenVPN packets captured in the client's
+// namespace into msgs by time.
+func withPackets(msgs []traced, pkts []testbed.Packet) []traced {
+	for i := range pkts {
+		msgs = append(msgs, traced{at: pkts[i].At, pkt: &pkts[i]})
+	}
+	slices.SortStableFunc(msgs, func(a, b traced) int { return a.at.Compare(b.at) })
+	return msgs
+}
+
+// analyze renders the messages (and packets) from NewTunnel until
+// CONN_CONNECTED reaches the CLI, ms after NewTunnel (names maps unique names to roles),
+// and finds the landmarks' times (the first of each; the server's last
+// control packet is the last before CONN_CONNECTED).
 func analyze(msgs []traced, names func(string) string) (string, map[string]time.Duration) {
 	var b strings.Builder
 	marks := map[string]time.Duration{}
 	var t0 time.Time
 	calls := map[string]string{} // "sender serial" → member
 	for _, m := range msgs {
+		if m.pkt != nil {
+			if t0.IsZero() {
+				continue
+			}
+			at := m.at.Sub(t0)
+			p := m.pkt
+			if p.ToServer {
+				if _, seen := marks["client's first packet (its reset)"]; !seen {
+					marks["client's first packet (its reset)"] = at
+				}
+			} else if p.Opcode != 6 && p.Opcode != 9 {
+				marks["server's last control packet (its PUSH_REPLY)"] = at
+			}
+			fmt.Fprintf(&b, "  %7.2f  wire               %s\n", float64(at)/float64(time.Millisecond), p)
+			continue
+		}
 		h := m.msg.Headers
 		member, _ := h[dbus.FieldMember].Value().(string)
 		if t0.IsZero() {
@@ -159,10 +192,13 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 					mark("backend's CONN_CONNECTING")
 				}
 				if m.msg.Body[1] == uint32(api.StatusMinorConnConnected) {
-					if from == "backend" {
+					switch {
+					case from == "backend":
 						mark("backend's CONN_CONNECTED")
-					} else {
-						mark("CONN_CONNECTED relayed by the session manager")
+					case to == "CLI":
+						mark("CONN_CONNECTED forwarded to the CLI")
+					default:
+						mark("CONN_CONNECTED on the session's path (relayed)")
 					}
 				}
 			}
@@ -171,9 +207,7 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 			}
 		}
 		fmt.Fprintf(&b, "  %7.2f  %-8s → %-8s %s\n", float64(at)/float64(time.Millisecond), from, to, what)
-		path, _ := h[dbus.FieldPath].Value().(dbus.ObjectPath)
-		if m.msg.Type == dbus.TypeSignal && member == "StatusChange" && api.IsChildPath(api.PathSessions, path) &&
-			len(m.msg.Body) == 3 && m.msg.Body[1] == uint32(api.StatusMinorConnConnected) {
+		if _, forwarded := marks["CONN_CONNECTED forwarded to the CLI"]; forwarded {
 			break
 		}
 	}
