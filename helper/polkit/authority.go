@@ -8,7 +8,11 @@
 // caller's D-Bus message carried the ALLOW_INTERACTIVE_AUTHORIZATION flag,
 // i.e. when the caller said it is prepared to wait for a prompt.
 //
-// Nothing is cached here: polkitd itself keeps *_keep authorizations.
+// Require remembers a yes, and polkitd's absence, for Fresh per caller and
+// action: a session start asks once for its NewTunnel and the Connect that
+// follows, each answer a round trip to polkitd on the way to connected.
+// A refusal is never remembered, and polkitd itself keeps *_keep
+// authorizations.
 package polkit
 
 import (
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,16 +75,42 @@ var (
 	ErrInteractionRequired = errors.New("interactive authorization required")
 )
 
+// Fresh is how long Require takes polkitd's yes, or its absence from the
+// bus, as the answer for the same caller and action. A caller is a unique
+// bus name, never reused while the bus runs, so the answer is about the
+// same process; the window covers a session start's calls (the openvpn3
+// scripts wait up to 2 s between NewTunnel and Connect) and is short
+// against a change of polkit rules or of the user's seat.
+const Fresh = 5 * time.Second
+
+// maxRemembered bounds the answers kept at once; beyond it (many callers
+// within Fresh) an answer is simply not kept.
+const maxRemembered = 1024
+
 // Authority checks authorizations with polkitd over one bus connection.
 // It is safe for concurrent use.
 type Authority struct {
 	conn   *dbus.Conn
 	nextID atomic.Uint64 // for unique cancellation ids
+	now    func() time.Time
+
+	mu         sync.Mutex
+	remembered map[asked]answer
+}
+
+// asked is one question Require put to polkitd.
+type asked struct{ busName, actionID string }
+
+// answer is a remembered outcome of Require: a yes (err nil) or polkitd's
+// absence (err wraps ErrNoAuthority), good until expires.
+type answer struct {
+	err     error
+	expires time.Time
 }
 
 // New returns an Authority using conn (the helper's system bus connection).
 func New(conn *dbus.Conn) *Authority {
-	return &Authority{conn: conn}
+	return &Authority{conn: conn, now: time.Now, remembered: map[asked]answer{}}
 }
 
 // subject is polkit's (sa{sv}) subject structure.
@@ -152,8 +183,21 @@ func (a *Authority) Check(ctx context.Context, busName, actionID string, interac
 // Require is Check reduced to an error: nil when authorized, otherwise an
 // error wrapping ErrInteractionRequired (a challenge without the interactive
 // flag; the client may retry with it), ErrNotAuthorized, or Check's error.
+//
+// A yes, or polkitd's absence, is the answer for the same busName and
+// actionID for Fresh afterwards, without asking again.
 func (a *Authority) Require(ctx context.Context, busName, actionID string, interactive bool) error {
+	q := asked{busName, actionID}
+	if ans, ok := a.recall(q); ok {
+		return ans.err
+	}
 	r, err := a.Check(ctx, busName, actionID, interactive)
+	switch {
+	case err == nil && r.Authorized:
+		a.remember(q, nil)
+	case errors.Is(err, ErrNoAuthority):
+		a.remember(q, err)
+	}
 	switch {
 	case err != nil:
 		return err
@@ -168,6 +212,36 @@ func (a *Authority) Require(ctx context.Context, busName, actionID string, inter
 	default:
 		return fmt.Errorf("%s: %w", actionID, ErrNotAuthorized)
 	}
+}
+
+// recall returns a remembered answer to q that has not expired.
+func (a *Authority) recall(q asked) (answer, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ans, ok := a.remembered[q]
+	if !ok || !a.now().Before(ans.expires) {
+		return answer{}, false
+	}
+	return ans, true
+}
+
+// remember keeps err as the answer to q for Fresh; expired answers go
+// first.
+func (a *Authority) remember(q asked, err error) {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.remembered) >= maxRemembered {
+		for k, ans := range a.remembered {
+			if !now.Before(ans.expires) {
+				delete(a.remembered, k)
+			}
+		}
+		if len(a.remembered) >= maxRemembered {
+			return
+		}
+	}
+	a.remembered[q] = answer{err: err, expires: now.Add(Fresh)}
 }
 
 // D-Bus error names a service replies with after a refusal.

@@ -475,8 +475,9 @@ func waitForAction(t testing.TB, e *polkitEnv, id string) {
 }
 
 // BenchmarkCheck times one CheckAuthorization of control-own for an
-// unprivileged caller against a real polkitd (the session manager asks it
-// at NewTunnel and again at Connect):
+// unprivileged caller against a real polkitd (polkitd: what the session
+// manager's NewTunnel asks), and Require's answer within Fresh of it
+// (remembered: the Connect that follows):
 //
 //	go test -run '^$' -bench Check -benchtime 200x ./helper/polkit/
 func BenchmarkCheck(b *testing.B) {
@@ -489,11 +490,20 @@ func BenchmarkCheck(b *testing.B) {
 	nobody, _ := e.startNobodyClient(b)
 	waitForAction(b, e, ActionSessionControlOwn)
 	a := New(e.conn)
-	for b.Loop() {
-		if err := a.Require(b.Context(), nobody, ActionSessionControlOwn, false); err != nil {
-			b.Fatal(err)
+	b.Run("polkitd", func(b *testing.B) {
+		for b.Loop() {
+			if r, err := a.Check(b.Context(), nobody, ActionSessionControlOwn, false); err != nil || !r.Authorized {
+				b.Fatal(r, err)
+			}
 		}
-	}
+	})
+	b.Run("remembered", func(b *testing.B) {
+		for b.Loop() {
+			if err := a.Require(b.Context(), nobody, ActionSessionControlOwn, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // TestNoAuthority: a bus without polkitd gives ErrNoAuthority, so the
