@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	polkitdPath = "/usr/lib/polkit-1/polkitd"
+	polkitdPath = testbed.PolkitdPath
 	nobodyUID   = 65534 // the subject: uid and gid nobody/nogroup
 )
 
@@ -103,9 +103,7 @@ func startPolkitEnv(t testing.TB) *polkitEnv {
 	}
 	t.Cleanup(func() { conn.Close() })
 
-	cmd := exec.Command(polkitdPath, "--no-debug")
-	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr)
-	pk, err := testbed.StartProcess("polkitd", filepath.Join(dir, "polkitd.log"), cmd)
+	pk, err := testbed.StartPolkitd(ctx, addr, filepath.Join(dir, "polkitd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,20 +112,6 @@ func startPolkitEnv(t testing.TB) *polkitEnv {
 			t.Errorf("stop polkitd: %v", err)
 		}
 	})
-	for {
-		var has bool
-		err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, ServiceName).Store(&has)
-		if err == nil && has {
-			break
-		}
-		select {
-		case <-pk.Done():
-			t.Fatalf("polkitd exited (%v):\n%s", pk.ExitErr(), pk.LogTail(20))
-		case <-ctx.Done():
-			t.Fatalf("polkitd did not own %s: %v\n%s", ServiceName, ctx.Err(), pk.LogTail(20))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 	return &polkitEnv{addr: addr, dir: dir, conn: conn}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/polkit"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	// HelperArgs are extra ovpn3-helper arguments (e.g. --spare-backend,
 	// --log-level 6 for the backends' timeline in the helper's log).
 	HelperArgs []string
+	// Polkitd runs polkitd on the stacks' bus with the helper's actions
+	// installed, as on a system: the session manager asks it for
+	// NewTunnel and Connect there, and so it does here.
+	Polkitd bool
 }
 
 // Sample is what one client run measured.
@@ -107,6 +112,7 @@ type Results struct {
 	// Profile is where the backend's CPU profile was saved ("" none),
 	// taken in a run of its own (profileRun) that is in no sample.
 	Profile string
+	Polkitd bool // Options.Polkitd
 }
 
 // Run brings up the stack (variant a), then runs the clients in turns.
@@ -125,6 +131,13 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			o.Log(fmt.Sprintf(format, a...))
 		}
 	}
+	if o.Polkitd {
+		restore, err := testbed.InstallPolkitActions()
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = restore() }()
+	}
 	if o.Profile != "" {
 		// Before the pairs: a broken profiling build or profile fails in
 		// seconds rather than after the pairs' minutes, and the first
@@ -134,13 +147,13 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			return nil, fmt.Errorf("backend CPU profile run: %w", err)
 		}
 	}
-	bs, err := startBench(ctx, o.Dir, o.Bin, o.HelperArgs)
+	bs, err := startBench(ctx, o.Dir, o.Bin, o.HelperArgs, o.Polkitd)
 	if err != nil {
 		return nil, err
 	}
 	defer bs.close()
 
-	res := &Results{Machine: machine(), Date: time.Now().UTC(), Tests: o.Tests, Samples: map[string][]Sample{}, Profile: o.Profile}
+	res := &Results{Machine: machine(), Date: time.Now().UTC(), Tests: o.Tests, Samples: map[string][]Sample{}, Profile: o.Profile, Polkitd: o.Polkitd}
 	for i := range o.Pairs {
 		logf("pair %d/%d: %s", i+1, o.Pairs, OVPN3GO)
 		s, _, err := runOVPN3GO(ctx, bs, o)
@@ -168,13 +181,19 @@ type benchStack struct {
 const configName = "bench-a"
 
 // startBench starts a bench stack in dir whose daemon runs with bin and
-// helperArgs.
-func startBench(ctx context.Context, dir string, bin testbed.Binaries, helperArgs []string) (*benchStack, error) {
-	st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: bin, Dir: dir, Variant: testbed.VariantA, HelperArgs: helperArgs})
+// helperArgs, with polkitd on its bus if asked.
+func startBench(ctx context.Context, dir string, bin testbed.Binaries, helperArgs []string, polkitd bool) (*benchStack, error) {
+	st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: bin, Dir: dir, Variant: testbed.VariantA, HelperArgs: helperArgs, Polkitd: polkitd})
 	if err != nil {
 		return nil, err
 	}
-	path, err := st.WriteProfile(testbed.VariantA)
+	if polkitd {
+		err = polkitAnswers(ctx, st)
+	}
+	var path string
+	if err == nil {
+		path, err = st.WriteProfile(testbed.VariantA)
+	}
 	if err == nil {
 		_, err = st.CLI(ctx, "config-import", "--config", path, "--name", configName)
 	}
@@ -187,6 +206,17 @@ func startBench(ctx context.Context, dir string, bin testbed.Binaries, helperArg
 		return nil, errors.Join(err, st.Close())
 	}
 	return &benchStack{st: st, iperf: srv}, nil
+}
+
+// polkitAnswers checks that the stack's polkitd knows the helper's
+// actions: the session manager's questions then get polkit's answer (the
+// CLI runs as root, always authorized), not the bus's "no such service".
+func polkitAnswers(ctx context.Context, st *testbed.Stack) error {
+	r, err := polkit.New(st.Conn).Check(ctx, st.Conn.Names()[0], polkit.ActionSessionControlOwn, false)
+	if err != nil || !r.Authorized {
+		return fmt.Errorf("polkitd on the bench's bus: %s for root: %+v, %v", polkit.ActionSessionControlOwn, r, err)
+	}
+	return nil
 }
 
 func (b *benchStack) close() {
@@ -232,7 +262,7 @@ func profileRun(ctx context.Context, o Options) error {
 		return err
 	}
 	helperArgs := append(slices.Clone(o.HelperArgs), "--backend", bin.Backend, "--backend-cpuprofile", profDir)
-	bs, err := startBench(ctx, dir, bin, helperArgs)
+	bs, err := startBench(ctx, dir, bin, helperArgs, o.Polkitd)
 	if err != nil {
 		return err
 	}

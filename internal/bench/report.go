@@ -157,8 +157,12 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# ovpn3go vs OpenVPN 2.6 client — make bench\n\n")
 	fmt.Fprintf(&b, "Date: %s  \nMachine: %s  \n", r.Date.Format("2006-01-02 15:04 MST"), r.Machine)
-	fmt.Fprintf(&b, "Runs: %d of each client, alternating (ovpn3go, openvpn, …), against the same OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt) in network namespaces; medians.\n\n",
-		len(r.Samples[OVPN3GO]))
+	polkit := ""
+	if r.Polkitd {
+		polkit = " ovpn3go's session manager asks a polkitd on the private bus, as on a system (the CLI runs as root, whom polkit always authorizes, after looking the caller up)."
+	}
+	fmt.Fprintf(&b, "Runs: %d of each client, alternating (ovpn3go, openvpn, …), against the same OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt) in network namespaces; medians.%s\n\n",
+		len(r.Samples[OVPN3GO]), polkit)
 	if note != "" {
 		fmt.Fprintf(&b, "%s\n\n", note)
 	}

@@ -121,6 +121,10 @@ type StackOptions struct {
 	// terminal's Ctrl-C reaches only the program driving the stack (the
 	// demo), which then stops them in order through Close.
 	OwnProcessGroups bool
+	// Polkitd runs polkitd on the stack's bus, as on a system: the
+	// session manager then asks it, as it does there. The helper's
+	// actions must be installed first (InstallPolkitActions).
+	Polkitd bool
 }
 
 // Stack is the whole ovpn3go system under test: a namespace pair, the
@@ -128,14 +132,15 @@ type StackOptions struct {
 // running in the client namespace (so its backends and TUN devices live
 // there too).
 type Stack struct {
-	Dir    string
-	Bin    Binaries
-	Pair   *Pair
-	PKI    *PKIFiles
-	Server *OpenVPNServer // nil when no variant was asked for
-	Bus    *BusDaemon
-	Helper *Process
-	Conn   *dbus.Conn // a client connection to the private bus (root)
+	Dir     string
+	Bin     Binaries
+	Pair    *Pair
+	PKI     *PKIFiles
+	Server  *OpenVPNServer // nil when no variant was asked for
+	Bus     *BusDaemon
+	Polkitd *Process // StackOptions.Polkitd; nil without
+	Helper  *Process
+	Conn    *dbus.Conn // a client connection to the private bus (root)
 
 	ownGroups bool // StackOptions.OwnProcessGroups
 
@@ -196,6 +201,11 @@ func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
 	s.busDir = busDir
 	if s.Bus, err = StartBus(ctx, busDir, prepare...); err != nil {
 		return s, err
+	}
+	if opts.Polkitd {
+		if s.Polkitd, err = StartPolkitd(ctx, s.Bus.Address, filepath.Join(s.Dir, "polkitd.log")); err != nil {
+			return s, err
+		}
 	}
 	stateDir := filepath.Join(s.Dir, "state")
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
@@ -355,6 +365,11 @@ func (s *Stack) Close() error {
 	}
 	if s.Server != nil {
 		if err := s.Server.Stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Polkitd != nil {
+		if err := s.Polkitd.Stop(5 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -12,7 +12,8 @@
 // calls of each build's last run; -trace adds the times of the landmarks
 // between NewTunnel and the backend's CONN_CONNECTING (from a monitor that
 // sees every message) and prints each build's last run message by
-// message. Needs root, like make bench.
+// message. Each stack's bus runs polkitd, as a system does (-polkitd=false:
+// none). Needs root, like make bench.
 package main
 
 import (
@@ -60,16 +61,24 @@ func main() {
 	trace := flag.Bool("trace", false, "trace every start's bus messages: landmarks between NewTunnel and CONN_CONNECTED as rows, and every message of each build's last run")
 	persistent := flag.Bool("persistent", false, "import the profile as persistent (the service writes its file at each backend's use, as for a profile kept across restarts)")
 	gap := flag.Duration("gap", 1500*time.Millisecond, "pause before each session start, so that the helper's spare backend (started a second after the last one was taken) is there, as for a user")
+	polkitd := flag.Bool("polkitd", true, "run polkitd on each stack's bus with the helper's actions installed, as on a system (false: the session manager finds no polkit and asks nothing)")
 	flag.Parse()
-	if err := measure(dirs, *runs, *gap, *verbose, *trace, *persistent); err != nil {
+	if err := measure(dirs, *runs, *gap, *verbose, *trace, *persistent, *polkitd); err != nil {
 		fmt.Fprintln(os.Stderr, "connbench:", err)
 		os.Exit(1)
 	}
 }
 
-func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persistent bool) error {
+func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persistent, polkitd bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if polkitd {
+		restore, err := testbed.InstallPolkitActions()
+		if err != nil {
+			return err
+		}
+		defer func() { _ = restore() }()
+	}
 	tmp, err := os.MkdirTemp("", "ovpn3go-connbench-")
 	if err != nil {
 		return err
@@ -93,7 +102,7 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 		builds = append(builds, &build{name: name, bin: testbed.BinariesIn(dir)})
 	}
 	for i, b := range builds {
-		st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: b.bin, Dir: filepath.Join(tmp, fmt.Sprint("stack", i)), Variant: testbed.VariantA})
+		st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: b.bin, Dir: filepath.Join(tmp, fmt.Sprint("stack", i)), Variant: testbed.VariantA, Polkitd: polkitd})
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}

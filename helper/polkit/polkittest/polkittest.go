@@ -27,29 +27,48 @@ const (
 // before (normally nothing).
 func InstallPolicy(t testing.TB, text string) {
 	t.Helper()
+	restore, err := Install(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := restore(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// Install is InstallPolicy for a program (a benchmark's stacks): it takes
+// the lock, writes text to InstalledPolicy and returns what restores the
+// file that was there before and releases the lock.
+func Install(text string) (restore func() error, err error) {
 	unlock, err := lock()
 	if err != nil {
-		t.Fatalf("lock %s: %v", lockPath, err)
+		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
-	t.Cleanup(unlock)
 	old, err := os.ReadFile(InstalledPolicy)
 	hadOld := err == nil
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
+		unlock()
+		return nil, err
 	}
 	if err := os.WriteFile(InstalledPolicy, []byte(text), 0o644); err != nil {
-		t.Fatalf("install action file: %v", err)
+		unlock()
+		return nil, fmt.Errorf("install action file: %w", err)
 	}
-	t.Cleanup(func() {
+	return func() error {
+		defer unlock()
+		var err error
 		if hadOld {
 			err = os.WriteFile(InstalledPolicy, old, 0o644)
 		} else {
 			err = os.Remove(InstalledPolicy)
 		}
 		if err != nil {
-			t.Errorf("restore %s: %v", InstalledPolicy, err)
+			return fmt.Errorf("restore %s: %w", InstalledPolicy, err)
 		}
-	})
+		return nil
+	}, nil
 }
 
 func lock() (func(), error) {

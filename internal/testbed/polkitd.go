@@ -1,0 +1,77 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpn3go/ovpn3go/helper/polkit/polkittest"
+)
+
+// PolkitdPath is the polkit daemon of Debian's polkitd package.
+const PolkitdPath = "/usr/lib/polkit-1/polkitd"
+
+// PolkitPolicyFile is the absolute path of polkit/net.ovpn3go.policy (the
+// helper's actions, as the package installs them) in this source tree.
+func PolkitPolicyFile() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "polkit/net.ovpn3go.policy"
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..", "polkit", "net.ovpn3go.policy")
+}
+
+// InstallPolkitActions puts the shipped action file where polkitd reads
+// it (machine-wide, under polkittest's lock, which the returned func
+// releases after restoring what was there): a program whose stacks run
+// polkitd (StackOptions.Polkitd) calls it once, before them.
+func InstallPolkitActions() (restore func() error, err error) {
+	text, err := os.ReadFile(PolkitPolicyFile())
+	if err != nil {
+		return nil, fmt.Errorf("polkit actions: %w", err)
+	}
+	return polkittest.Install(string(text))
+}
+
+// StartPolkitd runs polkitd on the bus at addr, as a system has it (it
+// drops to user polkitd, whom its bus policy lets own
+// org.freedesktop.PolicyKit1), and returns once it owns that name.
+func StartPolkitd(ctx context.Context, addr, logPath string) (*Process, error) {
+	if _, err := os.Stat(PolkitdPath); err != nil {
+		return nil, fmt.Errorf("polkitd: %w (make deps installs it)", err)
+	}
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		return nil, fmt.Errorf("polkitd: connect %s: %w", addr, err)
+	}
+	defer conn.Close()
+	cmd := exec.Command(PolkitdPath, "--no-debug")
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr)
+	p, err := StartProcess("polkitd", logPath, cmd)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		var has bool
+		err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, "org.freedesktop.PolicyKit1").Store(&has)
+		if err == nil && has {
+			return p, nil
+		}
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("polkitd exited (%v):\n%s", p.ExitErr(), p.LogTail(20))
+		case <-ctx.Done():
+			p.Stop(5 * time.Second)
+			return nil, fmt.Errorf("polkitd did not own org.freedesktop.PolicyKit1: %w\n%s", ctx.Err(), p.LogTail(20))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
