@@ -30,6 +30,10 @@ type session struct {
 	busName    string // net.openvpn.v3.backends.be<PID>
 	backendPID uint32
 	startedBy  uint32 // the UID whose MaxSessionsPerUser it counts against
+	// auth is the NewTunnel caller's polkit answer, which the backend's
+	// reading of the profile waits for (BackendOf); nil: nothing to wait
+	// for (an automatic restart, NewTunnel without polkit).
+	auth *authGate
 
 	// gone is closed (closeGone) once the object was removed (backend
 	// exited).
@@ -82,10 +86,12 @@ type session struct {
 }
 
 // closeGone marks the session removed; the backend's exit, a failed
-// restart and a Disconnect during a restart wait may each get there.
+// restart and a Disconnect during a restart wait may each get there. The
+// start's Busy goes first: whoever waits for gone (Disconnect) finds it
+// released.
 func (s *session) closeGone() {
-	s.goneOnce.Do(func() { close(s.gone) })
 	s.notBusy()
+	s.goneOnce.Do(func() { close(s.gone) })
 }
 
 // notBusy releases the start's Options.Busy: the session is connected,
