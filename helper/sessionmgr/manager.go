@@ -360,11 +360,12 @@ func (m *Manager) logf(level slog.Level, msg string, args ...any) {
 
 // newTunnelCall is NewTunnel over the bus: starting a session is a
 // control-own action for polkit. polkit is asked beside the backend's
-// hand-over and the check of its registration (against polkitd a check
-// takes milliseconds); the backend is confirmed, and so reads the
-// profile, only once polkit said yes, and is killed if it said no.
-// polkit's refusal wins over every other reason the start fails for, as
-// when it was asked first.
+// hand-over, registration and confirmation (against polkitd a check takes
+// milliseconds: 3-4 ms here, in which the backend registers and is
+// confirmed); the backend reads the profile (BackendOf), and so connects,
+// only once polkit said yes, and is killed if it said no. polkit's
+// refusal wins over every other reason the start fails for, as when it
+// was asked first.
 func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	configPath := c.Args[0].(dbus.ObjectPath)
 	if err := m.checkRate(c.UID); err != nil {
@@ -377,26 +378,66 @@ func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	ctx, cancel := context.WithCancel(c.Ctx)
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)() // Close does not wait for polkit
-	authorized := make(chan error, 1)
-	answer := make(chan error, 1) // a copy for the end: start takes the first
+	auth := newAuthGate()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.requireOwn(ctx, c.Sender, c.Interactive)
-		authorized <- err
-		answer <- err
+		auth.settle(m.requireOwn(ctx, c.Sender, c.Interactive))
 	}()
-	path, err := m.start(c.Ctx, c.UID, info, configPath, api.NewSessionPath(), nil, authorized)
+	path, err := m.start(c.Ctx, c.UID, info, configPath, api.NewSessionPath(), nil, auth)
 	if err != nil {
 		select {
-		case refused := <-answer:
-			if refused != nil {
-				return "", refused
+		case <-auth.done:
+			if auth.err != nil {
+				return "", auth.err
 			}
 		case <-m.ctx.Done():
 		}
 	}
 	return path, err
+}
+
+// authGate is a NewTunnel caller's polkit answer as it comes: the
+// backend registers and is confirmed meanwhile, but reads the profile
+// (BackendOf) only once done is closed with err nil.
+type authGate struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func newAuthGate() *authGate { return &authGate{done: make(chan struct{})} }
+
+// settle records polkit's answer; once only.
+func (g *authGate) settle(err error) {
+	g.err = err
+	close(g.done)
+}
+
+// settled says whether the answer is in, and what it is.
+func (g *authGate) settled() (ok bool, err error) {
+	select {
+	case <-g.done:
+		return true, g.err
+	default:
+		return false, nil
+	}
+}
+
+// allows waits for the answer (or ctx) and says whether it is a yes; a
+// nil gate (an automatic restart: no caller to ask about) allows.
+func (g *authGate) allows(ctx context.Context) bool {
+	if g == nil {
+		return true
+	}
+	if ok, err := g.settled(); ok {
+		return err == nil
+	}
+	select {
+	case <-g.done:
+		return g.err == nil
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // checkRate takes one of uid's NewTunnel tokens (NewTunnelRate).
@@ -439,20 +480,22 @@ func (m *Manager) newTunnel(caller context.Context, uid uint32, configPath dbus.
 // start launches a backend and makes the session object at path. With
 // prev (an automatic restart) the new session takes over prev's path,
 // owner, ACL and settings and replaces it without SESS_CREATED. With
-// authorized, the backend is confirmed only once it brings nil; an error
-// from it ends the start (the backend is killed) with that error. The
+// auth (the caller's polkit answer, as it comes), the backend is
+// confirmed while polkit is asked, but it may read the profile
+// (BackendOf) only after the yes, and the session exists only then; a
+// refusal ends the start (the backend is killed) with that error. The
 // start holds Options.Busy until the session no longer needs it
 // (session.notBusy) or the start fails.
-func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, authorized <-chan error) (dbus.ObjectPath, error) {
+func (m *Manager) start(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, auth *authGate) (dbus.ObjectPath, error) {
 	release := sync.OnceFunc(m.busy()) // the session's and the failure's
-	p, err := m.startBusy(caller, uid, info, configPath, path, prev, authorized, release)
+	p, err := m.startBusy(caller, uid, info, configPath, path, prev, auth, release)
 	if err != nil {
 		release()
 	}
 	return p, err
 }
 
-func (m *Manager) startBusy(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, authorized <-chan error, release func()) (dbus.ObjectPath, error) {
+func (m *Manager) startBusy(caller context.Context, uid uint32, info ProfileInfo, configPath, path dbus.ObjectPath, prev *session, auth *authGate, release func()) (dbus.ObjectPath, error) {
 	var err error
 	token := api.NewSessionToken()
 	reg := make(chan registration, 1)
@@ -518,19 +561,26 @@ func (m *Manager) startBusy(caller context.Context, uid uint32, info ProfileInfo
 	}
 	timer := time.NewTimer(m.startTO)
 	defer timer.Stop()
+	refused := func(err error) (dbus.ObjectPath, error) {
+		m.log.Info("backend ended: the caller is not authorized", "pid", proc.Pid(), "config", configPath)
+		proc.Kill()
+		return "", err
+	}
 	var r registration
 	registered, expired := (<-chan registration)(reg), timer.C
-	for registered != nil || authorized != nil {
+	var answered <-chan struct{}
+	if auth != nil {
+		answered = auth.done
+	}
+	for registered != nil {
 		select {
 		case r = <-registered:
 			registered, expired = nil, nil
-		case err := <-authorized:
-			if err != nil {
-				m.log.Info("backend not confirmed: the caller is not authorized", "pid", proc.Pid(), "config", configPath)
-				proc.Kill()
-				return "", err
+		case <-answered:
+			if auth.err != nil {
+				return refused(auth.err)
 			}
-			authorized = nil
+			answered = nil
 		case <-proc.Done():
 			return fail("process exited before registering", "exit", proc.ExitReason())
 		case <-expired:
@@ -561,6 +611,7 @@ func (m *Manager) startBusy(caller context.Context, uid uint32, info ProfileInfo
 		restrictLogAccess: true,
 		logVerbosity:      api.MaxLogLevel,
 		autoRestart:       info.AutoRestart,
+		auth:              auth,
 	}
 	if prev != nil {
 		prev.mu.Lock()
@@ -586,6 +637,16 @@ func (m *Manager) startBusy(caller context.Context, uid uint32, info ProfileInfo
 	err = m.backendObj(s).CallWithContext(ctx, api.InterfaceBackends+".RegistrationConfirmation", 0,
 		token, path, configPath).Store(&name)
 	m.noteAnswer(s, err)
+	// The session exists only for an authorized caller: the backend read
+	// the profile after the yes (BackendOf), and a backend that did not
+	// ask for it waits for the answer here.
+	if !auth.allows(caller) {
+		m.backendObj(s).Call(api.InterfaceBackends+".ForceShutdown", dbus.FlagNoReplyExpected)
+		if ok, aerr := auth.settled(); ok {
+			return refused(aerr)
+		}
+		return fail("the caller left before the backend was confirmed")
+	}
 	if err != nil {
 		m.backendObj(s).Call(api.InterfaceBackends+".ForceShutdown", dbus.FlagNoReplyExpected)
 		fail("registration confirmation failed", "err", err)
@@ -1208,12 +1269,15 @@ func (m *Manager) BackendCaller(c *busobj.Call) bool {
 }
 
 // BackendOf reports whether c comes from the registered backend of a
-// session started from the profile at configPath.
+// session started from the profile at configPath, by a caller polkit
+// authorized: while the NewTunnel's answer is awaited it waits for it
+// (or c.Ctx), so a refused caller's backend never reads the profile (a
+// single-use one would be gone) nor connects.
 func (m *Manager) BackendOf(c *busobj.Call, configPath dbus.ObjectPath) bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	s := m.byBackend[c.Sender]
-	return s != nil && s.configPath == configPath
+	m.mu.Unlock()
+	return s != nil && s.configPath == configPath && s.auth.allows(c.Ctx)
 }
 
 // ---- helpers ----

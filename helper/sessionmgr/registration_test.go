@@ -11,6 +11,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
@@ -309,11 +310,12 @@ func (h *heldPolkit) Require(ctx context.Context, _, action string, _ bool) erro
 }
 
 // TestNewTunnelPolkitBesideRegistration: NewTunnel's polkit check runs
-// beside the backend's hand-over and registration (the backend registers
-// while polkit has not answered yet), and the backend is confirmed — it
-// reads the profile — only after polkit's yes. After a no, NewTunnel fails
-// with polkit's refusal, the backend is killed unconfirmed and no session
-// appears.
+// beside the backend's hand-over, registration and confirmation (the
+// backend is confirmed while polkit has not answered yet), but the backend
+// may read the profile (BackendOf, the configuration manager's test for
+// FetchForBackend) only after polkit's yes, and NewTunnel answers only
+// then. After a no, NewTunnel fails with polkit's refusal, the backend is
+// killed without having been let at the profile, and no session appears.
 func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(map[bool]string{false: "allowed", true: "refused"}[refuse], func(t *testing.T) {
@@ -342,8 +344,17 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("polkit was not asked")
 			}
-			if _, err := regs.Wait(ctx, func(s *dbus.Signal) bool { return s.Name == api.InterfaceBackends+".RegistrationRequest" }); err != nil {
+			reg, err := regs.Wait(ctx, func(s *dbus.Signal) bool { return s.Name == api.InterfaceBackends+".RegistrationRequest" })
+			if err != nil {
 				t.Fatalf("the backend did not register while polkit was being asked: %v", err)
+			}
+			// Whether the backend may read the profile, asked as the
+			// configuration manager does for its calls; a cancelled
+			// context: the answer as it stands, without waiting.
+			mayRead := func() bool {
+				cctx, ccancel := context.WithCancel(ctx)
+				ccancel()
+				return r.m.BackendOf(&busobj.Call{Ctx: cctx, Sender: reg.Sender}, testConfig)
 			}
 			var proc Process
 			r.m.mu.Lock()
@@ -365,8 +376,20 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 				}
 				return false
 			}
-			if confirmed() {
-				t.Fatal("the backend was confirmed before polkit answered")
+			for !confirmed() {
+				select {
+				case <-ctx.Done():
+					t.Fatal("the backend was not confirmed while polkit was being asked")
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if mayRead() {
+				t.Fatal("the backend may read the profile before polkit answered")
+			}
+			select {
+			case res := <-done:
+				t.Fatalf("NewTunnel answered before polkit: %v %v", res.path, res.err)
+			default:
 			}
 			if !refuse {
 				h.answer <- nil
@@ -374,8 +397,8 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 				if res.err != nil || !api.IsChildPath(api.PathSessions, res.path) {
 					t.Fatalf("NewTunnel after polkit's yes: %v %v", res.path, res.err)
 				}
-				if !confirmed() {
-					t.Error("the session was created without the backend's confirmation")
+				if !mayRead() {
+					t.Error("the backend may not read the profile after polkit's yes")
 				}
 				return
 			}
@@ -387,10 +410,10 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 			select {
 			case <-proc.Done():
 			case <-ctx.Done():
-				t.Fatal("the unconfirmed backend still runs")
+				t.Fatal("the refused caller's backend still runs")
 			}
-			if confirmed() {
-				t.Error("a backend was confirmed for a refused caller")
+			if mayRead() {
+				t.Error("a refused caller's backend may read the profile")
 			}
 			if got := r.m.FetchAvailableSessions(0); len(got) != 0 {
 				t.Errorf("sessions after a refused NewTunnel: %v", got)
