@@ -193,15 +193,13 @@ func (a *Authority) Require(ctx context.Context, busName, actionID string, inter
 	}
 	r, err := a.Check(ctx, busName, actionID, interactive)
 	switch {
-	case err == nil && r.Authorized:
-		a.remember(q, nil)
-	case errors.Is(err, ErrNoAuthority):
-		a.remember(q, err)
-	}
-	switch {
 	case err != nil:
+		if errors.Is(err, ErrNoAuthority) {
+			a.remember(q, err)
+		}
 		return err
 	case r.Authorized:
+		a.remember(q, nil)
 		return nil
 	case r.Challenge && !interactive:
 		return fmt.Errorf("%s: %w", actionID, ErrInteractionRequired)

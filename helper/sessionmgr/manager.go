@@ -429,6 +429,8 @@ func (g *authGate) allows(ctx context.Context) bool {
 	if g == nil {
 		return true
 	}
+	// An answer already in wins over an ended ctx (select would pick
+	// either).
 	if ok, err := g.settled(); ok {
 		return err == nil
 	}

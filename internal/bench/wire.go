@@ -23,16 +23,12 @@ type Wire struct {
 	End         time.Duration // start → connected
 }
 
-// Control-channel opcodes (../shared/spec/protocol.md): everything but
-// the data packets P_DATA_V1 (6) and P_DATA_V2 (9).
-func isControl(op uint8) bool { return op != 6 && op != 9 }
-
 // wireOf reads the control packets captured between t0 (the client's
 // start) and end (connected).
 func wireOf(packets []testbed.Packet, t0, end time.Time) (Wire, error) {
 	var ctl []testbed.Packet
 	for _, p := range packets {
-		if isControl(p.Opcode) && !p.At.Before(t0) && !p.At.After(end) {
+		if p.Control() && !p.At.Before(t0) && !p.At.After(end) {
 			ctl = append(ctl, p)
 		}
 	}

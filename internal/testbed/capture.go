@@ -20,6 +20,10 @@ type Packet struct {
 	Len      int   // UDP payload length
 }
 
+// Control says whether p is a control-channel packet: every opcode but
+// the data packets P_DATA_V1 (6) and P_DATA_V2 (9) (../shared/spec/protocol.md).
+func (p Packet) Control() bool { return p.Opcode != 6 && p.Opcode != 9 }
+
 func (p Packet) String() string {
 	dir := "s>c"
 	if p.ToServer {

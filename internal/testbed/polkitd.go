@@ -59,19 +59,9 @@ func StartPolkitd(ctx context.Context, addr, logPath string) (*Process, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		var has bool
-		err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, "org.freedesktop.PolicyKit1").Store(&has)
-		if err == nil && has {
-			return p, nil
-		}
-		select {
-		case <-p.Done():
-			return nil, fmt.Errorf("polkitd exited (%v):\n%s", p.ExitErr(), p.LogTail(20))
-		case <-ctx.Done():
-			p.Stop(5 * time.Second)
-			return nil, fmt.Errorf("polkitd did not own org.freedesktop.PolicyKit1: %w\n%s", ctx.Err(), p.LogTail(20))
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := WaitForOwner(ctx, conn, "org.freedesktop.PolicyKit1", p); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, fmt.Errorf("polkitd: %w", err)
 	}
+	return p, nil
 }

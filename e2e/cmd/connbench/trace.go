@@ -116,7 +116,7 @@ func analyze(msgs []traced, names func(string) string) (string, map[string]time.
 				if _, seen := marks["client's first packet (its reset)"]; !seen {
 					marks["client's first packet (its reset)"] = at
 				}
-			} else if p.Opcode != 6 && p.Opcode != 9 {
+			} else if p.Control() {
 				marks["server's last control packet (its PUSH_REPLY)"] = at
 			}
 			fmt.Fprintf(&b, "  %7.2f  wire               %s\n", float64(at)/float64(time.Millisecond), p)
