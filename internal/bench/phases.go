@@ -20,7 +20,7 @@ type Phase string
 const (
 	PhaseNewTunnel  Phase = "NewTunnel"  // the client's call reaches the bus
 	PhaseRegistered Phase = "registered" // the backend's RegistrationRequest (its process runs and is on the bus)
-	PhaseConnecting Phase = "connecting" // CONN_CONNECTING: Connect reached the backend
+	PhaseConnecting Phase = "connecting" // the backend's CONN_CONNECTING: Connect reached it
 	PhaseEstablish  Phase = "Establish"  // the backend asks netcfg for the TUN device: Establish or EstablishWith (control channel up, PUSH_REPLY in)
 	PhaseConnected  Phase = "connected"  // CONN_CONNECTED
 )
@@ -54,6 +54,9 @@ func startPhaseClock(addr string) (*phaseClock, error) {
 		"type='method_call'", // NewTunnel, Establish, and every call to count
 		"type='signal',interface='" + api.InterfaceBackends + "',member='RegistrationRequest'",
 		"type='signal',interface='" + api.InterfaceSessions + "',member='StatusChange'",
+		// The backend's own CONN_CONNECTING: its EstablishWith follows it
+		// on the same connection, the session manager's relay may not.
+		"type='signal',interface='" + api.InterfaceBackends + "',member='StatusChange'",
 	}
 	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, rules, uint32(0)).Err; err != nil {
 		conn.Close()
@@ -99,13 +102,13 @@ func phaseOf(m *dbus.Message) (Phase, bool) {
 		path, _ := m.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
 		ma, _ := m.Body[0].(uint32)
 		mi, _ := m.Body[1].(uint32)
-		if !strings.HasPrefix(string(path), string(api.PathSessions)+"/") || ma != uint32(api.StatusMajorConnection) {
+		if ma != uint32(api.StatusMajorConnection) {
 			return "", false
 		}
-		switch mi {
-		case uint32(api.StatusMinorConnConnecting):
+		switch {
+		case path == api.PathBackendSession && mi == uint32(api.StatusMinorConnConnecting):
 			return PhaseConnecting, true
-		case uint32(api.StatusMinorConnConnected):
+		case strings.HasPrefix(string(path), string(api.PathSessions)+"/") && mi == uint32(api.StatusMinorConnConnected):
 			return PhaseConnected, true
 		}
 	}

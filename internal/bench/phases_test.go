@@ -22,15 +22,16 @@ func TestPhaseClockWaitConnected(t *testing.T) {
 	if err := c.waitConnected(ctx); err == nil {
 		t.Fatal("waitConnected returned before CONN_CONNECTED was read")
 	}
-	status := func(minor api.StatusMinor) *dbus.Message {
+	status := func(path dbus.ObjectPath, minor api.StatusMinor) *dbus.Message {
 		return &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
 			dbus.FieldMember: dbus.MakeVariant("StatusChange"),
-			dbus.FieldPath:   dbus.MakeVariant(dbus.ObjectPath(string(api.PathSessions) + "/s1")),
+			dbus.FieldPath:   dbus.MakeVariant(path),
 		}, Body: []any{uint32(api.StatusMajorConnection), uint32(minor), ""}}
 	}
-	c.ch <- status(api.StatusMinorConnConnecting)
-	c.ch <- status(api.StatusMinorConnConnected)
-	c.ch <- status(api.StatusMinorConnConnected) // a second one closes nothing twice
+	session := dbus.ObjectPath(string(api.PathSessions) + "/s1")
+	c.ch <- status(api.PathBackendSession, api.StatusMinorConnConnecting) // the backend's own
+	c.ch <- status(session, api.StatusMinorConnConnected)
+	c.ch <- status(session, api.StatusMinorConnConnected) // a second one closes nothing twice
 	if err := c.waitConnected(context.Background()); err != nil {
 		t.Fatal(err)
 	}
