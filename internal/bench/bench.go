@@ -64,7 +64,19 @@ type Options struct {
 	// installed, as on a system: the session manager asks it for
 	// NewTunnel and Connect there, and so it does here.
 	Polkitd bool
+	// ConnectPairs are more alternating pairs after the Pairs that only
+	// connect and disconnect (ConnectGap after the previous client), so
+	// the connect rows are medians of Pairs+ConnectPairs starts: a
+	// connect moves by ±15 % from one start to the next on a shared
+	// machine, and three are few.
+	ConnectPairs int
 }
+
+// ConnectGap is the pause before each start of a connect-only pair: the
+// helper's spare backend (started a second after the last one was taken)
+// is there again, as for a user, and both clients start after the same
+// pause.
+const ConnectGap = 1500 * time.Millisecond
 
 // Sample is what one client run measured.
 type Sample struct {
@@ -109,6 +121,9 @@ type Results struct {
 	Date    time.Time
 	Tests   []Test
 	Samples map[string][]Sample
+	// Connects are the connect-only pairs' samples (Options.ConnectPairs):
+	// they count in the connect rows only.
+	Connects map[string][]Sample
 	// Profile is where the backend's CPU profile was saved ("" none),
 	// taken in a run of its own (profileRun) that is in no sample.
 	Profile string
@@ -167,7 +182,42 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 		res.Samples[OpenVPN] = append(res.Samples[OpenVPN], s)
 	}
+	res.Connects = map[string][]Sample{}
+	for i := range o.ConnectPairs {
+		for _, client := range []string{OVPN3GO, OpenVPN} {
+			logf("connect %d/%d: %s", i+1, o.ConnectPairs, client)
+			s, err := connectOnly(ctx, bs, o, client)
+			if err != nil {
+				return nil, fmt.Errorf("connect %d, %s: %w", i+1, client, err)
+			}
+			res.Connects[client] = append(res.Connects[client], s)
+		}
+	}
 	return res, nil
+}
+
+// connectOnly pauses ConnectGap, then times one connect of client and
+// disconnects it: no traffic, no memory.
+func connectOnly(ctx context.Context, bs *benchStack, o Options, client string) (Sample, error) {
+	select {
+	case <-ctx.Done():
+		return Sample{}, ctx.Err()
+	case <-time.After(ConnectGap):
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if client == OpenVPN {
+		s, cli, err := connectOpenVPN(cctx, bs, o)
+		if cli != nil {
+			err = errors.Join(err, cli.Stop(5*time.Second))
+		}
+		return s, err
+	}
+	s, path, pid, err := connectOVPN3GO(cctx, bs)
+	if err != nil {
+		return s, err
+	}
+	return s, StopSession(cctx, bs.st, path, pid)
 }
 
 // benchStack is a stack (variant a) with the bench's profile imported
@@ -290,30 +340,11 @@ func runOVPN3GO(ctx context.Context, bs *benchStack, o Options) (Sample, int, er
 	if s.Spare, err = childrenMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper's spare backend: %w", err)
 	}
-	capture, err := startWire(st)
+	c, path, pid, err := connectOVPN3GO(cctx, bs)
 	if err != nil {
-		return s, 0, err
+		return s, pid, err
 	}
-	defer capture.Close()
-	start, path, err := StartSession(cctx, st, configName)
-	if err != nil {
-		return Sample{}, 0, err
-	}
-	s.Connect, s.Phases, s.Start = start.Exit, start.Phases, start
-	s.Wire, err = wireOf(capture.Packets(), start.At, start.At.Add(start.Connected))
-	// The capture's packet socket sees every frame in the namespace: left
-	// open it would copy the throughput tests' packets too, a cost charged
-	// to the client (the kernel clones each one in its send path).
-	capture.Close()
-	if err != nil {
-		return s, 0, err
-	}
-	v, err := st.SessionProperty(cctx, path, "backend_pid")
-	if err != nil {
-		return s, 0, err
-	}
-	pid32, _ := v.Value().(uint32)
-	pid := int(pid32)
+	s.Connect, s.Phases, s.Start, s.Wire = c.Connect, c.Phases, c.Start, c.Wire
 	if err := settle(ctx); err != nil {
 		return s, pid, err
 	}
@@ -379,6 +410,37 @@ func StartSession(ctx context.Context, st *testbed.Stack, name string) (StartTim
 	return t, sig.Path, nil
 }
 
+// connectOVPN3GO starts a session with the CLI and times it (the connect,
+// its milestones, its packets); the session stays up. pid is its
+// backend's.
+func connectOVPN3GO(ctx context.Context, bs *benchStack) (s Sample, path dbus.ObjectPath, pid int, err error) {
+	st := bs.st
+	capture, err := startWire(st)
+	if err != nil {
+		return s, "", 0, err
+	}
+	defer capture.Close()
+	start, path, err := StartSession(ctx, st, configName)
+	if err != nil {
+		return s, "", 0, err
+	}
+	s.Connect, s.Phases, s.Start = start.Exit, start.Phases, start
+	s.Wire, err = wireOf(capture.Packets(), start.At, start.At.Add(start.Connected))
+	// The capture's packet socket sees every frame in the namespace: left
+	// open it would copy the throughput tests' packets too, a cost charged
+	// to the client (the kernel clones each one in its send path).
+	capture.Close()
+	if err != nil {
+		return s, path, 0, err
+	}
+	v, err := st.SessionProperty(ctx, path, "backend_pid")
+	if err != nil {
+		return s, path, 0, err
+	}
+	pid32, _ := v.Value().(uint32)
+	return s, path, int(pid32), nil
+}
+
 // StopSession disconnects the session at path and waits until its backend
 // (pid) has exited.
 func StopSession(ctx context.Context, st *testbed.Stack, path dbus.ObjectPath, pid int) error {
@@ -401,37 +463,47 @@ func StopSession(ctx context.Context, st *testbed.Stack, path dbus.ObjectPath, p
 // runOpenVPN times the reference client from process start until it
 // writes "Initialization Sequence Completed", measures it and stops it.
 func runOpenVPN(ctx context.Context, bs *benchStack, o Options) (Sample, error) {
+	s, cli, err := connectOpenVPN(ctx, bs, o)
+	if cli == nil {
+		return s, err
+	}
+	if err == nil {
+		err = settle(ctx)
+	}
+	if err == nil {
+		err = measure(ctx, bs.st, procs{client: cli.PID(), server: bs.st.Server.PID(), iperf: bs.iperf.PID()}, o, &s)
+	}
+	return s, errors.Join(err, cli.Stop(5*time.Second))
+}
+
+// connectOpenVPN starts the reference client and times its connect (and
+// its packets); it returns the running client, or nil if none runs.
+func connectOpenVPN(ctx context.Context, bs *benchStack, o Options) (Sample, *testbed.Process, error) {
 	st := bs.st
 	dir, err := os.MkdirTemp(o.Dir, "refclient-")
 	if err != nil {
-		return Sample{}, err
+		return Sample{}, nil, err
 	}
 	capture, err := startWire(st)
 	if err != nil {
-		return Sample{}, err
+		return Sample{}, nil, err
 	}
 	defer capture.Close()
 	cli, err := testbed.StartReferenceClient(ctx, st.Pair, st.Server, dir, o.Timeout)
 	if err != nil {
-		return Sample{}, err
+		return Sample{}, nil, err
 	}
 	// From its fork to when it wrote the line (read from its output pipe
 	// as it was written, not found by a poll of its log).
 	t0 := cli.Started
 	done, ok := cli.MarkedAt()
 	if !ok {
-		return Sample{}, errors.Join(errors.New("openvpn client: connected line not timed"), cli.Stop(5*time.Second))
+		return Sample{}, cli, errors.New("openvpn client: connected line not timed")
 	}
 	s := Sample{Connect: done.Sub(t0)}
 	s.Wire, err = wireOf(capture.Packets(), t0, done)
-	capture.Close() // before the traffic: see runOVPN3GO
-	if err == nil {
-		err = settle(ctx)
-	}
-	if err == nil {
-		err = measure(ctx, st, procs{client: cli.PID(), server: st.Server.PID(), iperf: bs.iperf.PID()}, o, &s)
-	}
-	return s, errors.Join(err, cli.Stop(5*time.Second))
+	capture.Close() // before the traffic: see connectOVPN3GO
+	return s, cli, err
 }
 
 // Settle is how long after connecting a client's memory is read: once

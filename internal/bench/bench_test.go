@@ -31,7 +31,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	prof := filepath.Join(t.TempDir(), "backend.pprof")
-	res, err := Run(ctx, Options{Bin: bin, Dir: t.TempDir(), Pairs: 1, Duration: 1, Profile: prof, Polkitd: true,
+	res, err := Run(ctx, Options{Bin: bin, Dir: t.TempDir(), Pairs: 1, Duration: 1, Profile: prof, Polkitd: true, ConnectPairs: 1,
 		Tests: []Test{{Name: "tcp-up-1", Streams: 1}, {Name: "udp-up-20M", Streams: 1, UDPRate: "20M"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +60,26 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	// The milestones happen in this order (each is caused by the one
-	// before); none may be missing.
-	g := res.Samples[OVPN3GO][0]
-	for i, p := range Phases[1:] {
-		if prev := Phases[i]; g.Phases[p] <= 0 || g.Phases[p] < g.Phases[prev] {
-			t.Errorf("milestones %v: %s not after %s", g.Phases, p, prev)
+	// A connect-only pair: each client's connect and packets timed.
+	for _, client := range []string{OVPN3GO, OpenVPN} {
+		c := res.Connects[client]
+		if len(c) != 1 {
+			t.Fatalf("%s: %d connect-only samples, want 1", client, len(c))
+		}
+		if w := c[0].Wire; c[0].Connect <= 0 || w.FirstPacket <= 0 || w.LastControl <= w.FirstPacket {
+			t.Errorf("%s connect-only: connect %v, handshake on the wire %+v: not measured", client, c[0].Connect, w)
 		}
 	}
+	// The milestones happen in this order (each is caused by the one
+	// before); none may be missing.
+	for _, g := range []Sample{res.Samples[OVPN3GO][0], res.Connects[OVPN3GO][0]} {
+		for i, p := range Phases[1:] {
+			if prev := Phases[i]; g.Phases[p] <= 0 || g.Phases[p] < g.Phases[prev] {
+				t.Errorf("milestones %v: %s not after %s", g.Phases, p, prev)
+			}
+		}
+	}
+	g := res.Samples[OVPN3GO][0]
 	if g.Start.Connected <= 0 || g.Start.Exit <= 0 || len(g.Start.Calls) == 0 {
 		t.Errorf("session start: connected after %v, CLI exit after %v, %d calls: not measured", g.Start.Connected, g.Start.Exit, len(g.Start.Calls))
 	}
@@ -171,6 +183,44 @@ func TestFrontEndConnectRow(t *testing.T) {
 		}
 	}
 	t.Fatal("no front-end connect row")
+}
+
+// The connect-only pairs' starts count in the connect rows (medians of
+// all starts), never in the throughput or memory rows.
+func TestConnectOnlyStarts(t *testing.T) {
+	conn := func(ms int, mbps float64) Sample {
+		d := time.Duration(ms) * time.Millisecond
+		return Sample{Connect: d, Phases: map[Phase]time.Duration{PhaseConnected: d / 2}, Mbps: map[string]float64{"x": mbps}, Mem: Mem{RSS: int64(mbps)}}
+	}
+	r := &Results{Tests: []Test{{Name: "x"}},
+		Samples:  map[string][]Sample{OVPN3GO: {conn(90, 500)}, OpenVPN: {conn(80, 400)}},
+		Connects: map[string][]Sample{OVPN3GO: {{Connect: 20 * time.Millisecond, Phases: map[Phase]time.Duration{PhaseConnected: 10 * time.Millisecond}}, {Connect: 30 * time.Millisecond, Phases: map[Phase]time.Duration{PhaseConnected: 15 * time.Millisecond}}}, OpenVPN: {{Connect: 40 * time.Millisecond}, {Connect: 50 * time.Millisecond}}},
+	}
+	want := map[string][2]float64{
+		"throughput x": {500, 400},
+		"connect":      {30, 50},
+		"connect from a running front-end, NewTunnel → CONN_CONNECTED": {15, 50},
+		"NewTunnel → connected":     {15, 0},
+		"client RSS once connected": {500e-6, 400e-6},
+	}
+	for _, row := range r.Rows() {
+		if w, ok := want[row.Name]; ok {
+			if row.OVPN3GO != w[0] || row.Open != w[1] {
+				t.Errorf("%s: %v and %v, want %v and %v", row.Name, row.OVPN3GO, row.Open, w[0], w[1])
+			}
+			delete(want, row.Name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("rows missing: %v", want)
+	}
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "2 more starts of each") || !strings.Contains(md.String(), "medians of 3") {
+		t.Errorf("results do not say how many starts the connect rows have:\n%.600s", md.String())
+	}
 }
 
 func TestParseIperf(t *testing.T) {

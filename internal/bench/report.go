@@ -31,15 +31,22 @@ func (r Row) Ratio() float64 {
 
 // Rows are the medians of every figure.
 func (r *Results) Rows() []Row {
-	med := func(client string, f func(Sample) float64) float64 {
+	medOf := func(samples []Sample, f func(Sample) float64) float64 {
 		var v []float64
-		for _, s := range r.Samples[client] {
+		for _, s := range samples {
 			v = append(v, f(s))
 		}
 		return median(v)
 	}
+	med := func(client string, f func(Sample) float64) float64 { return medOf(r.Samples[client], f) }
 	row := func(name, unit string, f func(Sample) float64) Row {
 		return Row{Name: name, Unit: unit, OVPN3GO: med(OVPN3GO, f), Open: med(OpenVPN, f)}
+	}
+	// The connect rows count the connect-only pairs' starts too.
+	starts := func(client string) []Sample { return append(slices.Clone(r.Samples[client]), r.Connects[client]...) }
+	medC := func(client string, f func(Sample) float64) float64 { return medOf(starts(client), f) }
+	rowC := func(name, unit string, f func(Sample) float64) Row {
+		return Row{Name: name, Unit: unit, OVPN3GO: medC(OVPN3GO, f), Open: medC(OpenVPN, f)}
 	}
 	var rows []Row
 	for _, t := range r.Tests {
@@ -62,27 +69,30 @@ func (r *Results) Rows() []Row {
 	own := func(name, unit string, f func(Sample) float64) Row {
 		return Row{Name: name, Unit: unit, OVPN3GO: med(OVPN3GO, f), Own: true}
 	}
+	ownC := func(name, unit string, f func(Sample) float64) Row {
+		return Row{Name: name, Unit: unit, OVPN3GO: medC(OVPN3GO, f), Own: true}
+	}
 	rows = append(rows,
-		row("connect", "ms", func(s Sample) float64 { return ms(s.Connect) }))
+		rowC("connect", "ms", func(s Sample) float64 { return ms(s.Connect) }))
 	// The definition: ovpn3go until connected (not until its CLI
 	// has printed and exited), against the same openvpn figure.
 	rows = append(rows, Row{Name: "connect, to CONN_CONNECTED on the bus", Unit: "ms",
-		OVPN3GO: med(OVPN3GO, func(s Sample) float64 { return ms(s.Start.Connected) }),
-		Open:    med(OpenVPN, func(s Sample) float64 { return ms(s.Connect) })},
+		OVPN3GO: medC(OVPN3GO, func(s Sample) float64 { return ms(s.Start.Connected) }),
+		Open:    medC(OpenVPN, func(s Sample) float64 { return ms(s.Connect) })},
 		// A front-end that already runs (the tray, a desktop applet) starts
 		// a session with NewTunnel: no process start, no bus connection.
 		Row{Name: "connect from a running front-end, NewTunnel → CONN_CONNECTED", Unit: "ms",
-			OVPN3GO: med(OVPN3GO, func(s Sample) float64 { return ms(s.Phases[PhaseConnected]) }),
-			Open:    med(OpenVPN, func(s Sample) float64 { return ms(s.Connect) })},
-		row("connect: start → first packet", "ms", func(s Sample) float64 { return ms(s.Wire.FirstPacket) }),
-		row("connect: handshake on the wire", "ms", func(s Sample) float64 { return ms(s.Wire.LastControl - s.Wire.FirstPacket) }),
-		row("connect: … of it the client's turns", "ms", func(s Sample) float64 { return ms(s.Wire.Client) }),
-		row("connect: … of it the server's turns", "ms", func(s Sample) float64 { return ms(s.Wire.Server) }),
-		row("connect: server's last control packet → connected", "ms", func(s Sample) float64 { return ms(s.Wire.End - s.Wire.LastControl) }))
+			OVPN3GO: medC(OVPN3GO, func(s Sample) float64 { return ms(s.Phases[PhaseConnected]) }),
+			Open:    medC(OpenVPN, func(s Sample) float64 { return ms(s.Connect) })},
+		rowC("connect: start → first packet", "ms", func(s Sample) float64 { return ms(s.Wire.FirstPacket) }),
+		rowC("connect: handshake on the wire", "ms", func(s Sample) float64 { return ms(s.Wire.LastControl - s.Wire.FirstPacket) }),
+		rowC("connect: … of it the client's turns", "ms", func(s Sample) float64 { return ms(s.Wire.Client) }),
+		rowC("connect: … of it the server's turns", "ms", func(s Sample) float64 { return ms(s.Wire.Server) }),
+		rowC("connect: server's last control packet → connected", "ms", func(s Sample) float64 { return ms(s.Wire.End - s.Wire.LastControl) }))
 	for _, p := range Phases[1:] {
-		rows = append(rows, own("NewTunnel → "+string(p), "ms", func(s Sample) float64 { return ms(s.Phases[p]) }))
+		rows = append(rows, ownC("NewTunnel → "+string(p), "ms", func(s Sample) float64 { return ms(s.Phases[p]) }))
 	}
-	rows = append(rows, own("D-Bus calls until connected", "calls", func(s Sample) float64 { return float64(len(s.Start.Calls)) }))
+	rows = append(rows, ownC("D-Bus calls until connected", "calls", func(s Sample) float64 { return float64(len(s.Start.Calls)) }))
 	rows = append(rows,
 		row("client RSS once connected", "MB", func(s Sample) float64 { return mb(s.Mem.RSS) }),
 		row("client private (anonymous) memory", "MB", func(s Sample) float64 { return mb(s.Mem.Anon) }),
@@ -161,8 +171,12 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	if r.Polkitd {
 		polkit = " ovpn3go's session manager asks a polkitd on the private bus, as on a system (the CLI runs as root, whom polkit always authorizes, after looking the caller up)."
 	}
-	fmt.Fprintf(&b, "Runs: %d of each client, alternating (ovpn3go, openvpn, …), against the same OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt) in network namespaces; medians.%s\n\n",
-		len(r.Samples[OVPN3GO]), polkit)
+	connects := ""
+	if n := len(r.Connects[OVPN3GO]); n > 0 {
+		connects = fmt.Sprintf(" The connect rows have %d more starts of each, alternating, that only connect and disconnect (%s after the previous client's, so the helper's spare backend is there as for a user): medians of %d.", n, ConnectGap, n+len(r.Samples[OVPN3GO]))
+	}
+	fmt.Fprintf(&b, "Runs: %d of each client, alternating (ovpn3go, openvpn, …), against the same OpenVPN 2.6 server (variant a: UDP, AES-256-GCM, tls-crypt) in network namespaces; medians.%s%s\n\n",
+		len(r.Samples[OVPN3GO]), connects, polkit)
 	if note != "" {
 		fmt.Fprintf(&b, "%s\n\n", note)
 	}

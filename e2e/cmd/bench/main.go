@@ -5,7 +5,7 @@
 // backend; the CPU profile (-profile) comes from one more ovpn3go session,
 // before the pairs, with a profiling build of the backend.
 //
-//	make bench                          # 3 pairs of 10 s runs
+//	make bench                          # 3 pairs of 10 s runs, then 8 connect-only pairs
 //	go run ./e2e/cmd/bench -pairs 5 -t 20 -note "idle machine"
 //	go run ./e2e/cmd/bench -pairs 1 -t 5 -tests udp-up-200M -out /tmp/x.md -profile /tmp/x.pprof
 package main
@@ -35,11 +35,12 @@ func main() {
 	tests := flag.String("tests", "", "comma-separated iperf3 tests to run (default all: "+testNames(bench.DefaultTests)+"); none: connect time and memory only")
 	helperArgs := flag.String("helper-args", "", "extra ovpn3-helper arguments, space-separated (e.g. \"--spare-backend --log-level 6\")")
 	keep := flag.Bool("keep", false, "keep the scratch directory (the helper's and the clients' logs) and print its path")
+	connects := flag.Int("connect-pairs", 8, "more alternating pairs after the -pairs that only connect and disconnect: the connect rows are medians of pairs+connect-pairs starts")
 	polkitd := flag.Bool("polkitd", true, "run polkitd on the stacks' bus with the helper's actions installed, as on a system (false: the session manager finds no polkit and asks nothing)")
 	flag.Parse()
 	sel, err := selectTests(*tests)
 	if err == nil {
-		err = run(*pairs, *secs, *out, *prof, *note, sel, strings.Fields(*helperArgs), *keep, *polkitd)
+		err = run(*pairs, *connects, *secs, *out, *prof, *note, sel, strings.Fields(*helperArgs), *keep, *polkitd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -74,7 +75,7 @@ func testNames(tests []bench.Test) string {
 	return strings.Join(names, ",")
 }
 
-func run(pairs, secs int, out, prof, note string, tests []bench.Test, helperArgs []string, keep, polkitd bool) error {
+func run(pairs, connects, secs int, out, prof, note string, tests []bench.Test, helperArgs []string, keep, polkitd bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "ovpn3go-bench-")
@@ -92,7 +93,7 @@ func run(pairs, secs int, out, prof, note string, tests []bench.Test, helperArgs
 	if err != nil {
 		return err
 	}
-	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, Duration: secs, Profile: prof, Tests: tests, HelperArgs: helperArgs, Polkitd: polkitd,
+	res, err := bench.Run(ctx, bench.Options{Bin: bin, Dir: filepath.Join(dir, "run"), Pairs: pairs, ConnectPairs: connects, Duration: secs, Profile: prof, Tests: tests, HelperArgs: helperArgs, Polkitd: polkitd,
 		Log: func(s string) { fmt.Fprintln(os.Stderr, s) }})
 	if err != nil {
 		return err
