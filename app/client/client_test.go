@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -393,6 +394,46 @@ func TestStartSendsReadyBesideLogForward(t *testing.T) {
 	}
 	if dev, err := s.DeviceName(ctx); err != nil || dev != "ovpn0" {
 		t.Errorf("DeviceName = %q, %v", dev, err)
+	}
+}
+
+// TestStartSendsConnectBesideReady: Start's first Connect goes out with
+// the first Ready, not after its answer (the fake holds that Ready until
+// a Connect came). A session that asks nothing is connected by it; one
+// that asks refuses it, as openvpn3's backend does, and is connected once
+// the answers are in.
+func TestStartSendsConnectBesideReady(t *testing.T) {
+	for _, asks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("asks=%v", asks), func(t *testing.T) {
+			f, c := startFake(t, false)
+			ctx := testCtx(t)
+			s := workSession(ctx, t, c)
+			p := &answers{values: map[string]string{"username": "alice", "password": "secret"}}
+			f.mu.Lock()
+			f.readyAwaitsConnect = true
+			if !asks {
+				f.slots = nil
+				f.answers["password"] = f.password
+			}
+			f.mu.Unlock()
+			if err := s.Start(ctx, StartOptions{Prompter: p, Timeout: 30 * time.Second}); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			c.Close()
+			f.mu.Lock()
+			alone, taken, refused := f.readyAlone, f.connects, f.refusedConnects
+			f.mu.Unlock()
+			if alone {
+				t.Error("the first Connect came only after the first Ready had been answered")
+			}
+			wantAsked, wantRefused := []string(nil), 0
+			if asks {
+				wantAsked, wantRefused = []string{"username", "password"}, 1
+			}
+			if taken != 1 || refused != wantRefused || !reflect.DeepEqual(p.asked, wantAsked) {
+				t.Errorf("%d Connects taken, %d refused, asked %v; want 1, %d, %v", taken, refused, p.asked, wantRefused, wantAsked)
+			}
+		})
 	}
 }
 

@@ -28,17 +28,19 @@ type fakeSlot struct {
 type fakeServices struct {
 	conn *dbus.Conn
 
-	mu        sync.Mutex
-	profiles  map[dbus.ObjectPath]string // path → name
-	session   dbus.ObjectPath
-	status    api.Status
-	slots     []*fakeSlot
-	connects  int
-	forwards  []bool // LogForward calls, in order
-	password  string // the right password
-	challenge bool   // after the password, ask a dynamic challenge
-	stopped   bool   // the backend ended: Disconnect fails, the manager removes the session a moment later
-	answers   map[string]string
+	mu       sync.Mutex
+	profiles map[dbus.ObjectPath]string // path → name
+	session  dbus.ObjectPath
+	status   api.Status
+	slots    []*fakeSlot
+	connects int // Connects taken
+	// refusedConnects are Connects refused while input was missing.
+	refusedConnects int
+	forwards        []bool // LogForward calls, in order
+	password        string // the right password
+	challenge       bool   // after the password, ask a dynamic challenge
+	stopped         bool   // the backend ended: Disconnect fails, the manager removes the session a moment later
+	answers         map[string]string
 	// readyAsked is closed by the first Ready; with forwardAwaitsReady
 	// LogForward(true) waits for it (and notes in forwardAlone when it
 	// came in vain), to tell whether the client sends both side by side.
@@ -46,6 +48,13 @@ type fakeServices struct {
 	readyOnce          sync.Once
 	forwardAwaitsReady bool
 	forwardAlone       bool
+	// With readyAwaitsConnect the first Ready waits for a Connect
+	// (connectAsked, closed by the first, taken or refused) and notes in
+	// readyAlone when it came in vain.
+	readyAwaitsConnect bool
+	connectAsked       chan struct{}
+	connectOnce        sync.Once
+	readyAlone         bool
 	// holdForwardOff, if set, holds LogForward(false) until it is
 	// closed; forwardOffHeld notes that it went in vain.
 	holdForwardOff chan struct{}
@@ -98,7 +107,7 @@ func startFake(t *testing.T, challenge bool) (*fakeServices, *Client) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	f := &fakeServices{conn: conn, profiles: map[dbus.ObjectPath]string{}, answers: map[string]string{}, password: "secret", challenge: challenge,
-		readyAsked: make(chan struct{}), forwardAsked: make(chan struct{})}
+		readyAsked: make(chan struct{}), forwardAsked: make(chan struct{}), connectAsked: make(chan struct{})}
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
@@ -249,7 +258,14 @@ func (s fakeSession) Ready() *dbus.Error {
 	if err := s.f.unborn("Ready"); err != nil {
 		return err
 	}
-	s.f.readyOnce.Do(func() { close(s.f.readyAsked) })
+	first := false
+	s.f.readyOnce.Do(func() { close(s.f.readyAsked); first = true })
+	s.f.mu.Lock()
+	wait := first && s.f.readyAwaitsConnect
+	s.f.mu.Unlock()
+	if wait {
+		s.f.awaitOr(s.f.connectAsked, &s.f.readyAlone)
+	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	for _, sl := range s.f.slots {
@@ -323,11 +339,21 @@ func (s fakeSession) UserInputProvide(t, g, id uint32, value string) *dbus.Error
 
 func (s fakeSession) Connect(sender dbus.Sender) *dbus.Error {
 	f := s.f
+	f.connectOnce.Do(func() { close(f.connectAsked) })
 	rules, derr := f.matchRules(sender)
 	if derr != nil {
 		return derr
 	}
 	f.mu.Lock()
+	// As openvpn3's backend and ours: nothing happens while input is
+	// missing.
+	for _, sl := range f.slots {
+		if !sl.provided {
+			f.refusedConnects++
+			f.mu.Unlock()
+			return api.Error(api.DomainClient, "Required user input not provided")
+		}
+	}
 	f.rulesAtConnect = rules
 	f.connects++
 	pw, ch := f.answers["password"], f.answers["dynamic_challenge"]

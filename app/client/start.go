@@ -167,12 +167,24 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 		ready, forwardErr error
 		stale             api.Status
 		statusErr         error
+		connectErr        = errors.New("not sent")
 	)
-	together(
+	first := []func(){
 		func() { forwardErr = f.forward(ctx) },
 		func() { ready = s.Ready(ctx) },
 		func() { stale, statusErr = s.Status(ctx) },
-	)
+	}
+	if opts.Action == ActionConnect {
+		// The Connect goes with the first Ready rather than after its
+		// answer: for a profile that asks nothing it saves a round trip
+		// through the session manager and the backend. A backend still
+		// missing input refuses it as it refuses Ready (both ask whether
+		// the queue is complete), and changes nothing; the rounds below
+		// then connect once the input is given, as without it.
+		first = append(first, func() { connectErr = s.Connect(ctx) })
+	}
+	together(first...)
+	connected := connectErr == nil
 	followErr, subErr := followAdded(), subAdded()
 	if subErr != nil {
 		return subErr
@@ -204,22 +216,16 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 	}
 	action := opts.Action
 	for round := 0; round < maxRounds; round++ {
-		// The status before the action is stale once it returns: an
-		// earlier CONN_AUTH_FAILED must not end this round. The first
-		// round's Ready and status were read above.
-		asked := round == 0
-		changed, err := s.fillQueue(ctx, opts, asked, ready)
-		if err != nil {
-			return err
-		}
-		if !asked || changed {
-			stale, _ = s.Status(ctx)
-		}
-		w.drain()
-		if err := s.act(ctx, action); err != nil {
-			if strings.Contains(ErrorText(err), "PEM_PASSWORD_FAIL") {
-				// The backend asks for the passphrase again.
-				notice(opts, "Incorrect private key passphrase")
+		if round == 0 && connected {
+			// The Connect sent with the first Ready was taken. The status
+			// read beside it is stale if it is from before (the profile's
+			// evaluation); one from after it (CONN_CONNECTING, a failure
+			// already) is this round's.
+			if !configPhase(stale) {
+				stale = api.Status{}
+			}
+		} else if err := s.prepareAndAct(ctx, opts, w, round, ready, action, &stale); err != nil {
+			if errors.Is(err, errRetryAction) {
 				continue
 			}
 			return err
@@ -228,12 +234,52 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 		if opts.Background {
 			return nil
 		}
-		err = w.wait(ctx, stale)
+		err := w.wait(ctx, stale)
 		if !errors.Is(err, errNeedInput) {
 			return err
 		}
 	}
 	return &StartError{Kind: ErrNeedsInput, Status: w.last, Detail: "still asked for input after ten rounds"}
+}
+
+// configPhase says whether st is a status of the profile's evaluation,
+// which comes before any Connect.
+func configPhase(st api.Status) bool {
+	switch st.Minor {
+	case api.StatusMinorCfgOK, api.StatusMinorCfgInlineMissing, api.StatusMinorCfgRequireUser:
+		return st.Major == api.StatusMajorConnection
+	}
+	return false
+}
+
+// errRetryAction ends a round whose action the backend refused for a
+// wrong private key passphrase: it asks for it again.
+var errRetryAction = errors.New("the action is to be repeated")
+
+// prepareAndAct is a round's work before the wait: Ready until it passes
+// (answering the queue), the stale status, then the action. The status
+// before the action is stale once it returns: an earlier
+// CONN_AUTH_FAILED must not end this round. The first round's Ready and
+// status were read before the rounds.
+func (s *Session) prepareAndAct(ctx context.Context, opts StartOptions, w *waiter, round int, ready error, action Action, stale *api.Status) error {
+	asked := round == 0
+	changed, err := s.fillQueue(ctx, opts, asked, ready)
+	if err != nil {
+		return err
+	}
+	if !asked || changed {
+		*stale, _ = s.Status(ctx)
+	}
+	w.drain()
+	if err := s.act(ctx, action); err != nil {
+		if strings.Contains(ErrorText(err), "PEM_PASSWORD_FAIL") {
+			// The backend asks for the passphrase again.
+			notice(opts, "Incorrect private key passphrase")
+			return errRetryAction
+		}
+		return err
+	}
+	return nil
 }
 
 // together runs fns side by side and returns when all have.
