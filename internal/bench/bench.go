@@ -176,11 +176,13 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OVPN3GO, err)
 		}
 		res.Samples[OVPN3GO] = append(res.Samples[OVPN3GO], s)
+		logf("pair %d/%d: %s connected %s", i+1, o.Pairs, OVPN3GO, connectLine(s))
 		logf("pair %d/%d: %s", i+1, o.Pairs, OpenVPN)
 		if s, err = runOpenVPN(ctx, bs, o); err != nil {
 			return nil, fmt.Errorf("pair %d, %s: %w", i+1, OpenVPN, err)
 		}
 		res.Samples[OpenVPN] = append(res.Samples[OpenVPN], s)
+		logf("pair %d/%d: %s connected %s", i+1, o.Pairs, OpenVPN, connectLine(s))
 	}
 	res.Connects = map[string][]Sample{}
 	for i := range o.ConnectPairs {
@@ -191,9 +193,18 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				return nil, fmt.Errorf("connect %d, %s: %w", i+1, client, err)
 			}
 			res.Connects[client] = append(res.Connects[client], s)
+			logf("connect %d/%d: %s connected %s", i+1, o.ConnectPairs, client, connectLine(s))
 		}
 	}
 	return res, nil
+}
+
+// connectLine is a sample's connect for the progress lines.
+func connectLine(s Sample) string {
+	if t, ok := s.Phases[PhaseConnected]; ok {
+		return fmt.Sprintf("after %.1f ms (NewTunnel → connected %.1f ms)", ms(s.Connect), ms(t))
+	}
+	return fmt.Sprintf("after %.1f ms", ms(s.Connect))
 }
 
 // connectOnly pauses ConnectGap, then times one connect of client and
