@@ -167,7 +167,7 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 		ready, forwardErr error
 		stale             api.Status
 		statusErr         error
-		connectErr        = errors.New("not sent")
+		connected         bool // the Connect sent with the first Ready was taken
 	)
 	first := []func(){
 		func() { forwardErr = f.forward(ctx) },
@@ -181,10 +181,9 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 		// missing input refuses it as it refuses Ready (both ask whether
 		// the queue is complete), and changes nothing; the rounds below
 		// then connect once the input is given, as without it.
-		first = append(first, func() { connectErr = s.Connect(ctx) })
+		first = append(first, func() { connected = s.Connect(ctx) == nil })
 	}
 	together(first...)
-	connected := connectErr == nil
 	followErr, subErr := followAdded(), subAdded()
 	if subErr != nil {
 		return subErr

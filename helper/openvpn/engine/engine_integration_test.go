@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -21,16 +22,32 @@ import (
 
 // nsTun creates TUN devices inside the client namespace of a test pair.
 type nsTun struct {
-	ns  netns.NsHandle
-	mu  sync.Mutex
-	cfg netconf.Config
+	ns   netns.NsHandle
+	mu   sync.Mutex
+	cfg  netconf.Config
+	name string // the last device's
 }
 
 func (p *nsTun) OpenTun(ctx context.Context, cfg netconf.Config) (TunDevice, error) {
+	name := testenv.UniqueName("tun")
 	p.mu.Lock()
-	p.cfg = cfg
+	p.cfg, p.name = cfg, name
 	p.mu.Unlock()
-	return tundev.Setup(ctx, cfg, tundev.Options{Name: testenv.UniqueName("tun"), NetNS: p.ns})
+	return tundev.Setup(ctx, cfg, tundev.Options{Name: name, NetNS: p.ns})
+}
+
+// kernelStats is the kernel's view of the last device's counters (ip -s
+// link), for a failure's message: what the device carried beside what
+// the engine counted.
+func (p *nsTun) kernelStats(ns string) string {
+	p.mu.Lock()
+	name := p.name
+	p.mu.Unlock()
+	out, err := testbed.Command(context.Background(), ns, "ip", "-s", "link", "show", "dev", name).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("ip -s link show dev %s: %v: %s", name, err, out)
+	}
+	return string(out)
 }
 
 // nsDial dials from inside the client namespace.
@@ -190,7 +207,8 @@ func connectVariant(t *testing.T, v testbed.Variant, noEKM bool) {
 	after := c.Stats()
 	t.Logf("stats before ping %+v after %+v", before, after)
 	if after.TunPacketsIn < before.TunPacketsIn+8 || after.TunPacketsOut < before.TunPacketsOut+8 {
-		t.Errorf("tun counters did not rise: before %+v after %+v", before, after)
+		t.Errorf("tun counters did not rise: before %+v after %+v; device reads %d (%d through io_uring); the kernel's:\n%s",
+			before, after, c.ctr.TunReads.Load(), c.ctr.TunRingReads.Load(), tun.kernelStats(pair.ClientNS))
 	}
 	if after.BytesOut <= before.BytesOut || after.BytesIn <= before.BytesIn {
 		t.Errorf("transport counters did not rise: before %+v after %+v", before, after)
