@@ -268,12 +268,20 @@ func (s fakeSession) Ready() *dbus.Error {
 	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	for _, sl := range s.f.slots {
-		if !sl.provided {
-			return api.Error(api.DomainReady, "Missing user credentials")
-		}
+	if s.f.inputMissingLocked() {
+		return api.Error(api.DomainReady, "Missing user credentials")
 	}
 	return nil
+}
+
+// inputMissingLocked says whether a slot is unanswered; f.mu is held.
+func (f *fakeServices) inputMissingLocked() bool {
+	for _, sl := range f.slots {
+		if !sl.provided {
+			return true
+		}
+	}
+	return false
 }
 
 func (s fakeSession) UserInputQueueGetTypeGroup() ([]struct{ T, G uint32 }, *dbus.Error) {
@@ -347,12 +355,10 @@ func (s fakeSession) Connect(sender dbus.Sender) *dbus.Error {
 	f.mu.Lock()
 	// As openvpn3's backend and ours: nothing happens while input is
 	// missing.
-	for _, sl := range f.slots {
-		if !sl.provided {
-			f.refusedConnects++
-			f.mu.Unlock()
-			return api.Error(api.DomainClient, "Required user input not provided")
-		}
+	if f.inputMissingLocked() {
+		f.refusedConnects++
+		f.mu.Unlock()
+		return api.Error(api.DomainClient, "Required user input not provided")
 	}
 	f.rulesAtConnect = rules
 	f.connects++

@@ -223,11 +223,27 @@ func (s *Session) Start(ctx context.Context, opts StartOptions) error {
 			if !configPhase(stale) {
 				stale = api.Status{}
 			}
-		} else if err := s.prepareAndAct(ctx, opts, w, round, ready, action, &stale); err != nil {
-			if errors.Is(err, errRetryAction) {
-				continue
+		} else {
+			// The status before the action is stale once it returns: an
+			// earlier CONN_AUTH_FAILED must not end this round. The first
+			// round's Ready and status were read above.
+			asked := round == 0
+			changed, err := s.fillQueue(ctx, opts, asked, ready)
+			if err != nil {
+				return err
 			}
-			return err
+			if !asked || changed {
+				stale, _ = s.Status(ctx)
+			}
+			w.drain()
+			if err := s.act(ctx, action); err != nil {
+				if strings.Contains(ErrorText(err), "PEM_PASSWORD_FAIL") {
+					// The backend asks for the passphrase again.
+					notice(opts, "Incorrect private key passphrase")
+					continue
+				}
+				return err
+			}
 		}
 		action = ActionConnect
 		if opts.Background {
@@ -249,36 +265,6 @@ func configPhase(st api.Status) bool {
 		return st.Major == api.StatusMajorConnection
 	}
 	return false
-}
-
-// errRetryAction ends a round whose action the backend refused for a
-// wrong private key passphrase: it asks for it again.
-var errRetryAction = errors.New("the action is to be repeated")
-
-// prepareAndAct is a round's work before the wait: Ready until it passes
-// (answering the queue), the stale status, then the action. The status
-// before the action is stale once it returns: an earlier
-// CONN_AUTH_FAILED must not end this round. The first round's Ready and
-// status were read before the rounds.
-func (s *Session) prepareAndAct(ctx context.Context, opts StartOptions, w *waiter, round int, ready error, action Action, stale *api.Status) error {
-	asked := round == 0
-	changed, err := s.fillQueue(ctx, opts, asked, ready)
-	if err != nil {
-		return err
-	}
-	if !asked || changed {
-		*stale, _ = s.Status(ctx)
-	}
-	w.drain()
-	if err := s.act(ctx, action); err != nil {
-		if strings.Contains(ErrorText(err), "PEM_PASSWORD_FAIL") {
-			// The backend asks for the passphrase again.
-			notice(opts, "Incorrect private key passphrase")
-			return errRetryAction
-		}
-		return err
-	}
-	return nil
 }
 
 // together runs fns side by side and returns when all have.

@@ -224,7 +224,8 @@ func connectOnly(ctx context.Context, bs *benchStack, o Options, client string) 
 		}
 		return s, err
 	}
-	s, path, pid, err := connectOVPN3GO(cctx, bs)
+	var s Sample
+	path, pid, err := connectOVPN3GO(cctx, bs, &s)
 	if err != nil {
 		return s, err
 	}
@@ -351,11 +352,10 @@ func runOVPN3GO(ctx context.Context, bs *benchStack, o Options) (Sample, int, er
 	if s.Spare, err = childrenMem(st.Helper.PID()); err != nil {
 		return s, 0, fmt.Errorf("helper's spare backend: %w", err)
 	}
-	c, path, pid, err := connectOVPN3GO(cctx, bs)
+	path, pid, err := connectOVPN3GO(cctx, bs, &s)
 	if err != nil {
 		return s, pid, err
 	}
-	s.Connect, s.Phases, s.Start, s.Wire = c.Connect, c.Phases, c.Start, c.Wire
 	if err := settle(ctx); err != nil {
 		return s, pid, err
 	}
@@ -421,19 +421,19 @@ func StartSession(ctx context.Context, st *testbed.Stack, name string) (StartTim
 	return t, sig.Path, nil
 }
 
-// connectOVPN3GO starts a session with the CLI and times it (the connect,
-// its milestones, its packets); the session stays up. pid is its
-// backend's.
-func connectOVPN3GO(ctx context.Context, bs *benchStack) (s Sample, path dbus.ObjectPath, pid int, err error) {
+// connectOVPN3GO starts a session with the CLI and records its timing in
+// s (the connect, its milestones, its packets); the session stays up.
+// pid is its backend's.
+func connectOVPN3GO(ctx context.Context, bs *benchStack, s *Sample) (path dbus.ObjectPath, pid int, err error) {
 	st := bs.st
 	capture, err := startWire(st)
 	if err != nil {
-		return s, "", 0, err
+		return "", 0, err
 	}
 	defer capture.Close()
 	start, path, err := StartSession(ctx, st, configName)
 	if err != nil {
-		return s, "", 0, err
+		return "", 0, err
 	}
 	s.Connect, s.Phases, s.Start = start.Exit, start.Phases, start
 	s.Wire, err = wireOf(capture.Packets(), start.At, start.At.Add(start.Connected))
@@ -442,14 +442,14 @@ func connectOVPN3GO(ctx context.Context, bs *benchStack) (s Sample, path dbus.Ob
 	// to the client (the kernel clones each one in its send path).
 	capture.Close()
 	if err != nil {
-		return s, path, 0, err
+		return path, 0, err
 	}
 	v, err := st.SessionProperty(ctx, path, "backend_pid")
 	if err != nil {
-		return s, path, 0, err
+		return path, 0, err
 	}
 	pid32, _ := v.Value().(uint32)
-	return s, path, int(pid32), nil
+	return path, int(pid32), nil
 }
 
 // StopSession disconnects the session at path and waits until its backend
