@@ -46,6 +46,11 @@ type genTun struct {
 	lastWrite         atomic.Int64  // unix nanos
 	check             []byte        // when set, every written packet must equal it but for its stamp
 	bad               atomic.Int64
+	// counted, when set, is the plane's TunPktsOut: a write it does not
+	// yet count is early (a reader who saw the packet arrive must see it
+	// counted).
+	counted func() int64
+	early   atomic.Int64
 
 	// stamp: Read numbers the plain packets it hands out (seqAt); with
 	// check, written packets must carry the numbers in order.
@@ -108,6 +113,9 @@ func (g *genTun) Write(p []byte) (int, error) {
 		g.nextSeq++
 	}
 	n := g.wrote.Add(segs)
+	if g.counted != nil && g.counted() < n {
+		g.early.Add(1)
+	}
 	g.wroteBytes.Add(int64(len(p)))
 	g.lastWrite.Store(time.Now().UnixNano())
 	if (n-segs)/16 != n/16 {
@@ -562,6 +570,7 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 	} else if verify {
 		tun.check = pkt
 	}
+	tun.counted = p.Counters().TunPktsOut.Load
 	p.tunW.Store(&tunWriter{w: tun, vnet: mode.tun})
 	dc := p.NewConn(ConnConfig{Transport: tr})
 	if err := dc.InstallKey(Primary, ckey); err != nil {
@@ -579,6 +588,9 @@ func runDown(tb testing.TB, size int, mode benchMode, n int, verify bool) upResu
 	wait(tb, verify, func() int64 { return tun.wrote.Load() }, int64(n), fmt.Sprintf("TUN (down, %d dropped as undecryptable)", dc.Dropped()))
 	if verify && (tun.bad.Load() != 0 || dc.Dropped() != 0) {
 		tb.Fatalf("TUN got %d wrong packets, %d dropped as undecryptable", tun.bad.Load(), dc.Dropped())
+	}
+	if verify && tun.early.Load() != 0 {
+		tb.Fatalf("%d of %d TUN writes came before the plane counted them", tun.early.Load(), tun.wrote.Load())
 	}
 	return upResult{sent: int64(n), received: tun.wrote.Load(),
 		elapsed: time.Duration(tun.lastWrite.Load() - start.UnixNano()), batches: p.ParallelBatches()}

@@ -312,11 +312,15 @@ func (c *Conn) deliver(plain []byte, rx *rxState) {
 	if tw.clamp != nil {
 		tw.clamp(plain)
 	}
+	// Counted before the write, as the sink's packets are before its
+	// flush: a reader who saw the packet arrive must see it counted.
+	p.ctr.TunBytesOut.Add(int64(len(plain)))
+	p.ctr.TunPktsOut.Add(1)
 	if _, err := tw.w.Write(plain); err != nil {
+		p.ctr.TunBytesOut.Add(-int64(len(plain)))
+		p.ctr.TunPktsOut.Add(-1)
 		p.log.Debug("tun write failed", "err", err)
 		return
 	}
-	p.ctr.TunBytesOut.Add(int64(len(plain)))
-	p.ctr.TunPktsOut.Add(1)
 	p.ctr.TunWrites.Add(1)
 }

@@ -1,8 +1,12 @@
 package dataplane
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"unsafe"
+
+	"github.com/ovpn3go/ovpn3go/helper/openvpn/transport/transporttest"
 )
 
 // TestCountersOnOwnCacheLines: the send and receive directions' counters
@@ -48,6 +52,69 @@ func TestCountersOnOwnCacheLines(t *testing.T) {
 	} {
 		if f.off < f.in.start || f.off >= f.in.end {
 			t.Errorf("%s at %d is outside the %s group [%d, %d)", f.name, f.off, f.in.name, f.in.start, f.in.end)
+		}
+	}
+}
+
+// streamConn is a transport as the data plane sees TCP's (no batch
+// writer: each packet is written as it is sealed) that notes every packet
+// which left before the TUN packets read were counted as far as it.
+type streamConn struct {
+	transporttest.Discard
+	mu      sync.Mutex
+	counted func() int64 // TunPktsIn
+	early   int
+}
+
+func (s *streamConn) WritePacket(b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.Discard.WritePacket(b)
+	if s.counted() < int64(s.Pkts) {
+		s.early++
+	}
+	return nil
+}
+
+func (s *streamConn) Proto() string { return "tcp" }
+
+func (s *streamConn) sent() (pkts, early int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Pkts, s.early
+}
+
+// TestTunPacketsCountedBeforeTheyLeave: a packet read from the TUN device
+// is counted before it reaches a stream transport, on every send path
+// (inline and parallel, with and without the TUN offload), so a reader of
+// the counters who saw a ping's reply sees its request counted however
+// long the sending goroutine was kept off its CPU (the engine's
+// TestIntegrationConnect/b-tcp failed so on a loaded machine). The
+// receive direction's counterpart is runDown's check (genTun.counted).
+func TestTunPacketsCountedBeforeTheyLeave(t *testing.T) {
+	const n = 200
+	for _, mode := range []benchMode{modeNone, {name: "tun", tun: true}, parallelModes[0],
+		{name: "tun/parallel", tun: true, parallel: true, workers: 4}} {
+		ckey, _ := dataPlaneKeys(t, 3)
+		tun, _ := upTun(1400, mode, n)
+		p := mode.plane()
+		tr := &streamConn{counted: p.Counters().TunPktsIn.Load}
+		if err := p.NewConn(ConnConfig{Transport: tr}).InstallKey(Primary, ckey); err != nil {
+			t.Fatal(err)
+		}
+		p.StartTun(tun)
+		<-tun.drained
+		waitFor(t, func() bool { sent, _ := tr.sent(); return sent >= n },
+			func() string {
+				sent, _ := tr.sent()
+				return fmt.Sprintf("%s: %d of %d packets sent", mode.name, sent, n)
+			})
+		p.CloseTun()
+		if _, early := tr.sent(); early != 0 {
+			t.Errorf("%s: %d of %d packets left before they were counted as read from the TUN device", mode.name, early, n)
+		}
+		if mode.name == "tun/parallel" && p.ParallelBatches() == 0 {
+			t.Errorf("%s: no batch went through the parallel pipeline", mode.name)
 		}
 	}
 }

@@ -142,10 +142,7 @@ func (tx *txPath) flush() error {
 // around it.
 func (p *Plane) sendSegments(seg *offload.Segmenter, rbuf []byte, offs, sizes []int, buf *[]byte, clamp func([]byte), sp *sendPipe) error {
 	tx := p.tx.Load()
-	if tx == nil {
-		return nil
-	}
-	if sp != nil {
+	if sp != nil && tx != nil {
 		p.seq.Lock()
 		defer p.seq.Unlock()
 	}
@@ -159,6 +156,10 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, rbuf []byte, offs, sizes []
 		if rerr := seg.Reset(rbuf[offs[k] : offs[k]+n]); rerr != nil {
 			p.log.Debug("tun packet dropped", "err", rerr)
 			continue
+		}
+		p.countTunIn(int64(seg.Len()), int64(seg.Count()))
+		if tx == nil {
+			continue // no key yet: dropped
 		}
 		if need := frameHeadroom + seg.MaxLen() + frameTailroom; len(*buf) < need {
 			*buf = make([]byte, max(need, recvSlot))
@@ -193,7 +194,7 @@ func (p *Plane) sendSegments(seg *offload.Segmenter, rbuf []byte, offs, sizes []
 }
 
 // batch counts the packets of one inline batch as they are sealed.
-type batch struct{ pkts, bytes, tunBytes int64 }
+type batch struct{ pkts, bytes int64 }
 
 // sealSegments seals and queues every segment of seg, built in buf;
 // tx.mu is held.
@@ -221,16 +222,11 @@ func (b *batch) seal(tx *txPath, buf []byte, off, n int) error {
 	}
 	b.pkts++
 	b.bytes += int64(size)
-	b.tunBytes += int64(n)
 	return nil
 }
 
-// endBatch counts an inline batch, sends it and releases tx.mu. The TUN
-// packets are counted before the datagrams leave, as the plain path does:
-// a reader of the counters who saw the reply must see the request counted.
+// endBatch sends an inline batch, releases tx.mu and counts what left.
 func (p *Plane) endBatch(tx *txPath, b *batch) error {
-	p.ctr.TunBytesIn.Add(b.tunBytes)
-	p.ctr.TunPktsIn.Add(b.pkts)
 	err := tx.flush()
 	tx.mu.Unlock()
 	p.countSent(b.pkts, b.bytes)

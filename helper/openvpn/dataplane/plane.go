@@ -277,6 +277,7 @@ func (p *Plane) readTun(dev tunio.Device, clamp func([]byte), sp *sendPipe) {
 			return
 		}
 		p.ctr.TunReads.Add(int64(k)) // one read(2) per packet
+		p.countReads(sizes[:k])
 		if clamp != nil {
 			for i, n := range sizes[:k] {
 				clamp(bufs[i][tunio.Headroom : tunio.Headroom+n])
@@ -303,17 +304,10 @@ func (p *Plane) readTun(dev tunio.Device, clamp func([]byte), sp *sendPipe) {
 }
 
 // sendInline seals the packets bufs[i][tunio.Headroom:][:sizes[i]] under
-// one lock and sends them with one flush. Packets read while nothing
-// sends are counted all the same (one read, one packet on this path).
+// one lock and sends them with one flush; without a key they are dropped.
 func (p *Plane) sendInline(bufs [][]byte, sizes []int) error {
 	tx := p.tx.Load()
 	if tx == nil {
-		for _, n := range sizes {
-			if n > 0 {
-				p.ctr.TunBytesIn.Add(int64(n))
-				p.ctr.TunPktsIn.Add(1)
-			}
-		}
 		return nil
 	}
 	var b batch

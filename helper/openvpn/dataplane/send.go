@@ -118,10 +118,8 @@ func (sp *sendPipe) submit(b *sendBatch) error {
 	return nil
 }
 
-// rotate counts and queues a full batch and takes the next; p.seq is held.
-func (sp *sendPipe) rotate(p *Plane, tx *txPath, b *sendBatch, tunBytes *int64) (*sendBatch, error) {
-	p.countTunIn(*tunBytes, int64(b.n))
-	*tunBytes = 0
+// rotate queues a full batch and takes the next; p.seq is held.
+func (sp *sendPipe) rotate(tx *txPath, b *sendBatch) (*sendBatch, error) {
 	if err := sp.submit(b); err != nil {
 		return nil, err
 	}
@@ -139,11 +137,10 @@ func parallelOK(tx *txPath, n, total, max int) bool {
 // fill) and queues it; p.seq is held.
 func (p *Plane) sendSegmentsParallel(sp *sendPipe, tx *txPath, seg *offload.Segmenter, clamp func([]byte)) error {
 	b := sp.begin(tx)
-	var tunBytes int64
 	for {
 		if b.n == cryptBatch {
 			var err error
-			if b, err = sp.rotate(p, tx, b, &tunBytes); err != nil {
+			if b, err = sp.rotate(tx, b); err != nil {
 				return err
 			}
 		}
@@ -156,9 +153,7 @@ func (p *Plane) sendSegmentsParallel(sp *sendPipe, tx *txPath, seg *offload.Segm
 		}
 		b.lens[b.n] = n
 		b.n++
-		tunBytes += int64(n)
 	}
-	p.countTunIn(tunBytes, int64(b.n))
 	return sp.submit(b)
 }
 
@@ -166,22 +161,19 @@ func (p *Plane) sendSegmentsParallel(sp *sendPipe, tx *txPath, seg *offload.Segm
 // bufs[i][off:off+sizes[i]], copying them into batches; p.seq is held.
 func (p *Plane) sendPacketsParallel(sp *sendPipe, tx *txPath, bufs [][]byte, sizes []int, off int) error {
 	b := sp.begin(tx)
-	var tunBytes int64
 	for i, n := range sizes {
 		if n == 0 {
 			continue
 		}
 		if b.n == cryptBatch {
 			var err error
-			if b, err = sp.rotate(p, tx, b, &tunBytes); err != nil {
+			if b, err = sp.rotate(tx, b); err != nil {
 				return err
 			}
 		}
 		b.lens[b.n] = copy(b.slot(), bufs[i][off:off+n])
 		b.n++
-		tunBytes += int64(n)
 	}
-	p.countTunIn(tunBytes, int64(b.n))
 	return sp.submit(b)
 }
 
@@ -193,12 +185,25 @@ func sum(v []int) int {
 	return t
 }
 
-// countTunIn counts packets read from the device: before they leave, as
-// the inline path does, so that a reader of the counters who saw the
-// reply sees the request counted.
+// countTunIn counts packets read from the device as they are read,
+// before any of them is sealed: a stream transport writes each packet as
+// it is sealed, and a reader of the counters who saw the reply must see
+// the request counted, however long the sender is kept off its CPU.
 func (p *Plane) countTunIn(bytes, pkts int64) {
 	p.ctr.TunBytesIn.Add(bytes)
 	p.ctr.TunPktsIn.Add(pkts)
+}
+
+// countReads counts one batched device read's packets (countTunIn).
+func (p *Plane) countReads(sizes []int) {
+	var bytes, pkts int64
+	for _, n := range sizes {
+		if n > 0 {
+			bytes += int64(n)
+			pkts++
+		}
+	}
+	p.countTunIn(bytes, pkts)
 }
 
 // countSent counts packets that left (or were queued on the batch

@@ -8,7 +8,7 @@ import (
 
 // FuzzSplit feeds arbitrary device reads to the Segmenter: it either
 // refuses them or produces exactly Count packets no longer than MaxLen,
-// and segments of a TCP super-packet carry correct checksums.
+// Len bytes in all, and segments of a TCP super-packet carry correct checksums.
 func FuzzSplit(f *testing.F) {
 	f.Add(tsoPacket(tcpPacket(tcpOpts{flags: tcpFlagACK | tcpFlagFIN, payload: pattern(3000, 1)}), false, 1000))
 	f.Add(tsoPacket(tcpPacket(tcpOpts{v6: true, flags: tcpFlagACK, opts: []byte{1, 1, 1, 1}, payload: pattern(2500, 2)}), true, 700))
@@ -18,9 +18,9 @@ func FuzzSplit(f *testing.F) {
 		if s.Reset(b) != nil {
 			return
 		}
-		want, size := s.Count(), s.MaxLen()
+		want, size, length := s.Count(), s.MaxLen(), s.Len()
 		dst := make([]byte, size)
-		got := 0
+		got, total := 0, 0
 		for {
 			n, ok := s.Next(dst)
 			if !ok {
@@ -39,12 +39,16 @@ func FuzzSplit(f *testing.F) {
 				}
 			}
 			got++
+			total += n
 			if got > want {
 				t.Fatalf("more than Count=%d packets", want)
 			}
 		}
 		if got != want {
 			t.Fatalf("%d packets, Count said %d", got, want)
+		}
+		if total != length {
+			t.Fatalf("%d bytes, Len said %d", total, length)
 		}
 	})
 }

@@ -94,15 +94,20 @@ func splitAll(t testing.TB, b []byte) [][]byte {
 	}
 	var out [][]byte
 	dst := make([]byte, s.MaxLen())
+	count, length, total := s.Count(), s.Len(), 0
 	for {
 		n, ok := s.Next(dst)
 		if !ok {
 			break
 		}
 		out = append(out, append([]byte(nil), dst[:n]...))
+		total += n
 	}
-	if len(out) != s.Count() {
-		t.Fatalf("Count %d, Next produced %d", s.Count(), len(out))
+	if len(out) != count {
+		t.Fatalf("Count %d, Next produced %d", count, len(out))
+	}
+	if total != length {
+		t.Fatalf("Len %d, Next produced %d bytes", length, total)
 	}
 	return out
 }

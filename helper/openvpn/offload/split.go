@@ -112,6 +112,15 @@ func (s *Segmenter) Count() int {
 	return max(n, 1)
 }
 
+// Len is how many bytes the packets Next will produce have in all: the
+// payload once and the headers once per packet.
+func (s *Segmenter) Len() int {
+	if s.gso == GSONone {
+		return len(s.pkt)
+	}
+	return len(s.pkt) + (s.Count()-1)*s.hlen
+}
+
 // MaxLen is the largest packet Next will produce: the size dst must have.
 func (s *Segmenter) MaxLen() int {
 	if s.gso == GSONone {
