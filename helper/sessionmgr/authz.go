@@ -47,7 +47,12 @@ type Authorizer interface {
 //       asks polkit;
 //     - a yes (or polkitd's absence) stands for the same caller and action
 //       for polkit.Fresh: the Connect that follows a NewTunnel does not
-//       wait for polkitd a second time (BenchmarkCheck: ~3 ms a question).
+//       wait for polkitd a second time (BenchmarkCheck: ~3 ms a question);
+//     - root (UID 0, as the bus daemon reports it) is not asked for
+//       control-own: polkitd authorizes root for any action, after
+//       resolving the caller, and polkitd's absence lets control-own pass
+//       too, so the question could only cost root's session start its
+//       milliseconds and polkitd's CPU beside the handshake.
 //
 // Refusals are openvpn3's errors ("Access denied", domain
 // net.openvpn.gdbuspp, or AccessDenied for properties), except that a
@@ -122,7 +127,7 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 		}
 		if ok {
 			if controlMethods[c.Member] {
-				return m.requireOwn(c.Ctx, c.Sender, c.Interactive)
+				return m.requireOwn(c.Ctx, c)
 			}
 			return nil
 		}
@@ -130,16 +135,18 @@ func (m *Manager) authorize(s *session) func(c *busobj.Call) error {
 	}
 }
 
-// requireOwn checks control-own for a caller the UID rules admit.
-func (m *Manager) requireOwn(ctx context.Context, sender string, interactive bool) error {
-	if m.polkit == nil {
+// requireOwn checks control-own for a caller the UID rules admit, c, as
+// long as ctx lasts; root passes without asking (polkit's answer for root
+// is always yes).
+func (m *Manager) requireOwn(ctx context.Context, c *busobj.Call) error {
+	if m.polkit == nil || c.UID == 0 {
 		return nil
 	}
-	err := m.polkit.Require(ctx, sender, polkit.ActionSessionControlOwn, interactive)
+	err := m.polkit.Require(ctx, c.Sender, polkit.ActionSessionControlOwn, c.Interactive)
 	if err == nil || errors.Is(err, polkit.ErrNoAuthority) {
 		return nil
 	}
-	return m.refusal(sender, polkit.ActionSessionControlOwn, err)
+	return m.refusal(c.Sender, polkit.ActionSessionControlOwn, err)
 }
 
 // requireOther checks control-other for a caller the UID rules refuse.

@@ -382,7 +382,7 @@ func (m *Manager) newTunnelCall(c *busobj.Call) (dbus.ObjectPath, error) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		auth.settle(m.requireOwn(ctx, c.Sender, c.Interactive))
+		auth.settle(m.requireOwn(ctx, c))
 	}()
 	path, err := m.start(c.Ctx, c.UID, info, configPath, api.NewSessionPath(), nil, auth)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/busobj"
 	"github.com/ovpn3go/ovpn3go/helper/busobj/busobjtest"
+	"github.com/ovpn3go/ovpn3go/helper/polkit"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 	"github.com/ovpn3go/ovpn3go/internal/testenv"
 )
@@ -316,6 +317,7 @@ func (h *heldPolkit) Require(ctx context.Context, _, action string, _ bool) erro
 // FetchForBackend) only after polkit's yes, and NewTunnel answers only
 // then. After a no, NewTunnel fails with polkit's refusal, the backend is
 // killed without having been let at the profile, and no session appears.
+// The caller is an ordinary user (nobody): root is not asked.
 func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(map[bool]string{false: "allowed", true: "refused"}[refuse], func(t *testing.T) {
@@ -333,10 +335,11 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer mon.Close()
+			user := busobjtest.DialAs(t, r.addr, 65534, 65534)
 			done := make(chan startResult, 1)
 			go func() {
 				var p dbus.ObjectPath
-				err := r.client.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&p)
+				err := user.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&p)
 				done <- startResult{p, err}
 			}()
 			select {
@@ -419,5 +422,45 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 				t.Errorf("sessions after a refused NewTunnel: %v", got)
 			}
 		})
+	}
+}
+
+// TestRootNotAskedForControlOwn: polkitd authorizes root for every action,
+// so root's NewTunnel, Connect and Disconnect go through without a
+// question (a heldPolkit never answers one), while an ordinary owner's
+// Connect still asks.
+func TestRootNotAskedForControlOwn(t *testing.T) {
+	h := &heldPolkit{asked: make(chan string, 4), answer: make(chan error, 1)}
+	r := newRig(t, "ok", Options{Polkit: h, StartTimeout: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root := busobjtest.DialAs(t, r.addr, 0, 0)
+	var path dbus.ObjectPath
+	if err := root.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&path); err != nil {
+		t.Fatalf("root's NewTunnel: %v", err)
+	}
+	for _, m := range []string{"Connect", "Disconnect"} {
+		if err := root.Object(api.ServiceSessions, path).CallWithContext(ctx, api.InterfaceSessions+"."+m, 0).Err; err != nil {
+			t.Fatalf("root's %s: %v", m, err)
+		}
+	}
+	select {
+	case a := <-h.asked:
+		t.Fatalf("polkit was asked %s for root", a)
+	default:
+	}
+
+	user := busobjtest.DialAs(t, r.addr, 65534, 65534)
+	h.answer <- nil // NewTunnel's question
+	if err := user.Object(api.ServiceSessions, api.PathSessions).CallWithContext(ctx, api.InterfaceSessions+".NewTunnel", 0, testConfig).Store(&path); err != nil {
+		t.Fatalf("nobody's NewTunnel: %v", err)
+	}
+	select {
+	case a := <-h.asked:
+		if a != polkit.ActionSessionControlOwn {
+			t.Errorf("nobody's NewTunnel asked %s, want %s", a, polkit.ActionSessionControlOwn)
+		}
+	default:
+		t.Error("polkit was not asked for nobody's NewTunnel")
 	}
 }
