@@ -125,6 +125,10 @@ type StackOptions struct {
 	// session manager then asks it, as it does there. The helper's
 	// actions must be installed first (InstallPolkitActions).
 	Polkitd bool
+	// CLIUser, when not 0, is the UID (and GID) every CLI run has: an
+	// unprivileged user's commands instead of root's. Files it reads
+	// (a profile to import) must be readable by that user.
+	CLIUser uint32
 }
 
 // Stack is the whole ovpn3go system under test: a namespace pair, the
@@ -142,7 +146,8 @@ type Stack struct {
 	Helper  *Process
 	Conn    *dbus.Conn // a client connection to the private bus (root)
 
-	ownGroups bool // StackOptions.OwnProcessGroups
+	ownGroups bool   // StackOptions.OwnProcessGroups
+	cliUser   uint32 // StackOptions.CLIUser
 
 	// ResolvConf is the resolv.conf the helper rewrites when no
 	// systemd-resolved runs: a file of the stack's (holding
@@ -159,7 +164,7 @@ const StackResolvConf = "# the test stack's resolv.conf\nnameserver 192.0.2.53\n
 // configuration and session manager names. On error everything already
 // started is torn down again.
 func StartStack(ctx context.Context, opts StackOptions) (s *Stack, err error) {
-	s = &Stack{Dir: opts.Dir, Bin: opts.Bin, ownGroups: opts.OwnProcessGroups}
+	s = &Stack{Dir: opts.Dir, Bin: opts.Bin, ownGroups: opts.OwnProcessGroups, cliUser: opts.CLIUser}
 	var prepare []func(*exec.Cmd)
 	if opts.OwnProcessGroups {
 		prepare = append(prepare, OwnProcessGroup)
@@ -278,6 +283,12 @@ func (s *Stack) CLI(ctx context.Context, args ...string) (string, error) {
 	cmd.WaitDelay = 5 * time.Second
 	if s.ownGroups {
 		OwnProcessGroup(cmd)
+	}
+	if s.cliUser != 0 {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: s.cliUser, Gid: s.cliUser, Groups: []uint32{}}
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

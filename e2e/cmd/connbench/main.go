@@ -13,11 +13,15 @@
 // between NewTunnel and the backend's CONN_CONNECTING (from a monitor that
 // sees every message) and prints each build's last run message by
 // message. Each stack's bus runs polkitd, as a system does (-polkitd=false:
-// none). Needs root, like make bench.
+// none). The CLI runs as root, whom the session manager does not ask
+// polkit about; -user UID runs it as that unprivileged user instead (the
+// tray's case), whom polkit authorizes for control-own as the shipped
+// policy does a local desktop user. Needs root, like make bench.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -29,6 +33,8 @@ import (
 	"time"
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
+	"github.com/ovpn3go/ovpn3go/helper/polkit"
+	"github.com/ovpn3go/ovpn3go/helper/polkit/polkittest"
 	"github.com/ovpn3go/ovpn3go/internal/bench"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
@@ -62,18 +68,19 @@ func main() {
 	persistent := flag.Bool("persistent", false, "import the profile as persistent (the service writes its file at each backend's use, as for a profile kept across restarts)")
 	gap := flag.Duration("gap", 1500*time.Millisecond, "pause before each session start, so that the helper's spare backend (started a second after the last one was taken) is there, as for a user")
 	polkitd := flag.Bool("polkitd", true, "run polkitd on each stack's bus with the helper's actions installed, as on a system (false: the session manager finds no polkit and asks nothing)")
+	user := flag.Uint("user", 0, "run the CLI as this UID (and GID), an unprivileged user whom polkit authorizes for control-own as it does a local desktop user (0: root, whom the session manager does not ask)")
 	flag.Parse()
-	if err := measure(dirs, *runs, *gap, *verbose, *trace, *persistent, *polkitd); err != nil {
+	if err := measure(dirs, *runs, *gap, *verbose, *trace, *persistent, *polkitd, uint32(*user)); err != nil {
 		fmt.Fprintln(os.Stderr, "connbench:", err)
 		os.Exit(1)
 	}
 }
 
-func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persistent, polkitd bool) error {
+func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persistent, polkitd bool, user uint32) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if polkitd {
-		restore, err := testbed.InstallPolkitActions()
+		restore, err := installActions(user)
 		if err != nil {
 			return err
 		}
@@ -84,6 +91,12 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if user != 0 {
+		// The user's CLI imports the profile from the stacks' directories.
+		if err := os.Chmod(tmp, 0o711); err != nil {
+			return err
+		}
+	}
 	var builds []*build
 	if len(dirs) == 0 {
 		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -102,7 +115,7 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 		builds = append(builds, &build{name: name, bin: testbed.BinariesIn(dir)})
 	}
 	for i, b := range builds {
-		st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: b.bin, Dir: filepath.Join(tmp, fmt.Sprint("stack", i)), Variant: testbed.VariantA, Polkitd: polkitd})
+		st, err := testbed.StartStack(ctx, testbed.StackOptions{Bin: b.bin, Dir: filepath.Join(tmp, fmt.Sprint("stack", i)), Variant: testbed.VariantA, Polkitd: polkitd, CLIUser: user})
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -111,6 +124,11 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 		path, err := st.WriteProfile(testbed.VariantA)
 		if err != nil {
 			return err
+		}
+		if user != 0 {
+			if err := errors.Join(os.Chmod(st.Dir, 0o711), os.Chmod(path, 0o644)); err != nil {
+				return err
+			}
 		}
 		args := []string{"config-import", "--config", path, "--name", "connbench"}
 		if persistent {
@@ -155,6 +173,25 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 
 // startOnce starts a session, classifies its calls (and with trace
 // records every message) and disconnects it.
+// installActions installs the helper's polkit actions; for an
+// unprivileged CLI (user) control-own is allowed for any subject, as the
+// shipped policy allows it for a local desktop session (the bench's user
+// has no seat).
+func installActions(user uint32) (restore func() error, err error) {
+	if user == 0 {
+		return testbed.InstallPolkitActions()
+	}
+	shipped, err := os.ReadFile(testbed.PolkitPolicyFile())
+	if err != nil {
+		return nil, fmt.Errorf("polkit actions: %w", err)
+	}
+	text, err := polkittest.AllowAny(string(shipped), polkit.ActionSessionControlOwn)
+	if err != nil {
+		return nil, err
+	}
+	return polkittest.Install(text)
+}
+
 func startOnce(ctx context.Context, st *testbed.Stack, trace bool) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
