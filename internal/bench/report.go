@@ -180,7 +180,7 @@ func (r *Results) WriteMarkdown(w io.Writer, note string) error {
 	fmt.Fprintf(&b, "Date: %s  \nMachine: %s  \n", r.Date.Format("2006-01-02 15:04 MST"), r.Machine)
 	polkit := ""
 	if r.Polkitd {
-		polkit = " ovpn3go's session manager asks a polkitd on the private bus, as on a system (the CLI runs as root, whom polkit always authorizes, after looking the caller up)."
+		polkit = " A polkitd runs on the private bus, as on a system; the CLI runs as root, whom ovpn3go's session manager does not ask (polkitd says yes to root for every action): an unprivileged user's start also waits for polkit's answer, ~5 ms more here (connbench -user, docs/bench/connect.md)."
 	}
 	connects := ""
 	if n := len(r.Connects[OVPN3GO]); n > 0 {
