@@ -427,8 +427,8 @@ func TestNewTunnelPolkitBesideRegistration(t *testing.T) {
 
 // TestRootNotAskedForControlOwn: polkitd authorizes root for every action,
 // so root's NewTunnel, Connect and Disconnect go through without a
-// question (a heldPolkit never answers one), while an ordinary owner's
-// Connect still asks.
+// question (a heldPolkit never answers one), while an ordinary user's
+// NewTunnel still asks.
 func TestRootNotAskedForControlOwn(t *testing.T) {
 	h := &heldPolkit{asked: make(chan string, 4), answer: make(chan error, 1)}
 	r := newRig(t, "ok", Options{Polkit: h, StartTimeout: 30 * time.Second})

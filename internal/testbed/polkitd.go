@@ -30,13 +30,22 @@ func PolkitPolicyFile() string {
 // InstallPolkitActions puts the shipped action file where polkitd reads
 // it (machine-wide, under polkittest's lock, which the returned func
 // releases after restoring what was there): a program whose stacks run
-// polkitd (StackOptions.Polkitd) calls it once, before them.
-func InstallPolkitActions() (restore func() error, err error) {
-	text, err := os.ReadFile(PolkitPolicyFile())
+// polkitd (StackOptions.Polkitd) calls it once, before them. The
+// actions in allowAny are allowed for any subject (polkittest.AllowAny):
+// a user without a seat then gets what the shipped file gives a local
+// desktop session.
+func InstallPolkitActions(allowAny ...string) (restore func() error, err error) {
+	b, err := os.ReadFile(PolkitPolicyFile())
 	if err != nil {
 		return nil, fmt.Errorf("polkit actions: %w", err)
 	}
-	return polkittest.Install(string(text))
+	text := string(b)
+	for _, action := range allowAny {
+		if text, err = polkittest.AllowAny(text, action); err != nil {
+			return nil, err
+		}
+	}
+	return polkittest.Install(text)
 }
 
 // StartPolkitd runs polkitd on the bus at addr, as a system has it (it

@@ -34,7 +34,6 @@ import (
 
 	"github.com/ovpn3go/ovpn3go/helper/api"
 	"github.com/ovpn3go/ovpn3go/helper/polkit"
-	"github.com/ovpn3go/ovpn3go/helper/polkit/polkittest"
 	"github.com/ovpn3go/ovpn3go/internal/bench"
 	"github.com/ovpn3go/ovpn3go/internal/testbed"
 )
@@ -80,7 +79,14 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if polkitd {
-		restore, err := installActions(user)
+		// An unprivileged CLI's control-own is allowed as the shipped
+		// policy allows it for a local desktop session (the bench's user
+		// has no seat).
+		var allow []string
+		if user != 0 {
+			allow = append(allow, polkit.ActionSessionControlOwn)
+		}
+		restore, err := testbed.InstallPolkitActions(allow...)
 		if err != nil {
 			return err
 		}
@@ -173,25 +179,6 @@ func measure(dirs []string, runs int, gap time.Duration, verbose, trace, persist
 
 // startOnce starts a session, classifies its calls (and with trace
 // records every message) and disconnects it.
-// installActions installs the helper's polkit actions; for an
-// unprivileged CLI (user) control-own is allowed for any subject, as the
-// shipped policy allows it for a local desktop session (the bench's user
-// has no seat).
-func installActions(user uint32) (restore func() error, err error) {
-	if user == 0 {
-		return testbed.InstallPolkitActions()
-	}
-	shipped, err := os.ReadFile(testbed.PolkitPolicyFile())
-	if err != nil {
-		return nil, fmt.Errorf("polkit actions: %w", err)
-	}
-	text, err := polkittest.AllowAny(string(shipped), polkit.ActionSessionControlOwn)
-	if err != nil {
-		return nil, err
-	}
-	return polkittest.Install(text)
-}
-
 func startOnce(ctx context.Context, st *testbed.Stack, trace bool) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
